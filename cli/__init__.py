@@ -1,0 +1,1 @@
+"""The ``numbacnn`` command line (import name ``numbacnn_cli``)."""

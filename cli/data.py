@@ -1,0 +1,99 @@
+"""``numbacnn data``: import, subset and inspect datasets (HDF5 layout in docs/hdf5.md).
+
+SOURCE arguments take what :func:`numbacnn.data.load_dataset` takes:
+``fashion-mnist-mini``, ``fashion-mnist``, ``fashion-mnist:DIR``, a directory of
+IDX files, a ``.h5`` dataset file or a ``.npz`` file. numbacnn.data (numpy,
+h5py) is imported inside the commands so that other subcommands start fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.group("data")
+def data() -> None:
+    """Import, subset and inspect datasets (HDF5 dataset files)."""
+
+
+@data.command("import-idx")
+@click.argument("directory", type=_PATH)
+@click.argument("out", type=_PATH)
+@click.option("--name", default=None, help="Dataset name (default: from the directory).")
+def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
+    """Convert the four IDX files in DIRECTORY (MNIST layout) to the HDF5 file OUT."""
+    from numbacnn.data import import_idx, save_dataset
+
+    ds = import_idx(directory, name=name)
+    save_dataset(ds, out)
+    click.echo(f"wrote {out}: {_summary(ds)}")
+
+
+@data.command("import-npz")
+@click.argument("file", type=_PATH)
+@click.argument("out", type=_PATH)
+@click.option("--name", default=None, help="Dataset name (default: the file's stem).")
+def import_npz_command(file: Path, out: Path, name: str | None) -> None:
+    """Convert FILE.npz (x_train, y_train, x_test, y_test) to the HDF5 file OUT."""
+    from numbacnn.data import import_npz, save_dataset
+
+    ds = import_npz(file, name=name)
+    save_dataset(ds, out)
+    click.echo(f"wrote {out}: {_summary(ds)}")
+
+
+@data.command("make-mini")
+@click.argument("source")
+@click.argument("out", type=_PATH)
+@click.option("--train-per-class", default=600, show_default=True, help="Train images per class.")
+@click.option("--test-per-class", default=100, show_default=True, help="Test images per class.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random subset.")
+@click.option("--level", default=9, show_default=True, help="gzip level (0-9) of the images.")
+def make_mini_command(
+    source: str, out: Path, train_per_class: int, test_per_class: int, seed: int, level: int
+) -> None:
+    """Write a stratified random subset of SOURCE to the HDF5 file OUT.
+
+    The bundled set was made with: numbacnn data make-mini fashion-mnist
+    data/fashion-mnist-mini.h5
+    """
+    from numbacnn.data import load_dataset, make_mini, save_dataset
+
+    mini = make_mini(load_dataset(source), train_per_class, test_per_class, seed)
+    save_dataset(mini, out, compression=level)
+    click.echo(f"wrote {out}: {_summary(mini)}")
+
+
+@data.command("info")
+@click.argument("source")
+def info_command(source: str) -> None:
+    """Print the name, shapes and per-class counts of SOURCE."""
+    from numbacnn.data import load_dataset
+
+    ds = load_dataset(source)
+    c, h, w = ds.input_shape
+    click.echo(f"name:        {ds.name}")
+    click.echo(f"input shape: {c} x {h} x {w} (C x H x W), uint8")
+    click.echo(f"train:       {len(ds.x_train)} images")
+    click.echo(f"test:        {len(ds.x_test)} images")
+    click.echo(f"classes:     {ds.num_classes}")
+    width = max(len("class"), *(len(n) for n in ds.class_names))
+    click.echo(f"  {'#':>3}  {'class':<{width}}  {'train':>6}  {'test':>6}")
+    train, test = ds.counts("train"), ds.counts("test")
+    for i, name in enumerate(ds.class_names):
+        click.echo(f"  {i:>3}  {name:<{width}}  {train[i]:>6}  {test[i]:>6}")
+
+
+def _summary(ds) -> str:
+    c, h, w = ds.input_shape
+    return (
+        f"{ds.name}, {len(ds.x_train)} train + {len(ds.x_test)} test images of "
+        f"{c} x {h} x {w}, {ds.num_classes} classes"
+    )
+
+
+COMMANDS = [data]

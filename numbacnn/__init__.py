@@ -1,0 +1,21 @@
+"""numbacnn: convolutional neural networks from first principles.
+
+Hot loops are Numba kernels written once (``numbacnn/kernels``) and run on the CPU
+(``numbacnn/backends/cpu.py``) or an NVIDIA GPU (``numbacnn/backends/cuda.py``),
+picked by the device dispatcher (``numbacnn/device.py``). Importing this package
+imports no kernel and compiles nothing.
+"""
+
+from numbacnn.device import get_device, set_device, to_device, to_host
+
+__version__ = "0.1.0"
+
+__all__ = ["Network", "__version__", "get_device", "set_device", "to_device", "to_host"]
+
+
+def __getattr__(name: str):
+    if name == "Network":
+        from numbacnn.network import Network
+
+        return Network
+    raise AttributeError(f"module 'numbacnn' has no attribute {name!r}")

@@ -1,0 +1,207 @@
+"""CPU backend: each kernel body becomes a ``prange`` loop over its flat index.
+
+Every driver has the signature ``name(n, *args)`` and runs body ``name_at(i, *args)``
+for i in 0 … n−1 on all cores (``@njit(parallel=True, fastmath=True, cache=True)``:
+compiled once, then loaded from numba's cache by later processes). The matrix
+product is numpy's BLAS. ``numbacnn/backends/cuda.py`` has the same drivers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from numbacnn.kernels import conv, dropout, elementwise, loss, lrn, maxout, optim, pool, reduce
+
+name = "cpu"
+
+
+def empty(shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+    """An uninitialized C-contiguous array."""
+    return np.empty(shape, dtype=dtype)
+
+
+def zeros(shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+    return np.zeros(shape, dtype=dtype)
+
+
+def to_device(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy (or the array itself when it already is one); float64 → float32."""
+    if a.dtype == np.float64:
+        a = a.astype(np.float32)
+    return np.ascontiguousarray(a)
+
+
+def to_host(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+def synchronize() -> None:
+    """Wait for queued work (nothing to wait for on the CPU)."""
+
+
+def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
+         trans_b: bool = False) -> None:
+    """out (M × N) = op(a) @ op(b), op transposing when asked; float32 BLAS SGEMM."""
+    np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def im2col(n, cols, x, C, H, W, F, S, P, OH, OW):
+    for i in prange(n):
+        conv.im2col_at(i, cols, x, C, H, W, F, S, P, OH, OW)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def col2im(n, dx, dcols, C, H, W, F, S, P, OH, OW):
+    for i in prange(n):
+        conv.col2im_at(i, dx, dcols, C, H, W, F, S, P, OH, OW)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def gemm_to_nchw(n, y, out, b, K, P):
+    for i in prange(n):
+        conv.gemm_to_nchw_at(i, y, out, b, K, P)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def nchw_to_gemm(n, dy2, dy, K, P):
+    for i in prange(n):
+        conv.nchw_to_gemm_at(i, dy2, dy, K, P)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def row_sum(n, out, m):
+    for i in prange(n):
+        reduce.row_sum_at(i, out, m)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def col_sum(n, out, m):
+    for i in prange(n):
+        reduce.col_sum_at(i, out, m)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def max_pool_forward(n, y, argmax, x, F, S, OH, OW):
+    for i in prange(n):
+        pool.max_pool_forward_at(i, y, argmax, x, F, S, OH, OW)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def max_pool_backward(n, dx, dy, argmax, F, S, OH, OW):
+    for i in prange(n):
+        pool.max_pool_backward_at(i, dx, dy, argmax, F, S, OH, OW)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def avg_pool_forward(n, y, x, F, S, OH, OW):
+    for i in prange(n):
+        pool.avg_pool_forward_at(i, y, x, F, S, OH, OW)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def avg_pool_backward(n, dx, dy, F, S, OH, OW):
+    for i in prange(n):
+        pool.avg_pool_backward_at(i, dx, dy, F, S, OH, OW)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def lrn_forward(n, y, scale, x, C, HW, size, alpha_n, beta, k):
+    for i in prange(n):
+        lrn.lrn_forward_at(i, y, scale, x, C, HW, size, alpha_n, beta, k)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def lrn_backward(n, dx, dy, x, y, scale, C, HW, size, alpha_n, beta):
+    for i in prange(n):
+        lrn.lrn_backward_at(i, dx, dy, x, y, scale, C, HW, size, alpha_n, beta)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def relu_forward(n, y, x):
+    for i in prange(n):
+        elementwise.relu_forward_at(i, y, x)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def relu_backward(n, dx, dy, x):
+    for i in prange(n):
+        elementwise.relu_backward_at(i, dx, dy, x)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def leaky_relu_forward(n, y, x, alpha):
+    for i in prange(n):
+        elementwise.leaky_relu_forward_at(i, y, x, alpha)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def leaky_relu_backward(n, dx, dy, x, alpha):
+    for i in prange(n):
+        elementwise.leaky_relu_backward_at(i, dx, dy, x, alpha)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def sigmoid_forward(n, y, x):
+    for i in prange(n):
+        elementwise.sigmoid_forward_at(i, y, x)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def sigmoid_backward(n, dx, dy, y):
+    for i in prange(n):
+        elementwise.sigmoid_backward_at(i, dx, dy, y)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def tanh_forward(n, y, x):
+    for i in prange(n):
+        elementwise.tanh_forward_at(i, y, x)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def tanh_backward(n, dx, dy, y):
+    for i in prange(n):
+        elementwise.tanh_backward_at(i, dx, dy, y)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def elu_forward(n, y, x, alpha):
+    for i in prange(n):
+        elementwise.elu_forward_at(i, y, x, alpha)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def elu_backward(n, dx, dy, x, y, alpha):
+    for i in prange(n):
+        elementwise.elu_backward_at(i, dx, dy, x, y, alpha)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def multiply(n, out, a, b):
+    for i in prange(n):
+        elementwise.multiply_at(i, out, a, b)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def add_bias_rows(n, y, b):
+    for i in prange(n):
+        elementwise.add_bias_rows_at(i, y, b)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def fill(n, out, value):
+    for i in prange(n):
+        elementwise.fill_at(i, out, value)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def maxout_forward(n, y, which, x, pieces, C_out, HW):
+    for i in prange(n):
+        maxout.maxout_forward_at(i, y, which, x, pieces, C_out, HW)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def maxout_backward(n, dx, dy, which, pieces, C_out, HW):
+    for i in prange(n):
+        maxout.maxout_backward_at(i, dx, dy, which, pieces, C_out, HW)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def dropout_forward(n, y, mask, x, p, scale, seed):
+    for i in prange(n):
+        dropout.dropout_forward_at(i, y, mask, x, p, scale, seed)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def softmax_cross_entropy_forward(n, probs, losses, logits, labels):
+    for i in prange(n):
+        loss.softmax_cross_entropy_forward_at(i, probs, losses, logits, labels)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def softmax_cross_entropy_backward(n, dlogits, probs, labels, inv_n):
+    for i in prange(n):
+        loss.softmax_cross_entropy_backward_at(i, dlogits, probs, labels, inv_n)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def sgd_momentum(n, w, v, g, lr, momentum, weight_decay):
+    for i in prange(n):
+        optim.sgd_momentum_at(i, w, v, g, lr, momentum, weight_decay)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def adam(n, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay):
+    for i in prange(n):
+        optim.adam_at(i, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay)

@@ -1,0 +1,96 @@
+"""Device dispatcher: picks the backend ("cpu" or "cuda") that runs every kernel.
+
+``set_device("auto" | "cpu" | "cuda")`` or the environment variable
+``NUMBACNN_DEVICE`` choose it; ``auto`` (the default) picks ``cuda`` when
+``numba.cuda.is_available()`` and ``cpu`` otherwise. Backends are imported lazily,
+so importing numbacnn (or running ``numbacnn shapes``) compiles and imports no
+kernel.
+
+Like Caffe's ``Forward()`` dispatching to ``Forward_cpu``/``Forward_gpu``, a layer
+asks :func:`backend` for the current backend module and calls its drivers; the two
+backend modules expose the same functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from numbacnn.errors import DeviceError
+
+DEVICES = ("auto", "cpu", "cuda")
+_current: str | None = None
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why the CUDA backend cannot run here, or None when it can."""
+    try:
+        from numba import cuda
+    except Exception as exc:  # pragma: no cover - numba is a dependency
+        return f"numba.cuda cannot be imported ({exc})"
+    if cuda.is_available():
+        return None
+    try:
+        import numba_cuda  # noqa: F401
+    except ImportError:
+        return "numba-cuda is not installed (pip install 'numbacnn[cuda]')"
+    return "no CUDA driver or NVIDIA GPU was found (numba.cuda.is_available() is False)"
+
+
+def _resolve(name: str) -> str:
+    name = name.strip().lower()
+    if name not in DEVICES:
+        raise DeviceError(f"unknown device {name!r}: choose one of auto, cpu, cuda")
+    if name == "auto":
+        return "cuda" if cuda_unavailable_reason() is None else "cpu"
+    if name == "cuda":
+        reason = cuda_unavailable_reason()
+        if reason is not None:
+            raise DeviceError(f"device 'cuda' was asked for but {reason}; use --device cpu")
+    return name
+
+
+def set_device(name: str = "auto") -> str:
+    """Select the device for all following layers; returns "cpu" or "cuda"."""
+    global _current
+    _current = _resolve(name)
+    return _current
+
+
+def get_device() -> str:
+    """The selected device ("cpu" or "cuda"), resolving NUMBACNN_DEVICE on first use."""
+    if _current is None:
+        set_device(os.environ.get("NUMBACNN_DEVICE", "auto"))
+    assert _current is not None
+    return _current
+
+
+def backend(name: str | None = None) -> ModuleType:
+    """The backend module (``numbacnn.backends.cpu`` or ``.cuda``) of a device."""
+    return importlib.import_module(f"numbacnn.backends.{name or get_device()}")
+
+
+def is_device_array(a: Any) -> bool:
+    """True for a numba CUDA device array (without importing numba.cuda needlessly)."""
+    return hasattr(a, "copy_to_host")
+
+
+def to_device(a: Any) -> Any:
+    """Copy a host array to the current device as C-contiguous float32 (ints stay ints).
+
+    On the CPU this returns a contiguous numpy array (no copy when it already is one).
+    """
+    if is_device_array(a):
+        return a
+    return backend().to_device(np.asarray(a))
+
+
+def to_host(a: Any) -> np.ndarray:
+    """Copy a device array back to a numpy array; a numpy array is returned as is."""
+    if is_device_array(a):
+        return a.copy_to_host()
+    return np.asarray(a)

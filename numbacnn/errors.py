@@ -1,0 +1,34 @@
+"""Errors that reach a user as one clear line.
+
+Every error a user can cause (a bad spec, a wrong file, a missing device) is a
+subclass of :class:`NumbacnnError`. The CLI prints ``error: <message>`` and exits
+with status 2; nothing else should ever print a traceback.
+"""
+
+
+class NumbacnnError(Exception):
+    """Base class: the message says what is wrong, where, and how to fix it."""
+
+
+class SpecError(NumbacnnError):
+    """A layer spec cannot be parsed or does not fit its input."""
+
+
+class ShapeError(NumbacnnError):
+    """An array or a layer geometry has the wrong shape."""
+
+
+class DeviceError(NumbacnnError):
+    """The requested device is not available."""
+
+
+class DataError(NumbacnnError):
+    """A dataset file is missing, corrupt or does not fit the network."""
+
+
+class ModelFileError(NumbacnnError):
+    """A model file is missing, corrupt, truncated or cannot be written."""
+
+
+class TrainingError(NumbacnnError):
+    """Training cannot go on (for example a NaN loss)."""

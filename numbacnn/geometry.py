@@ -1,0 +1,50 @@
+"""The lecture's output-size arithmetic, with the numbers filled in.
+
+A convolution or pooling window of size F, stride S and zero padding P over an
+input of W pixels produces (W − F + 2P)/S + 1 outputs; the result must be whole.
+Pure Python: imports no kernel.
+"""
+
+from __future__ import annotations
+
+from numbacnn.errors import ShapeError
+
+
+def formula(W: int, F: int, S: int, P: int) -> str:
+    """'(W − F + 2·P)/S + 1 = result' with the numbers in (2 decimals when not whole)."""
+    value = (W - F + 2 * P) / S + 1
+    shown = str(int(value)) if value == int(value) else f"{value:.2f}"
+    return f"({W} − {F} + 2·{P})/{S} + 1 = {shown}"
+
+
+def _fits(W: int, F: int, S: int, P: int) -> bool:
+    return W + 2 * P >= F and (W - F + 2 * P) % S == 0
+
+
+def suggest(W: int, F: int, S: int, P: int) -> str:
+    """The nearest pad and the nearest stride that make the size come out whole."""
+    options = []
+    pads = [p for p in range(0, F + 1) if _fits(W, F, S, p)]
+    if pads:
+        p = min(pads, key=lambda q: (abs(q - P), q))
+        options.append(f"pad={p} gives {formula(W, F, S, p)}")
+    strides = [s for s in range(1, max(S, 1) + 2 * F) if s != S and _fits(W, F, s, P)]
+    if strides:
+        s = min(strides, key=lambda q: (abs(q - S), -q))
+        options.append(f"stride={s} gives {formula(W, F, s, P)}")
+    return "; ".join(options) if options else "change the filter size"
+
+
+def output_size(W: int, F: int, S: int, P: int, what: str = "layer") -> int:
+    """(W − F + 2P)/S + 1, or ShapeError showing the arithmetic and a fix when not whole."""
+    if F < 1 or S < 1 or P < 0:
+        raise ShapeError(f"{what}: size and stride must be ≥ 1 and pad ≥ 0 "
+                         f"(got F={F}, S={S}, P={P})")
+    if F > W + 2 * P:
+        raise ShapeError(
+            f"{what}: the {F}x{F} window is larger than its padded input {W + 2 * P} "
+            f"({W} + 2·{P}); use a smaller size or pad ≥ {(F - W + 1) // 2}")
+    if (W - F + 2 * P) % S:
+        raise ShapeError(f"{what}: output size {formula(W, F, S, P)} is not whole; "
+                         f"try {suggest(W, F, S, P)}")
+    return (W - F + 2 * P) // S + 1

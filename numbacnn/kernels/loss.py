@@ -1,0 +1,37 @@
+"""Softmax cross-entropy. logits and probs are N × K, labels int64 (N,).
+
+The forward body handles one row (sample) n: probabilities by the max-shifted
+softmax and losses[n] = log Σ exp(z − max) − (z[label] − max). The backward body
+gives dlogits[n, k] = (probs[n, k] − [k = label]) / N.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(inline="always")
+def softmax_cross_entropy_forward_at(n, probs, losses, logits, labels):
+    K = logits.shape[1]
+    m = logits[n, 0]
+    for k in range(1, K):
+        m = max(m, logits[n, k])
+    total = np.float32(0.0)
+    for k in range(K):
+        e = math.exp(logits[n, k] - m)
+        probs[n, k] = e
+        total += e
+    inv = np.float32(1.0) / total
+    for k in range(K):
+        probs[n, k] *= inv
+    losses[n] = math.log(total) - (logits[n, labels[n]] - m)
+
+
+@njit(inline="always")
+def softmax_cross_entropy_backward_at(i, dlogits, probs, labels, inv_n):
+    K = probs.shape[1]
+    n = i // K
+    k = i - n * K
+    hit = np.float32(1.0) if labels[n] == k else np.float32(0.0)
+    dlogits[n, k] = (probs[n, k] - hit) * inv_n

@@ -1,0 +1,133 @@
+"""Elementwise activations: ReLU, LeakyReLU, Sigmoid, Tanh, ELU, and Maxout.
+
+Shape-preserving (Maxout divides the channels by `pieces`), no parameters.
+Bodies: ``numbacnn/kernels/elementwise.py`` and ``numbacnn/kernels/maxout.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from numbacnn.device import backend
+from numbacnn.errors import ShapeError
+from numbacnn.layers.base import Layer, Shape
+
+
+class _Elementwise(Layer):
+    """y = f(x) elementwise; backward from x, y or both (``uses``)."""
+
+    body: ClassVar[str] = ""  # driver name prefix: f"{body}_forward", f"{body}_backward"
+    uses: ClassVar[tuple[str, ...]] = ("x",)
+    alpha: float | None = None
+
+    def _extra(self) -> tuple:
+        return () if self.alpha is None else (np.float32(self.alpha),)
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        x = self._check_input(x)
+        y = self._buffer("y", x.shape)
+        getattr(backend(), f"{self.body}_forward")(y.size, y.reshape(-1), x.reshape(-1),
+                                                   *self._extra())
+        self._x = x
+        return y
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        dy = self._check_gradient(dy)
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", dy.shape)
+        saved = {"x": self._x, "y": self._buffers["y"]}
+        inputs = [saved[name].reshape(-1) for name in self.uses]
+        getattr(backend(), f"{self.body}_backward")(dx.size, dx.reshape(-1), dy.reshape(-1),
+                                                    *inputs, *self._extra())
+        return dx
+
+
+class ReLU(_Elementwise):
+    kind = "relu"
+    body = "relu"
+
+
+class LeakyReLU(_Elementwise):
+    kind = "leaky"
+    body = "leaky_relu"
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class Sigmoid(_Elementwise):
+    kind = "sigmoid"
+    body = "sigmoid"
+    uses = ("y",)
+
+
+class Tanh(_Elementwise):
+    kind = "tanh"
+    body = "tanh"
+    uses = ("y",)
+
+
+class ELU(_Elementwise):
+    kind = "elu"
+    body = "elu"
+    uses = ("x", "y")
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class Maxout(Layer):
+    """Max over groups of `pieces` consecutive channels: C channels in, C/pieces out."""
+
+    kind = "maxout"
+
+    def __init__(self, pieces: int = 2) -> None:
+        super().__init__()
+        self.pieces = int(pieces)
+        if self.pieces < 1:
+            raise ShapeError(f"maxout: pieces must be ≥ 1, got {pieces}")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"pieces": self.pieces}
+
+    def describe(self) -> str:
+        return f"maxout {self.pieces}"
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        C, H, W = input_shape
+        if C % self.pieces:
+            raise ShapeError(f"{self.describe()}: {C} input channels are not divisible by "
+                             f"{self.pieces} pieces; use a piece count that divides {C}")
+        return (C // self.pieces, H, W)
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        x = self._check_input(x)
+        N = x.shape[0]
+        C_out, H, W = self.output_shape  # type: ignore[misc]
+        y = self._buffer("y", (N, C_out, H, W))
+        which = self._buffer("which", (N, C_out, H, W), np.int32)
+        backend().maxout_forward(y.size, y.reshape(-1), which.reshape(-1), x.reshape(-1),
+                                 self.pieces, C_out, H * W)
+        return y
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        dy = self._check_gradient(dy)
+        if not need_dx:
+            return None
+        N = dy.shape[0]
+        C_out, H, W = self.output_shape  # type: ignore[misc]
+        dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
+        backend().maxout_backward(dx.size, dx.reshape(-1), dy.reshape(-1),
+                                  self._buffers["which"].reshape(-1), self.pieces, C_out, H * W)
+        return dx

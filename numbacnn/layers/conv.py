@@ -1,0 +1,97 @@
+"""Conv2D: im2col + one GEMM forward, GEMM + col2im backward.
+
+Input N×C×H×W, filters W: K×C×F×F, biases b: K, output N×K×OH×OW with
+OH = (H − F + 2P)/S + 1. Parameters: (F·F·C)·K weights + K biases.
+Kernel bodies: ``numbacnn/kernels/conv.py``; drivers: ``im2col``/``col2im`` in
+``numbacnn/backends/cpu.py`` and ``cuda.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numbacnn.device import backend
+from numbacnn.errors import ShapeError
+from numbacnn.geometry import output_size
+from numbacnn.layers.base import Layer, Shape
+
+
+class Conv2D(Layer):
+    kind = "conv"
+
+    def __init__(self, filters: int, size: int, stride: int = 1, pad: int = 0,
+                 init: str | None = None) -> None:
+        super().__init__()
+        self.filters, self.size = int(filters), int(size)
+        self.stride, self.pad = int(stride), int(pad)
+        self.init = init
+        self._cols_hold_input = False  # False once backward reused the columns for dcols
+        if self.filters < 1:
+            raise ShapeError(f"conv: filters must be ≥ 1, got {filters}")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"filters": self.filters, "size": self.size, "stride": self.stride, "pad": self.pad}
+
+    def describe(self) -> str:
+        return f"conv {self.filters} {self.size} stride={self.stride} pad={self.pad}"
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        _, H, W = input_shape
+        F, S, P = self.size, self.stride, self.pad
+        OH = output_size(H, F, S, P, f"{self.describe()} (height)")
+        OW = output_size(W, F, S, P, f"{self.describe()} (width)")
+        return (self.filters, OH, OW)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        C = self.input_shape[0]  # type: ignore[index]
+        return {"W": (self.filters, C, self.size, self.size), "b": (self.filters,)}
+
+    def fans(self) -> tuple[int, int]:
+        C = self.input_shape[0]  # type: ignore[index]
+        return C * self.size * self.size, self.filters * self.size * self.size
+
+    def flops(self) -> int:
+        K, OH, OW = self.output_shape  # type: ignore[misc]
+        return 2 * K * OH * OW * self.input_shape[0] * self.size * self.size  # type: ignore[index]
+
+    def window(self) -> tuple[int, int]:
+        return (self.size, self.stride)
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        x = self._check_input(x)
+        B = backend()
+        N = x.shape[0]
+        C, H, W = self.input_shape  # type: ignore[misc]
+        K, OH, OW = self.output_shape  # type: ignore[misc]
+        F, S, P = self.size, self.stride, self.pad
+        cols = self._buffer("cols", (C * F * F, N * OH * OW))
+        B.im2col(cols.size, cols, x, C, H, W, F, S, P, OH, OW)
+        out = self._buffer("out", (K, N * OH * OW))
+        B.gemm(self.params["W"].reshape(K, C * F * F), cols, out)
+        y = self._buffer("y", (N, K, OH, OW))
+        B.gemm_to_nchw(y.size, y.reshape(-1), out, self.params["b"], K, OH * OW)
+        self._cols_hold_input = True
+        return y
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        dy = self._check_gradient(dy)
+        B = backend()
+        N = dy.shape[0]
+        C, H, W = self.input_shape  # type: ignore[misc]
+        K, OH, OW = self.output_shape  # type: ignore[misc]
+        F, S, P = self.size, self.stride, self.pad
+        cols = self._buffers["cols"]
+        if cols.shape[1] != N * OH * OW or not self._cols_hold_input:
+            raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first")
+        dy2 = self._buffer("out", (K, N * OH * OW))  # the GEMM output is free again: reuse it
+        B.nchw_to_gemm(dy2.size, dy2, dy.reshape(-1), K, OH * OW)
+        B.gemm(dy2, cols, self.grads["W"].reshape(K, C * F * F), trans_b=True)
+        B.row_sum(K, self.grads["b"], dy2)
+        if not need_dx:
+            return None
+        dcols = cols  # the columns are spent once dW is known: hold dcols in their place
+        self._cols_hold_input = False
+        B.gemm(self.params["W"].reshape(K, C * F * F), dy2, dcols, trans_a=True)
+        dx = self._buffer("dx", (N, C, H, W))
+        B.col2im(dx.size, dx, dcols, C, H, W, F, S, P, OH, OW)
+        return dx

@@ -1,0 +1,96 @@
+"""Dense (fully connected) and Flatten.
+
+Dense: input N×C×H×W seen as N × (C·H·W) (no Flatten needed before it), weights
+W: units × (C·H·W), biases b: units, output N×units×1×1; y = x·Wᵀ + b, one GEMM.
+Flatten: N×C×H×W → N×(C·H·W)×1×1, a free reshape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numbacnn.device import backend
+from numbacnn.errors import ShapeError
+from numbacnn.layers.base import Layer, Shape
+
+
+class Dense(Layer):
+    kind = "fc"
+
+    def __init__(self, units: int, init: str | None = None) -> None:
+        super().__init__()
+        self.units = int(units)
+        self.init = init
+        if self.units < 1:
+            raise ShapeError(f"fc: units must be ≥ 1, got {units}")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"units": self.units}
+
+    def describe(self) -> str:
+        return f"fc {self.units}"
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (self.units, 1, 1)
+
+    def _fan_in(self) -> int:
+        C, H, W = self.input_shape  # type: ignore[misc]
+        return C * H * W
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"W": (self.units, self._fan_in()), "b": (self.units,)}
+
+    def fans(self) -> tuple[int, int]:
+        return self._fan_in(), self.units
+
+    def flops(self) -> int:
+        return 2 * self._fan_in() * self.units
+
+    def window(self) -> None:
+        return None
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        x = self._check_input(x)
+        B = backend()
+        N = x.shape[0]
+        x2 = x.reshape(N, self._fan_in())
+        y = self._buffer("y", (N, self.units, 1, 1))
+        y2 = y.reshape(N, self.units)
+        B.gemm(x2, self.params["W"], y2, trans_b=True)
+        B.add_bias_rows(y2.size, y2, self.params["b"])
+        self._x2 = x2
+        return y
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        dy = self._check_gradient(dy)
+        B = backend()
+        N = dy.shape[0]
+        if self._x2.shape[0] != N:
+            raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first")
+        dy2 = dy.reshape(N, self.units)
+        B.gemm(dy2, self._x2, self.grads["W"], trans_a=True)
+        B.col_sum(self.units, self.grads["b"], dy2)
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
+        B.gemm(dy2, self.params["W"], dx.reshape(N, self._fan_in()))
+        return dx
+
+
+class Flatten(Layer):
+    kind = "flatten"
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        C, H, W = input_shape
+        return (C * H * W, 1, 1)
+
+    def window(self) -> None:
+        return None
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        x = self._check_input(x)
+        return x.reshape(x.shape[0], self.output_shape[0], 1, 1)  # type: ignore[index]
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        dy = self._check_gradient(dy)
+        return dy.reshape(dy.shape[0], *self.input_shape) if need_dx else None  # type: ignore[misc]

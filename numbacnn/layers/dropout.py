@@ -1,0 +1,57 @@
+"""Dropout(p): inverted dropout. In training each unit is zeroed with probability p and
+the survivors scaled by 1/(1 − p); at test time the layer passes x through unchanged.
+
+The random numbers come from a counter-based hash of (seed, element index)
+(``numbacnn/kernels/dropout.py``): the network sets ``seed`` for every training step,
+so runs repeat exactly and need no RNG state on the device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numbacnn.device import backend
+from numbacnn.errors import ShapeError
+from numbacnn.layers.base import Layer
+
+
+class Dropout(Layer):
+    kind = "dropout"
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = float(p)
+        if not 0.0 <= self.p < 1.0:
+            raise ShapeError(f"dropout: p must be in [0, 1), got {p}")
+        self.seed = 0
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+    def describe(self) -> str:
+        return f"dropout {self.p:g}"
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        x = self._check_input(x)
+        self._training = training and self.p > 0.0
+        if not self._training:
+            return x
+        y = self._buffer("y", x.shape)
+        mask = self._buffer("mask", x.shape)
+        backend().dropout_forward(y.size, y.reshape(-1), mask.reshape(-1), x.reshape(-1),
+                                  np.float32(self.p), np.float32(1.0 / (1.0 - self.p)),
+                                  np.uint64(self.seed % 2**64))
+        return y
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        dy = self._check_gradient(dy)
+        if not need_dx:
+            return None
+        if not self._training:
+            return dy
+        dx = self._buffer("dx", dy.shape)
+        backend().multiply(dx.size, dx.reshape(-1), dy.reshape(-1),
+                           self._buffers["mask"].reshape(-1))
+        return dx

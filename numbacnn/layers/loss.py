@@ -1,0 +1,81 @@
+"""SoftmaxCrossEntropy: the classifier's loss on logits N×K (or N×K×1×1).
+
+forward(logits, labels) → mean over the batch of −log softmax(logits)[label];
+backward() → dL/dlogits = (softmax − onehot)/N, shaped N×K×1×1.
+Bodies: ``numbacnn/kernels/loss.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numbacnn.device import backend, is_device_array, to_host
+from numbacnn.errors import ShapeError
+from numbacnn.layers.base import Layer, Shape
+
+
+class SoftmaxCrossEntropy(Layer):
+    kind = "softmax"
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        C, H, W = input_shape
+        if H != 1 or W != 1:
+            raise ShapeError(f"softmax: expects class scores K×1×1 (put fc K before it), "
+                             f"got {W}x{H}x{C}")
+        return input_shape
+
+    def _logits(self, logits: Any) -> Any:
+        K = self.input_shape[0]  # type: ignore[index]
+        if not is_device_array(logits):
+            logits = np.asarray(logits)
+        if logits.ndim == 2:
+            logits = logits.reshape(logits.shape[0], K, 1, 1)
+        return self._check_input(logits).reshape(logits.shape[0], K)
+
+    def _labels(self, labels: Any, N: int) -> Any:
+        K = self.input_shape[0]  # type: ignore[index]
+        if not is_device_array(labels):
+            labels = np.asarray(labels)
+            if labels.shape != (N,) or not np.issubdtype(labels.dtype, np.integer):
+                raise ShapeError(f"softmax: labels must be {N} integers, got shape "
+                                 f"{labels.shape} of {labels.dtype}")
+            if N and (labels.min() < 0 or labels.max() >= K):
+                raise ShapeError(f"softmax: labels must lie in 0…{K - 1}, got "
+                                 f"{labels.min()}…{labels.max()}")
+            labels = backend().to_device(labels.astype(np.int64))
+        elif labels.shape != (N,) or labels.dtype != np.int64:
+            raise ShapeError(f"softmax: device labels must be int64 of shape ({N},)")
+        return labels
+
+    def probabilities(self, logits: Any) -> Any:
+        """softmax(logits) as an N×K device array (nothing kept for backward)."""
+        logits = self._logits(logits)
+        N, K = logits.shape
+        labels = self._buffer("no_labels", (N,), np.int64)
+        backend().fill(N, labels, np.int64(0))
+        probs = self._buffer("probs", (N, K))
+        backend().softmax_cross_entropy_forward(N, probs, self._buffer("losses", (N,)),
+                                                logits, labels)
+        return probs
+
+    def forward(self, logits: Any, labels: Any = None, training: bool = True) -> float:  # type: ignore[override]
+        """Mean cross-entropy loss of the batch (a host float)."""
+        logits = self._logits(logits)
+        N, K = logits.shape
+        self._labels_dev = self._labels(labels, N)
+        probs = self._buffer("probs", (N, K))
+        losses = self._buffer("losses", (N,))
+        backend().softmax_cross_entropy_forward(N, probs, losses, logits, self._labels_dev)
+        self.losses = losses
+        return float(to_host(losses).astype(np.float64).mean())
+
+    def backward(self, dy: Any = None, need_dx: bool = True) -> Any:
+        """dL/dlogits as N×K×1×1 (``dy`` is ignored: the loss is the end of the chain)."""
+        probs = self._buffers["probs"]
+        N, K = probs.shape
+        dlogits = self._buffer("dx", (N, K, 1, 1))
+        backend().softmax_cross_entropy_backward(dlogits.size, dlogits.reshape(N, K), probs,
+                                                 self._labels_dev, np.float32(1.0 / N))
+        return dlogits

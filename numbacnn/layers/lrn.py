@@ -1,0 +1,56 @@
+"""LRN: local response normalization across channels (AlexNet's NORM layers).
+
+y[c] = x[c] / (k + alpha/size · Σ x[c']²)^beta over the `size` channels around c,
+alpha divided by size as in Caffe and PyTorch. Shape-preserving, no parameters.
+Bodies: ``numbacnn/kernels/lrn.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numbacnn.device import backend
+from numbacnn.errors import ShapeError
+from numbacnn.layers.base import Layer
+
+
+class LRN(Layer):
+    kind = "lrn"
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
+                 k: float = 2.0) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+        if self.size < 1 or self.k <= 0:
+            raise ShapeError(f"lrn: size must be ≥ 1 and k > 0, got size={size}, k={k}")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}
+
+    def _constants(self) -> tuple[np.float32, np.float32, np.float32]:
+        return np.float32(self.alpha / self.size), np.float32(self.beta), np.float32(self.k)
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        x = self._check_input(x)
+        C, H, W = self.input_shape  # type: ignore[misc]
+        y = self._buffer("y", x.shape)
+        scale = self._buffer("scale", x.shape)
+        alpha_n, beta, k = self._constants()
+        backend().lrn_forward(y.size, y.reshape(-1), scale.reshape(-1), x.reshape(-1),
+                              C, H * W, self.size, alpha_n, beta, k)
+        self._x = x
+        return y
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        dy = self._check_gradient(dy)
+        if not need_dx:
+            return None
+        C, H, W = self.input_shape  # type: ignore[misc]
+        dx = self._buffer("dx", dy.shape)
+        alpha_n, beta, _ = self._constants()
+        backend().lrn_backward(dx.size, dx.reshape(-1), dy.reshape(-1), self._x.reshape(-1),
+                               self._buffers["y"].reshape(-1), self._buffers["scale"].reshape(-1),
+                               C, H * W, self.size, alpha_n, beta)
+        return dx

@@ -1,0 +1,86 @@
+"""MaxPool2D and AvgPool2D over F×F windows with stride S (no padding, no parameters).
+
+Input N×C×H×W, output N×C×OH×OW with OH = (H − F)/S + 1. Max pooling remembers the
+winning position of each window for its gather-form backward pass.
+Bodies: ``numbacnn/kernels/pool.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numbacnn.device import backend
+from numbacnn.geometry import output_size
+from numbacnn.layers.base import Layer, Shape
+
+
+class _Pool2D(Layer):
+    def __init__(self, size: int, stride: int | None = None) -> None:
+        super().__init__()
+        self.size = int(size)
+        self.stride = int(stride) if stride is not None else self.size
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"size": self.size, "stride": self.stride}
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.size} stride={self.stride}"
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        C, H, W = input_shape
+        OH = output_size(H, self.size, self.stride, 0, f"{self.describe()} (height)")
+        OW = output_size(W, self.size, self.stride, 0, f"{self.describe()} (width)")
+        return (C, OH, OW)
+
+    def window(self) -> tuple[int, int]:
+        return (self.size, self.stride)
+
+
+class MaxPool2D(_Pool2D):
+    kind = "maxpool"
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        x = self._check_input(x)
+        N = x.shape[0]
+        C, OH, OW = self.output_shape  # type: ignore[misc]
+        y = self._buffer("y", (N, C, OH, OW))
+        argmax = self._buffer("argmax", (N, C, OH, OW), np.int32)
+        backend().max_pool_forward(y.size, y.reshape(-1), argmax.reshape(-1), x,
+                                   self.size, self.stride, OH, OW)
+        return y
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        dy = self._check_gradient(dy)
+        if not need_dx:
+            return None
+        N = dy.shape[0]
+        _, OH, OW = self.output_shape  # type: ignore[misc]
+        dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
+        backend().max_pool_backward(dx.size, dx, dy.reshape(-1),
+                                    self._buffers["argmax"].reshape(-1),
+                                    self.size, self.stride, OH, OW)
+        return dx
+
+
+class AvgPool2D(_Pool2D):
+    kind = "avgpool"
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        x = self._check_input(x)
+        N = x.shape[0]
+        C, OH, OW = self.output_shape  # type: ignore[misc]
+        y = self._buffer("y", (N, C, OH, OW))
+        backend().avg_pool_forward(y.size, y.reshape(-1), x, self.size, self.stride, OH, OW)
+        return y
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        dy = self._check_gradient(dy)
+        if not need_dx:
+            return None
+        N = dy.shape[0]
+        _, OH, OW = self.output_shape  # type: ignore[misc]
+        dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
+        backend().avg_pool_backward(dx.size, dx, dy.reshape(-1), self.size, self.stride, OH, OW)
+        return dx

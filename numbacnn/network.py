@@ -1,0 +1,120 @@
+"""Network: an ordered list of layers, their loss, and the passes over them.
+
+    net = Network([Conv2D(8, 3, pad=1), ReLU(), MaxPool2D(2), Dense(10)], input_shape=(1, 28, 28))
+    loss = net.loss.forward(net.forward(x), labels); net.backward()
+
+Activations flow N×C×H×W from layer to layer and stay on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from numbacnn.device import to_host
+from numbacnn.errors import ShapeError
+from numbacnn.layers import Dropout, Layer, SoftmaxCrossEntropy
+from numbacnn.layers.base import Shape
+
+
+class Network:
+    """Layers in order; ``loss`` is the SoftmaxCrossEntropy at the end.
+
+    ``input_shape`` is (C, H, W). Building checks every layer's geometry (no kernel
+    runs); :meth:`initialize` draws the weights on the current device.
+    """
+
+    def __init__(self, layers: Sequence[Layer], input_shape: Shape | None = None,
+                 loss: SoftmaxCrossEntropy | None = None, spec_text: str | None = None) -> None:
+        self.layers: list[Layer] = list(layers)
+        if self.layers and isinstance(self.layers[-1], SoftmaxCrossEntropy):
+            loss = self.layers.pop()  # type: ignore[assignment]
+        self.loss = loss or SoftmaxCrossEntropy()
+        self.spec_text = spec_text
+        self.step = 0  # training forward passes so far: seeds dropout
+        self.seed = 0
+        self.input_shape: Shape | None = None
+        if input_shape is not None:
+            self.build(input_shape)
+
+    @classmethod
+    def from_spec(cls, spec: str, input_shape: Shape | None = None) -> Network:
+        """Build from spec text, a preset name or a spec file (see docs/spec.md)."""
+        from numbacnn.spec import load_spec
+
+        parsed = load_spec(spec)
+        shape = input_shape or parsed.input_shape
+        return cls(parsed.make_layers(), input_shape=shape, spec_text=parsed.to_text())
+
+    def build(self, input_shape: Shape) -> Shape:
+        """Propagate (C, H, W) through the layers; returns the output shape."""
+        self.input_shape = tuple(int(d) for d in input_shape)  # type: ignore[assignment]
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.build(shape)  # type: ignore[arg-type]
+        self.loss.build(shape)  # type: ignore[arg-type]
+        return shape  # type: ignore[return-value]
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].output_shape if self.layers else self.input_shape  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return self.output_shape[0]
+
+    def initialize(self, seed: int = 0, init: str = "he") -> Network:
+        """Draw all weights (layer.init or ``init``) from a generator seeded with ``seed``."""
+        if self.input_shape is None:
+            raise ShapeError("network: give an input shape (C, H, W) before initializing")
+        rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        for layer in self.layers:
+            layer.init_params(rng, init)
+        return self
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        """Logits N×K×1×1 (a device array) for a batch x of N×C×H×W."""
+        if training:
+            self.step += 1
+        for index, layer in enumerate(self.layers):
+            if isinstance(layer, Dropout):
+                layer.seed = (self.seed * 1_000_003 + self.step * 7_919 + index) % 2**64
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dlogits: Any = None) -> None:
+        """Backpropagate from the loss (or from ``dlogits``), filling every layer's grads."""
+        dy = self.loss.backward() if dlogits is None else dlogits
+        for index in range(len(self.layers) - 1, -1, -1):
+            dy = self.layers[index].backward(dy, need_dx=index > 0)
+
+    def train_step(self, x: Any, labels: Any) -> float:
+        """Forward, loss and backward for one batch; returns the mean loss."""
+        loss = self.loss.forward(self.forward(x, training=True), labels)
+        self.backward()
+        return loss
+
+    def parameters(self) -> Iterator[tuple[str, Any, Any]]:
+        """(name, parameter, gradient) for every learnable array, e.g. ("0.W", W, dW)."""
+        for index, layer in enumerate(self.layers):
+            for key, value in layer.params.items():
+                yield f"{index}.{key}", value, layer.grads[key]
+
+    def num_params(self) -> int:
+        return sum(layer.num_params() for layer in self.layers)
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities N×K on the host, for normalized float32 images N×C×H×W."""
+        out = []
+        for start in range(0, len(x), batch_size):
+            logits = self.forward(x[start:start + batch_size], training=False)
+            out.append(to_host(self.loss.probabilities(logits)).copy())
+        K = self.num_classes
+        return np.concatenate(out) if out else np.zeros((0, K), np.float32)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Network([{inner}], input_shape={self.input_shape})"
