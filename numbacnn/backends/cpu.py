@@ -2,7 +2,8 @@
 
 Every driver has the signature ``name(n, *args)`` and runs body ``name_at(i, *args)``
 for i in 0 … n−1 on all cores (``@njit(parallel=True, fastmath=True, cache=True)``:
-compiled once, then loaded from numba's cache by later processes). The matrix
+compiled once, then loaded from numba's cache by later processes; see
+``kernel_cache.py``). The matrix
 product is numpy's BLAS. ``numbacnn/backends/cuda.py`` has the same drivers.
 """
 
@@ -11,9 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from numbacnn.backends import kernel_cache
 from numbacnn.kernels import conv, dropout, elementwise, loss, lrn, maxout, optim, pool, reduce
 
 name = "cpu"
+_numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 
 def empty(shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
@@ -47,14 +50,14 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def im2col(n, cols, x, C, H, W, F, S, P, OH, OW):
+def im2col(n, cols, x, F, S, P, OH, OW):
     for i in prange(n):
-        conv.im2col_at(i, cols, x, C, H, W, F, S, P, OH, OW)
+        conv.im2col_at(i, cols, x, F, S, P, OH, OW)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def col2im(n, dx, dcols, C, H, W, F, S, P, OH, OW):
+def col2im(n, dx, dcols, F, S, P, OH, OW):
     for i in prange(n):
-        conv.col2im_at(i, dx, dcols, C, H, W, F, S, P, OH, OW)
+        conv.col2im_at(i, dx, dcols, F, S, P, OH, OW)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def gemm_to_nchw(n, y, out, b, K, P):
@@ -77,34 +80,34 @@ def col_sum(n, out, m):
         reduce.col_sum_at(i, out, m)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def max_pool_forward(n, y, argmax, x, F, S, OH, OW):
+def max_pool_forward(n, y, argmax, x, F, S):
     for i in prange(n):
-        pool.max_pool_forward_at(i, y, argmax, x, F, S, OH, OW)
+        pool.max_pool_forward_at(i, y, argmax, x, F, S)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def max_pool_backward(n, dx, dy, argmax, F, S, OH, OW):
+def max_pool_backward(n, dx, dy, argmax, F, S):
     for i in prange(n):
-        pool.max_pool_backward_at(i, dx, dy, argmax, F, S, OH, OW)
+        pool.max_pool_backward_at(i, dx, dy, argmax, F, S)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def avg_pool_forward(n, y, x, F, S, OH, OW):
+def avg_pool_forward(n, y, x, F, S):
     for i in prange(n):
-        pool.avg_pool_forward_at(i, y, x, F, S, OH, OW)
+        pool.avg_pool_forward_at(i, y, x, F, S)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def avg_pool_backward(n, dx, dy, F, S, OH, OW):
+def avg_pool_backward(n, dx, dy, F, S):
     for i in prange(n):
-        pool.avg_pool_backward_at(i, dx, dy, F, S, OH, OW)
+        pool.avg_pool_backward_at(i, dx, dy, F, S)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def lrn_forward(n, y, scale, x, C, HW, size, alpha_n, beta, k):
+def lrn_forward(n, y, scale, x, size, alpha_n, beta, k):
     for i in prange(n):
-        lrn.lrn_forward_at(i, y, scale, x, C, HW, size, alpha_n, beta, k)
+        lrn.lrn_forward_at(i, y, scale, x, size, alpha_n, beta, k)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def lrn_backward(n, dx, dy, x, y, scale, C, HW, size, alpha_n, beta):
+def lrn_backward(n, dx, dy, x, y, scale, size, alpha_n, beta):
     for i in prange(n):
-        lrn.lrn_backward_at(i, dx, dy, x, y, scale, C, HW, size, alpha_n, beta)
+        lrn.lrn_backward_at(i, dx, dy, x, y, scale, size, alpha_n, beta)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def relu_forward(n, y, x):
@@ -172,14 +175,14 @@ def fill(n, out, value):
         elementwise.fill_at(i, out, value)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def maxout_forward(n, y, which, x, pieces, C_out, HW):
+def maxout_forward(n, y, which, x, pieces):
     for i in prange(n):
-        maxout.maxout_forward_at(i, y, which, x, pieces, C_out, HW)
+        maxout.maxout_forward_at(i, y, which, x, pieces)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def maxout_backward(n, dx, dy, which, pieces, C_out, HW):
+def maxout_backward(n, dx, dy, which, pieces):
     for i in prange(n):
-        maxout.maxout_backward_at(i, dx, dy, which, pieces, C_out, HW)
+        maxout.maxout_backward_at(i, dx, dy, which, pieces)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def dropout_forward(n, y, mask, x, p, scale, seed):
@@ -205,3 +208,6 @@ def sgd_momentum(n, w, v, g, lr, momentum, weight_decay):
 def adam(n, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay):
     for i in prange(n):
         optim.adam_at(i, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay)
+
+
+kernel_cache.restore(_numba_cache_dir)

@@ -127,14 +127,14 @@ def gemm(a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False)
 
 
 @grid_stride
-def im2col(n, cols, x, C, H, W, F, S, P, OH, OW):
+def im2col(n, cols, x, F, S, P, OH, OW):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        conv.im2col_at(i, cols, x, C, H, W, F, S, P, OH, OW)
+        conv.im2col_at(i, cols, x, F, S, P, OH, OW)
 
 @grid_stride
-def col2im(n, dx, dcols, C, H, W, F, S, P, OH, OW):
+def col2im(n, dx, dcols, F, S, P, OH, OW):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        conv.col2im_at(i, dx, dcols, C, H, W, F, S, P, OH, OW)
+        conv.col2im_at(i, dx, dcols, F, S, P, OH, OW)
 
 @grid_stride
 def gemm_to_nchw(n, y, out, b, K, P):
@@ -157,34 +157,34 @@ def col_sum(n, out, m):
         reduce.col_sum_at(i, out, m)
 
 @grid_stride
-def max_pool_forward(n, y, argmax, x, F, S, OH, OW):
+def max_pool_forward(n, y, argmax, x, F, S):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        pool.max_pool_forward_at(i, y, argmax, x, F, S, OH, OW)
+        pool.max_pool_forward_at(i, y, argmax, x, F, S)
 
 @grid_stride
-def max_pool_backward(n, dx, dy, argmax, F, S, OH, OW):
+def max_pool_backward(n, dx, dy, argmax, F, S):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        pool.max_pool_backward_at(i, dx, dy, argmax, F, S, OH, OW)
+        pool.max_pool_backward_at(i, dx, dy, argmax, F, S)
 
 @grid_stride
-def avg_pool_forward(n, y, x, F, S, OH, OW):
+def avg_pool_forward(n, y, x, F, S):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        pool.avg_pool_forward_at(i, y, x, F, S, OH, OW)
+        pool.avg_pool_forward_at(i, y, x, F, S)
 
 @grid_stride
-def avg_pool_backward(n, dx, dy, F, S, OH, OW):
+def avg_pool_backward(n, dx, dy, F, S):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        pool.avg_pool_backward_at(i, dx, dy, F, S, OH, OW)
+        pool.avg_pool_backward_at(i, dx, dy, F, S)
 
 @grid_stride
-def lrn_forward(n, y, scale, x, C, HW, size, alpha_n, beta, k):
+def lrn_forward(n, y, scale, x, size, alpha_n, beta, k):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        lrn.lrn_forward_at(i, y, scale, x, C, HW, size, alpha_n, beta, k)
+        lrn.lrn_forward_at(i, y, scale, x, size, alpha_n, beta, k)
 
 @grid_stride
-def lrn_backward(n, dx, dy, x, y, scale, C, HW, size, alpha_n, beta):
+def lrn_backward(n, dx, dy, x, y, scale, size, alpha_n, beta):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        lrn.lrn_backward_at(i, dx, dy, x, y, scale, C, HW, size, alpha_n, beta)
+        lrn.lrn_backward_at(i, dx, dy, x, y, scale, size, alpha_n, beta)
 
 @grid_stride
 def relu_forward(n, y, x):
@@ -252,14 +252,14 @@ def fill(n, out, value):
         elementwise.fill_at(i, out, value)
 
 @grid_stride
-def maxout_forward(n, y, which, x, pieces, C_out, HW):
+def maxout_forward(n, y, which, x, pieces):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        maxout.maxout_forward_at(i, y, which, x, pieces, C_out, HW)
+        maxout.maxout_forward_at(i, y, which, x, pieces)
 
 @grid_stride
-def maxout_backward(n, dx, dy, which, pieces, C_out, HW):
+def maxout_backward(n, dx, dy, which, pieces):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        maxout.maxout_backward_at(i, dx, dy, which, pieces, C_out, HW)
+        maxout.maxout_backward_at(i, dx, dy, which, pieces)
 
 @grid_stride
 def dropout_forward(n, y, mask, x, p, scale, seed):

@@ -4,6 +4,10 @@ Geometry: input x is N×C×H×W, filters are K×C×F×F, stride S, zero padding 
 output N×K×OH×OW with OH = (H − F + 2P)/S + 1. The column matrix ``cols`` is
 (C·F·F) × (N·OH·OW): row r = (c, fy, fx), column j = (n, oy, ox), so the forward
 pass is one GEMM  W(K × CFF) @ cols → (K × N·OH·OW).
+
+These bodies work on one plane or row of contiguous output each (index t below), so
+the index arithmetic (integer divisions) is paid once per plane or row, not per
+element, and the inner loops are plain strided copies the compiler vectorizes.
 """
 
 import numpy as np
@@ -11,65 +15,79 @@ from numba import njit
 
 
 @njit(inline="always")
-def im2col_at(i, cols, x, C, H, W, F, S, P, OH, OW):
-    """cols[r, j] = x[n, c, oy·S − P + fy, ox·S − P + fx] (0 outside the image); i = r·NP + j."""
-    NP = cols.shape[1]
-    r = i // NP
-    j = i - r * NP
+def im2col_at(t, cols, x, F, S, P, OH, OW):
+    """Plane t = (r, n) of cols, t < C·F·F·N: cols[r, n·OH·OW + oy·OW + ox] for all oy, ox.
+
+    cols[r, j] = x[n, c, oy·S − P + fy, ox·S − P + fx], 0 where that falls in the padding.
+    """
+    N = x.shape[0]
+    H = x.shape[2]
+    W = x.shape[3]
+    r = t // N
+    n = t - r * N
     c = r // (F * F)
     fy = (r // F) % F
     fx = r % F
-    n = j // (OH * OW)
-    p = j - n * (OH * OW)
-    oy = p // OW
-    ox = p - oy * OW
-    iy = oy * S - P + fy
-    ix = ox * S - P + fx
-    if 0 <= iy < H and 0 <= ix < W:
-        cols[r, j] = x[n, c, iy, ix]
-    else:
-        cols[r, j] = np.float32(0.0)
+    # ox whose input column ox·S − P + fx lies inside 0 … W − 1
+    ox_lo = min(OW, max(0, (P - fx + S - 1) // S))
+    ox_hi = min(OW, max(ox_lo, (W - 1 + P - fx) // S + 1))
+    for oy in range(OH):
+        j0 = (n * OH + oy) * OW
+        iy = oy * S - P + fy
+        if iy < 0 or iy >= H:
+            for ox in range(OW):
+                cols[r, j0 + ox] = np.float32(0.0)
+            continue
+        for ox in range(ox_lo):
+            cols[r, j0 + ox] = np.float32(0.0)
+        for ox in range(ox_lo, ox_hi):
+            cols[r, j0 + ox] = x[n, c, iy, ox * S - P + fx]
+        for ox in range(ox_hi, OW):
+            cols[r, j0 + ox] = np.float32(0.0)
 
 
 @njit(inline="always")
-def col2im_at(i, dx, dcols, C, H, W, F, S, P, OH, OW):
-    """Gather form of col2im: dx[n, c, y, x] sums every dcols entry that x[n, c, y, x] fed."""
-    n = i // (C * H * W)
-    rest = i - n * (C * H * W)
-    c = rest // (H * W)
-    rest = rest - c * (H * W)
-    y = rest // W
-    x = rest - y * W
-    # output rows oy whose window covers input row y: oy·S − P ≤ y ≤ oy·S − P + F − 1
-    oy_lo = max(0, (y + P - F + S) // S)
-    oy_hi = min(OH - 1, (y + P) // S)
-    ox_lo = max(0, (x + P - F + S) // S)
-    ox_hi = min(OW - 1, (x + P) // S)
-    acc = np.float32(0.0)
-    for oy in range(oy_lo, oy_hi + 1):
-        fy = y + P - oy * S
-        for ox in range(ox_lo, ox_hi + 1):
-            fx = x + P - ox * S
-            acc += dcols[(c * F + fy) * F + fx, (n * OH + oy) * OW + ox]
-    dx[n, c, y, x] = acc
+def col2im_at(t, dx, dcols, F, S, P, OH, OW):
+    """Plane t = (n, c) of dx, gather form: dx[n, c, y, x] sums every dcols entry that
+    x[n, c, y, x] was copied to by im2col. Only this body writes plane t."""
+    C = dx.shape[1]
+    H = dx.shape[2]
+    W = dx.shape[3]
+    n = t // C
+    c = t - n * C
+    for y in range(H):
+        for x in range(W):
+            dx[n, c, y, x] = np.float32(0.0)
+        # output rows oy whose window covers input row y: oy·S − P ≤ y ≤ oy·S − P + F − 1
+        oy_lo = max(0, (y + P - F + S) // S)
+        oy_hi = min(OH - 1, (y + P) // S)
+        for oy in range(oy_lo, oy_hi + 1):
+            fy = y + P - oy * S
+            j0 = (n * OH + oy) * OW
+            for fx in range(F):
+                r = (c * F + fy) * F + fx
+                ox_lo = min(OW, max(0, (P - fx + S - 1) // S))
+                ox_hi = min(OW, max(ox_lo, (W - 1 + P - fx) // S + 1))
+                for ox in range(ox_lo, ox_hi):
+                    dx[n, c, y, ox * S - P + fx] += dcols[r, j0 + ox]
 
 
 @njit(inline="always")
-def gemm_to_nchw_at(i, y, out, b, K, P):
-    """y[n, k, p] = out[k, n·P + p] + b[k]: GEMM result (K × N·P) to N×K×P plus bias; y flat."""
-    n = i // (K * P)
-    rest = i - n * (K * P)
-    k = rest // P
-    p = rest - k * P
-    y[i] = out[k, n * P + p] + b[k]
+def gemm_to_nchw_at(t, y, out, b, K, P):
+    """Row t = (n, k): y[n, k, p] = out[k, n·P + p] + b[k] for p < P (GEMM K × N·P → N×K×P);
+    y is passed flat."""
+    n = t // K
+    k = t - n * K
+    bias = b[k]
+    for p in range(P):
+        y[t * P + p] = out[k, n * P + p] + bias
 
 
 @njit(inline="always")
-def nchw_to_gemm_at(i, dy2, dy, K, P):
-    """dy2[k, n·P + p] = dy[n, k, p]: N×K×P gradient (flat) to the GEMM's K × N·P layout."""
-    NP = dy2.shape[1]
-    k = i // NP
-    j = i - k * NP
-    n = j // P
-    p = j - n * P
-    dy2[k, j] = dy[(n * K + k) * P + p]
+def nchw_to_gemm_at(t, dy2, dy, K, P):
+    """Row t = (k, n): dy2[k, n·P + p] = dy[n, k, p] for p < P (N×K×P → K × N·P); dy flat."""
+    N = dy2.shape[1] // P
+    k = t // N
+    n = t - k * N
+    for p in range(P):
+        dy2[k, n * P + p] = dy[(n * K + k) * P + p]

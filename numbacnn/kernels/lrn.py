@@ -2,7 +2,8 @@
 
 For channel c the window is c − size//2 … c + (size−1)//2 (clipped to 0…C−1):
   scale[c] = k + (alpha / size) · Σ_window x[c']²,   y[c] = x[c] · scale[c]^(−beta).
-Arrays are flat views of N×C×HW (HW = H·W); ``alpha_n`` is alpha / size.
+Arrays are N×C×HW (HW = H·W); ``alpha_n`` is alpha / size. Each body computes one
+row t = (n, c) of HW contiguous elements.
 """
 
 import numpy as np
@@ -10,36 +11,38 @@ from numba import njit
 
 
 @njit(inline="always")
-def lrn_forward_at(i, y, scale, x, C, HW, size, alpha_n, beta, k):
-    """y[i] and scale[i] for element i = (n, c, p) of a flat N×C×HW array."""
-    n = i // (C * HW)
-    rest = i - n * (C * HW)
-    c = rest // HW
-    p = rest - c * HW
+def lrn_forward_at(t, y, scale, x, size, alpha_n, beta, k):
+    """Row t = (n, c): y[n, c, :] and scale[n, c, :]."""
+    C = x.shape[1]
+    HW = x.shape[2]
+    n = t // C
+    c = t - n * C
     lo = max(0, c - size // 2)
     hi = min(C - 1, c + (size - 1) // 2)
-    acc = np.float32(0.0)
-    for cc in range(lo, hi + 1):
-        v = x[(n * C + cc) * HW + p]
-        acc += v * v
-    s = k + alpha_n * acc
-    scale[i] = s
-    y[i] = x[i] * s ** (-beta)
+    for p in range(HW):
+        acc = np.float32(0.0)
+        for cc in range(lo, hi + 1):
+            v = x[n, cc, p]
+            acc += v * v
+        s = k + alpha_n * acc
+        scale[n, c, p] = s
+        y[n, c, p] = x[n, c, p] * s ** (-beta)
 
 
 @njit(inline="always")
-def lrn_backward_at(i, dx, dy, x, y, scale, C, HW, size, alpha_n, beta):
-    """dx[c] = dy[c]·scale[c]^−β − 2αβ/size · x[c] · Σ dy[c']·y[c']/scale[c'],
+def lrn_backward_at(t, dx, dy, x, y, scale, size, alpha_n, beta):
+    """Row t = (n, c): dx[c] = dy[c]·scale[c]^−β − 2αβ/size · x[c] · Σ dy[c']·y[c']/scale[c'],
     the sum over the channels c' whose window holds c."""
-    n = i // (C * HW)
-    rest = i - n * (C * HW)
-    c = rest // HW
-    p = rest - c * HW
+    C = x.shape[1]
+    HW = x.shape[2]
+    n = t // C
+    c = t - n * C
     # c lies in the window of c' when c' − size//2 ≤ c ≤ c' + (size−1)//2
     lo = max(0, c - (size - 1) // 2)
     hi = min(C - 1, c + size // 2)
-    acc = np.float32(0.0)
-    for cc in range(lo, hi + 1):
-        j = (n * C + cc) * HW + p
-        acc += dy[j] * y[j] / scale[j]
-    dx[i] = dy[i] * scale[i] ** (-beta) - np.float32(2.0) * alpha_n * beta * x[i] * acc
+    two_ab = np.float32(2.0) * alpha_n * beta
+    for p in range(HW):
+        acc = np.float32(0.0)
+        for cc in range(lo, hi + 1):
+            acc += dy[n, cc, p] * y[n, cc, p] / scale[n, cc, p]
+        dx[n, c, p] = dy[n, c, p] * scale[n, c, p] ** (-beta) - two_ab * x[n, c, p] * acc

@@ -1,36 +1,38 @@
 """Maxout across channels: output channel o is the max of input channels
-o·pieces … o·pieces + pieces − 1. Arrays are flat views of N×C×HW; ``which``
-(int32) records the winning piece for the backward pass."""
+o·pieces … o·pieces + pieces − 1. x and dx are N×C×HW, y, dy and ``which`` (int32,
+the winning piece) are N×C_out×HW. Each body computes one row t of HW elements."""
 
 import numpy as np
 from numba import njit
 
 
 @njit(inline="always")
-def maxout_forward_at(i, y, which, x, pieces, C_out, HW):
-    n = i // (C_out * HW)
-    rest = i - n * (C_out * HW)
-    o = rest // HW
-    p = rest - o * HW
-    base = (n * C_out * pieces + o * pieces) * HW + p
-    best = x[base]
-    best_g = 0
-    for g in range(1, pieces):
-        v = x[base + g * HW]
-        if v > best:
-            best = v
-            best_g = g
-    y[i] = best
-    which[i] = best_g
+def maxout_forward_at(t, y, which, x, pieces):
+    """Row t = (n, o) of y."""
+    C_out = y.shape[1]
+    HW = y.shape[2]
+    n = t // C_out
+    o = t - n * C_out
+    for p in range(HW):
+        best = x[n, o * pieces, p]
+        best_g = 0
+        for g in range(1, pieces):
+            v = x[n, o * pieces + g, p]
+            if v > best:
+                best = v
+                best_g = g
+        y[n, o, p] = best
+        which[n, o, p] = best_g
 
 
 @njit(inline="always")
-def maxout_backward_at(i, dx, dy, which, pieces, C_out, HW):
-    C = C_out * pieces
-    n = i // (C * HW)
-    rest = i - n * (C * HW)
-    c = rest // HW
-    p = rest - c * HW
+def maxout_backward_at(t, dx, dy, which, pieces):
+    """Row t = (n, c) of dx: dy where channel c won its group, else 0."""
+    C = dx.shape[1]
+    HW = dx.shape[2]
+    n = t // C
+    c = t - n * C
     o = c // pieces
-    j = (n * C_out + o) * HW + p
-    dx[i] = dy[j] if which[j] == c - o * pieces else np.float32(0.0)
+    g = c - o * pieces
+    for p in range(HW):
+        dx[n, c, p] = dy[n, o, p] if which[n, o, p] == g else np.float32(0.0)

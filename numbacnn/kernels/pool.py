@@ -1,7 +1,8 @@
 """Pooling bodies: max and average over F×F windows with stride S (no padding).
 
-x is N×C×H×W, y is N×C×OH×OW with OH = (H − F)/S + 1. Outputs, the argmax plane
-indices (iy·W + ix, int32) and gradients dy are passed flat; x and dx are 4-D.
+x and dx are N×C×H×W, y and dy are N×C×OH×OW with OH = (H − F)/S + 1; ``argmax``
+(int32, N×C×OH×OW) holds the winner's position iy·W + ix inside its plane. Each body
+computes one plane t = (n, c), so index arithmetic is paid once per plane.
 """
 
 import numpy as np
@@ -9,83 +10,84 @@ from numba import njit
 
 
 @njit(inline="always")
-def max_pool_forward_at(i, y, argmax, x, F, S, OH, OW):
-    """y[i] = max over the window of output i; argmax[i] = iy·W + ix of the winner."""
+def max_pool_forward_at(t, y, argmax, x, F, S):
+    """Plane t = (n, c) of y: the max of each F×F window and where it was."""
     C = x.shape[1]
     W = x.shape[3]
-    n = i // (C * OH * OW)
-    rest = i - n * (C * OH * OW)
-    c = rest // (OH * OW)
-    rest = rest - c * (OH * OW)
-    oy = rest // OW
-    ox = rest - oy * OW
-    best = x[n, c, oy * S, ox * S]
-    best_at = oy * S * W + ox * S
-    for fy in range(F):
-        for fx in range(F):
-            v = x[n, c, oy * S + fy, ox * S + fx]
-            if v > best:
-                best = v
-                best_at = (oy * S + fy) * W + ox * S + fx
-    y[i] = best
-    argmax[i] = best_at
+    OH = y.shape[2]
+    OW = y.shape[3]
+    n = t // C
+    c = t - n * C
+    for oy in range(OH):
+        for ox in range(OW):
+            best = x[n, c, oy * S, ox * S]
+            best_at = oy * S * W + ox * S
+            for fy in range(F):
+                for fx in range(F):
+                    v = x[n, c, oy * S + fy, ox * S + fx]
+                    if v > best:
+                        best = v
+                        best_at = (oy * S + fy) * W + ox * S + fx
+            y[n, c, oy, ox] = best
+            argmax[n, c, oy, ox] = best_at
 
 
 @njit(inline="always")
-def max_pool_backward_at(i, dx, dy, argmax, F, S, OH, OW):
-    """dx[n, c, y, x] = Σ dy over the windows that cover (y, x) and whose max was (y, x)."""
+def max_pool_backward_at(t, dx, dy, argmax, F, S):
+    """Plane t = (n, c) of dx, gather form: each element sums dy of the windows that cover
+    it and chose it as their max. Only this body writes plane t."""
     C = dx.shape[1]
     H = dx.shape[2]
     W = dx.shape[3]
-    n = i // (C * H * W)
-    rest = i - n * (C * H * W)
-    c = rest // (H * W)
-    rest = rest - c * (H * W)
-    yy = rest // W
-    xx = rest - yy * W
-    here = yy * W + xx
-    base = (n * C + c) * OH * OW
-    acc = np.float32(0.0)
-    for oy in range(max(0, (yy - F + S) // S), min(OH - 1, yy // S) + 1):
-        for ox in range(max(0, (xx - F + S) // S), min(OW - 1, xx // S) + 1):
-            o = base + oy * OW + ox
-            if argmax[o] == here:
-                acc += dy[o]
-    dx[n, c, yy, xx] = acc
+    OH = dy.shape[2]
+    OW = dy.shape[3]
+    n = t // C
+    c = t - n * C
+    for yy in range(H):
+        for xx in range(W):
+            dx[n, c, yy, xx] = np.float32(0.0)
+        row_start = yy * W
+        for oy in range(max(0, (yy - F + S) // S), min(OH - 1, yy // S) + 1):
+            for ox in range(OW):
+                at = argmax[n, c, oy, ox]
+                if row_start <= at < row_start + W:
+                    dx[n, c, yy, at - row_start] += dy[n, c, oy, ox]
 
 
 @njit(inline="always")
-def avg_pool_forward_at(i, y, x, F, S, OH, OW):
-    """y[i] = mean of the F×F window of output i."""
+def avg_pool_forward_at(t, y, x, F, S):
+    """Plane t = (n, c) of y: the mean of each F×F window."""
     C = x.shape[1]
-    n = i // (C * OH * OW)
-    rest = i - n * (C * OH * OW)
-    c = rest // (OH * OW)
-    rest = rest - c * (OH * OW)
-    oy = rest // OW
-    ox = rest - oy * OW
-    acc = np.float32(0.0)
-    for fy in range(F):
-        for fx in range(F):
-            acc += x[n, c, oy * S + fy, ox * S + fx]
-    y[i] = acc / np.float32(F * F)
+    OH = y.shape[2]
+    OW = y.shape[3]
+    n = t // C
+    c = t - n * C
+    inv = np.float32(1.0) / np.float32(F * F)
+    for oy in range(OH):
+        for ox in range(OW):
+            acc = np.float32(0.0)
+            for fy in range(F):
+                for fx in range(F):
+                    acc += x[n, c, oy * S + fy, ox * S + fx]
+            y[n, c, oy, ox] = acc * inv
 
 
 @njit(inline="always")
-def avg_pool_backward_at(i, dx, dy, F, S, OH, OW):
-    """dx[n, c, y, x] = Σ dy / F² over the windows that cover (y, x)."""
+def avg_pool_backward_at(t, dx, dy, F, S):
+    """Plane t = (n, c) of dx, gather form: Σ dy / F² over the windows covering each element."""
     C = dx.shape[1]
     H = dx.shape[2]
     W = dx.shape[3]
-    n = i // (C * H * W)
-    rest = i - n * (C * H * W)
-    c = rest // (H * W)
-    rest = rest - c * (H * W)
-    yy = rest // W
-    xx = rest - yy * W
-    base = (n * C + c) * OH * OW
-    acc = np.float32(0.0)
-    for oy in range(max(0, (yy - F + S) // S), min(OH - 1, yy // S) + 1):
-        for ox in range(max(0, (xx - F + S) // S), min(OW - 1, xx // S) + 1):
-            acc += dy[base + oy * OW + ox]
-    dx[n, c, yy, xx] = acc / np.float32(F * F)
+    OH = dy.shape[2]
+    OW = dy.shape[3]
+    n = t // C
+    c = t - n * C
+    inv = np.float32(1.0) / np.float32(F * F)
+    for yy in range(H):
+        for xx in range(W):
+            dx[n, c, yy, xx] = np.float32(0.0)
+        for oy in range(max(0, (yy - F + S) // S), min(OH - 1, yy // S) + 1):
+            for ox in range(OW):
+                g = dy[n, c, oy, ox] * inv
+                for fx in range(F):
+                    dx[n, c, yy, ox * S + fx] += g

@@ -117,8 +117,9 @@ class Maxout(Layer):
         C_out, H, W = self.output_shape  # type: ignore[misc]
         y = self._buffer("y", (N, C_out, H, W))
         which = self._buffer("which", (N, C_out, H, W), np.int32)
-        backend().maxout_forward(y.size, y.reshape(-1), which.reshape(-1), x.reshape(-1),
-                                 self.pieces, C_out, H * W)
+        rows = (N, C_out, H * W)
+        backend().maxout_forward(N * C_out, y.reshape(rows), which.reshape(rows),
+                                 x.reshape(N, C_out * self.pieces, H * W), self.pieces)
         return y
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
@@ -128,6 +129,7 @@ class Maxout(Layer):
         N = dy.shape[0]
         C_out, H, W = self.output_shape  # type: ignore[misc]
         dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
-        backend().maxout_backward(dx.size, dx.reshape(-1), dy.reshape(-1),
-                                  self._buffers["which"].reshape(-1), self.pieces, C_out, H * W)
+        C = C_out * self.pieces
+        backend().maxout_backward(N * C, dx.reshape(N, C, H * W), dy.reshape(N, C_out, H * W),
+                                  self._buffers["which"].reshape(N, C_out, H * W), self.pieces)
         return dx

@@ -65,11 +65,11 @@ class Conv2D(Layer):
         K, OH, OW = self.output_shape  # type: ignore[misc]
         F, S, P = self.size, self.stride, self.pad
         cols = self._buffer("cols", (C * F * F, N * OH * OW))
-        B.im2col(cols.size, cols, x, C, H, W, F, S, P, OH, OW)
+        B.im2col(C * F * F * N, cols, x, F, S, P, OH, OW)
         out = self._buffer("out", (K, N * OH * OW))
         B.gemm(self.params["W"].reshape(K, C * F * F), cols, out)
         y = self._buffer("y", (N, K, OH, OW))
-        B.gemm_to_nchw(y.size, y.reshape(-1), out, self.params["b"], K, OH * OW)
+        B.gemm_to_nchw(N * K, y.reshape(-1), out, self.params["b"], K, OH * OW)
         self._cols_hold_input = True
         return y
 
@@ -84,7 +84,7 @@ class Conv2D(Layer):
         if cols.shape[1] != N * OH * OW or not self._cols_hold_input:
             raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first")
         dy2 = self._buffer("out", (K, N * OH * OW))  # the GEMM output is free again: reuse it
-        B.nchw_to_gemm(dy2.size, dy2, dy.reshape(-1), K, OH * OW)
+        B.nchw_to_gemm(K * N, dy2, dy.reshape(-1), K, OH * OW)
         B.gemm(dy2, cols, self.grads["W"].reshape(K, C * F * F), trans_b=True)
         B.row_sum(K, self.grads["b"], dy2)
         if not need_dx:
@@ -93,5 +93,5 @@ class Conv2D(Layer):
         self._cols_hold_input = False
         B.gemm(self.params["W"].reshape(K, C * F * F), dy2, dcols, trans_a=True)
         dx = self._buffer("dx", (N, C, H, W))
-        B.col2im(dx.size, dx, dcols, C, H, W, F, S, P, OH, OW)
+        B.col2im(N * C, dx, dcols, F, S, P, OH, OW)
         return dx

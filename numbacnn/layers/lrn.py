@@ -38,8 +38,10 @@ class LRN(Layer):
         y = self._buffer("y", x.shape)
         scale = self._buffer("scale", x.shape)
         alpha_n, beta, k = self._constants()
-        backend().lrn_forward(y.size, y.reshape(-1), scale.reshape(-1), x.reshape(-1),
-                              C, H * W, self.size, alpha_n, beta, k)
+        N = x.shape[0]
+        rows = (N, C, H * W)
+        backend().lrn_forward(N * C, y.reshape(rows), scale.reshape(rows), x.reshape(rows),
+                              self.size, alpha_n, beta, k)
         self._x = x
         return y
 
@@ -50,7 +52,9 @@ class LRN(Layer):
         C, H, W = self.input_shape  # type: ignore[misc]
         dx = self._buffer("dx", dy.shape)
         alpha_n, beta, _ = self._constants()
-        backend().lrn_backward(dx.size, dx.reshape(-1), dy.reshape(-1), self._x.reshape(-1),
-                               self._buffers["y"].reshape(-1), self._buffers["scale"].reshape(-1),
-                               C, H * W, self.size, alpha_n, beta)
+        N = dy.shape[0]
+        rows = (N, C, H * W)
+        backend().lrn_backward(N * C, dx.reshape(rows), dy.reshape(rows), self._x.reshape(rows),
+                               self._buffers["y"].reshape(rows),
+                               self._buffers["scale"].reshape(rows), self.size, alpha_n, beta)
         return dx

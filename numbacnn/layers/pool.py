@@ -47,8 +47,7 @@ class MaxPool2D(_Pool2D):
         C, OH, OW = self.output_shape  # type: ignore[misc]
         y = self._buffer("y", (N, C, OH, OW))
         argmax = self._buffer("argmax", (N, C, OH, OW), np.int32)
-        backend().max_pool_forward(y.size, y.reshape(-1), argmax.reshape(-1), x,
-                                   self.size, self.stride, OH, OW)
+        backend().max_pool_forward(N * C, y, argmax, x, self.size, self.stride)
         return y
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
@@ -56,11 +55,9 @@ class MaxPool2D(_Pool2D):
         if not need_dx:
             return None
         N = dy.shape[0]
-        _, OH, OW = self.output_shape  # type: ignore[misc]
         dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
-        backend().max_pool_backward(dx.size, dx, dy.reshape(-1),
-                                    self._buffers["argmax"].reshape(-1),
-                                    self.size, self.stride, OH, OW)
+        backend().max_pool_backward(dx.shape[0] * dx.shape[1], dx, dy,
+                                    self._buffers["argmax"], self.size, self.stride)
         return dx
 
 
@@ -72,7 +69,7 @@ class AvgPool2D(_Pool2D):
         N = x.shape[0]
         C, OH, OW = self.output_shape  # type: ignore[misc]
         y = self._buffer("y", (N, C, OH, OW))
-        backend().avg_pool_forward(y.size, y.reshape(-1), x, self.size, self.stride, OH, OW)
+        backend().avg_pool_forward(N * C, y, x, self.size, self.stride)
         return y
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
@@ -80,7 +77,7 @@ class AvgPool2D(_Pool2D):
         if not need_dx:
             return None
         N = dy.shape[0]
-        _, OH, OW = self.output_shape  # type: ignore[misc]
         dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
-        backend().avg_pool_backward(dx.size, dx, dy.reshape(-1), self.size, self.stride, OH, OW)
+        backend().avg_pool_backward(dx.shape[0] * dx.shape[1], dx, dy,
+                                    self.size, self.stride)
         return dx

@@ -1,0 +1,51 @@
+"""Where numba caches the compiled CPU drivers, keyed by the kernels' source.
+
+numba's ``cache=True`` re-validates a cached function against its own source file
+only; a change to an inlined body in ``numbacnn/kernels`` would silently reuse a
+stale binary. So the CPU backend is compiled into a cache folder named after a hash
+of every kernel and backend source file:
+``$NUMBACNN_CACHE_DIR`` (default ``~/.cache/numbacnn``) ``/<hash>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from numba.core import config
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def source_hash() -> str:
+    """SHA-1 (first 16 hex digits) of numbacnn/kernels/*.py and numbacnn/backends/cpu.py."""
+    digest = hashlib.sha1()
+    for path in sorted((_PACKAGE / "kernels").glob("*.py")) + [_PACKAGE / "backends" / "cpu.py"]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("NUMBACNN_CACHE_DIR") or Path.home() / ".cache" / "numbacnn")
+
+
+def use_versioned_cache_dir() -> str:
+    """Point numba's cache at this source version's folder; returns the previous setting.
+
+    Call before the ``@njit(cache=True)`` decorators run (numba picks the folder at
+    decoration time) and hand the result to :func:`restore` after them.
+    """
+    previous = config.CACHE_DIR
+    folder = cache_root() / source_hash()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        config.CACHE_DIR = str(folder)
+    except OSError:  # read-only home: numba falls back to its own locations
+        pass
+    return previous
+
+
+def restore(previous: str) -> None:
+    config.CACHE_DIR = previous

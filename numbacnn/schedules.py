@@ -1,0 +1,83 @@
+"""Learning-rate policies: how the learning rate changes from one epoch to the next.
+
+- ``constant``: the base rate throughout.
+- ``step``: multiply by ``gamma`` every ``step`` epochs: lr = base · gamma^⌊epoch / step⌋.
+- ``plateau``: divide by 10 when the monitored accuracy (validation accuracy, or training
+  accuracy when there is no validation split) has not improved for ``patience`` epochs,
+  the lecture's AlexNet recipe.
+
+A schedule is asked for the rate of the coming epoch (:attr:`LRSchedule.lr`) and told
+the accuracy at the end of each epoch (:meth:`LRSchedule.end_epoch`). Its state is a
+small dict saved in checkpoints, so a resumed run continues with the same rates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from numbacnn.errors import TrainingError
+
+LR_POLICIES = ("constant", "step", "plateau")
+PLATEAU_FACTOR = 0.1
+
+
+@dataclass
+class LRSchedule:
+    """The learning rate of each epoch under ``policy``.
+
+    ``base_lr``: rate of the first epoch; ``step``: epochs between reductions (policy
+    ``step``); ``gamma``: factor of each step reduction; ``patience``: epochs without
+    improvement before a plateau reduction. ``lr``, ``best`` and ``stale_epochs`` are the
+    running state (the coming epoch's rate, the best accuracy seen, epochs since it).
+    """
+
+    policy: str = "constant"
+    base_lr: float = 0.01
+    step: int = 10
+    gamma: float = 0.1
+    patience: int = 2
+    lr: float = -1.0
+    best: float = -1.0
+    stale_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.policy not in LR_POLICIES:
+            raise TrainingError(f"unknown lr policy {self.policy!r}: choose one of "
+                                f"{', '.join(LR_POLICIES)}")
+        if not self.base_lr > 0:
+            raise TrainingError(f"learning rate must be > 0, got {self.base_lr}")
+        if self.step < 1:
+            raise TrainingError(f"--lr-step must be ≥ 1 epoch, got {self.step}")
+        if not 0 < self.gamma <= 1:
+            raise TrainingError(f"--gamma must be in (0, 1], got {self.gamma}")
+        if self.patience < 1:
+            raise TrainingError(f"--patience must be ≥ 1 epoch, got {self.patience}")
+        if self.lr < 0:
+            self.lr = float(self.base_lr)
+
+    def end_epoch(self, epochs_done: int, accuracy: float) -> float:
+        """Record the accuracy (0…1) of the epoch just finished; return the next epoch's lr.
+
+        ``epochs_done`` counts the finished epochs, this one included.
+        """
+        improved = accuracy > self.best
+        if improved:
+            self.best = float(accuracy)
+            self.stale_epochs = 0
+        else:
+            self.stale_epochs += 1
+        if self.policy == "step":
+            self.lr = self.base_lr * self.gamma ** (epochs_done // self.step)
+        elif self.policy == "plateau" and self.stale_epochs >= self.patience:
+            self.lr *= PLATEAU_FACTOR
+            self.stale_epochs = 0
+        return self.lr
+
+    def state(self) -> dict[str, Any]:
+        """Every field as plain JSON-able values."""
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LRSchedule:
+        return cls(**state)

@@ -1,0 +1,447 @@
+"""Layer-spec text: parse it, load presets and files, and write it back canonically.
+
+A spec is plain text, one layer per line (docs/spec.md has the full reference)::
+
+    # the lecture's first convolution
+    input 32x32x3                 # W x H x D, D = channels
+    conv 10 5 stride=1 pad=2      # positional: filters, size
+    maxpool 2                     # stride defaults to the size
+    fc 10 activation=relu init=xavier
+    softmax
+
+A ``;`` ends a line just as a newline does (``"input 28x28x1; conv 8 3; relu"``), and
+line numbers count both. Parsing is pure Python: it imports neither numba nor a
+kernel, and :meth:`Spec.build` only runs each layer's shape arithmetic.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from numbacnn.errors import NumbacnnError, SpecError
+from numbacnn.init import INITIALIZERS
+
+if TYPE_CHECKING:
+    from numbacnn.layers.base import Layer
+
+Shape = tuple[int, int, int]
+
+ACTIVATIONS = ("relu", "leaky", "sigmoid", "tanh", "elu")  # allowed in activation=...
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One argument of a layer: its key, type, default and allowed range.
+
+    Numbers must be ≥ ``low`` (> ``low`` when ``low_open``) and < ``high`` when given;
+    ``choices`` lists the allowed words of a text option, ``words`` the words a
+    number option also takes (``pad=same``).
+    """
+
+    key: str
+    kind: type
+    default: Any = _REQUIRED
+    low: float = 0
+    low_open: bool = False
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def rule(self) -> str:
+        """What a value must be, e.g. 'an integer ≥ 1' or 'a number in [0, 1)'."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        noun = "an integer" if self.kind is int else "a number"
+        if self.high is not None:
+            rule = f"{noun} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g})"
+        else:
+            rule = f"{noun} {'>' if self.low_open else '≥'} {self.low:g}"
+        return rule + "".join(f" or {word}" for word in self.words)
+
+    def convert(self, raw: str) -> Any:
+        """The value of ``raw``; ValueError naming the rule when it does not fit."""
+        if self.choices:
+            if raw.lower() not in self.choices:
+                raise ValueError(f"{self.key} must be {self.rule()}, got {raw!r}")
+            return raw.lower()
+        if raw.lower() in self.words:
+            return raw.lower()
+        try:
+            value = self.kind(raw)
+        except ValueError:
+            raise ValueError(f"{self.key} must be {self.rule()}, got {raw!r}") from None
+        too_low = value <= self.low if self.low_open else value < self.low
+        too_high = self.high is not None and value >= self.high
+        if not math.isfinite(value) or too_low or too_high:
+            raise ValueError(f"{self.key} must be {self.rule()}, got {raw}")
+        return value
+
+
+@dataclass(frozen=True)
+class LayerSyntax:
+    """How a layer is written: its spec name, options in order, and how many of the
+    leading options may be given by position instead of ``key=value``."""
+
+    name: str
+    options: tuple[Option, ...] = ()
+    positional: int = 0
+    example: str = ""
+
+    def option(self, key: str) -> Option | None:
+        return next((o for o in self.options if o.key == key), None)
+
+    def usage(self) -> str:
+        """e.g. 'conv FILTERS SIZE [stride=1] [pad=0] [init=...] [activation=...]'."""
+        parts = [self.name]
+        for index, opt in enumerate(self.options):
+            if index < self.positional:
+                parts.append(opt.key.upper() if opt.required else f"[{opt.key.upper()}]")
+            else:
+                parts.append(f"{opt.key}=..." if opt.required else f"[{opt.key}=...]")
+        return " ".join(parts)
+
+
+def _int(key: str, default: Any = _REQUIRED, low: int = 1) -> Option:
+    return Option(key, int, default, low)
+
+
+def _float(key: str, default: float, low: float = 0, low_open: bool = False,
+           high: float | None = None) -> Option:
+    return Option(key, float, default, low, low_open, high)
+
+
+_PAD = Option("pad", int, 0, words=("same", "valid"))
+_INIT = Option("init", str, None, choices=INITIALIZERS)
+_ACTIVATION = Option("activation", str, None, choices=ACTIVATIONS)
+
+# Every layer class in numbacnn.layers.LAYERS, by spec name. Option keys and defaults
+# are the constructor's; ``activation`` is not: it becomes its own layer after this one.
+SYNTAX: dict[str, LayerSyntax] = {s.name: s for s in (
+    LayerSyntax("conv", (_int("filters"), _int("size"), _int("stride", 1), _PAD, _INIT,
+                         _ACTIVATION), 2, "conv 96 11 stride=4 pad=0"),
+    LayerSyntax("maxpool", (_int("size"), _int("stride", None)), 1, "maxpool 3 stride=2"),
+    LayerSyntax("avgpool", (_int("size"), _int("stride", None)), 1, "avgpool 2"),
+    LayerSyntax("lrn", (_int("size", 5), _float("alpha", 1e-4), _float("beta", 0.75),
+                        _float("k", 2.0, low_open=True)), 0, "lrn size=5 alpha=0.0001"),
+    LayerSyntax("fc", (_int("units"), _INIT, _ACTIVATION), 1, "fc 4096"),
+    LayerSyntax("flatten"),
+    LayerSyntax("dropout", (_float("p", 0.5, high=1.0),), 1, "dropout 0.5"),
+    LayerSyntax("relu"),
+    LayerSyntax("leaky", (_float("alpha", 0.01),), 1, "leaky 0.1"),
+    LayerSyntax("sigmoid"),
+    LayerSyntax("tanh"),
+    LayerSyntax("elu", (_float("alpha", 1.0),), 1, "elu 1.0"),
+    LayerSyntax("maxout", (_int("pieces", 2),), 1, "maxout 2"),
+    LayerSyntax("softmax"),
+)}
+KEYWORDS = ("input", *SYNTAX)  # words that can start a line
+
+
+def format_value(value: Any) -> str:
+    """A value as the spec writes it: floats as short as parses back exactly."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def format_layer(name: str, kwargs: dict[str, Any]) -> str:
+    """Canonical spec text of one layer, e.g. 'conv 96 11 stride=4 pad=0'."""
+    syntax = SYNTAX[name]
+    parts = [name]
+    for index, opt in enumerate(syntax.options):
+        value = kwargs.get(opt.key)
+        if value is None:
+            continue
+        parts.append(format_value(value) if index < syntax.positional
+                     else f"{opt.key}={format_value(value)}")
+    return " ".join(parts)
+
+
+def format_input(shape: Shape) -> str:
+    """(C, H, W) as the lecture's W×H×D, e.g. '227x227x3'."""
+    C, H, W = shape
+    return f"{W}x{H}x{C}"
+
+
+def parse_input_size(text: str) -> Shape:
+    """'227x227x3' (W×H×D) → (C, H, W) = (3, 227, 227); SpecError when malformed."""
+    pieces = text.strip().lower().replace("×", "x").split("x")
+    try:
+        W, H, D = (int(p) for p in pieces)
+    except ValueError:
+        raise SpecError(f"input size {text.strip()!r} is not WxHxD (width x height x "
+                        "depth, e.g. 227x227x3 or 28x28x1)") from None
+    if min(W, H, D) < 1:
+        raise SpecError(f"input size {text.strip()!r}: width, height and depth must be ≥ 1")
+    return (D, H, W)
+
+
+def layer_kwargs(layer: Layer) -> dict[str, Any]:
+    """The spec arguments that rebuild ``layer`` (its hyperparameters, and its init)."""
+    kwargs = dict(layer.hyperparameters())
+    if SYNTAX[layer.kind].option("init") is not None:
+        kwargs["init"] = layer.init
+    return kwargs
+
+
+@dataclass
+class LayerEntry:
+    """One layer of a spec: its name and full constructor arguments (defaults filled
+    in, ``pad=same`` resolved), and where it was written (not part of equality)."""
+
+    name: str
+    kwargs: dict[str, Any]
+    line: int = field(default=0, compare=False)
+    text: str = field(default="", compare=False)
+
+    def to_text(self) -> str:
+        return format_layer(self.name, self.kwargs)
+
+    def make_layer(self) -> Layer:
+        """A fresh, unbuilt Layer object."""
+        from numbacnn.layers import LAYERS
+
+        return LAYERS[self.name](**self.kwargs)
+
+
+@dataclass
+class Spec:
+    """A parsed spec: input shape (C, H, W) or None, and the layers in order."""
+
+    input_shape: Shape | None
+    layers: list[LayerEntry]
+    source: str = field(default="<spec>", compare=False)
+
+    def where(self, entry: LayerEntry) -> str:
+        """'spec line 3 (`conv 8 3`)': where an entry was written, for messages."""
+        return f"{_place(self.source, entry.line)} (`{entry.text or entry.to_text()}`)"
+
+    def make_layers(self) -> list[Layer]:
+        """Fresh Layer objects, unbuilt (no kernel runs)."""
+        layers = []
+        for entry in self.layers:
+            try:
+                layers.append(entry.make_layer())
+            except NumbacnnError as exc:
+                raise SpecError(f"{self.where(entry)}: {exc}") from None
+        return layers
+
+    def build(self, input_shape: Shape | None = None) -> list[Layer]:
+        """Fresh layers built for ``input_shape`` (default: the spec's own input line).
+
+        Runs only the shape arithmetic; a layer that does not fit raises SpecError
+        naming its line, with the arithmetic and a fix.
+        """
+        shape = input_shape or self.input_shape
+        if shape is None:
+            raise SpecError("the spec gives no input size: add a first line like "
+                            "`input 28x28x1` (W x H x D) or pass --input WxHxD")
+        layers = self.make_layers()
+        for entry, layer in zip(self.layers, layers, strict=True):
+            try:
+                shape = layer.build(shape)
+            except NumbacnnError as exc:
+                raise SpecError(f"{self.where(entry)}: {exc}") from None
+        return layers
+
+    def to_text(self) -> str:
+        """Canonical text: parses back to an equal Spec."""
+        lines = [] if self.input_shape is None else [f"input {format_input(self.input_shape)}"]
+        lines += [entry.to_text() for entry in self.layers]
+        return "\n".join(lines) + "\n"
+
+
+def _place(source: str, line: int) -> str:
+    return f"spec line {line}" if source == "<spec>" else f"{source} line {line}"
+
+
+def _suggest(word: str, options: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _split_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, text) of every non-empty line; comments stripped, ';' a line break."""
+    out = []
+    number = 0
+    for physical in text.splitlines() or [""]:
+        for part in physical.split("#", 1)[0].split(";"):
+            number += 1
+            if part.strip():
+                out.append((number, " ".join(part.split())))
+    return out
+
+
+def _parse_arguments(syntax: LayerSyntax, words: list[str]) -> dict[str, Any]:
+    """Positional values and key=value pairs → {key: value} for the given keys only."""
+    given: dict[str, Any] = {}
+    seen_key = False
+    for position, word in enumerate(words):
+        if "=" in word:
+            key, raw = (s.strip() for s in word.split("=", 1))
+            key = key.lower()
+            seen_key = True
+        else:
+            if seen_key:
+                raise ValueError(f"the value {word!r} follows a key=value; write it as key=value "
+                                 f"too (usage: {syntax.usage()})")
+            if position >= syntax.positional:
+                if not syntax.options:
+                    raise ValueError(f"{syntax.name} takes no arguments, got {word!r}")
+                if not syntax.positional:
+                    raise ValueError(f"{syntax.name} takes only key=value arguments, got "
+                                     f"{word!r} (usage: {syntax.usage()})")
+                named = ", ".join(o.key for o in syntax.options[:syntax.positional])
+                raise ValueError(f"{syntax.name} takes {syntax.positional} value"
+                                 f"{'' if syntax.positional == 1 else 's'} without a key "
+                                 f"({named}), got {word!r} too; write the others as key=value "
+                                 f"(usage: {syntax.usage()})")
+            key, raw = syntax.options[position].key, word
+        opt = syntax.option(key)
+        if opt is None:
+            keys = tuple(o.key for o in syntax.options)
+            if not keys:
+                raise ValueError(f"{syntax.name} takes no arguments, got {word!r}")
+            raise ValueError(f"{syntax.name} has no key {key!r}; {_suggest(key, keys)}"
+                             f"keys: {', '.join(keys)}")
+        if key in given:
+            raise ValueError(f"{key} is given twice")
+        if not raw:
+            raise ValueError(f"{key}= needs a value ({opt.rule()})")
+        given[key] = opt.convert(raw)
+    return given
+
+
+def _resolve(syntax: LayerSyntax, given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults filled in, pooling stride = size, pad=same/valid turned into a number."""
+    missing = [o.key for o in syntax.options if o.required and o.key not in given]
+    if missing:
+        raise ValueError(f"{syntax.name} needs {' and '.join(missing)} "
+                         f"(usage: {syntax.usage()}, e.g. `{syntax.example}`)")
+    kwargs = {o.key: given.get(o.key, o.default) for o in syntax.options if o.key != "activation"}
+    if "stride" in kwargs and kwargs["stride"] is None:
+        kwargs["stride"] = kwargs["size"]
+    if kwargs.get("pad") == "valid":
+        kwargs["pad"] = 0
+    elif kwargs.get("pad") == "same":
+        if kwargs["size"] % 2 == 0:
+            raise ValueError(f"pad=same needs an odd size, got size {kwargs['size']}: (F − 1)/2 "
+                             f"= {(kwargs['size'] - 1) / 2:g} is not whole; give pad=N instead")
+        kwargs["pad"] = (kwargs["size"] - 1) // 2
+    return kwargs
+
+
+def _parse_line(number: int, text: str, source: str) -> list[LayerEntry]:
+    """The layer entries of one line (two when it has activation=...)."""
+    words = text.split()
+    name = words[0].lower()
+    syntax = SYNTAX.get(name)
+    where = f"{_place(source, number)} (`{text}`)"
+    if syntax is None:
+        raise SpecError(f"{where}: unknown layer {words[0]!r}; {_suggest(name, KEYWORDS)}"
+                        f"layers: {', '.join(SYNTAX)}")
+    try:
+        given = _parse_arguments(syntax, words[1:])
+        entries = [LayerEntry(name, _resolve(syntax, given), number, text)]
+    except ValueError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    activation = given.get("activation")
+    if activation is not None:
+        entries.append(LayerEntry(activation, _resolve(SYNTAX[activation], {}), number, text))
+    return entries
+
+
+def parse_spec(text: str, source: str = "<spec>") -> Spec:
+    """Parse spec text (see docs/spec.md); SpecError naming the line when malformed."""
+    input_shape: Shape | None = None
+    entries: list[LayerEntry] = []
+    for number, line in _split_lines(text):
+        words = line.split()
+        if words[0].lower() == "input":
+            where = f"{_place(source, number)} (`{line}`)"
+            if input_shape is not None:
+                raise SpecError(f"{where}: the input size is given twice")
+            if entries:
+                raise SpecError(f"{where}: the input line must come before the first layer")
+            if len(words) != 2:
+                raise SpecError(f"{where}: write the input size as `input WxHxD`, "
+                                "e.g. `input 227x227x3`")
+            try:
+                input_shape = parse_input_size(words[1])
+            except SpecError as exc:
+                raise SpecError(f"{where}: {exc}") from None
+            continue
+        entries += _parse_line(number, line, source)
+    if not entries:
+        raise SpecError(f"{'the spec' if source == '<spec>' else source} has no layers: write "
+                        "one layer per line, e.g. `input 28x28x1; conv 8 3; relu; fc 10`")
+    for entry in entries[:-1]:
+        if entry.name == "softmax":
+            raise SpecError(f"{_place(source, entry.line)} (`{entry.text}`): softmax must be "
+                            "the last layer (it is the classifier's loss)")
+    return Spec(input_shape, entries, source)
+
+
+def _presets_dir() -> Any:
+    return resources.files("numbacnn_data") / "specs"
+
+
+def list_presets() -> list[str]:
+    """Names of the bundled presets (data/specs/*.spec), sorted."""
+    return sorted(p.name[:-5] for p in _presets_dir().iterdir() if p.name.endswith(".spec"))
+
+
+def preset_text(name: str) -> str:
+    """The text of a bundled preset; SpecError when there is none of that name."""
+    if name not in list_presets():
+        raise SpecError(f"no preset {name!r}; {_suggest(name, list_presets())}"
+                        f"presets: {', '.join(list_presets())}")
+    return (_presets_dir() / f"{name}.spec").read_text(encoding="utf-8")
+
+
+def load_spec(spec: str | os.PathLike[str]) -> Spec:
+    """A Spec from a preset name (``alexnet``), a spec file path, or inline spec text.
+
+    Text is inline when it has a newline or ``;``; otherwise a preset of that name,
+    then a file, is looked for; failing both, text starting with ``input``, a layer
+    name or a ``#`` comment is inline too.
+    """
+    if isinstance(spec, os.PathLike):
+        return _load_file(Path(spec))
+    if not spec.strip():
+        raise SpecError("the spec is empty: give a preset name, a spec file or spec text")
+    if "\n" in spec or ";" in spec:
+        return parse_spec(spec)
+    name = spec.strip()
+    if name in list_presets():
+        return parse_spec(preset_text(name), source=f"{name}.spec")
+    if Path(name).exists():
+        return _load_file(Path(name))
+    if name.startswith("#") or name.split()[0].lower() in KEYWORDS:
+        return parse_spec(spec)
+    if name.endswith(".spec") or os.sep in name or "/" in name:
+        raise SpecError(f"spec file {name} not found")
+    raise SpecError(f"{name!r} is not a preset, a spec file or spec text; "
+                    f"{_suggest(name, list_presets())}presets: {', '.join(list_presets())}")
+
+
+def _load_file(path: Path) -> Spec:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read spec file {path}: {exc}") from None
+    return parse_spec(text, source=str(path))

@@ -1,0 +1,461 @@
+"""Training: mini-batch SGD (momentum 0.9, L2 weight decay 5e-4) or Adam over a dataset,
+with a validation split, lr policies, checkpoints, exact resume, and NaN/Ctrl-C handling.
+
+    trainer = Trainer(net, dataset, TrainSettings(epochs=5), out="model.h5")
+    trainer.run()                                 # checkpoint each epoch, best model beside
+    trainer = Trainer.from_checkpoint("model.h5", epochs=10)
+    trainer.run()                                 # continues exactly where it stopped
+
+Determinism: everything random derives from ``settings.seed``: the weights
+(``Network.initialize(seed)``), the validation split, the shuffling and augmentation
+generators (children of ``np.random.SeedSequence(seed)``) and dropout (seeded from
+``Network.seed`` and ``Network.step``). Checkpoints store the generators' states, so a
+run resumed from a checkpoint gives bit-identical weights on the CPU.
+
+Images are normalized once per run (float32, with the mean and std of the images
+trained on) and every batch is gathered into one reused buffer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from numbacnn.data import Dataset, augment, load_dataset, normalization, normalize
+from numbacnn.device import to_host
+from numbacnn.errors import DataError, TrainingError
+from numbacnn.init import INITIALIZERS
+from numbacnn.model_io import (
+    HISTORY_KEYS,
+    ModelInfo,
+    OptimizerState,
+    TrainingState,
+    best_path,
+    check_writable,
+    copy_model,
+    load_model,
+    save_model,
+)
+from numbacnn.network import Network
+from numbacnn.optim import SGD, Adam
+from numbacnn.schedules import LRSchedule
+
+OPTIMIZERS = ("sgd", "adam")
+DEFAULT_LR = {"sgd": 0.02, "adam": 0.001}
+CROP_PAD = 2  # pixels of zero padding for the random crop of --augment
+EVAL_BATCH = 256
+
+
+@dataclass
+class TrainSettings:
+    """The options of a training run (saved as JSON in every checkpoint).
+
+    ``spec``/``data``: what was asked for (preset name, path or text; dataset source).
+    ``lr``: None picks DEFAULT_LR of the optimizer. ``val_split``: fraction (0 ≤ f < 1)
+    of the training split held out for validation. ``limit``: use only the first
+    ``limit`` training images (None: all). ``augment``: random crop with CROP_PAD pixels
+    of padding and horizontal flip.
+    """
+
+    spec: str = "fmnist"
+    data: str = "fashion-mnist-mini"
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    optimizer: str = "sgd"
+    lr_policy: str = "constant"
+    lr_step: int = 5
+    gamma: float = 0.1
+    patience: int = 2
+    init: str = "he"
+    augment: bool = False
+    val_split: float = 0.1
+    seed: int = 0
+    limit: int | None = None
+
+    def checked(self) -> TrainSettings:
+        """Validate every field (TrainingError naming the option) and fill in ``lr``."""
+        if self.optimizer not in OPTIMIZERS:
+            raise TrainingError(f"unknown optimizer {self.optimizer!r}: choose sgd or adam")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
+        if self.init not in INITIALIZERS:
+            raise TrainingError(f"unknown initializer {self.init!r}: choose one of "
+                                f"{', '.join(INITIALIZERS)}")
+        problems = [
+            (self.epochs < 1, f"--epochs must be ≥ 1, got {self.epochs}"),
+            (self.batch_size < 1, f"--batch-size must be ≥ 1, got {self.batch_size}"),
+            (not 0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay < 0, f"--weight-decay must be ≥ 0, got {self.weight_decay}"),
+            (not 0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
+            (self.limit is not None and self.limit < 1, f"--limit must be ≥ 1, got {self.limit}"),
+            (self.seed < 0, f"--seed must be ≥ 0, got {self.seed}"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise TrainingError(message)
+        self.schedule()  # checks the lr policy options
+        return self
+
+    def schedule(self) -> LRSchedule:
+        """A fresh learning-rate schedule for these settings."""
+        return LRSchedule(self.lr_policy, float(self.lr or DEFAULT_LR[self.optimizer]),
+                          self.lr_step, self.gamma, self.patience)
+
+    def make_optimizer(self) -> SGD:
+        if self.optimizer == "adam":
+            return Adam(weight_decay=self.weight_decay)
+        return SGD(momentum=self.momentum, weight_decay=self.weight_decay)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class EpochRecord:
+    """One epoch's summary: losses (mean cross-entropy), accuracies (0…1), lr, seconds.
+
+    ``val_loss``/``val_acc`` are NaN when there is no validation split.
+    """
+
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    seconds: float
+
+    def line(self) -> str:
+        """The one-line summary printed after each epoch."""
+        val = ("val loss —      acc —     " if math.isnan(self.val_loss) else
+               f"val loss {self.val_loss:.4f} acc {100 * self.val_acc:6.2f}%")
+        return (f"epoch {self.epoch:>{len(str(self.epochs))}}/{self.epochs}  "
+                f"train loss {self.train_loss:.4f} acc {100 * self.train_acc:6.2f}%  {val}  "
+                f"lr {self.lr:.4g}  {self.seconds:.1f} s")
+
+
+@dataclass
+class BatchProgress:
+    """Where an epoch stands after a batch: for a progress bar."""
+
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    loss: float
+    accuracy: float
+    images_per_second: float
+    eta_seconds: float
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after a checkpoint was saved; ``message`` says where."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def evaluate(net: Network, x: np.ndarray, labels: np.ndarray,
+             batch_size: int = EVAL_BATCH) -> tuple[float, float, np.ndarray]:
+    """(mean cross-entropy loss, accuracy 0…1, probabilities N×K) of normalized float32
+    images x N×C×H×W with int labels (N,); NaN loss and accuracy for N = 0."""
+    proba = net.predict_proba(x, batch_size)
+    if len(labels) == 0:
+        return math.nan, math.nan, proba
+    picked = proba[np.arange(len(labels)), labels].astype(np.float64)
+    loss = float(-np.log(np.maximum(picked, np.finfo(np.float32).tiny)).mean())
+    accuracy = float(np.mean(proba.argmax(axis=1) == labels))
+    return loss, accuracy, proba
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 K×K counts: row = true class, column = predicted class."""
+    flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predicted, np.int64)
+    return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def check_fits(net: Network, dataset: Dataset, where: str) -> None:
+    """DataError unless the dataset's image shape and classes fit the network."""
+    if tuple(dataset.input_shape) != tuple(net.input_shape or ()):
+        shown = " x ".join(map(str, dataset.input_shape))
+        wanted = " x ".join(map(str, net.input_shape or ()))
+        raise DataError(f"{where}: images are {shown} (C x H x W) but the network takes "
+                        f"{wanted}; use a dataset of that shape or change the spec's input line")
+    K = net.num_classes
+    top = max(int(dataset.y_train.max(initial=0)), int(dataset.y_test.max(initial=0)))
+    if top >= K:
+        raise DataError(f"{where}: labels go up to {top} but the network has {K} outputs "
+                        f"(classes 0…{K - 1}); make the last layer fc {top + 1} or fix the labels")
+    if dataset.num_classes != K:
+        raise DataError(f"{where}: the dataset has {dataset.num_classes} classes but the network "
+                        f"has {K} outputs; make the last layer fc {dataset.num_classes}")
+
+
+class Trainer:
+    """Trains ``net`` on ``dataset`` with ``settings``, saving checkpoints to ``out``.
+
+    ``resume``: the ModelInfo of a checkpoint whose weights ``net`` holds (use
+    :meth:`from_checkpoint`). ``on_batch``/``on_epoch`` are called after every batch and
+    every epoch (for progress bars and summary lines).
+    """
+
+    def __init__(self, net: Network, dataset: Dataset, settings: TrainSettings,
+                 out: str | Path | None = None, resume: ModelInfo | None = None,
+                 on_batch: Callable[[BatchProgress], None] | None = None,
+                 on_epoch: Callable[[EpochRecord], None] | None = None) -> None:
+        self.net, self.settings = net, dataclasses.replace(settings).checked()
+        settings = self.settings
+        self.out = Path(out) if out is not None else None
+        self.on_batch, self.on_epoch = on_batch, on_epoch
+        if self.out is not None:
+            check_writable(self.out)
+        self.class_names = list(dataset.class_names)
+        check_fits(net, dataset, settings.data)
+        x_fit, y_fit, x_val, y_val = self._split(dataset)
+        seeds = np.random.SeedSequence(settings.seed).spawn(2)
+        self.shuffle_rng = np.random.default_rng(seeds[0])
+        self.augment_rng = np.random.default_rng(seeds[1])
+        if resume is None:
+            self.mean, self.std = normalization(x_fit)
+            net.initialize(settings.seed, settings.init)
+            self.optimizer = settings.make_optimizer()
+            self.schedule = settings.schedule()
+            self.state = TrainingState(lr=self.schedule.lr)
+            self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        else:
+            self._restore(resume)
+        self.state.settings = asdict(self.settings)
+        self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
+        self.x_val, self.y_val = normalize(x_val, self.mean, self.std), y_val
+        self._batch_buffer = np.empty((settings.batch_size, *x_fit.shape[1:]), np.float32)
+        self._stop_requested = False
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, epochs: int | None = None,
+                        out: str | Path | None = None, dataset: Dataset | None = None,
+                        expect: dict[str, Any] | None = None, **callbacks: Any) -> Trainer:
+        """Resume the run saved in the checkpoint ``path`` (its settings, data and state),
+        optionally up to a new total of ``epochs``, saving to ``out`` (default: ``path``).
+
+        ``expect``: settings the caller asked for; one that differs from the checkpoint's
+        raises TrainingError (a resumed run keeps its settings, so it continues exactly).
+        """
+        net, info = load_model(path)
+        if info.training is None or info.optimizer is None:
+            raise TrainingError(f"{path}: holds no training state (a final model, not a "
+                                "checkpoint); resume from the file train --out wrote")
+        settings = TrainSettings.from_dict(info.training.settings)
+        for key, value in (expect or {}).items():
+            stored = getattr(settings, key)
+            if value != stored:
+                option = "SPEC" if key == "spec" else "--" + key.replace("_", "-")
+                raise TrainingError(f"{option} {value} differs from the checkpoint's {stored}; "
+                                    f"a resumed run keeps the settings of {path}: drop "
+                                    f"{option}, or start a new run without --resume")
+        if epochs is not None:
+            settings.epochs = int(epochs)
+        if info.training.epoch >= settings.epochs:
+            raise TrainingError(f"{path}: already trained {info.training.epoch} of "
+                                f"{settings.epochs} epochs; pass --epochs N with N > "
+                                f"{info.training.epoch} to train on")
+        if dataset is None:
+            dataset = load_dataset(settings.data)
+        return cls(net, dataset, settings, out=path if out is None else out, resume=info,
+                   **callbacks)
+
+    # --- data ---------------------------------------------------------------------------
+    def _split(self, dataset: Dataset) -> tuple[np.ndarray, ...]:
+        """(x_fit, y_fit, x_val, y_val): the first ``limit`` training images, a random
+        ``val_split`` fraction of them (from the seed) held out for validation."""
+        s = self.settings
+        x, y = dataset.x_train, dataset.y_train
+        if s.limit is not None:
+            x, y = x[:s.limit], y[:s.limit]
+        n_val = int(round(s.val_split * len(x)))
+        if s.val_split > 0:
+            n_val = max(n_val, 1)
+        if len(x) - n_val < 1:
+            raise DataError(f"{s.data}: {len(x)} training images leave none to train on after "
+                            f"holding out {n_val} for validation; lower --val-split or --limit")
+        order = np.random.default_rng(np.random.SeedSequence([s.seed, 1])).permutation(len(x))
+        val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
+        return x[fit], y[fit], x[val], y[val]
+
+    def _restore(self, info: ModelInfo) -> None:
+        assert info.training is not None and info.optimizer is not None
+        self.mean, self.std = info.mean, info.std
+        self.optimizer = info.optimizer.restore()
+        self.schedule = LRSchedule.from_state(info.training.schedule)
+        self.state = info.training
+        self.shuffle_rng.bit_generator.state = self.state.rng_states["shuffle"]
+        self.augment_rng.bit_generator.state = self.state.rng_states["augment"]
+        self.history = {key: list(info.history.get(key, [])) for key in HISTORY_KEYS}
+        self.net.step = self.state.step
+        self.net.seed = self.settings.seed
+
+    # --- running ------------------------------------------------------------------------
+    def run(self) -> TrainingState:
+        """Train up to ``settings.epochs`` epochs; returns the final TrainingState.
+
+        Raises TrainingError on a NaN or infinite loss (the last checkpoint is kept) and
+        :class:`Interrupted` after Ctrl-C (once a checkpoint of the current step is saved).
+        """
+        with self._deferred_interrupts():
+            while self.state.epoch < self.settings.epochs:
+                self._run_epoch()
+        return self.state
+
+    def _run_epoch(self) -> None:
+        s, state = self.settings, self.state
+        start_state = self.shuffle_rng.bit_generator.state
+        order = self.shuffle_rng.permutation(len(self.x_fit))
+        batches = math.ceil(len(order) / s.batch_size)
+        sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+        sums.update(state.partial_epoch if state.batch else {})
+        started, seen_before = time.perf_counter(), sums["seen"]
+        for b in range(state.batch, batches):
+            idx = order[b * s.batch_size:(b + 1) * s.batch_size]
+            loss, correct = self._train_batch(idx, b, batches)
+            sums["loss"] += loss * len(idx)
+            sums["correct"] += correct
+            sums["seen"] += len(idx)
+            state.batch = b + 1
+            elapsed = time.perf_counter() - started
+            if self.on_batch is not None:
+                rate = (sums["seen"] - seen_before) / max(elapsed, 1e-9)
+                left = len(order) - sums["seen"]
+                self.on_batch(BatchProgress(state.epoch + 1, s.epochs, b + 1, batches,
+                                            sums["loss"] / sums["seen"],
+                                            sums["correct"] / sums["seen"], rate, left / rate))
+            if self._stop_requested and b + 1 < batches:
+                sums["seconds"] += elapsed
+                self._save_interrupted(start_state, sums)
+        sums["seconds"] += time.perf_counter() - started
+        self._end_epoch(sums, started)
+
+    def _train_batch(self, idx: np.ndarray, b: int, batches: int) -> tuple[float, int]:
+        """One SGD step on the images ``idx``; returns (mean loss, correct predictions)."""
+        net = self.net
+        xb = np.take(self.x_fit, idx, axis=0, out=self._batch_buffer[:len(idx)],
+                     mode="clip")
+        if self.settings.augment:
+            xb = augment(xb, self.augment_rng, crop_pad=CROP_PAD, flip=True)
+        yb = self.y_fit[idx]
+        logits = net.forward(xb, training=True)
+        loss = net.loss.forward(logits, yb)
+        if not math.isfinite(loss):
+            raise TrainingError(self._nan_message(loss, b, batches))
+        net.backward()
+        self.optimizer.step(net, self.schedule.lr)
+        predicted = to_host(logits).reshape(len(idx), -1).argmax(axis=1)
+        return loss, int(np.count_nonzero(predicted == yb))
+
+    def _nan_message(self, loss: float, b: int, batches: int) -> str:
+        epoch = self.state.epoch + 1
+        where = (f"the last good checkpoint {self.out} (epoch {self.state.epoch}) is kept"
+                 if self.out is not None and self.state.epoch > 0 and self.out.exists()
+                 else "no checkpoint was written")
+        return (f"loss became {loss} at epoch {epoch}, batch {b + 1}/{batches} (step "
+                f"{self.net.step}) with lr {self.schedule.lr:g}; training stopped and {where}; "
+                "lower --lr (or check the data for bad values)")
+
+    def _end_epoch(self, sums: dict[str, float], started: float) -> None:
+        state, s = self.state, self.settings
+        if len(self.y_val):
+            val_loss, val_acc, _ = evaluate(self.net, self.x_val, self.y_val)
+        else:
+            val_loss, val_acc = math.nan, math.nan
+        record = EpochRecord(state.epoch + 1, s.epochs, sums["loss"] / sums["seen"],
+                             sums["correct"] / sums["seen"], val_loss, val_acc,
+                             self.schedule.lr, sums["seconds"] + time.perf_counter() - started)
+        for key in HISTORY_KEYS:
+            self.history[key].append(float(getattr(record, key)))
+        monitored = record.train_acc if math.isnan(val_acc) else val_acc
+        improved = monitored > state.best_accuracy
+        if improved:
+            state.best_accuracy, state.best_epoch = monitored, record.epoch
+        self.schedule.end_epoch(record.epoch, monitored)
+        state.epoch, state.batch, state.partial_epoch = record.epoch, 0, {}
+        state.lr = self.schedule.lr
+        self.save()
+        if improved and self.out is not None:
+            copy_model(self.out, best_path(self.out))
+        if self.on_epoch is not None:
+            self.on_epoch(record)
+        if self._stop_requested and state.epoch < s.epochs:
+            raise Interrupted(self._resume_hint())
+
+    def _save_interrupted(self, epoch_start_rng: dict, sums: dict[str, float]) -> None:
+        self.state.partial_epoch = dict(sums)
+        self.save(shuffle_state=epoch_start_rng)
+        raise Interrupted(self._resume_hint())
+
+    def _resume_hint(self) -> str:
+        where = (f"epoch {self.state.epoch + 1}, batch {self.state.batch}" if self.state.batch
+                 else f"the end of epoch {self.state.epoch}")
+        if self.out is None:
+            return f"interrupted at {where}; nothing was saved (no output file)"
+        return (f"interrupted at {where}; checkpoint saved to {self.out}; continue with: "
+                f"numbacnn train --resume {self.out}")
+
+    # --- saving -------------------------------------------------------------------------
+    def model_info(self, shuffle_state: dict | None = None) -> ModelInfo:
+        """Everything a checkpoint holds besides the weights, as of now."""
+        self.state.step = self.net.step
+        self.state.schedule = self.schedule.state()
+        self.state.rng_states = {
+            "shuffle": shuffle_state or self.shuffle_rng.bit_generator.state,
+            "augment": self.augment_rng.bit_generator.state,
+        }
+        return ModelInfo(
+            spec_text=self.net.spec_text or self.settings.spec,
+            input_shape=self.net.input_shape,  # type: ignore[arg-type]
+            class_names=self.class_names, mean=self.mean, std=self.std,
+            optimizer=OptimizerState.capture(self.optimizer), training=self.state,
+            history={key: np.asarray(values, np.float64) for key, values in self.history.items()},
+        )
+
+    def save(self, path: str | Path | None = None, shuffle_state: dict | None = None) -> None:
+        """Write a checkpoint to ``path`` (default: ``out``; nothing when both are None)."""
+        target = path if path is not None else self.out
+        if target is not None:
+            save_model(target, self.net, self.model_info(shuffle_state))
+
+    def request_stop(self) -> None:
+        """Ask training to stop at the next batch boundary, after saving a checkpoint."""
+        self._stop_requested = True
+
+    @contextlib.contextmanager
+    def _deferred_interrupts(self) -> Iterator[None]:
+        """Within the block, the first Ctrl-C only asks to stop at the next batch boundary
+        (so the checkpoint is consistent); a second one interrupts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(signum: int, frame: Any) -> None:
+            self.request_stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = signal.signal(signal.SIGINT, handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
