@@ -30,7 +30,7 @@ def suggest(W: int, F: int, S: int, P: int) -> str:
         options.append(f"pad={p} gives {formula(W, F, S, p)}")
     strides = [s for s in range(1, max(S, 1) + 2 * F) if s != S and _fits(W, F, s, P)]
     if strides:
-        s = min(strides, key=lambda q: (abs(q - S), -q))
+        s = min(strides, key=lambda q: (abs(q - S), q))
         options.append(f"stride={s} gives {formula(W, F, s, P)}")
     return "; ".join(options) if options else "change the filter size"
 

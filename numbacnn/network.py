@@ -31,6 +31,7 @@ class Network:
         self.layers: list[Layer] = list(layers)
         if self.layers and isinstance(self.layers[-1], SoftmaxCrossEntropy):
             loss = self.layers.pop()  # type: ignore[assignment]
+        self.explicit_loss = loss is not None
         self.loss = loss or SoftmaxCrossEntropy()
         self.spec_text = spec_text
         self.step = 0  # training forward passes so far: seeds dropout
@@ -45,8 +46,9 @@ class Network:
         from numbacnn.spec import load_spec
 
         parsed = load_spec(spec)
-        shape = input_shape or parsed.input_shape
-        return cls(parsed.make_layers(), input_shape=shape, spec_text=parsed.to_text())
+        layers = parsed.build(input_shape)  # shape errors name the spec line
+        return cls(layers, input_shape=input_shape or parsed.input_shape,
+                   spec_text=parsed.to_text())
 
     def build(self, input_shape: Shape) -> Shape:
         """Propagate (C, H, W) through the layers; returns the output shape."""
@@ -54,7 +56,8 @@ class Network:
         shape = self.input_shape
         for layer in self.layers:
             shape = layer.build(shape)  # type: ignore[arg-type]
-        self.loss.build(shape)  # type: ignore[arg-type]
+        if self.explicit_loss or shape[1:] == (1, 1):
+            self.loss.build(shape)  # type: ignore[arg-type]
         return shape  # type: ignore[return-value]
 
     @property

@@ -1,0 +1,83 @@
+"""Property: the shape calculator agrees with the arrays the layers' forward passes make.
+
+Random small geometries (H, W ≤ 12, C ≤ 4, batch 1–2) of conv, pooling, LRN, maxout
+and fc layers, with strides and pads that fit, are written as spec text, built with
+``Network.from_spec(...).initialize(0)`` and run forward on the CPU; every layer's
+output array must have the shape its table row announces. Shapes are runtime values
+to the kernels, so every example reuses the same few compiled specializations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from numbacnn import get_device, set_device
+from numbacnn.network import Network
+from numbacnn.shapes import shape_table
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cpu():
+    previous = get_device()
+    set_device("cpu")
+    yield
+    set_device(previous)
+
+
+def _fitting_strides(F: int, P: int, sizes: tuple[int, int]) -> list[int]:
+    """Strides 1–3 that make (W − F + 2P)/S + 1 whole in both directions."""
+    return [S for S in (1, 2, 3) if all((n - F + 2 * P) % S == 0 for n in sizes)]
+
+
+@st.composite
+def networks(draw: st.DrawFn) -> tuple[str, int, list[tuple[int, int, int]]]:
+    """Spec text of a random small network ending in fc, a batch size, and every
+    layer's output (W, H, D) worked out here by hand."""
+    C, H, W = draw(st.integers(1, 4)), draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    lines, expected = [f"input {W}x{H}x{C}"], []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["conv", "maxpool", "avgpool", "lrn", "maxout"]))
+        if kind == "conv":
+            P = draw(st.integers(0, 2))
+            F = draw(st.integers(1, min(H + 2 * P, W + 2 * P, 5)))
+            S = draw(st.sampled_from(_fitting_strides(F, P, (H, W))))
+            C = draw(st.integers(1, 4))
+            lines.append(f"conv {C} {F} stride={S} pad={P}")
+            H, W = (H - F + 2 * P) // S + 1, (W - F + 2 * P) // S + 1
+        elif kind in ("maxpool", "avgpool"):
+            F = draw(st.integers(1, min(H, W, 3)))
+            S = draw(st.sampled_from(_fitting_strides(F, 0, (H, W))))
+            lines.append(f"{kind} {F} stride={S}")
+            H, W = (H - F) // S + 1, (W - F) // S + 1
+        elif kind == "lrn":
+            lines.append(f"lrn size={draw(st.integers(1, 5))}")
+        else:
+            pieces = draw(st.sampled_from([p for p in (1, 2, 3, 4) if C % p == 0]))
+            lines.append(f"maxout {pieces}")
+            C //= pieces
+        expected.append((W, H, C))
+    units = draw(st.integers(1, 5))
+    lines.append(f"fc {units}")
+    expected.append((1, 1, units))
+    return "\n".join(lines), draw(st.integers(1, 2)), expected
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks())
+def test_table_shapes_equal_forward_shapes(case: tuple[str, int, list]) -> None:
+    text, batch, expected = case
+    report = shape_table(text, batch=batch)
+    assert [row.output for row in report.rows] == expected, text
+    net = Network.from_spec(text).initialize(0)
+    C, H, W = report.input_shape
+    x = np.random.default_rng(0).standard_normal((batch, C, H, W)).astype(np.float32)
+    for layer, row in zip(net.layers, report.rows, strict=True):
+        x = layer.forward(x, training=False)
+        W_out, H_out, D_out = row.output
+        assert tuple(x.shape) == (batch, D_out, H_out, W_out), (text, row)
+        assert x.nbytes == row.activation_bytes
+        assert layer.num_params() == row.params
+        assert np.isfinite(np.asarray(x)).all()
