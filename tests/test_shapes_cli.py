@@ -101,6 +101,7 @@ def test_lecture_7x7_stride_3_does_not_fit() -> None:
     assert message.startswith("error: spec line 2 (`conv 1 3 stride=3`): ")
     assert "(7 − 3 + 2·0)/3 + 1 = 2.33 is not whole" in message
     assert "pad=1 gives (7 − 3 + 2·1)/3 + 1 = 3" in message
+    assert "stride=2 gives (7 − 3 + 2·0)/2 + 1 = 3" in message
 
 
 def test_every_conv_has_f_f_d_k_weights_and_k_biases() -> None:

@@ -113,7 +113,7 @@ def test_build_names_the_line_of_a_layer_that_does_not_fit() -> None:
         spec.build()
     message = str(info.value)
     assert message.startswith("spec line 3 (`conv 1 2 stride=2`): ")
-    assert "(5 − 2 + 2·0)/2 + 1 = 2.50 is not whole; try stride=3" in message
+    assert "(5 − 2 + 2·0)/2 + 1 = 2.50 is not whole; try stride=1" in message
     layers = spec.build((1, 8, 8))  # 8 → 6 → (6 − 2)/2 + 1 = 3 fits
     assert layers[-1].output_shape == (1, 3, 3)
 
