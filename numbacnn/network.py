@@ -15,7 +15,7 @@ import numpy as np
 
 from numbacnn.device import to_host
 from numbacnn.errors import ShapeError
-from numbacnn.layers import Dropout, Layer, SoftmaxCrossEntropy
+from numbacnn.layers import Conv2D, Dropout, Layer, ReLU, SoftmaxCrossEntropy
 from numbacnn.layers.base import Shape
 
 
@@ -27,13 +27,15 @@ class Network:
     """
 
     def __init__(self, layers: Sequence[Layer], input_shape: Shape | None = None,
-                 loss: SoftmaxCrossEntropy | None = None, spec_text: str | None = None) -> None:
+                 loss: SoftmaxCrossEntropy | None = None, spec_text: str | None = None,
+                 fuse: bool = True) -> None:
         self.layers: list[Layer] = list(layers)
         if self.layers and isinstance(self.layers[-1], SoftmaxCrossEntropy):
             loss = self.layers.pop()  # type: ignore[assignment]
         self.explicit_loss = loss is not None
         self.loss = loss or SoftmaxCrossEntropy()
         self.spec_text = spec_text
+        self.fuse = fuse  # fuse each ReLU that follows a Conv2D into the conv's bias pass
         self.step = 0  # training forward passes so far: seeds dropout
         self.seed = 0
         self.input_shape: Shape | None = None
@@ -56,6 +58,12 @@ class Network:
         shape = self.input_shape
         for layer in self.layers:
             shape = layer.build(shape)  # type: ignore[arg-type]
+        for layer, after in zip(self.layers, [*self.layers[1:], None], strict=True):
+            fuse = self.fuse and isinstance(layer, Conv2D) and isinstance(after, ReLU)
+            if isinstance(layer, Conv2D):
+                layer.fused_relu = fuse
+            if isinstance(after, ReLU):
+                after.fused = fuse
         if self.explicit_loss or shape[1:] == (1, 1):
             self.loss.build(shape)  # type: ignore[arg-type]
         return shape  # type: ignore[return-value]

@@ -226,6 +226,7 @@ class Trainer:
         self.on_batch, self.on_epoch = on_batch, on_epoch
         if self.out is not None:
             check_writable(self.out)
+        self.dataset = dataset
         self.class_names = list(dataset.class_names)
         check_fits(net, dataset, settings.data)
         x_fit, y_fit, x_val, y_val = self._split(dataset)
@@ -348,7 +349,7 @@ class Trainer:
                 sums["seconds"] += elapsed
                 self._save_interrupted(start_state, sums)
         sums["seconds"] += time.perf_counter() - started
-        self._end_epoch(sums, started)
+        self._end_epoch(sums)
 
     def _train_batch(self, idx: np.ndarray, b: int, batches: int) -> tuple[float, int]:
         """One SGD step on the images ``idx``; returns (mean loss, correct predictions)."""
@@ -376,8 +377,9 @@ class Trainer:
                 f"{self.net.step}) with lr {self.schedule.lr:g}; training stopped and {where}; "
                 "lower --lr (or check the data for bad values)")
 
-    def _end_epoch(self, sums: dict[str, float], started: float) -> None:
+    def _end_epoch(self, sums: dict[str, float]) -> None:
         state, s = self.state, self.settings
+        started = time.perf_counter()
         if len(self.y_val):
             val_loss, val_acc, _ = evaluate(self.net, self.x_val, self.y_val)
         else:

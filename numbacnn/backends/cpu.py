@@ -60,14 +60,14 @@ def col2im(n, dx, dcols, F, S, P, OH, OW):
         conv.col2im_at(i, dx, dcols, F, S, P, OH, OW)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def gemm_to_nchw(n, y, out, b, K, P):
+def gemm_to_nchw(n, y, out, b, K, P, relu):
     for i in prange(n):
-        conv.gemm_to_nchw_at(i, y, out, b, K, P)
+        conv.gemm_to_nchw_at(i, y, out, b, K, P, relu)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def nchw_to_gemm(n, dy2, dy, K, P):
+def nchw_to_gemm(n, dy2, dy, y, K, P, relu):
     for i in prange(n):
-        conv.nchw_to_gemm_at(i, dy2, dy, K, P)
+        conv.nchw_to_gemm_at(i, dy2, dy, y, K, P, relu)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def row_sum(n, out, m):

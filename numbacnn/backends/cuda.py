@@ -137,14 +137,14 @@ def col2im(n, dx, dcols, F, S, P, OH, OW):
         conv.col2im_at(i, dx, dcols, F, S, P, OH, OW)
 
 @grid_stride
-def gemm_to_nchw(n, y, out, b, K, P):
+def gemm_to_nchw(n, y, out, b, K, P, relu):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        conv.gemm_to_nchw_at(i, y, out, b, K, P)
+        conv.gemm_to_nchw_at(i, y, out, b, K, P, relu)
 
 @grid_stride
-def nchw_to_gemm(n, dy2, dy, K, P):
+def nchw_to_gemm(n, dy2, dy, y, K, P, relu):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        conv.nchw_to_gemm_at(i, dy2, dy, K, P)
+        conv.nchw_to_gemm_at(i, dy2, dy, y, K, P, relu)
 
 @grid_stride
 def row_sum(n, out, m):

@@ -73,21 +73,24 @@ def col2im_at(t, dx, dcols, F, S, P, OH, OW):
 
 
 @njit(inline="always")
-def gemm_to_nchw_at(t, y, out, b, K, P):
-    """Row t = (n, k): y[n, k, p] = out[k, n·P + p] + b[k] for p < P (GEMM K × N·P → N×K×P);
-    y is passed flat."""
+def gemm_to_nchw_at(t, y, out, b, K, P, relu):
+    """Row t = (n, k): y[n, k, p] = out[k, n·P + p] + b[k] for p < P (GEMM K × N·P → N×K×P),
+    then max(·, 0) when ``relu`` (a ReLU fused into the convolution); y is passed flat."""
     n = t // K
     k = t - n * K
     bias = b[k]
+    floor = np.float32(0.0) if relu else np.float32(-np.inf)
     for p in range(P):
-        y[t * P + p] = out[k, n * P + p] + bias
+        y[t * P + p] = max(out[k, n * P + p] + bias, floor)
 
 
 @njit(inline="always")
-def nchw_to_gemm_at(t, dy2, dy, K, P):
-    """Row t = (k, n): dy2[k, n·P + p] = dy[n, k, p] for p < P (N×K×P → K × N·P); dy flat."""
+def nchw_to_gemm_at(t, dy2, dy, y, K, P, relu):
+    """Row t = (k, n): dy2[k, n·P + p] = dy[n, k, p] for p < P (N×K×P → K × N·P); dy and y
+    flat. With ``relu`` (fused ReLU) the gradient passes only where the output y > 0."""
     N = dy2.shape[1] // P
     k = t // N
     n = t - k * N
     for p in range(P):
-        dy2[k, n * P + p] = dy[(n * K + k) * P + p]
+        i = (n * K + k) * P + p
+        dy2[k, n * P + p] = dy[i] if (not relu or y[i] > np.float32(0.0)) else np.float32(0.0)

@@ -46,8 +46,23 @@ class _Elementwise(Layer):
 
 
 class ReLU(_Elementwise):
+    """max(x, 0). When it directly follows a Conv2D the network fuses it into the
+    convolution's bias pass (``fused`` is True): then it passes x and dy through."""
+
     kind = "relu"
     body = "relu"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fused = False
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        return self._check_input(x) if self.fused else super().forward(x, training)
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        if self.fused:
+            return self._check_gradient(dy) if need_dx else None
+        return super().backward(dy, need_dx)
 
 
 class LeakyReLU(_Elementwise):

@@ -32,6 +32,7 @@ class Layer:
         self.grads: dict[str, Any] = {}
         self.init: str | None = None  # initializer of the weights, None = the network's
         self._buffers: dict[str, Any] = {}
+        self._forward_batch: int | None = None  # N of the last forward: backward must match
 
     # --- shapes (pure Python, no kernel) ---------------------------------------------
     def build(self, input_shape: Shape) -> Shape:
@@ -132,8 +133,10 @@ class Layer:
         if is_device_array(x):
             if not x.is_c_contiguous():
                 raise ShapeError(f"{self.describe()}: device array must be C-contiguous")
-            return x
-        return backend().to_device(x)
+        else:
+            x = backend().to_device(x)
+        self._forward_batch = int(x.shape[0])
+        return x
 
     def _check_gradient(self, dy: Any) -> Any:
         """dy as a float32 C-contiguous array of this layer's output shape (4-D)."""
@@ -144,6 +147,11 @@ class Layer:
             raise ShapeError(f"{self.describe()}: gradient of shape {tuple(dy.shape)} does "
                              f"not match the output shape (N, {C}, {H}, {W})")
         dy = dy.reshape(dy.shape[0], C, H, W)
+        if dy.shape[0] != self._forward_batch:  # saved activations are of another batch
+            seen = "no forward yet" if self._forward_batch is None else \
+                f"the last forward had {self._forward_batch} samples"
+            raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first "
+                             f"({seen}, the gradient has {dy.shape[0]})")
         if not is_device_array(dy):
             dy = backend().to_device(np.ascontiguousarray(dy, dtype=np.float32))
         return dy

@@ -26,6 +26,7 @@ class Conv2D(Layer):
         self.stride, self.pad = int(stride), int(pad)
         self.init = init
         self._cols_hold_input = False  # False once backward reused the columns for dcols
+        self.fused_relu = False  # set by Network when a ReLU follows: applied in the bias pass
         if self.filters < 1:
             raise ShapeError(f"conv: filters must be ≥ 1, got {filters}")
 
@@ -69,7 +70,8 @@ class Conv2D(Layer):
         out = self._buffer("out", (K, N * OH * OW))
         B.gemm(self.params["W"].reshape(K, C * F * F), cols, out)
         y = self._buffer("y", (N, K, OH, OW))
-        B.gemm_to_nchw(N * K, y.reshape(-1), out, self.params["b"], K, OH * OW)
+        B.gemm_to_nchw(N * K, y.reshape(-1), out, self.params["b"], K, OH * OW,
+                        self.fused_relu)
         self._cols_hold_input = True
         return y
 
@@ -84,7 +86,8 @@ class Conv2D(Layer):
         if cols.shape[1] != N * OH * OW or not self._cols_hold_input:
             raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first")
         dy2 = self._buffer("out", (K, N * OH * OW))  # the GEMM output is free again: reuse it
-        B.nchw_to_gemm(K * N, dy2, dy.reshape(-1), K, OH * OW)
+        B.nchw_to_gemm(K * N, dy2, dy.reshape(-1), self._buffers["y"].reshape(-1), K, OH * OW,
+                        self.fused_relu)
         B.gemm(dy2, cols, self.grads["W"].reshape(K, C * F * F), trans_b=True)
         B.row_sum(K, self.grads["b"], dy2)
         if not need_dx:

@@ -30,8 +30,8 @@ class SoftmaxCrossEntropy(Layer):
         K = self.input_shape[0]  # type: ignore[index]
         if not is_device_array(logits):
             logits = np.asarray(logits)
-        if logits.ndim == 2:
-            logits = logits.reshape(logits.shape[0], K, 1, 1)
+        if logits.ndim == 2:  # N×K' → N×K'×1×1; a K' other than K is refused below
+            logits = logits.reshape(*logits.shape, 1, 1)
         return self._check_input(logits).reshape(logits.shape[0], K)
 
     def _labels(self, labels: Any, N: int) -> Any:
@@ -55,8 +55,8 @@ class SoftmaxCrossEntropy(Layer):
         N, K = logits.shape
         labels = self._buffer("no_labels", (N,), np.int64)
         backend().fill(N, labels, np.int64(0))
-        probs = self._buffer("probs", (N, K))
-        backend().softmax_cross_entropy_forward(N, probs, self._buffer("losses", (N,)),
+        probs = self._buffer("proba", (N, K))  # not "probs": backward() still needs those
+        backend().softmax_cross_entropy_forward(N, probs, self._buffer("proba_losses", (N,)),
                                                 logits, labels)
         return probs
 
@@ -73,6 +73,8 @@ class SoftmaxCrossEntropy(Layer):
 
     def backward(self, dy: Any = None, need_dx: bool = True) -> Any:
         """dL/dlogits as N×K×1×1 (``dy`` is ignored: the loss is the end of the chain)."""
+        if getattr(self, "_labels_dev", None) is None:
+            raise ShapeError("softmax: backward needs forward(logits, labels) first")
         probs = self._buffers["probs"]
         N, K = probs.shape
         dlogits = self._buffer("dx", (N, K, 1, 1))
