@@ -1,0 +1,223 @@
+"""The CUDA backend in numba's CUDA simulator: every layer against the float64 reference.
+
+Run by tests/test_cuda_simulator.py in a subprocess with NUMBA_ENABLE_CUDASIM=1 and
+NUMBACNN_DEVICE=cuda (the variable must be set before numba is imported); without it
+these tests skip themselves. The simulator runs each CUDA thread as a Python thread,
+so the shapes are tiny. Also checks that set_device("cuda") works, that to_device and
+to_host round-trip, and that activations stay device arrays from layer to layer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import reference as ref
+
+import numbacnn.device
+from numbacnn import to_device, to_host
+from numbacnn.device import is_device_array
+from numbacnn.layers import (
+    ELU,
+    LRN,
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    Maxout,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+)
+from numbacnn.network import Network
+from numbacnn.optim import SGD, Adam
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("NUMBA_ENABLE_CUDASIM"),
+    reason="needs NUMBA_ENABLE_CUDASIM=1 before numba is imported; "
+           "tests/test_cuda_simulator.py runs these in a subprocess")
+
+
+@pytest.fixture(autouse=True)
+def cpu_device(monkeypatch: pytest.MonkeyPatch):
+    """Overrides the CPU pinning of tests/conftest.py: these tests run on "cuda"."""
+    monkeypatch.setenv("NUMBACNN_DEVICE", "cuda")
+    monkeypatch.setattr(numbacnn.device, "_current", numbacnn.device._current)
+    numbacnn.device.set_device("cuda")
+    yield "cuda"
+
+
+def device_run(layer: Layer, x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                      dict[str, np.ndarray]]:
+    """Forward and backward on device arrays; outputs must be device arrays too."""
+    y = layer.forward(to_device(x), training=True)
+    assert is_device_array(y), f"{layer.describe()}: forward returned {type(y).__name__}"
+    y = to_host(y).copy()
+    dx = layer.backward(to_device(dy))
+    assert is_device_array(dx), f"{layer.describe()}: backward returned {type(dx).__name__}"
+    return y, to_host(dx).copy(), {k: to_host(g).copy() for k, g in layer.grads.items()}
+
+
+CASES: dict[str, tuple[Callable[[], Layer], tuple[int, int, int, int], str]] = {
+    "conv-f3-p1": (lambda: Conv2D(3, 3, stride=1, pad=1), (2, 2, 5, 4), "normal"),
+    "conv-f3-s2-nonsquare": (lambda: Conv2D(2, 3, stride=2), (1, 2, 5, 7), "normal"),
+    "maxpool-f2": (lambda: MaxPool2D(2), (2, 2, 4, 6), "distinct"),
+    "maxpool-f3-s2": (lambda: MaxPool2D(3, 2), (1, 1, 5, 7), "distinct"),
+    "avgpool-f3-s2": (lambda: AvgPool2D(3, 2), (1, 2, 5, 7), "normal"),
+    "lrn": (lambda: LRN(3, alpha=0.5, beta=0.75, k=1.0), (2, 4, 2, 3), "normal"),
+    "fc": (lambda: Dense(3), (2, 2, 2, 2), "normal"),
+    "flatten": (Flatten, (2, 2, 2, 3), "normal"),
+    "relu": (ReLU, (2, 2, 3, 3), "away"),
+    "leaky": (lambda: LeakyReLU(0.1), (2, 2, 3, 3), "away"),
+    "sigmoid": (Sigmoid, (2, 2, 3, 3), "normal"),
+    "tanh": (Tanh, (2, 2, 3, 3), "normal"),
+    "elu": (lambda: ELU(0.5), (2, 2, 3, 3), "away"),
+    "maxout": (lambda: Maxout(2), (1, 4, 2, 3), "distinct"),
+    "dropout": (lambda: Dropout(0.5), (2, 2, 3, 3), "normal"),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_layer_on_cuda_matches_reference(name: str, rng: np.random.Generator):
+    """y, dx, dW and db from the CUDA kernels equal the reference to float32 tolerance."""
+    make, shape, inputs = CASES[name]
+    layer = make()
+    layer.build(shape[1:])
+    layer.init_params(rng, "he")
+    params = {}
+    for key, value in layer.param_shapes().items():
+        params[key] = (0.5 * rng.standard_normal(value)).astype(np.float32)
+        layer.params[key] = to_device(params[key])
+    if inputs == "distinct":
+        x = ref.distinct_values(rng, shape)
+    elif inputs == "away":
+        x = ref.away_from_zero(rng, shape)
+    else:
+        x = rng.standard_normal(shape).astype(np.float32)
+    mask = None
+    if isinstance(layer, Dropout):
+        layer.seed = 31337
+        mask = ref.dropout_mask(shape, layer.p, layer.seed)
+    dy = rng.standard_normal((shape[0], *layer.output_shape)).astype(np.float32)
+    y, dx, grads = device_run(layer, x, dy)
+    ref.assert_close(y, ref.reference_forward(layer, x, params, mask), what=f"{name}: y")
+    expected_dx, expected_grads = ref.reference_backward(layer, x, dy, params, mask)
+    ref.assert_close(dx, expected_dx, what=f"{name}: dx")
+    assert set(grads) == set(expected_grads)
+    for key, expected in expected_grads.items():
+        ref.assert_close(grads[key], expected, what=f"{name}: d{key}")
+
+
+def test_loss_on_cuda_matches_reference(rng: np.random.Generator):
+    """The softmax cross-entropy kernels give the reference loss and dlogits."""
+    logits = rng.standard_normal((3, 4)).astype(np.float32)
+    labels = np.array([3, 0, 1])
+    loss = SoftmaxCrossEntropy()
+    loss.build((4, 1, 1))
+    value = loss.forward(to_device(logits.reshape(3, 4, 1, 1)), labels)
+    assert value == pytest.approx(ref.softmax_cross_entropy_forward(logits, labels), rel=1e-5)
+    dlogits = loss.backward()
+    assert is_device_array(dlogits)
+    ref.assert_close(to_host(dlogits).reshape(3, 4),
+                     ref.softmax_cross_entropy_backward(logits, labels))
+
+
+def test_network_train_step_on_cuda_matches_reference(rng: np.random.Generator):
+    """A tiny network (its ReLU fused into the convolution) trains one step like the
+    reference chain: same loss and parameter gradients."""
+    net = Network([Conv2D(2, 3, pad=1), ReLU(), MaxPool2D(2), Dropout(0.5), Flatten(),
+                   Dense(3)], input_shape=(1, 4, 4)).initialize(seed=5)
+    assert net.layers[0].fused_relu
+    params = [{k: to_host(v).astype(np.float64) for k, v in layer.params.items()}
+              for layer in net.layers]
+    x = rng.standard_normal((2, 1, 4, 4)).astype(np.float32)
+    labels = np.array([2, 0])
+    loss = net.train_step(to_device(x), labels)
+    expected_loss, expected_grads = ref.reference_network_step(net.layers, params, x, labels)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    for name, _, g in net.parameters():
+        index, key = name.split(".")
+        ref.assert_close(to_host(g), expected_grads[int(index)][key], what=f"d{name}")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_optimizer_on_cuda_matches_reference(optimizer: str, rng: np.random.Generator):
+    """Two updates of a one-layer network's weights equal the reference updates."""
+    net = Network([Dense(2)], input_shape=(3, 1, 1)).initialize(seed=2)
+    dense = net.layers[0]
+    w = {k: to_host(v).astype(np.float64) for k, v in dense.params.items()}
+    m = {k: np.zeros_like(a) for k, a in w.items()}
+    v = {k: np.zeros_like(a) for k, a in w.items()}
+    opt = SGD(momentum=0.9, weight_decay=0.01) if optimizer == "sgd" else Adam(weight_decay=0.01)
+    for t in (1, 2):
+        grads = {k: rng.standard_normal(a.shape).astype(np.float32) for k, a in w.items()}
+        for key, g in grads.items():
+            dense.grads[key] = to_device(g)
+        opt.step(net, 0.1)
+        for key in w:
+            if optimizer == "sgd":
+                w[key], v[key] = ref.sgd_momentum_update(w[key], v[key], grads[key], 0.1, 0.9,
+                                                         0.01)
+            else:
+                w[key], m[key], v[key] = ref.adam_update(w[key], m[key], v[key], grads[key],
+                                                         0.1, t, weight_decay=0.01)
+            ref.assert_close(to_host(dense.params[key]), w[key], what=f"{key}, step {t}")
+
+
+def test_set_device_cuda_selects_the_cuda_backend():
+    """Where numba.cuda is available (here: simulated) set_device("cuda") works."""
+    assert numbacnn.device.set_device("cuda") == "cuda"
+    assert numbacnn.device.get_device() == "cuda"
+    assert numbacnn.device.backend().name == "cuda"
+
+
+def test_to_device_to_host_round_trip(rng: np.random.Generator):
+    """Host → device → host keeps values; float64 becomes float32, integers stay integers,
+    strided arrays arrive contiguous; a device array is passed through as is."""
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    d = to_device(x)
+    assert is_device_array(d) and not isinstance(d, np.ndarray)
+    np.testing.assert_array_equal(to_host(d), x)
+    assert to_device(d) is d
+    wide = to_host(to_device(x.astype(np.float64)))
+    assert wide.dtype == np.float32
+    np.testing.assert_array_equal(wide, x)
+    labels = to_host(to_device(np.arange(5, dtype=np.int64)))
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, np.arange(5))
+    np.testing.assert_array_equal(to_host(to_device(x[:, ::-1, ::2])), x[:, ::-1, ::2])
+
+
+def test_activations_stay_on_the_device(rng: np.random.Generator,
+                                        monkeypatch: pytest.MonkeyPatch):
+    """From a device input, every layer's output and gradient is a device array and no
+    host↔device copy happens during the forward and backward passes."""
+    from numba import cuda
+
+    net = Network([Conv2D(2, 3, pad=1), ReLU(), MaxPool2D(2), Dropout(0.5), Flatten(),
+                   Dense(3)], input_shape=(1, 4, 4)).initialize(seed=0)
+    x = to_device(rng.standard_normal((2, 1, 4, 4)).astype(np.float32))
+    dlogits = to_device(rng.standard_normal((2, 3, 1, 1)).astype(np.float32))
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("host↔device copy during the passes")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(cuda, "to_device", no_copy)
+        mp.setattr(type(x), "copy_to_host", no_copy)
+        a = x
+        for layer in net.layers:
+            a = layer.forward(a, training=True)
+            assert is_device_array(a), f"{layer.describe()} returned {type(a).__name__}"
+        dy = dlogits
+        for index in range(len(net.layers) - 1, -1, -1):
+            dy = net.layers[index].backward(dy)
+            assert is_device_array(dy), f"layer {index} returned {type(dy).__name__}"
+    assert to_host(dy).shape == (2, 1, 4, 4)
