@@ -10,6 +10,7 @@ product is numpy's BLAS. ``numbacnn/backends/cuda.py`` has the same drivers.
 from __future__ import annotations
 
 import numpy as np
+import threadpoolctl
 from numba import njit, prange
 
 from numbacnn.backends import kernel_cache
@@ -43,10 +44,28 @@ def synchronize() -> None:
     """Wait for queued work (nothing to wait for on the CPU)."""
 
 
+_blas_controller: threadpoolctl.ThreadpoolController | None = None
+
+
+def _one_blas_thread() -> threadpoolctl._ThreadpoolLimiter:
+    """Run numpy's BLAS on one thread for the duration of a ``with`` block.
+
+    Between two products the second BLAS thread spin-waits, and on a machine with as
+    many cores as numba has threads it then slows every ``prange`` kernel that runs
+    in between; measured on the fmnist network at batch 128 on 2 cores: 716–881
+    images/s with two BLAS threads, 2,189–2,528 with one (bench/RESULTS.md).
+    """
+    global _blas_controller
+    if _blas_controller is None:
+        _blas_controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    return _blas_controller.limit(limits=1)
+
+
 def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
          trans_b: bool = False) -> None:
     """out (M × N) = op(a) @ op(b), op transposing when asked; float32 BLAS SGEMM."""
-    np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+    with _one_blas_thread():
+        np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
