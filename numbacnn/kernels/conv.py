@@ -7,7 +7,9 @@ pass is one GEMM  W(K × CFF) @ cols → (K × N·OH·OW).
 
 These bodies work on one plane or row of contiguous output each (index t below), so
 the index arithmetic (integer divisions) is paid once per plane or row, not per
-element, and the inner loops are plain strided copies the compiler vectorizes.
+element. Inner loops index 1-D row views with ``np.uint64`` indices: numba then
+skips its negative-index wraparound test, which halved im2col's time (the indices
+are never negative by construction).
 """
 
 import numpy as np
@@ -31,19 +33,21 @@ def im2col_at(t, cols, x, F, S, P, OH, OW):
     # ox whose input column ox·S − P + fx lies inside 0 … W − 1
     ox_lo = min(OW, max(0, (P - fx + S - 1) // S))
     ox_hi = min(OW, max(ox_lo, (W - 1 + P - fx) // S + 1))
+    dst = cols[r]
     for oy in range(OH):
         j0 = (n * OH + oy) * OW
         iy = oy * S - P + fy
         if iy < 0 or iy >= H:
             for ox in range(OW):
-                cols[r, j0 + ox] = np.float32(0.0)
+                dst[np.uint64(j0 + ox)] = np.float32(0.0)
             continue
+        src = x[n, c, iy]
         for ox in range(ox_lo):
-            cols[r, j0 + ox] = np.float32(0.0)
+            dst[np.uint64(j0 + ox)] = np.float32(0.0)
         for ox in range(ox_lo, ox_hi):
-            cols[r, j0 + ox] = x[n, c, iy, ox * S - P + fx]
+            dst[np.uint64(j0 + ox)] = src[np.uint64(ox * S - P + fx)]
         for ox in range(ox_hi, OW):
-            cols[r, j0 + ox] = np.float32(0.0)
+            dst[np.uint64(j0 + ox)] = np.float32(0.0)
 
 
 @njit(inline="always")
@@ -55,21 +59,25 @@ def col2im_at(t, dx, dcols, F, S, P, OH, OW):
     W = dx.shape[3]
     n = t // C
     c = t - n * C
+    plane = dx[n, c]
     for y in range(H):
+        row = plane[y]
         for x in range(W):
-            dx[n, c, y, x] = np.float32(0.0)
-        # output rows oy whose window covers input row y: oy·S − P ≤ y ≤ oy·S − P + F − 1
-        oy_lo = max(0, (y + P - F + S) // S)
-        oy_hi = min(OH - 1, (y + P) // S)
-        for oy in range(oy_lo, oy_hi + 1):
-            fy = y + P - oy * S
-            j0 = (n * OH + oy) * OW
-            for fx in range(F):
-                r = (c * F + fy) * F + fx
-                ox_lo = min(OW, max(0, (P - fx + S - 1) // S))
-                ox_hi = min(OW, max(ox_lo, (W - 1 + P - fx) // S + 1))
+            row[np.uint64(x)] = np.float32(0.0)
+    for fx in range(F):
+        # output columns ox whose input column ox·S − P + fx lies inside 0 … W − 1
+        ox_lo = min(OW, max(0, (P - fx + S - 1) // S))
+        ox_hi = min(OW, max(ox_lo, (W - 1 + P - fx) // S + 1))
+        for y in range(H):
+            # output rows oy whose window covers input row y: oy·S − P ≤ y ≤ oy·S − P + F − 1
+            oy_lo = max(0, (y + P - F + S) // S)
+            oy_hi = min(OH - 1, (y + P) // S)
+            row = plane[y]
+            for oy in range(oy_lo, oy_hi + 1):
+                src = dcols[(c * F + y + P - oy * S) * F + fx]
+                j0 = (n * OH + oy) * OW
                 for ox in range(ox_lo, ox_hi):
-                    dx[n, c, y, ox * S - P + fx] += dcols[r, j0 + ox]
+                    row[np.uint64(ox * S - P + fx)] += src[np.uint64(j0 + ox)]
 
 
 @njit(inline="always")
@@ -80,8 +88,9 @@ def gemm_to_nchw_at(t, y, out, b, K, P, relu):
     k = t - n * K
     bias = b[k]
     floor = np.float32(0.0) if relu else np.float32(-np.inf)
+    src = out[k]
     for p in range(P):
-        y[t * P + p] = max(out[k, n * P + p] + bias, floor)
+        y[np.uint64(t * P + p)] = max(src[np.uint64(n * P + p)] + bias, floor)
 
 
 @njit(inline="always")
@@ -91,6 +100,8 @@ def nchw_to_gemm_at(t, dy2, dy, y, K, P, relu):
     N = dy2.shape[1] // P
     k = t // N
     n = t - k * N
+    dst = dy2[k]
     for p in range(P):
-        i = (n * K + k) * P + p
-        dy2[k, n * P + p] = dy[i] if (not relu or y[i] > np.float32(0.0)) else np.float32(0.0)
+        i = np.uint64((n * K + k) * P + p)
+        g = dy[i] if (not relu or y[i] > np.float32(0.0)) else np.float32(0.0)
+        dst[np.uint64(n * P + p)] = g

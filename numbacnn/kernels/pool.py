@@ -18,18 +18,22 @@ def max_pool_forward_at(t, y, argmax, x, F, S):
     OW = y.shape[3]
     n = t // C
     c = t - n * C
+    plane = x[n, c]
     for oy in range(OH):
+        y_row = y[n, c, oy]
+        at_row = argmax[n, c, oy]
         for ox in range(OW):
-            best = x[n, c, oy * S, ox * S]
+            best = plane[oy * S, ox * S]
             best_at = oy * S * W + ox * S
             for fy in range(F):
+                row = plane[oy * S + fy]
                 for fx in range(F):
-                    v = x[n, c, oy * S + fy, ox * S + fx]
+                    v = row[np.uint64(ox * S + fx)]
                     if v > best:
                         best = v
                         best_at = (oy * S + fy) * W + ox * S + fx
-            y[n, c, oy, ox] = best
-            argmax[n, c, oy, ox] = best_at
+            y_row[np.uint64(ox)] = best
+            at_row[np.uint64(ox)] = best_at
 
 
 @njit(inline="always")
@@ -44,14 +48,17 @@ def max_pool_backward_at(t, dx, dy, argmax, F, S):
     n = t // C
     c = t - n * C
     for yy in range(H):
+        dst = dx[n, c, yy]
         for xx in range(W):
-            dx[n, c, yy, xx] = np.float32(0.0)
+            dst[np.uint64(xx)] = np.float32(0.0)
         row_start = yy * W
         for oy in range(max(0, (yy - F + S) // S), min(OH - 1, yy // S) + 1):
+            at_row = argmax[n, c, oy]
+            dy_row = dy[n, c, oy]
             for ox in range(OW):
-                at = argmax[n, c, oy, ox]
+                at = at_row[np.uint64(ox)]
                 if row_start <= at < row_start + W:
-                    dx[n, c, yy, at - row_start] += dy[n, c, oy, ox]
+                    dst[np.uint64(at - row_start)] += dy_row[np.uint64(ox)]
 
 
 @njit(inline="always")
