@@ -79,27 +79,32 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
          trans_b: bool = False) -> None:
     """out (M × N) = op(a) @ op(b), op transposing when asked; float32 BLAS SGEMM.
 
-    Large products are split by rows of ``out`` into one block per numba thread, each
-    a one-thread BLAS call on its own Python thread (BLAS releases the GIL); idle
-    pool threads sleep instead of spinning. Every element is the same dot product in
-    the same order whatever the split, so results do not depend on it.
+    Large products are split along the longer side of ``out`` (rows of op(a), or
+    columns of op(b) when the batch side is short, as in a fully connected layer at
+    batch 16) into one block per numba thread, each a one-thread BLAS call on its own
+    Python thread (BLAS releases the GIL); idle pool threads sleep instead of
+    spinning. Every element is the same dot product in the same order whatever the
+    split, so results do not depend on it.
     """
     global _gemm_pool
     A = a.T if trans_a else a
     B = b.T if trans_b else b
-    M = out.shape[0]
-    parts = min(numba.get_num_threads(), M // 8)
+    M, N = out.shape
+    parts = min(numba.get_num_threads(), max(M, N) // 8)
     with _one_blas_thread():
         if parts < 2 or 2 * out.size * A.shape[1] < SPLIT_GEMM_FLOPS:
             np.matmul(A, B, out=out)
             return
         if _gemm_pool is None:
-            _gemm_pool = ThreadPoolExecutor(max_workers=parts - 1,
+            _gemm_pool = ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads() - 1),
                                             thread_name_prefix="numbacnn-gemm")
-        edges = [M * i // parts for i in range(parts + 1)]
-        futures = [_gemm_pool.submit(np.matmul, A[lo:hi], B, out=out[lo:hi])
-                   for lo, hi in zip(edges[1:-1], edges[2:], strict=True)]
-        np.matmul(A[:edges[1]], B, out=out[:edges[1]])
+        by_rows = M >= N
+        edges = [(M if by_rows else N) * i // parts for i in range(parts + 1)]
+        blocks = [(A[lo:hi], B, out[lo:hi]) if by_rows else (A, B[:, lo:hi], out[:, lo:hi])
+                  for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        futures = [_gemm_pool.submit(np.matmul, a_part, b_part, out=out_part)
+                   for a_part, b_part, out_part in blocks[1:]]
+        np.matmul(*blocks[0][:2], out=blocks[0][2])
         for future in futures:
             future.result()
 
