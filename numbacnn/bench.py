@@ -32,7 +32,6 @@ import argparse
 import datetime
 import importlib.util
 import json
-import math
 import os
 import platform
 import resource
@@ -175,10 +174,12 @@ def _layer_timers(net: Any, sync: Callable[[], None]) -> Iterator[dict[str, np.n
 
 
 def layer_table(descriptions: list[str], shapes: list[str], forward_s: np.ndarray,
-                backward_s: np.ndarray, update_s: float, iterations: int) -> dict[str, Any]:
+                backward_s: np.ndarray, update_s: float, iterations: int,
+                fused: list[bool] | None = None) -> dict[str, Any]:
     """The per-layer part of a result: rows, loss, update and totals in ms per step.
 
-    ``forward_s``/``backward_s`` hold one total per layer plus the loss last.
+    ``forward_s``/``backward_s`` hold one total per layer plus the loss last; ``fused``
+    marks layers whose work another layer does (a ReLU fused into its convolution).
     """
     fwd = forward_s * 1e3 / iterations
     bwd = backward_s * 1e3 / iterations
@@ -191,6 +192,9 @@ def layer_table(descriptions: list[str], shapes: list[str], forward_s: np.ndarra
     rows = [{"index": i, "layer": descriptions[i], "output_shape": shapes[i],
              "forward_ms": float(fwd[i]), "backward_ms": float(bwd[i]),
              "percent": pct(fwd[i] + bwd[i])} for i in range(len(descriptions))]
+    if fused is not None:
+        for row, flag in zip(rows, fused, strict=True):
+            row["fused"] = bool(flag)
     return {
         "layers": rows,
         "loss": {"forward_ms": float(fwd[-1]), "backward_ms": float(bwd[-1]),
@@ -277,7 +281,8 @@ def bench_numbacnn(spec: str, batch: int, iterations: int, warmup: int,
                 update += _clock(sync) - t0
         result.update(layer_table([layer.describe() for layer in net.layers],
                                   [output_shape_text(layer.output_shape) for layer in net.layers],
-                                  totals["forward"], totals["backward"], update, iterations))
+                                  totals["forward"], totals["backward"], update, iterations,
+                                  fused=[bool(getattr(la, "fused", False)) for la in net.layers]))
     result["train"] = throughput(step, sync, batch, iterations)
     result["warmup_times"] = warmup_summary(warm, result["train"]["step_ms"])
     if layers:
@@ -396,18 +401,22 @@ def _ratio(a: float, b: float) -> float | None:
 # --- subprocess measurements --------------------------------------------------------------
 
 
-def _child(args: list[str], timeout: float = 600.0,
-           env: dict[str, str] | None = None) -> dict[str, Any]:
+def _child(args: list[str], timeout: float = 600.0, env: dict[str, str] | None = None,
+           cwd: str | None = None) -> dict[str, Any]:
     """Run ``python -m numbacnn.bench ARGS``; its last stdout line is a JSON object."""
     cmd = [sys.executable, "-m", "numbacnn.bench", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env=_child_env() | (env or {}))
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise NumbacnnError(f"benchmark subprocess {' '.join(args)} failed "
                             f"(exit {proc.returncode}): {tail}")
-    return json.loads(lines[-1])
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        raise NumbacnnError(f"benchmark subprocess {' '.join(args)} ended without its "
+                            f"result line (last line: {lines[-1][:200]!r})") from None
 
 
 def _child_env() -> dict[str, str]:
@@ -462,7 +471,7 @@ def _peak_rss() -> dict[str, Any]:
     return out
 
 
-def _train_command_args() -> list[str] | None:
+def _train_command_args(device: str) -> list[str] | None:
     """Arguments of a tiny ``numbacnn train`` run, when that command exists with
     ``--epochs`` and ``--limit``; None otherwise."""
     try:
@@ -473,48 +482,55 @@ def _train_command_args() -> list[str] | None:
     names = {p.name for p in getattr(command, "params", [])}
     if command is None or not {"epochs", "limit"} <= names:
         return None
-    return ["train", "fmnist", "--epochs", "1", "--limit", "256"]
+    return ["train", "fmnist", "--epochs", "1", "--limit", "256"] + (
+        ["--device", device] if "device" in names else [])
 
 
 def startup(device: str, batch: int = 128, fresh_cache: bool = True) -> dict[str, Any]:
-    """Seconds from a new process' start to its first finished training step (fmnist).
+    """Seconds from a new process' start to its first finished training step.
 
-    With ``fresh_cache`` two processes share an empty numba cache directory: the first
-    compiles every kernel it needs (the cold JIT cost, ``first_process_s``), the second
-    loads them from the cache, which is the figure (``first_step_s``). Without it one
-    process runs on the cache as it is. When a ``numbacnn train`` with ``--epochs`` and
-    ``--limit`` exists, a tiny run of it is timed the same way (whole process, an upper
-    bound of its first step) and becomes the figure.
+    Two kinds of process are timed: ``numbacnn train fmnist --epochs 1 --limit 256`` (when
+    that command exists; the process stops right after its first SGD update) and a bare
+    one that builds fmnist at ``batch`` and runs one ``train_step`` and update. With
+    ``fresh_cache`` each kind runs twice on an empty numba cache directory: the first
+    process compiles every kernel it needs (the cold JIT cost), the second loads them
+    from the cache and is the figure (each kind has its own empty cache); without it one
+    process runs on the cache as it is.
+    ``first_step_s`` is the train command's figure when it ran, else the bare one's.
     """
     with tempfile.TemporaryDirectory(prefix="numbacnn-bench-") as tmp:
-        env = {"NUMBA_CACHE_DIR": str(Path(tmp) / "numba-cache")} if fresh_cache else {}
-        runs = []
-        for _ in range(2 if fresh_cache else 1):
+
+        def timed(args: list[str], cache: str) -> tuple[float, dict[str, Any]]:
+            # numbacnn keeps its CPU kernels under NUMBACNN_CACHE_DIR (backends/kernel_cache.py)
+            env = {"NUMBA_CACHE_DIR": str(Path(tmp) / cache / "numba"),
+                   "NUMBACNN_CACHE_DIR": str(Path(tmp) / cache / "numbacnn")} \
+                if fresh_cache else {}
             t0 = time.time()
-            child = _child(["first-step", "fmnist", "--batch", str(batch), "--device", device],
-                           env=env)
-            runs.append(child.pop("done_at") - t0)
-        out: dict[str, Any] = {"method": "train_step subprocess", "first_step_s": runs[-1],
-                               "batch": batch, "phases": child}
+            child = _child(args, env=env, cwd=tmp)
+            return child.pop("done_at") - t0, child
+
+        out: dict[str, Any] = {"batch": batch, "fresh_cache": fresh_cache}
+        runs = [timed(["first-step", "fmnist", "--batch", str(batch), "--device", device],
+                      "bare") for _ in range(2 if fresh_cache else 1)]
+        out["train_step_process_s"] = runs[-1][0]
+        out["phases"] = runs[-1][1]
         if fresh_cache:
-            out["first_process_s"] = runs[0]
-        args = _train_command_args()
+            out["cold_train_step_process_s"] = runs[0][0]
+        out.update(method="new process: build fmnist, one train_step + SGD update",
+                   first_step_s=runs[-1][0])
+        args = _train_command_args(device)
         if args is not None:
-            cmd = [sys.executable, "-m", "numbacnn_cli.main", *args]
-            walls, error = [], None
-            for _ in range(2 if fresh_cache else 1):
-                t0 = time.time()
-                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=600,
-                                      env=_child_env() | env | {"NUMBACNN_DEVICE": device})
-                walls.append(time.time() - t0)
-                if proc.returncode != 0:
-                    error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                    break
-            if error is None:
-                out.update({"method": f"numbacnn {' '.join(args)} (whole process)",
-                            "first_step_s": walls[-1], "train_step_subprocess_s": runs[-1]})
+            try:
+                runs = [timed(["train-first-step", *args], "train")
+                        for _ in range(2 if fresh_cache else 1)]
+            except NumbacnnError as exc:
+                out["train_command_error"] = str(exc)
             else:
-                out["train_command_error"] = f"numbacnn {' '.join(args)}: {error}"
+                out["train_command_s"] = runs[-1][0]
+                if fresh_cache:
+                    out["cold_train_command_s"] = runs[0][0]
+                out.update(method=f"numbacnn {' '.join(args)}, to its first SGD update",
+                           first_step_s=runs[-1][0])
     return out
 
 
@@ -561,6 +577,16 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _llvm_cpu() -> str:
+    """The CPU as LLVM (numba's compiler) names it, e.g. znver4; "unknown" if it cannot."""
+    try:
+        import llvmlite.binding as llvm
+
+        return str(llvm.get_host_cpu_name())
+    except Exception:
+        return "unknown"
+
+
 def _blas() -> list[dict[str, Any]] | str:
     try:
         import threadpoolctl
@@ -587,7 +613,8 @@ def environment(device: str) -> dict[str, Any]:
         versions["torch"] = None
     env: dict[str, Any] = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "host": platform.node(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+        "host": platform.node(), "cpu": _cpu_model(), "llvm_cpu": _llvm_cpu(),
+        "cores": os.cpu_count(),
         "numba_threads": numba.config.NUMBA_NUM_THREADS, "platform": platform.platform(),
         "versions": versions, "blas": _blas(),
         "openblas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
@@ -597,8 +624,8 @@ def environment(device: str) -> dict[str, Any]:
     if device == "cuda":
         from numba import cuda
 
-        d = cuda.get_current_device()
-        env["gpu"] = d.name.decode() if isinstance(d.name, bytes) else str(d.name)
+        name = getattr(cuda.get_current_device(), "name", "CUDA simulator")
+        env["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
     return env
 
 
@@ -608,11 +635,13 @@ def environment(device: str) -> dict[str, Any]:
 def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = None,
                    iterations: int | None = None, warmup: int | None = None,
                    device: str = "auto", compare_with: str | None = None, quick: bool = False,
-                   layers: bool = True, memory: bool | None = None, startup_check: bool = True,
+                   layers: bool = True, memory: bool | None = None,
+                   startup_check: bool | None = None,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the whole suite; returns the JSON-ready result (see bench/README.md).
 
-    ``memory=None`` measures peak RSS on the CPU only. ``log`` receives progress lines.
+    ``memory=None`` and ``startup_check=None`` measure peak RSS and start-up on the CPU
+    only (CUDA kernels are compiled anew in every process). ``log`` receives progress lines.
     """
     from numbacnn.device import set_device
 
@@ -623,6 +652,8 @@ def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = 
     warmup = warmup or (QUICK_WARMUP if quick else DEFAULT_WARMUP)
     if memory is None:
         memory = dev == "cpu"
+    if startup_check is None:
+        startup_check = dev == "cpu"
     torch_reason = None
     if compare_with == "torch":
         try:
@@ -751,15 +782,20 @@ def format_text(result: dict[str, Any]) -> str:
     st = result.get("startup")
     if st:
         lines.append("")
-        lines.append(f"start-up to the first finished training step: {st['first_step_s']:.2f} s "
-                     f"({st['method']}, kernels from numba's cache)")
-        if "first_process_s" in st:
-            lines.append(f"  the same with an empty cache (cold JIT compile of every kernel): "
-                         f"{st['first_process_s']:.2f} s")
-        ph = st.get("phases", {})
-        if ph:
-            lines.append(f"  import {ph['import_s']:.2f} s, build {ph['build_s']:.2f} s, "
-                         f"first step {ph['step_s']:.2f} s (interpreter start is the rest)")
+        cache = "kernels from numba's cache" if st["fresh_cache"] else "numba's cache as it was"
+        lines.append(f"start-up, process start to the first finished training step "
+                     f"({cache}): {st['first_step_s']:.2f} s")
+        lines.append(f"  {st['method']}")
+        if "train_command_s" in st:
+            lines.append(f"  numbacnn train: {st['train_command_s']:.2f} s"
+                         + (f" (cold cache: {st['cold_train_command_s']:.2f} s)"
+                            if "cold_train_command_s" in st else ""))
+        ph = st["phases"]
+        lines.append(f"  bare train_step process: {st['train_step_process_s']:.2f} s"
+                     + (f" (cold cache: {st['cold_train_step_process_s']:.2f} s)"
+                        if "cold_train_step_process_s" in st else "")
+                     + f"; import {ph['import_s']:.2f} s, build {ph['build_s']:.2f} s, "
+                       f"step {ph['step_s']:.2f} s, the rest is the interpreter's start")
         if "train_command_error" in st:
             lines.append(f"  (train command not timed: {st['train_command_error']})")
     sg = result.get("sgemm")
@@ -793,7 +829,8 @@ def _network_text(net: dict[str, Any]) -> list[str]:
         lines.append(cols)
         trows = torch.get("layers", [])
         for i, row in enumerate(net["layers"]):
-            line = (f"{row['index']:>3}  {row['layer'][:34]:<34} {row['output_shape']:>10} "
+            name = row["layer"] + (" (fused)" if row.get("fused") else "")
+            line = (f"{row['index']:>3}  {name[:34]:<34} {row['output_shape']:>10} "
                     f"{row['forward_ms']:>9.3f} {row['backward_ms']:>9.3f} {row['percent']:>5.1f}%")
             if has_torch:
                 t = trows[i]
@@ -876,7 +913,8 @@ def markdown_section(result: dict[str, Any], command: str, notes: str = "") -> s
     ob = ", ".join(f"{k}={val if val is not None else '(unset)'}"
                    for k, val in env["openblas_env"].items())
     out = [f"## {env['date']} — {env['device']}, {env['cpu']}", "",
-           f"- machine: {env['cpu']}, {env['cores']} cores, numba threads "
+           f"- machine: {env['cpu']} ({env.get('llvm_cpu', 'unknown')}), {env['cores']} "
+           f"cores, numba threads "
            f"{env['numba_threads']}, {env['platform']}" + (f", GPU {env['gpu']}"
                                                             if "gpu" in env else ""),
            f"- versions: numbacnn {v['numbacnn']}, Python {v['python']}, numba {v['numba']}, "
@@ -947,6 +985,30 @@ def _child_first_step(spec: str, batch: int, device: str) -> dict[str, Any]:
     return {"done_at": time.time(), "import_s": t1 - t0, "build_s": t2 - t1, "step_s": t3 - t2}
 
 
+def _child_train_first_step(args: list[str]) -> None:
+    """Run ``numbacnn ARGS`` (a train command) in this process and leave it right after
+    its first optimizer update, printing the JSON line with ``done_at``."""
+    from numbacnn import optim
+    from numbacnn.device import backend
+
+    def stop_after(method: Callable[..., Any]) -> Callable[..., Any]:
+        def step(*a: Any, **k: Any) -> Any:
+            out = method(*a, **k)
+            backend().synchronize()
+            print(json.dumps({"done_at": time.time()}), flush=True)
+            os._exit(0)
+            return out  # pragma: no cover
+
+        return step
+
+    for cls in {optim.SGD, getattr(optim, "Adam", optim.SGD)}:
+        cls.step = stop_after(cls.step)  # type: ignore[method-assign]
+    from numbacnn_cli.main import cli
+
+    cli.main(args=args, prog_name="numbacnn")
+    raise SystemExit("numbacnn train finished without an optimizer step")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m numbacnn.bench {rss,first-step,markdown} ...`` (used by the suite)."""
     parser = argparse.ArgumentParser(prog="python -m numbacnn.bench")
@@ -961,6 +1023,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("spec")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--device", default="cpu")
+    p = sub.add_parser("train-first-step", help="run `numbacnn ARGS` up to its first update")
+    p.add_argument("args", nargs=argparse.REMAINDER)
     p = sub.add_parser("markdown", help="a RESULTS.md section from a saved --json result")
     p.add_argument("file")
     p.add_argument("--command", default="numbacnn bench")
@@ -970,17 +1034,15 @@ def main(argv: list[str] | None = None) -> int:
         out = _child_rss(args.framework, args.spec, args.batch, args.steps, args.device)
     elif args.what == "first-step":
         out = _child_first_step(args.spec, args.batch, args.device)
+    elif args.what == "train-first-step":
+        _child_train_first_step(args.args)
+        return 1
     else:
         result = json.loads(Path(args.file).read_text(encoding="utf-8"))
         print(markdown_section(result, args.command, args.notes))
         return 0
     print(json.dumps(out))
     return 0
-
-
-def is_finite_positive(value: float) -> bool:
-    """True for a finite number above zero (what every measured figure must be)."""
-    return math.isfinite(value) and value > 0
 
 
 if __name__ == "__main__":

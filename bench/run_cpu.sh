@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The full CPU benchmark, appended as a dated section to bench/RESULTS.md:
+#
+#     bash bench/run_cpu.sh [extra numbacnn bench options]
+#
+# Runs `numbacnn bench fmnist alexnet --device cpu --compare torch` (per-layer tables,
+# training throughput, JIT warm-up, conv GFLOP/s against numpy's SGEMM, peak RSS of
+# alexnet batch-16 training in fresh processes, start-up of a second process) with
+# OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this run only, so numpy's OpenBLAS
+# picks its native kernel (which one is recorded, via threadpoolctl). Needs PyTorch for
+# the comparison (pip install torch==2.13.0, a CPU build) and threadpoolctl for the BLAS
+# line; without them those parts say so. The text and JSON of the run are kept in
+# $BENCH_OUT (default: a new temp dir). Sections are appended, never replaced, so
+# RESULTS.md keeps the history.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${BENCH_OUT:-$(mktemp -d /tmp/numbacnn-bench.XXXXXX)}
+mkdir -p "$out"
+json="$out/cpu-bench.json"
+text="$out/cpu-bench.txt"
+
+python3 -c "import torch" 2>/dev/null ||
+    echo "run_cpu.sh: PyTorch is not installed (pip install torch==2.13.0): no comparison" >&2
+python3 -c "import threadpoolctl" 2>/dev/null ||
+    echo "run_cpu.sh: threadpoolctl is not installed: the BLAS kernel is not recorded" >&2
+
+# Other work on the machine skews every figure: with BENCH_WAIT_IDLE=SECONDS wait up to that
+# long for the 1-minute load average to fall below 0.5 (it is recorded either way).
+wait_idle=${BENCH_WAIT_IDLE:-0}
+while ((wait_idle > 0)) && awk '{exit !($1 >= 0.5)}' /proc/loadavg; do
+    sleep 10
+    wait_idle=$((wait_idle - 10))
+done
+echo "run_cpu.sh: load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+args=(fmnist alexnet --device cpu --compare torch "$@")
+shown="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE numbacnn bench ${args[*]}"
+notes="OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-(unset)} and OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-(unset)}"
+notes+=" in the calling shell, unset for this run only"
+echo "run_cpu.sh: $shown" >&2
+
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+    python3 -m numbacnn_cli.main bench "${args[@]}" --output "$json" | tee "$text"
+
+python3 -m numbacnn.bench markdown "$json" --command "bash bench/run_cpu.sh: $shown" \
+    --notes "$notes" >> bench/RESULTS.md
+echo "run_cpu.sh: appended a section to bench/RESULTS.md; text and JSON in $out" >&2
