@@ -24,9 +24,7 @@ images (:func:`normalization`, :func:`normalize`).
 from __future__ import annotations
 
 import gzip
-import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -37,6 +35,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from numbacnn.atomic_file import replace_atomically
 from numbacnn.errors import DataError
 
 FORMAT = "numbacnn-dataset"
@@ -324,27 +323,7 @@ def save_dataset(ds: Dataset, path: str | Path, compression: int = 4) -> None:
         raise DataError(f"{path}: directory {directory} does not exist; create it first")
     if path.is_dir():
         raise DataError(f"{path}: is a directory; give a file name such as {path / 'data.h5'}")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp", dir=directory)
-    except OSError as exc:
-        raise DataError(
-            f"{path}: cannot write there ({exc.strerror}); choose another path"
-        ) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        _write_h5(ds, tmp, compression)
-        os.chmod(tmp, 0o666 & ~_umask())
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise DataError(
-                f"{path}: cannot write the dataset ({exc}); check the disk space and permissions"
-            ) from None
-        raise
-    _fsync(directory, best_effort=True)
+    replace_atomically(path, lambda tmp: _write_h5(ds, tmp, compression), DataError, "dataset")
 
 
 def _write_h5(ds: Dataset, path: Path, compression: int) -> None:
@@ -365,24 +344,6 @@ def _write_h5(ds: Dataset, path: Path, compression: int) -> None:
                            "compression_opts": compression}  # fmt: skip
             group.create_dataset("images", data=x, **options)
             group.create_dataset("labels", data=getattr(ds, f"y_{split}").astype(np.int64))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync(path: Path, best_effort: bool = False) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        if not best_effort:
-            raise
 
 
 def read_h5(path: str | Path) -> Dataset:

@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from numbacnn import __version__
+from numbacnn.atomic_file import replace_atomically
 from numbacnn.data import normalize
 from numbacnn.errors import DataError, ModelFileError, NumbacnnError
 from numbacnn.network import Network
@@ -183,40 +184,7 @@ def copy_model(source: str | Path, target: str | Path) -> None:
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     check_writable(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            kept = "the existing file is unchanged" if path.exists() else "nothing was written"
-            raise ModelFileError(f"{path}: cannot write the model ({exc.strerror or exc}); "
-                                 f"{kept}: free disk space or choose another path") from None
-        raise
-    _fsync(path.parent, best_effort=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync(path: Path, best_effort: bool = False) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        if not best_effort:
-            raise
+    replace_atomically(path, write, ModelFileError, "model")
 
 
 def _layer_names(net: Network) -> list[str]:
