@@ -7,7 +7,7 @@ Bodies: ``numbacnn/kernels/pool.py``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -17,6 +17,8 @@ from numbacnn.layers.base import Layer, Shape
 
 
 class _Pool2D(Layer):
+    body: ClassVar[str] = ""  # driver name prefix: f"{body}_forward", f"{body}_backward"
+
     def __init__(self, size: int, stride: int | None = None) -> None:
         super().__init__()
         self.size = int(size)
@@ -38,16 +40,17 @@ class _Pool2D(Layer):
         return (self.size, self.stride)
 
 
-class MaxPool2D(_Pool2D):
-    kind = "maxpool"
+    # Max pooling keeps the argmax of each window for backward; average pooling nothing.
+    keeps_argmax = False
 
     def forward(self, x: Any, training: bool = True) -> Any:
         x = self._check_input(x)
         N = x.shape[0]
         C, OH, OW = self.output_shape  # type: ignore[misc]
         y = self._buffer("y", (N, C, OH, OW))
-        argmax = self._buffer("argmax", (N, C, OH, OW), np.int32)
-        backend().max_pool_forward(N * C, y, argmax, x, self.size, self.stride)
+        saved = (self._buffer("argmax", y.shape, np.int32),) if self.keeps_argmax else ()
+        driver = getattr(backend(), f"{self.body}_forward")
+        driver(N * C, y, *saved, x, self.size, self.stride)
         return y
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
@@ -56,28 +59,18 @@ class MaxPool2D(_Pool2D):
             return None
         N = dy.shape[0]
         dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
-        backend().max_pool_backward(dx.shape[0] * dx.shape[1], dx, dy,
-                                    self._buffers["argmax"], self.size, self.stride)
+        saved = (self._buffers["argmax"],) if self.keeps_argmax else ()
+        driver = getattr(backend(), f"{self.body}_backward")
+        driver(N * self.input_shape[0], dx, dy, *saved, self.size, self.stride)  # type: ignore[index]
         return dx
+
+
+class MaxPool2D(_Pool2D):
+    kind = "maxpool"
+    body = "max_pool"
+    keeps_argmax = True
 
 
 class AvgPool2D(_Pool2D):
     kind = "avgpool"
-
-    def forward(self, x: Any, training: bool = True) -> Any:
-        x = self._check_input(x)
-        N = x.shape[0]
-        C, OH, OW = self.output_shape  # type: ignore[misc]
-        y = self._buffer("y", (N, C, OH, OW))
-        backend().avg_pool_forward(N * C, y, x, self.size, self.stride)
-        return y
-
-    def backward(self, dy: Any, need_dx: bool = True) -> Any:
-        dy = self._check_gradient(dy)
-        if not need_dx:
-            return None
-        N = dy.shape[0]
-        dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
-        backend().avg_pool_backward(dx.shape[0] * dx.shape[1], dx, dy,
-                                    self.size, self.stride)
-        return dx
+    body = "avg_pool"
