@@ -83,8 +83,9 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
     columns of op(b) when the batch side is short, as in a fully connected layer at
     batch 16) into one block per numba thread, each a one-thread BLAS call on its own
     Python thread (BLAS releases the GIL); idle pool threads sleep instead of
-    spinning. Every element is the same dot product in the same order whatever the
-    split, so results do not depend on it.
+    spinning. The split depends only on the shape and the thread count, so runs with
+    the same seed repeat bit for bit; another thread count (or no split) can change
+    the last bits (BLAS picks its blocking by block size).
     """
     global _gemm_pool
     A = a.T if trans_a else a
