@@ -69,7 +69,7 @@ class TrainSettings:
 
     spec: str = "fmnist"
     data: str = "fashion-mnist-mini"
-    epochs: int = 4
+    epochs: int = 6
     batch_size: int = 64
     lr: float | None = None
     momentum: float = 0.9
@@ -111,7 +111,8 @@ class TrainSettings:
 
     def schedule(self) -> LRSchedule:
         """A fresh learning-rate schedule for these settings."""
-        return LRSchedule(self.lr_policy, float(self.lr or DEFAULT_LR[self.optimizer]),
+        lr = DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+        return LRSchedule(self.lr_policy, float(lr),
                           self.lr_step, self.gamma, self.patience)
 
     def make_optimizer(self) -> SGD:
@@ -318,7 +319,8 @@ class Trainer:
         Raises TrainingError on a NaN or infinite loss (the last checkpoint is kept) and
         :class:`Interrupted` after Ctrl-C (once a checkpoint of the current step is saved).
         """
-        with self._deferred_interrupts():
+        # overflow shows up as a non-finite loss, reported as TrainingError: no numpy warnings
+        with self._deferred_interrupts(), np.errstate(over="ignore", invalid="ignore"):
             while self.state.epoch < self.settings.epochs:
                 self._run_epoch()
         return self.state

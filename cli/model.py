@@ -1,0 +1,380 @@
+"""``numbacnn evaluate``, ``predict`` and ``inspect``: use and look into model files.
+
+``evaluate MODEL [MODEL ...]`` scores models on a labelled split (accuracy, per-class
+accuracy, confusion matrix); several models are also scored as an ensemble (the mean
+of their probabilities). ``predict MODEL [MODEL ...] INPUT`` prints the top-k classes
+of each image. ``inspect MODEL`` shows the architecture, settings and history. Models
+apply the normalization stored with them to raw uint8 pixels. numbacnn modules are
+imported inside the commands so that other commands start fast.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+_PATH = click.Path(path_type=Path)
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_DATASET_SUFFIXES = (".h5", ".hdf5")
+_device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
+                              default="auto", show_default=True, help="Where the kernels run.")
+_batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=256,
+                             show_default=True, help="Images per forward pass.")
+
+
+def _load_models(paths: tuple[Path, ...] | list[Path]) -> list[tuple[Any, Any]]:
+    from numbacnn.model_io import load_model
+
+    return [load_model(path) for path in paths]
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@click.command("evaluate")
+@click.argument("models", nargs=-1, required=True, type=_PATH)
+@click.option("--data", help="Dataset (default: the one the first model was trained on).")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test",
+              show_default=True, help="Which split to score.")
+@_batch_option
+@_device_option
+def evaluate(models: tuple[Path, ...], data: str | None, split: str, batch_size: int,
+             device: str) -> None:
+    """Accuracy, per-class accuracy and confusion matrix of MODELS on a labelled split.
+
+    With several models, each one's accuracy, their mean, and the accuracy of their
+    ensemble (the mean of their probabilities) are shown; the per-class table and the
+    confusion matrix are then the ensemble's.
+    """
+    from numbacnn.data import load_dataset
+    from numbacnn.device import set_device
+    from numbacnn.model_io import ensemble_proba, predict_images
+    from numbacnn.trainer import confusion_matrix
+
+    set_device(device)
+    loaded = _load_models(models)
+    source = data or _trained_on(loaded[0][1])
+    dataset = load_dataset(source)
+    images, labels = (dataset.x_test, dataset.y_test) if split == "test" else (
+        dataset.x_train, dataset.y_train)
+    where = f"{source} ({split} split)"
+    class_names = loaded[0][1].class_names
+    _check_labels(labels, len(class_names), where)
+    if len(labels) == 0:
+        raise _data_error(f"{where}: has no images to evaluate; use --split train or "
+                          "another --data")
+    click.echo(f"{where}: {len(labels)} images")
+    if len(loaded) == 1:
+        proba = predict_images(*loaded[0], images, batch_size, where)
+    else:
+        accuracies = []
+        for path, (net, info) in zip(models, loaded, strict=True):
+            accuracy = _accuracy(predict_images(net, info, images, batch_size, where), labels)
+            accuracies.append(accuracy)
+            click.echo(f"  {path}: accuracy {100 * accuracy:.2f}%")
+        click.echo(f"mean of the {len(loaded)} models: {100 * np.mean(accuracies):.2f}%")
+        proba = ensemble_proba(loaded, images, batch_size, where)
+    predicted = proba.argmax(axis=1)
+    name = "ensemble accuracy" if len(loaded) > 1 else "accuracy"
+    click.echo(f"{name}: {100 * _accuracy(proba, labels):.2f}% "
+               f"({int(np.sum(predicted == labels))}/{len(labels)})")
+    matrix = confusion_matrix(labels, predicted, len(class_names))
+    click.echo(_per_class_table(matrix, class_names))
+    click.echo(_confusion_table(matrix))
+
+
+def _trained_on(info: Any) -> str:
+    if info.training is not None and info.training.settings.get("data"):
+        return str(info.training.settings["data"])
+    raise _data_error(f"{info.path}: does not say what data it was trained on; pass --data")
+
+
+def _accuracy(proba: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(proba.argmax(axis=1) == labels))
+
+
+def _check_labels(labels: np.ndarray, K: int, where: str) -> None:
+    if len(labels) and int(labels.max()) >= K:
+        raise _data_error(f"{where}: labels go up to {int(labels.max())} but the model has "
+                          f"{K} classes (0…{K - 1}); use data labelled for this model")
+
+
+def _data_error(message: str) -> Exception:
+    from numbacnn.errors import DataError
+
+    return DataError(message)
+
+
+def _per_class_table(matrix: np.ndarray, class_names: list[str]) -> str:
+    width = max(len("class"), *(len(n) for n in class_names))
+    lines = [f"  {'#':>3}  {'class':<{width}}  {'images':>6}  {'accuracy':>8}"]
+    for k, name in enumerate(class_names):
+        total = int(matrix[k].sum())
+        shown = f"{100 * matrix[k, k] / total:7.2f}%" if total else "       —"
+        lines.append(f"  {k:>3}  {name:<{width}}  {total:>6}  {shown}")
+    return "\n".join(lines)
+
+
+def _confusion_table(matrix: np.ndarray) -> str:
+    K = len(matrix)
+    width = max(4, len(str(int(matrix.max(initial=0)))) + 1)
+    header = "true\\pred".ljust(10) + "".join(f"{k:>{width}}" for k in range(K))
+    rows = [f"{k:<10}" + "".join(f"{int(v):>{width}}" for v in matrix[k]) for k in range(K)]
+    return "confusion matrix (rows: true class, columns: predicted class)\n" + "\n".join(
+        [header, *rows])
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+@click.command("predict")
+@click.argument("paths", nargs=-1, required=True, metavar="MODEL [MODEL ...] INPUT")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Classes shown per image.")
+@click.option("--data-split", type=click.Choice(["test", "train"]), default="test",
+              show_default=True, help="Split of a dataset INPUT.")
+@click.option("--limit", type=click.IntRange(min=1), help="Predict only the first N images.")
+@click.option("--save-proba", type=_PATH, help="Also write the N x K probabilities (.npy).")
+@_batch_option
+@_device_option
+def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | None,
+            save_proba: Path | None, batch_size: int, device: str) -> None:
+    """Top-k classes of each image of INPUT; several MODELs average their probabilities.
+
+    INPUT: a .npy of uint8 images (N x H x W, N x C x H x W or a single image), a .npz
+    (its only array, or a dataset's split), a .h5 dataset file or a dataset name (its
+    --data-split), or a PNG/JPEG image (needs Pillow). When INPUT has labels the true
+    class is shown and the accuracy printed at the end.
+    """
+    from numbacnn.device import set_device
+    from numbacnn.model_io import ensemble_proba
+
+    if len(paths) < 2:
+        raise click.UsageError("give at least one MODEL and an INPUT")
+    set_device(device)
+    loaded = _load_models([Path(p) for p in paths[:-1]])
+    info = loaded[0][1]
+    images, labels = load_images(paths[-1], info.input_shape, data_split)
+    if limit is not None:
+        images = images[:limit]
+        labels = None if labels is None else labels[:limit]
+    proba = ensemble_proba(loaded, images, batch_size, paths[-1])
+    if save_proba is not None:
+        _save_npy(save_proba, proba)
+    names = info.class_names
+    if labels is not None:
+        _check_labels(labels, len(names), paths[-1])
+    k = min(top_k, len(names))
+    width = len(str(max(len(proba) - 1, 0)))
+    for i, row in enumerate(proba):
+        best = np.argsort(-row, kind="stable")[:k]
+        shown = "  ".join(f"{names[c]} {100 * row[c]:.1f}%" for c in best)
+        truth = "" if labels is None else f"  (true: {_label_name(labels[i], names)})"
+        click.echo(f"{i:>{width}}  {shown}{truth}")
+    if labels is not None and len(labels):
+        models = f"ensemble of {len(loaded)} models" if len(loaded) > 1 else "model"
+        click.echo(f"accuracy ({models}): {100 * _accuracy(proba, labels):.2f}% on "
+                   f"{len(labels)} images")
+
+
+def _label_name(label: int, names: list[str]) -> str:
+    return names[label] if 0 <= label < len(names) else str(label)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    from numbacnn.errors import DataError
+
+    try:
+        np.save(path, array)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write the probabilities ({exc.strerror}); "
+                        "choose another --save-proba path") from None
+
+
+def load_images(source: str, input_shape: tuple[int, int, int],
+                split: str = "test") -> tuple[np.ndarray, np.ndarray | None]:
+    """(uint8 images N×C×H×W, int64 labels or None) from a predict INPUT (see predict)."""
+    from numbacnn.data import load_dataset
+    from numbacnn.errors import DataError
+
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if suffix in _IMAGE_SUFFIXES:
+        return _read_image(path, input_shape), None
+    if suffix == ".npy":
+        return _as_batch(_read_npy(path), input_shape, str(path)), None
+    if suffix == ".npz":
+        single = _npz_images(path)
+        if single is not None:
+            return _as_batch(single, input_shape, str(path)), None
+    elif path.is_file() and suffix not in _DATASET_SUFFIXES:
+        raise DataError(f"{path}: unknown input type {suffix or '(no suffix)'}; give a .npy, "
+                        ".npz, .h5 dataset, .png or .jpg file")
+    dataset = load_dataset(source)
+    if split == "test":
+        return dataset.x_test, dataset.y_test
+    return dataset.x_train, dataset.y_train
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    from numbacnn.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; check the INPUT path")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy file ({exc}); write it with np.save "
+                        "and a uint8 array") from None
+
+
+def _npz_images(path: Path) -> np.ndarray | None:
+    """The images of a .npz that is not a dataset (its `images` or only array), or None
+    for a dataset .npz (x_train, y_train, x_test, y_test)."""
+    import zipfile
+
+    from numbacnn.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; check the INPUT path")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.files)
+            if "x_test" in keys or "x_train" in keys:
+                return None
+            if "images" in keys:
+                return npz["images"]
+            if len(keys) == 1:
+                return npz[keys[0]]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc}); write it with np.savez") \
+            from None
+    raise DataError(f"{path}: holds arrays {', '.join(keys) or 'none'}; give one array, one "
+                    "named images, or a dataset's x_train/y_train/x_test/y_test")
+
+
+def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int], where: str) -> np.ndarray:
+    """uint8 images as N×C×H×W: N×H×W and H×W (one channel), C×H×W and H×W×C (one
+    image), N×H×W×C (channels last) are rearranged; anything else is refused."""
+    from numbacnn.errors import DataError
+
+    C, H, W = input_shape
+    if images.dtype != np.uint8:
+        raise DataError(f"{where}: images are {images.dtype}; give raw uint8 pixels 0-255 "
+                        "(the model normalizes them itself)")
+    shape = tuple(images.shape)
+    if shape == (H, W) and C == 1:
+        images = images[None, None]
+    elif shape == (C, H, W):
+        images = images[None]
+    elif shape == (H, W, C):
+        images = images.transpose(2, 0, 1)[None]
+    elif len(shape) == 3 and shape[1:] == (H, W) and C == 1:
+        images = images[:, None]
+    elif len(shape) == 4 and shape[1:] != (C, H, W) and shape[1:] == (H, W, C):
+        images = images.transpose(0, 3, 1, 2)
+    elif len(shape) != 4 or shape[1:] != (C, H, W):
+        raise DataError(f"{where}: images have shape {shape} but the model takes {C} x {H} x "
+                        f"{W} (C x H x W) images: give N x C x H x W"
+                        + (", N x H x W" if C == 1 else "") + " or one image")
+    return np.ascontiguousarray(images)
+
+
+def _read_image(path: Path, input_shape: tuple[int, int, int]) -> np.ndarray:
+    from numbacnn.errors import DataError
+
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError(f"{path}: reading PNG/JPEG images needs Pillow: pip install pillow "
+                        "(or give the pixels as a uint8 .npy)") from None
+    if not path.is_file():
+        raise DataError(f"{path}: no such image file; check the INPUT path")
+    C, H, W = input_shape
+    modes = {1: "L", 3: "RGB"}
+    if C not in modes:
+        raise DataError(f"{path}: the model takes {C}-channel images; give them as a .npy")
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert(modes[C]), dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the image ({exc})") from None
+    if pixels.shape[:2] != (H, W):
+        raise DataError(f"{path}: image is {pixels.shape[1]}x{pixels.shape[0]} pixels but the "
+                        f"model takes {W}x{H}; resize it first")
+    return _as_batch(pixels if C == 1 else pixels.transpose(2, 0, 1), input_shape, str(path))
+
+
+# ----------------------------------------------------------------------------- inspect
+
+
+@click.command("inspect")
+@click.argument("model", type=_PATH)
+def inspect(model: Path) -> None:
+    """Architecture (shapes table), normalization, training settings and history of MODEL."""
+    from numbacnn.device import set_device
+    from numbacnn.model_io import load_model
+    from numbacnn.shapes import format_table, shape_table
+
+    set_device("cpu")  # reading the weights needs no GPU
+    net, info = load_model(model)
+    C, H, W = info.input_shape
+    click.echo(f"{model}: numbacnn model (format 1), written by numbacnn "
+               f"{info.numbacnn_version or '?'}")
+    click.echo(f"input: {W}x{H}x{C} (W x H x D), uint8 pixels normalized per channel with "
+               f"mean {_numbers(info.mean)} and std {_numbers(info.std)} (pixel / 255)")
+    click.echo(f"classes ({len(info.class_names)}): {', '.join(info.class_names)}")
+    click.echo("")
+    click.echo(format_table(shape_table(net)).rstrip("\n"))
+    if info.spec_text:
+        click.echo("")
+        click.echo("spec:")
+        for line in info.spec_text.strip().splitlines():
+            click.echo(f"  {line}")
+    if info.training is not None:
+        click.echo("")
+        click.echo(_training_text(info))
+    if len(info.history.get("train_loss", ())):
+        click.echo("")
+        click.echo(_history_table(info.history))
+
+
+def _numbers(values: np.ndarray) -> str:
+    return ", ".join(f"{v:.4f}" for v in values)
+
+
+def _training_text(info: Any) -> str:
+    state, s = info.training, info.training.settings
+    lines = [f"training: {state.epoch} of {s.get('epochs', '?')} epochs done"
+             + (f" and {state.batch} batches of the next" if state.batch else "")
+             + f", step {state.step}, next lr {state.lr:g}"]
+    if state.best_epoch > 0:
+        what = "validation" if s.get("val_split", 0) > 0 else "training"
+        lines.append(f"best {what} accuracy: {100 * state.best_accuracy:.2f}% "
+                     f"(epoch {state.best_epoch})")
+    if info.optimizer is not None:
+        hyper = ", ".join(f"{k} {v:g}" for k, v in info.optimizer.hyperparameters.items())
+        lines.append(f"optimizer: {info.optimizer.name} ({hyper}), {info.optimizer.t} updates")
+    shown = ", ".join(f"{key} {value}" for key, value in s.items())
+    lines.append(f"settings: {shown}")
+    return "\n".join(lines)
+
+
+def _history_table(history: dict[str, np.ndarray]) -> str:
+    lines = ["history:",
+             f"  {'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss':>8}  "
+             f"{'val acc':>7}  {'lr':>8}  {'seconds':>7}"]
+    for i in range(len(history["train_loss"])):
+        row = {key: float(history[key][i]) for key in history}
+        val_loss = "—" if math.isnan(row["val_loss"]) else f"{row['val_loss']:.4f}"
+        val_acc = "—" if math.isnan(row["val_acc"]) else f"{100 * row['val_acc']:.2f}%"
+        lines.append(f"  {i + 1:>5}  {row['train_loss']:>10.4f}  {100 * row['train_acc']:>8.2f}%"
+                     f"  {val_loss:>8}  {val_acc:>7}  {row['lr']:>8.4g}  {row['seconds']:>7.1f}")
+    return "\n".join(lines)
+
+
+COMMANDS = [evaluate, predict, inspect]

@@ -1,0 +1,213 @@
+"""``numbacnn train``: train a network from a spec on a dataset, with checkpoints.
+
+Each epoch ends with one summary line on stdout and a checkpoint (``--out``, default
+``model.h5``); the best model on validation is kept beside it (``model.best.h5``). A
+progress bar (loss, accuracy, images/s, ETA) is drawn on stderr when it is a terminal.
+Ctrl-C stops at the next batch, saves a checkpoint and exits with status 130;
+``--resume FILE`` continues exactly where it stopped. The training code lives in
+:mod:`numbacnn.trainer`, imported inside the command so other commands start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+_PATH = click.Path(path_type=Path)
+DEFAULT_OUT = Path("model.h5")
+
+
+class _TrainCommand(click.Command):
+    """The command, with the defaults of every training option listed after --help."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from dataclasses import fields
+
+        from numbacnn.trainer import DEFAULT_LR, TrainSettings
+
+        def shown(value: object) -> object:
+            if isinstance(value, bool):
+                return "on" if value else "off"
+            return "all images" if value is None else value
+
+        defaults = ", ".join(f"--{f.name.replace('_', '-')} {shown(f.default)}"
+                             for f in fields(TrainSettings) if f.name not in ("spec", "lr"))
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(f"Defaults: SPEC {TrainSettings.spec}, {defaults}, --lr "
+                                 f"{DEFAULT_LR['sgd']} (sgd) or {DEFAULT_LR['adam']} (adam), "
+                                 f"--out {DEFAULT_OUT}.")
+
+
+class _Progress:
+    """A carriage-return progress line on stderr, redrawn at most 5 times a second; drawn
+    only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.last = 0.0
+        self.width = 0
+
+    def batch(self, p: Any) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.2 and p.batch < p.batches):
+            return
+        self.last = now
+        done = int(24 * p.batch / p.batches)
+        line = (f"epoch {p.epoch}/{p.epochs} [{'#' * done}{'.' * (24 - done)}] "
+                f"{p.batch}/{p.batches}  loss {p.loss:.4f}  acc {100 * p.accuracy:5.1f}%  "
+                f"{p.images_per_second:,.0f} img/s  ETA {_duration(p.eta_seconds)}")
+        self.width = max(self.width, len(line))
+        click.echo(f"\r{line:<{self.width}}", nl=False, err=True)
+
+    def clear(self) -> None:
+        if self.enabled and self.width:
+            click.echo(f"\r{' ' * self.width}\r", nl=False, err=True)
+            self.width = 0
+
+    def epoch(self, record: Any) -> None:
+        self.clear()
+        click.echo(record.line())
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@click.command("train", cls=_TrainCommand)
+@click.argument("spec", required=False)
+@click.option("--data", help="Dataset: fashion-mnist-mini, fashion-mnist, a .h5/.npz file or "
+              "a directory of IDX files.")
+@click.option("--epochs", type=int, help="Total epochs to train (with --resume: in all).")
+@click.option("--batch-size", type=int, help="Images per SGD step.")
+@click.option("--lr", type=float, help="Learning rate of the first epoch.")
+@click.option("--momentum", type=float, help="SGD momentum μ.")
+@click.option("--weight-decay", type=float, help="L2 weight decay λ.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), help="Update rule.")
+@click.option("--lr-policy", type=click.Choice(["constant", "step", "plateau"]),
+              help="constant; step: × gamma every --lr-step epochs; plateau: ÷10 when "
+              "validation accuracy has not improved for --patience epochs.")
+@click.option("--lr-step", type=int, help="Epochs between step reductions.")
+@click.option("--gamma", type=float, help="Factor of each step reduction.")
+@click.option("--patience", type=int, help="Epochs without improvement before ÷10 (plateau).")
+@click.option("--init", type=click.Choice(["he", "xavier", "normal", "zeros"]),
+              help="Weight initializer of layers whose spec gives no init=.")
+@click.option("--augment/--no-augment", default=None,
+              help="Random crop (2 px padding) and horizontal flip of training images.")
+@click.option("--val-split", type=float, help="Fraction of the training split held out.")
+@click.option("--seed", type=int, help="Seed of weights, split, shuffling, augmentation, "
+              "dropout: same seed, same run (bit for bit on the CPU).")
+@click.option("--limit", type=int, help="Use only the first N training images (quick tries).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where the kernels run.")
+@click.option("--out", type=_PATH, help=f"Checkpoint file [default: {DEFAULT_OUT}, or the "
+              "--resume file]; the best model goes beside it as NAME.best.h5.")
+@click.option("--resume", type=_PATH, help="Continue training from this checkpoint.")
+def train(spec: str | None, device: str, out: Path | None, resume: Path | None,
+          **options: Any) -> None:
+    """Train SPEC (a preset, a .spec file or spec text; default fmnist) on --data.
+
+    Prints one line per epoch (train and validation loss and accuracy, lr, seconds),
+    writes a checkpoint every epoch and the test accuracy at the end.
+    """
+    from numbacnn.device import set_device
+    from numbacnn.trainer import Interrupted
+
+    chosen = {key: value for key, value in options.items() if value is not None}
+    set_device(device)
+    progress = _Progress()
+    if resume is not None:
+        trainer = _resume(resume, spec, out, chosen, progress)
+    else:
+        trainer = _start(spec, out or DEFAULT_OUT, chosen, progress)
+    try:
+        trainer.run()
+    except Interrupted as stop:
+        progress.clear()
+        click.echo(stop.message, err=True)
+        click.get_current_context().exit(130)
+    finally:
+        progress.clear()
+    _report(trainer)
+
+
+def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress) -> Any:
+    from numbacnn.data import load_dataset
+    from numbacnn.model_io import check_writable
+    from numbacnn.network import Network
+    from numbacnn.trainer import Trainer, TrainSettings
+
+    settings = TrainSettings(**chosen)
+    if spec is not None:
+        settings.spec = spec
+    settings.checked()
+    check_writable(out)
+    net = Network.from_spec(settings.spec)
+    dataset = load_dataset(settings.data)
+    trainer = Trainer(net, dataset, settings, out=out, on_batch=progress.batch,
+                      on_epoch=progress.epoch)
+    _header(trainer)
+    return trainer
+
+
+def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, Any],
+            progress: _Progress) -> Any:
+    from numbacnn.model_io import check_writable
+    from numbacnn.trainer import Trainer
+
+    if out is not None:
+        check_writable(out)
+    expect = {key: value for key, value in chosen.items() if key != "epochs"}
+    if spec is not None:
+        expect["spec"] = spec
+    trainer = Trainer.from_checkpoint(path, epochs=chosen.get("epochs"), out=out,
+                                      expect=expect, on_batch=progress.batch,
+                                      on_epoch=progress.epoch)
+    state = trainer.state
+    where = f"epoch {state.epoch + 1}" + (f", batch {state.batch + 1}" if state.batch else "")
+    click.echo(f"resuming {path} at {where}")
+    _header(trainer)
+    return trainer
+
+
+def _header(trainer: Any) -> None:
+    from numbacnn.device import get_device
+
+    s, net = trainer.settings, trainer.net
+    C, H, W = net.input_shape
+    optimizer = (f"sgd momentum {s.momentum:g}" if s.optimizer == "sgd" else "adam")
+    click.echo(f"training {s.spec} on {s.data}: {len(trainer.y_fit)} training and "
+               f"{len(trainer.y_val)} validation images of {W}x{H}x{C}, "
+               f"{net.num_classes} classes, {net.num_params():,} parameters")
+    epochs = f"{s.epochs} epoch" + ("s" if s.epochs != 1 else "")
+    click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "
+               f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {s.init}, augment "
+               f"{'on' if s.augment else 'off'}, seed {s.seed}, device {get_device()}, "
+               f"checkpoint {trainer.out}")
+
+
+def _report(trainer: Any) -> None:
+    from numbacnn.data import normalize
+    from numbacnn.model_io import best_path
+    from numbacnn.trainer import evaluate
+
+    state = trainer.state
+    click.echo(f"saved {trainer.out} (epoch {state.epoch})")
+    if state.best_epoch > 0:
+        what = "validation" if len(trainer.y_val) else "training"
+        click.echo(f"best {what} accuracy {100 * state.best_accuracy:.2f}% at epoch "
+                   f"{state.best_epoch}: {best_path(trainer.out)}")
+    dataset = trainer.dataset
+    if len(dataset.y_test):
+        x_test = normalize(dataset.x_test, trainer.mean, trainer.std)
+        _, accuracy, _ = evaluate(trainer.net, x_test, dataset.y_test)
+        click.echo(f"test accuracy {100 * accuracy:.2f}% ({len(dataset.y_test)} images of "
+                   f"{trainer.settings.data}, last epoch's weights)")
+
+
+COMMANDS = [train]
