@@ -4,7 +4,8 @@
 #     bash bench/gpu-check.sh            # logs and results under $OUT (or a new temp dir)
 #
 # 1. installs numpy 2.4 wheels carried in .whl/ (if any) into /tmp/site, then numbacnn
-#    itself (pip install -e . --no-deps; the device machine has no network);
+#    itself (pip install -e . --no-deps --no-build-isolation: the device machine has no
+#    network, so pip must not fetch setuptools for an isolated build);
 # 2. prints nvidia-smi and `numbacnn devices`;
 # 3. runs tests/cuda_sim on the real GPU: NUMBACNN_DEVICE=cuda with NUMBA_ENABLE_CUDASIM=0
 #    (numba reads "0" as "simulator off", while those tests' skip check only asks whether
@@ -53,7 +54,8 @@ if compgen -G ".whl/*.whl" > /dev/null; then
         python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-step "pip install -e ." 90 "$OUT/pip-install.log" python3 -m pip install -q -e . --no-deps
+step "pip install -e ." 90 "$OUT/pip-install.log" \
+    python3 -m pip install -q -e . --no-deps --no-build-isolation
 python3 - > "$OUT/versions.txt" 2>&1 <<'EOF'
 import importlib, sys
 print("python", sys.version.split()[0])
