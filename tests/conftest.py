@@ -2,8 +2,8 @@
 
 The device is resolved lazily from NUMBACNN_DEVICE; a machine with a GPU would pick
 "cuda" under "auto", so each test pins "cpu" (environment and dispatcher) and the
-previous selection is restored afterwards. Tests of the CUDA backend override the
-``cpu_device`` fixture (tests/cuda_sim) or force the dispatcher themselves.
+previous selection is restored afterwards. A test module of the CUDA backend sets
+``DEVICE = "cuda"`` (tests/cuda_sim) or forces the dispatcher itself.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import numbacnn.device
 
 
 @pytest.fixture(autouse=True)
-def cpu_device(monkeypatch: pytest.MonkeyPatch):
-    """Run the test on the CPU backend, restoring the previous device afterwards."""
-    monkeypatch.setenv("NUMBACNN_DEVICE", "cpu")
+def test_device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Run the test on its module's ``DEVICE`` ("cpu" unless the module says otherwise),
+    restoring the previous device afterwards."""
+    device = getattr(request.module, "DEVICE", "cpu")
+    monkeypatch.setenv("NUMBACNN_DEVICE", device)
     monkeypatch.setattr(numbacnn.device, "_current", numbacnn.device._current)
-    numbacnn.device.set_device("cpu")
-    yield "cpu"
+    numbacnn.device.set_device(device)
+    yield device
 
 
 @pytest.fixture

@@ -44,14 +44,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs NUMBA_ENABLE_CUDASIM=1 before numba is imported; "
            "tests/test_cuda_simulator.py runs these in a subprocess")
 
-
-@pytest.fixture(autouse=True)
-def cpu_device(monkeypatch: pytest.MonkeyPatch):
-    """Overrides the CPU pinning of tests/conftest.py: these tests run on "cuda"."""
-    monkeypatch.setenv("NUMBACNN_DEVICE", "cuda")
-    monkeypatch.setattr(numbacnn.device, "_current", numbacnn.device._current)
-    numbacnn.device.set_device("cuda")
-    yield "cuda"
+DEVICE = "cuda"  # read by the autouse fixture of tests/conftest.py
 
 
 def device_run(layer: Layer, x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray,
