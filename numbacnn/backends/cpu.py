@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 
 import numba
 import numpy as np
@@ -57,7 +58,7 @@ def synchronize() -> None:
 _blas_controller: threadpoolctl.ThreadpoolController | None = None
 
 
-def _one_blas_thread() -> threadpoolctl._ThreadpoolLimiter:
+def _one_blas_thread() -> AbstractContextManager[object]:
     """Run numpy's BLAS on one thread for the duration of a ``with`` block.
 
     Between two products the second BLAS thread spin-waits, and on a machine with as
