@@ -159,11 +159,21 @@ def train_steps(net: Any, batch: int, steps: int, device: str = "cpu", threads: 
     _sync_fn(device)()
 
 
+def set_precision(tf32: bool) -> None:
+    """TF32 tensor cores in cuDNN convolutions and cuBLAS products on (True) or off."""
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
 def bench_twin(net: Any, batch: int, iterations: int, warmup: int, device: str = "cpu",
                layers: bool = True, seed: int = 0, threads: int = 1,
-               lr: float = 1e-3) -> dict[str, Any]:
-    """Time the twin of ``net``: the same dict layout as numbacnn's side of the bench."""
+               lr: float = 1e-3, tf32: bool = False) -> dict[str, Any]:
+    """Time the twin of ``net``: the same dict layout as numbacnn's side of the bench.
+    On CUDA in true FP32 (PyTorch's default lets cuDNN use TF32) unless ``tf32``."""
     from numbacnn.bench import layer_table, output_shape_text, throughput, warmup_summary
+
+    if device == "cuda":
+        set_precision(tf32)
 
     model, x, labels, opt = _setup(net, batch, device, threads, seed, lr)
     sync = _sync_fn(device)
@@ -173,6 +183,7 @@ def bench_twin(net: Any, batch: int, iterations: int, warmup: int, device: str =
 
     result: dict[str, Any] = {
         "framework": "torch", "torch_version": torch.__version__, "device": device,
+        "precision": ("tf32" if tf32 else "fp32") if device == "cuda" else "fp32",
         "threads": torch.get_num_threads(), "batch": batch, "iterations": iterations,
         "warmup": warmup,
     }
@@ -225,7 +236,7 @@ def bench_twin(net: Any, batch: int, iterations: int, warmup: int, device: str =
 
 def cublas_tflops(n: int = 4096, reps: int = 10) -> float:
     """TFLOP/s of an n³ float32 torch.matmul on the GPU (cuBLAS, TF32 off)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
+    set_precision(False)
     a = torch.randn(n, n, device="cuda", dtype=torch.float32)
     b = torch.randn(n, n, device="cuda", dtype=torch.float32)
     torch.matmul(a, b)

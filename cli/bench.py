@@ -26,6 +26,8 @@ import click
               show_default=True, help="Device to run on.")
 @click.option("--compare", "compare_with", type=click.Choice(["torch"]), default=None,
               help="Run the same networks in PyTorch in this process and print the ratios.")
+@click.option("--tf32", is_flag=True, help="On a GPU, both frameworks may use TF32 tensor "
+              "cores (reported as tf32); default true FP32 on both sides.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the JSON result to this file.")
@@ -39,7 +41,7 @@ import click
               help="Time a new process up to its first finished training step "
                    "[default: on for the CPU].")
 def bench(specs: tuple[str, ...], batch: int | None, iterations: int | None,
-          warmup: int | None, device: str, compare_with: str | None, as_json: bool,
+          warmup: int | None, device: str, compare_with: str | None, tf32: bool, as_json: bool,
           output: Path | None, quick: bool, layers: bool, memory: bool | None,
           startup: bool | None) -> None:
     """Benchmark training of SPEC networks (presets, spec files or spec text).
@@ -54,7 +56,8 @@ def bench(specs: tuple[str, ...], batch: int | None, iterations: int | None,
 
     result = run_benchmarks(specs, batch=batch, iterations=iterations, warmup=warmup,
                             device=device, compare_with=compare_with, quick=quick,
-                            layers=layers, memory=memory, startup_check=startup, log=log)
+                            layers=layers, memory=memory, startup_check=startup, tf32=tf32,
+                            log=log)
     text = json.dumps(result, indent=2)
     if output is not None:
         output.write_text(text + "\n", encoding="utf-8")

@@ -105,21 +105,24 @@ def _duration(seconds: float) -> str:
 @click.option("--limit", type=int, help="Use only the first N training images (quick tries).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where the kernels run.")
+@click.option("--tf32", is_flag=True, help="On a GPU, let the matrix products use TF32 tensor "
+              "cores (faster, 10-bit mantissa inputs); default true FP32.")
 @click.option("--out", type=_PATH, help=f"Checkpoint file [default: {DEFAULT_OUT}, or the "
               "--resume file]; the best model goes beside it as NAME.best.h5.")
 @click.option("--resume", type=_PATH, help="Continue training from this checkpoint.")
-def train(spec: str | None, device: str, out: Path | None, resume: Path | None,
+def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
           **options: Any) -> None:
     """Train SPEC (a preset, a .spec file or spec text; default fmnist) on --data.
 
     Prints one line per epoch (train and validation loss and accuracy, lr, seconds),
     writes a checkpoint every epoch and the test accuracy at the end.
     """
-    from numbacnn.device import set_device
+    from numbacnn.device import set_device, set_tf32
     from numbacnn.trainer import Interrupted
 
     chosen = {key: value for key, value in options.items() if value is not None}
     set_device(device)
+    set_tf32(tf32)
     progress = _Progress()
     if resume is not None:
         trainer = _resume(resume, spec, out, chosen, progress)
@@ -176,7 +179,7 @@ def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, An
 
 
 def _header(trainer: Any) -> None:
-    from numbacnn.device import get_device
+    from numbacnn.device import get_device, precision
 
     s, net = trainer.settings, trainer.net
     C, H, W = net.input_shape
@@ -187,8 +190,8 @@ def _header(trainer: Any) -> None:
     epochs = f"{s.epochs} epoch" + ("s" if s.epochs != 1 else "")
     click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "
                f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {s.init}, augment "
-               f"{'on' if s.augment else 'off'}, seed {s.seed}, device {get_device()}, "
-               f"checkpoint {trainer.out}")
+               f"{'on' if s.augment else 'off'}, seed {s.seed}, device {get_device()} "
+               f"({precision()}), checkpoint {trainer.out}")
 
 
 def _report(trainer: Any) -> None:

@@ -60,6 +60,11 @@ QUICK_ITERATIONS, QUICK_WARMUP = 2, 1
 LEARNING_RATE = 1e-3  # small: random data must not drive the weights to NaN
 TORCH_PIN = "torch==2.13.0"
 
+# Targets of issue 8 (GPU, H100/H200, FP32); see bench/README.md.
+GPU_TARGET_CUBLAS_TFLOPS = 40.0  # SGEMM 4096³ through cuBLAS
+GPU_TARGET_NUMBA_TFLOPS = 20.0  # the numba SGEMM
+GPU_TARGET_FMNIST = 0.5  # × PyTorch FP32, batch 128
+GPU_TARGET_ALEXNET = 0.33  # × PyTorch FP32, batch 128
 # Targets of issue 5 (CPU); see bench/README.md.
 TARGET_FMNIST_THROUGHPUT = 1.0  # ≥ PyTorch's images/s
 TARGET_CONV_RATE = 0.70  # conv forward GFLOP/s ≥ 70 % of numpy SGEMM
@@ -150,27 +155,29 @@ def _layer_timers(net: Any, sync: Callable[[], None]) -> Iterator[dict[str, np.n
     L = len(net.layers)
     totals = {"forward": np.zeros(L + 1), "backward": np.zeros(L + 1)}
 
-    def wrap(obj: Any, method: str, slot: int) -> None:
+    def wrap(obj: Any, method: str, slot: int, column: str) -> None:
         inner = getattr(obj, method)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             t0 = _clock(sync)
             out = inner(*args, **kwargs)
-            totals[method][slot] += _clock(sync) - t0
+            totals[column][slot] += _clock(sync) - t0
             return out
 
         setattr(obj, method, timed)
 
-    objects = [*net.layers, net.loss]
+    # the loss's forward pass in a training step is forward_on_device (and its batch sums)
+    methods = [(layer, "forward", "forward") for layer in net.layers] + [
+        (net.loss, "forward_on_device", "forward"), (net.loss, "add_batch_stats", "forward")]
+    methods += [(obj, "backward", "backward") for obj in [*net.layers, net.loss]]
+    slots = {id(obj): slot for slot, obj in enumerate([*net.layers, net.loss])}
     try:
-        for slot, obj in enumerate(objects):
-            wrap(obj, "forward", slot)
-            wrap(obj, "backward", slot)
+        for obj, method, column in methods:
+            wrap(obj, method, slots[id(obj)], column)
         yield totals
     finally:
-        for obj in objects:
-            obj.__dict__.pop("forward", None)
-            obj.__dict__.pop("backward", None)
+        for obj, method, _ in methods:
+            obj.__dict__.pop(method, None)
 
 
 def layer_table(descriptions: list[str], shapes: list[str], forward_s: np.ndarray,
@@ -259,9 +266,10 @@ def bench_numbacnn(spec: str, batch: int, iterations: int, warmup: int,
     opt = SGD(momentum=0.9, weight_decay=5e-4)
     x_host, y_host = random_batch(net.input_shape, net.num_classes, batch, seed)
     x, labels = to_device(x_host), to_device(y_host)
+    stats = B.zeros((2,))
 
-    def step() -> None:
-        net.train_step(x, labels)
+    def step() -> None:  # as the trainer runs it: nothing read back
+        net.train_step_on_device(x, labels, stats)
         opt.step(net, LEARNING_RATE)
 
     result: dict[str, Any] = {
@@ -275,7 +283,7 @@ def bench_numbacnn(spec: str, batch: int, iterations: int, warmup: int,
         update = 0.0
         with _layer_timers(net, sync) as totals:
             for _ in range(iterations):
-                net.train_step(x, labels)
+                net.train_step_on_device(x, labels, stats)
                 t0 = _clock(sync)
                 opt.step(net, LEARNING_RATE)
                 update += _clock(sync) - t0
@@ -310,7 +318,8 @@ def _sgemm_seconds(M: int, K: int, N: int, reps: int) -> tuple[float, str]:
     t0 = _clock(B.synchronize)
     for _ in range(reps):
         B.gemm(da, db, dout)
-    return (_clock(B.synchronize) - t0) / reps, "numbacnn CUDA SGEMM"
+    name = "cuBLAS SGEMM" if B.gemm_name() == "cublas" else "numbacnn CUDA SGEMM"
+    return (_clock(B.synchronize) - t0) / reps, f"{name} ({B.tf32_label()})"
 
 
 def conv_rates(net: Any, rows: list[dict[str, Any]], batch: int,
@@ -360,6 +369,15 @@ def load_torch_models() -> ModuleType:
     return module
 
 
+def backend_gemm_name(device: str) -> str:
+    """Which matrix product a device uses: numpy's BLAS, cuBLAS or the numba SGEMM."""
+    if device != "cuda":
+        return "numpy BLAS"
+    from numbacnn.backends import cuda
+
+    return "cuBLAS" if cuda.gemm_name() == "cublas" else "numba SGEMM"
+
+
 def compute_threads() -> int:
     """Threads numbacnn computes with on the CPU (numba's count), for torch.set_num_threads."""
     env = os.environ.get("NUMBA_NUM_THREADS")
@@ -367,13 +385,14 @@ def compute_threads() -> int:
 
 
 def bench_torch(spec: str, batch: int, iterations: int, warmup: int, device: str,
-                layers: bool = True, seed: int = 0) -> dict[str, Any]:
-    """The PyTorch twin of ``spec`` timed the same way (bench/torch_models.py)."""
+                layers: bool = True, seed: int = 0, tf32: bool = False) -> dict[str, Any]:
+    """The PyTorch twin of ``spec`` timed the same way (bench/torch_models.py); on CUDA in
+    true FP32 (cuDNN's and cuBLAS's TF32 off) unless ``tf32``."""
     tm = load_torch_models()
     net = build_network(spec)
     result = tm.bench_twin(net, batch=batch, iterations=iterations, warmup=warmup,
                            device=device, layers=layers, seed=seed, threads=compute_threads(),
-                           lr=LEARNING_RATE)
+                           lr=LEARNING_RATE, tf32=tf32)
     result["spec"] = spec_label(spec)
     return result
 
@@ -538,29 +557,79 @@ def startup(device: str, batch: int = 128, fresh_cache: bool = True) -> dict[str
 
 
 def gpu_sgemm(n: int = 4096, reps: int = 10) -> dict[str, Any]:
-    """TFLOP/s of an n³ float32 product: our CUDA SGEMM, and cuBLAS through cupy or torch."""
-    flops = 2.0 * n**3
-    seconds, _ = _sgemm_seconds(n, n, n, reps)
-    out: dict[str, Any] = {"n": n, "numbacnn_tflops": flops / seconds / 1e12}
-    try:
-        import cupy
+    """TFLOP/s of an n³ float32 product through numbacnn's CUDA GEMM: the numba SGEMM,
+    cuBLAS in true FP32 and cuBLAS with TF32 tensor cores; torch's cuBLAS (FP32) beside."""
+    from numbacnn.backends import cuda as B
 
-        a = cupy.random.standard_normal((n, n), dtype=cupy.float32)
-        b = cupy.random.standard_normal((n, n), dtype=cupy.float32)
-        cupy.matmul(a, b)
-        cupy.cuda.Device().synchronize()
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            cupy.matmul(a, b)
-        cupy.cuda.Device().synchronize()
-        out["cupy_cublas_tflops"] = flops / ((time.perf_counter() - t0) / reps) / 1e12
-    except Exception as exc:  # cupy is optional
-        out["cupy_cublas"] = f"skipped: {type(exc).__name__}: {exc}"[:200]
+    flops = 2.0 * n**3
+    chosen, tf32 = B.gemm_name(), B.cublas.tf32_enabled()
+    out: dict[str, Any] = {"n": n}
+    try:
+        for name, label, use_tf32 in (("numba", "numbacnn_tflops", False),
+                                      ("cublas", "cublas_fp32_tflops", False),
+                                      ("cublas", "cublas_tf32_tflops", True)):
+            if name == "cublas" and B.cublas.unavailable_reason() is not None:
+                out[label.replace("_tflops", "")] = f"skipped: {B.cublas.unavailable_reason()}"
+                continue
+            B.set_gemm(name)
+            B.set_tf32(use_tf32)
+            seconds, _ = _sgemm_seconds(n, n, n, reps)
+            out[label] = flops / seconds / 1e12
+    finally:
+        B.set_gemm(chosen)
+        B.set_tf32(tf32)
     try:
         out["torch_cublas_tflops"] = load_torch_models().cublas_tflops(n, reps)
     except Exception as exc:  # torch is optional
         out["torch_cublas"] = f"skipped: {type(exc).__name__}: {exc}"[:200]
     return out
+
+
+def step_traffic(spec: str, batch: int, gemm: str | None = None,
+                 seed: int = 0) -> dict[str, Any]:
+    """Kernel launches (cuBLAS calls included), host↔device copies and device allocations
+    of one CUDA training step as ``numbacnn train`` runs it (batch upload from pinned
+    memory, forward, loss and its device-side sums, backward, SGD update), and of one
+    progress update (the sums read back). Counted in a dry run: no GPU needed, nothing
+    computed. The first steps allocate the buffers; the third step is counted.
+    ``gemm``: count as with "cublas" or "numba" (default: the one in use)."""
+    from numbacnn import device
+    from numbacnn.backends import cuda as B
+    from numbacnn.optim import SGD
+    from numbacnn.staging import BatchStaging
+
+    saved, saved_gemm = device._current, B.gemm_name()
+    device._current = "cuda"
+    B.set_gemm(gemm or saved_gemm, check=False)
+    try:
+        with B.dry_run():
+            net = build_network(spec)
+            net.initialize(seed)
+            opt = SGD(momentum=0.9, weight_decay=5e-4)
+            xs = BatchStaging((batch, *net.input_shape))
+            ys = BatchStaging((batch,), np.int64)
+            stats = B.zeros((2,))
+
+            def step() -> None:
+                xs.host(batch)[...] = 0.0
+                ys.host(batch)[...] = 0
+                net.train_step_on_device(xs.upload(batch), ys.upload(batch), stats)
+                opt.step(net, LEARNING_RATE)
+
+            step()
+            step()
+            B.reset_counters()
+            step()
+            per_step = B.reset_counters()
+            B.to_host(stats)
+            B.fill(2, stats, np.float32(0.0))
+            per_update = B.reset_counters()
+        gemm = B.gemm_name()
+    finally:
+        device._current = saved
+        B.set_gemm(saved_gemm, check=False)
+    return {"spec": spec_label(spec), "batch": batch, "gemm": gemm,
+            "per_step": per_step, "per_progress_update": per_update}
 
 
 # --- environment -----------------------------------------------------------------------
@@ -636,17 +705,18 @@ def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = 
                    iterations: int | None = None, warmup: int | None = None,
                    device: str = "auto", compare_with: str | None = None, quick: bool = False,
                    layers: bool = True, memory: bool | None = None,
-                   startup_check: bool | None = None,
+                   startup_check: bool | None = None, tf32: bool = False,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the whole suite; returns the JSON-ready result (see bench/README.md).
 
     ``memory=None`` and ``startup_check=None`` measure peak RSS and start-up on the CPU
     only (CUDA kernels are compiled anew in every process). ``log`` receives progress lines.
     """
-    from numbacnn.device import set_device
+    from numbacnn.device import set_device, set_tf32
 
     say = log or (lambda _line: None)
     dev = set_device(device)
+    set_tf32(tf32)
     specs = list(specs) or list(QUICK_SPECS if quick else DEFAULT_SPECS)
     iterations = iterations or (QUICK_ITERATIONS if quick else DEFAULT_ITERATIONS)
     warmup = warmup or (QUICK_WARMUP if quick else DEFAULT_WARMUP)
@@ -665,6 +735,8 @@ def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = 
         "suite": "numbacnn bench", "quick": quick, "environment": environment(dev),
         "config": {"specs": [spec_label(s) for s in specs], "iterations": iterations,
                    "warmup": warmup, "device": dev, "compare": compare_with,
+                   "precision": "tf32" if tf32 and dev == "cuda" else "fp32",
+                   "gemm": backend_gemm_name(dev),
                    "torch_threads": compute_threads() if compare_with == "torch" else None},
         "networks": [],
     }
@@ -675,7 +747,8 @@ def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = 
         if compare_with == "torch":
             if torch_reason is None:
                 say(f"{spec_label(spec)}: PyTorch, batch {n}")
-                entry["torch"] = bench_torch(spec, n, iterations, warmup, dev, layers=layers)
+                entry["torch"] = bench_torch(spec, n, iterations, warmup, dev, layers=layers,
+                                             tf32=tf32)
                 entry["ratio"] = compare(entry, entry["torch"])
             else:
                 entry["torch"] = {"skipped": torch_reason}
@@ -693,6 +766,8 @@ def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = 
     if dev == "cuda":
         say("SGEMM rate")
         result["sgemm"] = gpu_sgemm(1024 if quick else 4096)
+        result["traffic"] = [step_traffic(spec, batch or default_batch(spec, dev, quick))
+                             for spec in specs]
     if hasattr(os, "getloadavg"):
         result["environment"]["load_average_end"] = list(os.getloadavg())
     result["targets"] = evaluate_targets(result)
@@ -708,6 +783,8 @@ def _network(result: dict[str, Any], spec: str) -> dict[str, Any] | None:
 
 def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets with the measured values; ``passed`` is None when not measured."""
+    if result.get("config", {}).get("device") == "cuda":
+        return evaluate_gpu_targets(result)
     rows: list[dict[str, Any]] = []
 
     def add(name: str, target: str, measured: str | None, passed: bool | None) -> None:
@@ -751,6 +828,37 @@ def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             f" = {mem['ratio']:.2f} ×", mem["ratio"] <= TARGET_RSS_RATIO)
     else:
         add("peak RSS (alexnet batch 16 training)", "≤ 1.5 × PyTorch", None, None)
+    return rows
+
+
+def evaluate_gpu_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 8's GPU targets (FP32; a TF32 run is reported but judged against FP32 goals
+    only when both sides ran in TF32, and says so)."""
+    rows: list[dict[str, Any]] = []
+    precision = result.get("config", {}).get("precision", "fp32")
+
+    def add(name: str, goal: str, measured: str | None, passed: bool | None) -> None:
+        rows.append({"target": name, "goal": goal, "measured": measured or "not measured",
+                     "passed": passed})
+
+    sg = result.get("sgemm", {})
+    for key, name, goal in (("cublas_fp32_tflops", "SGEMM 4096³ through cuBLAS (fp32)",
+                             GPU_TARGET_CUBLAS_TFLOPS),
+                            ("numbacnn_tflops", "SGEMM 4096³, numba kernel (fp32)",
+                             GPU_TARGET_NUMBA_TFLOPS)):
+        value = sg.get(key)
+        add(name, f"≥ {goal:g} TFLOP/s", None if value is None else f"{value:.1f} TFLOP/s",
+            None if value is None else value >= goal)
+    for spec, goal in (("fmnist", GPU_TARGET_FMNIST), ("alexnet", GPU_TARGET_ALEXNET)):
+        net = _network(result, spec)
+        label = f"{spec} training, batch {net['batch'] if net else 128} ({precision})"
+        if net and "ratio" in net:
+            r = net["ratio"]["throughput"]
+            add(label, f"≥ {goal:g} × PyTorch {precision}",
+                f"{net['train']['images_per_s']:,.0f} vs "
+                f"{net['torch']['train']['images_per_s']:,.0f} images/s = {r:.2f} ×", r >= goal)
+        else:
+            add(label, f"≥ {goal:g} × PyTorch {precision}", None, None)
     return rows
 
 
@@ -801,12 +909,21 @@ def format_text(result: dict[str, Any]) -> str:
     sg = result.get("sgemm")
     if sg:
         lines.append("")
-        parts = [f"numbacnn {sg['numbacnn_tflops']:.2f}"]
-        for key, name in (("cupy_cublas_tflops", "cuBLAS (cupy)"),
-                          ("torch_cublas_tflops", "cuBLAS (torch)")):
+        parts = []
+        for key, name in (("numbacnn_tflops", "numba SGEMM (fp32)"),
+                          ("cublas_fp32_tflops", "cuBLAS via numbacnn (fp32)"),
+                          ("cublas_tf32_tflops", "cuBLAS via numbacnn (tf32)"),
+                          ("torch_cublas_tflops", "torch cuBLAS (fp32)")):
             if key in sg:
                 parts.append(f"{name} {sg[key]:.2f}")
         lines.append(f"SGEMM {sg['n']}³ TFLOP/s: " + ", ".join(parts))
+    for tr in result.get("traffic", []):
+        s, u = tr["per_step"], tr["per_progress_update"]
+        lines.append(f"{tr['spec']} batch {tr['batch']}, one training step ({tr['gemm']}): "
+                     f"{s['launches']} launches, {s['h2d_copies']} host→device and "
+                     f"{s['d2h_copies']} device→host copies, {s['allocations']} device "
+                     f"allocations; per progress update {u['d2h_copies']} device→host copy, "
+                     f"{u['launches']} launch")
     lines.append("")
     lines.append("targets:")
     for row in result.get("targets", []):

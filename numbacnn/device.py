@@ -14,6 +14,7 @@ backend modules expose the same functions.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from types import ModuleType
 from typing import Any
@@ -74,6 +75,21 @@ def backend(name: str | None = None) -> ModuleType:
     return importlib.import_module(f"numbacnn.backends.{name or get_device()}")
 
 
+def set_tf32(enabled: bool) -> None:
+    """Let the GPU's matrix products use TF32 tensor cores (10-bit mantissa inputs, FP32
+    sums): faster, less exact, and reported as "tf32". Off by default (true FP32); the
+    CPU always computes in FP32, so there it changes nothing."""
+    if enabled and get_device() == "cuda":
+        backend("cuda").set_tf32(True)
+    elif importlib.util.find_spec("numba_cuda") is not None and get_device() == "cuda":
+        backend("cuda").set_tf32(False)
+
+
+def precision() -> str:
+    """"tf32" or "fp32": how the current device's matrix products compute."""
+    return backend().tf32_label()
+
+
 def is_device_array(a: Any) -> bool:
     """True for a numba CUDA device array (without importing numba.cuda needlessly)."""
     return hasattr(a, "copy_to_host")
@@ -92,5 +108,5 @@ def to_device(a: Any) -> Any:
 def to_host(a: Any) -> np.ndarray:
     """Copy a device array back to a numpy array; a numpy array is returned as is."""
     if is_device_array(a):
-        return a.copy_to_host()
+        return backend("cuda").to_host(a)  # counts the copy (bench traffic report)
     return np.asarray(a)

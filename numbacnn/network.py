@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.device import to_host
+from numbacnn.device import backend, to_host
 from numbacnn.errors import ShapeError
 from numbacnn.layers import Conv2D, Dropout, Layer, ReLU, SoftmaxCrossEntropy
 from numbacnn.layers.base import Shape
@@ -103,10 +103,18 @@ class Network:
             dy = self.layers[index].backward(dy, need_dx=index > 0)
 
     def train_step(self, x: Any, labels: Any) -> float:
-        """Forward, loss and backward for one batch; returns the mean loss."""
-        loss = self.loss.forward(self.forward(x, training=True), labels)
+        """Forward, loss and backward for one batch; returns the mean loss (read back)."""
+        self.train_step_on_device(x, labels)
+        return float(to_host(self.loss.losses).astype(np.float64).mean())
+
+    def train_step_on_device(self, x: Any, labels: Any, stats: Any = None) -> None:
+        """Forward, loss and backward for one batch with nothing read back: on a GPU the
+        host only queues kernels. With ``stats`` (a float32 device array of 2) the
+        batch's loss sum and correct predictions are added to it on the device."""
+        self.loss.forward_on_device(self.forward(x, training=True), labels)
+        if stats is not None:
+            self.loss.add_batch_stats(stats)
         self.backward()
-        return loss
 
     def parameters(self) -> Iterator[tuple[str, Any, Any]]:
         """(name, parameter, gradient) for every learnable array, e.g. ("0.W", W, dW)."""
@@ -120,8 +128,17 @@ class Network:
     def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Class probabilities N×K on the host, for normalized float32 images N×C×H×W."""
         out = []
+        B = backend()
+        staging = None
         for start in range(0, len(x), batch_size):
-            logits = self.forward(x[start:start + batch_size], training=False)
+            xb = x[start:start + batch_size]
+            if (B.name != "cpu" and isinstance(xb, np.ndarray) and xb.ndim == 4
+                    and np.issubdtype(xb.dtype, np.floating)
+                    and xb.shape[1:] == tuple(self.input_shape or ())):
+                if staging is None:  # one reused device buffer, no allocation per batch
+                    staging = B.empty((min(batch_size, len(x)), *xb.shape[1:]))
+                xb = B.upload(np.ascontiguousarray(xb, dtype=np.float32), staging[:len(xb)])
+            logits = self.forward(xb, training=False)
             out.append(to_host(self.loss.probabilities(logits)).copy())
         K = self.num_classes
         return np.concatenate(out) if out else np.zeros((0, K), np.float32)

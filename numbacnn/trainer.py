@@ -13,7 +13,11 @@ generators (children of ``np.random.SeedSequence(seed)``) and dropout (seeded fr
 run resumed from a checkpoint gives bit-identical weights on the CPU.
 
 Images are normalized once per run (float32, with the mean and std of the images
-trained on) and every batch is gathered into one reused buffer.
+trained on). Every batch is gathered into one reused host buffer (page-locked on a GPU)
+and copied into one reused device buffer; a training step reads nothing back: the
+loss and the correct predictions are summed on the device and read once per progress
+update (every batch on the CPU, where that costs nothing; every
+``GPU_PROGRESS_SECONDS`` on a GPU), then added up on the host in float64.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from numbacnn.data import Dataset, augment, load_dataset, normalization, normalize
-from numbacnn.device import to_host
+from numbacnn.device import backend, to_host
 from numbacnn.errors import DataError, TrainingError
 from numbacnn.init import INITIALIZERS
 from numbacnn.model_io import (
@@ -49,11 +53,13 @@ from numbacnn.model_io import (
 from numbacnn.network import Network
 from numbacnn.optim import SGD, Adam
 from numbacnn.schedules import LRSchedule
+from numbacnn.staging import BatchStaging
 
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.02, "adam": 0.001}
 CROP_PAD = 2  # pixels of zero padding for the random crop of --augment
 EVAL_BATCH = 256
+GPU_PROGRESS_SECONDS = 0.25  # how often a GPU run reads its loss and accuracy back
 
 
 @dataclass
@@ -246,7 +252,11 @@ class Trainer:
         self.state.settings = asdict(self.settings)
         self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
         self.x_val, self.y_val = normalize(x_val, self.mean, self.std), y_val
-        self._batch_buffer = np.empty((settings.batch_size, *x_fit.shape[1:]), np.float32)
+        B = backend()
+        self._x_staging = BatchStaging((settings.batch_size, *x_fit.shape[1:]))
+        self._y_staging = BatchStaging((settings.batch_size,), np.int64)
+        self._stats = B.zeros((2,))  # Σ loss, correct predictions since the last read
+        self.progress_seconds = 0.0 if B.name == "cpu" else GPU_PROGRESS_SECONDS
         self._stop_requested = False
 
     @classmethod
@@ -333,13 +343,19 @@ class Trainer:
         sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
         sums.update(state.partial_epoch if state.batch else {})
         started, seen_before = time.perf_counter(), sums["seen"]
+        queued = 0  # images trained on since the last read of the device sums
+        last_read = started
         for b in range(state.batch, batches):
             idx = order[b * s.batch_size:(b + 1) * s.batch_size]
-            loss, correct = self._train_batch(idx, b, batches)
-            sums["loss"] += loss * len(idx)
-            sums["correct"] += correct
-            sums["seen"] += len(idx)
+            self._train_batch(idx)
+            queued += len(idx)
             state.batch = b + 1
+            now = time.perf_counter()
+            if (now - last_read < self.progress_seconds and b + 1 < batches
+                    and not self._stop_requested):
+                continue
+            self._read_sums(sums, queued, b, batches)
+            queued, last_read = 0, now
             elapsed = time.perf_counter() - started
             if self.on_batch is not None:
                 rate = (sums["seen"] - seen_before) / max(elapsed, 1e-9)
@@ -353,22 +369,27 @@ class Trainer:
         sums["seconds"] += time.perf_counter() - started
         self._end_epoch(sums)
 
-    def _train_batch(self, idx: np.ndarray, b: int, batches: int) -> tuple[float, int]:
-        """One SGD step on the images ``idx``; returns (mean loss, correct predictions)."""
-        net = self.net
-        xb = np.take(self.x_fit, idx, axis=0, out=self._batch_buffer[:len(idx)],
-                     mode="clip")
+    def _train_batch(self, idx: np.ndarray) -> None:
+        """One SGD step on the images ``idx``, queued: nothing is read back."""
+        net, n = self.net, len(idx)
+        xb = np.take(self.x_fit, idx, axis=0, out=self._x_staging.host(n), mode="clip")
         if self.settings.augment:
-            xb = augment(xb, self.augment_rng, crop_pad=CROP_PAD, flip=True)
-        yb = self.y_fit[idx]
-        logits = net.forward(xb, training=True)
-        loss = net.loss.forward(logits, yb)
-        if not math.isfinite(loss):
-            raise TrainingError(self._nan_message(loss, b, batches))
-        net.backward()
+            xb[...] = augment(xb, self.augment_rng, crop_pad=CROP_PAD, flip=True)
+        np.take(self.y_fit, idx, out=self._y_staging.host(n), mode="clip")
+        net.train_step_on_device(self._x_staging.upload(n), self._y_staging.upload(n),
+                                 self._stats)
         self.optimizer.step(net, self.schedule.lr)
-        predicted = to_host(logits).reshape(len(idx), -1).argmax(axis=1)
-        return loss, int(np.count_nonzero(predicted == yb))
+
+    def _read_sums(self, sums: dict[str, float], queued: int, b: int, batches: int) -> None:
+        """Add the device's loss and accuracy sums of the last ``queued`` images to
+        ``sums`` (zeroing them on the device); a non-finite loss stops training."""
+        total, correct = (float(v) for v in to_host(self._stats))
+        backend().fill(2, self._stats, np.float32(0.0))
+        if not math.isfinite(total):
+            raise TrainingError(self._nan_message(total, b, batches))
+        sums["loss"] += total
+        sums["correct"] += correct
+        sums["seen"] += queued
 
     def _nan_message(self, loss: float, b: int, batches: int) -> str:
         epoch = self.state.epoch + 1

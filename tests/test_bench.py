@@ -180,6 +180,23 @@ def test_targets_judge_the_ratios() -> None:
     assert all(row["passed"] is None for row in rows)
 
 
+def test_gpu_targets_judge_sgemm_and_fp32_ratios() -> None:
+    def net(spec: str, ips: float, torch_ips: float) -> dict[str, Any]:
+        return {"spec": spec, "batch": 128, "train": {"images_per_s": ips},
+                "torch": {"train": {"images_per_s": torch_ips}},
+                "ratio": {"throughput": ips / torch_ips}}
+
+    result = {"config": {"device": "cuda", "precision": "fp32"},
+              "networks": [net("fmnist", 30000, 59000), net("alexnet", 2000, 7400)],
+              "sgemm": {"cublas_fp32_tflops": 50.1, "numbacnn_tflops": 12.0}}
+    verdicts = {row["target"].split(",")[0].split(" (")[0]: row["passed"]
+                for row in bench.evaluate_targets(result)}
+    assert verdicts == {"SGEMM 4096³ through cuBLAS": True, "SGEMM 4096³": False,
+                        "fmnist training": True, "alexnet training": False}
+    rows = bench.evaluate_targets({"config": {"device": "cuda"}, "networks": []})
+    assert all(row["passed"] is None for row in rows)
+
+
 def test_builtin_networks_match_the_presets() -> None:
     for name, batch in (("fmnist", 128), ("alexnet", 16)):
         shape, layers = bench._builtin_layers(name)

@@ -1,10 +1,13 @@
 """CPU backend: each kernel body becomes a ``prange`` loop over its flat index.
 
 Every driver has the signature ``name(n, *args)`` and runs body ``name_at(i, *args)``
-for i in 0 … n−1 on all cores (``@njit(parallel=True, fastmath=True, cache=True)``:
-compiled once, then loaded from numba's cache by later processes; see
-``kernel_cache.py``). The matrix
-product is numpy's BLAS. ``numbacnn/backends/cuda.py`` has the same drivers.
+for i in 0 … n−1; a driver of a span body, ``name(n, L, *args)``, runs
+``name_at(t, 0, L, *args)`` for each of n planes or rows t of length L — the whole
+plane in one call, so its index arithmetic is paid once. All run on all cores
+(``@njit(parallel=True, fastmath=True, cache=True)``: compiled once, then loaded from
+numba's cache by later processes; see ``kernel_cache.py``). The matrix product is
+numpy's BLAS. ``numbacnn/backends/cuda.py`` has the same drivers, launched one thread
+per element.
 """
 
 from __future__ import annotations
@@ -49,6 +52,23 @@ def to_device(a: np.ndarray) -> np.ndarray:
 
 def to_host(a: np.ndarray) -> np.ndarray:
     return a
+
+
+def pinned_empty(shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+    """Host staging memory for uploads (plain memory on the CPU)."""
+    return np.empty(shape, dtype=dtype)
+
+
+def upload(host: np.ndarray, out: np.ndarray, asynchronous: bool = False) -> np.ndarray:
+    """Copy ``host`` into the existing array ``out`` of the same shape; returns ``out``
+    (``asynchronous`` makes no difference on the CPU)."""
+    np.copyto(out, host, casting="same_kind")
+    return out
+
+
+def tf32_label() -> str:
+    """How the matrix products compute: always true FP32 on the CPU."""
+    return "fp32"
 
 
 def synchronize() -> None:
@@ -112,29 +132,29 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def im2col(n, cols, x, F, S, P, OH, OW):
-    for i in prange(n):
-        conv.im2col_at(i, cols, x, F, S, P, OH, OW)
+def im2col(n, L, cols, x, F, S, P, OH, OW):
+    for t in prange(n):
+        conv.im2col_at(t, 0, L, cols, x, F, S, P, OH, OW)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def col2im(n, dx, dcols, F, S, P, OH, OW):
-    for i in prange(n):
-        conv.col2im_at(i, dx, dcols, F, S, P, OH, OW)
+def col2im(n, L, dx, dcols, F, S, P, OH, OW):
+    for t in prange(n):
+        conv.col2im_at(t, 0, L, dx, dcols, F, S, P, OH, OW)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def gemm_to_nchw(n, y, out, b, K, P, relu):
-    for i in prange(n):
-        conv.gemm_to_nchw_at(i, y, out, b, K, P, relu)
+def gemm_to_nchw(n, L, y, out, b, K, P, relu):
+    for t in prange(n):
+        conv.gemm_to_nchw_at(t, 0, L, y, out, b, K, P, relu)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def nchw_to_gemm(n, dy2, dy, y, K, P, relu):
-    for i in prange(n):
-        conv.nchw_to_gemm_at(i, dy2, dy, y, K, P, relu)
+def nchw_to_gemm(n, L, dy2, dy, y, K, P, relu):
+    for t in prange(n):
+        conv.nchw_to_gemm_at(t, 0, L, dy2, dy, y, K, P, relu)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def row_sum(n, out, m):
-    for i in prange(n):
-        reduce.row_sum_at(i, out, m)
+    for r in prange(n):
+        out[r] = reduce.row_sum_span(r, 0, m.shape[1], 1, m)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def col_sum(n, out, m):
@@ -142,34 +162,34 @@ def col_sum(n, out, m):
         reduce.col_sum_at(i, out, m)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def max_pool_forward(n, y, argmax, x, F, S):
-    for i in prange(n):
-        pool.max_pool_forward_at(i, y, argmax, x, F, S)
+def max_pool_forward(n, L, y, argmax, x, F, S):
+    for t in prange(n):
+        pool.max_pool_forward_at(t, 0, L, y, argmax, x, F, S)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def max_pool_backward(n, dx, dy, argmax, F, S):
-    for i in prange(n):
-        pool.max_pool_backward_at(i, dx, dy, argmax, F, S)
+def max_pool_backward(n, L, dx, dy, argmax, F, S):
+    for t in prange(n):
+        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, F, S)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def avg_pool_forward(n, y, x, F, S):
-    for i in prange(n):
-        pool.avg_pool_forward_at(i, y, x, F, S)
+def avg_pool_forward(n, L, y, x, F, S):
+    for t in prange(n):
+        pool.avg_pool_forward_at(t, 0, L, y, x, F, S)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def avg_pool_backward(n, dx, dy, F, S):
-    for i in prange(n):
-        pool.avg_pool_backward_at(i, dx, dy, F, S)
+def avg_pool_backward(n, L, dx, dy, F, S):
+    for t in prange(n):
+        pool.avg_pool_backward_at(t, 0, L, dx, dy, F, S)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def lrn_forward(n, y, scale, x, size, alpha_n, beta, k):
-    for i in prange(n):
-        lrn.lrn_forward_at(i, y, scale, x, size, alpha_n, beta, k)
+def lrn_forward(n, L, y, scale, x, size, alpha_n, beta, k):
+    for t in prange(n):
+        lrn.lrn_forward_at(t, 0, L, y, scale, x, size, alpha_n, beta, k)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def lrn_backward(n, dx, dy, x, y, scale, size, alpha_n, beta):
-    for i in prange(n):
-        lrn.lrn_backward_at(i, dx, dy, x, y, scale, size, alpha_n, beta)
+def lrn_backward(n, L, dx, dy, x, y, scale, size, alpha_n, beta):
+    for t in prange(n):
+        lrn.lrn_backward_at(t, 0, L, dx, dy, x, y, scale, size, alpha_n, beta)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def relu_forward(n, y, x):
@@ -237,14 +257,14 @@ def fill(n, out, value):
         elementwise.fill_at(i, out, value)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def maxout_forward(n, y, which, x, pieces):
-    for i in prange(n):
-        maxout.maxout_forward_at(i, y, which, x, pieces)
+def maxout_forward(n, L, y, which, x, pieces):
+    for t in prange(n):
+        maxout.maxout_forward_at(t, 0, L, y, which, x, pieces)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def maxout_backward(n, dx, dy, which, pieces):
-    for i in prange(n):
-        maxout.maxout_backward_at(i, dx, dy, which, pieces)
+def maxout_backward(n, L, dx, dy, which, pieces):
+    for t in prange(n):
+        maxout.maxout_backward_at(t, 0, L, dx, dy, which, pieces)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def dropout_forward(n, y, mask, x, p, scale, seed):
@@ -270,6 +290,13 @@ def sgd_momentum(n, w, v, g, lr, momentum, weight_decay):
 def adam(n, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay):
     for i in prange(n):
         optim.adam_at(i, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay)
+
+
+@njit(fastmath=True, cache=True)
+def batch_stats(n, stats, losses, logits, labels):
+    total, correct = loss.batch_stats_span(0, n, 1, losses, logits, labels)
+    stats[0] += total
+    stats[1] += correct
 
 
 kernel_cache.restore(_numba_cache_dir)

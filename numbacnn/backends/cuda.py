@@ -1,33 +1,52 @@
 """CUDA backend: each kernel body becomes a grid-stride ``@cuda.jit`` kernel.
 
-Every driver has the signature ``name(n, *args)`` like its twin in ``cpu.py`` and
-runs body ``name_at(i, *args)`` for i in 0 … n−1, thread t taking i = t, t + T,
-t + 2T … (T threads in the grid). numba-cuda compiles the ``@njit`` bodies as
-device functions, so no body is written twice. The matrix product is the tiled
-SGEMM kernel of ``numbacnn/backends/sgemm.py``.
+Drivers have the signatures of their twins in ``cpu.py``, but launch the bodies the
+way a GPU wants them: one thread per output element, neighbouring threads on
+neighbouring addresses.
 
-Under ``NUMBA_ENABLE_CUDASIM=1`` kernels run as Python, so they call the bodies'
-Python functions. :func:`dry_run` records every launch (kernel and argument types)
-instead of running it, on host arrays: the tests compile each recorded kernel to
-PTX with ``numba.cuda.compile_ptx`` and need no GPU for that.
+* ``name(n, *args)`` (elementwise bodies) runs ``name_at(i, *args)`` for i < n,
+  thread t taking i = t, t + T, t + 2T … (T threads in the grid).
+* ``name(n, L, *args)`` (span bodies of n planes or rows of length L) runs
+  ``name_at(i // L, i % L, i % L + 1, *args)`` for i < n·L: the same body the CPU
+  calls once per plane, here once per element.
+* Reductions (bias gradients, the batch's loss and accuracy) give each thread of a
+  block a strided span of the body and add the partial sums in shared memory.
+
+numba-cuda compiles the ``@njit`` bodies as device functions, so no body is written
+twice. Kernels are compiled without fastmath (``tanh.approx.f32`` and friends would
+break the CPU's tolerances), except the SGEMM whose only use of it is FMA contraction.
+Launches after the first of each signature bypass numba's dispatcher (``launch.py``).
+The matrix product is cuBLAS through CuPy (``cublas.py``) when CuPy is installed, else
+the numba SGEMM of ``sgemm.py``; ``NUMBACNN_GEMM=cublas|numba`` chooses.
+
+Under ``NUMBA_ENABLE_CUDASIM=1`` kernels run as Python, so they call the bodies' Python
+functions. :func:`dry_run` records every launch (kernel and argument types) instead
+of running it, on host arrays: the tests compile each recorded kernel to PTX with
+``numba.cuda.compile_ptx`` and need no GPU for that. :data:`counters` counts launches,
+host↔device copies and device allocations (also during a dry run).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from numba import config, cuda, typeof
+from numba import config, cuda, float32, typeof
 
-from numbacnn.backends.sgemm import launch_config, sgemm_kernel
+from numbacnn.backends import cublas, sgemm
+from numbacnn.backends.launch import FastLaunch
+from numbacnn.errors import DeviceError
 from numbacnn.kernels import conv, dropout, elementwise, loss, lrn, maxout, optim, pool, reduce
 
 name = "cuda"
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 65536
+REDUCE_THREADS = 256  # threads of a reduction block (a power of two)
+GEMM_CHOICES = ("cublas", "numba")
 
 if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodies' Python source
 
@@ -38,6 +57,15 @@ if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodi
         _python_bodies, (conv, dropout, elementwise, loss, lrn, maxout, optim, pool, reduce))
 
 _recording: list[tuple[Callable, tuple]] | None = None
+counters = {"launches": 0, "h2d_copies": 0, "d2h_copies": 0, "allocations": 0}
+
+
+def reset_counters() -> dict[str, int]:
+    """Zero :data:`counters`; returns the counts before."""
+    before = dict(counters)
+    for key in counters:
+        counters[key] = 0
+    return before
 
 
 @contextlib.contextmanager
@@ -54,9 +82,48 @@ def dry_run() -> Iterator[list[tuple[Callable, tuple]]]:
         _recording = None
 
 
+class DryArray(np.ndarray):
+    """A host array that stands in for a device array during :func:`dry_run`, so code
+    that tells device arrays from host arrays takes its device path."""
+
+    def copy_to_host(self) -> np.ndarray:
+        return np.asarray(self).copy()
+
+    def copy_to_device(self, host: np.ndarray, stream: Any = 0) -> None:
+        pass  # nothing is computed in a dry run
+
+    def is_c_contiguous(self) -> bool:
+        return bool(self.flags.c_contiguous)
+
+
 def _record(py_func: Callable, args: tuple) -> None:
     assert _recording is not None
     _recording.append((py_func, tuple(typeof(a) for a in args)))
+
+
+def _blocks(n: int) -> int:
+    return min(MAX_BLOCKS, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
+
+
+def _launcher(fn: Callable, kernel: Any, spans: bool) -> Callable:
+    fast = None if config.ENABLE_CUDASIM else FastLaunch(kernel)
+
+    def launch(n: int, *args: Any) -> None:
+        counters["launches"] += 1
+        if _recording is not None:
+            _record(fn, (n, *args))
+            return
+        total = n * args[0] if spans else n
+        if total > 0:
+            if fast is None:
+                kernel[_blocks(total), THREADS_PER_BLOCK](n, *args)
+            else:
+                fast(_blocks(total), THREADS_PER_BLOCK, (n, *args))
+
+    launch.py_func = fn
+    launch.fastmath = False
+    launch.__name__ = fn.__name__
+    return launch
 
 
 def grid_stride(fn: Callable) -> Callable:
@@ -65,26 +132,61 @@ def grid_stride(fn: Callable) -> Callable:
     The launcher picks ⌈n / 256⌉ blocks of 256 threads (at most 65,536 blocks; the
     grid-stride loop covers the rest). ``launch.py_func`` is ``fn`` for compile_ptx.
     """
-    kernel = cuda.jit(fastmath=True)(fn)
-
-    def launch(n: int, *args: Any) -> None:
-        if _recording is not None:
-            _record(fn, (n, *args))
-            return
-        if n > 0:
-            blocks = min(MAX_BLOCKS, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
-            kernel[blocks, THREADS_PER_BLOCK](n, *args)
-
-    launch.py_func = fn
-    launch.__name__ = fn.__name__
+    launch = _launcher(fn, cuda.jit(fastmath=False)(fn), spans=False)
     launch.__doc__ = f"Grid-stride CUDA launch of body {fn.__name__}_at over n elements."
     return launch
 
 
+def grid_stride_spans(fn: Callable) -> Callable:
+    """Like :func:`grid_stride` for ``fn(n, L, *args)``: n planes of L elements, one
+    thread per element (n·L threads)."""
+    launch = _launcher(fn, cuda.jit(fastmath=False)(fn), spans=True)
+    launch.__doc__ = f"CUDA launch of span body {fn.__name__}_at, one thread per element."
+    return launch
+
+
+def _block_launcher(fn: Callable, blocks_for: Callable[[int], int], doc: str) -> Callable:
+    kernel = cuda.jit(fastmath=False)(fn)
+    fast = None if config.ENABLE_CUDASIM else FastLaunch(kernel)
+
+    def launch(n: int, *args: Any) -> None:
+        counters["launches"] += 1
+        if _recording is not None:
+            _record(fn, (n, *args))
+            return
+        if n > 0:
+            if fast is None:
+                kernel[blocks_for(n), REDUCE_THREADS](n, *args)
+            else:
+                fast(blocks_for(n), REDUCE_THREADS, (n, *args))
+
+    launch.py_func = fn
+    launch.fastmath = False
+    launch.__name__ = fn.__name__
+    launch.__doc__ = doc
+    return launch
+
+
+def block_per_row(fn: Callable) -> Callable:
+    """Compile a reduction kernel ``fn(n, *args)`` that gives each of n rows to one block
+    of REDUCE_THREADS threads (at most 65,536 blocks, block-stride over the rest)."""
+    return _block_launcher(fn, lambda n: min(MAX_BLOCKS, n),
+                           f"CUDA block-per-row reduction {fn.__name__}.")
+
+
+def one_block(fn: Callable) -> Callable:
+    """Compile a reduction kernel ``fn(n, *args)`` over n items run by a single block."""
+    return _block_launcher(fn, lambda n: 1, f"CUDA one-block reduction {fn.__name__}.")
+
+
+# --- memory -------------------------------------------------------------------------------
+
+
 def empty(shape: tuple[int, ...], dtype: type = np.float32) -> Any:
     """An uninitialized device array (a host array inside :func:`dry_run`)."""
+    counters["allocations"] += 1
     if _recording is not None:
-        return np.empty(shape, dtype=dtype)
+        return np.empty(shape, dtype=dtype).view(DryArray)
     return cuda.device_array(shape, dtype=dtype)
 
 
@@ -99,13 +201,57 @@ def to_device(a: np.ndarray) -> Any:
     if a.dtype == np.float64:
         a = a.astype(np.float32)
     a = np.ascontiguousarray(a)
+    counters["allocations"] += 1
+    counters["h2d_copies"] += 1
     if _recording is not None:
-        return a
+        return a.copy().view(DryArray)
     return cuda.to_device(a)
 
 
 def to_host(a: Any) -> np.ndarray:
-    return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+    if hasattr(a, "copy_to_host"):
+        counters["d2h_copies"] += 1
+        return a.copy_to_host()
+    return np.asarray(a)
+
+
+def pinned_empty(shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+    """Page-locked host memory: uploads from it are DMA transfers with no staging copy."""
+    if _recording is not None or config.ENABLE_CUDASIM:
+        return np.empty(shape, dtype=dtype)
+    return cuda.pinned_array(shape, dtype=dtype)
+
+
+def upload(host: np.ndarray, out: Any, asynchronous: bool = False) -> Any:
+    """Copy ``host`` into the existing device array ``out`` of the same shape and dtype;
+    returns ``out``. ``asynchronous``: queue the copy on the default stream and return at
+    once (``host`` must then be pinned and left alone until the copy has run: see
+    ``numbacnn/staging.py``); else the copy is done when this returns."""
+    if host.shape != tuple(out.shape) or host.dtype != out.dtype:
+        raise DeviceError(f"upload: host array {host.shape} {host.dtype} does not fit the "
+                          f"device array {tuple(out.shape)} {out.dtype}")
+    counters["h2d_copies"] += 1
+    if _recording is None:
+        if asynchronous and not config.ENABLE_CUDASIM:
+            out.copy_to_device(host, stream=cuda.default_stream())
+        else:
+            out.copy_to_device(host)
+    return out
+
+
+class _NoEvent:
+    """Stands in for a CUDA event in a dry run and in the simulator."""
+
+    def record(self) -> None: ...
+
+    def synchronize(self) -> None: ...
+
+
+def event() -> Any:
+    """A CUDA event (``record()`` on the default stream, ``synchronize()`` waits for it)."""
+    if _recording is not None or config.ENABLE_CUDASIM:
+        return _NoEvent()
+    return cuda.event(timing=False)
 
 
 def synchronize() -> None:
@@ -114,77 +260,195 @@ def synchronize() -> None:
         cuda.synchronize()
 
 
+# --- matrix product --------------------------------------------------------------------------
+
+
+def gemm_choice() -> str:
+    """"cublas" or "numba": NUMBACNN_GEMM, else cuBLAS when CuPy is usable."""
+    wanted = os.environ.get("NUMBACNN_GEMM", "").strip().lower()
+    if wanted and wanted not in GEMM_CHOICES:
+        raise DeviceError(f"NUMBACNN_GEMM={wanted!r}: choose cublas or numba")
+    if wanted == "numba" or config.ENABLE_CUDASIM:
+        return "numba"
+    reason = cublas.unavailable_reason()
+    if reason is None:
+        return "cublas"
+    if wanted == "cublas":
+        raise DeviceError(f"NUMBACNN_GEMM=cublas but {reason}")
+    return "numba"
+
+
+_gemm_impl: list[str] = []  # resolved on first use
+
+
+def set_tf32(enabled: bool) -> None:
+    """Let cuBLAS SGEMM use TF32 tensor cores (the numba SGEMM is always FP32)."""
+    cublas.set_tf32(enabled)
+
+
+def tf32_label() -> str:
+    """"tf32" when the matrix products run on TF32 tensor cores, else "fp32"."""
+    return "tf32" if cublas.tf32_enabled() and gemm_name() == "cublas" else "fp32"
+
+
+def gemm_name() -> str:
+    """"cublas" or "numba": the GEMM in use (resolved on first use, see gemm_choice)."""
+    if not _gemm_impl:
+        _gemm_impl.append(gemm_choice())
+    return _gemm_impl[0]
+
+
+def set_gemm(name: str, check: bool = True) -> None:
+    """Use cuBLAS ("cublas") or the numba SGEMM ("numba") from now on (``check``: that
+    CuPy is usable; a dry run needs no GPU and may skip it)."""
+    if name not in GEMM_CHOICES:
+        raise DeviceError(f"unknown GEMM {name!r}: choose cublas or numba")
+    if check and name == "cublas" and cublas.unavailable_reason() is not None:
+        raise DeviceError(f"GEMM cublas asked for but {cublas.unavailable_reason()}")
+    _gemm_impl[:] = [name]
+
+
+_workspace: dict[str, Any] = {}
+
+
+def _split_workspace(size: int) -> Any:
+    """A flat float32 device buffer of at least ``size`` elements, kept across calls."""
+    buf = _workspace.get("splits")
+    if buf is None or buf.size < size:
+        buf = _workspace["splits"] = empty((max(size, 1),))
+    return buf
+
+
 def gemm(a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False) -> None:
-    """out (M × N) = op(a) @ op(b) with the tiled SGEMM kernel."""
+    """out (M × N) = op(a) @ op(b): cuBLAS SGEMM, or the numba SGEMM with split-K."""
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
-    kernel = sgemm_kernel(trans_a, trans_b)
-    if _recording is not None:
-        _record(kernel.py_func, (a, b, out, M, N, K))
+    if gemm_name() == "cublas" and K > 0:
+        counters["launches"] += 1
+        if _recording is None:
+            cublas.sgemm(a, b, out, trans_a, trans_b)
         return
-    blocks, threads = launch_config(M, N)
-    kernel[blocks, threads](a, b, out, M, N, K)
+    kernel = sgemm.sgemm_kernel(trans_a, trans_b)
+    splits = sgemm.split_count(M, N, K)
+    k_slice = -(-K // splits) if K else 1
+    k_slice = -(-k_slice // sgemm.BK) * sgemm.BK  # whole k-steps per slice
+    splits = max(1, -(-K // k_slice))
+    if splits == 1:
+        target = out.reshape(1, M, N)
+    else:
+        target = _split_workspace(splits * M * N)[:splits * M * N].reshape(splits, M, N)
+    counters["launches"] += 1
+    if _recording is not None:
+        _record(kernel.py_func, (a, b, target, M, N, K, k_slice))
+    elif M and N:
+        grid, threads = sgemm.launch_config(M, N, splits)
+        kernel[grid, threads](a, b, target, M, N, K, k_slice)
+    if splits > 1:
+        _sum_splits(out.reshape(-1), target.reshape(splits, M * N))
 
 
-@grid_stride
-def im2col(n, cols, x, F, S, P, OH, OW):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        conv.im2col_at(i, cols, x, F, S, P, OH, OW)
+def _sum_splits(out: Any, parts: Any) -> None:
+    counters["launches"] += 1
+    if _recording is not None:
+        _record(sgemm.sum_splits.py_func, (out, parts))
+        return
+    sgemm.sum_splits[_blocks(out.size), THREADS_PER_BLOCK](out, parts)
 
-@grid_stride
-def col2im(n, dx, dcols, F, S, P, OH, OW):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        conv.col2im_at(i, dx, dcols, F, S, P, OH, OW)
 
-@grid_stride
-def gemm_to_nchw(n, y, out, b, K, P, relu):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        conv.gemm_to_nchw_at(i, y, out, b, K, P, relu)
+# --- kernels ---------------------------------------------------------------------------------
 
-@grid_stride
-def nchw_to_gemm(n, dy2, dy, y, K, P, relu):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        conv.nchw_to_gemm_at(i, dy2, dy, y, K, P, relu)
 
-@grid_stride
+@grid_stride_spans
+def im2col(n, L, cols, x, F, S, P, OH, OW):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        conv.im2col_at(t, lo, lo + 1, cols, x, F, S, P, OH, OW)
+
+@grid_stride_spans
+def col2im(n, L, dx, dcols, F, S, P, OH, OW):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        conv.col2im_at(t, lo, lo + 1, dx, dcols, F, S, P, OH, OW)
+
+@grid_stride_spans
+def gemm_to_nchw(n, L, y, out, b, K, P, relu):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        conv.gemm_to_nchw_at(t, lo, lo + 1, y, out, b, K, P, relu)
+
+@grid_stride_spans
+def nchw_to_gemm(n, L, dy2, dy, y, K, P, relu):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        conv.nchw_to_gemm_at(t, lo, lo + 1, dy2, dy, y, K, P, relu)
+
+@block_per_row
 def row_sum(n, out, m):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        reduce.row_sum_at(i, out, m)
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    for r in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        partial[tid] = reduce.row_sum_span(r, tid, m.shape[1], REDUCE_THREADS, m)
+        cuda.syncthreads()
+        width = REDUCE_THREADS // 2
+        while width > 0:
+            if tid < width:
+                partial[tid] += partial[tid + width]
+            cuda.syncthreads()
+            width //= 2
+        if tid == 0:
+            out[r] = partial[0]
+        cuda.syncthreads()
 
 @grid_stride
 def col_sum(n, out, m):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         reduce.col_sum_at(i, out, m)
 
-@grid_stride
-def max_pool_forward(n, y, argmax, x, F, S):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        pool.max_pool_forward_at(i, y, argmax, x, F, S)
+@grid_stride_spans
+def max_pool_forward(n, L, y, argmax, x, F, S):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        pool.max_pool_forward_at(t, lo, lo + 1, y, argmax, x, F, S)
 
-@grid_stride
-def max_pool_backward(n, dx, dy, argmax, F, S):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        pool.max_pool_backward_at(i, dx, dy, argmax, F, S)
+@grid_stride_spans
+def max_pool_backward(n, L, dx, dy, argmax, F, S):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        pool.max_pool_backward_at(t, lo, lo + 1, dx, dy, argmax, F, S)
 
-@grid_stride
-def avg_pool_forward(n, y, x, F, S):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        pool.avg_pool_forward_at(i, y, x, F, S)
+@grid_stride_spans
+def avg_pool_forward(n, L, y, x, F, S):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        pool.avg_pool_forward_at(t, lo, lo + 1, y, x, F, S)
 
-@grid_stride
-def avg_pool_backward(n, dx, dy, F, S):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        pool.avg_pool_backward_at(i, dx, dy, F, S)
+@grid_stride_spans
+def avg_pool_backward(n, L, dx, dy, F, S):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        pool.avg_pool_backward_at(t, lo, lo + 1, dx, dy, F, S)
 
-@grid_stride
-def lrn_forward(n, y, scale, x, size, alpha_n, beta, k):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        lrn.lrn_forward_at(i, y, scale, x, size, alpha_n, beta, k)
+@grid_stride_spans
+def lrn_forward(n, L, y, scale, x, size, alpha_n, beta, k):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        lrn.lrn_forward_at(t, lo, lo + 1, y, scale, x, size, alpha_n, beta, k)
 
-@grid_stride
-def lrn_backward(n, dx, dy, x, y, scale, size, alpha_n, beta):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        lrn.lrn_backward_at(i, dx, dy, x, y, scale, size, alpha_n, beta)
+@grid_stride_spans
+def lrn_backward(n, L, dx, dy, x, y, scale, size, alpha_n, beta):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        lrn.lrn_backward_at(t, lo, lo + 1, dx, dy, x, y, scale, size, alpha_n, beta)
 
 @grid_stride
 def relu_forward(n, y, x):
@@ -252,16 +516,6 @@ def fill(n, out, value):
         elementwise.fill_at(i, out, value)
 
 @grid_stride
-def maxout_forward(n, y, which, x, pieces):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        maxout.maxout_forward_at(i, y, which, x, pieces)
-
-@grid_stride
-def maxout_backward(n, dx, dy, which, pieces):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        maxout.maxout_backward_at(i, dx, dy, which, pieces)
-
-@grid_stride
 def dropout_forward(n, y, mask, x, p, scale, seed):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         dropout.dropout_forward_at(i, y, mask, x, p, scale, seed)
@@ -285,3 +539,37 @@ def sgd_momentum(n, w, v, g, lr, momentum, weight_decay):
 def adam(n, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         optim.adam_at(i, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay)
+
+@grid_stride_spans
+def maxout_forward(n, L, y, which, x, pieces):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        maxout.maxout_forward_at(t, lo, lo + 1, y, which, x, pieces)
+
+@grid_stride_spans
+def maxout_backward(n, L, dx, dy, which, pieces):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t = i // L
+        lo = i - t * L
+        maxout.maxout_backward_at(t, lo, lo + 1, dx, dy, which, pieces)
+
+@one_block
+def batch_stats(n, stats, losses, logits, labels):
+    """stats[0] += Σ losses, stats[1] += correct predictions, over the n rows."""
+    totals = cuda.shared.array(REDUCE_THREADS, float32)
+    hits = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    totals[tid], hits[tid] = loss.batch_stats_span(tid, n, REDUCE_THREADS, losses, logits,
+                                                   labels)
+    cuda.syncthreads()
+    width = REDUCE_THREADS // 2
+    while width > 0:
+        if tid < width:
+            totals[tid] += totals[tid + width]
+            hits[tid] += hits[tid + width]
+        cuda.syncthreads()
+        width //= 2
+    if tid == 0:
+        stats[0] += totals[0]
+        stats[1] += hits[0]

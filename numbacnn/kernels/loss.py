@@ -35,3 +35,21 @@ def softmax_cross_entropy_backward_at(i, dlogits, probs, labels, inv_n):
     k = i - n * K
     hit = np.float32(1.0) if labels[n] == k else np.float32(0.0)
     dlogits[n, k] = (probs[n, k] - hit) * inv_n
+
+
+@njit(inline="always")
+def batch_stats_span(lo, hi, step, losses, logits, labels):
+    """(Σ losses[n], number of rows whose largest logit is the label) for n = lo, lo +
+    step, … < hi: the training loss and accuracy, summed where the logits are."""
+    K = logits.shape[1]
+    total = np.float32(0.0)
+    correct = np.float32(0.0)
+    for n in range(lo, hi, step):
+        total += losses[n]
+        best = 0
+        for k in range(1, K):
+            if logits[n, k] > logits[n, best]:
+                best = k
+        if best == labels[n]:
+            correct += np.float32(1.0)
+    return total, correct

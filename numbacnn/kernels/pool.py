@@ -2,7 +2,8 @@
 
 x and dx are N×C×H×W, y and dy are N×C×OH×OW with OH = (H − F)/S + 1; ``argmax``
 (int32, N×C×OH×OW) holds the winner's position iy·W + ix inside its plane. Each body
-computes one plane t = (n, c), so index arithmetic is paid once per plane.
+computes a span lo … hi − 1 of one plane t = (n, c): the CPU passes whole planes,
+the GPU one element per thread (see ``kernels/conv.py``).
 """
 
 import numpy as np
@@ -10,19 +11,22 @@ from numba import njit
 
 
 @njit(inline="always")
-def max_pool_forward_at(t, y, argmax, x, F, S):
-    """Plane t = (n, c) of y: the max of each F×F window and where it was."""
+def max_pool_forward_at(t, lo, hi, y, argmax, x, F, S):
+    """Outputs lo … hi − 1 of plane t = (n, c) of y: the max of each F×F window and where
+    it was."""
     C = x.shape[1]
     W = x.shape[3]
-    OH = y.shape[2]
     OW = y.shape[3]
     n = t // C
     c = t - n * C
     plane = x[n, c]
-    for oy in range(OH):
+    oy = lo // OW
+    a = lo - oy * OW
+    while oy * OW + a < hi:
+        b = min(OW, hi - oy * OW)
         y_row = y[n, c, oy]
         at_row = argmax[n, c, oy]
-        for ox in range(OW):
+        for ox in range(a, b):
             best = plane[oy * S, ox * S]
             best_at = oy * S * W + ox * S
             for fy in range(F):
@@ -34,67 +38,87 @@ def max_pool_forward_at(t, y, argmax, x, F, S):
                         best_at = (oy * S + fy) * W + ox * S + fx
             y_row[np.uint64(ox)] = best
             at_row[np.uint64(ox)] = best_at
+        oy += 1
+        a = 0
 
 
 @njit(inline="always")
-def max_pool_backward_at(t, dx, dy, argmax, F, S):
-    """Plane t = (n, c) of dx, gather form: each element sums dy of the windows that cover
-    it and chose it as their max. Only this body writes plane t."""
+def max_pool_backward_at(t, lo, hi, dx, dy, argmax, F, S):
+    """Elements lo … hi − 1 of plane t = (n, c) of dx, gather form: each sums dy of the
+    windows that cover it and chose it as their max. Only this call writes them."""
     C = dx.shape[1]
-    H = dx.shape[2]
     W = dx.shape[3]
     OH = dy.shape[2]
     OW = dy.shape[3]
     n = t // C
     c = t - n * C
-    for yy in range(H):
+    yy = lo // W
+    a = lo - yy * W
+    while yy * W + a < hi:
+        b = min(W, hi - yy * W)
         dst = dx[n, c, yy]
-        for xx in range(W):
+        for xx in range(a, b):
             dst[np.uint64(xx)] = np.float32(0.0)
-        row_start = yy * W
+        lo_at = yy * W + a  # positions inside the span on this row
+        hi_at = yy * W + b
+        ox_lo = max(0, (a - F + S) // S)  # windows that overlap columns a … b − 1
+        ox_hi = min(OW - 1, (b - 1) // S)
         for oy in range(max(0, (yy - F + S) // S), min(OH - 1, yy // S) + 1):
             at_row = argmax[n, c, oy]
             dy_row = dy[n, c, oy]
-            for ox in range(OW):
+            for ox in range(ox_lo, ox_hi + 1):
                 at = at_row[np.uint64(ox)]
-                if row_start <= at < row_start + W:
-                    dst[np.uint64(at - row_start)] += dy_row[np.uint64(ox)]
+                if lo_at <= at < hi_at:
+                    dst[np.uint64(at - yy * W)] += dy_row[np.uint64(ox)]
+        yy += 1
+        a = 0
 
 
 @njit(inline="always")
-def avg_pool_forward_at(t, y, x, F, S):
-    """Plane t = (n, c) of y: the mean of each F×F window."""
+def avg_pool_forward_at(t, lo, hi, y, x, F, S):
+    """Outputs lo … hi − 1 of plane t = (n, c) of y: the mean of each F×F window."""
     C = x.shape[1]
-    OH = y.shape[2]
     OW = y.shape[3]
     n = t // C
     c = t - n * C
     inv = np.float32(1.0) / np.float32(F * F)
-    for oy in range(OH):
-        for ox in range(OW):
+    oy = lo // OW
+    a = lo - oy * OW
+    while oy * OW + a < hi:
+        b = min(OW, hi - oy * OW)
+        for ox in range(a, b):
             acc = np.float32(0.0)
             for fy in range(F):
                 for fx in range(F):
                     acc += x[n, c, oy * S + fy, ox * S + fx]
             y[n, c, oy, ox] = acc * inv
+        oy += 1
+        a = 0
 
 
 @njit(inline="always")
-def avg_pool_backward_at(t, dx, dy, F, S):
-    """Plane t = (n, c) of dx, gather form: Σ dy / F² over the windows covering each element."""
+def avg_pool_backward_at(t, lo, hi, dx, dy, F, S):
+    """Elements lo … hi − 1 of plane t = (n, c) of dx, gather form: Σ dy / F² over the
+    windows covering each element."""
     C = dx.shape[1]
-    H = dx.shape[2]
     W = dx.shape[3]
     OH = dy.shape[2]
     OW = dy.shape[3]
     n = t // C
     c = t - n * C
     inv = np.float32(1.0) / np.float32(F * F)
-    for yy in range(H):
-        for xx in range(W):
+    yy = lo // W
+    a = lo - yy * W
+    while yy * W + a < hi:
+        b = min(W, hi - yy * W)
+        for xx in range(a, b):
             dx[n, c, yy, xx] = np.float32(0.0)
+        ox_lo = max(0, (a - F + S) // S)
+        ox_hi = min(OW - 1, (b - 1) // S)
         for oy in range(max(0, (yy - F + S) // S), min(OH - 1, yy // S) + 1):
-            for ox in range(OW):
+            for ox in range(ox_lo, ox_hi + 1):
                 g = dy[n, c, oy, ox] * inv
-                for fx in range(F):
-                    dx[n, c, yy, ox * S + fx] += g
+                for xx in range(max(a, ox * S), min(b, ox * S + F)):
+                    dx[n, c, yy, xx] += g
+        yy += 1
+        a = 0

@@ -1,16 +1,24 @@
-"""Row and column sums, the bias gradients of convolution and dense layers."""
+"""Sums: the bias gradients of convolution and dense layers.
+
+A long row is summed as a strided span so each device can split it its own way: the
+CPU sums a whole row in one call (step 1), the GPU gives each of a block's threads
+every T-th element (neighbouring threads read neighbouring addresses) and adds the T
+partial sums in shared memory (``backends/cuda.py``).
+"""
 
 import numpy as np
 from numba import njit
 
 
 @njit(inline="always")
-def row_sum_at(r, out, m):
-    """out[r] = Σ_j m[r, j] for a 2-D m (conv bias gradient: m is K × N·P)."""
+def row_sum_span(r, lo, hi, step, m):
+    """Σ m[r, j] for j = lo, lo + step, … < hi, of a 2-D m (conv bias gradient: m is
+    K × N·P)."""
     acc = np.float32(0.0)
-    for j in range(m.shape[1]):
-        acc += m[r, j]
-    out[r] = acc
+    row = m[r]
+    for j in range(lo, hi, step):
+        acc += row[np.uint64(j)]
+    return acc
 
 
 @njit(inline="always")

@@ -31,7 +31,9 @@ class Layer:
         self.params: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
         self.init: str | None = None  # initializer of the weights, None = the network's
-        self._buffers: dict[str, Any] = {}
+        self._buffers: dict[str, Any] = {}  # key → the current view of its storage
+        self._storage: dict[str, Any] = {}  # key → flat array, grown but never shrunk
+        self._views: dict[tuple, tuple[Any, Any]] = {}  # (id, shape) → (array, its view)
         self._forward_batch: int | None = None  # N of the last forward: backward must match
 
     # --- shapes (pure Python, no kernel) ---------------------------------------------
@@ -102,12 +104,43 @@ class Layer:
         raise NotImplementedError
 
     def _buffer(self, key: str, shape: tuple[int, ...], dtype: type = np.float32) -> Any:
-        """A device array reused across calls while its shape stays the same."""
+        """A device array of ``shape`` reused across calls.
+
+        It is a view of flat storage that only grows: a smaller batch (the last of an
+        epoch) gets a view of the first elements, and the next full batch the whole of
+        it again, without allocating.
+        """
+        shape = tuple(int(d) for d in shape)
         buf = self._buffers.get(key)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            buf = backend().empty(tuple(shape), dtype)
-            self._buffers[key] = buf
+        if buf is not None and buf.shape == shape and buf.dtype == dtype:
+            return buf
+        size = int(np.prod(shape, dtype=np.int64))
+        flat = self._storage.get(key)
+        if flat is None or flat.size < size or flat.dtype != dtype:
+            flat = backend().empty((max(size, 1),), dtype)
+            self._storage[key] = flat
+        buf = self._buffers[key] = flat[:size].reshape(shape)
         return buf
+
+    def _reshaped(self, a: Any, shape: tuple[int, ...]) -> Any:
+        """``a.reshape(shape)``, remembered: a numba device array's reshape costs ~8 µs of
+        Python, and layers reshape the same buffers every step."""
+        shape = tuple(int(d) for d in shape)
+        if tuple(a.shape) == shape:
+            return a
+        key = (id(a), shape)
+        hit = self._views.get(key)
+        if hit is not None and hit[0] is a:
+            return hit[1]
+        if len(self._views) > 64:  # arrays that came and went (e.g. prediction inputs)
+            self._views.clear()
+        view = a.reshape(shape)
+        self._views[key] = (a, view)
+        return view
+
+    def _flat(self, a: Any) -> Any:
+        """``a`` as a 1-D array (a remembered view)."""
+        return self._reshaped(a, (a.size,))
 
     def _check_input(self, x: Any) -> Any:
         """x as a float32, C-contiguous N×C×H×W array of this layer's input shape.
@@ -146,7 +179,8 @@ class Layer:
         if dy.size % (C * H * W) or dy.ndim not in (2, 4):
             raise ShapeError(f"{self.describe()}: gradient of shape {tuple(dy.shape)} does "
                              f"not match the output shape (N, {C}, {H}, {W})")
-        dy = dy.reshape(dy.shape[0], C, H, W)
+        dy = self._reshaped(dy, (dy.shape[0], C, H, W)) if is_device_array(dy) else \
+            dy.reshape(dy.shape[0], C, H, W)
         if dy.shape[0] != self._forward_batch:  # saved activations are of another batch
             seen = "no forward yet" if self._forward_batch is None else \
                 f"the last forward had {self._forward_batch} samples"

@@ -66,12 +66,12 @@ class Conv2D(Layer):
         K, OH, OW = self.output_shape  # type: ignore[misc]
         F, S, P = self.size, self.stride, self.pad
         cols = self._buffer("cols", (C * F * F, N * OH * OW))
-        B.im2col(C * F * F * N, cols, x, F, S, P, OH, OW)
+        B.im2col(C * F * F * N, OH * OW, cols, x, F, S, P, OH, OW)
         out = self._buffer("out", (K, N * OH * OW))
-        B.gemm(self.params["W"].reshape(K, C * F * F), cols, out)
+        B.gemm(self._reshaped(self.params["W"], (K, C * F * F)), cols, out)
         y = self._buffer("y", (N, K, OH, OW))
-        B.gemm_to_nchw(N * K, y.reshape(-1), out, self.params["b"], K, OH * OW,
-                        self.fused_relu)
+        B.gemm_to_nchw(N * K, OH * OW, self._flat(y), out, self.params["b"], K, OH * OW,
+                       int(self.fused_relu))
         self._cols_hold_input = True
         return y
 
@@ -86,15 +86,15 @@ class Conv2D(Layer):
         if cols.shape[1] != N * OH * OW or not self._cols_hold_input:
             raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first")
         dy2 = self._buffer("out", (K, N * OH * OW))  # the GEMM output is free again: reuse it
-        B.nchw_to_gemm(K * N, dy2, dy.reshape(-1), self._buffers["y"].reshape(-1), K, OH * OW,
-                        self.fused_relu)
-        B.gemm(dy2, cols, self.grads["W"].reshape(K, C * F * F), trans_b=True)
+        B.nchw_to_gemm(K * N, OH * OW, dy2, self._flat(dy), self._flat(self._buffers["y"]), K,
+                       OH * OW, int(self.fused_relu))
+        B.gemm(dy2, cols, self._reshaped(self.grads["W"], (K, C * F * F)), trans_b=True)
         B.row_sum(K, self.grads["b"], dy2)
         if not need_dx:
             return None
         dcols = cols  # the columns are spent once dW is known: hold dcols in their place
         self._cols_hold_input = False
-        B.gemm(self.params["W"].reshape(K, C * F * F), dy2, dcols, trans_a=True)
+        B.gemm(self._reshaped(self.params["W"], (K, C * F * F)), dy2, dcols, trans_a=True)
         dx = self._buffer("dx", (N, C, H, W))
-        B.col2im(N * C, dx, dcols, F, S, P, OH, OW)
+        B.col2im(N * C, H * W, dx, dcols, F, S, P, OH, OW)
         return dx

@@ -53,9 +53,9 @@ class Dense(Layer):
         x = self._check_input(x)
         B = backend()
         N = x.shape[0]
-        x2 = x.reshape(N, self._fan_in())
+        x2 = self._reshaped(x, (N, self._fan_in()))
         y = self._buffer("y", (N, self.units, 1, 1))
-        y2 = y.reshape(N, self.units)
+        y2 = self._reshaped(y, (N, self.units))
         B.gemm(x2, self.params["W"], y2, trans_b=True)
         B.add_bias_rows(y2.size, y2, self.params["b"])
         self._x2 = x2
@@ -67,13 +67,13 @@ class Dense(Layer):
         N = dy.shape[0]
         if self._x2.shape[0] != N:
             raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first")
-        dy2 = dy.reshape(N, self.units)
+        dy2 = self._reshaped(dy, (N, self.units))
         B.gemm(dy2, self._x2, self.grads["W"], trans_a=True)
         B.col_sum(self.units, self.grads["b"], dy2)
         if not need_dx:
             return None
         dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
-        B.gemm(dy2, self.params["W"], dx.reshape(N, self._fan_in()))
+        B.gemm(dy2, self.params["W"], self._reshaped(dx, (N, self._fan_in())))
         return dx
 
 
@@ -89,8 +89,8 @@ class Flatten(Layer):
 
     def forward(self, x: Any, training: bool = True) -> Any:
         x = self._check_input(x)
-        return x.reshape(x.shape[0], self.output_shape[0], 1, 1)  # type: ignore[index]
+        return self._reshaped(x, (x.shape[0], self.output_shape[0], 1, 1))  # type: ignore[index]
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         dy = self._check_gradient(dy)
-        return dy.reshape(dy.shape[0], *self.input_shape) if need_dx else None  # type: ignore[misc]
+        return self._reshaped(dy, (dy.shape[0], *self.input_shape)) if need_dx else None  # type: ignore[misc]

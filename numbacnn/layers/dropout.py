@@ -40,7 +40,7 @@ class Dropout(Layer):
             return x
         y = self._buffer("y", x.shape)
         mask = self._buffer("mask", x.shape)
-        backend().dropout_forward(y.size, y.reshape(-1), mask.reshape(-1), x.reshape(-1),
+        backend().dropout_forward(y.size, self._flat(y), self._flat(mask), self._flat(x),
                                   np.float32(self.p), np.float32(1.0 / (1.0 - self.p)),
                                   np.uint64(self.seed % 2**64))
         return y
@@ -52,6 +52,6 @@ class Dropout(Layer):
         if not self._training:
             return dy
         dx = self._buffer("dx", dy.shape)
-        backend().multiply(dx.size, dx.reshape(-1), dy.reshape(-1),
-                           self._buffers["mask"].reshape(-1))
+        backend().multiply(dx.size, self._flat(dx), self._flat(dy),
+                           self._flat(self._buffers["mask"]))
         return dx

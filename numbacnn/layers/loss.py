@@ -32,7 +32,7 @@ class SoftmaxCrossEntropy(Layer):
             logits = np.asarray(logits)
         if logits.ndim == 2:  # N×K' → N×K'×1×1; a K' other than K is refused below
             logits = logits.reshape(*logits.shape, 1, 1)
-        return self._check_input(logits).reshape(logits.shape[0], K)
+        return self._reshaped(self._check_input(logits), (logits.shape[0], K))
 
     def _labels(self, labels: Any, N: int) -> Any:
         K = self.input_shape[0]  # type: ignore[index]
@@ -44,7 +44,8 @@ class SoftmaxCrossEntropy(Layer):
             if N and (labels.min() < 0 or labels.max() >= K):
                 raise ShapeError(f"softmax: labels must lie in 0…{K - 1}, got "
                                  f"{labels.min()}…{labels.max()}")
-            labels = backend().to_device(labels.astype(np.int64))
+            labels = backend().upload(labels.astype(np.int64, copy=False),
+                                      self._buffer("labels", (N,), np.int64))
         elif labels.shape != (N,) or labels.dtype != np.int64:
             raise ShapeError(f"softmax: device labels must be int64 of shape ({N},)")
         return labels
@@ -61,15 +62,29 @@ class SoftmaxCrossEntropy(Layer):
         return probs
 
     def forward(self, logits: Any, labels: Any = None, training: bool = True) -> float:  # type: ignore[override]
-        """Mean cross-entropy loss of the batch (a host float)."""
+        """Mean cross-entropy loss of the batch (a host float: reads the losses back)."""
+        self.forward_on_device(logits, labels)
+        return float(to_host(self.losses).astype(np.float64).mean())
+
+    def forward_on_device(self, logits: Any, labels: Any) -> Any:
+        """Per-sample losses (N,) as a device array, nothing read back: what a training
+        step needs, the host waiting on nothing."""
         logits = self._logits(logits)
         N, K = logits.shape
         self._labels_dev = self._labels(labels, N)
+        self._logits_dev = logits
         probs = self._buffer("probs", (N, K))
         losses = self._buffer("losses", (N,))
         backend().softmax_cross_entropy_forward(N, probs, losses, logits, self._labels_dev)
         self.losses = losses
-        return float(to_host(losses).astype(np.float64).mean())
+        return losses
+
+    def add_batch_stats(self, stats: Any) -> None:
+        """stats[0] += Σ losses, stats[1] += correct predictions (argmax of the logits is
+        the label), for the batch of the last forward; ``stats`` is a float32 device
+        array of 2, read back by the trainer once per progress update."""
+        N = self.losses.shape[0]
+        backend().batch_stats(N, stats, self.losses, self._logits_dev, self._labels_dev)
 
     def backward(self, dy: Any = None, need_dx: bool = True) -> Any:
         """dL/dlogits as N×K×1×1 (``dy`` is ignored: the loss is the end of the chain)."""
@@ -78,6 +93,6 @@ class SoftmaxCrossEntropy(Layer):
         probs = self._buffers["probs"]
         N, K = probs.shape
         dlogits = self._buffer("dx", (N, K, 1, 1))
-        backend().softmax_cross_entropy_backward(dlogits.size, dlogits.reshape(N, K), probs,
-                                                 self._labels_dev, np.float32(1.0 / N))
+        backend().softmax_cross_entropy_backward(dlogits.size, self._reshaped(dlogits, (N, K)),
+                                                 probs, self._labels_dev, np.float32(1.0 / N))
         return dlogits

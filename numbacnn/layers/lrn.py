@@ -40,8 +40,8 @@ class LRN(Layer):
         alpha_n, beta, k = self._constants()
         N = x.shape[0]
         rows = (N, C, H * W)
-        backend().lrn_forward(N * C, y.reshape(rows), scale.reshape(rows), x.reshape(rows),
-                              self.size, alpha_n, beta, k)
+        backend().lrn_forward(N * C, H * W, self._reshaped(y, rows), self._reshaped(scale, rows),
+                              self._reshaped(x, rows), self.size, alpha_n, beta, k)
         self._x = x
         return y
 
@@ -54,7 +54,9 @@ class LRN(Layer):
         alpha_n, beta, _ = self._constants()
         N = dy.shape[0]
         rows = (N, C, H * W)
-        backend().lrn_backward(N * C, dx.reshape(rows), dy.reshape(rows), self._x.reshape(rows),
-                               self._buffers["y"].reshape(rows),
-                               self._buffers["scale"].reshape(rows), self.size, alpha_n, beta)
+        backend().lrn_backward(N * C, H * W, self._reshaped(dx, rows), self._reshaped(dy, rows),
+                               self._reshaped(self._x, rows),
+                               self._reshaped(self._buffers["y"], rows),
+                               self._reshaped(self._buffers["scale"], rows), self.size, alpha_n,
+                               beta)
         return dx

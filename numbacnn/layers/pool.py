@@ -50,7 +50,7 @@ class _Pool2D(Layer):
         y = self._buffer("y", (N, C, OH, OW))
         saved = (self._buffer("argmax", y.shape, np.int32),) if self.keeps_argmax else ()
         driver = getattr(backend(), f"{self.body}_forward")
-        driver(N * C, y, *saved, x, self.size, self.stride)
+        driver(N * C, OH * OW, y, *saved, x, self.size, self.stride)
         return y
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
@@ -61,7 +61,8 @@ class _Pool2D(Layer):
         dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
         saved = (self._buffers["argmax"],) if self.keeps_argmax else ()
         driver = getattr(backend(), f"{self.body}_backward")
-        driver(N * self.input_shape[0], dx, dy, *saved, self.size, self.stride)  # type: ignore[index]
+        C, H, W = self.input_shape  # type: ignore[misc]
+        driver(N * C, H * W, dx, dy, *saved, self.size, self.stride)
         return dx
 
 

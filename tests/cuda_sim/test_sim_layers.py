@@ -214,3 +214,94 @@ def test_activations_stay_on_the_device(rng: np.random.Generator,
             dy = net.layers[index].backward(dy)
             assert is_device_array(dy), f"layer {index} returned {type(dy).__name__}"
     assert to_host(dy).shape == (2, 1, 4, 4)
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (False, True), (True, False),
+                                              (True, True)])
+def test_numba_sgemm_with_split_k_matches_numpy(trans_a: bool, trans_b: bool,
+                                                rng: np.random.Generator,
+                                                monkeypatch: pytest.MonkeyPatch):
+    """The numba SGEMM, K cut into slices (split-K, then sum_splits), edges included."""
+    from numbacnn.backends import cuda as B
+    from numbacnn.backends import sgemm
+
+    monkeypatch.setattr(sgemm, "MIN_SPLIT_K", 8)  # 37 = 8 + 8 + 8 + 8 + 5: five slices
+    monkeypatch.setattr(B, "_gemm_impl", ["numba"])
+    M, N, K = 5, 7, 37
+    assert sgemm.split_count(M, N, K) > 1
+    a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(np.float32)
+    out = B.empty((M, N))
+    B.gemm(to_device(a), to_device(b), out, trans_a=trans_a, trans_b=trans_b)
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+    np.testing.assert_allclose(to_host(out), want, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_stats_sum_losses_and_correct_predictions(rng: np.random.Generator):
+    """The device-side loss and accuracy sums equal numpy's, and accumulate."""
+    from numbacnn.backends import cuda as B
+
+    N, K = 300, 10  # more rows than the block's 256 threads
+    logits = rng.standard_normal((N, K)).astype(np.float32)
+    losses = rng.random(N).astype(np.float32)
+    labels = rng.integers(0, K, N)
+    labels[:50] = logits[:50].argmax(axis=1)
+    stats = B.zeros((2,))
+    for _ in range(2):
+        B.batch_stats(N, stats, to_device(losses), to_device(logits), to_device(labels))
+    got = to_host(stats)
+    np.testing.assert_allclose(got[0], 2 * losses.astype(np.float64).sum(), rtol=1e-5)
+    assert got[1] == 2 * np.count_nonzero(logits.argmax(axis=1) == labels)
+
+
+def test_row_sum_reduces_long_rows(rng: np.random.Generator):
+    from numbacnn.backends import cuda as B
+
+    m = rng.standard_normal((3, 1000)).astype(np.float32)
+    out = B.empty((3,))
+    B.row_sum(3, out, to_device(m))
+    np.testing.assert_allclose(to_host(out), m.astype(np.float64).sum(axis=1), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_repeated_launches_see_their_own_arguments(rng: np.random.Generator):
+    """A kernel launched again with other arrays and sizes (on a GPU: the fast path that
+    packs the arguments itself after numba's first launch) computes on those."""
+    from numbacnn.backends import cuda as B
+
+    for n in (5, 300, 7):
+        x = rng.standard_normal(n).astype(np.float32)
+        y = B.empty((n,))
+        B.leaky_relu_forward(n, y, to_device(x), np.float32(0.25))
+        np.testing.assert_array_equal(to_host(y), np.where(x > 0, x, np.float32(0.25) * x))
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "0",
+                    reason="cuBLAS runs on a real GPU only (gpu-check.sh)")
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (False, True), (True, False),
+                                              (True, True)])
+def test_cublas_fp32_and_tf32(trans_a: bool, trans_b: bool, rng: np.random.Generator):
+    """cuBLAS through CuPy on numba arrays: FP32 at float32 accuracy; TF32 when asked,
+    visibly less exact (10-bit mantissas) and labelled tf32."""
+    from numbacnn.backends import cuda as B
+
+    if B.cublas.unavailable_reason() is not None:
+        pytest.skip(B.cublas.unavailable_reason())
+    M, N, K = 300, 200, 1000
+    a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(np.float32)
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+    saved = B.gemm_name()
+    try:
+        B.set_gemm("cublas")
+        errors = {}
+        for tf32 in (False, True):
+            B.set_tf32(tf32)
+            out = B.empty((M, N))
+            B.gemm(to_device(a), to_device(b), out, trans_a=trans_a, trans_b=trans_b)
+            errors[B.tf32_label()] = np.abs(to_host(out) - want).max() / np.abs(want).max()
+    finally:
+        B.set_tf32(False)
+        B.set_gemm(saved)
+    assert errors["fp32"] < 1e-6, errors
+    assert 1e-5 < errors["tf32"] < 1e-2, errors

@@ -1,0 +1,121 @@
+"""Span bodies give the same result however a plane is cut (no GPU needed).
+
+The CPU calls each span body once per plane with the whole plane; the GPU calls it once
+per element (``hi = lo + 1``). Here the bodies' Python source is run both ways and with
+random cuts of every plane, and each result must equal the CPU driver's, element for
+element: a body that reads or writes outside its span, or misses part of it, fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from numbacnn.backends import cpu
+from numbacnn.kernels import conv, lrn, maxout, pool
+
+
+def run_cut(body: Callable, n: int, L: int, args: tuple, cut: str,
+            rng: np.random.Generator) -> None:
+    """Call ``body(t, lo, hi, *args)`` over n planes of L elements, cut as ``cut`` says."""
+    for t in range(n):
+        if cut == "element":
+            edges = list(range(L + 1))
+        else:
+            inner = sorted(rng.choice(np.arange(1, L), size=min(L - 1, 3), replace=False)) \
+                if L > 1 else []
+            edges = [0, *inner, L]
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            body.py_func(t, int(lo), int(hi), *args)
+
+
+def cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, int, int, list]]:
+    """(name, body, CPU driver, n, L, arguments with outputs first)."""
+    N, C, H, W = 2, 3, 7, 6
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    out = []
+    for F, S, P in ((3, 1, 1), (3, 2, 0), (2, 2, 1), (5, 3, 2)):
+        OH, OW = (H - F + 2 * P) // S + 1, (W - F + 2 * P) // S + 1
+        cols = np.zeros((C * F * F, N * OH * OW), np.float32)
+        out.append((f"im2col F{F}S{S}P{P}", conv.im2col_at, cpu.im2col, C * F * F * N, OH * OW,
+                    [cols, x, F, S, P, OH, OW]))
+        dcols = rng.standard_normal(cols.shape).astype(np.float32)
+        out.append((f"col2im F{F}S{S}P{P}", conv.col2im_at, cpu.col2im, N * C, H * W,
+                    [np.zeros_like(x), dcols, F, S, P, OH, OW]))
+    K, Pn = 4, 5
+    gemm_out = rng.standard_normal((K, N * Pn)).astype(np.float32)
+    bias = rng.standard_normal(K).astype(np.float32)
+    for relu in (0, 1):
+        out.append((f"gemm_to_nchw relu={relu}", conv.gemm_to_nchw_at, cpu.gemm_to_nchw, N * K,
+                    Pn, [np.zeros(N * K * Pn, np.float32), gemm_out, bias, K, Pn, relu]))
+        dy = rng.standard_normal(N * K * Pn).astype(np.float32)
+        y = rng.standard_normal(N * K * Pn).astype(np.float32)
+        out.append((f"nchw_to_gemm relu={relu}", conv.nchw_to_gemm_at, cpu.nchw_to_gemm, K * N,
+                    Pn, [np.zeros((K, N * Pn), np.float32), dy, y, K, Pn, relu]))
+    for F, S in ((2, 2), (3, 2), (3, 1)):
+        OH, OW = (H - F) // S + 1, (W - F) // S + 1
+        y = np.zeros((N, C, OH, OW), np.float32)
+        argmax = np.zeros(y.shape, np.int32)
+        cpu.max_pool_forward(N * C, OH * OW, y, argmax, x, F, S)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        out.append((f"max_pool_forward F{F}S{S}", pool.max_pool_forward_at, cpu.max_pool_forward,
+                    N * C, OH * OW, [np.zeros_like(y), np.zeros_like(argmax), x, F, S]))
+        out.append((f"max_pool_backward F{F}S{S}", pool.max_pool_backward_at,
+                    cpu.max_pool_backward, N * C, H * W, [np.zeros_like(x), dy, argmax, F, S]))
+        out.append((f"avg_pool_forward F{F}S{S}", pool.avg_pool_forward_at, cpu.avg_pool_forward,
+                    N * C, OH * OW, [np.zeros_like(y), x, F, S]))
+        out.append((f"avg_pool_backward F{F}S{S}", pool.avg_pool_backward_at,
+                    cpu.avg_pool_backward, N * C, H * W, [np.zeros_like(x), dy, F, S]))
+    rows = x.reshape(N, C, H * W)
+    scale = np.zeros_like(rows)
+    y = np.zeros_like(rows)
+    a, b, k = np.float32(1e-2), np.float32(0.75), np.float32(2.0)
+    cpu.lrn_forward(N * C, H * W, y, scale, rows, 3, a, b, k)
+    out.append(("lrn_forward", lrn.lrn_forward_at, cpu.lrn_forward, N * C, H * W,
+                [np.zeros_like(rows), np.zeros_like(rows), rows, 3, a, b, k]))
+    dy = rng.standard_normal(rows.shape).astype(np.float32)
+    out.append(("lrn_backward", lrn.lrn_backward_at, cpu.lrn_backward, N * C, H * W,
+                [np.zeros_like(rows), dy, rows, y, scale, 3, a, b]))
+    x6 = rng.standard_normal((N, 6, H * W)).astype(np.float32)
+    out.append(("maxout_forward", maxout.maxout_forward_at, cpu.maxout_forward, N * 3, H * W,
+                [np.zeros((N, 3, H * W), np.float32), np.zeros((N, 3, H * W), np.int32), x6, 2]))
+    which = rng.integers(0, 2, (N, 3, H * W)).astype(np.int32)
+    out.append(("maxout_backward", maxout.maxout_backward_at, cpu.maxout_backward, N * 6, H * W,
+                [np.zeros_like(x6), rng.standard_normal((N, 3, H * W)).astype(np.float32),
+                 which, 2]))
+    return out
+
+
+OUTPUTS = {"max_pool_forward": 2, "lrn_forward": 2, "maxout_forward": 2}  # else 1
+
+
+@pytest.mark.parametrize("cut", ["element", "random"])
+def test_span_bodies_match_whole_planes(cut: str):
+    rng = np.random.default_rng(7)
+    for name, body, driver, n, L, args in cases(rng):
+        outputs = OUTPUTS.get(name.split()[0], 1)
+        want = [a.copy() for a in args[:outputs]]
+        driver(n, L, *want, *args[outputs:])
+        got = [np.full_like(a, np.nan if a.dtype.kind == "f" else -7) for a in args[:outputs]]
+        run_cut(body, n, L, (*got, *args[outputs:]), cut, rng)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-6, err_msg=f"{name} cut={cut}")
+
+
+def test_a_body_that_skips_its_span_is_caught():
+    """The comparison fails when one element per plane is left unwritten."""
+    rng = np.random.default_rng(1)
+    name, body, driver, n, L, args = cases(rng)[0]
+
+    def lazy(t, lo, hi, *rest):  # forgets the last element of each plane
+        if hi < L or lo == hi - 1 == L - 1:
+            body.py_func(t, lo, min(hi, L - 1), *rest)
+
+    lazy.py_func = lazy
+    want = args[0].copy()
+    driver(n, L, want, *args[1:])
+    got = np.full_like(args[0], np.nan)
+    run_cut(lazy, n, L, (got, *args[1:]), "random", rng)
+    assert not np.allclose(np.nan_to_num(got, nan=123.0), want)
