@@ -55,3 +55,7 @@ class Dropout(Layer):
         backend().multiply(dx.size, dx.reshape(-1), dy.reshape(-1),
                            self._buffers["mask"].reshape(-1))
         return dx
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: nothing, dropout is the identity at inference."""
+        return input_name
