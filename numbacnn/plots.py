@@ -24,6 +24,7 @@ from numbacnn.errors import NumbacnnError
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 DEFAULT_DPI = 100
 KINDS = ("curves", "filters", "features", "confusion", "bench")
+SEPARATOR = (0.78, 0.86, 0.95)  # pale blue lines between filter tiles, RGB 0…1
 
 
 class PlotError(NumbacnnError):
@@ -156,10 +157,11 @@ def _scaled(values: np.ndarray) -> np.ndarray:
 
 
 def mosaic(tiles: np.ndarray, columns: int | None = None, gap: int = 1,
-           background: float = 1.0) -> np.ndarray:
+           background: float | tuple[float, float, float] = 1.0) -> np.ndarray:
     """Tiles T×h×w (grey) or T×h×w×3 (RGB), each already in 0…1, laid out in a grid of
     ``columns`` (default ceil(√T)) with ``gap`` pixels of ``background`` between and
-    around them: one (rows·(h+gap)+gap) × (columns·(w+gap)+gap) [×3] image."""
+    around them: one (rows·(h+gap)+gap) × (columns·(w+gap)+gap) [×3] image
+    (``background`` an RGB triple for RGB tiles)."""
     T, h, w = tiles.shape[:3]
     columns = columns or max(1, math.ceil(math.sqrt(T)))
     rows = max(1, math.ceil(T / columns))
@@ -186,16 +188,19 @@ def filter_tiles(weights: np.ndarray) -> np.ndarray:
 
 def filters_figure(weights: np.ndarray, title: str = "") -> Any:
     """The filters K×C×F×F of a conv layer as a grid of small images (see
-    :func:`filter_tiles`), as in the lecture's picture of AlexNet's first layer."""
+    :func:`filter_tiles`), about twice as wide as high, separated by pale blue lines, as
+    in the lecture's picture of AlexNet's first layer."""
     tiles = filter_tiles(weights)
+    if tiles.ndim == 3:  # grey → RGB, so the separators can have a colour of their own
+        tiles = np.repeat(tiles[..., None], 3, axis=-1)
     K = len(tiles)
-    columns = max(1, math.ceil(math.sqrt(K)))
+    columns = max(1, math.ceil(math.sqrt(2 * K)))
     rows = math.ceil(K / columns)
-    image = mosaic(tiles, columns)
-    cell = 0.55 if K > 16 else 0.9
-    figure = _new_figure(max(5.0, columns * cell + 0.4), max(3.5, rows * cell + 1.0))
+    image = mosaic(tiles, columns, background=SEPARATOR)
+    cell = 0.75 if K > 16 else 1.0
+    figure = _new_figure(max(5.0, columns * cell + 0.4), max(2.5, rows * cell + 1.0))
     axes = figure.subplots()
-    axes.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    axes.imshow(image, interpolation="nearest")
     axes.set_axis_off()
     C, F = weights.shape[1], weights.shape[2]
     colour = "RGB" if C == 3 else ("grey" if C == 1 else f"grey, mean of {C} channels")
