@@ -39,6 +39,7 @@ MIN_OPSET = 17
 DEFAULT_OPSET = 17
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
+MAX_BYTES = 2**31 - 2**24  # protobuf's 2 GiB limit on one file, less room for the graph
 
 
 class ExportError(NumbacnnError):
@@ -149,6 +150,10 @@ def build_onnx_model(net: Network, info: ModelInfo, opset: int = DEFAULT_OPSET) 
         raise ExportError(f"the network ends in a {OW}x{OH}x{K} volume, not class scores, so "
                           "it has no class probabilities to export; end the spec with fc K "
                           "(and softmax)")
+    weight_bytes = 4 * net.num_params()
+    if weight_bytes >= MAX_BYTES:
+        raise ExportError(f"the model's weights take {weight_bytes / 2**30:.1f} GiB, more than "
+                          "the 2 GiB a single ONNX file can hold; export a smaller network")
     builder = OnnxBuilder(opset)
     builder.scope = "normalize"
     mean = np.asarray(info.mean, np.float32).reshape(-1)
@@ -209,8 +214,9 @@ def export_onnx(net: Network, info: ModelInfo, path: str | Path,
                 opset: int = DEFAULT_OPSET) -> ExportSummary:
     """Write ``net`` as an ONNX file at ``path`` atomically (temp file + rename).
 
-    Raises ExportError (unsupported layer or shape, onnx missing: nothing written) or
-    ModelFileError-like ExportError when the path cannot be written.
+    Raises ExportError, one line, when the network cannot be exported (a layer without
+    a mapping, no class scores, onnx missing) or the path cannot be written; then nothing
+    is written and an existing file at ``path`` is left as it was.
     """
     path = Path(path)
     if path.is_dir():

@@ -193,3 +193,13 @@ def test_missing_onnx_gets_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
     one_error(run("export", model, tmp_path / "x.onnx"), "pip install", "numbacnn[onnx]")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_too_large_for_one_onnx_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numbacnn.onnx_export
+
+    _, model = make_model(EVERY_KIND, tmp_path / "model.h5", 4)
+    net, _ = load_model(model)
+    monkeypatch.setattr(numbacnn.onnx_export, "MAX_BYTES", 4 * net.num_params())
+    one_error(run("export", model, tmp_path / "x.onnx"), "2 GiB")
+    assert not (tmp_path / "x.onnx").exists()
