@@ -170,8 +170,9 @@ def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str
         if len(picked) == 0:
             raise DataError(f"--image {image}: holds no image; give a file with one")
         title = f"{source.name}: {Path(image).name}"
-    volumes = plots.activation_maps(net, info.normalize(picked, image))
-    proba = net.predict_proba(info.normalize(picked, image))[0]
+    x = info.normalize(picked, image)  # 1×C×H×W float32
+    volumes = plots.activation_maps(net, x)
+    proba = net.predict_proba(x)[0]
     title += f", predicted {info.class_names[int(proba.argmax())]} ({100 * proba.max():.1f}%)"
     return plots.features_figure(picked[0], volumes, maps, title=title)
 

@@ -210,6 +210,15 @@ def _ir_version_for(onnx: Any, opset: int) -> int:
         return int(onnx.IR_VERSION)
 
 
+def _write_bytes(target: Any, data: bytes) -> None:
+    """Write ``data`` to the temporary file ``replace_atomically`` hands over: a path or
+    an open binary file (both forms of its ``write`` callback)."""
+    if hasattr(target, "write"):
+        target.write(data)
+    else:
+        Path(target).write_bytes(data)
+
+
 def export_onnx(net: Network, info: ModelInfo, path: str | Path,
                 opset: int = DEFAULT_OPSET) -> ExportSummary:
     """Write ``net`` as an ONNX file at ``path`` atomically (temp file + rename).
@@ -226,7 +235,8 @@ def export_onnx(net: Network, info: ModelInfo, path: str | Path,
                           f"(mkdir -p {path.parent}) or choose another path")
     model = build_onnx_model(net, info, opset)
     data = model.SerializeToString()
-    replace_atomically(path, lambda tmp: tmp.write_bytes(data), ExportError, "ONNX model")
+    replace_atomically(path, lambda target: _write_bytes(target, data), ExportError,
+                       "ONNX model")
     return ExportSummary(path=path, opset=opset, nodes=len(model.graph.node),
                          initializers=len(model.graph.initializer),
                          parameters=net.num_params(),

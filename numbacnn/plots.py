@@ -86,7 +86,8 @@ def save_figure(figure: Any, path: str | Path, size: tuple[int, int] | None = No
     if size is not None:
         figure.set_size_inches(size[0] / dpi, size[1] / dpi)
     width, height = (int(round(v * dpi)) for v in figure.get_size_inches())
-    replace_atomically(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=dpi),
+    # savefig takes the temporary file as a path or as an open binary file alike
+    replace_atomically(path, lambda target: figure.savefig(target, format=fmt, dpi=dpi),
                        PlotError, "picture")
     return width, height
 

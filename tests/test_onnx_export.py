@@ -203,3 +203,20 @@ def test_too_large_for_one_onnx_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(numbacnn.onnx_export, "MAX_BYTES", 4 * net.num_params())
     one_error(run("export", model, tmp_path / "x.onnx"), "2 GiB")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_writes_through_either_form_of_the_atomic_writer(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """replace_atomically may hand its callback a temporary path or an open binary file."""
+    import numbacnn.onnx_export
+
+    def with_open_file(path, write, error, what):  # noqa: ANN001, ANN202
+        with open(path, "wb") as fh:
+            write(fh)
+
+    _, model = make_model(EVERY_KIND, tmp_path / "model.h5", 4)
+    net, info = load_model(model)
+    export_onnx(net, info, tmp_path / "by_path.onnx")
+    monkeypatch.setattr(numbacnn.onnx_export, "replace_atomically", with_open_file)
+    export_onnx(net, info, tmp_path / "by_file.onnx")
+    assert (tmp_path / "by_file.onnx").read_bytes() == (tmp_path / "by_path.onnx").read_bytes()

@@ -304,3 +304,19 @@ def test_missing_matplotlib_gets_one_line(work: Path, tmp_path: Path,
     one_error(run("plot", "filters", work / "model.h5", "-o", tmp_path / "f.png"),
               "needs matplotlib", "numbacnn[plot]")
     assert not (tmp_path / "f.png").exists()
+
+
+def test_saves_through_either_form_of_the_atomic_writer(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """replace_atomically may hand its callback a temporary path or an open binary file."""
+
+    def with_open_file(path, write, error, what):  # noqa: ANN001, ANN202
+        with open(path, "wb") as fh:
+            write(fh)
+
+    figure = plots.confusion_figure(np.array([[2, 1], [0, 3]]), ["a", "b"])
+    plots.save_figure(figure, tmp_path / "by_path.png", (300, 200))
+    monkeypatch.setattr(plots, "replace_atomically", with_open_file)
+    plots.save_figure(figure, tmp_path / "by_file.png", (300, 200))
+    assert png_pixels(tmp_path / "by_file.png").shape[:2] == (200, 300)
+    assert png_pixels(tmp_path / "by_path.png").shape[:2] == (200, 300)
