@@ -51,7 +51,7 @@ def plot(what: str, source: Path, output: Path, size: str | None, dpi: int, data
     filters    the first conv layer's filters as a grid of small images
     features   one image (--image) and its activation maps after each conv and pool layer
     confusion  the confusion matrix on --data's --split, with per-class accuracy
-    bench      per-layer forward/backward times from a numbacnn bench --json file
+    bench      per-layer forward/backward times; MODEL is a numbacnn bench --json file
     """
     from numbacnn import plots
 

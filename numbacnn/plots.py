@@ -2,7 +2,8 @@
 matrix, per-layer benchmark times. ``numbacnn plot`` (``cli/plot.py``) draws them.
 
 Each ``*_figure`` function returns a ``matplotlib.figure.Figure`` made without pyplot
-(no global state, no window: rendered by Agg, headless); :func:`save_figure` writes it
+(no global state, never a window: PNG is rendered by Agg, SVG and PDF by matplotlib's
+vector backends, all headless); :func:`save_figure` writes it
 atomically as PNG, SVG or PDF, chosen by the file's suffix, at an exact pixel size
 (``size`` in pixels at ``dpi``; an inch is ``dpi`` pixels, a point 1/72 inch).
 matplotlib is an optional extra (``pip install 'numbacnn[plot]'``) imported inside the
