@@ -38,9 +38,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from numbacnn_cli import bench, data, devices, model, shapes, train
+    from numbacnn_cli import bench, data, devices, export, model, plot, shapes, train
 
-    for module in (bench, data, devices, model, shapes, train):
+    for module in (bench, data, devices, export, model, plot, shapes, train):
         for command in module.COMMANDS:
             cli.add_command(command)
 

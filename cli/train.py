@@ -2,7 +2,7 @@
 
 Each epoch ends with one summary line on stdout and a checkpoint (``--out``, default
 ``model.h5``); the best model on validation is kept beside it (``model.best.h5``). A
-progress bar (loss, accuracy, images/s, ETA) is drawn on stderr when it is a terminal.
+progress bar (click's; loss, accuracy, images/s, ETA) is drawn when stdout is a terminal.
 Ctrl-C stops at the next batch, saves a checkpoint and exits with status 130;
 ``--resume FILE`` continues exactly where it stopped. The training code lives in
 :mod:`numbacnn.trainer`, imported inside the command so other commands start fast.
@@ -44,30 +44,46 @@ class _TrainCommand(click.Command):
 
 
 class _Progress:
-    """A carriage-return progress line on stderr, redrawn at most 5 times a second; drawn
-    only when stderr is a terminal."""
+    """click's progress bar over the batches of each epoch, with loss, accuracy, images/s
+    and the ETA of the epoch; drawn on ``file`` (default stdout) only when it is a
+    terminal, otherwise training prints just its epoch lines. Redrawn at most 5 times a
+    second; the finished bar stays above its epoch's summary line."""
 
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
+    def __init__(self, file: Any = None) -> None:
+        self.file = file
+        stream = file if file is not None else sys.stdout
+        self.enabled = bool(stream is not None and stream.isatty())
+        self.bar: Any = None
+        self.epoch_shown = 0
         self.last = 0.0
-        self.width = 0
+
+    @staticmethod
+    def _info(p: Any) -> str:
+        if p is None:
+            return ""
+        return (f"loss {p.loss:.4f}  acc {100 * p.accuracy:5.1f}%  "
+                f"{p.images_per_second:,.0f} img/s  ETA {_duration(p.eta_seconds)}")
 
     def batch(self, p: Any) -> None:
+        if not self.enabled:
+            return
         now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.2 and p.batch < p.batches):
+        if self.bar is None or p.epoch != self.epoch_shown:
+            self.clear()
+            self.bar = click.progressbar(length=p.batches, label=f"epoch {p.epoch}/{p.epochs}",
+                                         show_eta=False, show_percent=False, show_pos=True,
+                                         item_show_func=self._info, width=24, file=self.file)
+            self.epoch_shown, self.last = p.epoch, 0.0
+        if now - self.last < 0.2 and p.batch < p.batches:
             return
         self.last = now
-        done = int(24 * p.batch / p.batches)
-        line = (f"epoch {p.epoch}/{p.epochs} [{'#' * done}{'.' * (24 - done)}] "
-                f"{p.batch}/{p.batches}  loss {p.loss:.4f}  acc {100 * p.accuracy:5.1f}%  "
-                f"{p.images_per_second:,.0f} img/s  ETA {_duration(p.eta_seconds)}")
-        self.width = max(self.width, len(line))
-        click.echo(f"\r{line:<{self.width}}", nl=False, err=True)
+        self.bar.update(p.batch - self.bar.pos, p)
 
     def clear(self) -> None:
-        if self.enabled and self.width:
-            click.echo(f"\r{' ' * self.width}\r", nl=False, err=True)
-            self.width = 0
+        """Finish the bar: it stays on its line, the cursor shows again."""
+        if self.bar is not None:
+            self.bar.render_finish()
+            self.bar = None
 
     def epoch(self, record: Any) -> None:
         self.clear()

@@ -64,6 +64,10 @@ class ReLU(_Elementwise):
             return self._check_gradient(dy) if need_dx else None
         return super().backward(dy, need_dx)
 
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: Relu; nothing when fused (the convolution wrote its Relu)."""
+        return input_name if self.fused else builder.node("Relu", [input_name])
+
 
 class LeakyReLU(_Elementwise):
     kind = "leaky"
@@ -76,17 +80,29 @@ class LeakyReLU(_Elementwise):
     def hyperparameters(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: LeakyRelu with this alpha."""
+        return builder.node("LeakyRelu", [input_name], alpha=self.alpha)
+
 
 class Sigmoid(_Elementwise):
     kind = "sigmoid"
     body = "sigmoid"
     uses = ("y",)
 
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: Sigmoid."""
+        return builder.node("Sigmoid", [input_name])
+
 
 class Tanh(_Elementwise):
     kind = "tanh"
     body = "tanh"
     uses = ("y",)
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: Tanh."""
+        return builder.node("Tanh", [input_name])
 
 
 class ELU(_Elementwise):
@@ -100,6 +116,10 @@ class ELU(_Elementwise):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: Elu with this alpha."""
+        return builder.node("Elu", [input_name], alpha=self.alpha)
 
 
 class Maxout(Layer):
@@ -151,3 +171,11 @@ class Maxout(Layer):
                                   self._reshaped(self._buffers["which"], (N, C_out, H * W)),
                                   self.pieces)
         return dx
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: Reshape N×C×H×W → N×(C/pieces)×pieces×H×W, ReduceMax over the
+        pieces (axis 2)."""
+        C_out, H, W = self.output_shape  # type: ignore[misc]
+        groups = builder.node("Reshape", [input_name, builder.shape(
+            "groups", [0, C_out, self.pieces, H, W])])
+        return builder.reduce_max(groups, axis=2)

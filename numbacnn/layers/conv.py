@@ -98,3 +98,12 @@ class Conv2D(Layer):
         dx = self._buffer("dx", (N, C, H, W))
         B.col2im(N * C, H * W, dx, dcols, F, S, P, OH, OW)
         return dx
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: Conv (W K×C×F×F, b K, strides S, pads P on every side), then Relu
+        when a following ReLU is fused into this convolution."""
+        F, S, P = self.size, self.stride, self.pad
+        y = builder.node("Conv", [input_name, builder.constant("W", self.params["W"]),
+                                  builder.constant("b", self.params["b"])],
+                         kernel_shape=[F, F], strides=[S, S], pads=[P, P, P, P])
+        return builder.node("Relu", [y]) if self.fused_relu else y

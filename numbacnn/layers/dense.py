@@ -76,6 +76,14 @@ class Dense(Layer):
         B.gemm(dy2, self.params["W"], self._reshaped(dx, (N, self._fan_in())))
         return dx
 
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: Flatten to N×inputs, Gemm with Wᵀ (W units×inputs) + b, Reshape to
+        N×units×1×1."""
+        x = builder.node("Flatten", [input_name], axis=1)
+        y = builder.node("Gemm", [x, builder.constant("W", self.params["W"]),
+                                  builder.constant("b", self.params["b"])], transB=1)
+        return builder.node("Reshape", [y, builder.shape("shape", [0, self.units, 1, 1])])
+
 
 class Flatten(Layer):
     kind = "flatten"
@@ -94,3 +102,8 @@ class Flatten(Layer):
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         dy = self._check_gradient(dy)
         return self._reshaped(dy, (dy.shape[0], *self.input_shape)) if need_dx else None  # type: ignore[misc]
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: Reshape N×C×H×W → N×(C·H·W)×1×1."""
+        size = self.output_shape[0]  # type: ignore[index]
+        return builder.node("Reshape", [input_name, builder.shape("shape", [0, size, 1, 1])])

@@ -55,3 +55,7 @@ class Dropout(Layer):
         backend().multiply(dx.size, self._flat(dx), self._flat(dy),
                            self._flat(self._buffers["mask"]))
         return dx
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: nothing, dropout is the identity at inference."""
+        return input_name

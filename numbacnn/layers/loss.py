@@ -96,3 +96,9 @@ class SoftmaxCrossEntropy(Layer):
         backend().softmax_cross_entropy_backward(dlogits.size, self._reshaped(dlogits, (N, K)),
                                                  probs, self._labels_dev, np.float32(1.0 / N))
         return dlogits
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: logits N×K×1×1 → Reshape N×K → Softmax over the classes (axis 1)."""
+        K = self.input_shape[0]  # type: ignore[index]
+        logits = builder.node("Reshape", [input_name, builder.shape("shape", [0, K])])
+        return builder.node("Softmax", [logits], axis=1)

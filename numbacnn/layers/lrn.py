@@ -60,3 +60,24 @@ class LRN(Layer):
                                self._reshaped(self._buffers["scale"], rows), self.size, alpha_n,
                                beta)
         return dx
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: the LRN operator for an odd size. For an even size ONNX's window
+        (c − (size−1)//2 … c + size//2) is not numbacnn's (c − size//2 … c + (size−1)//2),
+        so the formula is written out: x², the window sum as a ones Conv over the
+        channels, y = x · (k + alpha/size · sum)^−beta."""
+        if self.size % 2:
+            return builder.node("LRN", [input_name], size=self.size, alpha=self.alpha,
+                                beta=self.beta, bias=self.k)
+        C, H, W = self.input_shape  # type: ignore[misc]
+        squares = builder.node("Mul", [input_name, input_name])
+        planes = builder.node("Reshape", [squares, builder.shape("planes", [0, 1, C, H * W])])
+        ones = builder.constant("window", np.ones((1, 1, self.size, 1), np.float32))
+        sums = builder.node("Conv", [planes, ones], kernel_shape=[self.size, 1],
+                            pads=[self.size // 2, 0, (self.size - 1) // 2, 0])
+        sums = builder.node("Reshape", [sums, builder.shape("volume", [0, C, H, W])])
+        alpha_n, beta, k = self._constants()
+        scale = builder.node("Mul", [sums, builder.constant("alpha_n", alpha_n)])
+        scale = builder.node("Add", [scale, builder.constant("k", k)])
+        factor = builder.node("Pow", [scale, builder.constant("minus_beta", -beta)])
+        return builder.node("Mul", [input_name, factor])

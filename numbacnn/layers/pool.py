@@ -71,7 +71,17 @@ class MaxPool2D(_Pool2D):
     body = "max_pool"
     keeps_argmax = True
 
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: MaxPool, F×F windows, stride S, no padding."""
+        return builder.node("MaxPool", [input_name], kernel_shape=[self.size, self.size],
+                            strides=[self.stride, self.stride])
+
 
 class AvgPool2D(_Pool2D):
     kind = "avgpool"
     body = "avg_pool"
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: AveragePool, F×F windows, stride S, no padding."""
+        return builder.node("AveragePool", [input_name], kernel_shape=[self.size, self.size],
+                            strides=[self.stride, self.stride])

@@ -1,0 +1,41 @@
+"""``numbacnn export MODEL OUT.onnx``: write a model as an ONNX graph (numbacnn.onnx_export).
+
+The graph takes what ``numbacnn predict`` takes (raw pixels 0-255, float32 N×C×H×W) and
+gives the class probabilities N×K; docs/onnx.md says what it contains. onnx is imported
+inside the command (optional extra ``onnx``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.command("export")
+@click.argument("model", type=_PATH)
+@click.argument("out", type=_PATH, metavar="OUT.onnx")
+@click.option("--opset", type=int, default=17, show_default=True,
+              help="ONNX opset of the graph (17 or newer).")
+def export(model: Path, out: Path, opset: int) -> None:
+    """Write MODEL as the ONNX file OUT.onnx: input pixels (float32 N x C x H x W, 0-255),
+    the model's normalization, every layer, output probabilities (N x K); class names
+    in the metadata. Needs the onnx package (pip install 'numbacnn[onnx]')."""
+    from numbacnn.device import set_device
+    from numbacnn.model_io import load_model
+    from numbacnn.onnx_export import export_onnx, require_onnx
+
+    require_onnx()  # before reading a large model
+    set_device("cpu")  # the weights only need to reach the host
+    net, info = load_model(model)
+    summary = export_onnx(net, info, out, opset=opset)
+    C, H, W = summary.input_shape
+    click.echo(f"wrote {out}: ONNX opset {summary.opset}, {summary.nodes} nodes, "
+               f"{summary.parameters:,} parameters, {summary.bytes / 2**20:.1f} MiB; input "
+               f"pixels float32 N x {C} x {H} x {W} (0-255), output probabilities float32 "
+               f"N x {summary.classes}")
+
+
+COMMANDS = [export]

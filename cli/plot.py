@@ -1,0 +1,206 @@
+"""``numbacnn plot WHAT MODEL -o FILE``: pictures of a model, drawn by numbacnn.plots.
+
+WHAT is ``curves``, ``filters``, ``features``, ``confusion`` or ``bench`` (then MODEL is
+a ``numbacnn bench --json`` file). The picture type follows the suffix of FILE (.png,
+.svg, .pdf). matplotlib (optional extra ``plot``) and numba are imported inside the
+command so that other commands start fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.command("plot")
+@click.argument("what", type=click.Choice(["curves", "filters", "features", "confusion",
+                                           "bench"]))
+@click.argument("source", metavar="MODEL", type=_PATH)
+@click.option("-o", "--output", type=_PATH, required=True,
+              help="Picture to write: .png, .svg or .pdf.")
+@click.option("--size", help="Picture size in pixels, WxH (e.g. 800x600) [default: fits the "
+              "content].")
+@click.option("--dpi", type=int, default=100, show_default=True, help="Pixels per inch.")
+@click.option("--data", help="Dataset for features, confusion and the test accuracy of "
+              "curves [default: the one the model was trained on].")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test",
+              show_default=True, help="Split of --data (features, confusion).")
+@click.option("--image", default="0", show_default=True,
+              help="features: index N into the --split of --data, or an image file "
+              "(.png, .jpg, .npy).")
+@click.option("--maps", type=click.IntRange(min=1), default=16, show_default=True,
+              help="features: activation maps shown per layer.")
+@click.option("--test-accuracy/--no-test-accuracy", default=True, show_default=True,
+              help="curves: score the model on the test split of --data and draw it.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Images per forward pass.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where the kernels run.")
+def plot(what: str, source: Path, output: Path, size: str | None, dpi: int, data: str | None,
+         split: str, image: str, maps: int, test_accuracy: bool, batch_size: int,
+         device: str) -> None:
+    """Draw WHAT about MODEL into a PNG, SVG or PDF file (-o).
+
+    \b
+    curves     training/validation loss and accuracy per epoch, lr changes, test accuracy
+    filters    the first conv layer's filters as a grid of small images
+    features   one image (--image) and its activation maps after each conv and pool layer
+    confusion  the confusion matrix on --data's --split, with per-class accuracy
+    bench      per-layer forward/backward times; MODEL is a numbacnn bench --json file
+    """
+    from numbacnn import plots
+
+    plots.check_output(output)
+    pixels = plots.parse_size(size) if size else None
+    plots.require_matplotlib()
+    if what == "bench":
+        figure = plots.bench_figure(_read_bench(source), where=str(source))
+    else:
+        from numbacnn.device import set_device
+        from numbacnn.model_io import load_model
+
+        quick = what == "filters" or (what == "curves" and not test_accuracy)
+        set_device("cpu" if quick else device)  # only reading weights: no GPU needed
+        net, info = load_model(source)
+        draw = {"curves": _curves, "filters": _filters, "features": _features,
+                "confusion": _confusion}[what]
+        figure = draw(net, info, source=source, data=data, split=split, image=image,
+                      maps=maps, test_accuracy=test_accuracy, batch_size=batch_size)
+    width, height = plots.save_figure(figure, output, pixels, dpi)
+    click.echo(f"wrote {output}: {what} of {source}, {width}x{height} pixels")
+
+
+def _read_bench(path: Path) -> dict[str, Any]:
+    from numbacnn.plots import PlotError
+
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlotError(f"{path}: no such file; write one with numbacnn bench --json "
+                        f"--output {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlotError(f"{path}: not a numbacnn bench JSON file ({exc}); write one with "
+                        "numbacnn bench --json --output FILE") from None
+    if not isinstance(result, dict):
+        raise PlotError(f"{path}: not a numbacnn bench JSON file; write one with numbacnn "
+                        "bench --json --output FILE")
+    return result
+
+
+def _dataset_source(info: Any, data: str | None) -> str:
+    from numbacnn_cli.model import _trained_on
+
+    return data or _trained_on(info)
+
+
+def _curves(net: Any, info: Any, *, source: Path, data: str | None, test_accuracy: bool,
+            batch_size: int, **_: Any) -> Any:
+    from numbacnn import plots
+
+    accuracy = None
+    if test_accuracy and len(info.history.get("train_loss", ())):
+        accuracy = _test_accuracy(net, info, data, batch_size)
+    return plots.curves_figure(info.history, accuracy, title=f"{source.name}",
+                               where=str(source))
+
+
+def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> float | None:
+    """Accuracy on the test split of --data (or the training data), None when unknown."""
+    import numpy as np
+
+    from numbacnn.data import load_dataset
+    from numbacnn.errors import DataError
+    from numbacnn.model_io import predict_images
+
+    if data is None and (info.training is None or not info.training.settings.get("data")):
+        return None
+    source = _dataset_source(info, data)
+    try:
+        dataset = load_dataset(source)
+    except DataError as exc:
+        if data is not None:
+            raise
+        click.echo(f"note: no test accuracy drawn ({exc})", err=True)
+        return None
+    if len(dataset.y_test) == 0:
+        return None
+    proba = predict_images(net, info, dataset.x_test, batch_size, f"{source} (test split)")
+    return float(np.mean(proba.argmax(axis=1) == dataset.y_test))
+
+
+def _filters(net: Any, info: Any, *, source: Path, **_: Any) -> Any:
+    from numbacnn import plots
+    from numbacnn.device import to_host
+    from numbacnn.layers import Conv2D
+
+    index, conv = next(((i, la) for i, la in enumerate(net.layers) if isinstance(la, Conv2D)),
+                       (None, None))
+    if conv is None:
+        raise plots.PlotError(f"{source}: has no conv layer, so no filters to draw; use a model "
+                              "whose spec has a conv layer")
+    weights = to_host(conv.params["W"])
+    return plots.filters_figure(weights, title=f"{source.name}: layer {index + 1}, "
+                                f"{conv.describe()}")
+
+
+def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str, image: str,
+              maps: int, **_: Any) -> Any:
+    from numbacnn_cli.model import load_images
+
+    from numbacnn import plots
+    from numbacnn.errors import DataError
+
+    if image.isdigit():
+        where = _dataset_source(info, data)
+        images, labels = load_images(where, info.input_shape, split)
+        n = int(image)
+        if n >= len(images):
+            raise DataError(f"--image {n}: {where} ({split} split) has {len(images)} images "
+                            f"(0…{len(images) - 1}); give a smaller index")
+        picked = images[n:n + 1]
+        label = "" if labels is None else f", true class {info.class_names[int(labels[n])]}"
+        title = f"{source.name}: image {n} of {where} ({split}){label}"
+    else:
+        picked = load_images(image, info.input_shape, split)[0][:1]
+        if len(picked) == 0:
+            raise DataError(f"--image {image}: holds no image; give a file with one")
+        title = f"{source.name}: {Path(image).name}"
+    x = info.normalize(picked, image)  # 1×C×H×W float32
+    volumes = plots.activation_maps(net, x)
+    proba = net.predict_proba(x)[0]
+    title += f", predicted {info.class_names[int(proba.argmax())]} ({100 * proba.max():.1f}%)"
+    return plots.features_figure(picked[0], volumes, maps, title=title)
+
+
+def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: str,
+               batch_size: int, **_: Any) -> Any:
+    from numbacnn_cli.model import _check_labels, _data_error
+
+    from numbacnn import plots
+    from numbacnn.data import load_dataset
+    from numbacnn.model_io import predict_images
+    from numbacnn.trainer import confusion_matrix
+
+    where = _dataset_source(info, data)
+    dataset = load_dataset(where)
+    images, labels = ((dataset.x_test, dataset.y_test) if split == "test"
+                      else (dataset.x_train, dataset.y_train))
+    named = f"{where} ({split} split)"
+    _check_labels(labels, len(info.class_names), named)
+    if len(labels) == 0:
+        raise _data_error(f"{named}: has no images; use --split train or another --data")
+    predicted = predict_images(net, info, images, batch_size, named).argmax(axis=1)
+    matrix = confusion_matrix(labels, predicted, len(info.class_names))
+    accuracy = float((predicted == labels).mean())
+    return plots.confusion_figure(matrix, info.class_names,
+                                  title=f"{source.name} on {named}: accuracy "
+                                  f"{100 * accuracy:.2f}% ({int((predicted == labels).sum())}"
+                                  f"/{len(labels)})")
+
+
+COMMANDS = [plot]

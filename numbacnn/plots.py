@@ -1,0 +1,341 @@
+"""Pictures of a model: training curves, first-layer filters, activation maps, confusion
+matrix, per-layer benchmark times. ``numbacnn plot`` (``cli/plot.py``) draws them.
+
+Each ``*_figure`` function returns a ``matplotlib.figure.Figure`` made without pyplot
+(no global state, never a window: PNG is rendered by Agg, SVG and PDF by matplotlib's
+vector backends, all headless); :func:`save_figure` writes it
+atomically as PNG, SVG or PDF, chosen by the file's suffix, at an exact pixel size
+(``size`` in pixels at ``dpi``; an inch is ``dpi`` pixels, a point 1/72 inch).
+matplotlib is an optional extra (``pip install 'numbacnn[plot]'``) imported inside the
+functions, so ``import numbacnn`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from numbacnn.atomic_file import replace_atomically
+from numbacnn.errors import NumbacnnError
+
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+DEFAULT_DPI = 100
+KINDS = ("curves", "filters", "features", "confusion", "bench")
+SEPARATOR = (0.78, 0.86, 0.95)  # pale blue lines between filter tiles, RGB 0…1
+
+
+class PlotError(NumbacnnError):
+    """A picture cannot be drawn (matplotlib missing, bad input, unwritable file)."""
+
+
+def require_matplotlib() -> Any:
+    """``matplotlib.figure`` (Agg-rendered Figures), or PlotError with the install command."""
+    try:
+        import matplotlib.figure
+    except ImportError:
+        raise PlotError("plotting needs matplotlib: pip install 'numbacnn[plot]' (or pip "
+                        "install matplotlib)") from None
+    return matplotlib.figure
+
+
+def picture_format(path: str | Path) -> str:
+    """'png', 'svg' or 'pdf' from the suffix of ``path``; PlotError for any other."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise PlotError(f"{path}: unknown picture type {suffix or '(no suffix)'!r}; end the "
+                        "file name in .png, .svg or .pdf")
+    return FORMATS[suffix]
+
+
+def check_output(path: str | Path) -> Path:
+    """``path`` if a picture can be written there (known suffix, existing directory)."""
+    path = Path(path)
+    picture_format(path)
+    if path.is_dir():
+        raise PlotError(f"{path}: is a directory; give the picture file to write")
+    if not path.parent.is_dir():
+        raise PlotError(f"{path}: directory {path.parent} does not exist; create it "
+                        f"(mkdir -p {path.parent}) or choose another -o")
+    return path
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'800x600' → (800, 600) pixels (width, height), each 100 to 10000."""
+    parts = text.lower().split("x")
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise PlotError(f"--size {text!r}: give width x height in pixels, e.g. 800x600") \
+            from None
+    if not (100 <= width <= 10000 and 100 <= height <= 10000):
+        raise PlotError(f"--size {text!r}: width and height must be 100 to 10000 pixels")
+    return width, height
+
+
+def save_figure(figure: Any, path: str | Path, size: tuple[int, int] | None = None,
+                dpi: int = DEFAULT_DPI) -> tuple[int, int]:
+    """Write ``figure`` to ``path`` (PNG, SVG or PDF by suffix) atomically; returns the
+    size in pixels (width, height). ``size`` (pixels) replaces the figure's own size."""
+    path = check_output(path)
+    fmt = picture_format(path)
+    if not 10 <= dpi <= 1000:
+        raise PlotError(f"--dpi {dpi}: give 10 to 1000 dots per inch")
+    if size is not None:
+        figure.set_size_inches(size[0] / dpi, size[1] / dpi)
+    width, height = (int(round(v * dpi)) for v in figure.get_size_inches())
+    # savefig takes the temporary file as a path or as an open binary file alike
+    replace_atomically(path, lambda target: figure.savefig(target, format=fmt, dpi=dpi),
+                       PlotError, "picture")
+    return width, height
+
+
+def _new_figure(width_in: float, height_in: float) -> Any:
+    figure_module = require_matplotlib()
+    return figure_module.Figure(figsize=(width_in, height_in), layout="constrained")
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def curves_figure(history: dict[str, np.ndarray], test_accuracy: float | None = None,
+                  title: str = "", where: str = "the model") -> Any:
+    """Loss (left) and accuracy in % (right) per epoch, training and validation, from a
+    model's history (float64 (epochs,) arrays: train_loss, train_acc, val_loss, val_acc,
+    lr; accuracies 0…1). Learning-rate changes are dashed vertical lines; the test
+    accuracy (0…1), when given, a dotted horizontal line."""
+    train_loss = np.asarray(history.get("train_loss", []), np.float64)
+    if len(train_loss) == 0:
+        raise PlotError(f"{where}: has no training history (no finished epoch); plot a model "
+                        "written by numbacnn train after at least one epoch")
+    epochs = np.arange(1, len(train_loss) + 1)
+    figure = _new_figure(10, 4.2)
+    loss_axes, acc_axes = figure.subplots(1, 2)
+    series = [(loss_axes, "train_loss", "training", 1.0),
+              (loss_axes, "val_loss", "validation", 1.0),
+              (acc_axes, "train_acc", "training", 100.0),
+              (acc_axes, "val_acc", "validation", 100.0)]
+    for axes, key, label, scale in series:
+        values = np.asarray(history.get(key, np.full(len(epochs), np.nan)), np.float64) * scale
+        if np.all(np.isnan(values)):
+            continue
+        axes.plot(epochs, values, marker="o", markersize=3, label=label)
+    lr = np.asarray(history.get("lr", []), np.float64)
+    for i in range(1, len(lr)):
+        if lr[i] != lr[i - 1]:
+            for axes in (loss_axes, acc_axes):
+                axes.axvline(epochs[i] - 0.5, color="grey", linestyle="--", linewidth=1)
+            acc_axes.annotate(f"lr {lr[i - 1]:.3g}→{lr[i]:.3g}", (epochs[i] - 0.5, 0.02),
+                              xycoords=("data", "axes fraction"), rotation=90, fontsize=8,
+                              color="grey", ha="right", va="bottom")
+    if test_accuracy is not None:
+        acc_axes.axhline(100 * test_accuracy, color="black", linestyle=":", linewidth=1.5,
+                         label=f"test {100 * test_accuracy:.2f}%")
+    loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    acc_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for axes in (loss_axes, acc_axes):
+        axes.grid(alpha=0.3)
+        axes.legend(loc="best", fontsize=8)
+        axes.set_xlim(0.5, len(epochs) + 0.5)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    """``values`` scaled to 0…1 by their own minimum and maximum (constant → 0.5)."""
+    values = np.asarray(values, np.float64)
+    low, high = float(values.min()), float(values.max())
+    if high - low <= 1e-12 * max(1.0, abs(high)):
+        return np.full(values.shape, 0.5)
+    return (values - low) / (high - low)
+
+
+def mosaic(tiles: np.ndarray, columns: int | None = None, gap: int = 1,
+           background: float | tuple[float, float, float] = 1.0) -> np.ndarray:
+    """Tiles T×h×w (grey) or T×h×w×3 (RGB), each already in 0…1, laid out in a grid of
+    ``columns`` (default ceil(√T)) with ``gap`` pixels of ``background`` between and
+    around them: one (rows·(h+gap)+gap) × (columns·(w+gap)+gap) [×3] image
+    (``background`` an RGB triple for RGB tiles)."""
+    T, h, w = tiles.shape[:3]
+    columns = columns or max(1, math.ceil(math.sqrt(T)))
+    rows = max(1, math.ceil(T / columns))
+    out = np.full((rows * (h + gap) + gap, columns * (w + gap) + gap, *tiles.shape[3:]),
+                  background, np.float64)
+    for t in range(T):
+        r, c = divmod(t, columns)
+        y, x = gap + r * (h + gap), gap + c * (w + gap)
+        out[y:y + h, x:x + w] = tiles[t]
+    return out
+
+
+def filter_tiles(weights: np.ndarray) -> np.ndarray:
+    """Conv weights K×C×F×F as K images in 0…1, each filter scaled to its own range:
+    K×F×F×3 (RGB) for C = 3, K×F×F (grey) otherwise (the mean over the C channels
+    when C is not 1)."""
+    weights = np.asarray(weights, np.float64)
+    if weights.ndim != 4:
+        raise PlotError(f"filters must be K x C x F x F, got shape {weights.shape}")
+    if weights.shape[1] == 3:
+        return np.stack([_scaled(w).transpose(1, 2, 0) for w in weights])
+    return np.stack([_scaled(w.mean(axis=0)) for w in weights])
+
+
+def filters_figure(weights: np.ndarray, title: str = "") -> Any:
+    """The filters K×C×F×F of a conv layer as a grid of small images (see
+    :func:`filter_tiles`), about twice as wide as high, separated by pale blue lines, as
+    in the lecture's picture of AlexNet's first layer."""
+    tiles = filter_tiles(weights)
+    if tiles.ndim == 3:  # grey → RGB, so the separators can have a colour of their own
+        tiles = np.repeat(tiles[..., None], 3, axis=-1)
+    K = len(tiles)
+    columns = max(1, math.ceil(math.sqrt(2 * K)))
+    rows = math.ceil(K / columns)
+    image = mosaic(tiles, columns, background=SEPARATOR)
+    cell = 0.75 if K > 16 else 1.0
+    figure = _new_figure(max(5.0, columns * cell + 0.4), max(2.5, rows * cell + 1.0))
+    axes = figure.subplots()
+    axes.imshow(image, interpolation="nearest")
+    axes.set_axis_off()
+    C, F = weights.shape[1], weights.shape[2]
+    colour = "RGB" if C == 3 else ("grey" if C == 1 else f"grey, mean of {C} channels")
+    axes.set_title((f"{title}\n" if title else "") + f"{K} filters of {F}x{F}x{C} ({colour}, "
+                   "each scaled to its own range)", fontsize=9)
+    return figure
+
+
+def activation_maps(net: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(label, C×H×W host array) of one normalized image x (1×C×H×W float32) after every
+    conv and pooling layer of ``net``, in order (a conv's map includes its fused ReLU)."""
+    from numbacnn.device import to_host
+    from numbacnn.layers import AvgPool2D, Conv2D, MaxPool2D
+
+    maps = []
+    for index, layer in enumerate(net.layers):
+        x = layer.forward(x, training=False)
+        if isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D)):
+            fused = " + relu" if getattr(layer, "fused_relu", False) else ""
+            maps.append((f"layer {index + 1}: {layer.describe()}{fused}",
+                         np.array(to_host(x)[0], np.float32)))
+    return maps
+
+
+def features_figure(image: np.ndarray, maps: Sequence[tuple[str, np.ndarray]],
+                    max_maps: int = 16, title: str = "") -> Any:
+    """The input image (uint8 C×H×W, RGB for C = 3, grey otherwise) above one row per
+    layer showing its first ``max_maps`` activation maps, each scaled to its own range."""
+    if not maps:
+        raise PlotError("the network has no conv or pooling layer, so there are no "
+                        "activation maps to show")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")  # white gaps
+    rows = 1 + len(maps)
+    figure = _new_figure(11, 1.0 + 1.25 * rows)
+    axes_list = figure.subplots(rows, 1, squeeze=False)[:, 0]
+    C = image.shape[0]
+    shown = image.transpose(1, 2, 0) if C == 3 else image.mean(axis=0)
+    axes_list[0].imshow(shown, cmap="gray", interpolation="nearest")
+    axes_list[0].set_title(f"input {image.shape[2]}x{image.shape[1]}x{C}", fontsize=9)
+    for axes, (label, volume) in zip(axes_list[1:], maps, strict=True):
+        count = min(max_maps, len(volume))
+        tiles = np.stack([_scaled(volume[c]) for c in range(count)])
+        axes.imshow(mosaic(tiles, columns=count, background=np.nan), cmap=cmap, vmin=0,
+                    vmax=1, interpolation="nearest")
+        K, H, W = volume.shape
+        axes.set_title(f"{label} → {W}x{H}x{K} (first {count} of {K} maps)", fontsize=9)
+    for axes in axes_list:
+        axes.set_axis_off()
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+# ----------------------------------------------------------------------------- confusion
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> Any:
+    """Heatmap of a K×K confusion matrix (rows: true class, columns: predicted), each row
+    coloured as fractions of its true class, counts written in the cells (K ≤ 30) and
+    each class's accuracy (diagonal ÷ row total, %) beside its name."""
+    matrix = np.asarray(matrix, np.int64)
+    K = len(class_names)
+    if matrix.shape != (K, K):
+        raise PlotError(f"confusion matrix of shape {matrix.shape} for {K} class names")
+    totals = matrix.sum(axis=1)
+    fractions = matrix / np.maximum(totals, 1)[:, None]
+    side = max(5.0, 0.55 * K + 3.0)
+    figure = _new_figure(side + 1.5, side)
+    axes = figure.subplots()
+    image = axes.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="fraction of the true class", shrink=0.8)
+    if K <= 30:
+        for i in range(K):
+            for j in range(K):
+                axes.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
+                          color="white" if fractions[i, j] > 0.5 else "black")
+    accuracy = [f"{100 * matrix[k, k] / totals[k]:.1f}%" if totals[k] else "—"
+                for k in range(K)]
+    axes.set_xticks(range(K), [str(n) for n in class_names], rotation=45, ha="right",
+                    fontsize=8)
+    axes.set_yticks(range(K), [f"{n} ({a})" for n, a in zip(class_names, accuracy,
+                                                             strict=True)], fontsize=8)
+    axes.set(xlabel="predicted class", ylabel="true class (per-class accuracy)")
+    overall = np.trace(matrix) / max(int(matrix.sum()), 1)
+    axes.set_title(title or f"confusion matrix, accuracy {100 * overall:.2f}% "
+                   f"({int(np.trace(matrix))}/{int(matrix.sum())})", fontsize=10)
+    return figure
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def bench_figure(result: dict[str, Any], where: str = "the bench result") -> Any:
+    """Per-layer forward and backward milliseconds per training step of each network in a
+    ``numbacnn bench --json`` result as horizontal bars, numbacnn beside PyTorch when the
+    result holds a comparison (``--compare torch``)."""
+    networks = [n for n in result.get("networks", []) if isinstance(n, dict) and n.get("layers")]
+    if not networks:
+        raise PlotError(f"{where}: holds no per-layer times; write it with numbacnn bench "
+                        "--json --output FILE (with --layers, the default)")
+    rows_total = sum(len(n["layers"]) + 1 for n in networks)
+    figure = _new_figure(10, 1.2 + 0.32 * rows_total + 0.6 * len(networks))
+    axes_list = figure.subplots(len(networks), 1, squeeze=False,
+                                height_ratios=[len(n["layers"]) + 1 for n in networks])[:, 0]
+    colours = {"numbacnn": ("#1f77b4", "#9ecae1"), "PyTorch": ("#ff7f0e", "#fdd0a2")}
+    for axes, net in zip(axes_list, networks, strict=True):
+        torch = net.get("torch") if isinstance(net.get("torch"), dict) else {}
+        sides = [("numbacnn", net)]
+        if torch.get("layers") and len(torch["layers"]) == len(net["layers"]):
+            sides.append(("PyTorch", torch))
+        labels = [f"{row['index'] + 1}: {row['layer']}" for row in net["layers"]] + ["softmax loss"]
+        y = np.arange(len(labels))
+        height = 0.8 / len(sides)
+        for s, (name, side) in enumerate(sides):
+            forward = [r["forward_ms"] for r in side["layers"]] + [side["loss"]["forward_ms"]]
+            backward = [r["backward_ms"] for r in side["layers"]] + [side["loss"]["backward_ms"]]
+            offset = y - 0.4 + height * (s + 0.5)
+            dark, light = colours[name]
+            axes.barh(offset, forward, height, color=dark, label=f"{name} forward")
+            axes.barh(offset, backward, height, left=forward, color=light,
+                      label=f"{name} backward")
+        axes.set_yticks(y, labels, fontsize=8)
+        axes.invert_yaxis()
+        axes.set_xlabel("ms per training step")
+        axes.grid(axis="x", alpha=0.3)
+        axes.legend(fontsize=8, loc="lower right")
+        note = "" if len(sides) > 1 else (f" (PyTorch {torch['skipped']})" if torch.get("skipped")
+                                          else "")
+        axes.set_title(f"{net.get('spec', '?')}, batch {net.get('batch', '?')}{note}",
+                       fontsize=10)
+    env = result.get("environment", {})
+    device = result.get("config", {}).get("device", "")
+    figure.suptitle(f"per-layer times, {device} {env.get('cpu', '')}".strip(), fontsize=10)
+    return figure
