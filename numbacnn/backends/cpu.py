@@ -158,8 +158,8 @@ def row_sum(n, out, m):
 
 @njit(parallel=True, fastmath=True, cache=True)
 def col_sum(n, out, m):
-    for i in prange(n):
-        reduce.col_sum_at(i, out, m)
+    for c in prange(n):
+        out[c] = reduce.col_sum_span(c, 0, m.shape[0], 1, m)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def max_pool_forward(n, L, y, argmax, x, F, S):

@@ -35,7 +35,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from numba import config, cuda, float32, typeof
+from numba import config, cuda, float32, njit, typeof
 
 from numbacnn.backends import cublas, sgemm
 from numbacnn.backends.launch import FastLaunch
@@ -358,6 +358,27 @@ def _sum_splits(out: Any, parts: Any) -> None:
 # --- kernels ---------------------------------------------------------------------------------
 
 
+def block_sum(partial, tid):
+    """Σ partial[0 … REDUCE_THREADS − 1], each thread tid < REDUCE_THREADS having written
+    its own entry: a tree in shared memory. Every thread of the block must call it; all
+    get the sum, and ``partial`` may be written again when it returns."""
+    cuda.syncthreads()
+    width = REDUCE_THREADS // 2
+    while width > 0:
+        if tid < width:
+            partial[tid] += partial[tid + width]
+        cuda.syncthreads()
+        width //= 2
+    total = partial[0]
+    cuda.syncthreads()
+    return total
+
+
+if not config.ENABLE_CUDASIM:  # inlined into the kernels like the bodies (typed there)
+    block_sum = njit(inline="always")(block_sum)
+
+
+
 @grid_stride_spans
 def im2col(n, L, cols, x, F, S, P, OH, OW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
@@ -392,21 +413,19 @@ def row_sum(n, out, m):
     tid = cuda.threadIdx.x
     for r in range(cuda.blockIdx.x, n, cuda.gridDim.x):
         partial[tid] = reduce.row_sum_span(r, tid, m.shape[1], REDUCE_THREADS, m)
-        cuda.syncthreads()
-        width = REDUCE_THREADS // 2
-        while width > 0:
-            if tid < width:
-                partial[tid] += partial[tid + width]
-            cuda.syncthreads()
-            width //= 2
+        total = block_sum(partial, tid)
         if tid == 0:
-            out[r] = partial[0]
-        cuda.syncthreads()
+            out[r] = total
 
-@grid_stride
+@block_per_row
 def col_sum(n, out, m):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        reduce.col_sum_at(i, out, m)
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    for c in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        partial[tid] = reduce.col_sum_span(c, tid, m.shape[0], REDUCE_THREADS, m)
+        total = block_sum(partial, tid)
+        if tid == 0:
+            out[c] = total
 
 @grid_stride_spans
 def max_pool_forward(n, L, y, argmax, x, F, S):
@@ -562,14 +581,8 @@ def batch_stats(n, stats, losses, logits, labels):
     tid = cuda.threadIdx.x
     totals[tid], hits[tid] = loss.batch_stats_span(tid, n, REDUCE_THREADS, losses, logits,
                                                    labels)
-    cuda.syncthreads()
-    width = REDUCE_THREADS // 2
-    while width > 0:
-        if tid < width:
-            totals[tid] += totals[tid + width]
-            hits[tid] += hits[tid + width]
-        cuda.syncthreads()
-        width //= 2
+    total = block_sum(totals, tid)
+    correct = block_sum(hits, tid)
     if tid == 0:
-        stats[0] += totals[0]
-        stats[1] += hits[0]
+        stats[0] += total
+        stats[1] += correct

@@ -32,10 +32,11 @@ from numba import config, cuda, float32
 
 BM = 128  # rows of C per block
 BN = 128  # columns of C per block
-BK = 8  # depth of one shared-memory stage
+BK = 8  # depth of one shared-memory stage (the kernel's k-step is unrolled for 8)
 TM = 8  # rows of C per thread
 TN = 8  # columns of C per thread
 THREADS = (BM // TM) * (BN // TN)  # 256
+assert BK == 8, "sgemm_kernel unrolls its k-step for BK = 8"
 LOADS_A = BM * BK // THREADS  # elements of the A tile each thread loads (4)
 LOADS_B = BN * BK // THREADS
 MAX_REGISTERS = 128
@@ -147,6 +148,16 @@ def sgemm_kernel(trans_a: bool, trans_b: bool) -> Callable:
                 else:
                     Bs[s, e // _BN, e % _BN] = b_next[j]
 
+        # --- one k of the stage: an 8 × 8 outer product into the accumulators ---------------
+        def multiply_k(s, kk):
+            for a in range(TM):
+                a_reg[a] = As[s, kk, ty + np.uint32(a) * _ROWS_STEP]
+            for b in range(TN):
+                b_reg[b] = Bs[s, kk, tx + np.uint32(b) * _COLS_STEP]
+            for a in range(TM):
+                for b in range(TN):
+                    acc[a, b] += a_reg[a] * b_reg[b]
+
         load_tile(k_begin)
         store_tile(_U0)
         cuda.syncthreads()
@@ -157,14 +168,16 @@ def sgemm_kernel(trans_a: bool, trans_b: bool) -> Callable:
             more = k_next < k_end
             if more:
                 load_tile(k_next)  # in flight while this stage is multiplied out
-            for kk in range(BK):
-                for a in range(TM):
-                    a_reg[a] = As[stage, kk, ty + np.uint32(a) * _ROWS_STEP]
-                for b in range(TN):
-                    b_reg[b] = Bs[stage, kk, tx + np.uint32(b) * _COLS_STEP]
-                for a in range(TM):
-                    for b in range(TN):
-                        acc[a, b] += a_reg[a] * b_reg[b]
+            # the k-step, unrolled by hand (BK = 8): NVVM leaves a loop of 8 × 64 FMAs
+            # rolled, with its index arithmetic between the FMAs
+            multiply_k(stage, 0)
+            multiply_k(stage, 1)
+            multiply_k(stage, 2)
+            multiply_k(stage, 3)
+            multiply_k(stage, 4)
+            multiply_k(stage, 5)
+            multiply_k(stage, 6)
+            multiply_k(stage, 7)
             stage = np.uint32(_U1 - stage)
             if more:
                 store_tile(stage)  # the other stage: last read before the previous barrier

@@ -1,4 +1,4 @@
-"""Sums: the bias gradients of convolution and dense layers.
+"""Sums: the bias gradients of convolution (row sums) and dense layers (column sums).
 
 A long row is summed as a strided span so each device can split it its own way: the
 CPU sums a whole row in one call (step 1), the GPU gives each of a block's threads
@@ -22,9 +22,10 @@ def row_sum_span(r, lo, hi, step, m):
 
 
 @njit(inline="always")
-def col_sum_at(c, out, m):
-    """out[c] = Σ_i m[i, c] for a 2-D m (dense bias gradient: m is N × units)."""
+def col_sum_span(c, lo, hi, step, m):
+    """Σ m[i, c] for i = lo, lo + step, … < hi, of a 2-D m (dense bias gradient: m is
+    N × units)."""
     acc = np.float32(0.0)
-    for i in range(m.shape[0]):
+    for i in range(lo, hi, step):
         acc += m[i, c]
-    out[c] = acc
+    return acc
