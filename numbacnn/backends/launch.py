@@ -71,8 +71,8 @@ class _Prepared:
 class FastLaunch:
     """Launch a compiled numba-cuda kernel through ``cuLaunchKernel``.
 
-    ``key_of(args)`` must tell apart argument lists that numba would type differently;
-    :func:`signature_key` does for arrays (dtype, ndim, contiguity) and scalars (type).
+    Argument lists are told apart by :func:`signature_key`, which sees what numba's
+    typing sees: for arrays dtype, ndim and layout (C, F or neither), for scalars the type.
     """
 
     def __init__(self, kernel: Any) -> None:
@@ -114,8 +114,8 @@ class FastLaunch:
 
 def signature_key(args: tuple) -> tuple:
     """What numba's typing of ``args`` depends on, cheaply."""
-    return tuple((a.dtype.num, a.ndim, a.is_c_contiguous()) if hasattr(a, "gpu_data")
-                 else type(a) for a in args)
+    return tuple((a.dtype.num, a.ndim, a.is_c_contiguous(), a.is_f_contiguous())
+                 if hasattr(a, "gpu_data") else type(a) for a in args)
 
 
 _driver_launch: Callable[..., Any] | None = None
