@@ -5,7 +5,9 @@
 #
 # Runs `numbacnn bench fmnist alexnet --device cpu --compare torch` (per-layer tables,
 # training throughput, JIT warm-up, conv GFLOP/s against numpy's SGEMM, peak RSS of
-# alexnet batch-16 training in fresh processes, start-up of a second process) with
+# alexnet batch-16 training in fresh processes, start-up of a second process), then
+# bench/alternate.py (each framework in its own process, alternating, 5 runs each,
+# medians and spread; quiet and beside a second training), all with
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this run only, so numpy's OpenBLAS
 # picks its native kernel (which one is recorded, via threadpoolctl). Needs PyTorch for
 # the comparison (pip install torch==2.13.0, a CPU build) and threadpoolctl for the BLAS
@@ -45,4 +47,17 @@ env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
 
 python3 -m numbacnn.bench markdown "$json" --command "bash bench/run_cpu.sh: $shown" \
     --notes "$notes" >> bench/RESULTS.md
+
+# Each framework in its own process, alternating, 5 runs each: quiet, then beside a second
+# training (bench/alternate.py); the tables go under the section just written.
+{
+    echo "### Separate processes, alternating (bench/alternate.py)"
+    echo
+    for load in "" "--load"; do
+        python3 bench/alternate.py fmnist --batch 128 --runs 5 $load --markdown
+        python3 bench/alternate.py alexnet --batch 16 --runs 5 --steps 5 $load --markdown |
+            tail -n 1
+        echo
+    done
+} | tee -a "$text" >> bench/RESULTS.md
 echo "run_cpu.sh: appended a section to bench/RESULTS.md; text and JSON in $out" >&2
