@@ -33,19 +33,22 @@ def _fitting_strides(F: int, P: int, sizes: tuple[int, int]) -> list[int]:
 
 
 @st.composite
-def networks(draw: st.DrawFn) -> tuple[str, int, list[tuple[int, int, int]]]:
+def networks(draw: st.DrawFn) -> tuple[str, int, list[tuple[int, int, int]], list[int]]:
     """Spec text of a random small network ending in fc, a batch size, and every
-    layer's output (W, H, D) worked out here by hand."""
+    layer's output (W, H, D) and parameter count worked out here by hand with the
+    lecture's formulas: (F·F·D1)·K + K for a conv, inputs·units + units for an fc."""
     C, H, W = draw(st.integers(1, 4)), draw(st.integers(1, 12)), draw(st.integers(1, 12))
-    lines, expected = [f"input {W}x{H}x{C}"], []
+    lines, expected, params = [f"input {W}x{H}x{C}"], [], []
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["conv", "maxpool", "avgpool", "lrn", "maxout"]))
         if kind == "conv":
             P = draw(st.integers(0, 2))
             F = draw(st.integers(1, min(H + 2 * P, W + 2 * P, 5)))
             S = draw(st.sampled_from(_fitting_strides(F, P, (H, W))))
-            C = draw(st.integers(1, 4))
-            lines.append(f"conv {C} {F} stride={S} pad={P}")
+            K = draw(st.integers(1, 4))
+            lines.append(f"conv {K} {F} stride={S} pad={P}")
+            params.append((F * F * C) * K + K)
+            C = K
             H, W = (H - F + 2 * P) // S + 1, (W - F + 2 * P) // S + 1
         elif kind in ("maxpool", "avgpool"):
             F = draw(st.integers(1, min(H, W, 3)))
@@ -58,19 +61,23 @@ def networks(draw: st.DrawFn) -> tuple[str, int, list[tuple[int, int, int]]]:
             pieces = draw(st.sampled_from([p for p in (1, 2, 3, 4) if C % p == 0]))
             lines.append(f"maxout {pieces}")
             C //= pieces
+        if kind != "conv":
+            params.append(0)
         expected.append((W, H, C))
     units = draw(st.integers(1, 5))
     lines.append(f"fc {units}")
+    params.append(W * H * C * units + units)
     expected.append((1, 1, units))
-    return "\n".join(lines), draw(st.integers(1, 2)), expected
+    return "\n".join(lines), draw(st.integers(1, 2)), expected, params
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks())
-def test_table_shapes_equal_forward_shapes(case: tuple[str, int, list]) -> None:
-    text, batch, expected = case
+def test_table_shapes_equal_forward_shapes(case: tuple[str, int, list, list]) -> None:
+    text, batch, expected, params = case
     report = shape_table(text, batch=batch)
     assert [row.output for row in report.rows] == expected, text
+    assert [row.params for row in report.rows] == params, text
     net = Network.from_spec(text).initialize(0)
     C, H, W = report.input_shape
     x = np.random.default_rng(0).standard_normal((batch, C, H, W)).astype(np.float32)
@@ -78,6 +85,7 @@ def test_table_shapes_equal_forward_shapes(case: tuple[str, int, list]) -> None:
         x = layer.forward(x, training=False)
         W_out, H_out, D_out = row.output
         assert tuple(x.shape) == (batch, D_out, H_out, W_out), (text, row)
+        assert row.activation_bytes == batch * W_out * H_out * D_out * 4  # float32
         assert x.nbytes == row.activation_bytes
-        assert layer.num_params() == row.params
+        assert layer.num_params() == sum(np.prod(a.shape) for a in layer.params.values())
         assert np.isfinite(np.asarray(x)).all()
