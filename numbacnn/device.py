@@ -42,7 +42,8 @@ def cuda_unavailable_reason() -> str | None:
     return "no CUDA driver or NVIDIA GPU was found (numba.cuda.is_available() is False)"
 
 
-def _resolve(name: str) -> str:
+def resolve_device(name: str) -> str:
+    """"cpu" or "cuda" for a device name ("auto" picks); DeviceError when unusable."""
     name = name.strip().lower()
     if name not in DEVICES:
         raise DeviceError(f"unknown device {name!r}: choose one of auto, cpu, cuda")
@@ -58,7 +59,7 @@ def _resolve(name: str) -> str:
 def set_device(name: str = "auto") -> str:
     """Select the device for all following layers; returns "cpu" or "cuda"."""
     global _current
-    _current = _resolve(name)
+    _current = resolve_device(name)
     return _current
 
 

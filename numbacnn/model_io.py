@@ -357,7 +357,6 @@ def _read_model(f: h5py.File, path: Path) -> tuple[Network, ModelInfo]:
 
 
 def _read_network(f: h5py.File, path: Path) -> tuple[Network, list[str]]:
-    from numbacnn.device import backend
     from numbacnn.layers import LAYERS
 
     groups = sorted(f["layers"].values(), key=lambda g: int(g.attrs.get("index", -1)))
@@ -382,7 +381,7 @@ def _read_network(f: h5py.File, path: Path) -> tuple[Network, list[str]]:
     except NumbacnnError as exc:
         raise _Damaged(f"the layers do not fit together ({exc})") from None
     names = [group.name.rsplit("/", 1)[-1] for group in groups]
-    B = backend()
+    B = net.backend()
     for group, layer in zip(groups, net.layers, strict=True):
         expected = layer.param_shapes()
         stored = {k for k, v in group.items() if isinstance(v, h5py.Dataset)}

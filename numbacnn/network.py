@@ -9,11 +9,12 @@ Activations flow N×C×H×W from layer to layer and stay on the device.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from numbacnn.device import backend, to_host
+from numbacnn.device import backend, get_device, resolve_device, to_host
 from numbacnn.errors import ShapeError
 from numbacnn.layers import Conv2D, Dropout, Layer, ReLU, SoftmaxCrossEntropy
 from numbacnn.layers.base import Shape
@@ -28,7 +29,7 @@ class Network:
 
     def __init__(self, layers: Sequence[Layer], input_shape: Shape | None = None,
                  loss: SoftmaxCrossEntropy | None = None, spec_text: str | None = None,
-                 fuse: bool = True) -> None:
+                 fuse: bool = True, device: str | None = None) -> None:
         self.layers: list[Layer] = list(layers)
         if self.layers and isinstance(self.layers[-1], SoftmaxCrossEntropy):
             loss = self.layers.pop()  # type: ignore[assignment]
@@ -38,6 +39,9 @@ class Network:
         self.fuse = fuse  # fuse each ReLU that follows a Conv2D into the conv's bias pass
         self.step = 0  # training forward passes so far: seeds dropout
         self.seed = 0
+        # "cpu" or "cuda", resolved when first needed (None: the current set_device choice
+        # then), so building a network for its shapes imports no numba
+        self._device: str | None = None if device is None else resolve_device(device)
         self.input_shape: Shape | None = None
         if input_shape is not None:
             self.build(input_shape)
@@ -69,6 +73,19 @@ class Network:
         return shape  # type: ignore[return-value]
 
     @property
+    def device(self) -> str:
+        """The device the network's arrays live on and its kernels run on."""
+        if self._device is None:
+            self._device = get_device()
+        for layer in [*self.layers, self.loss]:
+            layer.device = self._device
+        return self._device
+
+    def backend(self) -> ModuleType:
+        """The backend module of the network's device."""
+        return backend(self.device)
+
+    @property
     def output_shape(self) -> Shape:
         return self.layers[-1].output_shape if self.layers else self.input_shape  # type: ignore[return-value]
 
@@ -76,10 +93,14 @@ class Network:
     def num_classes(self) -> int:
         return self.output_shape[0]
 
-    def initialize(self, seed: int = 0, init: str = "he") -> Network:
-        """Draw all weights (layer.init or ``init``) from a generator seeded with ``seed``."""
+    def initialize(self, seed: int = 0, init: str = "he", device: str | None = None) -> Network:
+        """Draw all weights (layer.init or ``init``) from a generator seeded with ``seed``,
+        on ``device`` (default: the network's, else the current set_device choice)."""
         if self.input_shape is None:
             raise ShapeError("network: give an input shape (C, H, W) before initializing")
+        if device is not None:
+            self._device = resolve_device(device)
+        self.device  # noqa: B018 - resolves the device and hands it to every layer
         rng = np.random.default_rng(seed)
         self.seed = int(seed)
         for layer in self.layers:
@@ -128,7 +149,7 @@ class Network:
     def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Class probabilities N×K on the host, for normalized float32 images N×C×H×W."""
         out = []
-        B = backend()
+        B = self.backend()
         staging = None
         for start in range(0, len(x), batch_size):
             xb = x[start:start + batch_size]

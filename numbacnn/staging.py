@@ -19,10 +19,12 @@ from numbacnn.device import backend
 
 
 class BatchStaging:
-    """Reusable buffers for batches of ``shape[1:]`` items, up to ``shape[0]`` of them."""
+    """Reusable buffers for batches of ``shape[1:]`` items, up to ``shape[0]`` of them, for
+    ``device`` (default: the current one)."""
 
-    def __init__(self, shape: tuple[int, ...], dtype: type = np.float32) -> None:
-        self.backend = B = backend()
+    def __init__(self, shape: tuple[int, ...], dtype: type = np.float32,
+                 device: str | None = None) -> None:
+        self.backend = B = backend(device)
         self.on_device = B.name != "cpu"
         turns = 2 if self.on_device else 1
         self.hosts = [B.pinned_empty(shape, dtype) for _ in range(turns)]

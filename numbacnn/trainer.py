@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from numbacnn.data import Dataset, augment, load_dataset, normalization, normalize
-from numbacnn.device import backend, to_host
+from numbacnn.device import to_host
 from numbacnn.errors import DataError, TrainingError
 from numbacnn.init import INITIALIZERS
 from numbacnn.model_io import (
@@ -252,9 +252,10 @@ class Trainer:
         self.state.settings = asdict(self.settings)
         self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
         self.x_val, self.y_val = normalize(x_val, self.mean, self.std), y_val
-        B = backend()
-        self._x_staging = BatchStaging((settings.batch_size, *x_fit.shape[1:]))
-        self._y_staging = BatchStaging((settings.batch_size,), np.int64)
+        B = net.backend()
+        self._x_staging = BatchStaging((settings.batch_size, *x_fit.shape[1:]),
+                                       device=net.device)
+        self._y_staging = BatchStaging((settings.batch_size,), np.int64, device=net.device)
         self._stats = B.zeros((2,))  # Σ loss, correct predictions since the last read
         self.progress_seconds = 0.0 if B.name == "cpu" else GPU_PROGRESS_SECONDS
         self._stop_requested = False
@@ -384,7 +385,7 @@ class Trainer:
         """Add the device's loss and accuracy sums of the last ``queued`` images to
         ``sums`` (zeroing them on the device); a non-finite loss stops training."""
         total, correct = (float(v) for v in to_host(self._stats))
-        backend().fill(2, self._stats, np.float32(0.0))
+        self.net.backend().fill(2, self._stats, np.float32(0.0))
         if not math.isfinite(total):
             raise TrainingError(self._nan_message(total, b, batches))
         sums["loss"] += total

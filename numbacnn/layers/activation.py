@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from numbacnn.device import backend
 from numbacnn.errors import ShapeError
 from numbacnn.layers.base import Layer, Shape
 
@@ -28,8 +27,8 @@ class _Elementwise(Layer):
     def forward(self, x: Any, training: bool = True) -> Any:
         x = self._check_input(x)
         y = self._buffer("y", x.shape)
-        getattr(backend(), f"{self.body}_forward")(y.size, self._flat(y), self._flat(x),
-                                                   *self._extra())
+        getattr(self._backend(), f"{self.body}_forward")(y.size, self._flat(y), self._flat(x),
+                                                         *self._extra())
         self._x = x
         return y
 
@@ -40,8 +39,8 @@ class _Elementwise(Layer):
         dx = self._buffer("dx", dy.shape)
         saved = {"x": self._x, "y": self._buffers["y"]}
         inputs = [self._flat(saved[name]) for name in self.uses]
-        getattr(backend(), f"{self.body}_backward")(dx.size, self._flat(dx), self._flat(dy),
-                                                    *inputs, *self._extra())
+        getattr(self._backend(), f"{self.body}_backward")(dx.size, self._flat(dx), self._flat(dy),
+                                                          *inputs, *self._extra())
         return dx
 
 
@@ -153,9 +152,10 @@ class Maxout(Layer):
         y = self._buffer("y", (N, C_out, H, W))
         which = self._buffer("which", (N, C_out, H, W), np.int32)
         rows = (N, C_out, H * W)
-        backend().maxout_forward(N * C_out, H * W, self._reshaped(y, rows),
-                                 self._reshaped(which, rows),
-                                 self._reshaped(x, (N, C_out * self.pieces, H * W)), self.pieces)
+        self._backend().maxout_forward(N * C_out, H * W, self._reshaped(y, rows),
+                                       self._reshaped(which, rows),
+                                       self._reshaped(x, (N, C_out * self.pieces, H * W)),
+                                       self.pieces)
         return y
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
@@ -166,10 +166,10 @@ class Maxout(Layer):
         C_out, H, W = self.output_shape  # type: ignore[misc]
         dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
         C = C_out * self.pieces
-        backend().maxout_backward(N * C, H * W, self._reshaped(dx, (N, C, H * W)),
-                                  self._reshaped(dy, (N, C_out, H * W)),
-                                  self._reshaped(self._buffers["which"], (N, C_out, H * W)),
-                                  self.pieces)
+        self._backend().maxout_backward(N * C, H * W, self._reshaped(dx, (N, C, H * W)),
+                                        self._reshaped(dy, (N, C_out, H * W)),
+                                        self._reshaped(self._buffers["which"], (N, C_out, H * W)),
+                                        self.pieces)
         return dx
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from numbacnn.device import backend, is_device_array
-from numbacnn.errors import ShapeError
+from numbacnn.errors import DeviceError, ShapeError
 
 Shape = tuple[int, int, int]
 
@@ -31,6 +31,7 @@ class Layer:
         self.params: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
         self.init: str | None = None  # initializer of the weights, None = the network's
+        self.device: str | None = None  # set by the network; None = the current device
         self._buffers: dict[str, Any] = {}  # key → the current view of its storage
         self._storage: dict[str, Any] = {}  # key → flat array, grown but never shrunk
         self._views: dict[tuple, tuple[Any, Any]] = {}  # (id, shape) → (array, its view)
@@ -89,13 +90,17 @@ class Layer:
         from numbacnn.init import initialize
 
         fan_in, fan_out = self.fans()
-        b = backend()
+        b = self._backend()
         for key, shape in self.param_shapes().items():
             method = (self.init or init) if key == "W" else "zeros"
             self.params[key] = b.to_device(initialize(shape, fan_in, fan_out, method, rng))
             self.grads[key] = b.zeros(shape)
 
     # --- running ----------------------------------------------------------------------
+    def _backend(self) -> Any:
+        """The backend module of this layer's device (its network's; else the current)."""
+        return backend(self.device)
+
     def forward(self, x: Any, training: bool = True) -> Any:
         raise NotImplementedError
 
@@ -117,7 +122,7 @@ class Layer:
         size = int(np.prod(shape, dtype=np.int64))
         flat = self._storage.get(key)
         if flat is None or flat.size < size or flat.dtype != dtype:
-            flat = backend().empty((max(size, 1),), dtype)
+            flat = self._backend().empty((max(size, 1),), dtype)
             self._storage[key] = flat
         buf = self._buffers[key] = flat[:size].reshape(shape)
         return buf
@@ -164,12 +169,21 @@ class Layer:
                                  f"got {x.dtype}")
             x = x.astype(np.float32)
         if is_device_array(x):
+            self._check_same_device(x)
             if not x.is_c_contiguous():
                 raise ShapeError(f"{self.describe()}: device array must be C-contiguous")
         else:
-            x = backend().to_device(x)
+            x = self._backend().to_device(x)
         self._forward_batch = int(x.shape[0])
         return x
+
+    def _check_same_device(self, x: Any) -> None:
+        """A GPU array given to a layer on the CPU is an error, not a silent copy (numba
+        would copy it back and forth on every kernel call)."""
+        if self._backend().name == "cpu":
+            raise DeviceError(f"{self.describe()}: got a CUDA device array but this layer runs "
+                              "on the CPU; copy it with numbacnn.to_host(x), or build the "
+                              "network with device='cuda'")
 
     def _check_gradient(self, dy: Any) -> Any:
         """dy as a float32 C-contiguous array of this layer's output shape (4-D)."""
@@ -186,6 +200,8 @@ class Layer:
                 f"the last forward had {self._forward_batch} samples"
             raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first "
                              f"({seen}, the gradient has {dy.shape[0]})")
-        if not is_device_array(dy):
-            dy = backend().to_device(np.ascontiguousarray(dy, dtype=np.float32))
+        if is_device_array(dy):
+            self._check_same_device(dy)
+        else:
+            dy = self._backend().to_device(np.ascontiguousarray(dy, dtype=np.float32))
         return dy

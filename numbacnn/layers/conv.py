@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from numbacnn.device import backend
 from numbacnn.errors import ShapeError
 from numbacnn.geometry import output_size
 from numbacnn.layers.base import Layer, Shape
@@ -60,7 +59,7 @@ class Conv2D(Layer):
 
     def forward(self, x: Any, training: bool = True) -> Any:
         x = self._check_input(x)
-        B = backend()
+        B = self._backend()
         N = x.shape[0]
         C, H, W = self.input_shape  # type: ignore[misc]
         K, OH, OW = self.output_shape  # type: ignore[misc]
@@ -77,7 +76,7 @@ class Conv2D(Layer):
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         dy = self._check_gradient(dy)
-        B = backend()
+        B = self._backend()
         N = dy.shape[0]
         C, H, W = self.input_shape  # type: ignore[misc]
         K, OH, OW = self.output_shape  # type: ignore[misc]

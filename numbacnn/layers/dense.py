@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from numbacnn.device import backend
 from numbacnn.errors import ShapeError
 from numbacnn.layers.base import Layer, Shape
 
@@ -51,7 +50,7 @@ class Dense(Layer):
 
     def forward(self, x: Any, training: bool = True) -> Any:
         x = self._check_input(x)
-        B = backend()
+        B = self._backend()
         N = x.shape[0]
         x2 = self._reshaped(x, (N, self._fan_in()))
         y = self._buffer("y", (N, self.units, 1, 1))
@@ -63,7 +62,7 @@ class Dense(Layer):
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         dy = self._check_gradient(dy)
-        B = backend()
+        B = self._backend()
         N = dy.shape[0]
         if self._x2.shape[0] != N:
             raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first")

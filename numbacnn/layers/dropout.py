@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.device import backend
 from numbacnn.errors import ShapeError
 from numbacnn.layers.base import Layer
 
@@ -40,9 +39,9 @@ class Dropout(Layer):
             return x
         y = self._buffer("y", x.shape)
         mask = self._buffer("mask", x.shape)
-        backend().dropout_forward(y.size, self._flat(y), self._flat(mask), self._flat(x),
-                                  np.float32(self.p), np.float32(1.0 / (1.0 - self.p)),
-                                  np.uint64(self.seed % 2**64))
+        self._backend().dropout_forward(y.size, self._flat(y), self._flat(mask), self._flat(x),
+                                        np.float32(self.p), np.float32(1.0 / (1.0 - self.p)),
+                                        np.uint64(self.seed % 2**64))
         return y
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
@@ -52,8 +51,8 @@ class Dropout(Layer):
         if not self._training:
             return dy
         dx = self._buffer("dx", dy.shape)
-        backend().multiply(dx.size, self._flat(dx), self._flat(dy),
-                           self._flat(self._buffers["mask"]))
+        self._backend().multiply(dx.size, self._flat(dx), self._flat(dy),
+                                 self._flat(self._buffers["mask"]))
         return dx
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:

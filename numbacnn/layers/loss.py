@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.device import backend, is_device_array, to_host
+from numbacnn.device import is_device_array, to_host
 from numbacnn.errors import ShapeError
 from numbacnn.layers.base import Layer, Shape
 
@@ -44,8 +44,8 @@ class SoftmaxCrossEntropy(Layer):
             if N and (labels.min() < 0 or labels.max() >= K):
                 raise ShapeError(f"softmax: labels must lie in 0…{K - 1}, got "
                                  f"{labels.min()}…{labels.max()}")
-            labels = backend().upload(labels.astype(np.int64, copy=False),
-                                      self._buffer("labels", (N,), np.int64))
+            labels = self._backend().upload(labels.astype(np.int64, copy=False),
+                                            self._buffer("labels", (N,), np.int64))
         elif labels.shape != (N,) or labels.dtype != np.int64:
             raise ShapeError(f"softmax: device labels must be int64 of shape ({N},)")
         return labels
@@ -55,10 +55,10 @@ class SoftmaxCrossEntropy(Layer):
         logits = self._logits(logits)
         N, K = logits.shape
         labels = self._buffer("no_labels", (N,), np.int64)
-        backend().fill(N, labels, np.int64(0))
+        self._backend().fill(N, labels, np.int64(0))
         probs = self._buffer("proba", (N, K))  # not "probs": backward() still needs those
-        backend().softmax_cross_entropy_forward(N, probs, self._buffer("proba_losses", (N,)),
-                                                logits, labels)
+        self._backend().softmax_cross_entropy_forward(N, probs, self._buffer("proba_losses", (N,)),
+                                                      logits, labels)
         return probs
 
     def forward(self, logits: Any, labels: Any = None, training: bool = True) -> float:  # type: ignore[override]
@@ -75,7 +75,7 @@ class SoftmaxCrossEntropy(Layer):
         self._logits_dev = logits
         probs = self._buffer("probs", (N, K))
         losses = self._buffer("losses", (N,))
-        backend().softmax_cross_entropy_forward(N, probs, losses, logits, self._labels_dev)
+        self._backend().softmax_cross_entropy_forward(N, probs, losses, logits, self._labels_dev)
         self.losses = losses
         return losses
 
@@ -84,7 +84,7 @@ class SoftmaxCrossEntropy(Layer):
         the label), for the batch of the last forward; ``stats`` is a float32 device
         array of 2, read back by the trainer once per progress update."""
         N = self.losses.shape[0]
-        backend().batch_stats(N, stats, self.losses, self._logits_dev, self._labels_dev)
+        self._backend().batch_stats(N, stats, self.losses, self._logits_dev, self._labels_dev)
 
     def backward(self, dy: Any = None, need_dx: bool = True) -> Any:
         """dL/dlogits as N×K×1×1 (``dy`` is ignored: the loss is the end of the chain)."""
@@ -93,8 +93,9 @@ class SoftmaxCrossEntropy(Layer):
         probs = self._buffers["probs"]
         N, K = probs.shape
         dlogits = self._buffer("dx", (N, K, 1, 1))
-        backend().softmax_cross_entropy_backward(dlogits.size, self._reshaped(dlogits, (N, K)),
-                                                 probs, self._labels_dev, np.float32(1.0 / N))
+        self._backend().softmax_cross_entropy_backward(
+            dlogits.size, self._reshaped(dlogits, (N, K)), probs, self._labels_dev,
+            np.float32(1.0 / N))
         return dlogits
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.device import backend
 from numbacnn.errors import ShapeError
 from numbacnn.layers.base import Layer
 
@@ -40,8 +39,9 @@ class LRN(Layer):
         alpha_n, beta, k = self._constants()
         N = x.shape[0]
         rows = (N, C, H * W)
-        backend().lrn_forward(N * C, H * W, self._reshaped(y, rows), self._reshaped(scale, rows),
-                              self._reshaped(x, rows), self.size, alpha_n, beta, k)
+        B = self._backend()
+        B.lrn_forward(N * C, H * W, self._reshaped(y, rows), self._reshaped(scale, rows),
+                      self._reshaped(x, rows), self.size, alpha_n, beta, k)
         self._x = x
         return y
 
@@ -54,11 +54,10 @@ class LRN(Layer):
         alpha_n, beta, _ = self._constants()
         N = dy.shape[0]
         rows = (N, C, H * W)
-        backend().lrn_backward(N * C, H * W, self._reshaped(dx, rows), self._reshaped(dy, rows),
-                               self._reshaped(self._x, rows),
-                               self._reshaped(self._buffers["y"], rows),
-                               self._reshaped(self._buffers["scale"], rows), self.size, alpha_n,
-                               beta)
+        B = self._backend()
+        B.lrn_backward(N * C, H * W, self._reshaped(dx, rows), self._reshaped(dy, rows),
+                       self._reshaped(self._x, rows), self._reshaped(self._buffers["y"], rows),
+                       self._reshaped(self._buffers["scale"], rows), self.size, alpha_n, beta)
         return dx
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:

@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from numbacnn.device import backend
 from numbacnn.geometry import output_size
 from numbacnn.layers.base import Layer, Shape
 
@@ -49,7 +48,7 @@ class _Pool2D(Layer):
         C, OH, OW = self.output_shape  # type: ignore[misc]
         y = self._buffer("y", (N, C, OH, OW))
         saved = (self._buffer("argmax", y.shape, np.int32),) if self.keeps_argmax else ()
-        driver = getattr(backend(), f"{self.body}_forward")
+        driver = getattr(self._backend(), f"{self.body}_forward")
         driver(N * C, OH * OW, y, *saved, x, self.size, self.stride)
         return y
 
@@ -60,7 +59,7 @@ class _Pool2D(Layer):
         N = dy.shape[0]
         dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
         saved = (self._buffers["argmax"],) if self.keeps_argmax else ()
-        driver = getattr(backend(), f"{self.body}_backward")
+        driver = getattr(self._backend(), f"{self.body}_backward")
         C, H, W = self.input_shape  # type: ignore[misc]
         driver(N * C, H * W, dx, dy, *saved, self.size, self.stride)
         return dx
