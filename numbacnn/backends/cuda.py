@@ -40,12 +40,24 @@ from numba import config, cuda, float32, njit, typeof
 from numbacnn.backends import cublas, sgemm
 from numbacnn.backends.launch import FastLaunch
 from numbacnn.errors import DeviceError
-from numbacnn.kernels import conv, dropout, elementwise, loss, lrn, maxout, optim, pool, reduce
+from numbacnn.kernels import (
+    conv,
+    dropout,
+    elementwise,
+    index,
+    loss,
+    lrn,
+    maxout,
+    optim,
+    pool,
+    reduce,
+)
 
 name = "cuda"
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 65536
 REDUCE_THREADS = 256  # threads of a reduction block (a power of two)
+INDEX_LIMIT = 2**32  # kernels/index.py splits flat indices in unsigned 32-bit arithmetic
 GEMM_CHOICES = ("cublas", "numba")
 
 if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodies' Python source
@@ -53,8 +65,9 @@ if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodi
     def _python_bodies(module: Any) -> SimpleNamespace:
         return SimpleNamespace(**{k: getattr(v, "py_func", v) for k, v in vars(module).items()})
 
-    conv, dropout, elementwise, loss, lrn, maxout, optim, pool, reduce = map(  # noqa: F811
-        _python_bodies, (conv, dropout, elementwise, loss, lrn, maxout, optim, pool, reduce))
+    conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce = map(  # noqa: F811
+        _python_bodies,
+        (conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce))
 
 _recording: list[tuple[Callable, tuple]] | None = None
 counters = {"launches": 0, "h2d_copies": 0, "d2h_copies": 0, "allocations": 0}
@@ -114,6 +127,9 @@ def _launcher(fn: Callable, kernel: Any, spans: bool) -> Callable:
             _record(fn, (n, *args))
             return
         total = n * args[0] if spans else n
+        if total >= INDEX_LIMIT:
+            raise DeviceError(f"{fn.__name__}: {total:,} elements exceed the GPU kernels' "
+                              "32-bit index arithmetic; use a smaller batch")
         if total > 0:
             if fast is None:
                 kernel[_blocks(total), THREADS_PER_BLOCK](n, *args)
@@ -382,29 +398,25 @@ if not config.ENABLE_CUDASIM:  # inlined into the kernels like the bodies (typed
 @grid_stride_spans
 def im2col(n, L, cols, x, F, S, P, OH, OW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         conv.im2col_at(t, lo, lo + 1, cols, x, F, S, P, OH, OW)
 
 @grid_stride_spans
 def col2im(n, L, dx, dcols, F, S, P, OH, OW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         conv.col2im_at(t, lo, lo + 1, dx, dcols, F, S, P, OH, OW)
 
 @grid_stride_spans
 def gemm_to_nchw(n, L, y, out, b, K, P, relu):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         conv.gemm_to_nchw_at(t, lo, lo + 1, y, out, b, K, P, relu)
 
 @grid_stride_spans
 def nchw_to_gemm(n, L, dy2, dy, y, K, P, relu):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         conv.nchw_to_gemm_at(t, lo, lo + 1, dy2, dy, y, K, P, relu)
 
 @block_per_row
@@ -430,43 +442,37 @@ def col_sum(n, out, m):
 @grid_stride_spans
 def max_pool_forward(n, L, y, argmax, x, F, S):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         pool.max_pool_forward_at(t, lo, lo + 1, y, argmax, x, F, S)
 
 @grid_stride_spans
 def max_pool_backward(n, L, dx, dy, argmax, F, S):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         pool.max_pool_backward_at(t, lo, lo + 1, dx, dy, argmax, F, S)
 
 @grid_stride_spans
 def avg_pool_forward(n, L, y, x, F, S):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         pool.avg_pool_forward_at(t, lo, lo + 1, y, x, F, S)
 
 @grid_stride_spans
 def avg_pool_backward(n, L, dx, dy, F, S):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         pool.avg_pool_backward_at(t, lo, lo + 1, dx, dy, F, S)
 
 @grid_stride_spans
 def lrn_forward(n, L, y, scale, x, size, alpha_n, beta, k):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         lrn.lrn_forward_at(t, lo, lo + 1, y, scale, x, size, alpha_n, beta, k)
 
 @grid_stride_spans
 def lrn_backward(n, L, dx, dy, x, y, scale, size, alpha_n, beta):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         lrn.lrn_backward_at(t, lo, lo + 1, dx, dy, x, y, scale, size, alpha_n, beta)
 
 @grid_stride
@@ -562,15 +568,13 @@ def adam(n, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay):
 @grid_stride_spans
 def maxout_forward(n, L, y, which, x, pieces):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         maxout.maxout_forward_at(t, lo, lo + 1, y, which, x, pieces)
 
 @grid_stride_spans
 def maxout_backward(n, L, dx, dy, which, pieces):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t = i // L
-        lo = i - t * L
+        t, lo = index.split(i, L)
         maxout.maxout_backward_at(t, lo, lo + 1, dx, dy, which, pieces)
 
 @one_block

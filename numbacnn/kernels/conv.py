@@ -17,6 +17,8 @@ numba then skips its negative-index wraparound test, which halved im2col's CPU t
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import split
+
 
 @njit(inline="always")
 def im2col_at(t, lo, hi, cols, x, F, S, P, OH, OW):
@@ -26,17 +28,14 @@ def im2col_at(t, lo, hi, cols, x, F, S, P, OH, OW):
     N = x.shape[0]
     H = x.shape[2]
     W = x.shape[3]
-    r = t // N
-    n = t - r * N
-    c = r // (F * F)
-    fy = (r // F) % F
-    fx = r % F
+    r, n = split(t, N)
+    c, rest = split(r, F * F)
+    fy, fx = split(rest, F)
     # ox whose input column ox·S − P + fx lies inside 0 … W − 1
     ox_lo = min(OW, max(0, (P - fx + S - 1) // S))
     ox_hi = min(OW, max(ox_lo, (W - 1 + P - fx) // S + 1))
     dst = cols[r]
-    oy = lo // OW
-    a = lo - oy * OW  # first ox of this row inside the span
+    oy, a = split(lo, OW)  # a: the first ox of this row inside the span
     while oy * OW + a < hi:
         b = min(OW, hi - oy * OW)  # one past the last ox of this row inside the span
         j0 = (n * OH + oy) * OW
@@ -63,11 +62,10 @@ def col2im_at(t, lo, hi, dx, dcols, F, S, P, OH, OW):
     writes these elements."""
     C = dx.shape[1]
     W = dx.shape[3]
-    n = t // C
-    c = t - n * C
+    n, c = split(t, C)
     plane = dx[n, c]
-    y0 = lo // W
-    y1 = (hi - 1) // W  # last row of the span
+    y0 = split(lo, W)[0]
+    y1 = split(hi - 1, W)[0]  # last row of the span
     for y in range(y0, y1 + 1):
         row = plane[y]
         xa = lo - y * W if y == y0 else 0
@@ -97,8 +95,7 @@ def gemm_to_nchw_at(t, lo, hi, y, out, b, K, P, relu):
     """Row t = (n, k), elements lo … hi − 1: y[n, k, p] = out[k, n·P + p] + b[k] (GEMM
     K × N·P → N×K×P), then max(·, 0) when ``relu`` ≠ 0 (a ReLU fused into the
     convolution); y is passed flat."""
-    n = t // K
-    k = t - n * K
+    n, k = split(t, K)
     bias = b[k]
     floor = np.float32(0.0) if relu else np.float32(-np.inf)
     src = out[k]
@@ -111,9 +108,8 @@ def nchw_to_gemm_at(t, lo, hi, dy2, dy, y, K, P, relu):
     """Row t = (k, n), elements lo … hi − 1: dy2[k, n·P + p] = dy[n, k, p] (N×K×P →
     K × N·P); dy and y flat. With ``relu`` ≠ 0 (fused ReLU) the gradient passes only
     where the output y > 0."""
-    N = dy2.shape[1] // P
-    k = t // N
-    n = t - k * N
+    N = split(dy2.shape[1], P)[0]
+    k, n = split(t, N)
     dst = dy2[k]
     for p in range(lo, hi):
         i = np.uint64((n * K + k) * P + p)

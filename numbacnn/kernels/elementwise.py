@@ -9,6 +9,8 @@ import math
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import split
+
 
 @njit(inline="always")
 def relu_forward_at(i, y, x):
@@ -77,8 +79,7 @@ def multiply_at(i, out, a, b):
 def add_bias_rows_at(i, y, b):
     """y[n, o] += b[o] for a 2-D y of N × units (dense layer bias)."""
     units = y.shape[1]
-    n = i // units
-    o = i - n * units
+    n, o = split(i, units)
     y[n, o] += b[o]
 
 

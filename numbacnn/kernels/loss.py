@@ -10,6 +10,8 @@ import math
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import split
+
 
 @njit(inline="always")
 def softmax_cross_entropy_forward_at(n, probs, losses, logits, labels):
@@ -31,8 +33,7 @@ def softmax_cross_entropy_forward_at(n, probs, losses, logits, labels):
 @njit(inline="always")
 def softmax_cross_entropy_backward_at(i, dlogits, probs, labels, inv_n):
     K = probs.shape[1]
-    n = i // K
-    k = i - n * K
+    n, k = split(i, K)
     hit = np.float32(1.0) if labels[n] == k else np.float32(0.0)
     dlogits[n, k] = (probs[n, k] - hit) * inv_n
 

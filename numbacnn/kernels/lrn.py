@@ -10,13 +10,14 @@ whole rows, the GPU one element per thread).
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import split
+
 
 @njit(inline="always")
 def lrn_forward_at(t, lo, hi, y, scale, x, size, alpha_n, beta, k):
     """Row t = (n, c): y[n, c, :] and scale[n, c, :]."""
     C = x.shape[1]
-    n = t // C
-    c = t - n * C
+    n, c = split(t, C)
     c_lo = max(0, c - size // 2)
     c_hi = min(C - 1, c + (size - 1) // 2)
     for p in range(lo, hi):
@@ -34,8 +35,7 @@ def lrn_backward_at(t, lo, hi, dx, dy, x, y, scale, size, alpha_n, beta):
     """Row t = (n, c): dx[c] = dy[c]·scale[c]^−β − 2αβ/size · x[c] · Σ dy[c']·y[c']/scale[c'],
     the sum over the channels c' whose window holds c."""
     C = x.shape[1]
-    n = t // C
-    c = t - n * C
+    n, c = split(t, C)
     # c lies in the window of c' when c' − size//2 ≤ c ≤ c' + (size−1)//2
     c_lo = max(0, c - (size - 1) // 2)
     c_hi = min(C - 1, c + size // 2)

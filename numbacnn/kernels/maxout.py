@@ -6,13 +6,14 @@ of HW elements (whole rows on the CPU, one element per GPU thread)."""
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import split
+
 
 @njit(inline="always")
 def maxout_forward_at(t, lo, hi, y, which, x, pieces):
     """Row t = (n, o) of y."""
     C_out = y.shape[1]
-    n = t // C_out
-    o = t - n * C_out
+    n, o = split(t, C_out)
     for p in range(lo, hi):
         best = x[n, o * pieces, p]
         best_g = 0
@@ -29,9 +30,7 @@ def maxout_forward_at(t, lo, hi, y, which, x, pieces):
 def maxout_backward_at(t, lo, hi, dx, dy, which, pieces):
     """Row t = (n, c) of dx: dy where channel c won its group, else 0."""
     C = dx.shape[1]
-    n = t // C
-    c = t - n * C
-    o = c // pieces
-    g = c - o * pieces
+    n, c = split(t, C)
+    o, g = split(c, pieces)
     for p in range(lo, hi):
         dx[n, c, p] = dy[n, o, p] if which[n, o, p] == g else np.float32(0.0)

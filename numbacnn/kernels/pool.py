@@ -9,6 +9,8 @@ the GPU one element per thread (see ``kernels/conv.py``).
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import split
+
 
 @njit(inline="always")
 def max_pool_forward_at(t, lo, hi, y, argmax, x, F, S):
@@ -17,11 +19,9 @@ def max_pool_forward_at(t, lo, hi, y, argmax, x, F, S):
     C = x.shape[1]
     W = x.shape[3]
     OW = y.shape[3]
-    n = t // C
-    c = t - n * C
+    n, c = split(t, C)
     plane = x[n, c]
-    oy = lo // OW
-    a = lo - oy * OW
+    oy, a = split(lo, OW)
     while oy * OW + a < hi:
         b = min(OW, hi - oy * OW)
         y_row = y[n, c, oy]
@@ -50,10 +50,8 @@ def max_pool_backward_at(t, lo, hi, dx, dy, argmax, F, S):
     W = dx.shape[3]
     OH = dy.shape[2]
     OW = dy.shape[3]
-    n = t // C
-    c = t - n * C
-    yy = lo // W
-    a = lo - yy * W
+    n, c = split(t, C)
+    yy, a = split(lo, W)
     while yy * W + a < hi:
         b = min(W, hi - yy * W)
         dst = dx[n, c, yy]
@@ -79,11 +77,9 @@ def avg_pool_forward_at(t, lo, hi, y, x, F, S):
     """Outputs lo … hi − 1 of plane t = (n, c) of y: the mean of each F×F window."""
     C = x.shape[1]
     OW = y.shape[3]
-    n = t // C
-    c = t - n * C
+    n, c = split(t, C)
     inv = np.float32(1.0) / np.float32(F * F)
-    oy = lo // OW
-    a = lo - oy * OW
+    oy, a = split(lo, OW)
     while oy * OW + a < hi:
         b = min(OW, hi - oy * OW)
         for ox in range(a, b):
@@ -104,11 +100,9 @@ def avg_pool_backward_at(t, lo, hi, dx, dy, F, S):
     W = dx.shape[3]
     OH = dy.shape[2]
     OW = dy.shape[3]
-    n = t // C
-    c = t - n * C
+    n, c = split(t, C)
     inv = np.float32(1.0) / np.float32(F * F)
-    yy = lo // W
-    a = lo - yy * W
+    yy, a = split(lo, W)
     while yy * W + a < hi:
         b = min(W, hi - yy * W)
         for xx in range(a, b):
