@@ -35,6 +35,7 @@ from numbacnn.data import Dataset, augment, load_dataset, normalization, normali
 from numbacnn.device import to_host
 from numbacnn.errors import DataError, TrainingError
 from numbacnn.init import INITIALIZERS
+from numbacnn.limits import check_memory
 from numbacnn.model_io import (
     HISTORY_KEYS,
     ModelInfo,
@@ -49,6 +50,7 @@ from numbacnn.model_io import (
 from numbacnn.network import Network
 from numbacnn.optim import SGD, Adam
 from numbacnn.schedules import LRSchedule
+from numbacnn.shapes import training_bytes
 
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.02, "adam": 0.001}
@@ -87,6 +89,7 @@ class TrainSettings:
 
     def checked(self) -> TrainSettings:
         """Validate every field (TrainingError naming the option) and fill in ``lr``."""
+        self._check_types()
         if self.optimizer not in OPTIMIZERS:
             raise TrainingError(f"unknown optimizer {self.optimizer!r}: choose sgd or adam")
         if self.lr is None:
@@ -97,17 +100,43 @@ class TrainSettings:
         problems = [
             (self.epochs < 1, f"--epochs must be ≥ 1, got {self.epochs}"),
             (self.batch_size < 1, f"--batch-size must be ≥ 1, got {self.batch_size}"),
+            (not 0 < self.lr < math.inf,
+             f"--lr: the learning rate must be > 0 and finite, got {self.lr}"),
             (not 0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
-            (self.weight_decay < 0, f"--weight-decay must be ≥ 0, got {self.weight_decay}"),
+            (not 0 <= self.weight_decay < math.inf,
+             f"--weight-decay must be a finite number ≥ 0, got {self.weight_decay}"),
             (not 0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
             (self.limit is not None and self.limit < 1, f"--limit must be ≥ 1, got {self.limit}"),
-            (self.seed < 0, f"--seed must be ≥ 0, got {self.seed}"),
+            (not 0 <= self.seed < 2**63, f"--seed must be in [0, 2**63), got {self.seed}"),
         ]
         for bad, message in problems:
             if bad:
                 raise TrainingError(message)
         self.schedule()  # checks the lr policy options
         return self
+
+    def _check_types(self) -> None:
+        """Each field has its declared type (settings also come from checkpoint files,
+        where a tampered value could be anything JSON holds)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = _SETTING_TYPES[f.name]
+            optional = f.default is None
+            if value is None and optional:
+                continue
+            if kind is bool:
+                good = isinstance(value, bool)
+            elif kind is int:
+                good = isinstance(value, int) and not isinstance(value, bool)
+            elif kind is float:
+                good = isinstance(value, int | float) and not isinstance(value, bool)
+            else:
+                good = isinstance(value, str)
+            if not good:
+                option = "SPEC" if f.name == "spec" else "--" + f.name.replace("_", "-")
+                raise TrainingError(f"{option} must be {_TYPE_NAMES[kind]}, got {value!r}"[:200])
+        if isinstance(self.gamma, float) and not math.isfinite(self.gamma):
+            raise TrainingError(f"--gamma must be a finite number, got {self.gamma}")
 
     def schedule(self) -> LRSchedule:
         """A fresh learning-rate schedule for these settings."""
@@ -122,8 +151,22 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
+        """Settings from a checkpoint's JSON; unknown keys are ignored, types checked."""
+        if not isinstance(values, dict):
+            raise TrainingError(f"settings must be a JSON object, got {type(values).__name__}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        settings = cls(**{k: v for k, v in values.items() if k in known})
+        settings._check_types()
+        return settings
+
+
+_SETTING_TYPES: dict[str, type] = {
+    "spec": str, "data": str, "epochs": int, "batch_size": int, "lr": float,
+    "momentum": float, "weight_decay": float, "optimizer": str, "lr_policy": str,
+    "lr_step": int, "gamma": float, "patience": int, "init": str, "augment": bool,
+    "val_split": float, "seed": int, "limit": int,
+}
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 
 
 @dataclass
@@ -236,13 +279,16 @@ class Trainer:
         self.augment_rng = np.random.default_rng(seeds[1])
         if resume is None:
             self.mean, self.std = normalization(x_fit)
+            check_memory(training_bytes(net, settings.batch_size) + 4 * x_fit.size,
+                         f"training {settings.spec} with batch size {settings.batch_size}",
+                         TrainingError, "lower --batch-size or use a smaller network")
             net.initialize(settings.seed, settings.init)
             self.optimizer = settings.make_optimizer()
             self.schedule = settings.schedule()
             self.state = TrainingState(lr=self.schedule.lr)
             self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         else:
-            self._restore(resume)
+            self._restore(resume, len(x_fit))
         self.state.settings = asdict(self.settings)
         self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
         self.x_val, self.y_val = normalize(x_val, self.mean, self.std), y_val
@@ -300,8 +346,21 @@ class Trainer:
         val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
         return x[fit], y[fit], x[val], y[val]
 
-    def _restore(self, info: ModelInfo) -> None:
+    def _restore(self, info: ModelInfo, fit_images: int) -> None:
         assert info.training is not None and info.optimizer is not None
+        state, s = info.training, self.settings
+        batches = math.ceil(fit_images / s.batch_size)
+        for bad, message in (
+                (info.optimizer.name != s.optimizer,
+                 f"its optimizer state is {info.optimizer.name} but its settings say "
+                 f"{s.optimizer}"),
+                (state.batch >= batches,
+                 f"it stopped after batch {state.batch} but an epoch has {batches}"),
+                (any(len(v) != state.epoch for v in info.history.values()),
+                 f"its history does not have one entry for each of {state.epoch} epochs")):
+            if bad:
+                raise TrainingError(f"{info.path}: cannot resume: {message}; the checkpoint is "
+                                    "damaged: use another copy or start a new run")
         self.mean, self.std = info.mean, info.std
         self.optimizer = info.optimizer.restore()
         self.schedule = LRSchedule.from_state(info.training.schedule)
