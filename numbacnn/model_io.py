@@ -377,7 +377,7 @@ def _read_model(f: h5py.File, path: Path) -> tuple[Network, ModelInfo]:
         net.seed = int(info.training.settings["seed"])
     if "history" in f:
         history = _group(f, "history")
-        info.history = {key: _read_array(history[key], None, ndim=1)
+        info.history = {key: _read_array(history[key], None, ndim=1, nan_ok=True)
                         for key in HISTORY_KEYS if key in history}
         lengths = {len(values) for values in info.history.values()}
         if len(lengths) > 1:
@@ -622,9 +622,10 @@ def _option_value(option: Any, value: Any, where: str) -> Any:
 
 
 def _read_array(dataset: Any, shape: tuple[int, ...] | None, where: str = "",
-                ndim: int | None = None) -> np.ndarray:
+                ndim: int | None = None, nan_ok: bool = False) -> np.ndarray:
     """A float array, checked for type, shape and size before it is read and for
-    NaN and infinity after."""
+    NaN and infinity after (``nan_ok``: NaN means "none", as in the history's
+    validation columns when there is no validation split)."""
     if not isinstance(dataset, h5py.Dataset):
         raise _Damaged(f"{getattr(dataset, 'name', dataset)} is not an array")
     name = dataset.name
@@ -638,8 +639,8 @@ def _read_array(dataset: Any, shape: tuple[int, ...] | None, where: str = "",
     check_memory(array_bytes(dataset.shape, dataset.dtype.itemsize), name, ModelFileError,
                  "the file is damaged: use another copy")
     array = dataset[()]
-    if not np.all(np.isfinite(array)):
-        raise _Damaged(f"{name} holds NaN or infinite values")
+    if not np.all(np.isfinite(array) | (nan_ok & np.isnan(array))):
+        raise _Damaged(f"{name} holds {'infinite' if nan_ok else 'NaN or infinite'} values")
     return array
 
 
@@ -672,8 +673,15 @@ def _first_line(exc: BaseException) -> str:
 def predict_images(net: Network, info: ModelInfo, images: np.ndarray, batch_size: int = 256,
                    where: str = "images") -> np.ndarray:
     """Class probabilities float32 N×K for raw uint8 images N×C×H×W (normalized with the
-    model's stored mean and std)."""
-    return net.predict_proba(info.normalize(images, where), batch_size)
+    model's stored mean and std). ModelFileError when the weights overflow to NaN."""
+    x = info.normalize(images, where)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below, not warned about
+        proba = net.predict_proba(x, batch_size)
+    if not np.all(np.isfinite(proba)):
+        raise ModelFileError(f"{info.path or 'the model'}: its class probabilities for {where} "
+                             "are NaN or infinite (its weights overflow on these images); "
+                             "train it again with a lower --lr")
+    return proba
 
 
 def ensemble_proba(models: Sequence[tuple[Network, ModelInfo]], images: np.ndarray,

@@ -220,7 +220,8 @@ def evaluate(net: Network, x: np.ndarray, labels: np.ndarray,
              batch_size: int = EVAL_BATCH) -> tuple[float, float, np.ndarray]:
     """(mean cross-entropy loss, accuracy 0…1, probabilities N×K) of normalized float32
     images x N×C×H×W with int labels (N,); NaN loss and accuracy for N = 0."""
-    proba = net.predict_proba(x, batch_size)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as a NaN loss
+        proba = net.predict_proba(x, batch_size)
     if len(labels) == 0:
         return math.nan, math.nan, proba
     picked = proba[np.arange(len(labels)), labels].astype(np.float64)
@@ -441,8 +442,11 @@ class Trainer:
     def _end_epoch(self, sums: dict[str, float]) -> None:
         state, s = self.state, self.settings
         started = time.perf_counter()
+        self._check_finite_weights()
         if len(self.y_val):
             val_loss, val_acc, _ = evaluate(self.net, self.x_val, self.y_val)
+            if not math.isfinite(val_loss):
+                self._check_finite_weights("the validation loss became NaN")
         else:
             val_loss, val_acc = math.nan, math.nan
         record = EpochRecord(state.epoch + 1, s.epochs, sums["loss"] / sums["seen"],
@@ -464,6 +468,21 @@ class Trainer:
             self.on_epoch(record)
         if self._stop_requested and state.epoch < s.epochs:
             raise Interrupted(self._resume_hint())
+
+    def _check_finite_weights(self, problem: str = "") -> None:
+        """A loss can stay finite on the last batch of an epoch whose update overflowed
+        the weights: never save (or score) NaN weights, or weights whose outputs
+        overflow (``problem`` says so), as a checkpoint."""
+        if not problem and all(np.isfinite(to_host(w)).all()
+                               for _, w, _ in self.net.parameters()):
+            return
+        where = (f"the last good checkpoint {self.out} (epoch {self.state.epoch}) is kept"
+                 if self.out is not None and self.state.epoch > 0 and self.out.exists()
+                 else "no checkpoint was written")
+        problem = problem or "the weights became NaN or infinite"
+        raise TrainingError(f"{problem} in epoch {self.state.epoch + 1} (step {self.net.step}) "
+                            f"with lr {self.schedule.lr:g}; training stopped and {where}; "
+                            "lower --lr")
 
     def _save_interrupted(self, epoch_start_rng: dict, sums: dict[str, float]) -> None:
         self.state.partial_epoch = dict(sums)
