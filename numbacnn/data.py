@@ -181,6 +181,9 @@ def _read_idx_stream(fh: Any, path: Path) -> np.ndarray:
     expected = array_bytes(dims, dtype.itemsize)  # exact: no int64 overflow
     check_memory(expected, f"{path}: the IDX header's dims {dims}", DataError,
                  "the file is damaged or not an IDX file: download it again")
+    if array_bytes((d for d in dims if d), dtype.itemsize) >= 2**62:
+        raise DataError(f"{path}: IDX header's dims {dims} describe no array numpy can hold; "
+                        "the file is damaged: download it again")
     data = fh.read(expected + 1)
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "longer than its header says"
@@ -469,6 +472,12 @@ def read_h5(path: str | Path) -> Dataset:
             for member, key in (("images", "x"), ("labels", "y")):
                 arrays[f"{key}_{split}"] = _read_member(f, f"{split}/{member}", path)
         class_names = [_text(n) for n in names]
+        for text in (*class_names, _text(name)):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # h5py decodes invalid UTF-8 into surrogates
+                raise DataError(f"{path}: class_names or name is not valid UTF-8 text; "
+                                "re-create the file") from None
         ds = Dataset(class_names=class_names, name=_text(name), **arrays)
     return validate(ds, str(path))
 

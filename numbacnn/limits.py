@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from numbacnn.errors import NumbacnnError
+from numbacnn.errors import NumbacnnError, excerpt
 
 # Largest integer a spec value or input dimension may have: more than any array a
 # machine can hold, and small enough that products of a few of them stay exact.
@@ -75,15 +75,18 @@ def check_regular_file(path: Path, what: str, error: type[NumbacnnError],
                        hint: str = "check the path") -> None:
     """Raise ``error`` unless ``path`` is an existing regular file (not a directory, a
     FIFO or a device, whose open or read would block or never end)."""
+    shown = str(path)
+    if not shown.isprintable() or len(shown) > 200:
+        shown = excerpt(shown)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise error(f"{path}: no such {what}; {hint}") from None
+        raise error(f"{shown}: no such {what}; {hint}") from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise error(f"{path}: cannot use it as a {what} ({reason}); {hint}") from None
+        raise error(f"{shown}: cannot use it as a {what} ({reason}); {hint}") from None
     if stat.S_ISDIR(mode):
-        raise error(f"{path}: is a directory, not a {what}; {hint}")
+        raise error(f"{shown}: is a directory, not a {what}; {hint}")
     if not stat.S_ISREG(mode):
-        raise error(f"{path}: is not a regular file (a FIFO, socket or device), not a "
+        raise error(f"{shown}: is not a regular file (a FIFO, socket or device), not a "
                     f"{what}; {hint}")

@@ -589,22 +589,36 @@ def _string_attr(attrs: h5py.AttributeManager, key: str, default: str) -> str:
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
         raise _Damaged(f"attribute {key} is {_shown(value)}, not a string")
+    _check_utf8(value, key)
     return value
+
+
+def _check_utf8(value: str, where: str) -> None:
+    """h5py decodes invalid UTF-8 into surrogates, which no output can print."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Damaged(f"attribute {where} is not valid UTF-8 text") from None
 
 
 def _class_names(value: Any) -> list[str]:
     names = np.asarray(value).reshape(-1)
     if names.dtype.kind not in "OSU" or not all(isinstance(n, str | bytes) for n in names):
         raise _Damaged(f"class_names is {_shown(value)}, not strings")
-    return [_text(n) for n in names]
+    texts = [_text(n) for n in names]
+    for text in texts:
+        _check_utf8(text, "class_names")
+    return texts
 
 
 def _float_vector(attrs: h5py.AttributeManager, key: str, length: int) -> np.ndarray:
     value = np.asarray(attrs[key])
-    if value.dtype.kind != "f" or value.size != length or not np.all(np.isfinite(value)):
-        raise _Damaged(f"{key} is {_shown(value)}, expected {length} finite float"
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf
+        as_float32 = value.astype(np.float32).reshape(-1) if value.dtype.kind == "f" else value
+    if value.dtype.kind != "f" or value.size != length or not np.all(np.isfinite(as_float32)):
+        raise _Damaged(f"{key} is {_shown(value)}, expected {length} finite float32"
                        f"{'' if length == 1 else 's'}")
-    return value.astype(np.float32).reshape(-1)
+    return as_float32
 
 
 def _option_value(option: Any, value: Any, where: str) -> Any:

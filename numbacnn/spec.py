@@ -464,7 +464,7 @@ def load_spec(spec: str | os.PathLike[str]) -> Spec:
     if name.startswith("#") or name.split()[0].lower() in KEYWORDS:
         return parse_spec(spec)
     if name.endswith(".spec") or os.sep in name or "/" in name:
-        raise SpecError(f"spec file {name} not found")
+        raise SpecError(f"spec file {excerpt(name)} not found")
     raise SpecError(f"{excerpt(name)} is not a preset, a spec file or spec text; "
                     f"{_suggest(name, list_presets())}presets: {', '.join(list_presets())}")
 
@@ -473,14 +473,14 @@ def _load_file(path: Path) -> Spec:
     try:
         check_regular_file(path, "spec file", SpecError, "give a preset, a spec file or text")
     except SpecError as exc:
-        raise SpecError(f"cannot read spec file {exc}") from None
+        raise SpecError(f"cannot read spec file {exc}") from None  # path quoted already
     if path.stat().st_size > MAX_SPEC_BYTES:
-        raise SpecError(f"spec file {path} is {path.stat().st_size:,} bytes, more than a spec "
-                        f"holds ({MAX_SPEC_BYTES:,} at most); give a spec file")
+        raise SpecError(f"spec file {excerpt(str(path))} is {path.stat().st_size:,} bytes, "
+                        f"more than a spec holds ({MAX_SPEC_BYTES:,} at most); give a spec file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError(f"spec file {path} not found") from None
+        raise SpecError(f"spec file {excerpt(str(path))} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec file {path}: {exc}") from None
+        raise SpecError(f"cannot read spec file {excerpt(str(path))}: {exc}") from None
     return parse_spec(text, source=str(path))

@@ -278,11 +278,12 @@ class Trainer:
         seeds = np.random.SeedSequence(settings.seed).spawn(2)
         self.shuffle_rng = np.random.default_rng(seeds[0])
         self.augment_rng = np.random.default_rng(seeds[1])
+        batch = min(settings.batch_size, len(x_fit))  # a batch never holds more images
+        check_memory(training_bytes(net, batch) + 4 * (x_fit.size + x_val.size),
+                     f"training {settings.spec} with batch size {batch}",
+                     TrainingError, "lower --batch-size or use a smaller network")
         if resume is None:
             self.mean, self.std = normalization(x_fit)
-            check_memory(training_bytes(net, settings.batch_size) + 4 * x_fit.size,
-                         f"training {settings.spec} with batch size {settings.batch_size}",
-                         TrainingError, "lower --batch-size or use a smaller network")
             net.initialize(settings.seed, settings.init)
             self.optimizer = settings.make_optimizer()
             self.schedule = settings.schedule()
@@ -293,7 +294,7 @@ class Trainer:
         self.state.settings = asdict(self.settings)
         self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
         self.x_val, self.y_val = normalize(x_val, self.mean, self.std), y_val
-        self._batch_buffer = np.empty((settings.batch_size, *x_fit.shape[1:]), np.float32)
+        self._batch_buffer = np.empty((batch, *x_fit.shape[1:]), np.float32)
         self._stop_requested = False
 
     @classmethod

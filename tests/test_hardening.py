@@ -210,6 +210,7 @@ TAMPERED = {
     "input shape float": ("", "input_shape", np.array([1.0, 8.0, 8.0])),
     "format version text": ("", "format_version", "one"),
     "mean nan": ("", "normalization_mean", np.array([np.nan], np.float32)),
+    "mean beyond float32": ("", "normalization_mean", np.array([3.5e38])),
     "std inf": ("", "normalization_std", np.array([np.inf], np.float32)),
     "std zero": ("", "normalization_std", np.array([0.0], np.float32)),
     "class names numbers": ("", "class_names", np.arange(4)),
@@ -236,6 +237,21 @@ def test_tampered_attributes_are_refused_on_load_and_resume(
     assert_one_error(run("train", "--resume", checkpoint, "--epochs", 3))
     assert_one_error(run("inspect", checkpoint))
     assert snapshot(checkpoint.parent) == before
+
+
+def test_invalid_utf8_text_is_refused_not_printed(checkpoint: Path) -> None:
+    """A flipped bit in a UTF-8 attribute: h5py gives surrogates that crashed inspect."""
+    with h5py.File(checkpoint, "r+") as f:
+        f.attrs.create("spec", b"input 8x8x1\xff", dtype=h5py.string_dtype("utf-8"))
+    assert_one_error(run("inspect", checkpoint), "not valid UTF-8")
+
+
+def test_a_huge_stored_batch_size_allocates_only_one_real_batch(checkpoint: Path) -> None:
+    """batch_size 98736402 in the settings: found by the long fuzz profile (it asked
+    for 23.5 GiB); a batch never holds more images than the split has."""
+    tamper(checkpoint, "training", "settings", {"batch_size": 98_736_402})
+    trainer = Trainer.from_checkpoint(checkpoint, epochs=2)
+    assert trainer._batch_buffer.shape[0] == len(trainer.y_fit)
 
 
 def test_batch_position_beyond_the_epoch_is_refused_on_resume(checkpoint: Path) -> None:
@@ -598,6 +614,12 @@ def test_error_messages_do_not_echo_a_huge_line() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec("input 8x8x1\n" + line)
     assert len(str(info.value)) < 400 and "\x07" not in str(info.value)
+
+
+def test_spec_paths_with_control_characters_are_escaped() -> None:
+    for name in ("/\x1b", "nets/\x07.spec"):
+        line = assert_one_error(run("shapes", name))
+        assert line.isprintable() and "\\x" in line
 
 
 def test_text_file_given_as_npy(work: Path, tmp_path: Path) -> None:
