@@ -622,6 +622,20 @@ def test_spec_paths_with_control_characters_are_escaped() -> None:
         assert line.isprintable() and "\\x" in line
 
 
+def test_pickled_arrays_are_never_loaded(tmp_path: Path) -> None:
+    """An object array would run pickle on load: refused in .npy and .npz alike."""
+    from numbacnn.data import import_npz
+
+    objects = np.array([{"a": 1}, None], dtype=object)
+    np.save(tmp_path / "o.npy", objects, allow_pickle=True)
+    with pytest.raises(DataError, match="pickled"):
+        read_npy(tmp_path / "o.npy")
+    x, y = quadrants(4)
+    np.savez(tmp_path / "o.npz", x_train=x, y_train=y, x_test=x, y_test=y, class_names=objects)
+    with pytest.raises(DataError, match="pickled"):
+        import_npz(tmp_path / "o.npz")
+
+
 def test_text_file_given_as_npy(work: Path, tmp_path: Path) -> None:
     text = tmp_path / "notes.npy"
     text.write_text("hello, not an array\n")
