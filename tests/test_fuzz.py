@@ -141,7 +141,8 @@ TEMPLATES = ["input 28x28x1; conv {} 3", "input 28x28x1; conv 2 {}", "input 9x9x
 @fuzz(150)
 @given(template=st.sampled_from(TEMPLATES),
        number=st.one_of(st.sampled_from(NUMBERS), st.integers(-10, 10**25).map(str),
-                        st.floats().map(str), st.text("0123456789+-_.eE\u0663\uff11", min_size=1, max_size=6)))
+                        st.floats().map(str),
+                        st.text("0123456789+-_.eE\u0663\uff11", min_size=1, max_size=6)))
 def test_spec_numbers_are_exactly_the_documented_ones(template: str, number: str) -> None:
     """Accepted numbers are ASCII digits with an optional fraction and exponent: '+3',
     '1_0', '\u0663' (Arabic-Indic three), nan and inf are refused."""

@@ -409,6 +409,23 @@ def test_ctrl_c_twice_inside_a_save_finishes_it_then_interrupts(work: Path,
     assert sorted(os.listdir(tmp_path)) == ["model.h5", "payload"]
 
 
+def test_a_late_ctrl_c_during_shutdown_prints_no_traceback() -> None:
+    """The second Ctrl-C of issue 11 item 7 arrived in threading's shutdown, after
+    the command had ended with 130; it is now ignored there."""
+    code = ("import os, signal, threading\n"
+            "threading._register_atexit(lambda: os.kill(os.getpid(), signal.SIGINT))\n"
+            "import numbacnn_cli.shapes as s\n"
+            "from numbacnn_cli import main as m\n"
+            "def interrupted(*a, **k):\n"
+            "    raise KeyboardInterrupt\n"
+            "s.shapes.callback = interrupted\n"
+            "m.main()\n")
+    done = subprocess.run([sys.executable, "-c", code, "shapes", "alexnet"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130
+    assert done.stderr.splitlines() == ["interrupted"], done.stderr
+
+
 def test_sigterm_ends_with_143_and_a_message(work: Path, tmp_path: Path) -> None:
     code = ("import os, signal, sys\n"
             "from numbacnn_cli import main as m\n"
