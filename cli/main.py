@@ -78,9 +78,9 @@ class NumbacnnGroup(click.Group):
                 _silence_stdout()
                 ctx.exit(0)
             if exc.filename:
-                from numbacnn.errors import excerpt
+                from numbacnn.errors import shown_path
 
-                _echo_error(f"{excerpt(str(exc.filename))}: {exc.strerror or exc}; check the "
+                _echo_error(f"{shown_path(exc.filename)}: {exc.strerror or exc}; check the "
                             "path and its permissions")
             else:
                 _echo_error(f"cannot write the output: {exc.strerror or exc}; free disk space "
@@ -109,10 +109,7 @@ def _silence_stdout() -> None:
 
 
 def _flushed(code: int) -> int:
-    """Flush stdout now, while a failure can still become an error line and exit 2;
-    after an interrupt, ignore further Ctrl-C so shutdown prints no traceback."""
-    if code in (130, 143):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Flush stdout now, while a failure can still become an error line and exit 2."""
     try:
         sys.stdout.flush()
     except OSError as exc:
@@ -145,7 +142,12 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
-    cli.main(prog_name="numbacnn")
+    try:
+        cli.main(prog_name="numbacnn")
+    except SystemExit as exit:
+        if exit.code in (130, 143):  # interrupted: a late Ctrl-C must not print a
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # traceback during shutdown
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 
 from numbacnn.atomic_file import hdf5_bytes, replace_atomically
-from numbacnn.errors import DataError, excerpt
+from numbacnn.errors import DataError, shown_path
 from numbacnn.limits import array_bytes, check_memory, check_regular_file, exists
 
 FORMAT = "numbacnn-dataset"
@@ -563,7 +563,7 @@ def load_dataset(source: str | Path) -> Dataset:
         return import_idx(directory, FASHION_MNIST, list(FASHION_MNIST_CLASSES))
     path = Path(source)
     if not exists(path):  # also a name too long for the OS
-        raise DataError(f"{excerpt(str(path))}: no such dataset file or directory; "
+        raise DataError(f"{shown_path(path)}: no such dataset file or directory; "
                         f"{SOURCES_HELP}")
     if path.is_dir():
         return import_idx(path)

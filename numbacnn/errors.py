@@ -13,6 +13,12 @@ def excerpt(text: str, limit: int = 60) -> str:
     return shown if len(text) <= limit else shown[:-1] + "…" + shown[-1]
 
 
+def shown_path(path: object, limit: int = 200) -> str:
+    """A path for a message: as it is when printable and short, else :func:`excerpt`."""
+    text = str(path)
+    return text if text.isprintable() and len(text) <= limit else excerpt(text, 60)
+
+
 class NumbacnnError(Exception):
     """Base class: the message says what is wrong, where, and how to fix it."""
 

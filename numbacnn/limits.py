@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from numbacnn.errors import NumbacnnError, excerpt
+from numbacnn.errors import NumbacnnError, shown_path
 
 # Largest integer a spec value or input dimension may have: more than any array a
 # machine can hold, and small enough that products of a few of them stay exact.
@@ -75,9 +75,7 @@ def check_regular_file(path: Path, what: str, error: type[NumbacnnError],
                        hint: str = "check the path") -> None:
     """Raise ``error`` unless ``path`` is an existing regular file (not a directory, a
     FIFO or a device, whose open or read would block or never end)."""
-    shown = str(path)
-    if not shown.isprintable() or len(shown) > 200:
-        shown = excerpt(shown)
+    shown = shown_path(path)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:

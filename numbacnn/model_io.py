@@ -31,7 +31,7 @@ import numpy as np
 from numbacnn import __version__
 from numbacnn.atomic_file import hdf5_bytes, replace_atomically
 from numbacnn.data import normalize
-from numbacnn.errors import DataError, ModelFileError, NumbacnnError, excerpt
+from numbacnn.errors import DataError, ModelFileError, NumbacnnError, shown_path
 from numbacnn.init import INITIALIZERS
 from numbacnn.limits import MAX_INT, array_bytes, check_memory, check_regular_file
 from numbacnn.network import Network
@@ -159,7 +159,7 @@ def check_writable(path: str | Path, option: str = "--out") -> Path:
         pass
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop ...
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise ModelFileError(f"{excerpt(str(path))}: cannot write there ({reason}); choose "
+        raise ModelFileError(f"{shown_path(path)}: cannot write there ({reason}); choose "
                              f"another {option}") from None
     if path.is_dir():
         raise ModelFileError(f"{path}: is a directory; give {option} a file name such as "

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from numbacnn.errors import MissingInputError, NumbacnnError, SpecError, excerpt
+from numbacnn.errors import MissingInputError, NumbacnnError, SpecError, excerpt, shown_path
 from numbacnn.init import INITIALIZERS
 from numbacnn.limits import MAX_INT, check_regular_file, exists
 
@@ -464,7 +464,7 @@ def load_spec(spec: str | os.PathLike[str]) -> Spec:
     if name.startswith("#") or name.split()[0].lower() in KEYWORDS:
         return parse_spec(spec)
     if name.endswith(".spec") or os.sep in name or "/" in name:
-        raise SpecError(f"spec file {excerpt(name)} not found")
+        raise SpecError(f"spec file {shown_path(name)} not found")
     raise SpecError(f"{excerpt(name)} is not a preset, a spec file or spec text; "
                     f"{_suggest(name, list_presets())}presets: {', '.join(list_presets())}")
 
@@ -475,12 +475,12 @@ def _load_file(path: Path) -> Spec:
     except SpecError as exc:
         raise SpecError(f"cannot read spec file {exc}") from None  # path quoted already
     if path.stat().st_size > MAX_SPEC_BYTES:
-        raise SpecError(f"spec file {excerpt(str(path))} is {path.stat().st_size:,} bytes, "
+        raise SpecError(f"spec file {shown_path(path)} is {path.stat().st_size:,} bytes, "
                         f"more than a spec holds ({MAX_SPEC_BYTES:,} at most); give a spec file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError(f"spec file {excerpt(str(path))} not found") from None
+        raise SpecError(f"spec file {shown_path(path)} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec file {excerpt(str(path))}: {exc}") from None
+        raise SpecError(f"cannot read spec file {shown_path(path)}: {exc}") from None
     return parse_spec(text, source=str(path))
