@@ -379,13 +379,18 @@ def _read_npy_stream(fh: Any, where: str, size: int) -> np.ndarray:
                         f"({nbytes:,} bytes) but only {max(size - header, 0):,} follow; the "
                         "file is truncated or damaged: write it again")
     check_memory(nbytes, f"{where}: shape {shape}", DataError, "use a smaller array")
-    data = fh.read(nbytes)
-    if len(data) != nbytes:
-        raise DataError(f"{where}: truncated: {len(data):,} of {nbytes:,} data bytes")
+    data = bytearray(nbytes)  # read in place: one copy of the array in memory, not two
+    view, got = memoryview(data), 0
+    while got < nbytes:
+        n = fh.readinto(view[got:])
+        if not n:
+            raise DataError(f"{where}: truncated: {got:,} of {nbytes:,} data bytes; write it "
+                            "again")
+        got += n
     array = np.frombuffer(data, dtype=dtype)
     if fortran:
-        return array.reshape(shape[::-1]).transpose().copy()
-    return array.reshape(shape).copy()
+        return np.ascontiguousarray(array.reshape(shape[::-1]).transpose())
+    return array.reshape(shape)
 
 
 # ----------------------------------------------------------------------------- HDF5
