@@ -30,8 +30,11 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+def _one_line(text: str, limit: int = 300) -> str:
+    """Click's message as one printable line: it may quote any argument given."""
+    line = " ".join(str(text).split())
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 class NumbacnnGroup(click.Group):
@@ -54,7 +57,7 @@ class NumbacnnGroup(click.Group):
             _echo_error(_one_line(exc.format_message()).rstrip(".") + hint)
             code = exc.exit_code
         except click.Abort:
-            _echo_error("interrupted")
+            _echo_error("interrupted", prefix="")
             code = 130
         sys.exit(_flushed(code if isinstance(code, int) else 0))
 

@@ -663,6 +663,8 @@ def test_text_file_given_as_npy(work: Path, tmp_path: Path) -> None:
 def test_usage_errors_are_one_line_too(work: Path, tmp_path: Path) -> None:
     assert_one_error(run("evaluate"), "Missing argument", "evaluate --help")
     assert_one_error(run("inspect", tmp_path), "is a directory")
+    line = assert_one_error(run("no\x1bsuch" + "command" * 10_000))
+    assert line.isprintable() and len(line) < 400
 
 
 def test_train_header_shows_the_spec_initializers(tmp_path: Path) -> None:
