@@ -509,6 +509,35 @@ def test_stale_temporaries_of_dead_processes_are_swept(work: Path, tmp_path: Pat
         ["model.h5", alive.name, recent.name, other.name])
 
 
+def test_a_save_killed_with_sigkill_is_cleaned_up_by_the_next_save(work: Path,
+                                                                    tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the killed save leaves its temporary, the target is
+    intact, and the next save into the directory removes the temporary."""
+    target = tmp_path / "model.h5"
+    target.write_bytes(b"the previous model")
+    code = ("import sys, time\n"
+            "from pathlib import Path\n"
+            "from numbacnn.atomic_file import replace_atomically\n"
+            "from numbacnn.errors import ModelFileError\n"
+            "def write(fh):\n"
+            "    fh.write(b'half a model'); fh.flush(); print('writing', flush=True)\n"
+            "    time.sleep(60)\n"
+            "replace_atomically(Path(sys.argv[1]), write, ModelFileError, 'model')\n")
+    saver = subprocess.Popen([sys.executable, "-c", code, str(target)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert saver.stdout.readline() == "writing\n"
+    finally:
+        saver.kill()
+        saver.wait(timeout=30)
+    left = [p.name for p in tmp_path.iterdir() if p.name != "model.h5"]
+    assert len(left) == 1 and left[0].startswith(f".model.h5.tmp-{saver.pid}-")
+    assert target.read_bytes() == b"the previous model"
+    net, info = load_model(work / "sgd.h5")
+    save_model(target, net, info)
+    assert sorted(os.listdir(tmp_path)) == ["model.h5"]
+
+
 def test_import_npz_refuses_its_own_source_and_a_non_h5_name(work: Path, tmp_path: Path) -> None:
     source = write_dataset_npz(tmp_path / "X.npz")
     before = snapshot(tmp_path)
