@@ -372,6 +372,9 @@ def _read_npy_stream(fh: Any, where: str, size: int) -> np.ndarray:
     if dtype.hasobject:
         raise DataError(f"{where}: holds Python objects (pickled data), which numbacnn never "
                         "loads; save plain numeric arrays")
+    if any(d < 0 for d in shape) or array_bytes((d for d in shape if d), dtype.itemsize) >= 2**62:
+        raise DataError(f"{where}: its header declares shape {_shown(shape)}, which no "
+                        "array can have; the file is damaged: write it again")
     nbytes = array_bytes(shape, dtype.itemsize)
     header = fh.tell()
     if header + nbytes > size:

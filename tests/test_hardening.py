@@ -147,6 +147,18 @@ def test_npy_header_claiming_a_huge_array_is_not_read(tmp_path: Path) -> None:
         read_npy(path)
 
 
+@pytest.mark.parametrize("shape", [(-1, 159585, 159597, 362137030), (0, 2**40, 2**40)])
+def test_npy_header_with_an_impossible_shape(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    """Found by the long fuzz profile: a negative dimension reached bytearray()."""
+    header = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}"
+    header = header.ljust(118) + "\n"
+    path = tmp_path / "odd.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                     + header.encode())
+    with pytest.raises(DataError, match="which no array can have"):
+        read_npy(path)
+
+
 def test_npy_within_the_file_but_beyond_memory_says_how_much(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.npy"
