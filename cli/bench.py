@@ -51,6 +51,11 @@ def bench(specs: tuple[str, ...], batch: int | None, iterations: int | None,
     """
     from numbacnn.bench import format_text, run_benchmarks
 
+    if output is not None:  # refused now, not after the whole benchmark ran
+        from numbacnn.model_io import check_writable
+
+        check_writable(output, "--output")
+
     def log(line: str) -> None:
         click.echo(f"bench: {line}", err=True)
 
@@ -60,7 +65,11 @@ def bench(specs: tuple[str, ...], batch: int | None, iterations: int | None,
                             log=log)
     text = json.dumps(result, indent=2)
     if output is not None:
-        output.write_text(text + "\n", encoding="utf-8")
+        from numbacnn.atomic_file import replace_atomically
+        from numbacnn.errors import NumbacnnError
+
+        data = (text + "\n").encode("utf-8")
+        replace_atomically(output, lambda fh: fh.write(data), NumbacnnError, "benchmark result")
     click.echo(text if as_json else format_text(result))
 
 

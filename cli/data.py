@@ -13,6 +13,26 @@ from pathlib import Path
 import click
 
 _PATH = click.Path(path_type=Path)
+_OUT = click.Path(dir_okay=False, path_type=Path)
+_OUT_SUFFIXES = (".h5", ".hdf5")
+
+
+def _check_out(out: Path, *sources: str | Path) -> None:
+    """Refuse an OUT that is not .h5 (load_dataset would read a .npz name as zip) or
+    that is one of the sources (it would be overwritten while being read)."""
+    import os
+
+    from numbacnn.errors import DataError
+    from numbacnn.limits import exists
+
+    if out.suffix.lower() not in _OUT_SUFFIXES:
+        raise DataError(f"{out}: a dataset file is HDF5 and must be named .h5 or .hdf5; "
+                        f"choose another OUT, e.g. {out.with_suffix('.h5')}")
+    for source in sources:
+        source = Path(source)
+        if exists(out) and exists(source) and os.path.samefile(out, source):
+            raise DataError(f"{out}: is the source {source} itself; write the dataset to "
+                            "another file")
 
 
 @click.group("data")
@@ -22,12 +42,13 @@ def data() -> None:
 
 @data.command("import-idx")
 @click.argument("directory", type=_PATH)
-@click.argument("out", type=_PATH)
+@click.argument("out", type=_OUT)
 @click.option("--name", default=None, help="Dataset name (default: from the directory).")
 def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
     """Convert the four IDX files in DIRECTORY (MNIST layout) to the HDF5 file OUT."""
     from numbacnn.data import import_idx, save_dataset
 
+    _check_out(out)
     ds = import_idx(directory, name=name)
     save_dataset(ds, out)
     click.echo(f"wrote {out}: {_summary(ds)}")
@@ -35,12 +56,13 @@ def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
 
 @data.command("import-npz")
 @click.argument("file", type=_PATH)
-@click.argument("out", type=_PATH)
+@click.argument("out", type=_OUT)
 @click.option("--name", default=None, help="Dataset name (default: the file's stem).")
 def import_npz_command(file: Path, out: Path, name: str | None) -> None:
     """Convert FILE.npz (x_train, y_train, x_test, y_test) to the HDF5 file OUT."""
     from numbacnn.data import import_npz, save_dataset
 
+    _check_out(out, file)
     ds = import_npz(file, name=name)
     save_dataset(ds, out)
     click.echo(f"wrote {out}: {_summary(ds)}")
@@ -48,11 +70,15 @@ def import_npz_command(file: Path, out: Path, name: str | None) -> None:
 
 @data.command("make-mini")
 @click.argument("source")
-@click.argument("out", type=_PATH)
-@click.option("--train-per-class", default=600, show_default=True, help="Train images per class.")
-@click.option("--test-per-class", default=100, show_default=True, help="Test images per class.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the random subset.")
-@click.option("--level", default=9, show_default=True, help="gzip level (0-9) of the images.")
+@click.argument("out", type=_OUT)
+@click.option("--train-per-class", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Train images per class.")
+@click.option("--test-per-class", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Test images per class.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Seed of the random subset.")
+@click.option("--level", type=click.IntRange(0, 9), default=9, show_default=True,
+              help="gzip level (0-9) of the images.")
 def make_mini_command(
     source: str, out: Path, train_per_class: int, test_per_class: int, seed: int, level: int
 ) -> None:
@@ -63,6 +89,7 @@ def make_mini_command(
     """
     from numbacnn.data import load_dataset, make_mini, save_dataset
 
+    _check_out(out, source)
     mini = make_mini(load_dataset(source), train_per_class, test_per_class, seed)
     save_dataset(mini, out, compression=level)
     click.echo(f"wrote {out}: {_summary(mini)}")

@@ -63,6 +63,10 @@ def evaluate(models: tuple[Path, ...], data: str | None, split: str, batch_size:
         dataset.x_train, dataset.y_train)
     where = f"{source} ({split} split)"
     class_names = loaded[0][1].class_names
+    if dataset.num_classes != len(class_names):
+        raise _data_error(f"{source}: has {dataset.num_classes} class"
+                          f"{'' if dataset.num_classes == 1 else 'es'} but the model has "
+                          f"{len(class_names)}; evaluate on data labelled for this model")
     _check_labels(labels, len(class_names), where)
     if len(labels) == 0:
         raise _data_error(f"{where}: has no images to evaluate; use --split train or "
@@ -155,6 +159,8 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
 
     if len(paths) < 2:
         raise click.UsageError("give at least one MODEL and an INPUT")
+    if save_proba is not None:
+        _check_npy_path(save_proba)
     set_device(device)
     loaded = _load_models([Path(p) for p in paths[:-1]])
     info = loaded[0][1]
@@ -162,6 +168,8 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
     if limit is not None:
         images = images[:limit]
         labels = None if labels is None else labels[:limit]
+    if len(images) == 0:
+        raise _data_error(f"{paths[-1]}: holds no images to predict; give at least one")
     proba = ensemble_proba(loaded, images, batch_size, paths[-1])
     if save_proba is not None:
         _save_npy(save_proba, proba)
@@ -185,14 +193,25 @@ def _label_name(label: int, names: list[str]) -> str:
     return names[label] if 0 <= label < len(names) else str(label)
 
 
+def _check_npy_path(path: Path) -> None:
+    """--save-proba writes NumPy's .npy format: refuse another name (np.save would add
+    .npy silently) and an unwritable place, before any work is done."""
+    from numbacnn.errors import DataError
+    from numbacnn.model_io import check_writable
+
+    if path.suffix.lower() != ".npy":
+        raise DataError(f"{path}: --save-proba writes a .npy file; give a name ending in .npy, "
+                        f"e.g. {path.with_suffix('.npy').name}")
+    check_writable(path, "--save-proba")
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` atomically: a full disk leaves no truncated file."""
+    from numbacnn.atomic_file import replace_atomically
     from numbacnn.errors import DataError
 
-    try:
-        np.save(path, array)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot write the probabilities ({exc.strerror}); "
-                        "choose another --save-proba path") from None
+    replace_atomically(path, lambda fh: np.save(fh, array, allow_pickle=False), DataError,
+                       "probabilities")
 
 
 def load_images(source: str, input_shape: tuple[int, int, int],
@@ -211,7 +230,7 @@ def load_images(source: str, input_shape: tuple[int, int, int],
         single = _npz_images(path)
         if single is not None:
             return _as_batch(single, input_shape, str(path)), None
-    elif path.is_file() and suffix not in _DATASET_SUFFIXES:
+    elif _is_file(path) and suffix not in _DATASET_SUFFIXES:
         raise DataError(f"{path}: unknown input type {suffix or '(no suffix)'}; give a .npy, "
                         ".npz, .h5 dataset, .png or .jpg file")
     dataset = load_dataset(source)
@@ -221,40 +240,40 @@ def load_images(source: str, input_shape: tuple[int, int, int],
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    from numbacnn.data import read_npy
     from numbacnn.errors import DataError
+    from numbacnn.limits import exists
 
-    if not path.is_file():
+    if not exists(path):
         raise DataError(f"{path}: no such file; check the INPUT path")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npy file ({exc}); write it with np.save "
-                        "and a uint8 array") from None
+    return read_npy(path)
 
 
 def _npz_images(path: Path) -> np.ndarray | None:
     """The images of a .npz that is not a dataset (its `images` or only array), or None
     for a dataset .npz (x_train, y_train, x_test, y_test)."""
-    import zipfile
-
+    from numbacnn.data import read_npz
     from numbacnn.errors import DataError
+    from numbacnn.limits import check_regular_file
 
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; check the INPUT path")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = list(npz.files)
-            if "x_test" in keys or "x_train" in keys:
-                return None
-            if "images" in keys:
-                return npz["images"]
-            if len(keys) == 1:
-                return npz[keys[0]]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc}); write it with np.savez") \
-            from None
+    check_regular_file(path, "file", DataError, "check the INPUT path")  # "no such file"
+    arrays = read_npz(path)
+    keys = list(arrays)
+    if "x_test" in keys or "x_train" in keys:
+        return None
+    if "images" in keys:
+        return arrays["images"]
+    if len(keys) == 1:
+        return arrays[keys[0]]
     raise DataError(f"{path}: holds arrays {', '.join(keys) or 'none'}; give one array, one "
                     "named images, or a dataset's x_train/y_train/x_test/y_test")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the OS
+        return False
 
 
 def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int], where: str) -> np.ndarray:

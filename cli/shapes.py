@@ -37,7 +37,7 @@ def shapes(spec: str, input_size: str | None, batch: int, output_format: str) ->
     SPEC is a preset (listed below), a .spec file, or spec text such as
     "input 32x32x3; conv 10 5 stride=1 pad=2".
     """
-    from numbacnn.errors import SpecError
+    from numbacnn.errors import MissingInputError, SpecError
     from numbacnn.shapes import FORMATTERS, shape_table
     from numbacnn.spec import parse_input_size
 
@@ -47,7 +47,10 @@ def shapes(spec: str, input_size: str | None, batch: int, output_format: str) ->
             input_shape = parse_input_size(input_size)
         except SpecError as exc:
             raise SpecError(f"--input: {exc}") from None
-    report = shape_table(spec, input_shape=input_shape, batch=batch)
+    try:
+        report = shape_table(spec, input_shape=input_shape, batch=batch)
+    except MissingInputError as exc:
+        raise MissingInputError(f"{exc} or pass --input WxHxD") from None
     click.echo(FORMATTERS[output_format](report), nl=False)
 
 

@@ -99,8 +99,9 @@ def _duration(seconds: float) -> str:
 @click.argument("spec", required=False)
 @click.option("--data", help="Dataset: fashion-mnist-mini, fashion-mnist, a .h5/.npz file or "
               "a directory of IDX files.")
-@click.option("--epochs", type=int, help="Total epochs to train (with --resume: in all).")
-@click.option("--batch-size", type=int, help="Images per SGD step.")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Total epochs to train (with --resume: in all).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per SGD step.")
 @click.option("--lr", type=float, help="Learning rate of the first epoch.")
 @click.option("--momentum", type=float, help="SGD momentum μ.")
 @click.option("--weight-decay", type=float, help="L2 weight decay λ.")
@@ -108,17 +109,19 @@ def _duration(seconds: float) -> str:
 @click.option("--lr-policy", type=click.Choice(["constant", "step", "plateau"]),
               help="constant; step: × gamma every --lr-step epochs; plateau: ÷10 when "
               "validation accuracy has not improved for --patience epochs.")
-@click.option("--lr-step", type=int, help="Epochs between step reductions.")
+@click.option("--lr-step", type=click.IntRange(min=1), help="Epochs between step reductions.")
 @click.option("--gamma", type=float, help="Factor of each step reduction.")
-@click.option("--patience", type=int, help="Epochs without improvement before ÷10 (plateau).")
+@click.option("--patience", type=click.IntRange(min=1),
+              help="Epochs without improvement before ÷10 (plateau).")
 @click.option("--init", type=click.Choice(["he", "xavier", "normal", "zeros"]),
               help="Weight initializer of layers whose spec gives no init=.")
 @click.option("--augment/--no-augment", default=None,
               help="Random crop (2 px padding) and horizontal flip of training images.")
 @click.option("--val-split", type=float, help="Fraction of the training split held out.")
-@click.option("--seed", type=int, help="Seed of weights, split, shuffling, augmentation, "
-              "dropout: same seed, same run (bit for bit on the CPU).")
-@click.option("--limit", type=int, help="Use only the first N training images (quick tries).")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), help="Seed of weights, split, "
+              "shuffling, augmentation, dropout: same seed, same run (bit for bit on the CPU).")
+@click.option("--limit", type=click.IntRange(min=1),
+              help="Use only the first N training images (quick tries).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where the kernels run.")
 @click.option("--tf32", is_flag=True, help="On a GPU, let the matrix products use TF32 tensor "
@@ -126,8 +129,10 @@ def _duration(seconds: float) -> str:
 @click.option("--out", type=_PATH, help=f"Checkpoint file [default: {DEFAULT_OUT}, or the "
               "--resume file]; the best model goes beside it as NAME.best.h5.")
 @click.option("--resume", type=_PATH, help="Continue training from this checkpoint.")
+@click.option("--force", is_flag=True, help="Replace an existing --out file and its best "
+              "model (without it, train refuses to overwrite them).")
 def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
-          **options: Any) -> None:
+          force: bool, **options: Any) -> None:
     """Train SPEC (a preset, a .spec file or spec text; default fmnist) on --data.
 
     Prints one line per epoch (train and validation loss and accuracy, lr, seconds),
@@ -141,8 +146,11 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     set_tf32(tf32)
     progress = _Progress()
     if resume is not None:
+        if out is not None and not _same_file(out, resume):
+            _refuse_overwrite(out, force)
         trainer = _resume(resume, spec, out, chosen, progress)
     else:
+        _refuse_overwrite(out or DEFAULT_OUT, force)
         trainer = _start(spec, out or DEFAULT_OUT, chosen, progress)
     try:
         trainer.run()
@@ -153,6 +161,31 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     finally:
         progress.clear()
     _report(trainer)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    import os
+
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _refuse_overwrite(out: Path, force: bool) -> None:
+    """A finished model is work: never replace it (or its best model) without --force."""
+    from numbacnn.errors import ModelFileError
+    from numbacnn.limits import exists
+    from numbacnn.model_io import best_path, check_writable
+
+    check_writable(out)
+    if force:
+        return
+    for path in (out, best_path(out)):
+        if exists(path):
+            raise ModelFileError(f"{path}: exists already; pass --force to replace it (and "
+                                 f"{best_path(out).name}), --resume {out} to continue that "
+                                 "run, or choose another --out")
 
 
 def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress) -> Any:
@@ -205,9 +238,20 @@ def _header(trainer: Any) -> None:
                f"{net.num_classes} classes, {net.num_params():,} parameters")
     epochs = f"{s.epochs} epoch" + ("s" if s.epochs != 1 else "")
     click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "
-               f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {s.init}, augment "
+               f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {_inits(trainer)}, augment "
                f"{'on' if s.augment else 'off'}, seed {s.seed}, device {get_device()} "
                f"({precision()}), checkpoint {trainer.out}")
+
+
+def _inits(trainer: Any) -> str:
+    """The initializers the layers really use: a spec's init= overrides --init."""
+    default = trainer.settings.init
+    used = [layer.init or default for layer in trainer.net.layers if layer.params]
+    if not used or all(init == default for init in used):
+        return default
+    if len(set(used)) == 1:
+        return f"{used[0]} (from the spec)"
+    return "/".join(dict.fromkeys(used)) + " (per layer, from the spec)"
 
 
 def _report(trainer: Any) -> None:

@@ -927,8 +927,9 @@ def format_text(result: dict[str, Any]) -> str:
     lines.append("")
     lines.append("targets:")
     for row in result.get("targets", []):
-        lines.append(f"  [{_verdict(row['passed']):>4}] {row['target']}: {row['goal']}; "
-                     f"measured {row['measured']}")
+        shown = row["measured"]  # "not measured", or a value to prefix with "measured"
+        shown = shown if shown == "not measured" else f"measured {shown}"
+        lines.append(f"  [{_verdict(row['passed']):>4}] {row['target']}: {row['goal']}; {shown}")
     return "\n".join(lines)
 
 

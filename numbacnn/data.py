@@ -24,6 +24,7 @@ images (:func:`normalization`, :func:`normalize`).
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zipfile
 import zlib
@@ -31,12 +32,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
-from numbacnn.atomic_file import replace_atomically
-from numbacnn.errors import DataError
+from numbacnn.atomic_file import hdf5_bytes, replace_atomically
+from numbacnn.errors import DataError, shown_path
+from numbacnn.limits import array_bytes, check_memory, check_regular_file, exists
 
 FORMAT = "numbacnn-dataset"
 FORMAT_VERSION = 1
@@ -142,38 +145,55 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (plain or gzip-compressed, detected by content) into an array.
 
     Returns the array with the dims stored in the file, in native byte order
-    (uint8, int8, int16, int32, float32 or float64 by the IDX type code).
+    (uint8, int8, int16, int32, float32 or float64 by the IDX type code). The header's
+    dimensions are checked against the file (and the memory free) before the data is
+    read, so a gzip file cannot expand beyond what its header declares.
     """
     path = Path(path)
-    raw = _read_bytes(path, "IDX file")
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(
-                f"{path}: truncated or corrupt gzip data ({exc}); download the file again"
-            ) from None
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_TYPES:
+    check_regular_file(path, "IDX file", DataError)
+    try:
+        with open(path, "rb") as raw_fh:
+            compressed = raw_fh.read(2) == _GZIP_MAGIC
+            raw_fh.seek(0)
+            fh = gzip.GzipFile(fileobj=raw_fh) if compressed else raw_fh
+            return _read_idx_stream(fh, path)
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, DataError):
+            raise
+        what = "truncated or corrupt gzip data" if compressed else "cannot read it"
+        raise DataError(f"{path}: {what} ({_first_line(exc)}); download the file again") \
+            from None
+
+
+def _read_idx_stream(fh: Any, path: Path) -> np.ndarray:
+    magic = fh.read(4)
+    if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in _IDX_TYPES:
         raise DataError(
-            f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'none'}); "
+            f"{path}: not an IDX file (bad magic number {magic[:4].hex() or 'none'}); "
             "expected 00 00 <type 08/09/0b/0c/0d/0e> <ndim>"
         )
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
+    dtype = np.dtype(_IDX_TYPES[magic[2]])
+    ndim = magic[3]
+    dims_raw = fh.read(4 * ndim)
+    if ndim == 0 or len(dims_raw) < 4 * ndim:
         raise DataError(f"{path}: IDX header is truncated or has no dimensions; get a good copy")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    count = int(np.prod(dims, dtype=np.int64))
-    expected = count * dtype.itemsize
-    if len(raw) - header != expected:
-        what = "truncated" if len(raw) - header < expected else "longer than its header says"
+    dims = struct.unpack(f">{ndim}I", dims_raw)
+    expected = array_bytes(dims, dtype.itemsize)  # exact: no int64 overflow
+    check_memory(expected, f"{path}: the IDX header's dims {dims}", DataError,
+                 "the file is damaged or not an IDX file: download it again")
+    if array_bytes((d for d in dims if d), dtype.itemsize) >= 2**62:
+        raise DataError(f"{path}: IDX header's dims {dims} describe no array numpy can hold; "
+                        "the file is damaged: download it again")
+    data = fh.read(expected + 1)
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "longer than its header says"
+        found = f"{len(data)}" if len(data) < expected else f"more than {expected}"
         raise DataError(
             f"{path}: IDX file is {what}: dims {dims} need {expected} data bytes, "
-            f"found {len(raw) - header}; download the file again"
+            f"found {found}; download the file again"
         )
-    data = np.frombuffer(raw, dtype=dtype, count=count, offset=header)
-    return data.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(dims))
+    return array.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
 
 
 def _find_idx(directory: Path, prefix: str, kind: str, ndim: int) -> Path | None:
@@ -270,16 +290,10 @@ def import_npz(path: str | Path, name: str | None = None) -> Dataset:
     an array of strings (default "0", "1", ... up to the largest label).
     """
     path = Path(path)
-    if not path.is_file():
+    if not exists(path):
         raise DataError(f"{path}: no such file; pass an existing .npz file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(
-            f"{path}: not a readable .npz file ({exc}); write it with np.savez "
-            "and plain (not object) arrays"
-        ) from None
+    check_regular_file(path, ".npz file", DataError, "pass an existing .npz file")
+    arrays = read_npz(path)
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise DataError(
@@ -306,6 +320,82 @@ def import_npz(path: str | Path, name: str | None = None) -> Dataset:
     return validate(ds, str(path))
 
 
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a ``.npz``, each header checked (no pickle, a size the member and
+    the memory can hold) before its data is read."""
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                with archive.open(info) as fh:
+                    arrays[key] = _read_npy_stream(fh, f"{path} member {key}", info.file_size)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(
+            f"{path}: not a readable .npz file ({_first_line(exc)}); write it with np.savez "
+            "and plain (not object) arrays"
+        ) from None
+    return arrays
+
+
+def read_npy(path: str | Path) -> np.ndarray:
+    """The array of a ``.npy`` file, its header checked before the data is read: the
+    NumPy magic, no pickled objects, and a shape the file and the memory can hold."""
+    path = Path(path)
+    check_regular_file(path, ".npy file", DataError, "check the path")
+    try:
+        with open(path, "rb") as fh:
+            return _read_npy_stream(fh, str(path), path.stat().st_size)
+    except (OSError, EOFError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npy file ({_first_line(exc)}); write it "
+                        "with np.save and a uint8 array") from None
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_npy_stream(fh: Any, where: str, size: int) -> np.ndarray:
+    fmt = np.lib.format
+    if fh.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+        raise DataError(f"{where}: not a .npy array (it does not start with the NumPy magic "
+                        "bytes); write it with np.save")
+    version = tuple(fh.read(2))
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    if version not in readers:
+        raise DataError(f"{where}: .npy format version {version} is not supported; write it "
+                        "with np.save")
+    shape, fortran, dtype = readers[version](fh, max_header_size=10_000)
+    if dtype.hasobject:
+        raise DataError(f"{where}: holds Python objects (pickled data), which numbacnn never "
+                        "loads; save plain numeric arrays")
+    if any(d < 0 for d in shape) or array_bytes((d for d in shape if d), dtype.itemsize) >= 2**62:
+        raise DataError(f"{where}: its header declares shape {_shown(shape)}, which no "
+                        "array can have; the file is damaged: write it again")
+    nbytes = array_bytes(shape, dtype.itemsize)
+    header = fh.tell()
+    if header + nbytes > size:
+        raise DataError(f"{where}: its header declares shape {shape} of {dtype} "
+                        f"({nbytes:,} bytes) but only {max(size - header, 0):,} follow; the "
+                        "file is truncated or damaged: write it again")
+    check_memory(nbytes, f"{where}: shape {shape}", DataError, "use a smaller array")
+    data = bytearray(nbytes)  # read in place: one copy of the array in memory, not two
+    view, got = memoryview(data), 0
+    while got < nbytes:
+        n = fh.readinto(view[got:])
+        if not n:
+            raise DataError(f"{where}: truncated: {got:,} of {nbytes:,} data bytes; write it "
+                            "again")
+        got += n
+    array = np.frombuffer(data, dtype=dtype)
+    if fortran:
+        return np.ascontiguousarray(array.reshape(shape[::-1]).transpose())
+    return array.reshape(shape)
+
+
 # ----------------------------------------------------------------------------- HDF5
 
 
@@ -323,33 +413,36 @@ def save_dataset(ds: Dataset, path: str | Path, compression: int = 4) -> None:
         raise DataError(f"{path}: directory {directory} does not exist; create it first")
     if path.is_dir():
         raise DataError(f"{path}: is a directory; give a file name such as {path / 'data.h5'}")
-    replace_atomically(path, lambda tmp: _write_h5(ds, tmp, compression), DataError, "dataset")
+    if not 0 <= compression <= 9:
+        raise DataError(f"gzip level {compression} is outside 0-9; give a level from 0 (none) "
+                        "to 9 (smallest)")
+    replace_atomically(path, lambda fh: fh.write(hdf5_bytes(
+        lambda f: _write_h5(ds, f, compression))), DataError, "dataset")
 
 
-def _write_h5(ds: Dataset, path: Path, compression: int) -> None:
-    with h5py.File(path, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-        f.attrs["name"] = ds.name
-        f.attrs.create(
-            "class_names", np.array(ds.class_names, dtype=object), dtype=h5py.string_dtype()
-        )
-        for split in ("train", "test"):
-            x = np.ascontiguousarray(getattr(ds, f"x_{split}"))
-            group = f.create_group(split)
-            options = {}
-            if len(x):
-                rows = max(1, min(len(x), _CHUNK_BYTES // max(1, x[0].nbytes)))
-                options = {"chunks": (rows, *x.shape[1:]), "compression": "gzip",
-                           "compression_opts": compression}  # fmt: skip
-            group.create_dataset("images", data=x, **options)
-            group.create_dataset("labels", data=getattr(ds, f"y_{split}").astype(np.int64))
+def _write_h5(ds: Dataset, f: h5py.File, compression: int) -> None:
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+    f.attrs["name"] = ds.name
+    f.attrs.create(
+        "class_names", np.array(ds.class_names, dtype=object), dtype=h5py.string_dtype()
+    )
+    for split in ("train", "test"):
+        x = np.ascontiguousarray(getattr(ds, f"x_{split}"))
+        group = f.create_group(split)
+        options = {}
+        if len(x):
+            rows = max(1, min(len(x), _CHUNK_BYTES // max(1, x[0].nbytes)))
+            options = {"chunks": (rows, *x.shape[1:]), "compression": "gzip",
+                       "compression_opts": compression}  # fmt: skip
+        group.create_dataset("images", data=x, **options)
+        group.create_dataset("labels", data=getattr(ds, f"y_{split}").astype(np.int64))
 
 
 def read_h5(path: str | Path) -> Dataset:
     """Read an HDF5 dataset file written by :func:`save_dataset` (see docs/hdf5.md)."""
     path = Path(path)
-    _read_bytes(path, "dataset file", nbytes=0)
+    check_regular_file(path, "dataset file", DataError)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -361,32 +454,59 @@ def read_h5(path: str | Path) -> Dataset:
         fmt = _text(f.attrs.get("format", ""))
         if fmt != FORMAT:
             raise DataError(
-                f"{path}: format attribute is {fmt!r}, expected {FORMAT!r}; this is not a "
-                "numbacnn dataset file: create one with numbacnn data import-idx/import-npz"
+                f"{path}: format attribute is {_shown(fmt)}, expected {FORMAT!r}; this is not "
+                "a numbacnn dataset file: create one with numbacnn data import-idx/import-npz"
             )
-        version = int(f.attrs.get("format_version", 0))
-        if version != FORMAT_VERSION:
+        version = f.attrs.get("format_version", 0)
+        if not isinstance(version, int | np.integer) or int(version) != FORMAT_VERSION:
             raise DataError(
-                f"{path}: dataset format_version {version} is not supported (this numbacnn "
-                f"reads version {FORMAT_VERSION}); upgrade numbacnn or re-create the file"
+                f"{path}: dataset format_version {_shown(version)} is not supported (this "
+                f"numbacnn reads version {FORMAT_VERSION}); upgrade numbacnn or re-create the "
+                "file"
             )
         names = f.attrs.get("class_names")
         if names is None:
             raise DataError(f"{path}: class_names attribute is missing; re-create the file")
+        names = np.asarray(names).reshape(-1)
+        if names.dtype.kind not in "OSU" or not all(isinstance(n, str | bytes) for n in names):
+            raise DataError(f"{path}: class_names is {_shown(names)}, not strings; re-create "
+                            "the file")
+        name = f.attrs.get("name", path.stem)
+        if not isinstance(name, str | bytes):
+            raise DataError(f"{path}: name attribute is {_shown(name)}, not a string; re-create "
+                            "the file")
         arrays = {}
         for split in ("train", "test"):
             for member, key in (("images", "x"), ("labels", "y")):
                 arrays[f"{key}_{split}"] = _read_member(f, f"{split}/{member}", path)
-        class_names = [_text(n) for n in np.asarray(names).reshape(-1)]
-        ds = Dataset(class_names=class_names, name=_text(f.attrs.get("name", path.stem)), **arrays)
+        class_names = [_text(n) for n in names]
+        for text in (*class_names, _text(name)):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # h5py decodes invalid UTF-8 into surrogates
+                raise DataError(f"{path}: class_names or name is not valid UTF-8 text; "
+                                "re-create the file") from None
+        ds = Dataset(class_names=class_names, name=_text(name), **arrays)
     return validate(ds, str(path))
 
 
 def _read_member(f: h5py.File, member: str, path: Path) -> np.ndarray:
     if member not in f or not isinstance(f[member], h5py.Dataset):
         raise DataError(f"{path}: dataset {member} is missing; re-create the file")
+    dataset = f[member]
+    images = member.endswith("images")
+    kinds, ndim = ("u", 4) if images else ("iu", 1)
+    if dataset.dtype.kind not in kinds or len(dataset.shape) != ndim or (
+            images and dataset.dtype != np.uint8):
+        expected = "uint8 N x C x H x W" if images else "integers of shape (N,)"
+        split, what = member.split("/")
+        raise DataError(f"{path}: {split} {what} are {dataset.dtype} {tuple(dataset.shape)}, "
+                        f"expected {expected}; re-create the file")
+    check_memory(array_bytes(dataset.shape, dataset.dtype.itemsize),
+                 f"{path}: {member} of shape {tuple(dataset.shape)}", DataError,
+                 "the file is damaged, or use a machine with more memory")
     try:
-        return f[member][()]
+        return dataset[()]
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise DataError(
             f"{path}: cannot read {member} ({_first_line(exc)}); the file is truncated "
@@ -398,15 +518,22 @@ def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _shown(value: object, limit: int = 60) -> str:
+    """A value for a message: one line, at most ``limit`` characters."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist() if value.size <= 8 else f"<{value.dtype} array {value.shape}>"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _read_bytes(path: Path, what: str, nbytes: int = -1) -> bytes:
-    if not path.exists():
-        raise DataError(f"{path}: no such {what}; check the path")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a {what}")
+    check_regular_file(path, what, DataError)
     try:
         with open(path, "rb") as fh:
             return fh.read(nbytes)
@@ -443,10 +570,11 @@ def load_dataset(source: str | Path) -> Dataset:
         directory = text.split(":", 1)[1]
         return import_idx(directory, FASHION_MNIST, list(FASHION_MNIST_CLASSES))
     path = Path(source)
+    if not exists(path):  # also a name too long for the OS
+        raise DataError(f"{shown_path(path)}: no such dataset file or directory; "
+                        f"{SOURCES_HELP}")
     if path.is_dir():
         return import_idx(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such dataset file or directory; {SOURCES_HELP}")
     head = _read_bytes(path, "dataset file", nbytes=8)
     if path.suffix == ".npz" or head.startswith(_ZIP_MAGIC):
         return import_npz(path)

@@ -6,12 +6,29 @@ with status 2; nothing else should ever print a traceback.
 """
 
 
+def excerpt(text: str, limit: int = 60) -> str:
+    """``text`` quoted for a message: control characters escaped, at most ``limit``
+    characters (a hostile 100 KB line is not echoed in full)."""
+    shown = repr(text[:limit])
+    return shown if len(text) <= limit else shown[:-1] + "…" + shown[-1]
+
+
+def shown_path(path: object, limit: int = 200) -> str:
+    """A path for a message: as it is when printable and short, else :func:`excerpt`."""
+    text = str(path)
+    return text if text.isprintable() and len(text) <= limit else excerpt(text, 60)
+
+
 class NumbacnnError(Exception):
     """Base class: the message says what is wrong, where, and how to fix it."""
 
 
 class SpecError(NumbacnnError):
     """A layer spec cannot be parsed or does not fit its input."""
+
+
+class MissingInputError(SpecError):
+    """A spec has no input line and no input size was given separately."""
 
 
 class ShapeError(NumbacnnError):

@@ -23,15 +23,17 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import h5py
 import numpy as np
 
 from numbacnn import __version__
-from numbacnn.atomic_file import replace_atomically
+from numbacnn.atomic_file import hdf5_bytes, replace_atomically
 from numbacnn.data import normalize
-from numbacnn.errors import DataError, ModelFileError, NumbacnnError
+from numbacnn.errors import DataError, ModelFileError, NumbacnnError, shown_path
+from numbacnn.init import INITIALIZERS
+from numbacnn.limits import MAX_INT, array_bytes, check_memory, check_regular_file
 from numbacnn.network import Network
 from numbacnn.optim import SGD, Adam
 
@@ -151,6 +153,14 @@ def check_writable(path: str | Path, option: str = "--out") -> Path:
     by creating and removing a probe file in its directory)."""
     path = Path(path)
     directory = path.parent
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop ...
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ModelFileError(f"{shown_path(path)}: cannot write there ({reason}); choose "
+                             f"another {option}") from None
     if path.is_dir():
         raise ModelFileError(f"{path}: is a directory; give {option} a file name such as "
                              f"{path / 'model.h5'}")
@@ -170,19 +180,27 @@ def check_writable(path: str | Path, option: str = "--out") -> Path:
 def save_model(path: str | Path, net: Network, info: ModelInfo) -> None:
     """Write ``net``'s layers and weights and ``info`` to ``path`` atomically.
 
-    The file is written under a temporary name in the same directory, fsynced and renamed
-    over ``path``; on any error the temporary file is removed and an existing ``path`` is
-    left untouched (OSError, e.g. a full disk, becomes ModelFileError).
+    The HDF5 file is built in memory, written under a temporary name in the same
+    directory, fsynced and renamed over ``path``; on any error (a full disk, Ctrl-C) the
+    temporary file is removed and an existing ``path`` is left untouched (OSError
+    becomes ModelFileError).
     """
-    _atomic_write(Path(path), lambda tmp: _write_model(tmp, net, info))
+    path = Path(path)
+    if net.input_shape is None:
+        raise ModelFileError(f"{path}: the network has no input shape; build it before saving")
+    _atomic_write(path, lambda fh: fh.write(hdf5_bytes(lambda f: _write_model(f, net, info))))
 
 
 def copy_model(source: str | Path, target: str | Path) -> None:
     """Copy the model file ``source`` to ``target`` atomically (for the best model)."""
-    _atomic_write(Path(target), lambda tmp: shutil.copyfile(source, tmp))
+    def copy(fh: BinaryIO) -> None:
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, fh)
+
+    _atomic_write(Path(target), copy)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     check_writable(path)
     replace_atomically(path, write, ModelFileError, "model")
 
@@ -206,37 +224,34 @@ def _write_array(group: h5py.Group, name: str, array: Any) -> None:
     group.create_dataset(name, data=data, fletcher32=True)
 
 
-def _write_model(path: Path, net: Network, info: ModelInfo) -> None:
-    if net.input_shape is None:
-        raise ModelFileError(f"{path}: the network has no input shape; build it before saving")
-    with h5py.File(path, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-        f.attrs["numbacnn_version"] = __version__
-        f.attrs["spec"] = info.spec_text or net.spec_text or ""
-        f.attrs["input_shape"] = np.asarray(net.input_shape, np.int64)
-        f.attrs.create("class_names", np.array(info.class_names, dtype=object),
-                       dtype=h5py.string_dtype())
-        f.attrs["normalization_mean"] = np.asarray(info.mean, np.float32).reshape(-1)
-        f.attrs["normalization_std"] = np.asarray(info.std, np.float32).reshape(-1)
-        names = _layer_names(net)
-        layers = f.create_group("layers")
-        for index, (name, layer) in enumerate(zip(names, net.layers, strict=True)):
-            group = layers.create_group(name)
-            group.attrs["index"] = np.int64(index)
-            group.attrs["kind"] = layer.kind
-            group.attrs["init"] = layer.init or ""
-            for key, value in layer.hyperparameters().items():
-                group.attrs[key] = value
-            for key, value in layer.params.items():
-                _write_array(group, key, value)
-        if info.optimizer is not None:
-            _write_optimizer(f.create_group("optimizer"), info.optimizer, names)
-        if info.training is not None:
-            _write_training(f.create_group("training"), info.training)
-        history = f.create_group("history")
-        for key in HISTORY_KEYS:
-            history.create_dataset(key, data=np.asarray(info.history.get(key, []), np.float64))
+def _write_model(f: h5py.File, net: Network, info: ModelInfo) -> None:
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+    f.attrs["numbacnn_version"] = __version__
+    f.attrs["spec"] = info.spec_text or net.spec_text or ""
+    f.attrs["input_shape"] = np.asarray(net.input_shape, np.int64)
+    f.attrs.create("class_names", np.array(info.class_names, dtype=object),
+                   dtype=h5py.string_dtype())
+    f.attrs["normalization_mean"] = np.asarray(info.mean, np.float32).reshape(-1)
+    f.attrs["normalization_std"] = np.asarray(info.std, np.float32).reshape(-1)
+    names = _layer_names(net)
+    layers = f.create_group("layers")
+    for index, (name, layer) in enumerate(zip(names, net.layers, strict=True)):
+        group = layers.create_group(name)
+        group.attrs["index"] = np.int64(index)
+        group.attrs["kind"] = layer.kind
+        group.attrs["init"] = layer.init or ""
+        for key, value in layer.hyperparameters().items():
+            group.attrs[key] = value
+        for key, value in layer.params.items():
+            _write_array(group, key, value)
+    if info.optimizer is not None:
+        _write_optimizer(f.create_group("optimizer"), info.optimizer, names)
+    if info.training is not None:
+        _write_training(f.create_group("training"), info.training)
+    history = f.create_group("history")
+    for key in HISTORY_KEYS:
+        history.create_dataset(key, data=np.asarray(info.history.get(key, []), np.float64))
 
 
 def _write_optimizer(group: h5py.Group, state: OptimizerState, names: list[str]) -> None:
@@ -267,11 +282,23 @@ class _Damaged(Exception):
     """Internal: a structural problem found while reading, turned into ModelFileError."""
 
 
+# Every attribute and array is checked against this schema before it is used: its
+# type (an integer is not a float, a float not a complex), its range, and an array's
+# shape and size before it is read, so a tampered file cannot allocate without bound.
+_SCHEDULE_TYPES = {"policy": str, "base_lr": float, "step": int, "gamma": float,
+                   "patience": int, "lr": float, "best": float, "stale_epochs": int}
+_PARTIAL_KEYS = ("loss", "correct", "seen", "seconds")
+_OPTIMIZER_HYPER = {"sgd": ("momentum", "weight_decay"),
+                    "adam": ("beta1", "beta2", "eps", "weight_decay")}
+_OPTIMIZER_SLOTS = {"sgd": ("v",), "adam": ("m", "v")}
+
+
 def load_model(path: str | Path) -> tuple[Network, ModelInfo]:
     """Read a model file: the network (weights on the current device) and its ModelInfo.
 
     Raises ModelFileError for a missing file, a file that is not HDF5, a truncated or
-    corrupt file, a file of another format, or weights whose shapes do not fit the layers.
+    corrupt file, a file of another format, an attribute of the wrong type or range,
+    weights whose shapes do not fit the layers, and non-finite or non-float weights.
     """
     path = Path(path)
     _check_signature(path)
@@ -293,11 +320,8 @@ def load_model(path: str | Path) -> tuple[Network, ModelInfo]:
 
 
 def _check_signature(path: Path) -> None:
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such model file; check the path, or train one with "
-                             f"numbacnn train --out {path}")
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory, not a model file; give the .h5 file")
+    check_regular_file(path, "model file", ModelFileError,
+                       f"check the path, or train one with numbacnn train --out {path}")
     try:
         with open(path, "rb") as fh:
             head = fh.read(len(_HDF5_SIGNATURE))
@@ -314,125 +338,338 @@ def _check_format(f: h5py.File, path: Path) -> None:
     if fmt != FORMAT:
         hint = (" (this is a dataset file: pass it with --data)" if fmt == "numbacnn-dataset"
                 else "")
-        raise ModelFileError(f"{path}: format attribute is {fmt!r}, expected {FORMAT!r}{hint}; "
-                             "give a model written by numbacnn train")
-    version = int(f.attrs.get("format_version", 0))
-    if version != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model format_version {version} is not supported (this "
-                             f"numbacnn reads version {FORMAT_VERSION}); upgrade numbacnn or "
-                             "train the model again")
+        raise ModelFileError(f"{path}: format attribute is {_shown(fmt)}, expected {FORMAT!r}"
+                             f"{hint}; give a model written by numbacnn train")
+    version = f.attrs.get("format_version", 0)
+    if not _is_int(version) or int(version) != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format_version {_shown(version)} is not supported "
+                             f"(this numbacnn reads version {FORMAT_VERSION}); upgrade numbacnn "
+                             "or train the model again")
 
 
 def _read_model(f: h5py.File, path: Path) -> tuple[Network, ModelInfo]:
     for name in ("input_shape", "class_names", "normalization_mean", "normalization_std"):
         if name not in f.attrs:
             raise _Damaged(f"root attribute {name} is missing")
-    if "layers" not in f:
+    if not isinstance(f.get("layers", getlink=True), h5py.HardLink) or not isinstance(
+            f["layers"], h5py.Group):
         raise _Damaged("group layers is missing")
     net, names = _read_network(f, path)
+    C = net.input_shape[0]  # type: ignore[index]
     info = ModelInfo(
-        spec_text=_text(f.attrs.get("spec", "")),
+        spec_text=_string_attr(f.attrs, "spec", ""),
         input_shape=net.input_shape,  # type: ignore[arg-type]
-        class_names=[_text(n) for n in np.asarray(f.attrs["class_names"]).reshape(-1)],
-        mean=np.asarray(f.attrs["normalization_mean"], np.float32).reshape(-1),
-        std=np.asarray(f.attrs["normalization_std"], np.float32).reshape(-1),
-        numbacnn_version=_text(f.attrs.get("numbacnn_version", "")),
+        class_names=_class_names(f.attrs["class_names"]),
+        mean=_float_vector(f.attrs, "normalization_mean", C),
+        std=_float_vector(f.attrs, "normalization_std", C),
+        numbacnn_version=_string_attr(f.attrs, "numbacnn_version", ""),
         path=path,
     )
-    C = info.input_shape[0]
-    if len(info.mean) != C or len(info.std) != C or not np.all(info.std > 0):
-        raise _Damaged(f"the normalization needs {C} means and {C} positive stds")
+    if not np.all(info.std > 0):
+        raise _Damaged(f"the normalization needs {C} positive stds, got {_numbers(info.std)}")
     if len(info.class_names) != net.num_classes:
         raise _Damaged(f"{len(info.class_names)} class names for {net.num_classes} outputs")
     if "optimizer" in f:
-        info.optimizer = _read_optimizer(f["optimizer"], names, net)
+        info.optimizer = _read_optimizer(_group(f, "optimizer"), names, net)
     if "training" in f:
-        info.training = _read_training(f["training"])
+        info.training = _read_training(_group(f, "training"))
         net.step = info.training.step
-        net.seed = int(info.training.settings.get("seed", 0))
+        net.seed = int(info.training.settings["seed"])
     if "history" in f:
-        info.history = {key: np.asarray(f["history"][key][()], np.float64)
-                        for key in HISTORY_KEYS if key in f["history"]}
+        history = _group(f, "history")
+        info.history = {key: _read_array(history[key], None, ndim=1, nan_ok=True)
+                        for key in HISTORY_KEYS if key in history}
+        lengths = {len(values) for values in info.history.values()}
+        if len(lengths) > 1:
+            raise _Damaged("the history arrays have different lengths")
     return net, info
 
 
 def _read_network(f: h5py.File, path: Path) -> tuple[Network, list[str]]:
     from numbacnn.layers import LAYERS
+    from numbacnn.spec import SYNTAX
 
-    groups = sorted(f["layers"].values(), key=lambda g: int(g.attrs.get("index", -1)))
+    groups = [_group(f["layers"], name) for name in f["layers"]]
+    if not groups:
+        raise _Damaged("group layers holds no layers")
+    indices = [_int_attr(g.attrs, "index", g.name) for g in groups]
+    if sorted(indices) != list(range(len(groups))):
+        raise _Damaged(f"the layers' index attributes are {sorted(indices)}, expected "
+                       f"0…{len(groups) - 1} once each")
+    groups = [g for _, g in sorted(zip(indices, groups, strict=True), key=lambda p: p[0])]
     layers = []
     for group in groups:
-        kind = _text(group.attrs.get("kind", ""))
-        if kind not in LAYERS:
-            raise _Damaged(f"{group.name} has unknown layer kind {kind!r}")
-        hyper = {k: _plain(v) for k, v in group.attrs.items() if k not in _LAYER_ATTRS}
+        kind = _string_attr(group.attrs, "kind", "")
+        if kind not in LAYERS or kind == "softmax":
+            raise _Damaged(f"{group.name} has unknown layer kind {_shown(kind)}")
+        hyper = {}
+        for key, value in group.attrs.items():
+            if key in _LAYER_ATTRS:
+                continue
+            option = SYNTAX[kind].option(key)
+            if option is None or option.key in ("init", "activation"):
+                raise _Damaged(f"{group.name} has unknown attribute {_shown(key)}")
+            hyper[key] = _option_value(option, value, f"{group.name}/@{key}")
+        init = _string_attr(group.attrs, "init", "")
+        if init and init not in INITIALIZERS:
+            raise _Damaged(f"{group.name}/@init is {_shown(init)}, not one of "
+                           f"{', '.join(INITIALIZERS)}")
         try:
             layer = LAYERS[kind](**hyper)
         except (TypeError, NumbacnnError) as exc:
             raise _Damaged(f"{group.name}: bad hyperparameters {hyper} ({exc})") from None
-        layer.init = _text(group.attrs.get("init", "")) or None
+        layer.init = init or None
         layers.append(layer)
-    input_shape = tuple(int(d) for d in np.asarray(f.attrs["input_shape"]).reshape(-1))
-    if len(input_shape) != 3:
-        raise _Damaged(f"input_shape {input_shape} is not (C, H, W)")
+    shape = f.attrs["input_shape"]
+    if (not isinstance(shape, np.ndarray) or shape.shape != (3,) or shape.dtype.kind not in "iu"
+            or shape.min() < 1 or shape.max() > MAX_INT):
+        raise _Damaged(f"input_shape {_shown(shape)} is not three integers (C, H, W) in "
+                       f"1…{MAX_INT}")
+    input_shape = tuple(int(d) for d in shape)
     try:
         net = Network(layers, input_shape=input_shape,  # type: ignore[arg-type]
-                      spec_text=_text(f.attrs.get("spec", "")) or None)
+                      spec_text=_string_attr(f.attrs, "spec", "") or None)
     except NumbacnnError as exc:
         raise _Damaged(f"the layers do not fit together ({exc})") from None
     names = [group.name.rsplit("/", 1)[-1] for group in groups]
+    weights = sum(array_bytes(s, 4) for layer in net.layers for s in layer.param_shapes().values())
+    check_memory(2 * weights, f"the weights of {path}", ModelFileError,
+                 "use a machine with more memory")
     B = net.backend()
     for group, layer in zip(groups, net.layers, strict=True):
         expected = layer.param_shapes()
         stored = {k for k, v in group.items() if isinstance(v, h5py.Dataset)}
-        if stored != set(expected):
-            raise _Damaged(f"{group.name} holds {sorted(stored) or 'no arrays'} but "
+        if stored != set(expected) or len(group) != len(stored):
+            raise _Damaged(f"{group.name} holds {sorted(group) or 'no arrays'} but "
                            f"{layer.describe()} needs {sorted(expected) or 'none'}")
         for key, shape in expected.items():
-            array = group[key][()]
-            if array.shape != tuple(shape):
-                raise _Damaged(f"{group.name}/{key} has shape {array.shape} but "
-                               f"{layer.describe()} needs {tuple(shape)}")
+            array = _read_array(group[key], tuple(shape), where=layer.describe())
             layer.params[key] = B.to_device(np.ascontiguousarray(array, np.float32))
             layer.grads[key] = B.zeros(shape)
     return net, names
 
 
 def _read_optimizer(group: h5py.Group, names: list[str], net: Network) -> OptimizerState:
-    shapes = {name: tuple(w.shape) for name, w, _ in net.parameters()}
+    name = _string_attr(group.attrs, "name", "")
+    if name not in _OPTIMIZER_HYPER:
+        raise _Damaged(f"optimizer/@name is {_shown(name)}, expected sgd or adam")
+    t = _int_attr(group.attrs, "t", "optimizer")
+    if t < 0:
+        raise _Damaged(f"optimizer/@t is {t}, expected ≥ 0")
+    keys = set(group.attrs) - {"name", "t"}
+    if keys != set(_OPTIMIZER_HYPER[name]):
+        raise _Damaged(f"optimizer {name} has attributes {sorted(keys)}, expected "
+                       f"{sorted(_OPTIMIZER_HYPER[name])}")
+    hyper = {k: _float_attr(group.attrs, k, "optimizer") for k in _OPTIMIZER_HYPER[name]}
+    shapes = {param: tuple(w.shape) for param, w, _ in net.parameters()}
     slots: dict[str, dict[str, np.ndarray]] = {}
-    for slot, slot_group in group.items():
+    for slot in group:
+        if slot not in _OPTIMIZER_SLOTS[name]:
+            raise _Damaged(f"optimizer {name} has no slot {_shown(slot)}")
         table = slots.setdefault(slot, {})
-        for layer_name, layer_group in slot_group.items():
+        for layer_name in _group(group, slot):
             if layer_name not in names:
-                raise _Damaged(f"{layer_group.name} names no layer")
-            for key, dataset in layer_group.items():
+                raise _Damaged(f"optimizer/{slot}/{_shown(layer_name)} names no layer")
+            layer_group = _group(group[slot], layer_name)
+            for key in layer_group:
                 param = f"{names.index(layer_name)}.{key}"
-                array = np.asarray(dataset[()], np.float32)
-                if shapes.get(param) != array.shape:
-                    raise _Damaged(f"{dataset.name} has shape {array.shape} but the parameter "
-                                   f"has {shapes.get(param)}")
-                table[param] = array
-    hyper = {k: float(v) for k, v in group.attrs.items() if k not in ("name", "t")}
-    return OptimizerState(_text(group.attrs["name"]), hyper, int(group.attrs["t"]), slots)
+                if param not in shapes:
+                    raise _Damaged(f"{layer_group.name}/{_shown(key)} names no parameter")
+                table[param] = _read_array(layer_group[key], shapes[param],
+                                           where="the parameter")
+    return OptimizerState(name, hyper, t, slots)
 
 
 def _read_training(group: h5py.Group) -> TrainingState:
+    from numbacnn.trainer import TrainSettings
+
     state = TrainingState()
     for key in ("epoch", "batch", "step", "best_epoch"):
-        setattr(state, key, int(group.attrs[key]))
-    state.lr = float(group.attrs["lr"])
-    state.best_accuracy = float(group.attrs["best_accuracy"])
+        setattr(state, key, _int_attr(group.attrs, key, "training"))
+    state.lr = _float_attr(group.attrs, "lr", "training")
+    state.best_accuracy = _float_attr(group.attrs, "best_accuracy", "training")
+    for bad, message in (
+            (state.epoch < 0 or state.batch < 0 or state.step < 0,
+             f"epoch {state.epoch}, batch {state.batch} and step {state.step} must be ≥ 0"),
+            (not -1 <= state.best_epoch <= state.epoch,
+             f"best_epoch {state.best_epoch} is outside -1…{state.epoch} (the epochs done)"),
+            (not state.lr > 0, f"lr {state.lr} is not > 0"),
+            (not -1 <= state.best_accuracy <= 1,
+             f"best_accuracy {state.best_accuracy} is outside [-1, 1]")):
+        if bad:
+            raise _Damaged(f"training: {message}")
     for key in ("settings", "rng_states", "schedule", "partial_epoch"):
-        setattr(state, key, json.loads(_text(group.attrs[key])))
+        value = json.loads(_string_attr(group.attrs, key, ""))
+        if not isinstance(value, dict):
+            raise _Damaged(f"training/@{key} is {_shown(value)}, not a JSON object")
+        setattr(state, key, value)
+    try:
+        TrainSettings.from_dict(state.settings).checked()
+    except NumbacnnError as exc:
+        raise _Damaged(f"training/@settings: {exc}") from None
+    _check_rng_states(state.rng_states)
+    _check_schedule(state.schedule)
+    if state.batch and (set(state.partial_epoch) != set(_PARTIAL_KEYS) or not all(
+            _is_real(v) and v >= 0 for v in state.partial_epoch.values())):
+        raise _Damaged(f"training/@partial_epoch is {_shown(state.partial_epoch)}, expected "
+                       f"numbers ≥ 0 for {', '.join(_PARTIAL_KEYS)}")
     return state
 
 
-def _plain(value: Any) -> Any:
-    """An HDF5 attribute value as a Python int, float or str."""
+def _check_rng_states(states: dict[str, Any]) -> None:
+    if set(states) != {"shuffle", "augment"}:
+        raise _Damaged(f"training/@rng_states has {sorted(states)}, expected augment, shuffle")
+    for role, value in states.items():
+        try:
+            np.random.default_rng(0).bit_generator.state = value
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise _Damaged(f"training/@rng_states/{role} is not a numpy PCG64 state") from None
+
+
+def _check_schedule(state: dict[str, Any]) -> None:
+    from numbacnn.schedules import LRSchedule
+
+    if set(state) != set(_SCHEDULE_TYPES):
+        raise _Damaged(f"training/@schedule has {sorted(state)}, expected "
+                       f"{sorted(_SCHEDULE_TYPES)}")
+    for key, kind in _SCHEDULE_TYPES.items():
+        value = state[key]
+        good = (isinstance(value, str) if kind is str else
+                _is_int(value) if kind is int else _is_real(value))
+        if not good:
+            raise _Damaged(f"training/@schedule/{key} is {_shown(value)}, not a "
+                           f"{'string' if kind is str else kind.__name__}")
+    if not state["lr"] > 0 or state["stale_epochs"] < 0:
+        raise _Damaged(f"training/@schedule: lr {state['lr']} must be > 0 and "
+                       f"stale_epochs {state['stale_epochs']} ≥ 0")
+    try:
+        LRSchedule.from_state(state)
+    except NumbacnnError as exc:
+        raise _Damaged(f"training/@schedule: {exc}") from None
+
+
+# --- typed access: every value is checked before it is used ---------------------------
+
+
+def _group(parent: h5py.Group, name: str) -> h5py.Group:
+    item = parent.get(name)
+    if not isinstance(item, h5py.Group):
+        raise _Damaged(f"{parent.name.rstrip('/')}/{_shown(name)} is not a group")
+    return item
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _is_real(value: Any) -> bool:
+    """An int or a float that is finite (not complex, not a bool, not NaN)."""
+    return (isinstance(value, int | float | np.integer | np.floating)
+            and not isinstance(value, bool | np.bool_) and bool(np.isfinite(value)))
+
+
+def _int_attr(attrs: h5py.AttributeManager, key: str, where: str) -> int:
+    value = attrs.get(key)
+    if not _is_int(value):
+        raise _Damaged(f"{where}/@{key} is {_shown(value)}, not an integer")
+    return int(value)  # type: ignore[arg-type]
+
+
+def _float_attr(attrs: h5py.AttributeManager, key: str, where: str) -> float:
+    value = attrs.get(key)
+    if not _is_real(value):
+        raise _Damaged(f"{where}/@{key} is {_shown(value)}, not a finite number")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _string_attr(attrs: h5py.AttributeManager, key: str, default: str) -> str:
+    value = attrs.get(key, default)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        raise _Damaged(f"attribute {key} is {_shown(value)}, not a string")
+    _check_utf8(value, key)
+    return value
+
+
+def _check_utf8(value: str, where: str) -> None:
+    """h5py decodes invalid UTF-8 into surrogates, which no output can print."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Damaged(f"attribute {where} is not valid UTF-8 text") from None
+
+
+def _class_names(value: Any) -> list[str]:
+    names = np.asarray(value).reshape(-1)
+    if names.dtype.kind not in "OSU" or not all(isinstance(n, str | bytes) for n in names):
+        raise _Damaged(f"class_names is {_shown(value)}, not strings")
+    texts = [_text(n) for n in names]
+    for text in texts:
+        _check_utf8(text, "class_names")
+    return texts
+
+
+def _float_vector(attrs: h5py.AttributeManager, key: str, length: int) -> np.ndarray:
+    value = np.asarray(attrs[key])
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf
+        as_float32 = value.astype(np.float32).reshape(-1) if value.dtype.kind == "f" else value
+    if value.dtype.kind != "f" or value.size != length or not np.all(np.isfinite(as_float32)):
+        raise _Damaged(f"{key} is {_shown(value)}, expected {length} finite float32"
+                       f"{'' if length == 1 else 's'}")
+    return as_float32
+
+
+def _option_value(option: Any, value: Any, where: str) -> Any:
+    """A stored hyperparameter, checked as its spec option: an integer option takes
+    only an integer (a stored stride of 1.5 is refused, not read as 1)."""
+    if option.kind is int and not _is_int(value):
+        raise _Damaged(f"{where} is {_shown(value)}, not an integer")
+    if option.kind is float and not _is_real(value):
+        raise _Damaged(f"{where} is {_shown(value)}, not a finite number")
+    value = value.item() if isinstance(value, np.generic) else value
+    try:
+        return option.convert(repr(value))
+    except ValueError as exc:
+        raise _Damaged(f"{where}: {exc}") from None
+
+
+def _read_array(dataset: Any, shape: tuple[int, ...] | None, where: str = "",
+                ndim: int | None = None, nan_ok: bool = False) -> np.ndarray:
+    """A float array, checked for type, shape and size before it is read and for
+    NaN and infinity after (``nan_ok``: NaN means "none", as in the history's
+    validation columns when there is no validation split)."""
+    if not isinstance(dataset, h5py.Dataset):
+        raise _Damaged(f"{getattr(dataset, 'name', dataset)} is not an array")
+    name = dataset.name
+    if dataset.dtype.kind != "f":
+        raise _Damaged(f"{name} holds {dataset.dtype} values, expected float32")
+    if shape is not None and tuple(dataset.shape) != shape:
+        raise _Damaged(f"{name} has shape {tuple(dataset.shape)} but {where or 'it'} needs "
+                       f"{shape}")
+    if ndim is not None and len(dataset.shape) != ndim:
+        raise _Damaged(f"{name} has shape {tuple(dataset.shape)}, expected {ndim} dimension")
+    check_memory(array_bytes(dataset.shape, dataset.dtype.itemsize), name, ModelFileError,
+                 "the file is damaged: use another copy")
+    array = dataset[()]
+    if not np.all(np.isfinite(array) | (nan_ok & np.isnan(array))):
+        raise _Damaged(f"{name} holds {'infinite' if nan_ok else 'NaN or infinite'} values")
+    return array
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value for a message: repr, control characters escaped, at most ``limit`` chars."""
     if isinstance(value, np.generic):
-        return value.item()
-    return _text(value)
+        value = value.item()
+    elif isinstance(value, np.ndarray):
+        value = (value.tolist() if value.size <= 8
+                 else f"<{value.dtype} array of shape {value.shape}>")
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _numbers(values: np.ndarray) -> str:
+    return ", ".join(f"{v:g}" for v in values)
 
 
 def _text(value: object) -> str:
@@ -449,8 +686,15 @@ def _first_line(exc: BaseException) -> str:
 def predict_images(net: Network, info: ModelInfo, images: np.ndarray, batch_size: int = 256,
                    where: str = "images") -> np.ndarray:
     """Class probabilities float32 N×K for raw uint8 images N×C×H×W (normalized with the
-    model's stored mean and std)."""
-    return net.predict_proba(info.normalize(images, where), batch_size)
+    model's stored mean and std). ModelFileError when the weights overflow to NaN."""
+    x = info.normalize(images, where)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below, not warned about
+        proba = net.predict_proba(x, batch_size)
+    if not np.all(np.isfinite(proba)):
+        raise ModelFileError(f"{info.path or 'the model'}: its class probabilities for {where} "
+                             "are NaN or infinite (its weights overflow on these images); "
+                             "train it again with a lower --lr")
+    return proba
 
 
 def ensemble_proba(models: Sequence[tuple[Network, ModelInfo]], images: np.ndarray,

@@ -162,6 +162,25 @@ def _rows(layers: list[Layer], batch: int) -> list[ShapeRow]:
     return rows
 
 
+def training_bytes(net: Network, batch: int) -> int:
+    """An estimate of the memory a training step of ``net`` with ``batch`` images needs:
+    weights, gradients and two optimizer slots, and per layer its output, its input
+    gradient and a second buffer (mask, argmax, scale), plus a convolution's im2col
+    columns. Exact integers, so absurd sizes are reported, not overflowed."""
+    params = sum(layer.num_params() for layer in net.layers)
+    total = 4 * FLOAT32_BYTES * params
+    for layer in net.layers:
+        C, H, W = layer.output_shape  # type: ignore[misc]
+        total += 3 * FLOAT32_BYTES * batch * C * H * W
+        if layer.kind == "conv":
+            K, OH, OW = layer.output_shape  # type: ignore[misc]
+            F = layer.window()[0]  # type: ignore[index]
+            C_in = layer.input_shape[0]  # type: ignore[index]
+            total += FLOAT32_BYTES * batch * OH * OW * (C_in * F * F + K)
+    C, H, W = net.input_shape  # type: ignore[misc]
+    return total + 2 * FLOAT32_BYTES * batch * C * H * W
+
+
 def _size(shape: tuple[int, ...]) -> int:
     n = 1
     for d in shape:

@@ -19,13 +19,15 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from numbacnn.errors import NumbacnnError, SpecError
+from numbacnn.errors import MissingInputError, NumbacnnError, SpecError, excerpt, shown_path
 from numbacnn.init import INITIALIZERS
+from numbacnn.limits import MAX_INT, check_regular_file, exists
 
 if TYPE_CHECKING:
     from numbacnn.layers.base import Layer
@@ -33,6 +35,14 @@ if TYPE_CHECKING:
 Shape = tuple[int, int, int]
 
 ACTIVATIONS = ("relu", "leaky", "sigmoid", "tanh", "elu")  # allowed in activation=...
+_INTEGER = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+MAX_SPEC_BYTES = 1 << 20  # a spec file larger than this is not a spec
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Characters a line may hold outside its comment: printable ASCII, tab, and the
+# multiplication sign of `input 28×28×1`. Anything else (other line breaks, control
+# characters, other scripts' digits and spaces) is refused, not silently read.
+_ALLOWED = re.compile(r"[\t\x20-\x7e×]*")
 _REQUIRED = object()
 
 
@@ -73,14 +83,21 @@ class Option:
         """The value of ``raw``; ValueError naming the rule when it does not fit."""
         if self.choices:
             if raw.lower() not in self.choices:
-                raise ValueError(f"{self.key} must be {self.rule()}, got {raw!r}")
+                raise ValueError(f"{self.key} must be {self.rule()}, got {excerpt(raw)}")
             return raw.lower()
         if raw.lower() in self.words:
             return raw.lower()
-        try:
-            value = self.kind(raw)
-        except ValueError:
-            raise ValueError(f"{self.key} must be {self.rule()}, got {raw!r}") from None
+        # Only what docs/spec.md describes: ASCII digits, no sign, no '_', no nan/inf
+        # (int() and float() alone would take '+3', '1_0' and other scripts' digits).
+        number = _INTEGER if self.kind is int else _NUMBER
+        if not number.fullmatch(raw):
+            # a signed or infinite number is shown as it is ("got -1"), other text quoted
+            signed = re.fullmatch(rf"[+-]?(?:{number.pattern}|inf|infinity|nan)", raw.lower())
+            shown = raw if signed and raw.isascii() and len(raw) <= 30 else excerpt(raw)
+            raise ValueError(f"{self.key} must be {self.rule()}, got {shown}")
+        value = self.kind(raw)
+        if self.kind is int and value > MAX_INT:
+            raise ValueError(f"{self.key} must be ≤ {MAX_INT}, got {excerpt(raw, 30)}")
         too_low = value <= self.low if self.low_open else value < self.low
         too_high = self.high is not None and value >= self.high
         if not math.isfinite(value) or too_low or too_high:
@@ -178,14 +195,15 @@ def format_input(shape: Shape) -> str:
 def parse_input_size(text: str) -> Shape:
     """'227x227x3' (W×H×D) → (C, H, W) = (3, 227, 227); SpecError when malformed."""
     pieces = text.strip().lower().replace("×", "x").split("x")
-    try:
-        W, H, D = (int(p) for p in pieces)
-    except ValueError:
-        raise SpecError(f"input size {text.strip()!r} is not WxHxD (width x height x "
-                        "depth, e.g. 227x227x3 or 28x28x1)") from None
-    if min(W, H, D) < 1:
-        raise SpecError(f"input size {text.strip()!r}: width, height and depth must be ≥ 1")
+    if len(pieces) != 3 or not all(_INTEGER.fullmatch(p) for p in pieces):
+        raise SpecError(f"input size {excerpt(text.strip())} is not WxHxD (width x height x "
+                        "depth in ASCII digits, e.g. 227x227x3 or 28x28x1)")
+    W, H, D = (int(p) for p in pieces)
+    if min(W, H, D) < 1 or max(W, H, D) > MAX_INT:
+        raise SpecError(f"input size {excerpt(text.strip())}: width, height and depth must be "
+                        f"≥ 1 and ≤ {MAX_INT}")
     return (D, H, W)
+
 
 
 def layer_kwargs(layer: Layer) -> dict[str, Any]:
@@ -226,7 +244,7 @@ class Spec:
 
     def where(self, entry: LayerEntry) -> str:
         """'spec line 3 (`conv 8 3`)': where an entry was written, for messages."""
-        return f"{_place(self.source, entry.line)} (`{entry.text or entry.to_text()}`)"
+        return f"{_place(self.source, entry.line)} ({_quoted(entry.text or entry.to_text())})"
 
     def make_layers(self) -> list[Layer]:
         """Fresh Layer objects, unbuilt (no kernel runs)."""
@@ -246,8 +264,8 @@ class Spec:
         """
         shape = input_shape or self.input_shape
         if shape is None:
-            raise SpecError("the spec gives no input size: add a first line like "
-                            "`input 28x28x1` (W x H x D) or pass --input WxHxD")
+            raise MissingInputError("the spec gives no input size: add a first line like "
+                                    "`input 28x28x1` (W x H x D)")
         layers = self.make_layers()
         for entry, layer in zip(self.layers, layers, strict=True):
             try:
@@ -263,23 +281,37 @@ class Spec:
         return "\n".join(lines) + "\n"
 
 
+def _quoted(line: str, limit: int = 80) -> str:
+    """A spec line in backquotes for a message, cut to ``limit`` characters."""
+    return f"`{line}`" if len(line) <= limit else f"`{line[:limit]}…`"
+
+
 def _place(source: str, line: int) -> str:
     return f"spec line {line}" if source == "<spec>" else f"{source} line {line}"
 
 
 def _suggest(word: str, options: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    close = difflib.get_close_matches(word[:40], options, n=1, cutoff=0.5)
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-def _split_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, text) of every non-empty line; comments stripped, ';' a line break."""
+def _split_lines(text: str, source: str = "<spec>") -> list[tuple[int, str]]:
+    """(line number, text) of every non-empty line; comments stripped, ';' a line break.
+
+    Lines end at \\n, \\r\\n, \\r or ';' only; words are separated by spaces and tabs.
+    """
     out = []
     number = 0
-    for physical in text.splitlines() or [""]:
+    for physical in _LINE_BREAK.split(text):
         for part in physical.split("#", 1)[0].split(";"):
             number += 1
-            if part.strip():
+            bad = _ALLOWED.match(part).end()  # type: ignore[union-attr]
+            if bad < len(part):
+                raise SpecError(f"{_place(source, number)}: character U+{ord(part[bad]):04X} "
+                                f"({part[bad]!r}) at column {bad + 1} is not allowed; write "
+                                "specs in ASCII, with spaces or tabs between words and "
+                                "newlines or ; between layers")
+            if part.strip(" \t"):
                 out.append((number, " ".join(part.split())))
     return out
 
@@ -295,26 +327,26 @@ def _parse_arguments(syntax: LayerSyntax, words: list[str]) -> dict[str, Any]:
             seen_key = True
         else:
             if seen_key:
-                raise ValueError(f"the value {word!r} follows a key=value; write it as key=value "
-                                 f"too (usage: {syntax.usage()})")
+                raise ValueError(f"the value {excerpt(word)} follows a key=value; write it as "
+                                 f"key=value too (usage: {syntax.usage()})")
             if position >= syntax.positional:
                 if not syntax.options:
-                    raise ValueError(f"{syntax.name} takes no arguments, got {word!r}")
+                    raise ValueError(f"{syntax.name} takes no arguments, got {excerpt(word)}")
                 if not syntax.positional:
                     raise ValueError(f"{syntax.name} takes only key=value arguments, got "
-                                     f"{word!r} (usage: {syntax.usage()})")
+                                     f"{excerpt(word)} (usage: {syntax.usage()})")
                 named = ", ".join(o.key for o in syntax.options[:syntax.positional])
                 raise ValueError(f"{syntax.name} takes {syntax.positional} value"
                                  f"{'' if syntax.positional == 1 else 's'} without a key "
-                                 f"({named}), got {word!r} too; write the others as key=value "
-                                 f"(usage: {syntax.usage()})")
+                                 f"({named}), got {excerpt(word)} too; write the others as "
+                                 f"key=value (usage: {syntax.usage()})")
             key, raw = syntax.options[position].key, word
         opt = syntax.option(key)
         if opt is None:
             keys = tuple(o.key for o in syntax.options)
             if not keys:
-                raise ValueError(f"{syntax.name} takes no arguments, got {word!r}")
-            raise ValueError(f"{syntax.name} has no key {key!r}; {_suggest(key, keys)}"
+                raise ValueError(f"{syntax.name} takes no arguments, got {excerpt(word)}")
+            raise ValueError(f"{syntax.name} has no key {excerpt(key)}; {_suggest(key, keys)}"
                              f"keys: {', '.join(keys)}")
         if key in given:
             raise ValueError(f"{key} is given twice")
@@ -348,9 +380,9 @@ def _parse_line(number: int, text: str, source: str) -> list[LayerEntry]:
     words = text.split()
     name = words[0].lower()
     syntax = SYNTAX.get(name)
-    where = f"{_place(source, number)} (`{text}`)"
+    where = f"{_place(source, number)} ({_quoted(text)})"
     if syntax is None:
-        raise SpecError(f"{where}: unknown layer {words[0]!r}; {_suggest(name, KEYWORDS)}"
+        raise SpecError(f"{where}: unknown layer {excerpt(words[0])}; {_suggest(name, KEYWORDS)}"
                         f"layers: {', '.join(SYNTAX)}")
     try:
         given = _parse_arguments(syntax, words[1:])
@@ -367,10 +399,10 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
     """Parse spec text (see docs/spec.md); SpecError naming the line when malformed."""
     input_shape: Shape | None = None
     entries: list[LayerEntry] = []
-    for number, line in _split_lines(text):
+    for number, line in _split_lines(text, source):
         words = line.split()
         if words[0].lower() == "input":
-            where = f"{_place(source, number)} (`{line}`)"
+            where = f"{_place(source, number)} ({_quoted(line)})"
             if input_shape is not None:
                 raise SpecError(f"{where}: the input size is given twice")
             if entries:
@@ -389,8 +421,8 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
                         "one layer per line, e.g. `input 28x28x1; conv 8 3; relu; fc 10`")
     for entry in entries[:-1]:
         if entry.name == "softmax":
-            raise SpecError(f"{_place(source, entry.line)} (`{entry.text}`): softmax must be "
-                            "the last layer (it is the classifier's loss)")
+            raise SpecError(f"{_place(source, entry.line)} ({_quoted(entry.text)}): softmax must "
+                            "be the last layer (it is the classifier's loss)")
     return Spec(input_shape, entries, source)
 
 
@@ -406,7 +438,7 @@ def list_presets() -> list[str]:
 def preset_text(name: str) -> str:
     """The text of a bundled preset; SpecError when there is none of that name."""
     if name not in list_presets():
-        raise SpecError(f"no preset {name!r}; {_suggest(name, list_presets())}"
+        raise SpecError(f"no preset {excerpt(name)}; {_suggest(name, list_presets())}"
                         f"presets: {', '.join(list_presets())}")
     return (_presets_dir() / f"{name}.spec").read_text(encoding="utf-8")
 
@@ -427,21 +459,28 @@ def load_spec(spec: str | os.PathLike[str]) -> Spec:
     name = spec.strip()
     if name in list_presets():
         return parse_spec(preset_text(name), source=f"{name}.spec")
-    if Path(name).exists():
+    if exists(Path(name)):  # a name too long for the OS is no file, not an OSError
         return _load_file(Path(name))
     if name.startswith("#") or name.split()[0].lower() in KEYWORDS:
         return parse_spec(spec)
     if name.endswith(".spec") or os.sep in name or "/" in name:
-        raise SpecError(f"spec file {name} not found")
-    raise SpecError(f"{name!r} is not a preset, a spec file or spec text; "
+        raise SpecError(f"spec file {shown_path(name)} not found")
+    raise SpecError(f"{excerpt(name)} is not a preset, a spec file or spec text; "
                     f"{_suggest(name, list_presets())}presets: {', '.join(list_presets())}")
 
 
 def _load_file(path: Path) -> Spec:
     try:
+        check_regular_file(path, "spec file", SpecError, "give a preset, a spec file or text")
+    except SpecError as exc:
+        raise SpecError(f"cannot read spec file {exc}") from None  # path quoted already
+    if path.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(f"spec file {shown_path(path)} is {path.stat().st_size:,} bytes, "
+                        f"more than a spec holds ({MAX_SPEC_BYTES:,} at most); give a spec file")
+    try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError(f"spec file {path} not found") from None
+        raise SpecError(f"spec file {shown_path(path)} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec file {path}: {exc}") from None
+        raise SpecError(f"cannot read spec file {shown_path(path)}: {exc}") from None
     return parse_spec(text, source=str(path))

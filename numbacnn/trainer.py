@@ -39,6 +39,7 @@ from numbacnn.data import Dataset, augment, load_dataset, normalization, normali
 from numbacnn.device import to_host
 from numbacnn.errors import DataError, TrainingError
 from numbacnn.init import INITIALIZERS
+from numbacnn.limits import check_memory
 from numbacnn.model_io import (
     HISTORY_KEYS,
     ModelInfo,
@@ -53,6 +54,7 @@ from numbacnn.model_io import (
 from numbacnn.network import Network
 from numbacnn.optim import SGD, Adam
 from numbacnn.schedules import LRSchedule
+from numbacnn.shapes import training_bytes
 from numbacnn.staging import BatchStaging
 
 OPTIMIZERS = ("sgd", "adam")
@@ -93,6 +95,7 @@ class TrainSettings:
 
     def checked(self) -> TrainSettings:
         """Validate every field (TrainingError naming the option) and fill in ``lr``."""
+        self._check_types()
         if self.optimizer not in OPTIMIZERS:
             raise TrainingError(f"unknown optimizer {self.optimizer!r}: choose sgd or adam")
         if self.lr is None:
@@ -103,17 +106,43 @@ class TrainSettings:
         problems = [
             (self.epochs < 1, f"--epochs must be ≥ 1, got {self.epochs}"),
             (self.batch_size < 1, f"--batch-size must be ≥ 1, got {self.batch_size}"),
+            (not 0 < self.lr < math.inf,
+             f"--lr: the learning rate must be > 0 and finite, got {self.lr}"),
             (not 0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
-            (self.weight_decay < 0, f"--weight-decay must be ≥ 0, got {self.weight_decay}"),
+            (not 0 <= self.weight_decay < math.inf,
+             f"--weight-decay must be a finite number ≥ 0, got {self.weight_decay}"),
             (not 0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
             (self.limit is not None and self.limit < 1, f"--limit must be ≥ 1, got {self.limit}"),
-            (self.seed < 0, f"--seed must be ≥ 0, got {self.seed}"),
+            (not 0 <= self.seed < 2**63, f"--seed must be in [0, 2**63), got {self.seed}"),
         ]
         for bad, message in problems:
             if bad:
                 raise TrainingError(message)
         self.schedule()  # checks the lr policy options
         return self
+
+    def _check_types(self) -> None:
+        """Each field has its declared type (settings also come from checkpoint files,
+        where a tampered value could be anything JSON holds)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = _SETTING_TYPES[f.name]
+            optional = f.default is None
+            if value is None and optional:
+                continue
+            if kind is bool:
+                good = isinstance(value, bool)
+            elif kind is int:
+                good = isinstance(value, int) and not isinstance(value, bool)
+            elif kind is float:
+                good = isinstance(value, int | float) and not isinstance(value, bool)
+            else:
+                good = isinstance(value, str)
+            if not good:
+                option = "SPEC" if f.name == "spec" else "--" + f.name.replace("_", "-")
+                raise TrainingError(f"{option} must be {_TYPE_NAMES[kind]}, got {value!r}"[:200])
+        if isinstance(self.gamma, float) and not math.isfinite(self.gamma):
+            raise TrainingError(f"--gamma must be a finite number, got {self.gamma}")
 
     def schedule(self) -> LRSchedule:
         """A fresh learning-rate schedule for these settings."""
@@ -128,8 +157,22 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
+        """Settings from a checkpoint's JSON; unknown keys are ignored, types checked."""
+        if not isinstance(values, dict):
+            raise TrainingError(f"settings must be a JSON object, got {type(values).__name__}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        settings = cls(**{k: v for k, v in values.items() if k in known})
+        settings._check_types()
+        return settings
+
+
+_SETTING_TYPES: dict[str, type] = {
+    "spec": str, "data": str, "epochs": int, "batch_size": int, "lr": float,
+    "momentum": float, "weight_decay": float, "optimizer": str, "lr_policy": str,
+    "lr_step": int, "gamma": float, "patience": int, "init": str, "augment": bool,
+    "val_split": float, "seed": int, "limit": int,
+}
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 
 
 @dataclass
@@ -183,7 +226,8 @@ def evaluate(net: Network, x: np.ndarray, labels: np.ndarray,
              batch_size: int = EVAL_BATCH) -> tuple[float, float, np.ndarray]:
     """(mean cross-entropy loss, accuracy 0…1, probabilities N×K) of normalized float32
     images x N×C×H×W with int labels (N,); NaN loss and accuracy for N = 0."""
-    proba = net.predict_proba(x, batch_size)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as a NaN loss
+        proba = net.predict_proba(x, batch_size)
     if len(labels) == 0:
         return math.nan, math.nan, proba
     picked = proba[np.arange(len(labels)), labels].astype(np.float64)
@@ -240,6 +284,10 @@ class Trainer:
         seeds = np.random.SeedSequence(settings.seed).spawn(2)
         self.shuffle_rng = np.random.default_rng(seeds[0])
         self.augment_rng = np.random.default_rng(seeds[1])
+        batch = min(settings.batch_size, len(x_fit))  # a batch never holds more images
+        check_memory(training_bytes(net, batch) + 4 * (x_fit.size + x_val.size),
+                     f"training {settings.spec} with batch size {batch}",
+                     TrainingError, "lower --batch-size or use a smaller network")
         if resume is None:
             self.mean, self.std = normalization(x_fit)
             net.initialize(settings.seed, settings.init)
@@ -248,14 +296,13 @@ class Trainer:
             self.state = TrainingState(lr=self.schedule.lr)
             self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         else:
-            self._restore(resume)
+            self._restore(resume, len(x_fit))
         self.state.settings = asdict(self.settings)
         self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
         self.x_val, self.y_val = normalize(x_val, self.mean, self.std), y_val
         B = net.backend()
-        self._x_staging = BatchStaging((settings.batch_size, *x_fit.shape[1:]),
-                                       device=net.device)
-        self._y_staging = BatchStaging((settings.batch_size,), np.int64, device=net.device)
+        self._x_staging = BatchStaging((batch, *x_fit.shape[1:]), device=net.device)
+        self._y_staging = BatchStaging((batch,), np.int64, device=net.device)
         self._stats = B.zeros((2,))  # Σ loss, correct predictions since the last read
         self.progress_seconds = 0.0 if B.name == "cpu" else GPU_PROGRESS_SECONDS
         self._stop_requested = False
@@ -311,8 +358,21 @@ class Trainer:
         val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
         return x[fit], y[fit], x[val], y[val]
 
-    def _restore(self, info: ModelInfo) -> None:
+    def _restore(self, info: ModelInfo, fit_images: int) -> None:
         assert info.training is not None and info.optimizer is not None
+        state, s = info.training, self.settings
+        batches = math.ceil(fit_images / s.batch_size)
+        for bad, message in (
+                (info.optimizer.name != s.optimizer,
+                 f"its optimizer state is {info.optimizer.name} but its settings say "
+                 f"{s.optimizer}"),
+                (state.batch >= batches,
+                 f"it stopped after batch {state.batch} but an epoch has {batches}"),
+                (any(len(v) != state.epoch for v in info.history.values()),
+                 f"its history does not have one entry for each of {state.epoch} epochs")):
+            if bad:
+                raise TrainingError(f"{info.path}: cannot resume: {message}; the checkpoint is "
+                                    "damaged: use another copy or start a new run")
         self.mean, self.std = info.mean, info.std
         self.optimizer = info.optimizer.restore()
         self.schedule = LRSchedule.from_state(info.training.schedule)
@@ -404,8 +464,11 @@ class Trainer:
     def _end_epoch(self, sums: dict[str, float]) -> None:
         state, s = self.state, self.settings
         started = time.perf_counter()
+        self._check_finite_weights()
         if len(self.y_val):
             val_loss, val_acc, _ = evaluate(self.net, self.x_val, self.y_val)
+            if not math.isfinite(val_loss):
+                self._check_finite_weights("the validation loss became NaN")
         else:
             val_loss, val_acc = math.nan, math.nan
         record = EpochRecord(state.epoch + 1, s.epochs, sums["loss"] / sums["seen"],
@@ -427,6 +490,21 @@ class Trainer:
             self.on_epoch(record)
         if self._stop_requested and state.epoch < s.epochs:
             raise Interrupted(self._resume_hint())
+
+    def _check_finite_weights(self, problem: str = "") -> None:
+        """A loss can stay finite on the last batch of an epoch whose update overflowed
+        the weights: never save (or score) NaN weights, or weights whose outputs
+        overflow (``problem`` says so), as a checkpoint."""
+        if not problem and all(np.isfinite(to_host(w)).all()
+                               for _, w, _ in self.net.parameters()):
+            return
+        where = (f"the last good checkpoint {self.out} (epoch {self.state.epoch}) is kept"
+                 if self.out is not None and self.state.epoch > 0 and self.out.exists()
+                 else "no checkpoint was written")
+        problem = problem or "the weights became NaN or infinite"
+        raise TrainingError(f"{problem} in epoch {self.state.epoch + 1} (step {self.net.step}) "
+                            f"with lr {self.schedule.lr:g}; training stopped and {where}; "
+                            "lower --lr")
 
     def _save_interrupted(self, epoch_start_rng: dict, sums: dict[str, float]) -> None:
         self.state.partial_epoch = dict(sums)

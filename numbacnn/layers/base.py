@@ -10,6 +10,7 @@ the backend of the current device (Caffe's Forward_cpu/Forward_gpu split).
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -56,7 +57,8 @@ class Layer:
         return {}
 
     def num_params(self) -> int:
-        return int(sum(np.prod(s) for s in self.param_shapes().values()))
+        # Python integers: np.prod wraps around int64 for huge layers (negative counts)
+        return sum(math.prod(s) for s in self.param_shapes().values())
 
     def flops(self) -> int:
         """Floating-point operations of the forward pass for one image (2 × multiply-adds)."""
