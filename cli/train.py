@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from numbacnn.optim import OPTIMIZERS  # names for --optimizer (imports no kernel)
+
 _PATH = click.Path(path_type=Path)
 DEFAULT_OUT = Path("model.h5")
 
@@ -27,7 +29,7 @@ class _TrainCommand(click.Command):
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         from dataclasses import fields
 
-        from numbacnn.trainer import DEFAULT_LR, TrainSettings
+        from numbacnn.trainer import TrainSettings
 
         def shown(value: object) -> object:
             if isinstance(value, bool):
@@ -38,9 +40,9 @@ class _TrainCommand(click.Command):
                              for f in fields(TrainSettings) if f.name not in ("spec", "lr"))
         formatter.write_paragraph()
         with formatter.indentation():
+            rates = ", ".join(f"{kind.default_lr} ({name})" for name, kind in OPTIMIZERS.items())
             formatter.write_text(f"Defaults: SPEC {TrainSettings.spec}, {defaults}, --lr "
-                                 f"{DEFAULT_LR['sgd']} (sgd) or {DEFAULT_LR['adam']} (adam), "
-                                 f"--out {DEFAULT_OUT}.")
+                                 f"{rates}, --out {DEFAULT_OUT}.")
 
 
 class _Progress:
@@ -105,7 +107,7 @@ def _duration(seconds: float) -> str:
 @click.option("--lr", type=float, help="Learning rate of the first epoch.")
 @click.option("--momentum", type=float, help="SGD momentum μ.")
 @click.option("--weight-decay", type=float, help="L2 weight decay λ.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), help="Update rule.")
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), help="Update rule.")
 @click.option("--lr-policy", type=click.Choice(["constant", "step", "plateau"]),
               help="constant; step: × gamma every --lr-step epochs; plateau: ÷10 when "
               "validation accuracy has not improved for --patience epochs.")

@@ -35,7 +35,7 @@ from numbacnn.errors import DataError, ModelFileError, NumbacnnError, shown_path
 from numbacnn.init import INITIALIZERS
 from numbacnn.limits import MAX_INT, array_bytes, check_memory, check_regular_file
 from numbacnn.network import Network
-from numbacnn.optim import SGD, Adam
+from numbacnn.optim import OPTIMIZERS, Optimizer
 
 FORMAT = "numbacnn-model"
 FORMAT_VERSION = 1
@@ -59,22 +59,18 @@ class OptimizerState:
     slots: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
-    def capture(cls, optimizer: SGD) -> OptimizerState:
-        """Host copy of an SGD or Adam optimizer's state."""
-        if isinstance(optimizer, Adam):
-            hyper = {"beta1": optimizer.beta1, "beta2": optimizer.beta2, "eps": optimizer.eps,
-                     "weight_decay": optimizer.weight_decay}
-        else:
-            hyper = {"momentum": optimizer.momentum, "weight_decay": optimizer.weight_decay}
-        return cls(optimizer.name, hyper, optimizer.t, optimizer.state())
+    def capture(cls, optimizer: Optimizer) -> OptimizerState:
+        """Host copy of an optimizer's state (any registered optimizer)."""
+        return cls(optimizer.name, optimizer.hyperparameters(), optimizer.t, optimizer.state())
 
-    def restore(self) -> SGD:
-        """A new optimizer of this kind holding these buffers (on the current device)."""
-        kinds = {"sgd": SGD, "adam": Adam}
-        if self.name not in kinds:
-            raise ModelFileError(f"optimizer {self.name!r} is unknown: expected sgd or adam")
-        optimizer = kinds[self.name](**self.hyperparameters)
-        optimizer.load_state(self.slots, self.t)
+    def restore(self, device: str | None = None) -> Optimizer:
+        """A new optimizer of this kind holding these buffers (on ``device``, default the
+        current one)."""
+        if self.name not in OPTIMIZERS:
+            raise ModelFileError(f"optimizer {self.name!r} is unknown: expected one of "
+                                 f"{', '.join(OPTIMIZERS)}")
+        optimizer = OPTIMIZERS[self.name](**self.hyperparameters)
+        optimizer.load_state(self.slots, self.t, device)
         return optimizer
 
 
@@ -288,9 +284,6 @@ class _Damaged(Exception):
 _SCHEDULE_TYPES = {"policy": str, "base_lr": float, "step": int, "gamma": float,
                    "patience": int, "lr": float, "best": float, "stale_epochs": int}
 _PARTIAL_KEYS = ("loss", "correct", "seen", "seconds")
-_OPTIMIZER_HYPER = {"sgd": ("momentum", "weight_decay"),
-                    "adam": ("beta1", "beta2", "eps", "weight_decay")}
-_OPTIMIZER_SLOTS = {"sgd": ("v",), "adam": ("m", "v")}
 
 
 def load_model(path: str | Path) -> tuple[Network, ModelInfo]:
@@ -451,20 +444,22 @@ def _read_network(f: h5py.File, path: Path) -> tuple[Network, list[str]]:
 
 def _read_optimizer(group: h5py.Group, names: list[str], net: Network) -> OptimizerState:
     name = _string_attr(group.attrs, "name", "")
-    if name not in _OPTIMIZER_HYPER:
-        raise _Damaged(f"optimizer/@name is {_shown(name)}, expected sgd or adam")
+    if name not in OPTIMIZERS:
+        raise _Damaged(f"optimizer/@name is {_shown(name)}, expected one of "
+                       f"{', '.join(OPTIMIZERS)}")
+    kind = OPTIMIZERS[name]
     t = _int_attr(group.attrs, "t", "optimizer")
     if t < 0:
         raise _Damaged(f"optimizer/@t is {t}, expected ≥ 0")
     keys = set(group.attrs) - {"name", "t"}
-    if keys != set(_OPTIMIZER_HYPER[name]):
+    if keys != set(kind.defaults):
         raise _Damaged(f"optimizer {name} has attributes {sorted(keys)}, expected "
-                       f"{sorted(_OPTIMIZER_HYPER[name])}")
-    hyper = {k: _float_attr(group.attrs, k, "optimizer") for k in _OPTIMIZER_HYPER[name]}
+                       f"{sorted(kind.defaults)}")
+    hyper = {k: _float_attr(group.attrs, k, "optimizer") for k in kind.defaults}
     shapes = {param: tuple(w.shape) for param, w, _ in net.parameters()}
     slots: dict[str, dict[str, np.ndarray]] = {}
     for slot in group:
-        if slot not in _OPTIMIZER_SLOTS[name]:
+        if slot not in kind.slots:
             raise _Damaged(f"optimizer {name} has no slot {_shown(slot)}")
         table = slots.setdefault(slot, {})
         for layer_name in _group(group, slot):

@@ -1,41 +1,84 @@
 """Optimizers: SGD with momentum and L2 weight decay (the lecture's AlexNet recipe), Adam.
 
-State (momentum buffers, Adam moments, step count) lives on the device beside the
-parameters; ``state()``/``load_state()`` move it to and from host arrays for saving.
+Every optimizer is an :class:`Optimizer`: it declares its name, its hyperparameters
+with their defaults (``defaults``, the one place they are written), the names of its
+per-parameter buffers (``slots``) and a default learning rate, and implements
+``_update`` with its kernel. The base keeps the buffers on the network's device beside
+the parameters, counts updates (``t``), and gives ``state()``/``load_state()`` for
+saving; ``model_io`` saves any optimizer through them without knowing its class.
+``OPTIMIZERS`` names every optimizer for the command line and the model files.
 Update bodies: ``numbacnn/kernels/optim.py``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from numbacnn.device import backend, to_host
-from numbacnn.network import Network
+from numbacnn.errors import TrainingError
+
+if TYPE_CHECKING:
+    from numbacnn.network import Network
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {}
 
 
-class SGD:
-    """v ← μ·v − lr·(g + λ·w);  w ← w + v."""
+def register(cls: type[Optimizer]) -> type[Optimizer]:
+    """Class decorator: make ``cls`` known by its ``name`` (``--optimizer NAME``)."""
+    OPTIMIZERS[cls.name] = cls
+    return cls
 
-    name = "sgd"
 
-    def __init__(self, momentum: float = 0.9, weight_decay: float = 5e-4) -> None:
-        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+class Optimizer:
+    """Base of the optimizers: hyperparameters, device buffers, the update loop."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, float]] = {}  # hyperparameter → default
+    slots: ClassVar[tuple[str, ...]] = ()  # per-parameter buffers, e.g. ("v",)
+    default_lr: ClassVar[float] = 0.01
+
+    def __init__(self, **hyperparameters: float) -> None:
+        """Keyword hyperparameters (those of ``defaults``; the rest keep their default)."""
+        unknown = sorted(set(hyperparameters) - set(self.defaults))
+        if unknown:
+            raise TrainingError(f"optimizer {self.name} has no hyperparameter "
+                                f"{', '.join(unknown)}; it takes {', '.join(self.defaults)}")
+        for key, default in self.defaults.items():
+            setattr(self, key, float(hyperparameters.get(key, default)))
         self.buffers: dict[str, dict[str, Any]] = {}
         self.t = 0
         self._flat: dict[str, tuple[Any, Any, tuple[Any, ...]]] = {}
 
-    def _flat_views(self, key: str, w: Any, g: Any, slots: tuple[str, ...],
-                    B: Any) -> tuple[Any, ...]:
+    def hyperparameters(self) -> dict[str, float]:
+        """{name: value} of every declared hyperparameter."""
+        return {key: getattr(self, key) for key in self.defaults}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+    def step(self, net: Network, lr: float) -> None:
+        """Apply one update to every parameter of ``net`` with learning rate ``lr``."""
+        self.t += 1
+        B = net.backend()
+        for key, w, g in net.parameters():
+            self._update(B, w.size, lr, *self._flat_views(key, w, g, B))
+
+    def _update(self, B: Any, n: int, lr: float, w: Any, g: Any, *slots: Any) -> None:
+        """Launch this optimizer's kernel over n elements of flat w, g and the slots."""
+        raise NotImplementedError
+
+    def _flat_views(self, key: str, w: Any, g: Any, B: Any) -> tuple[Any, ...]:
         """(w, g, *slot buffers) as 1-D arrays, made once per parameter: a numba device
         array's reshape costs ~8 µs of Python, and this runs for every parameter every
         step."""
         hit = self._flat.get(key)
         if hit is None or hit[0] is not w or hit[1] is not g:
             views = (w.reshape(-1), g.reshape(-1),
-                     *(self._slot(slot, key, w, B).reshape(-1) for slot in slots))
+                     *(self._slot(slot, key, w, B).reshape(-1) for slot in self.slots))
             hit = self._flat[key] = (w, g, views)
         return hit[2]
 
@@ -44,16 +87,6 @@ class SGD:
         if key not in table:
             table[key] = B.zeros(like.shape)
         return table[key]
-
-    def step(self, net: Network, lr: float) -> None:
-        """Apply one update to every parameter of ``net`` with learning rate ``lr``."""
-        self.t += 1
-        B = net.backend()
-        lr32, momentum, decay = (np.float32(lr), np.float32(self.momentum),
-                                 np.float32(self.weight_decay))
-        for key, w, g in net.parameters():
-            w1, g1, v1 = self._flat_views(key, w, g, ("v",), B)
-            B.sgd_momentum(w.size, w1, v1, g1, lr32, momentum, decay)
 
     def state(self) -> dict[str, dict[str, np.ndarray]]:
         """Host copies of every buffer, {slot: {param name: array}}."""
@@ -70,21 +103,32 @@ class SGD:
         self.t = int(t)
 
 
-class Adam(SGD):
+@register
+class SGD(Optimizer):
+    """v ← μ·v − lr·(g + λ·w);  w ← w + v."""
+
+    name = "sgd"
+    defaults = {"momentum": 0.9, "weight_decay": 5e-4}
+    slots = ("v",)
+    default_lr = 0.02
+
+    def _update(self, B: Any, n: int, lr: float, w: Any, g: Any, *slots: Any) -> None:
+        (v,) = slots
+        B.sgd_momentum(n, w, v, g, np.float32(lr), np.float32(self.momentum),
+                       np.float32(self.weight_decay))
+
+
+@register
+class Adam(Optimizer):
     """Adam (β1 = 0.9, β2 = 0.999, ε = 1e-8) with L2 weight decay added to the gradient."""
 
     name = "adam"
+    defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+    slots = ("m", "v")
+    default_lr = 0.001
 
-    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(momentum=0.0, weight_decay=weight_decay)
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-
-    def step(self, net: Network, lr: float) -> None:
-        self.t += 1
+    def _update(self, B: Any, n: int, lr: float, w: Any, g: Any, *slots: Any) -> None:
+        m, v = slots
         lr_t = lr * math.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
-        B = net.backend()
-        for key, w, g in net.parameters():
-            w1, g1, m1, v1 = self._flat_views(key, w, g, ("m", "v"), B)
-            B.adam(w.size, w1, m1, v1, g1, np.float32(lr_t), np.float32(self.beta1),
-                   np.float32(self.beta2), np.float32(self.eps), np.float32(self.weight_decay))
+        B.adam(n, w, m, v, g, np.float32(lr_t), np.float32(self.beta1),
+               np.float32(self.beta2), np.float32(self.eps), np.float32(self.weight_decay))

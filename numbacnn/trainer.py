@@ -52,13 +52,11 @@ from numbacnn.model_io import (
     save_model,
 )
 from numbacnn.network import Network
-from numbacnn.optim import SGD, Adam
+from numbacnn.optim import OPTIMIZERS, Optimizer
 from numbacnn.schedules import LRSchedule
 from numbacnn.shapes import training_bytes
 from numbacnn.staging import BatchStaging
 
-OPTIMIZERS = ("sgd", "adam")
-DEFAULT_LR = {"sgd": 0.02, "adam": 0.001}
 CROP_PAD = 2  # pixels of zero padding for the random crop of --augment
 EVAL_BATCH = 256
 GPU_PROGRESS_SECONDS = 0.25  # how often a GPU run reads its loss and accuracy back
@@ -69,7 +67,7 @@ class TrainSettings:
     """The options of a training run (saved as JSON in every checkpoint).
 
     ``spec``/``data``: what was asked for (preset name, path or text; dataset source).
-    ``lr``: None picks DEFAULT_LR of the optimizer. ``val_split``: fraction (0 ≤ f < 1)
+    ``lr``: None picks the optimizer's ``default_lr``. ``val_split``: fraction (0 ≤ f < 1)
     of the training split held out for validation. ``limit``: use only the first
     ``limit`` training images (None: all). ``augment``: random crop with CROP_PAD pixels
     of padding and horizontal flip.
@@ -97,9 +95,10 @@ class TrainSettings:
         """Validate every field (TrainingError naming the option) and fill in ``lr``."""
         self._check_types()
         if self.optimizer not in OPTIMIZERS:
-            raise TrainingError(f"unknown optimizer {self.optimizer!r}: choose sgd or adam")
+            raise TrainingError(f"unknown optimizer {self.optimizer!r}: choose one of "
+                                f"{', '.join(OPTIMIZERS)}")
         if self.lr is None:
-            self.lr = DEFAULT_LR[self.optimizer]
+            self.lr = OPTIMIZERS[self.optimizer].default_lr
         if self.init not in INITIALIZERS:
             raise TrainingError(f"unknown initializer {self.init!r}: choose one of "
                                 f"{', '.join(INITIALIZERS)}")
@@ -146,14 +145,16 @@ class TrainSettings:
 
     def schedule(self) -> LRSchedule:
         """A fresh learning-rate schedule for these settings."""
-        lr = DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+        lr = OPTIMIZERS[self.optimizer].default_lr if self.lr is None else self.lr
         return LRSchedule(self.lr_policy, float(lr),
                           self.lr_step, self.gamma, self.patience)
 
-    def make_optimizer(self) -> SGD:
-        if self.optimizer == "adam":
-            return Adam(weight_decay=self.weight_decay)
-        return SGD(momentum=self.momentum, weight_decay=self.weight_decay)
+    def make_optimizer(self) -> Optimizer:
+        """The optimizer named by ``optimizer``, with the settings it declares (an
+        optimizer without momentum ignores --momentum)."""
+        kind = OPTIMIZERS[self.optimizer]
+        given = {"momentum": self.momentum, "weight_decay": self.weight_decay}
+        return kind(**{k: v for k, v in given.items() if k in kind.defaults})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
