@@ -201,6 +201,9 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     replace_atomically(path, write, ModelFileError, "model")
 
 
+STATE_GROUP = "state"  # layers/NN_kind/state/KEY: a layer's non-trainable arrays
+
+
 def _layer_names(net: Network) -> list[str]:
     """Group names in layer order: 00_conv, 01_relu, ... (zero-padded, so they sort)."""
     width = max(2, len(str(len(net.layers) - 1)))
@@ -241,6 +244,10 @@ def _write_model(f: h5py.File, net: Network, info: ModelInfo) -> None:
             group.attrs[key] = value
         for key, value in layer.params.items():
             _write_array(group, key, value)
+        if layer.state:
+            state = group.create_group(STATE_GROUP)
+            for key, value in layer.state.items():
+                _write_array(state, key, value)
     if info.optimizer is not None:
         _write_optimizer(f.create_group("optimizer"), info.optimizer, names)
     if info.training is not None:
@@ -432,14 +439,34 @@ def _read_network(f: h5py.File, path: Path) -> tuple[Network, list[str]]:
     for group, layer in zip(groups, net.layers, strict=True):
         expected = layer.param_shapes()
         stored = {k for k, v in group.items() if isinstance(v, h5py.Dataset)}
-        if stored != set(expected) or len(group) != len(stored):
+        has_state = STATE_GROUP in group and isinstance(group[STATE_GROUP], h5py.Group)
+        if stored != set(expected) or len(group) != len(stored) + has_state:
             raise _Damaged(f"{group.name} holds {sorted(group) or 'no arrays'} but "
                            f"{layer.describe()} needs {sorted(expected) or 'none'}")
         for key, shape in expected.items():
             array = _read_array(group[key], tuple(shape), where=layer.describe())
             layer.params[key] = B.to_device(np.ascontiguousarray(array, np.float32))
             layer.grads[key] = B.zeros(shape)
+        _read_state(group, layer, B)
     return net, names
+
+
+def _read_state(group: h5py.Group, layer: Any, B: Any) -> None:
+    """A layer's non-trainable arrays from ``group/state``; a file written before the
+    layer had state (or by an older numbacnn) keeps the initial values."""
+    expected = layer.state_shapes()
+    state = group.get(STATE_GROUP)
+    if state is None:
+        for key, shape in expected.items():
+            layer.state[key] = B.to_device(layer.initial_state(key, shape))
+        return
+    stored = set(state)
+    if stored != set(expected) or not all(isinstance(state[k], h5py.Dataset) for k in state):
+        raise _Damaged(f"{state.name} holds {sorted(stored) or 'nothing'} but "
+                       f"{layer.describe()} keeps {sorted(expected) or 'no state'}")
+    for key, shape in expected.items():
+        array = _read_array(state[key], tuple(shape), where=layer.describe())
+        layer.state[key] = B.to_device(np.ascontiguousarray(array, np.float32))
 
 
 def _read_optimizer(group: h5py.Group, names: list[str], net: Network) -> OptimizerState:

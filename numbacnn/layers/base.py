@@ -29,8 +29,12 @@ class Layer:
     def __init__(self) -> None:
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
-        self.params: dict[str, Any] = {}
-        self.grads: dict[str, Any] = {}
+        self.params: dict[str, Any] = {}  # trainable arrays, updated by the optimizer
+        self.grads: dict[str, Any] = {}  # dL/d of each of them, filled by backward
+        # non-trainable arrays (Keras' non-trainable weights, e.g. BatchNorm's running
+        # statistics): saved and loaded with the model, on the network's device, never
+        # seen by an optimizer or by weight decay
+        self.state: dict[str, Any] = {}
         self.init: str | None = None  # initializer of the weights, None = the network's
         self.device: str | None = None  # set by the network; None = the current device
         self._buffers: dict[str, Any] = {}  # key → the current view of its storage
@@ -55,6 +59,14 @@ class Layer:
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of the learnable arrays, e.g. {"W": (K, C, F, F), "b": (K,)}."""
         return {}
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the non-trainable arrays, e.g. {"mean": (C,), "var": (C,)}."""
+        return {}
+
+    def initial_state(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The starting value of state array ``key`` (zeros unless the layer says)."""
+        return np.zeros(shape, np.float32)
 
     def num_params(self) -> int:
         # Python integers: np.prod wraps around int64 for huge layers (negative counts)
@@ -88,7 +100,8 @@ class Layer:
         return (1, 1)
 
     def init_params(self, rng: np.random.Generator, init: str = "he") -> None:
-        """Draw weights with ``self.init or init`` and zero biases, on the current device."""
+        """Draw weights with ``self.init or init`` and zero biases, and set the state to its
+        initial value, on the layer's device."""
         from numbacnn.init import initialize
 
         fan_in, fan_out = self.fans()
@@ -97,6 +110,8 @@ class Layer:
             method = (self.init or init) if key == "W" else "zeros"
             self.params[key] = b.to_device(initialize(shape, fan_in, fan_out, method, rng))
             self.grads[key] = b.zeros(shape)
+        for key, shape in self.state_shapes().items():
+            self.state[key] = b.to_device(self.initial_state(key, shape))
 
     # --- running ----------------------------------------------------------------------
     def _backend(self) -> Any:
