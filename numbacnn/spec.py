@@ -20,10 +20,13 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from numbacnn.errors import MissingInputError, NumbacnnError, SpecError, excerpt, shown_path
 from numbacnn.init import INITIALIZERS
@@ -104,6 +107,34 @@ class Option:
             raise ValueError(f"{self.key} must be {self.rule()}, got {raw}")
         return value
 
+    def check(self, value: Any) -> Any:
+        """A Python value for this option (a constructor argument): checked against the
+        declaration and converted (ints to int, numbers to float, words lowered);
+        ValueError naming the rule. ``None`` stands for an optional option left out."""
+        if value is None:
+            if self.default is None:
+                return None
+            raise ValueError(f"{self.key} must be {self.rule()}, got None")
+        if self.choices:
+            if not isinstance(value, str) or value.lower() not in self.choices:
+                raise ValueError(f"{self.key} must be {self.rule()}, got {value!r}")
+            return value.lower()
+        if isinstance(value, bool | str) or not isinstance(value, int | float | np.number):
+            raise ValueError(f"{self.key} must be {self.rule()}, got {value!r}")
+        if self.kind is int:
+            if float(value) != int(value):
+                raise ValueError(f"{self.key} must be {self.rule()}, got {value!r}")
+            value = int(value)
+            if value > MAX_INT:
+                raise ValueError(f"{self.key} must be ≤ {MAX_INT}, got {value}")
+        else:
+            value = float(value)
+        too_low = value <= self.low if self.low_open else value < self.low
+        too_high = self.high is not None and value >= self.high
+        if not math.isfinite(value) or too_low or too_high:
+            raise ValueError(f"{self.key} must be {self.rule()}, got {value}")
+        return value
+
 
 @dataclass(frozen=True)
 class LayerSyntax:
@@ -118,6 +149,17 @@ class LayerSyntax:
     def option(self, key: str) -> Option | None:
         return next((o for o in self.options if o.key == key), None)
 
+    def format(self, kwargs: dict[str, Any]) -> str:
+        """Canonical spec text of a layer with these option values (None: left out)."""
+        parts = [self.name]
+        for index, opt in enumerate(self.options):
+            value = kwargs.get(opt.key)
+            if value is None:
+                continue
+            parts.append(format_value(value) if index < self.positional
+                         else f"{opt.key}={format_value(value)}")
+        return " ".join(parts)
+
     def usage(self) -> str:
         """e.g. 'conv FILTERS SIZE [stride=1] [pad=0] [init=...] [activation=...]'."""
         parts = [self.name]
@@ -129,40 +171,46 @@ class LayerSyntax:
         return " ".join(parts)
 
 
-def _int(key: str, default: Any = _REQUIRED, low: int = 1) -> Option:
+def int_option(key: str, default: Any = _REQUIRED, low: int = 1) -> Option:
+    """An integer option ≥ ``low``; required unless a default is given."""
     return Option(key, int, default, low)
 
 
-def _float(key: str, default: float, low: float = 0, low_open: bool = False,
-           high: float | None = None) -> Option:
+def float_option(key: str, default: float, low: float = 0, low_open: bool = False,
+                 high: float | None = None) -> Option:
+    """A number option in [low, high) (or (low, …) when ``low_open``)."""
     return Option(key, float, default, low, low_open, high)
 
 
-_PAD = Option("pad", int, 0, words=("same", "valid"))
-_INIT = Option("init", str, None, choices=INITIALIZERS)
-_ACTIVATION = Option("activation", str, None, choices=ACTIVATIONS)
+PAD = Option("pad", int, 0, words=("same", "valid"))
+INIT = Option("init", str, None, choices=INITIALIZERS)
+ACTIVATION = Option("activation", str, None, choices=ACTIVATIONS)
 
-# Every layer class in numbacnn.layers.LAYERS, by spec name. Option keys and defaults
-# are the constructor's; ``activation`` is not: it becomes its own layer after this one.
-SYNTAX: dict[str, LayerSyntax] = {s.name: s for s in (
-    LayerSyntax("conv", (_int("filters"), _int("size"), _int("stride", 1), _PAD, _INIT,
-                         _ACTIVATION), 2, "conv 96 11 stride=4 pad=0"),
-    LayerSyntax("maxpool", (_int("size"), _int("stride", None)), 1, "maxpool 3 stride=2"),
-    LayerSyntax("avgpool", (_int("size"), _int("stride", None)), 1, "avgpool 2"),
-    LayerSyntax("lrn", (_int("size", 5), _float("alpha", 1e-4), _float("beta", 0.75),
-                        _float("k", 2.0, low_open=True)), 0, "lrn size=5 alpha=0.0001"),
-    LayerSyntax("fc", (_int("units"), _INIT, _ACTIVATION), 1, "fc 4096"),
-    LayerSyntax("flatten"),
-    LayerSyntax("dropout", (_float("p", 0.5, high=1.0),), 1, "dropout 0.5"),
-    LayerSyntax("relu"),
-    LayerSyntax("leaky", (_float("alpha", 0.01),), 1, "leaky 0.1"),
-    LayerSyntax("sigmoid"),
-    LayerSyntax("tanh"),
-    LayerSyntax("elu", (_float("alpha", 1.0),), 1, "elu 1.0"),
-    LayerSyntax("maxout", (_int("pieces", 2),), 1, "maxout 2"),
-    LayerSyntax("softmax"),
-)}
-KEYWORDS = ("input", *SYNTAX)  # words that can start a line
+class _Syntaxes(Mapping[str, LayerSyntax]):
+    """Every layer's syntax by spec name, read from the classes in numbacnn.layers.LAYERS
+    (each layer declares its own ``syntax``); live, so a layer registered later counts."""
+
+    def _layers(self) -> dict[str, Any]:
+        from numbacnn.layers import LAYERS
+
+        return LAYERS
+
+    def __getitem__(self, name: str) -> LayerSyntax:
+        return self._layers()[name].syntax
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._layers()))
+
+    def __len__(self) -> int:
+        return len(self._layers())
+
+
+SYNTAX: Mapping[str, LayerSyntax] = _Syntaxes()
+
+
+def keywords() -> tuple[str, ...]:
+    """Words that can start a spec line: ``input`` and every layer's name."""
+    return ("input", *SYNTAX)
 
 
 def format_value(value: Any) -> str:
@@ -175,15 +223,7 @@ def format_value(value: Any) -> str:
 
 def format_layer(name: str, kwargs: dict[str, Any]) -> str:
     """Canonical spec text of one layer, e.g. 'conv 96 11 stride=4 pad=0'."""
-    syntax = SYNTAX[name]
-    parts = [name]
-    for index, opt in enumerate(syntax.options):
-        value = kwargs.get(opt.key)
-        if value is None:
-            continue
-        parts.append(format_value(value) if index < syntax.positional
-                     else f"{opt.key}={format_value(value)}")
-    return " ".join(parts)
+    return SYNTAX[name].format(kwargs)
 
 
 def format_input(shape: Shape) -> str:
@@ -382,7 +422,7 @@ def _parse_line(number: int, text: str, source: str) -> list[LayerEntry]:
     syntax = SYNTAX.get(name)
     where = f"{_place(source, number)} ({_quoted(text)})"
     if syntax is None:
-        raise SpecError(f"{where}: unknown layer {excerpt(words[0])}; {_suggest(name, KEYWORDS)}"
+        raise SpecError(f"{where}: unknown layer {excerpt(words[0])}; {_suggest(name, keywords())}"
                         f"layers: {', '.join(SYNTAX)}")
     try:
         given = _parse_arguments(syntax, words[1:])
@@ -461,7 +501,7 @@ def load_spec(spec: str | os.PathLike[str]) -> Spec:
         return parse_spec(preset_text(name), source=f"{name}.spec")
     if exists(Path(name)):  # a name too long for the OS is no file, not an OSError
         return _load_file(Path(name))
-    if name.startswith("#") or name.split()[0].lower() in KEYWORDS:
+    if name.startswith("#") or name.split()[0].lower() in keywords():
         return parse_spec(spec)
     if name.endswith(".spec") or os.sep in name or "/" in name:
         raise SpecError(f"spec file {shown_path(name)} not found")

@@ -11,20 +11,20 @@ import numpy as np
 import pytest
 
 import numbacnn.layers
-import numbacnn.spec
 from numbacnn.errors import ModelFileError
 from numbacnn.layers import Layer
 from numbacnn.model_io import ModelInfo, load_model, save_model
 from numbacnn.network import Network
 from numbacnn.optim import SGD
+from numbacnn.spec import LayerSyntax
 
 SPEC = "input 4x4x1; counter; fc 3"
 
 
 class Counter(Layer):
-    """Passes x through and counts, in its state, the training batches it has seen."""
+    """Passes x through and counts, in its state, the images it has trained on."""
 
-    kind = "counter"
+    syntax = LayerSyntax("counter")
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"seen": (1,)}
@@ -44,8 +44,8 @@ class Counter(Layer):
 
 @pytest.fixture(autouse=True)
 def counter_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registered for the test only (the layer's spec keyword and model files work)."""
     monkeypatch.setitem(numbacnn.layers.LAYERS, "counter", Counter)
-    monkeypatch.setitem(numbacnn.spec.SYNTAX, "counter", numbacnn.spec.LayerSyntax("counter"))
 
 
 def info(net: Network) -> ModelInfo:

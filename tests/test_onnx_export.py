@@ -26,6 +26,7 @@ from numbacnn.layers import Dense, Layer
 from numbacnn.model_io import ModelInfo, load_model, predict_images, save_model
 from numbacnn.network import Network
 from numbacnn.onnx_export import ExportError, build_onnx_model, export_onnx
+from numbacnn.spec import LayerSyntax
 
 onnx = pytest.importorskip("onnx", reason="needs onnx: pip install -e '.[test]'")
 ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[test]'")
@@ -162,7 +163,7 @@ def test_not_a_classifier_is_refused_and_nothing_written(tmp_path: Path) -> None
 class NoOnnxLayer(Layer):
     """A shape-preserving layer without an ONNX mapping."""
 
-    kind = "mystery"
+    syntax = LayerSyntax("mystery")  # not registered: only built by hand
 
     def forward(self, x, training=True):  # noqa: ANN001, ANN201
         return self._check_input(x)

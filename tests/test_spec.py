@@ -5,7 +5,6 @@ Pure Python: nothing here runs a kernel.
 
 from __future__ import annotations
 
-import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numbacnn.errors import SpecError
+from numbacnn.errors import ShapeError, SpecError
 from numbacnn.layers import LAYERS, Conv2D, Dense, MaxPool2D, ReLU, Tanh
 from numbacnn.spec import (
     SYNTAX,
@@ -158,16 +157,30 @@ def test_malformed_specs(text: str, match: str) -> None:
         parse_spec(text)
 
 
-def test_every_layer_class_has_a_spec_syntax_matching_its_constructor() -> None:
+def test_every_layer_is_built_from_its_own_declaration() -> None:
+    """SYNTAX is read from the layer classes; each constructor takes exactly the declared
+    options, with the declared defaults and ranges (one declaration, no copy to keep in
+    step)."""
     assert set(SYNTAX) == set(LAYERS)
     for name, cls in LAYERS.items():
-        assert cls.kind == name
-        parameters = inspect.signature(cls.__init__).parameters
-        keys = {o.key for o in SYNTAX[name].options} - {"activation"}
-        assert keys == set(parameters) - {"self"}, name
-        for opt in SYNTAX[name].options:
-            if opt.key in parameters and not opt.required:
-                assert opt.default == parameters[opt.key].default, (name, opt.key)
+        assert cls.kind == name and SYNTAX[name] is cls.syntax
+        required = {o.key: 3 for o in cls.syntax.options if o.required}
+        layer = cls(**required)
+        for opt in cls.syntax.options:
+            if opt.key == "activation":
+                assert not hasattr(layer, "activation"), name  # a layer of its own
+            elif not opt.required and not (name.endswith("pool") and opt.key == "stride"):
+                assert getattr(layer, opt.key) == opt.default, (name, opt.key)
+        assert layer.describe() == cls.syntax.format(layer.hyperparameters()), name
+        numbers = [o for o in cls.syntax.options if o.kind in (int, float) and not o.choices]
+        for opt in numbers:  # a value outside the declared range is refused, naming the rule
+            with pytest.raises(ShapeError, match=f"{name}: {opt.key} must be"):
+                cls(**{**required, opt.key: -1})
+    with pytest.raises(ShapeError, match="conv: no option 'filter'"):
+        LAYERS["conv"](filter=3, size=3)
+    with pytest.raises(ShapeError, match="conv: filters is required"):
+        LAYERS["conv"](size=3)
+    assert LAYERS["maxpool"](3).stride == 3  # the pooling stride defaults to the size
 
 
 def test_layer_kwargs_rebuild_the_layer() -> None:

@@ -3,11 +3,12 @@
 One class per concept: ``conv.py`` (Conv2D), ``pool.py`` (MaxPool2D, AvgPool2D),
 ``lrn.py`` (LRN), ``dense.py`` (Dense, Flatten), ``dropout.py`` (Dropout),
 ``activation.py`` (ReLU, LeakyReLU, Sigmoid, Tanh, ELU, Maxout), ``loss.py``
-(SoftmaxCrossEntropy). ``LAYERS`` maps each spec name to its class.
+(SoftmaxCrossEntropy). Each class declares its spec syntax and registers itself
+(``@register``); ``LAYERS`` maps each spec name to its class.
 """
 
 from numbacnn.layers.activation import ELU, LeakyReLU, Maxout, ReLU, Sigmoid, Tanh
-from numbacnn.layers.base import Layer
+from numbacnn.layers.base import LAYERS, Layer
 from numbacnn.layers.conv import Conv2D
 from numbacnn.layers.dense import Dense, Flatten
 from numbacnn.layers.dropout import Dropout
@@ -15,11 +16,7 @@ from numbacnn.layers.loss import SoftmaxCrossEntropy
 from numbacnn.layers.lrn import LRN
 from numbacnn.layers.pool import AvgPool2D, MaxPool2D
 
-LAYERS: dict[str, type[Layer]] = {
-    cls.kind: cls
-    for cls in (Conv2D, MaxPool2D, AvgPool2D, LRN, Dense, Flatten, Dropout, ReLU, LeakyReLU,
-                Sigmoid, Tanh, ELU, Maxout, SoftmaxCrossEntropy)
-}
+# Importing the layer modules above registered every class in LAYERS (by spec name).
 
 __all__ = ["ELU", "LAYERS", "LRN", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten", "Layer",
            "LeakyReLU", "MaxPool2D", "Maxout", "ReLU", "Sigmoid", "SoftmaxCrossEntropy", "Tanh"]

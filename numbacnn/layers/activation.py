@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from numbacnn.errors import ShapeError
-from numbacnn.layers.base import Layer, Shape
+from numbacnn.layers.base import Layer, Shape, register
+from numbacnn.spec import LayerSyntax, float_option, int_option
 
 
 class _Elementwise(Layer):
@@ -44,16 +45,16 @@ class _Elementwise(Layer):
         return dx
 
 
+@register
 class ReLU(_Elementwise):
     """max(x, 0). When it directly follows a Conv2D the network fuses it into the
     convolution's bias pass (``fused`` is True): then it passes x and dy through."""
 
-    kind = "relu"
+    syntax = LayerSyntax("relu")
     body = "relu"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.fused = False
+    def _setup(self) -> None:
+        self.fused = False  # set by the network when it follows a Conv2D
 
     def forward(self, x: Any, training: bool = True) -> Any:
         return self._check_input(x) if self.fused else super().forward(x, training)
@@ -68,24 +69,19 @@ class ReLU(_Elementwise):
         return input_name if self.fused else builder.node("Relu", [input_name])
 
 
+@register
 class LeakyReLU(_Elementwise):
-    kind = "leaky"
+    syntax = LayerSyntax("leaky", (float_option("alpha", 0.01),), 1, "leaky 0.1")
     body = "leaky_relu"
-
-    def __init__(self, alpha: float = 0.01) -> None:
-        super().__init__()
-        self.alpha = float(alpha)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
         """ONNX export: LeakyRelu with this alpha."""
         return builder.node("LeakyRelu", [input_name], alpha=self.alpha)
 
 
+@register
 class Sigmoid(_Elementwise):
-    kind = "sigmoid"
+    syntax = LayerSyntax("sigmoid")
     body = "sigmoid"
     uses = ("y",)
 
@@ -94,8 +90,9 @@ class Sigmoid(_Elementwise):
         return builder.node("Sigmoid", [input_name])
 
 
+@register
 class Tanh(_Elementwise):
-    kind = "tanh"
+    syntax = LayerSyntax("tanh")
     body = "tanh"
     uses = ("y",)
 
@@ -104,39 +101,22 @@ class Tanh(_Elementwise):
         return builder.node("Tanh", [input_name])
 
 
+@register
 class ELU(_Elementwise):
-    kind = "elu"
+    syntax = LayerSyntax("elu", (float_option("alpha", 1.0),), 1, "elu 1.0")
     body = "elu"
     uses = ("x", "y")
-
-    def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__()
-        self.alpha = float(alpha)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
         """ONNX export: Elu with this alpha."""
         return builder.node("Elu", [input_name], alpha=self.alpha)
 
 
+@register
 class Maxout(Layer):
     """Max over groups of `pieces` consecutive channels: C channels in, C/pieces out."""
 
-    kind = "maxout"
-
-    def __init__(self, pieces: int = 2) -> None:
-        super().__init__()
-        self.pieces = int(pieces)
-        if self.pieces < 1:
-            raise ShapeError(f"maxout: pieces must be ≥ 1, got {pieces}")
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"pieces": self.pieces}
-
-    def describe(self) -> str:
-        return f"maxout {self.pieces}"
+    syntax = LayerSyntax("maxout", (int_option("pieces", 2),), 1, "maxout 2")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape

@@ -17,16 +17,39 @@ import numpy as np
 
 from numbacnn.device import backend, is_device_array
 from numbacnn.errors import DeviceError, ShapeError
+from numbacnn.spec import LayerSyntax, Option
 
 Shape = tuple[int, int, int]
 
+# Every layer class by its spec name: the spec parser, model files and the shapes table
+# find layers here. A layer's file registers it with @register.
+LAYERS: dict[str, type[Layer]] = {}
+
+
+def register(cls: type[Layer]) -> type[Layer]:
+    """Class decorator: make ``cls`` known by its spec keyword, ``cls.syntax.name``."""
+    LAYERS[cls.syntax.name] = cls
+    return cls
+
 
 class Layer:
-    """Base class. Subclasses set ``kind`` (the spec name) and implement the hooks."""
+    """Base class. A subclass declares ``syntax`` (its spec name and options: key, type,
+    default, valid range), registers itself in ``numbacnn.layers.LAYERS``, and
+    implements the hooks. Its constructor, ``hyperparameters()`` and ``describe()``
+    come from that declaration; ``_setup()`` adds what a layer derives from its options.
+    """
 
-    kind: ClassVar[str] = ""
+    syntax: ClassVar[LayerSyntax] = LayerSyntax("")
+    kind: ClassVar[str] = ""  # the spec name, = syntax.name
 
-    def __init__(self) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "syntax" in cls.__dict__:
+            cls.kind = cls.syntax.name
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Options by position (in declaration order) or by key; each checked against its
+        declared type and range (ShapeError naming the rule), defaults filled in."""
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
         self.params: dict[str, Any] = {}  # trainable arrays, updated by the optimizer
@@ -41,6 +64,36 @@ class Layer:
         self._storage: dict[str, Any] = {}  # key → flat array, grown but never shrunk
         self._views: dict[tuple, tuple[Any, Any]] = {}  # (id, shape) → (array, its view)
         self._forward_batch: int | None = None  # N of the last forward: backward must match
+        self._bind(args, kwargs)
+        self._setup()
+
+    def _options(self) -> tuple[Option, ...]:
+        # ``activation=`` is spec shorthand for a layer after this one, not an option of it
+        return tuple(o for o in self.syntax.options if o.key != "activation")
+
+    def _bind(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        options = self._options()
+        if len(args) > len(options):
+            raise ShapeError(f"{self.kind}: takes at most {len(options)} options, got "
+                             f"{len(args)} ({self.syntax.usage()})")
+        given = {opt.key: value for opt, value in zip(options, args, strict=False)}
+        for key, value in kwargs.items():
+            if key in given:
+                raise ShapeError(f"{self.kind}: {key} is given twice")
+            if all(o.key != key for o in options):
+                raise ShapeError(f"{self.kind}: no option {key!r}; options: "
+                                 f"{', '.join(o.key for o in options) or 'none'}")
+            given[key] = value
+        for opt in options:
+            if opt.key not in given and opt.required:
+                raise ShapeError(f"{self.kind}: {opt.key} is required ({self.syntax.usage()})")
+            try:
+                setattr(self, opt.key, opt.check(given.get(opt.key, opt.default)))
+            except ValueError as exc:
+                raise ShapeError(f"{self.kind}: {exc}") from None
+
+    def _setup(self) -> None:
+        """What a layer derives from its options once they are set (none by default)."""
 
     # --- shapes (pure Python, no kernel) ---------------------------------------------
     def build(self, input_shape: Shape) -> Shape:
@@ -82,13 +135,15 @@ class Layer:
         return (1, 1)
 
     def hyperparameters(self) -> dict[str, Any]:
-        """Constructor arguments, in the order the spec writes them."""
-        return {}
+        """The declared options' values (without ``init``), in the order the spec writes
+        them."""
+        return {o.key: getattr(self, o.key) for o in self._options() if o.key != "init"}
 
     def describe(self) -> str:
         """Spec text of this layer, e.g. 'conv 96 11 stride=4 pad=0'."""
-        parts = [self.kind] + [f"{k}={v}" for k, v in self.hyperparameters().items()]
-        return " ".join(parts)
+        if not self.syntax.name:  # a class that set only ``kind``
+            return self.kind
+        return self.syntax.format(self.hyperparameters())
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())

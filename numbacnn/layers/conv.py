@@ -12,28 +12,19 @@ from typing import Any
 
 from numbacnn.errors import ShapeError
 from numbacnn.geometry import output_size
-from numbacnn.layers.base import Layer, Shape
+from numbacnn.layers.base import Layer, Shape, register
+from numbacnn.spec import ACTIVATION, INIT, PAD, LayerSyntax, int_option
 
 
+@register
 class Conv2D(Layer):
-    kind = "conv"
+    syntax = LayerSyntax("conv", (int_option("filters"), int_option("size"),
+                                  int_option("stride", 1), PAD, INIT, ACTIVATION), 2,
+                         "conv 96 11 stride=4 pad=0")
 
-    def __init__(self, filters: int, size: int, stride: int = 1, pad: int = 0,
-                 init: str | None = None) -> None:
-        super().__init__()
-        self.filters, self.size = int(filters), int(size)
-        self.stride, self.pad = int(stride), int(pad)
-        self.init = init
+    def _setup(self) -> None:
         self._cols_hold_input = False  # False once backward reused the columns for dcols
         self.fused_relu = False  # set by Network when a ReLU follows: applied in the bias pass
-        if self.filters < 1:
-            raise ShapeError(f"conv: filters must be ≥ 1, got {filters}")
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"filters": self.filters, "size": self.size, "stride": self.stride, "pad": self.pad}
-
-    def describe(self) -> str:
-        return f"conv {self.filters} {self.size} stride={self.stride} pad={self.pad}"
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         _, H, W = input_shape

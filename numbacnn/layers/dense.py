@@ -10,24 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from numbacnn.errors import ShapeError
-from numbacnn.layers.base import Layer, Shape
+from numbacnn.layers.base import Layer, Shape, register
+from numbacnn.spec import ACTIVATION, INIT, LayerSyntax, int_option
 
 
+@register
 class Dense(Layer):
-    kind = "fc"
 
-    def __init__(self, units: int, init: str | None = None) -> None:
-        super().__init__()
-        self.units = int(units)
-        self.init = init
-        if self.units < 1:
-            raise ShapeError(f"fc: units must be ≥ 1, got {units}")
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"units": self.units}
-
-    def describe(self) -> str:
-        return f"fc {self.units}"
+    syntax = LayerSyntax("fc", (int_option("units"), INIT, ACTIVATION), 1, "fc 4096")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (self.units, 1, 1)
@@ -84,8 +74,9 @@ class Dense(Layer):
         return builder.node("Reshape", [y, builder.shape("shape", [0, self.units, 1, 1])])
 
 
+@register
 class Flatten(Layer):
-    kind = "flatten"
+    syntax = LayerSyntax("flatten")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape

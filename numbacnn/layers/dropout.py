@@ -12,25 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.errors import ShapeError
-from numbacnn.layers.base import Layer
+from numbacnn.layers.base import Layer, register
+from numbacnn.spec import LayerSyntax, float_option
 
 
+@register
 class Dropout(Layer):
-    kind = "dropout"
 
-    def __init__(self, p: float = 0.5) -> None:
-        super().__init__()
-        self.p = float(p)
-        if not 0.0 <= self.p < 1.0:
-            raise ShapeError(f"dropout: p must be in [0, 1), got {p}")
-        self.seed = 0
+    syntax = LayerSyntax("dropout", (float_option("p", 0.5, high=1.0),), 1, "dropout 0.5")
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"p": self.p}
-
-    def describe(self) -> str:
-        return f"dropout {self.p:g}"
+    def _setup(self) -> None:
+        self.seed = 0  # set by the network before each training forward pass
 
     def forward(self, x: Any, training: bool = True) -> Any:
         x = self._check_input(x)

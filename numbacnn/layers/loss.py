@@ -13,11 +13,13 @@ import numpy as np
 
 from numbacnn.device import is_device_array, to_host
 from numbacnn.errors import ShapeError
-from numbacnn.layers.base import Layer, Shape
+from numbacnn.layers.base import Layer, Shape, register
+from numbacnn.spec import LayerSyntax
 
 
+@register
 class SoftmaxCrossEntropy(Layer):
-    kind = "softmax"
+    syntax = LayerSyntax("softmax")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape

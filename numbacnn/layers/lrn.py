@@ -11,22 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.errors import ShapeError
-from numbacnn.layers.base import Layer
+from numbacnn.layers.base import Layer, register
+from numbacnn.spec import LayerSyntax, float_option, int_option
 
 
+@register
 class LRN(Layer):
-    kind = "lrn"
 
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
-                 k: float = 2.0) -> None:
-        super().__init__()
-        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
-        if self.size < 1 or self.k <= 0:
-            raise ShapeError(f"lrn: size must be ≥ 1 and k > 0, got size={size}, k={k}")
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}
+    syntax = LayerSyntax("lrn", (int_option("size", 5), float_option("alpha", 1e-4),
+                                 float_option("beta", 0.75),
+                                 float_option("k", 2.0, low_open=True)), 0,
+                         "lrn size=5 alpha=0.0001")
 
     def _constants(self) -> tuple[np.float32, np.float32, np.float32]:
         return np.float32(self.alpha / self.size), np.float32(self.beta), np.float32(self.k)

@@ -12,22 +12,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from numbacnn.geometry import output_size
-from numbacnn.layers.base import Layer, Shape
+from numbacnn.layers.base import Layer, Shape, register
+from numbacnn.spec import LayerSyntax, int_option
 
 
 class _Pool2D(Layer):
     body: ClassVar[str] = ""  # driver name prefix: f"{body}_forward", f"{body}_backward"
 
-    def __init__(self, size: int, stride: int | None = None) -> None:
-        super().__init__()
-        self.size = int(size)
-        self.stride = int(stride) if stride is not None else self.size
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"size": self.size, "stride": self.stride}
-
-    def describe(self) -> str:
-        return f"{self.kind} {self.size} stride={self.stride}"
+    def _setup(self) -> None:
+        if self.stride is None:  # the lecture's default: windows side by side
+            self.stride = self.size
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape
@@ -65,8 +59,10 @@ class _Pool2D(Layer):
         return dx
 
 
+@register
 class MaxPool2D(_Pool2D):
-    kind = "maxpool"
+    syntax = LayerSyntax("maxpool", (int_option("size"), int_option("stride", None)), 1,
+                         "maxpool 3 stride=2")
     body = "max_pool"
     keeps_argmax = True
 
@@ -76,8 +72,10 @@ class MaxPool2D(_Pool2D):
                             strides=[self.stride, self.stride])
 
 
+@register
 class AvgPool2D(_Pool2D):
-    kind = "avgpool"
+    syntax = LayerSyntax("avgpool", (int_option("size"), int_option("stride", None)), 1,
+                         "avgpool 2")
     body = "avg_pool"
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
