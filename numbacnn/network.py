@@ -38,6 +38,7 @@ class Network:
         self.fuse = fuse  # fuse each ReLU that follows a Conv2D into the conv's bias pass
         self.step = 0  # training forward passes so far: seeds dropout
         self.seed = 0
+        self.stream = 0  # which dropout stream: the rank in data-parallel training
         self.input_shape: Shape | None = None
         if input_shape is not None:
             self.build(input_shape)
@@ -92,7 +93,8 @@ class Network:
             self.step += 1
         for index, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):
-                layer.seed = (self.seed * 1_000_003 + self.step * 7_919 + index) % 2**64
+                layer.seed = (self.seed * 1_000_003 + self.step * 7_919 + index
+                              + self.stream * 0x9E3779B97F4A7C15) % 2**64
             x = layer.forward(x, training)
         return x
 
