@@ -10,8 +10,11 @@ Ctrl-C stops at the next batch, saves a checkpoint and exits with status 130;
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +134,39 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     """Train SPEC (a preset, a .spec file or spec text; default fmnist) on --data.
 
     Prints one line per epoch (train and validation loss and accuracy, lr, seconds),
-    writes a checkpoint every epoch and the test accuracy at the end.
+    writes a checkpoint every epoch and the test accuracy at the end. Under mpirun (or
+    srun) the ranks train data-parallel; rank 0 alone prints (docs/distributed.md).
     """
+    from numbacnn.distributed import world
+
+    ranks = world()  # before set_device: under mpirun each rank takes its own GPU
+    with _quiet_unless_root(ranks):
+        _train(spec, device, tf32, out, resume, options)
+
+
+@contextlib.contextmanager
+def _quiet_unless_root(ranks: Any) -> Iterator[None]:
+    """Under MPI: ranks other than 0 print nothing; an error is printed by rank 0 and
+    ends every rank at once with status 2 (MPI cannot finalize while a rank may still
+    wait in a collective)."""
+    if ranks.size == 1:
+        yield
+        return
+    from numbacnn.distributed import exit_now
+    from numbacnn.errors import NumbacnnError
+
+    if not ranks.is_root:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    try:
+        yield
+    except NumbacnnError as exc:
+        if ranks.is_root:
+            click.echo(f"error: {exc}", err=True)
+        exit_now(2)
+
+
+def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
+           options: dict[str, Any]) -> None:
     from numbacnn.device import set_device, set_tf32
     from numbacnn.trainer import Interrupted
 
@@ -213,7 +247,6 @@ def _header(trainer: Any) -> None:
 def _report(trainer: Any) -> None:
     from numbacnn.data import normalize
     from numbacnn.model_io import best_path
-    from numbacnn.trainer import evaluate
 
     state = trainer.state
     click.echo(f"saved {trainer.out} (epoch {state.epoch})")
@@ -224,7 +257,7 @@ def _report(trainer: Any) -> None:
     dataset = trainer.dataset
     if len(dataset.y_test):
         x_test = normalize(dataset.x_test, trainer.mean, trainer.std)
-        _, accuracy, _ = evaluate(trainer.net, x_test, dataset.y_test)
+        _, accuracy = trainer.score(x_test, dataset.y_test)
         click.echo(f"test accuracy {100 * accuracy:.2f}% ({len(dataset.y_test)} images of "
                    f"{trainer.settings.data}, last epoch's weights)")
 
