@@ -22,6 +22,7 @@ import click
 
 _PATH = click.Path(path_type=Path)
 DEFAULT_OUT = Path("model.h5")
+ERROR_GRACE_S = 3.0  # how long a rank other than 0 waits for rank 0 to report an error
 
 
 class _TrainCommand(click.Command):
@@ -146,9 +147,11 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
 
 @contextlib.contextmanager
 def _quiet_unless_root(ranks: Any) -> Iterator[None]:
-    """Under MPI: ranks other than 0 print nothing; an error is printed by rank 0 and
-    ends every rank at once with status 2 (MPI cannot finalize while a rank may still
-    wait in a collective)."""
+    """Under MPI: ranks other than 0 print nothing but their own errors. Rank 0 prints
+    an error and ends at once with status 2 (without MPI_Finalize, which would wait for
+    ranks stuck in a collective), which makes the launcher end the others. Another rank
+    first waits ERROR_GRACE_S for that (the same error on every rank: one line), then
+    prints its error, naming its rank."""
     if ranks.size == 1:
         yield
         return
@@ -160,8 +163,12 @@ def _quiet_unless_root(ranks: Any) -> Iterator[None]:
     try:
         yield
     except NumbacnnError as exc:
+        ranks.ending = True
         if ranks.is_root:
             click.echo(f"error: {exc}", err=True)
+        else:
+            time.sleep(ERROR_GRACE_S)
+            click.echo(f"error: rank {ranks.rank} of {ranks.size}: {exc}", err=True)
         exit_now(2)
 
 

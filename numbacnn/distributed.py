@@ -92,6 +92,7 @@ class World:
     timeout: float = DEFAULT_TIMEOUT
     cuda_aware: bool = False
     checkpoint: Path | None = None  # named in the line printed when the peers are gone
+    ending: bool = False  # set by a rank on its way out: a SIGTERM then ends it silently
     _watchdog: _Watchdog | None = field(default=None, repr=False)
 
     @property
@@ -334,6 +335,8 @@ class _Watchdog:
         while True:
             ready, _, _ = select.select([self._read], [], [], 0.5)
             if ready and signal.SIGTERM in os.read(self._read, 64):
+                if self.world.ending:
+                    exit_now(EXIT_STATUS)
                 self._fail("was stopped by the MPI launcher (another rank failed or was "
                            "killed)")
             what = self.what
