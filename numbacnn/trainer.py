@@ -18,6 +18,10 @@ and copied into one reused device buffer; a training step reads nothing back: th
 loss and the correct predictions are summed on the device and read once per progress
 update (every batch on the CPU, where that costs nothing; every
 ``GPU_PROGRESS_SECONDS`` on a GPU), then added up on the host in float64.
+
+Under ``mpirun`` (or ``srun``) the ranks train data-parallel: each its slice of every
+global batch, gradients summed by one Allreduce per step, rank 0 writing checkpoints
+(``numbacnn/distributed.py``, ``docs/distributed.md``).
 """
 
 from __future__ import annotations
