@@ -137,6 +137,18 @@ def test_launcher_detection_reads_only_the_environment() -> None:
     assert not launched_by_mpi({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"})
 
 
+def test_a_launcher_without_mpi4py_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numbacnn.distributed as distributed
+
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed, "_world", None)
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py raises ImportError
+    with pytest.raises(distributed.DistributedError,
+                       match=r"started by an MPI launcher but mpi4py cannot be imported .*"
+                             r"pip install 'numbacnn\[mpi\]'"):
+        distributed.world()
+
+
 def test_shards_cover_the_batch_in_order_and_rank_0_is_never_empty() -> None:
     for n in (0, 1, 5, 16, 17):
         for size in (1, 2, 3, 4):
