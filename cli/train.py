@@ -239,6 +239,8 @@ def _header(trainer: Any) -> None:
     from numbacnn.device import get_device, precision
 
     s, net = trainer.settings, trainer.net
+    size = trainer.world.size
+    ranks = f" on {size} ranks (MPI, batch {s.batch_size} split over them)" if size > 1 else ""
     C, H, W = net.input_shape
     optimizer = (f"sgd momentum {s.momentum:g}" if s.optimizer == "sgd" else "adam")
     click.echo(f"training {s.spec} on {s.data}: {len(trainer.y_fit)} training and "
@@ -248,7 +250,7 @@ def _header(trainer: Any) -> None:
     click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "
                f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {s.init}, augment "
                f"{'on' if s.augment else 'off'}, seed {s.seed}, device {get_device()} "
-               f"({precision()}), checkpoint {trainer.out}")
+               f"({precision()}){ranks}, checkpoint {trainer.out}")
 
 
 def _report(trainer: Any) -> None:

@@ -149,6 +149,17 @@ def test_a_launcher_without_mpi4py_is_one_clear_error(monkeypatch: pytest.Monkey
         distributed.world()
 
 
+def test_each_rank_of_a_node_takes_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from numbacnn.distributed import _pick_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # as Slurm may set it
+    _pick_gpu(1)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    _pick_gpu(2)  # more ranks than GPUs: they share, round robin
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+
+
 def test_shards_cover_the_batch_in_order_and_rank_0_is_never_empty() -> None:
     for n in (0, 1, 5, 16, 17):
         for size in (1, 2, 3, 4):
@@ -185,6 +196,7 @@ def test_two_ranks_equal_one_process(runs: dict[str, Path]) -> None:
     assert_close(runs["one"], runs["two"])
     assert str(runs["two_output"]).count("saved ") == 1  # rank 0 only
     assert str(runs["two_output"]).count("epoch 3/3  train loss") == 1
+    assert "on 2 ranks (MPI, batch 16 split over them)" in str(runs["two_output"])
     info = load_model(runs["two"])[1]
     assert len(info.training.rng_states["augment_ranks"]) == 2  # it did run on 2 ranks
     assert info.training.epoch == 3 and np.isfinite(info.history["val_loss"]).all()
