@@ -279,3 +279,30 @@ def test_gpu_gradients_staged_through_host_memory_in_the_simulator() -> None:
                     env=mpi_env(NUMBA_ENABLE_CUDASIM="1", NUMBACNN_DEVICE="cuda"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("gpu all-reduce of 47 floats ok") == 2
+
+
+@needs_mpi
+def test_with_dropout_and_augmentation_a_resume_on_as_many_ranks_is_exact(
+        runs: dict[str, Path]) -> None:
+    """Per-rank dropout and augmentation streams: 2 epochs straight on 2 ranks equal 1
+    epoch, then a resume for the 2nd, bit for bit (every rank's stream is in the
+    checkpoint); and they differ from one process (the streams are per rank)."""
+    tmp, data = runs["tmp"], runs["data"]
+    spec = SPEC.replace("fc 8 activation=relu;", "fc 8 activation=relu; dropout 0.25;")
+    straight, split = tmp / "aug-straight.h5", tmp / "aug-split.h5"
+
+    def args(out: Path, epochs: int) -> list[object]:
+        plain = train_args(data, out, epochs)
+        plain[1] = spec
+        return [*plain, "--augment"]
+
+    for out, epochs in ((straight, 2), (split, 1)):
+        result = cli_on_ranks(*args(out, epochs))
+        assert result.returncode == 0, result.stderr
+    result = cli_on_ranks("train", "--resume", split, "--epochs", 2)
+    assert result.returncode == 0, result.stderr
+    for name, w in weights(straight).items():
+        np.testing.assert_array_equal(weights(split)[name], w, err_msg=name)
+    one = tmp / "aug-one.h5"
+    one_process(*args(one, 2))
+    assert not np.array_equal(weights(one)["0.W"], weights(straight)["0.W"])
