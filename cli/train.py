@@ -10,8 +10,11 @@ Ctrl-C stops at the next batch, saves a checkpoint and exits with status 130;
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from numbacnn.optim import OPTIMIZERS  # names for --optimizer (imports no kerne
 
 _PATH = click.Path(path_type=Path)
 DEFAULT_OUT = Path("model.h5")
+ERROR_GRACE_S = 3.0  # how long a rank other than 0 waits for rank 0 to report an error
 
 
 class _TrainCommand(click.Command):
@@ -138,8 +142,45 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     """Train SPEC (a preset, a .spec file or spec text; default fmnist) on --data.
 
     Prints one line per epoch (train and validation loss and accuracy, lr, seconds),
-    writes a checkpoint every epoch and the test accuracy at the end.
+    writes a checkpoint every epoch and the test accuracy at the end. Under mpirun (or
+    srun) the ranks train data-parallel; rank 0 alone prints (docs/distributed.md).
     """
+    from numbacnn.distributed import world
+
+    ranks = world()  # before set_device: under mpirun each rank takes its own GPU
+    with _quiet_unless_root(ranks):
+        _train(spec, device, tf32, out, resume, force, options)
+
+
+@contextlib.contextmanager
+def _quiet_unless_root(ranks: Any) -> Iterator[None]:
+    """Under MPI: ranks other than 0 print nothing but their own errors. Rank 0 prints
+    an error and ends at once with status 2 (without MPI_Finalize, which would wait for
+    ranks stuck in a collective), which makes the launcher end the others. Another rank
+    first waits ERROR_GRACE_S for that (the same error on every rank: one line), then
+    prints its error, naming its rank."""
+    if ranks.size == 1:
+        yield
+        return
+    from numbacnn.distributed import exit_now
+    from numbacnn.errors import NumbacnnError
+
+    if not ranks.is_root:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    try:
+        yield
+    except NumbacnnError as exc:
+        ranks.ending = True
+        if ranks.is_root:
+            click.echo(f"error: {exc}", err=True)
+        else:
+            time.sleep(ERROR_GRACE_S)
+            click.echo(f"error: rank {ranks.rank} of {ranks.size}: {exc}", err=True)
+        exit_now(2)
+
+
+def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
+           force: bool, options: dict[str, Any]) -> None:
     from numbacnn.device import set_device, set_tf32
     from numbacnn.trainer import Interrupted
 
@@ -233,6 +274,8 @@ def _header(trainer: Any) -> None:
     from numbacnn.device import get_device, precision
 
     s, net = trainer.settings, trainer.net
+    size = trainer.world.size
+    ranks = f" on {size} ranks (MPI, batch {s.batch_size} split over them)" if size > 1 else ""
     C, H, W = net.input_shape
     optimizer = (f"sgd momentum {s.momentum:g}" if s.optimizer == "sgd" else "adam")
     click.echo(f"training {s.spec} on {s.data}: {len(trainer.y_fit)} training and "
@@ -242,7 +285,7 @@ def _header(trainer: Any) -> None:
     click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "
                f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {_inits(trainer)}, augment "
                f"{'on' if s.augment else 'off'}, seed {s.seed}, device {get_device()} "
-               f"({precision()}), checkpoint {trainer.out}")
+               f"({precision()}){ranks}, checkpoint {trainer.out}")
 
 
 def _inits(trainer: Any) -> str:
@@ -259,7 +302,6 @@ def _inits(trainer: Any) -> str:
 def _report(trainer: Any) -> None:
     from numbacnn.data import normalize
     from numbacnn.model_io import best_path
-    from numbacnn.trainer import evaluate
 
     state = trainer.state
     click.echo(f"saved {trainer.out} (epoch {state.epoch})")
@@ -270,7 +312,7 @@ def _report(trainer: Any) -> None:
     dataset = trainer.dataset
     if len(dataset.y_test):
         x_test = normalize(dataset.x_test, trainer.mean, trainer.std)
-        _, accuracy, _ = evaluate(trainer.net, x_test, dataset.y_test)
+        _, accuracy = trainer.score(x_test, dataset.y_test)
         click.echo(f"test accuracy {100 * accuracy:.2f}% ({len(dataset.y_test)} images of "
                    f"{trainer.settings.data}, last epoch's weights)")
 

@@ -539,9 +539,16 @@ def _read_training(group: h5py.Group) -> TrainingState:
 
 
 def _check_rng_states(states: dict[str, Any]) -> None:
-    if set(states) != {"shuffle", "augment"}:
-        raise _Damaged(f"training/@rng_states has {sorted(states)}, expected augment, shuffle")
-    for role, value in states.items():
+    """shuffle and augment (one PCG64 state each), and after data-parallel training
+    augment_ranks (a list of them, one per rank: numbacnn/distributed.py)."""
+    if set(states) - {"augment_ranks"} != {"shuffle", "augment"}:
+        raise _Damaged(f"training/@rng_states has {sorted(states)}, expected augment, shuffle "
+                       "(and augment_ranks after training on several ranks)")
+    per_rank = states.get("augment_ranks", [])
+    if not isinstance(per_rank, list):
+        raise _Damaged("training/@rng_states/augment_ranks is not a list of PCG64 states")
+    for role, value in [*((r, v) for r, v in states.items() if r != "augment_ranks"),
+                        *((f"augment_ranks/{i}", v) for i, v in enumerate(per_rank))]:
         try:
             np.random.default_rng(0).bit_generator.state = value
         except (TypeError, ValueError, KeyError, OverflowError):

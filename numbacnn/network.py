@@ -39,6 +39,7 @@ class Network:
         self.fuse = fuse  # fuse each ReLU that follows a Conv2D into the conv's bias pass
         self.step = 0  # training forward passes so far: seeds dropout
         self.seed = 0
+        self.stream = 0  # which dropout stream: the rank in data-parallel training
         # "cpu" or "cuda", resolved when first needed (None: the current set_device choice
         # then), so building a network for its shapes imports no numba
         self._device: str | None = None if device is None else resolve_device(device)
@@ -113,7 +114,8 @@ class Network:
             self.step += 1
         for index, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):
-                layer.seed = (self.seed * 1_000_003 + self.step * 7_919 + index) % 2**64
+                layer.seed = (self.seed * 1_000_003 + self.step * 7_919 + index
+                              + self.stream * 0x9E3779B97F4A7C15) % 2**64
             x = layer.forward(x, training)
         return x
 

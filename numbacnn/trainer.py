@@ -18,6 +18,10 @@ and copied into one reused device buffer; a training step reads nothing back: th
 loss and the correct predictions are summed on the device and read once per progress
 update (every batch on the CPU, where that costs nothing; every
 ``GPU_PROGRESS_SECONDS`` on a GPU), then added up on the host in float64.
+
+Under ``mpirun`` (or ``srun``) the ranks train data-parallel: each its slice of every
+global batch, gradients summed by one Allreduce per step, rank 0 writing checkpoints
+(``numbacnn/distributed.py``, ``docs/distributed.md``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ import numpy as np
 
 from numbacnn.data import Dataset, augment, load_dataset, normalization, normalize
 from numbacnn.device import to_host
+from numbacnn.distributed import GradientAllreduce, World
+from numbacnn.distributed import world as current_world
 from numbacnn.errors import DataError, TrainingError
 from numbacnn.init import INITIALIZERS
 from numbacnn.limits import check_memory
@@ -271,7 +277,8 @@ class Trainer:
     def __init__(self, net: Network, dataset: Dataset, settings: TrainSettings,
                  out: str | Path | None = None, resume: ModelInfo | None = None,
                  on_batch: Callable[[BatchProgress], None] | None = None,
-                 on_epoch: Callable[[EpochRecord], None] | None = None) -> None:
+                 on_epoch: Callable[[EpochRecord], None] | None = None,
+                 world: World | None = None) -> None:
         self.net, self.settings = net, dataclasses.replace(settings).checked()
         settings = self.settings
         self.out = Path(out) if out is not None else None
@@ -307,6 +314,8 @@ class Trainer:
         self._stats = B.zeros((2,))  # Σ loss, correct predictions since the last read
         self.progress_seconds = 0.0 if B.name == "cpu" else GPU_PROGRESS_SECONDS
         self._stop_requested = False
+        self.world = world if world is not None else current_world()
+        self._allreduce = self._join_world(resume) if self.world.size > 1 else None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, epochs: int | None = None,
@@ -384,6 +393,26 @@ class Trainer:
         self.net.step = self.state.step
         self.net.seed = self.settings.seed
 
+    def _join_world(self, resume: ModelInfo | None) -> GradientAllreduce:
+        """Data-parallel set-up (``numbacnn/distributed.py``): per-rank dropout and
+        augmentation streams, rank 0's weights, one flat gradient buffer."""
+        w, s = self.world, self.settings
+        if s.batch_size < w.size:
+            raise TrainingError(f"--batch-size {s.batch_size} is the global batch, shared by "
+                                f"{w.size} ranks: give each rank an image, --batch-size ≥ {w.size}")
+        w.checkpoint = self.out
+        self.net.stream = w.rank
+        self.progress_seconds = 0.0  # every rank reduces its sums at the same batches
+        if w.rank > 0:  # rank 0 keeps the single-process stream
+            saved = resume.training.rng_states.get("augment_ranks") if resume else None
+            if saved is not None and len(saved) == w.size:
+                self.augment_rng.bit_generator.state = saved[w.rank]
+            else:  # a first start, or a resume on another number of ranks
+                self.augment_rng = np.random.default_rng(
+                    np.random.SeedSequence([s.seed, 2, w.rank, self.state.step]))
+        w.broadcast_parameters(self.net)
+        return GradientAllreduce(w, self.net)
+
     # --- running ------------------------------------------------------------------------
     def run(self) -> TrainingState:
         """Train up to ``settings.epochs`` epochs; returns the final TrainingState.
@@ -434,18 +463,28 @@ class Trainer:
     def _train_batch(self, idx: np.ndarray) -> None:
         """One SGD step on the images ``idx``, queued: nothing is read back."""
         net, n = self.net, len(idx)
-        xb = np.take(self.x_fit, idx, axis=0, out=self._x_staging.host(n), mode="clip")
-        if self.settings.augment:
-            xb[...] = augment(xb, self.augment_rng, crop_pad=CROP_PAD, flip=True)
-        np.take(self.y_fit, idx, out=self._y_staging.host(n), mode="clip")
-        net.train_step_on_device(self._x_staging.upload(n), self._y_staging.upload(n),
-                                 self._stats)
+        if self._allreduce is not None:
+            idx = self._allreduce.shard(idx)  # this rank's slice of the global batch
+            n = len(idx)
+        if n == 0:  # a last batch smaller than the world leaves this rank no image
+            self._allreduce.skip()  # type: ignore[union-attr]
+        else:
+            xb = np.take(self.x_fit, idx, axis=0, out=self._x_staging.host(n), mode="clip")
+            if self.settings.augment:
+                xb[...] = augment(xb, self.augment_rng, crop_pad=CROP_PAD, flip=True)
+            np.take(self.y_fit, idx, out=self._y_staging.host(n), mode="clip")
+            net.train_step_on_device(self._x_staging.upload(n), self._y_staging.upload(n),
+                                     self._stats)
+        if self._allreduce is not None:
+            self._allreduce()  # the ranks' gradients summed, as soon as backward is done
         self.optimizer.step(net, self.schedule.lr)
 
     def _read_sums(self, sums: dict[str, float], queued: int, b: int, batches: int) -> None:
         """Add the device's loss and accuracy sums of the last ``queued`` images to
         ``sums`` (zeroing them on the device); a non-finite loss stops training."""
-        total, correct = (float(v) for v in to_host(self._stats))
+        here = np.array([*to_host(self._stats), self._stop_requested], np.float64)
+        total, correct, stops = (float(v) for v in self.world.allsum(here))
+        self._stop_requested = stops > 0  # every rank stops at the same batch
         self.net.backend().fill(2, self._stats, np.float32(0.0))
         if not math.isfinite(total):
             raise TrainingError(self._nan_message(total, b, batches))
@@ -467,7 +506,7 @@ class Trainer:
         started = time.perf_counter()
         self._check_finite_weights()
         if len(self.y_val):
-            val_loss, val_acc, _ = evaluate(self.net, self.x_val, self.y_val)
+            val_loss, val_acc = self.score(self.x_val, self.y_val)
             if not math.isfinite(val_loss):
                 self._check_finite_weights("the validation loss became NaN")
         else:
@@ -485,12 +524,21 @@ class Trainer:
         state.epoch, state.batch, state.partial_epoch = record.epoch, 0, {}
         state.lr = self.schedule.lr
         self.save()
-        if improved and self.out is not None:
+        if improved and self.out is not None and self.world.is_root:
             copy_model(self.out, best_path(self.out))
         if self.on_epoch is not None:
             self.on_epoch(record)
         if self._stop_requested and state.epoch < s.epochs:
             raise Interrupted(self._resume_hint())
+
+    def score(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """(mean cross-entropy, accuracy 0…1) of normalized float32 images x N×C×H×W with
+        labels (N,); in data-parallel training each rank scores a shard (every rank must
+        call this)."""
+        if self.world.size > 1:
+            return self.world.evaluate(self.net, x, labels)
+        loss, accuracy, _ = evaluate(self.net, x, labels)
+        return loss, accuracy
 
     def _check_finite_weights(self, problem: str = "") -> None:
         """A loss can stay finite on the last batch of an epoch whose update overflowed
@@ -529,6 +577,9 @@ class Trainer:
             "shuffle": shuffle_state or self.shuffle_rng.bit_generator.state,
             "augment": self.augment_rng.bit_generator.state,
         }
+        if self.world.size > 1:  # every rank's stream, to resume on as many ranks
+            self.state.rng_states["augment_ranks"] = self.world.gather(
+                self.augment_rng.bit_generator.state)
         return ModelInfo(
             spec_text=self.net.spec_text or self.settings.spec,
             input_shape=self.net.input_shape,  # type: ignore[arg-type]
@@ -538,10 +589,13 @@ class Trainer:
         )
 
     def save(self, path: str | Path | None = None, shuffle_state: dict | None = None) -> None:
-        """Write a checkpoint to ``path`` (default: ``out``; nothing when both are None)."""
+        """Write a checkpoint to ``path`` (default: ``out``; nothing when both are None);
+        in data-parallel training rank 0 writes it (every rank must call this)."""
         target = path if path is not None else self.out
         if target is not None:
-            save_model(target, self.net, self.model_info(shuffle_state))
+            info = self.model_info(shuffle_state)
+            if self.world.is_root:
+                save_model(target, self.net, info)
 
     def request_stop(self) -> None:
         """Ask training to stop at the next batch boundary, after saving a checkpoint."""

@@ -66,6 +66,12 @@ def upload(host: np.ndarray, out: np.ndarray, asynchronous: bool = False) -> np.
     return out
 
 
+def download(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Copy ``a`` into the existing host array ``out`` of the same shape; returns ``out``."""
+    np.copyto(out, a, casting="same_kind")
+    return out
+
+
 def tf32_label() -> str:
     """How the matrix products compute: always true FP32 on the CPU."""
     return "fp32"

@@ -255,6 +255,21 @@ def upload(host: np.ndarray, out: Any, asynchronous: bool = False) -> Any:
     return out
 
 
+def download(a: Any, out: np.ndarray) -> np.ndarray:
+    """Copy the device array ``a`` into the existing host array ``out`` (page-locked for
+    full speed) of the same shape and dtype; returns ``out`` once the copy is done, which
+    is after every kernel queued before it on the default stream."""
+    if tuple(a.shape) != out.shape or a.dtype != out.dtype:
+        raise DeviceError(f"download: device array {tuple(a.shape)} {a.dtype} does not fit "
+                          f"the host array {out.shape} {out.dtype}")
+    counters["d2h_copies"] += 1
+    if _recording is None:
+        a.copy_to_host(out)
+    else:
+        np.copyto(out, a)
+    return out
+
+
 class _NoEvent:
     """Stands in for a CUDA event in a dry run and in the simulator."""
 

@@ -1,7 +1,7 @@
 """SoftmaxCrossEntropy: the classifier's loss on logits N×K (or N×K×1×1).
 
 forward(logits, labels) → mean over the batch of −log softmax(logits)[label];
-backward() → dL/dlogits = (softmax − onehot)/N, shaped N×K×1×1.
+backward() → dL/dlogits = (softmax − onehot)/N, shaped N×K×1×1 (N: ``mean_over`` when set).
 Bodies: ``numbacnn/kernels/loss.py``.
 """
 
@@ -19,7 +19,12 @@ from numbacnn.spec import LayerSyntax
 
 @register
 class SoftmaxCrossEntropy(Layer):
+    """``mean_over``: the number of images the gradient is averaged over; None (the
+    default) is this batch, data-parallel training sets the global batch size so that
+    each rank's gradient is its share of the global mean (``numbacnn/distributed.py``)."""
+
     syntax = LayerSyntax("softmax")
+    mean_over: int | None = None
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape
@@ -97,7 +102,7 @@ class SoftmaxCrossEntropy(Layer):
         dlogits = self._buffer("dx", (N, K, 1, 1))
         self._backend().softmax_cross_entropy_backward(
             dlogits.size, self._reshaped(dlogits, (N, K)), probs, self._labels_dev,
-            np.float32(1.0 / N))
+            np.float32(1.0 / (self.mean_over or N)))
         return dlogits
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:

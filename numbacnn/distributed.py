@@ -1,0 +1,354 @@
+"""Data-parallel training over MPI: who the ranks are, one gradient all-reduce per step,
+broadcasts and sharded sums, and a watchdog that stops a rank whose peers are gone.
+
+``mpirun -n N numbacnn train ...`` (or ``srun``) starts N processes; :func:`world`
+detects them from the launcher's environment variables (``OMPI_COMM_WORLD_SIZE``,
+``PMI_SIZE``, ``PMIX_RANK``, ``SLURM_PROCID`` with ``SLURM_NTASKS`` > 1) and only then
+imports mpi4py: without a launcher nothing MPI is imported and training is exactly the
+single-process code.
+
+Semantics (see ``docs/distributed.md``): every rank holds the whole dataset and the same
+shuffled order; rank r trains on its contiguous slice of each global batch
+(``--batch-size`` stays the global batch). Each rank's gradient is its slice's summed
+gradient divided by the *global* batch size (``SoftmaxCrossEntropy.mean_over``), which is
+the slice mean weighted by slice/global batch, so one sum-Allreduce over the ranks gives
+the global batch's mean gradient: the same update as one process, up to the order of
+float sums. All gradients are views of one flat float32 buffer (:class:`GradientAllreduce`),
+reduced with one ``MPI_Allreduce`` right after backward. On a GPU the buffer is staged
+through page-locked host memory, or handed to MPI as device memory when the MPI is
+CUDA-aware (``NUMBACNN_MPI_CUDA_AWARE=1``).
+
+A rank whose peers died must not wait forever: every collective runs under a deadline
+(``NUMBACNN_MPI_TIMEOUT`` seconds, default :data:`DEFAULT_TIMEOUT`), and a SIGTERM from
+the launcher (Open MPI and Slurm send one when another rank dies) is caught even while
+the rank is blocked inside MPI. Either way the rank writes one ``error:`` line to stderr
+and exits with status 2 at once (``os._exit``: MPI cannot be finalized with a peer
+missing). Checkpoints are written by rank 0 alone and atomically, so the last one stays
+intact.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import math
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from numbacnn.device import backend, to_host
+from numbacnn.errors import NumbacnnError
+
+DEFAULT_TIMEOUT = 300.0  # seconds a collective may wait for the other ranks
+EXIT_STATUS = 2  # what a rank exits with when its peers are gone
+SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")  # launchers that say the world size
+LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID",
+                        "PMI_LOCAL_RANK")
+
+
+class DistributedError(NumbacnnError):
+    """MPI is asked for but missing, or the ranks disagree."""
+
+
+def launched_by_mpi(environ: dict[str, str] | None = None) -> bool:
+    """True when an MPI launcher (mpirun, mpiexec, srun with several tasks) started this
+    process with more than one rank, or might have (PMIx says no size); decided from the
+    environment alone, without importing mpi4py."""
+    env = os.environ if environ is None else environ
+    for name in SIZE_VARIABLES:
+        if name in env:
+            return _int(env[name], 1) > 1
+    if "PMIX_RANK" in env:
+        return True
+    return "SLURM_PROCID" in env and _int(env.get("SLURM_NTASKS", "1"), 1) > 1
+
+
+def _int(text: str, default: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+@dataclass
+class World:
+    """The processes of one training run: ``size`` ranks, this one is ``rank`` (0-based),
+    ``local_rank`` among those on this node; ``comm`` is mpi4py's COMM_WORLD (None for a
+    single process). ``timeout``: seconds any collective may wait."""
+
+    size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    comm: Any = None
+    timeout: float = DEFAULT_TIMEOUT
+    cuda_aware: bool = False
+    checkpoint: Path | None = None  # named in the line printed when the peers are gone
+    ending: bool = False  # set by a rank on its way out: a SIGTERM then ends it silently
+    _watchdog: _Watchdog | None = field(default=None, repr=False)
+
+    @property
+    def is_root(self) -> bool:
+        """True on rank 0: the rank that prints, shows progress and writes checkpoints."""
+        return self.rank == 0
+
+    def shard(self, n: int) -> tuple[int, int]:
+        """[start, stop) of this rank's contiguous share of n items: the first n mod size
+        ranks get one item more (np.array_split's rule), so rank 0's share is never empty
+        when n ≥ 1."""
+        base, extra = divmod(n, self.size)
+        start = self.rank * base + min(self.rank, extra)
+        return start, start + base + (self.rank < extra)
+
+    # --- collectives, each under the deadline ------------------------------------------
+    @contextlib.contextmanager
+    def deadline(self, what: str) -> Iterator[None]:
+        """Within the block, a wait longer than ``timeout`` for the other ranks ends this
+        process with one line naming ``what``."""
+        if self._watchdog is None:
+            yield
+            return
+        self._watchdog.arm(what, self.timeout)
+        try:
+            yield
+        finally:
+            self._watchdog.disarm()
+
+    def allsum(self, values: np.ndarray) -> np.ndarray:
+        """Element-wise sum over the ranks of a small float64 array (a copy; as is for
+        one process)."""
+        out = np.array(values, np.float64)
+        if self.size > 1:
+            with self.deadline("sum of the loss and accuracy"):
+                self.comm.Allreduce(self._mpi().IN_PLACE, out)
+        return out
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """[the object of every rank] on rank 0, None elsewhere (pickled; small things)."""
+        if self.size == 1:
+            return [obj]
+        with self.deadline("gather of the random-generator states"):
+            return self.comm.gather(obj, root=0)
+
+    def broadcast_parameters(self, net: Any) -> None:
+        """Overwrite every rank's weights with rank 0's (one Bcast of one flat buffer)."""
+        if self.size == 1:
+            return
+        params = [w for _, w, _ in net.parameters()]
+        flat = np.concatenate([np.asarray(to_host(w), np.float32).ravel() for w in params])
+        with self.deadline("broadcast of the initial weights"):
+            self.comm.Bcast(flat, root=0)
+        B, offset = backend(), 0
+        for w in params:
+            B.upload(flat[offset:offset + w.size].reshape(w.shape), w)
+            offset += w.size
+
+    def evaluate(self, net: Any, x: np.ndarray, labels: np.ndarray,
+                 batch_size: int = 256) -> tuple[float, float]:
+        """(mean cross-entropy, accuracy 0…1) over all of ``x`` (normalized float32
+        N×C×H×W, labels (N,)), each rank scoring its shard and the sums reduced; NaN
+        for N = 0."""
+        start, stop = self.shard(len(labels))
+        mine = labels[start:stop]
+        proba = net.predict_proba(x[start:stop], batch_size)
+        picked = proba[np.arange(len(mine)), mine].astype(np.float64)
+        loss = -np.log(np.maximum(picked, np.finfo(np.float32).tiny)).sum()
+        correct = float(np.sum(proba.argmax(axis=1) == mine)) if len(mine) else 0.0
+        total_loss, total_correct, count = self.allsum(np.array([loss, correct, len(mine)]))
+        if count == 0:
+            return math.nan, math.nan
+        return float(total_loss / count), float(total_correct / count)
+
+    def _mpi(self) -> Any:
+        from mpi4py import MPI
+
+        return MPI
+
+
+class GradientAllreduce:
+    """All of ``net``'s gradients as views of one flat float32 buffer, summed over the
+    ranks with one ``MPI_Allreduce`` per step.
+
+    Building it rebinds every ``layer.grads[key]`` to a view of :attr:`flat` (same shape;
+    the layers write their gradients there). On a GPU the sum goes device buffer →
+    page-locked host buffer → Allreduce → device buffer, or straight on the device
+    buffer when the MPI is CUDA-aware.
+    """
+
+    def __init__(self, world: World, net: Any) -> None:
+        self.world, self.net = world, net
+        B = self.backend = backend()
+        self.on_device = B.name != "cpu"
+        self.size = sum(int(g.size) for _, _, g in net.parameters())  # floats
+        self.flat = B.zeros((self.size,))
+        offset = 0
+        for layer in net.layers:
+            for key in layer.params:
+                grad = layer.grads[key]
+                view = self.flat[offset:offset + grad.size].reshape(grad.shape)
+                layer.grads[key] = view
+                offset += grad.size
+        self.staged = self.on_device and not world.cuda_aware
+        self.host = B.pinned_empty((self.size,)) if self.staged else None
+
+    def shard(self, idx: np.ndarray) -> np.ndarray:
+        """This rank's slice of a global batch's indices; makes the loss average the
+        gradient over the global batch (len(idx)) rather than over the slice."""
+        self.net.loss.mean_over = len(idx)
+        start, stop = self.world.shard(len(idx))
+        return idx[start:stop]
+
+    def skip(self) -> None:
+        """Stand-in for a training step on an empty slice (a last batch smaller than the
+        world): zero gradients, and the step counted as on the other ranks."""
+        self.backend.fill(self.size, self.flat, np.float32(0.0))
+        self.net.step += 1
+
+    def __call__(self) -> None:
+        """Replace every rank's gradients by their sum over the ranks (after backward)."""
+        world = self.world
+        MPI = world._mpi()
+        with world.deadline("gradient all-reduce"):
+            if self.host is not None:
+                self.backend.download(self.flat, self.host)  # waits for backward
+                world.comm.Allreduce(MPI.IN_PLACE, [self.host, MPI.FLOAT])
+                self.backend.upload(self.host, self.flat)
+            else:
+                if self.on_device:
+                    self.backend.synchronize()  # MPI reads device memory: backward done
+                world.comm.Allreduce(MPI.IN_PLACE, [self.flat, MPI.FLOAT])
+
+
+# --- the world of this process ------------------------------------------------------------
+
+_world: World | None = None
+
+
+def world() -> World:
+    """This process's World, detected once. Without an MPI launcher's environment a
+    single-process World (mpi4py is not imported). Under a launcher it imports mpi4py
+    (DistributedError if it is missing), gives each rank its own GPU by local rank
+    (``CUDA_VISIBLE_DEVICES``, before CUDA starts: call this before ``set_device``), and
+    starts the watchdog."""
+    global _world
+    if _world is not None:
+        return _world
+    if not launched_by_mpi():
+        _world = World()
+        return _world
+    local_rank = next((_int(os.environ[v], 0) for v in LOCAL_RANK_VARIABLES
+                       if v in os.environ), None)
+    if local_rank is not None:
+        _pick_gpu(local_rank)
+    try:
+        import mpi4py
+
+        mpi4py.rc.thread_level = "funneled"  # only the main thread calls MPI
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise DistributedError(
+            f"started by an MPI launcher but mpi4py cannot be imported ({exc}); install it "
+            "with pip install 'numbacnn[mpi]' (Open MPI and mpi4py), or run without mpirun"
+        ) from None
+    comm = MPI.COMM_WORLD
+    size, rank = comm.Get_size(), comm.Get_rank()
+    if local_rank is None:
+        local_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+    timeout = _timeout()
+    _world = World(size, rank, local_rank, comm if size > 1 else None, timeout,
+                   cuda_aware=os.environ.get("NUMBACNN_MPI_CUDA_AWARE", "") == "1")
+    if size > 1:
+        _world._watchdog = _Watchdog(_world)
+    return _world
+
+
+def _timeout() -> float:
+    text = os.environ.get("NUMBACNN_MPI_TIMEOUT", "")
+    try:
+        value = float(text) if text else DEFAULT_TIMEOUT
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise DistributedError(f"NUMBACNN_MPI_TIMEOUT={text!r}: give the seconds a rank may "
+                               "wait for the others, a number > 0")
+    return value
+
+
+def _pick_gpu(local_rank: int) -> None:
+    """One GPU per rank on a node: rank L sees only GPU L mod (GPUs), chosen from
+    CUDA_VISIBLE_DEVICES when set, else from the driver's list in /proc (no CUDA call,
+    so CUDA starts later with the choice made)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v for v in visible.split(",") if v.strip()]
+    else:
+        gpus = Path("/proc/driver/nvidia/gpus")
+        ids = [str(i) for i in range(len(list(gpus.iterdir())))] if gpus.is_dir() else []
+    if ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids[local_rank % len(ids)]
+
+
+def exit_now(status: int = EXIT_STATUS) -> None:
+    """Flush stdout and stderr and end the process at once, skipping MPI_Finalize (which
+    waits for every rank, forever when one is gone)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
+
+
+class _Watchdog:
+    """A daemon thread that ends the process with one line when a collective waits longer
+    than its deadline or the launcher sends SIGTERM (delivered through a wakeup pipe, so
+    it is seen while the main thread is blocked inside MPI)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.what: str | None = None
+        self.until = math.inf
+        self._read, write = os.pipe()
+        os.set_blocking(write, False)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda signum, frame: None)  # the thread acts
+            signal.set_wakeup_fd(write)
+        threading.Thread(target=self._watch, name="numbacnn-mpi-watchdog", daemon=True).start()
+        atexit.register(self._stop)
+
+    def arm(self, what: str, seconds: float) -> None:
+        self.what, self.until = what, time.monotonic() + seconds
+
+    def disarm(self) -> None:
+        self.what, self.until = None, math.inf
+
+    def _stop(self) -> None:
+        self.disarm()
+
+    def _watch(self) -> None:
+        while True:
+            ready, _, _ = select.select([self._read], [], [], 0.5)
+            if ready and signal.SIGTERM in os.read(self._read, 64):
+                if self.world.ending:
+                    exit_now(EXIT_STATUS)
+                self._fail("was stopped by the MPI launcher (another rank failed or was "
+                           "killed)")
+            what = self.what
+            if what is not None and time.monotonic() > self.until:
+                self._fail(f"waited {self.world.timeout:g} s for the other ranks in the "
+                           f"{what} (a rank died or hangs)")
+
+    def _fail(self, why: str) -> None:
+        w = self.world
+        kept = (f"the last checkpoint {w.checkpoint} is intact: continue with numbacnn train "
+                f"--resume {w.checkpoint}" if w.checkpoint is not None and w.checkpoint.exists()
+                else "no checkpoint was written")
+        sys.stderr.write(f"error: rank {w.rank} of {w.size} {why}; training stopped and "
+                         f"{kept}\n")
+        exit_now(EXIT_STATUS)

@@ -1,0 +1,308 @@
+"""Data-parallel training over MPI (numbacnn/distributed.py): world detection without
+mpi4py, and, under ``mpirun -n 2 --oversubscribe``, equivalence with one process,
+bit-identical repeats, a killed rank, a hung rank, resume on another number of ranks,
+and the GPU gradient staging in numba's CUDA simulator.
+
+The mpirun tests skip with the reason when mpi4py or mpirun is missing (pip install
+'numbacnn[mpi]'); the test extra installs both, so CI runs them. Open MPI refuses to run
+as root without OMPI_ALLOW_RUN_AS_ROOT and its confirmation: they are set in the
+subprocesses' environment only. Networks and datasets are tiny (two cores in CI).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from numbacnn_cli.main import cli
+
+from numbacnn.distributed import World, launched_by_mpi
+from numbacnn.model_io import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = "input 8x8x1; conv 4 3 pad=1 activation=relu; maxpool 2; fc 8 activation=relu; fc 4; softmax"
+TIMEOUT_S = 120  # one mpirun; normally 3-6 s
+
+
+def _mpirun() -> str | None:
+    beside = Path(sys.executable).parent / "mpirun"  # a venv's bin, not always on PATH
+    return str(beside) if beside.exists() else shutil.which("mpirun")
+
+
+MPIRUN = _mpirun()
+needs_mpi = pytest.mark.skipif(
+    MPIRUN is None or importlib.util.find_spec("mpi4py") is None,
+    reason="needs mpirun and mpi4py: pip install 'numbacnn[mpi]' (Open MPI and mpi4py)")
+
+
+def mpi_env(**extra: str) -> dict[str, str]:
+    """This environment without any launcher's variables, plus what mpirun needs as root
+    and one thread per rank (two ranks on two cores)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMPI_", "PMIX_", "PMI_", "SLURM_", "PRTE_"))}
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", NUMBACNN_DEVICE="cpu")
+    env.update(extra)
+    return env
+
+
+def mpirun(*args: object, ranks: int = 2, env: dict[str, str] | None = None,
+           timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
+    command = [MPIRUN, "-n", str(ranks), "--oversubscribe", sys.executable, *map(str, args)]
+    return subprocess.run(command, cwd=ROOT, env=env or mpi_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def write_data(path: Path) -> Path:
+    """90 training (81 fit + 9 validation) and 20 test 8x8 images of 4 classes; with batch
+    16 the last batch of an epoch has 1 image: rank 1 gets none."""
+    rng = np.random.default_rng(7)
+
+    def images(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n, dtype=np.int64) % 4
+        x = rng.integers(0, 80, (n, 1, 8, 8)).astype(np.uint8)
+        for i, k in enumerate(y):
+            x[i, 0, 4 * (k // 2):4 * (k // 2) + 4, 4 * (k % 2):4 * (k % 2) + 4] += 150
+        return x, y
+
+    (x_train, y_train), (x_test, y_test) = images(90), images(20)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+             class_names=np.array(["a", "b", "c", "d"]))
+    return path
+
+
+def train_args(data: Path, out: Path, epochs: int = 3, *extra: object) -> list[object]:
+    return ["train", SPEC, "--data", data, "--out", out, "--epochs", epochs, "--batch-size",
+            16, "--lr", 0.05, "--no-augment", "--seed", 3, "--device", "cpu", *extra]
+
+
+def cli_on_ranks(*args: object, **kwargs: object) -> subprocess.CompletedProcess:
+    return mpirun("-m", "numbacnn_cli.main", *args, **kwargs)  # type: ignore[arg-type]
+
+
+def one_process(*args: object) -> None:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+
+
+def weights(path: Path) -> dict[str, np.ndarray]:
+    net, _ = load_model(path)
+    return {name: np.array(w) for name, w, _ in net.parameters()}
+
+
+def assert_close(a: Path, b: Path, rtol: float = 1e-3) -> float:
+    """Every weight of b within rtol of a, relative to the largest weight of its array;
+    returns the largest relative difference."""
+    worst = 0.0
+    wa, wb = weights(a), weights(b)
+    for name, w in wa.items():
+        diff = float(np.abs(wb[name] - w).max() / np.abs(w).max())
+        assert diff < rtol, f"{name}: relative difference {diff:.2e} ≥ {rtol}"
+        worst = max(worst, diff)
+    return worst
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One dataset, and the same 3-epoch run in one process and on 2 ranks."""
+    if MPIRUN is None or importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("needs mpirun and mpi4py")
+    tmp = tmp_path_factory.mktemp("mpi")
+    data = write_data(tmp / "data.npz")
+    one_process(*train_args(data, tmp / "one.h5"))
+    result = cli_on_ranks(*train_args(data, tmp / "two.h5"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {"data": data, "one": tmp / "one.h5", "two": tmp / "two.h5", "tmp": tmp,
+            "two_output": result.stdout + result.stderr}  # type: ignore[dict-item]
+
+
+# --- without MPI ----------------------------------------------------------------------------
+
+
+def test_launcher_detection_reads_only_the_environment() -> None:
+    assert not launched_by_mpi({})
+    assert launched_by_mpi({"OMPI_COMM_WORLD_SIZE": "2"})
+    assert not launched_by_mpi({"OMPI_COMM_WORLD_SIZE": "1"})
+    assert launched_by_mpi({"PMI_SIZE": "4"})
+    assert launched_by_mpi({"PMIX_RANK": "0"})
+    assert launched_by_mpi({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"})
+    assert not launched_by_mpi({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"})
+
+
+def test_a_launcher_without_mpi4py_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numbacnn.distributed as distributed
+
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed, "_world", None)
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py raises ImportError
+    with pytest.raises(distributed.DistributedError,
+                       match=r"started by an MPI launcher but mpi4py cannot be imported .*"
+                             r"pip install 'numbacnn\[mpi\]'"):
+        distributed.world()
+
+
+def test_each_rank_of_a_node_takes_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from numbacnn.distributed import _pick_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # as Slurm may set it
+    _pick_gpu(1)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    _pick_gpu(2)  # more ranks than GPUs: they share, round robin
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_shards_cover_the_batch_in_order_and_rank_0_is_never_empty() -> None:
+    for n in (0, 1, 5, 16, 17):
+        for size in (1, 2, 3, 4):
+            shards = [World(size, rank).shard(n) for rank in range(size)]
+            assert shards[0][0] == 0 and shards[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(shards, shards[1:], strict=False))
+            assert max(b - a for a, b in shards) - min(b - a for a, b in shards) <= 1
+            if n:
+                assert shards[0][1] > 0
+
+
+def test_training_without_a_launcher_imports_no_mpi(tmp_path: Path) -> None:
+    args = [str(a) for a in train_args(write_data(tmp_path / "d.npz"), tmp_path / "m.h5", 1)]
+    code = ("import sys\n"
+            "from click.testing import CliRunner\n"
+            "from numbacnn_cli.main import cli\n"
+            f"r = CliRunner().invoke(cli, {args!r})\n"
+            "assert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in sys.modules if m.startswith('mpi4py')))\n")
+    env = {k: v for k, v in mpi_env().items() if not k.startswith("OMPI_")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --- under mpirun -n 2 ------------------------------------------------------------------------
+
+
+@needs_mpi
+def test_two_ranks_equal_one_process(runs: dict[str, Path]) -> None:
+    """Dropout and augmentation off: 3 epochs on 2 ranks give the weights of one process
+    within 1e-3 relative (float sums in another order); rank 0 alone printed."""
+    assert_close(runs["one"], runs["two"])
+    assert str(runs["two_output"]).count("saved ") == 1  # rank 0 only
+    assert str(runs["two_output"]).count("epoch 3/3  train loss") == 1
+    assert "on 2 ranks (MPI, batch 16 split over them)" in str(runs["two_output"])
+    info = load_model(runs["two"])[1]
+    assert len(info.training.rng_states["augment_ranks"]) == 2  # it did run on 2 ranks
+    assert info.training.epoch == 3 and np.isfinite(info.history["val_loss"]).all()
+
+
+@needs_mpi
+def test_same_ranks_same_seed_bit_identical(runs: dict[str, Path]) -> None:
+    again = runs["tmp"] / "two-again.h5"
+    result = cli_on_ranks(*train_args(runs["data"], again))
+    assert result.returncode == 0, result.stderr
+    for name, w in weights(runs["two"]).items():
+        np.testing.assert_array_equal(weights(again)[name], w, err_msg=name)
+
+
+@needs_mpi
+def test_resume_with_another_number_of_ranks(runs: dict[str, Path]) -> None:
+    """2 epochs on 2 ranks, the third in one process; 2 epochs in one process, the third on
+    2 ranks: both end where the straight one-process run ends."""
+    tmp, data = runs["tmp"], runs["data"]
+    a, b = tmp / "resume-a.h5", tmp / "resume-b.h5"
+    result = cli_on_ranks(*train_args(data, a, 2))
+    assert result.returncode == 0, result.stderr
+    one_process("train", "--resume", a, "--epochs", 3)
+    one_process(*train_args(data, b, 2))
+    result = cli_on_ranks("train", "--resume", b, "--epochs", 3)
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout and result.stdout.count("epoch 3/3  train loss") == 1
+    for path in (a, b):
+        assert load_model(path)[1].training.epoch == 3
+        assert_close(runs["one"], path)
+
+
+@needs_mpi
+def test_a_killed_rank_stops_the_others_with_one_line(runs: dict[str, Path]) -> None:
+    """Rank 1 is SIGKILLed after epoch 2 of 6: rank 0 stops within seconds with one
+    error line, and the last checkpoint loads."""
+    out = runs["tmp"] / "killed.h5"
+    started = time.perf_counter()
+    result = mpirun("tests/mpi_programs.py", "die-after-epoch", 2,
+                    *train_args(runs["data"], out, 6), env=mpi_env(NUMBACNN_MPI_TIMEOUT="60"),
+                    timeout=90)
+    elapsed = time.perf_counter() - started
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(ours) == 1, result.stderr
+    assert ours[0].startswith("error: rank 0 of 2 ") and "checkpoint" in ours[0], ours
+    assert "Traceback" not in result.stderr
+    assert elapsed < 45, f"took {elapsed:.0f} s"
+    assert load_model(out)[1].training.epoch in (2, 3)  # atomic: never half-written
+
+
+@needs_mpi
+def test_a_hung_rank_stops_the_others_after_the_timeout(runs: dict[str, Path]) -> None:
+    """Rank 1 stops answering after epoch 1: rank 0 gives up after NUMBACNN_MPI_TIMEOUT
+    seconds with one line naming the collective; the epoch-1 checkpoint is intact."""
+    out = runs["tmp"] / "hung.h5"
+    result = mpirun("tests/mpi_programs.py", "hang-after-epoch", 1,
+                    *train_args(runs["data"], out, 4), env=mpi_env(NUMBACNN_MPI_TIMEOUT="6"),
+                    timeout=90)
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(ours) == 1, result.stderr
+    assert "waited 6 s for the other ranks in the gradient all-reduce" in ours[0], ours
+    assert f"checkpoint {out} is intact" in ours[0]
+    assert load_model(out)[1].training.epoch == 1
+
+
+@needs_mpi
+def test_batch_smaller_than_the_world_is_refused(runs: dict[str, Path]) -> None:
+    result = cli_on_ranks(*train_args(runs["data"], runs["tmp"] / "x.h5", 1), "--batch-size", 1)
+    assert result.returncode == 2
+    assert result.stderr.count("error: --batch-size 1 is the global batch") == 1, result.stderr
+
+
+@needs_mpi
+def test_gpu_gradients_staged_through_host_memory_in_the_simulator() -> None:
+    """Device gradient buffer → (pinned) host buffer → Allreduce → device, on 2 ranks, in
+    numba's CUDA simulator (no GPU: not a test of pinned memory or of real transfers)."""
+    result = mpirun("tests/mpi_programs.py", "gpu-allreduce",
+                    env=mpi_env(NUMBA_ENABLE_CUDASIM="1", NUMBACNN_DEVICE="cuda"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("gpu all-reduce of 47 floats ok") == 2
+
+
+@needs_mpi
+def test_with_dropout_and_augmentation_a_resume_on_as_many_ranks_is_exact(
+        runs: dict[str, Path]) -> None:
+    """Per-rank dropout and augmentation streams: 2 epochs straight on 2 ranks equal 1
+    epoch, then a resume for the 2nd, bit for bit (every rank's stream is in the
+    checkpoint); and they differ from one process (the streams are per rank)."""
+    tmp, data = runs["tmp"], runs["data"]
+    spec = SPEC.replace("fc 8 activation=relu;", "fc 8 activation=relu; dropout 0.25;")
+    straight, split = tmp / "aug-straight.h5", tmp / "aug-split.h5"
+
+    def args(out: Path, epochs: int) -> list[object]:
+        plain = train_args(data, out, epochs)
+        plain[1] = spec
+        return [*plain, "--augment"]
+
+    for out, epochs in ((straight, 2), (split, 1)):
+        result = cli_on_ranks(*args(out, epochs))
+        assert result.returncode == 0, result.stderr
+    result = cli_on_ranks("train", "--resume", split, "--epochs", 2)
+    assert result.returncode == 0, result.stderr
+    for name, w in weights(straight).items():
+        np.testing.assert_array_equal(weights(split)[name], w, err_msg=name)
+    one = tmp / "aug-one.h5"
+    one_process(*args(one, 2))
+    assert not np.array_equal(weights(one)["0.W"], weights(straight)["0.W"])
