@@ -48,3 +48,12 @@ def output_size(W: int, F: int, S: int, P: int, what: str = "layer") -> int:
         raise ShapeError(f"{what}: output size {formula(W, F, S, P)} is not whole; "
                          f"try {suggest(W, F, S, P)}")
     return (W - F + 2 * P) // S + 1
+
+
+def window_arithmetic(input_shape: tuple[int, int, int], F: int, S: int, P: int) -> str:
+    """The lecture's (W − F + 2P)/S + 1 for a sliding window over (C, H, W), with the
+    numbers in: one formula for a square input, width and height apart otherwise."""
+    _, H, W = input_shape
+    if H == W:
+        return formula(W, F, S, P)
+    return f"width {formula(W, F, S, P)}, height {formula(H, F, S, P)}"

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from numbacnn.errors import ShapeError
-from numbacnn.geometry import formula
 from numbacnn.spec import Spec, format_input, format_layer, layer_kwargs, load_spec
 
 if TYPE_CHECKING:
@@ -27,10 +26,6 @@ if TYPE_CHECKING:
     from numbacnn.network import Network
 
 FLOAT32_BYTES = 4
-# Row names as in the lecture (CONV1 … CONV5, FC6 …: conv and fc count together).
-_NAME_PREFIX = {"conv": "CONV", "fc": "FC", "maxpool": "POOL", "avgpool": "POOL", "lrn": "NORM",
-                "dropout": "DROP"}
-_COUNTER = {"fc": "conv", "avgpool": "maxpool"}  # kinds numbered together
 FIELDS = ("index", "name", "type", "spec", "output", "weights", "biases", "params", "flops",
           "activation_bytes", "receptive_field", "formula")
 
@@ -138,20 +133,22 @@ def _rows(layers: list[Layer], batch: int) -> list[ShapeRow]:
         elif not whole:
             F, S = window
             rf, jump = rf + (F - 1) * jump, jump * S
-        if layer.kind in ("conv", "maxpool", "avgpool"):
+        if layer.spatial:
             flat = False
         C, H, W = layer.output_shape  # type: ignore[misc]
-        biases = _size(layer.param_shapes().get("b", ()))
-        group = _COUNTER.get(layer.kind, layer.kind)
+        shapes = layer.param_shapes()
+        biases = sum(_size(shapes[key]) for key in layer.bias_keys if key in shapes)
+        # rows named as in the lecture: CONV1 … CONV5, FC6 … (layers numbered together)
+        group = layer.numbered_with or layer.kind
         counters[group] = counters.get(group, 0) + 1
         rows.append(ShapeRow(
             index=index,
-            name=f"{_NAME_PREFIX.get(layer.kind, layer.kind.upper())}{counters[group]}",
+            name=f"{layer.table_name or layer.kind.upper()}{counters[group]}",
             type=layer.kind,
             spec=format_layer(layer.kind, layer_kwargs(layer)),
             output=(W, H, C),
             flat=flat,
-            formula=_arithmetic(layer),
+            formula=layer.arithmetic(),
             weights=layer.num_params() - biases,
             biases=biases,
             flops=int(layer.flops()),
@@ -171,12 +168,7 @@ def training_bytes(net: Network, batch: int) -> int:
     total = 4 * FLOAT32_BYTES * params
     for layer in net.layers:
         C, H, W = layer.output_shape  # type: ignore[misc]
-        total += 3 * FLOAT32_BYTES * batch * C * H * W
-        if layer.kind == "conv":
-            K, OH, OW = layer.output_shape  # type: ignore[misc]
-            F = layer.window()[0]  # type: ignore[index]
-            C_in = layer.input_shape[0]  # type: ignore[index]
-            total += FLOAT32_BYTES * batch * OH * OW * (C_in * F * F + K)
+        total += 3 * FLOAT32_BYTES * batch * C * H * W + layer.workspace_bytes(batch)
     C, H, W = net.input_shape  # type: ignore[misc]
     return total + 2 * FLOAT32_BYTES * batch * C * H * W
 
@@ -186,24 +178,6 @@ def _size(shape: tuple[int, ...]) -> int:
     for d in shape:
         n *= d
     return n if shape else 0
-
-
-def _arithmetic(layer: Layer) -> str:
-    """The size arithmetic of one layer with its numbers, e.g. '(227 − 11 + 2·0)/4 + 1 = 55'."""
-    C, H, W = layer.input_shape  # type: ignore[misc]
-    OC = layer.output_shape[0]  # type: ignore[index]
-    if layer.kind in ("conv", "maxpool", "avgpool"):
-        F, S = layer.window()  # type: ignore[misc]
-        P = getattr(layer, "pad", 0)
-        if H == W:
-            return formula(W, F, S, P)
-        return f"width {formula(W, F, S, P)}, height {formula(H, F, S, P)}"
-    if layer.kind in ("fc", "flatten"):
-        inputs = f"{C}" if H == W == 1 else f"{W}·{H}·{C} = {C * H * W}"
-        return inputs if layer.kind == "flatten" else f"{inputs} → {OC}"
-    if layer.kind == "maxout":
-        return f"{C}/{layer.pieces} = {OC}"  # type: ignore[attr-defined]
-    return ""
 
 
 # --- printing ------------------------------------------------------------------------

@@ -118,6 +118,9 @@ class Maxout(Layer):
 
     syntax = LayerSyntax("maxout", (int_option("pieces", 2),), 1, "maxout 2")
 
+    def arithmetic(self) -> str:
+        return f"{self.input_shape[0]}/{self.pieces} = {self.output_shape[0]}"  # type: ignore[index]
+
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape
         if C % self.pieces:

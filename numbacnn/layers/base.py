@@ -41,6 +41,11 @@ class Layer:
 
     syntax: ClassVar[LayerSyntax] = LayerSyntax("")
     kind: ClassVar[str] = ""  # the spec name, = syntax.name
+    # --- how the shapes table (numbacnn shapes) shows the layer ---
+    table_name: ClassVar[str] = ""  # row name prefix, e.g. "CONV" (default: KIND)
+    numbered_with: ClassVar[str] = ""  # kind whose count it shares (FC6 after CONV5)
+    spatial: ClassVar[bool] = False  # outputs an image volume again (after flat fc layers)
+    bias_keys: ClassVar[tuple[str, ...]] = ()  # params counted as biases, the rest weights
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -127,6 +132,16 @@ class Layer:
 
     def flops(self) -> int:
         """Floating-point operations of the forward pass for one image (2 × multiply-adds)."""
+        return 0
+
+    def arithmetic(self) -> str:
+        """The output-size arithmetic with the numbers in, for the shapes table, e.g.
+        '(227 − 11 + 2·0)/4 + 1 = 55'; '' when there is nothing to show."""
+        return ""
+
+    def workspace_bytes(self, batch: int) -> int:
+        """Device memory a training step needs beyond the layer's output and gradient
+        (e.g. a convolution's im2col columns), for ``batch`` images."""
         return 0
 
     def window(self) -> tuple[int, int] | None:

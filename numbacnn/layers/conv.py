@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from numbacnn.errors import ShapeError
-from numbacnn.geometry import output_size
+from numbacnn.geometry import output_size, window_arithmetic
 from numbacnn.layers.base import Layer, Shape, register
 from numbacnn.spec import ACTIVATION, INIT, PAD, LayerSyntax, int_option
 
@@ -22,9 +22,19 @@ class Conv2D(Layer):
                                   int_option("stride", 1), PAD, INIT, ACTIVATION), 2,
                          "conv 96 11 stride=4 pad=0")
 
+    table_name, spatial, bias_keys = "CONV", True, ("b",)
+
     def _setup(self) -> None:
         self._cols_hold_input = False  # False once backward reused the columns for dcols
         self.fused_relu = False  # set by Network when a ReLU follows: applied in the bias pass
+
+    def arithmetic(self) -> str:
+        return window_arithmetic(self.input_shape, self.size, self.stride, self.pad)  # type: ignore[arg-type]
+
+    def workspace_bytes(self, batch: int) -> int:
+        K, OH, OW = self.output_shape  # type: ignore[misc]
+        C = self.input_shape[0]  # type: ignore[index]
+        return 4 * batch * OH * OW * (C * self.size * self.size + K)  # columns, GEMM output
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         _, H, W = input_shape

@@ -16,8 +16,11 @@ from numbacnn.spec import ACTIVATION, INIT, LayerSyntax, int_option
 
 @register
 class Dense(Layer):
-
     syntax = LayerSyntax("fc", (int_option("units"), INIT, ACTIVATION), 1, "fc 4096")
+    table_name, numbered_with, bias_keys = "FC", "conv", ("b",)  # CONV1 … CONV5, FC6 …
+
+    def arithmetic(self) -> str:
+        return f"{_inputs(self.input_shape)} → {self.units}"  # type: ignore[arg-type]
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (self.units, 1, 1)
@@ -74,9 +77,18 @@ class Dense(Layer):
         return builder.node("Reshape", [y, builder.shape("shape", [0, self.units, 1, 1])])
 
 
+def _inputs(shape: tuple[int, int, int]) -> str:
+    """The length of a flattened (C, H, W) input, with its product when it is an image."""
+    C, H, W = shape
+    return f"{C}" if H == W == 1 else f"{W}·{H}·{C} = {C * H * W}"
+
+
 @register
 class Flatten(Layer):
     syntax = LayerSyntax("flatten")
+
+    def arithmetic(self) -> str:
+        return _inputs(self.input_shape)  # type: ignore[arg-type]
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape

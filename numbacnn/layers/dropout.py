@@ -20,6 +20,7 @@ from numbacnn.spec import LayerSyntax, float_option
 class Dropout(Layer):
 
     syntax = LayerSyntax("dropout", (float_option("p", 0.5, high=1.0),), 1, "dropout 0.5")
+    table_name = "DROP"
 
     def _setup(self) -> None:
         self.seed = 0  # set by the network before each training forward pass

@@ -22,6 +22,7 @@ class LRN(Layer):
                                  float_option("beta", 0.75),
                                  float_option("k", 2.0, low_open=True)), 0,
                          "lrn size=5 alpha=0.0001")
+    table_name = "NORM"
 
     def _constants(self) -> tuple[np.float32, np.float32, np.float32]:
         return np.float32(self.alpha / self.size), np.float32(self.beta), np.float32(self.k)

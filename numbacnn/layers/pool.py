@@ -11,13 +11,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from numbacnn.geometry import output_size
+from numbacnn.geometry import output_size, window_arithmetic
 from numbacnn.layers.base import Layer, Shape, register
 from numbacnn.spec import LayerSyntax, int_option
 
 
 class _Pool2D(Layer):
     body: ClassVar[str] = ""  # driver name prefix: f"{body}_forward", f"{body}_backward"
+
+    table_name, numbered_with, spatial = "POOL", "maxpool", True
+
+    def arithmetic(self) -> str:
+        return window_arithmetic(self.input_shape, self.size, self.stride, 0)  # type: ignore[arg-type]
 
     def _setup(self) -> None:
         if self.stride is None:  # the lecture's default: windows side by side
