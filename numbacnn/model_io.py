@@ -418,6 +418,10 @@ def _read_network(f: h5py.File, path: Path) -> tuple[Network, list[str]]:
             layer = LAYERS[kind](**hyper)
         except (TypeError, NumbacnnError) as exc:
             raise _Damaged(f"{group.name}: bad hyperparameters {hyper} ({exc})") from None
+        missing = sorted(set(layer.hyperparameters()) - set(hyper))
+        if missing:  # numbacnn writes them all: a default would silently replace one
+            raise _Damaged(f"{group.name} lacks attribute{'s' if len(missing) > 1 else ''} "
+                           f"{', '.join(missing)}")
         layer.init = init or None
         layers.append(layer)
     shape = f.attrs["input_shape"]

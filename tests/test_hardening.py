@@ -609,6 +609,15 @@ def test_weights_that_are_not_finite_floats_are_refused(checkpoint: Path, change
     assert_one_error(run("predict", checkpoint, "fashion-mnist-mini"), "damaged")
 
 
+def test_a_missing_hyperparameter_is_not_replaced_by_its_default(checkpoint: Path) -> None:
+    """Found by the long fuzz profile: a flipped bit hid maxpool's stride attribute and
+    the layer was built with the default stride."""
+    with h5py.File(checkpoint, "r+") as f:
+        del f["layers/02_maxpool"].attrs["stride"]
+    with pytest.raises(ModelFileError, match="02_maxpool lacks attribute stride"):
+        load_model(checkpoint)
+
+
 def test_empty_layers_group_says_so(checkpoint: Path) -> None:
     with h5py.File(checkpoint, "r+") as f:
         for name in list(f["layers"]):
