@@ -7,6 +7,7 @@ and no file in the directory changed or left behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -84,3 +85,25 @@ def snapshot(directory: Path) -> dict[str, str]:
             else:
                 found[str(path.relative_to(directory))] = "special"
     return found
+
+
+class FullDisk:
+    """A file object that takes ``room`` bytes, then fails like a full disk (ENOSPC)."""
+
+    def __init__(self, fh, room: int) -> None:
+        self.fh, self.room = fh, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.fh.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()

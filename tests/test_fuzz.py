@@ -27,7 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hostile import SPEC, quadrants, run, snapshot, train_checkpoint
+from hostile import SPEC, FullDisk, quadrants, run, snapshot, train_checkpoint
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -464,28 +464,6 @@ def test_predict_inputs(work: Path, array: np.ndarray, limit: str | None) -> Non
 
 
 # ----------------------------------------------------------------------------- full disk
-
-
-class FullDisk:
-    """A file object that takes ``room`` bytes, then fails like a full disk."""
-
-    def __init__(self, fh, room: int) -> None:
-        self.fh, self.room = fh, room
-
-    def write(self, data) -> int:
-        if len(data) > self.room:
-            raise OSError(28, "No space left on device")
-        self.room -= len(data)
-        return self.fh.write(data)
-
-    def __getattr__(self, name: str):
-        return getattr(self.fh, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.fh.close()
 
 
 @fuzz(30)

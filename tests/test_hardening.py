@@ -8,7 +8,6 @@ messages. The generated (hypothesis) variants are in test_fuzz.py.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 from hostile import (
     SPEC,
+    FullDisk,
     assert_one_error,
     quadrants,
     run,
@@ -331,28 +331,6 @@ def test_full_stdout_is_one_error_line() -> None:
 
 
 # ----------------------------------------------------------------------------- 6. disk full
-
-
-class FullDisk:
-    """A file object that takes ``room`` bytes, then fails like a full disk."""
-
-    def __init__(self, fh, room: int) -> None:
-        self.fh, self.room = fh, room
-
-    def write(self, data) -> int:
-        if len(data) > self.room:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= len(data)
-        return self.fh.write(data)
-
-    def __getattr__(self, name: str):
-        return getattr(self.fh, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.fh.close()
 
 
 @pytest.mark.parametrize("room", [0, 100, 5000])
