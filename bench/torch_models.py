@@ -26,70 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class Dense(nn.Module):
-    """numbacnn's fc: flattens N×C×H×W itself and returns N×units×1×1."""
-
-    def __init__(self, inputs: int, units: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(inputs, units)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.linear(x.flatten(1))
-        return y.view(y.shape[0], y.shape[1], 1, 1)
-
-
-class Flatten(nn.Module):
-    """N×C×H×W → N×(C·H·W)×1×1 like numbacnn's flatten."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[0], -1, 1, 1)
-
-
-class Maxout(nn.Module):
-    """Max over groups of ``pieces`` consecutive channels."""
-
-    def __init__(self, pieces: int) -> None:
-        super().__init__()
-        self.pieces = pieces
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        N, C, H, W = x.shape
-        return x.view(N, C // self.pieces, self.pieces, H, W).amax(dim=2)
-
-
 def twin_layer(layer: Any) -> nn.Module:
-    """The torch module for one built numbacnn layer (matched by ``layer.kind``)."""
-    kind = layer.kind
-    hp = layer.hyperparameters()
-    C = layer.input_shape[0]
-    if kind == "conv":
-        return nn.Conv2d(C, hp["filters"], hp["size"], stride=hp["stride"], padding=hp["pad"])
-    if kind == "maxpool":
-        return nn.MaxPool2d(hp["size"], stride=hp["stride"])
-    if kind == "avgpool":
-        return nn.AvgPool2d(hp["size"], stride=hp["stride"])
-    if kind == "lrn":
-        return nn.LocalResponseNorm(hp["size"], alpha=hp["alpha"], beta=hp["beta"], k=hp["k"])
-    if kind == "fc":
-        C, H, W = layer.input_shape
-        return Dense(C * H * W, hp["units"])
-    if kind == "flatten":
-        return Flatten()
-    if kind == "dropout":
-        return nn.Dropout(hp["p"])
-    if kind == "relu":
-        return nn.ReLU()
-    if kind == "leaky":
-        return nn.LeakyReLU(hp["alpha"])
-    if kind == "sigmoid":
-        return nn.Sigmoid()
-    if kind == "tanh":
-        return nn.Tanh()
-    if kind == "elu":
-        return nn.ELU(hp["alpha"])
-    if kind == "maxout":
-        return Maxout(hp["pieces"])
-    raise ValueError(f"no PyTorch twin for layer kind {kind!r} ({layer.describe()})")
+    """The torch module for one built numbacnn layer: the layer's own ``torch_module()``."""
+    return layer.torch_module()
 
 
 def make_twin(net: Any, device: str = "cpu", copy_weights: bool = True) -> nn.ModuleList:
@@ -106,7 +45,9 @@ def make_twin(net: Any, device: str = "cpu", copy_weights: bool = True) -> nn.Mo
             for layer, module in zip(net.layers, modules, strict=True):
                 if not layer.params:
                     continue
-                target = module.linear if isinstance(module, Dense) else module
+                # the module holding the weights (a Sequential's Linear for fc)
+                target = next(m for m in module.modules()
+                              if isinstance(getattr(m, "weight", None), torch.Tensor))
                 target.weight.copy_(torch.from_numpy(np.array(to_host(layer.params["W"]))))
                 target.bias.copy_(torch.from_numpy(np.array(to_host(layer.params["b"]))))
     return modules.to(device=device, dtype=torch.float32)

@@ -22,6 +22,13 @@ class _Elementwise(Layer):
     uses: ClassVar[tuple[str, ...]] = ("x",)
     alpha: float | None = None
 
+    torch_name: ClassVar[str] = ""  # the torch.nn module of the same function
+
+    def torch_module(self) -> Any:
+        from torch import nn
+
+        return getattr(nn, self.torch_name)(*(() if self.alpha is None else (self.alpha,)))
+
     def _extra(self) -> tuple:
         return () if self.alpha is None else (np.float32(self.alpha),)
 
@@ -52,6 +59,7 @@ class ReLU(_Elementwise):
 
     syntax = LayerSyntax("relu")
     body = "relu"
+    torch_name = "ReLU"
 
     def _setup(self) -> None:
         self.fused = False  # set by the network when it follows a Conv2D
@@ -73,6 +81,7 @@ class ReLU(_Elementwise):
 class LeakyReLU(_Elementwise):
     syntax = LayerSyntax("leaky", (float_option("alpha", 0.01),), 1, "leaky 0.1")
     body = "leaky_relu"
+    torch_name = "LeakyReLU"
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
         """ONNX export: LeakyRelu with this alpha."""
@@ -82,6 +91,7 @@ class LeakyReLU(_Elementwise):
 @register
 class Sigmoid(_Elementwise):
     syntax = LayerSyntax("sigmoid")
+    torch_name = "Sigmoid"
     body = "sigmoid"
     uses = ("y",)
 
@@ -93,6 +103,7 @@ class Sigmoid(_Elementwise):
 @register
 class Tanh(_Elementwise):
     syntax = LayerSyntax("tanh")
+    torch_name = "Tanh"
     body = "tanh"
     uses = ("y",)
 
@@ -105,6 +116,7 @@ class Tanh(_Elementwise):
 class ELU(_Elementwise):
     syntax = LayerSyntax("elu", (float_option("alpha", 1.0),), 1, "elu 1.0")
     body = "elu"
+    torch_name = "ELU"
     uses = ("x", "y")
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
@@ -120,6 +132,14 @@ class Maxout(Layer):
 
     def arithmetic(self) -> str:
         return f"{self.input_shape[0]}/{self.pieces} = {self.output_shape[0]}"  # type: ignore[index]
+
+    def torch_module(self) -> Any:
+        """(N, C, H, W) → (N, C/p, p, H, W), the max over p, → (N, C/p, H, W)."""
+        from torch import nn
+
+        C = self.input_shape[0]  # type: ignore[index]
+        return nn.Sequential(nn.Unflatten(1, (C // self.pieces, self.pieces)),
+                             nn.MaxPool3d((self.pieces, 1, 1)), nn.Flatten(1, 2))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape

@@ -139,6 +139,11 @@ class Layer:
         '(227 − 11 + 2·0)/4 + 1 = 55'; '' when there is nothing to show."""
         return ""
 
+    def torch_module(self) -> Any:
+        """This layer's PyTorch twin (same geometry, float32), for the benchmarks'
+        comparison; imports torch, which numbacnn never needs otherwise."""
+        raise NotImplementedError(f"{self.describe()}: no PyTorch twin")
+
     def workspace_bytes(self, batch: int) -> int:
         """Device memory a training step needs beyond the layer's output and gradient
         (e.g. a convolution's im2col columns), for ``batch`` images."""

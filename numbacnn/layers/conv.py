@@ -28,6 +28,12 @@ class Conv2D(Layer):
         self._cols_hold_input = False  # False once backward reused the columns for dcols
         self.fused_relu = False  # set by Network when a ReLU follows: applied in the bias pass
 
+    def torch_module(self) -> Any:
+        from torch import nn
+
+        return nn.Conv2d(self.input_shape[0], self.filters, self.size,  # type: ignore[index]
+                         stride=self.stride, padding=self.pad)
+
     def arithmetic(self) -> str:
         return window_arithmetic(self.input_shape, self.size, self.stride, self.pad)  # type: ignore[arg-type]
 

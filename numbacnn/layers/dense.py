@@ -22,6 +22,14 @@ class Dense(Layer):
     def arithmetic(self) -> str:
         return f"{_inputs(self.input_shape)} → {self.units}"  # type: ignore[arg-type]
 
+    def torch_module(self) -> Any:
+        """Flatten, Linear (weights units × inputs, as here), back to N×units×1×1."""
+        from torch import nn
+
+        inputs = _size(self.input_shape)  # type: ignore[arg-type]
+        return nn.Sequential(nn.Flatten(1), nn.Linear(inputs, self.units),
+                             nn.Unflatten(1, (self.units, 1, 1)))
+
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (self.units, 1, 1)
 
@@ -77,6 +85,11 @@ class Dense(Layer):
         return builder.node("Reshape", [y, builder.shape("shape", [0, self.units, 1, 1])])
 
 
+def _size(shape: tuple[int, int, int]) -> int:
+    C, H, W = shape
+    return C * H * W
+
+
 def _inputs(shape: tuple[int, int, int]) -> str:
     """The length of a flattened (C, H, W) input, with its product when it is an image."""
     C, H, W = shape
@@ -89,6 +102,11 @@ class Flatten(Layer):
 
     def arithmetic(self) -> str:
         return _inputs(self.input_shape)  # type: ignore[arg-type]
+
+    def torch_module(self) -> Any:
+        from torch import nn
+
+        return nn.Sequential(nn.Flatten(1), nn.Unflatten(1, (self.output_shape[0], 1, 1)))  # type: ignore[index]
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape

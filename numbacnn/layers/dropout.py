@@ -22,6 +22,11 @@ class Dropout(Layer):
     syntax = LayerSyntax("dropout", (float_option("p", 0.5, high=1.0),), 1, "dropout 0.5")
     table_name = "DROP"
 
+    def torch_module(self) -> Any:
+        from torch import nn
+
+        return nn.Dropout(self.p)
+
     def _setup(self) -> None:
         self.seed = 0  # set by the network before each training forward pass
 

@@ -24,6 +24,11 @@ class LRN(Layer):
                          "lrn size=5 alpha=0.0001")
     table_name = "NORM"
 
+    def torch_module(self) -> Any:
+        from torch import nn
+
+        return nn.LocalResponseNorm(self.size, alpha=self.alpha, beta=self.beta, k=self.k)
+
     def _constants(self) -> tuple[np.float32, np.float32, np.float32]:
         return np.float32(self.alpha / self.size), np.float32(self.beta), np.float32(self.k)
 

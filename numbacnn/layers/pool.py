@@ -24,6 +24,12 @@ class _Pool2D(Layer):
     def arithmetic(self) -> str:
         return window_arithmetic(self.input_shape, self.size, self.stride, 0)  # type: ignore[arg-type]
 
+    def torch_module(self) -> Any:
+        from torch import nn
+
+        pool = nn.MaxPool2d if self.keeps_argmax else nn.AvgPool2d
+        return pool(self.size, stride=self.stride)
+
     def _setup(self) -> None:
         if self.stride is None:  # the lecture's default: windows side by side
             self.stride = self.size
