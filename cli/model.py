@@ -18,8 +18,6 @@ import click
 import numpy as np
 
 _PATH = click.Path(path_type=Path)
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_DATASET_SUFFIXES = (".h5", ".hdf5")
 _device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
                               default="auto", show_default=True, help="Where the kernels run.")
 _batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=256,
@@ -155,6 +153,7 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
     class is shown and the accuracy printed at the end.
     """
     from numbacnn.device import set_device
+    from numbacnn.images import load_images
     from numbacnn.model_io import ensemble_proba
 
     if len(paths) < 2:
@@ -212,120 +211,6 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
     replace_atomically(path, lambda fh: np.save(fh, array, allow_pickle=False), DataError,
                        "probabilities")
-
-
-def load_images(source: str, input_shape: tuple[int, int, int],
-                split: str = "test") -> tuple[np.ndarray, np.ndarray | None]:
-    """(uint8 images N×C×H×W, int64 labels or None) from a predict INPUT (see predict)."""
-    from numbacnn.data import load_dataset
-    from numbacnn.errors import DataError
-
-    path = Path(source)
-    suffix = path.suffix.lower()
-    if suffix in _IMAGE_SUFFIXES:
-        return _read_image(path, input_shape), None
-    if suffix == ".npy":
-        return _as_batch(_read_npy(path), input_shape, str(path)), None
-    if suffix == ".npz":
-        single = _npz_images(path)
-        if single is not None:
-            return _as_batch(single, input_shape, str(path)), None
-    elif _is_file(path) and suffix not in _DATASET_SUFFIXES:
-        raise DataError(f"{path}: unknown input type {suffix or '(no suffix)'}; give a .npy, "
-                        ".npz, .h5 dataset, .png or .jpg file")
-    dataset = load_dataset(source)
-    if split == "test":
-        return dataset.x_test, dataset.y_test
-    return dataset.x_train, dataset.y_train
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    from numbacnn.data import read_npy
-    from numbacnn.errors import DataError
-    from numbacnn.limits import exists
-
-    if not exists(path):
-        raise DataError(f"{path}: no such file; check the INPUT path")
-    return read_npy(path)
-
-
-def _npz_images(path: Path) -> np.ndarray | None:
-    """The images of a .npz that is not a dataset (its `images` or only array), or None
-    for a dataset .npz (x_train, y_train, x_test, y_test)."""
-    from numbacnn.data import read_npz
-    from numbacnn.errors import DataError
-    from numbacnn.limits import check_regular_file
-
-    check_regular_file(path, "file", DataError, "check the INPUT path")  # "no such file"
-    arrays = read_npz(path)
-    keys = list(arrays)
-    if "x_test" in keys or "x_train" in keys:
-        return None
-    if "images" in keys:
-        return arrays["images"]
-    if len(keys) == 1:
-        return arrays[keys[0]]
-    raise DataError(f"{path}: holds arrays {', '.join(keys) or 'none'}; give one array, one "
-                    "named images, or a dataset's x_train/y_train/x_test/y_test")
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # a name too long for the OS
-        return False
-
-
-def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int], where: str) -> np.ndarray:
-    """uint8 images as N×C×H×W: N×H×W and H×W (one channel), C×H×W and H×W×C (one
-    image), N×H×W×C (channels last) are rearranged; anything else is refused."""
-    from numbacnn.errors import DataError
-
-    C, H, W = input_shape
-    if images.dtype != np.uint8:
-        raise DataError(f"{where}: images are {images.dtype}; give raw uint8 pixels 0-255 "
-                        "(the model normalizes them itself)")
-    shape = tuple(images.shape)
-    if shape == (H, W) and C == 1:
-        images = images[None, None]
-    elif shape == (C, H, W):
-        images = images[None]
-    elif shape == (H, W, C):
-        images = images.transpose(2, 0, 1)[None]
-    elif len(shape) == 3 and shape[1:] == (H, W) and C == 1:
-        images = images[:, None]
-    elif len(shape) == 4 and shape[1:] != (C, H, W) and shape[1:] == (H, W, C):
-        images = images.transpose(0, 3, 1, 2)
-    elif len(shape) != 4 or shape[1:] != (C, H, W):
-        raise DataError(f"{where}: images have shape {shape} but the model takes {C} x {H} x "
-                        f"{W} (C x H x W) images: give N x C x H x W"
-                        + (", N x H x W" if C == 1 else "") + " or one image")
-    return np.ascontiguousarray(images)
-
-
-def _read_image(path: Path, input_shape: tuple[int, int, int]) -> np.ndarray:
-    from numbacnn.errors import DataError
-
-    try:
-        from PIL import Image
-    except ImportError:
-        raise DataError(f"{path}: reading PNG/JPEG images needs Pillow: pip install pillow "
-                        "(or give the pixels as a uint8 .npy)") from None
-    if not path.is_file():
-        raise DataError(f"{path}: no such image file; check the INPUT path")
-    C, H, W = input_shape
-    modes = {1: "L", 3: "RGB"}
-    if C not in modes:
-        raise DataError(f"{path}: the model takes {C}-channel images; give them as a .npy")
-    try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert(modes[C]), dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the image ({exc})") from None
-    if pixels.shape[:2] != (H, W):
-        raise DataError(f"{path}: image is {pixels.shape[1]}x{pixels.shape[0]} pixels but the "
-                        f"model takes {W}x{H}; resize it first")
-    return _as_batch(pixels if C == 1 else pixels.transpose(2, 0, 1), input_shape, str(path))
 
 
 # ----------------------------------------------------------------------------- inspect

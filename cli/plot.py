@@ -150,10 +150,9 @@ def _filters(net: Any, info: Any, *, source: Path, **_: Any) -> Any:
 
 def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str, image: str,
               maps: int, **_: Any) -> Any:
-    from numbacnn_cli.model import load_images
-
     from numbacnn import plots
     from numbacnn.errors import DataError
+    from numbacnn.images import load_images
 
     if image.isdigit():
         where = _dataset_source(info, data)
