@@ -42,7 +42,9 @@ class Network:
         self.stream = 0  # which dropout stream: the rank in data-parallel training
         # "cpu" or "cuda", resolved when first needed (None: the current set_device choice
         # then), so building a network for its shapes imports no numba
-        self._device: str | None = None if device is None else resolve_device(device)
+        self._device: str | None = None
+        if device is not None:
+            self._use_device(resolve_device(device))
         self.input_shape: Shape | None = None
         if input_shape is not None:
             self.build(input_shape)
@@ -77,10 +79,14 @@ class Network:
     def device(self) -> str:
         """The device the network's arrays live on and its kernels run on."""
         if self._device is None:
-            self._device = get_device()
+            self._use_device(get_device())
+        return self._device  # type: ignore[return-value]
+
+    def _use_device(self, name: str) -> None:
+        """Run on ``name`` ("cpu" or "cuda"): the network's layers use its backend."""
+        self._device = name
         for layer in [*self.layers, self.loss]:
-            layer.device = self._device
-        return self._device
+            layer.device = name
 
     def backend(self) -> ModuleType:
         """The backend module of the network's device."""
@@ -99,9 +105,7 @@ class Network:
         on ``device`` (default: the network's, else the current set_device choice)."""
         if self.input_shape is None:
             raise ShapeError("network: give an input shape (C, H, W) before initializing")
-        if device is not None:
-            self._device = resolve_device(device)
-        self.device  # noqa: B018 - resolves the device and hands it to every layer
+        self._use_device(resolve_device(device) if device is not None else self.device)
         rng = np.random.default_rng(seed)
         self.seed = int(seed)
         for layer in self.layers:
@@ -127,8 +131,9 @@ class Network:
 
     def train_step(self, x: Any, labels: Any) -> float:
         """Forward, loss and backward for one batch; returns the mean loss (read back)."""
-        self.train_step_on_device(x, labels)
-        return float(to_host(self.loss.losses).astype(np.float64).mean())
+        loss = self.loss.forward(self.forward(x, training=True), labels)
+        self.backward()
+        return loss
 
     def train_step_on_device(self, x: Any, labels: Any, stats: Any = None) -> None:
         """Forward, loss and backward for one batch with nothing read back: on a GPU the
