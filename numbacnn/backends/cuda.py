@@ -118,50 +118,11 @@ def _blocks(n: int) -> int:
     return min(MAX_BLOCKS, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
 
 
-def _launcher(fn: Callable, kernel: Any, spans: bool) -> Callable:
-    fast = None if config.ENABLE_CUDASIM else FastLaunch(kernel)
-
-    def launch(n: int, *args: Any) -> None:
-        counters["launches"] += 1
-        if _recording is not None:
-            _record(fn, (n, *args))
-            return
-        total = n * args[0] if spans else n
-        if total >= INDEX_LIMIT:
-            raise DeviceError(f"{fn.__name__}: {total:,} elements exceed the GPU kernels' "
-                              "32-bit index arithmetic; use a smaller batch")
-        if total > 0:
-            if fast is None:
-                kernel[_blocks(total), THREADS_PER_BLOCK](n, *args)
-            else:
-                fast(_blocks(total), THREADS_PER_BLOCK, (n, *args))
-
-    launch.py_func = fn
-    launch.fastmath = False
-    launch.__name__ = fn.__name__
-    return launch
-
-
-def grid_stride(fn: Callable) -> Callable:
-    """Compile ``fn(n, *args)`` as a CUDA kernel; return a launcher ``launch(n, *args)``.
-
-    The launcher picks ⌈n / 256⌉ blocks of 256 threads (at most 65,536 blocks; the
-    grid-stride loop covers the rest). ``launch.py_func`` is ``fn`` for compile_ptx.
-    """
-    launch = _launcher(fn, cuda.jit(fastmath=False)(fn), spans=False)
-    launch.__doc__ = f"Grid-stride CUDA launch of body {fn.__name__}_at over n elements."
-    return launch
-
-
-def grid_stride_spans(fn: Callable) -> Callable:
-    """Like :func:`grid_stride` for ``fn(n, L, *args)``: n planes of L elements, one
-    thread per element (n·L threads)."""
-    launch = _launcher(fn, cuda.jit(fastmath=False)(fn), spans=True)
-    launch.__doc__ = f"CUDA launch of span body {fn.__name__}_at, one thread per element."
-    return launch
-
-
-def _block_launcher(fn: Callable, blocks_for: Callable[[int], int], doc: str) -> Callable:
+def _launcher(fn: Callable, blocks_for: Callable[[int, tuple], int], threads: int,
+              doc: str) -> Callable:
+    """Compile ``fn(n, *args)`` (no fastmath) and return ``launch(n, *args)``, which runs it
+    on ``blocks_for(n, args)`` blocks of ``threads`` (none when that is 0), records it in
+    a dry run, and counts it."""
     kernel = cuda.jit(fastmath=False)(fn)
     fast = None if config.ENABLE_CUDASIM else FastLaunch(kernel)
 
@@ -170,11 +131,12 @@ def _block_launcher(fn: Callable, blocks_for: Callable[[int], int], doc: str) ->
         if _recording is not None:
             _record(fn, (n, *args))
             return
-        if n > 0:
+        blocks = blocks_for(n, args)
+        if blocks > 0:
             if fast is None:
-                kernel[blocks_for(n), REDUCE_THREADS](n, *args)
+                kernel[blocks, threads](n, *args)
             else:
-                fast(blocks_for(n), REDUCE_THREADS, (n, *args))
+                fast(blocks, threads, (n, *args))
 
     launch.py_func = fn
     launch.fastmath = False
@@ -183,16 +145,42 @@ def _block_launcher(fn: Callable, blocks_for: Callable[[int], int], doc: str) ->
     return launch
 
 
+def _element_blocks(fn: Callable, total: int) -> int:
+    """Blocks for one thread per element of ``total`` (grid-stride beyond MAX_BLOCKS)."""
+    if total >= INDEX_LIMIT:
+        raise DeviceError(f"{fn.__name__}: {total:,} elements exceed the GPU kernels' "
+                          "32-bit index arithmetic; use a smaller batch")
+    return _blocks(total)
+
+
+def grid_stride(fn: Callable) -> Callable:
+    """Compile ``fn(n, *args)`` as a CUDA kernel; return a launcher ``launch(n, *args)``.
+
+    The launcher picks ⌈n / 256⌉ blocks of 256 threads (at most 65,536 blocks; the
+    grid-stride loop covers the rest). ``launch.py_func`` is ``fn`` for compile_ptx.
+    """
+    return _launcher(fn, lambda n, args: _element_blocks(fn, n), THREADS_PER_BLOCK,
+                     f"Grid-stride CUDA launch of body {fn.__name__}_at over n elements.")
+
+
+def grid_stride_spans(fn: Callable) -> Callable:
+    """Like :func:`grid_stride` for ``fn(n, L, *args)``: n planes of L elements, one
+    thread per element (n·L threads)."""
+    return _launcher(fn, lambda n, args: _element_blocks(fn, n * args[0]), THREADS_PER_BLOCK,
+                     f"CUDA launch of span body {fn.__name__}_at, one thread per element.")
+
+
 def block_per_row(fn: Callable) -> Callable:
     """Compile a reduction kernel ``fn(n, *args)`` that gives each of n rows to one block
     of REDUCE_THREADS threads (at most 65,536 blocks, block-stride over the rest)."""
-    return _block_launcher(fn, lambda n: min(MAX_BLOCKS, n),
-                           f"CUDA block-per-row reduction {fn.__name__}.")
+    return _launcher(fn, lambda n, args: min(MAX_BLOCKS, n), REDUCE_THREADS,
+                     f"CUDA block-per-row reduction {fn.__name__}.")
 
 
 def one_block(fn: Callable) -> Callable:
     """Compile a reduction kernel ``fn(n, *args)`` over n items run by a single block."""
-    return _block_launcher(fn, lambda n: 1, f"CUDA one-block reduction {fn.__name__}.")
+    return _launcher(fn, lambda n, args: 1 if n > 0 else 0, REDUCE_THREADS,
+                     f"CUDA one-block reduction {fn.__name__}.")
 
 
 # --- memory -------------------------------------------------------------------------------
@@ -360,10 +348,7 @@ def gemm(a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False)
             cublas.sgemm(a, b, out, trans_a, trans_b)
         return
     kernel = sgemm.sgemm_kernel(trans_a, trans_b)
-    splits = sgemm.split_count(M, N, K)
-    k_slice = -(-K // splits) if K else 1
-    k_slice = -(-k_slice // sgemm.BK) * sgemm.BK  # whole k-steps per slice
-    splits = max(1, -(-K // k_slice))
+    splits, k_slice = sgemm.k_slices(M, N, K)
     if splits == 1:
         target = out.reshape(1, M, N)
     else:

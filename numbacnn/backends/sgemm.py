@@ -63,6 +63,15 @@ def split_count(M: int, N: int, K: int) -> int:
     return int(max(1, min(-(-TARGET_BLOCKS // tiles), K // MIN_SPLIT_K, 64)))
 
 
+def k_slices(M: int, N: int, K: int) -> tuple[int, int]:
+    """(splits, k_slice): K cut into ``splits`` slices of ``k_slice`` (a whole number of
+    k-steps; the last slice may be shorter) for an M × N output."""
+    splits = split_count(M, N, K)
+    k_slice = -(-K // splits) if K else 1
+    k_slice = -(-k_slice // BK) * BK  # whole k-steps per slice
+    return max(1, -(-K // k_slice)), k_slice
+
+
 def launch_config(M: int, N: int, splits: int = 1) -> tuple[tuple[int, int, int], int]:
     """(grid, threads per block) covering an M × N output in ``splits`` K slices."""
     return ((N + BN - 1) // BN, (M + BM - 1) // BM, splits), THREADS
