@@ -14,7 +14,6 @@ backend modules expose the same functions.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 from types import ModuleType
 from typing import Any
@@ -80,10 +79,8 @@ def set_tf32(enabled: bool) -> None:
     """Let the GPU's matrix products use TF32 tensor cores (10-bit mantissa inputs, FP32
     sums): faster, less exact, and reported as "tf32". Off by default (true FP32); the
     CPU always computes in FP32, so there it changes nothing."""
-    if enabled and get_device() == "cuda":
-        backend("cuda").set_tf32(True)
-    elif importlib.util.find_spec("numba_cuda") is not None and get_device() == "cuda":
-        backend("cuda").set_tf32(False)
+    if get_device() == "cuda":
+        backend("cuda").set_tf32(enabled)
 
 
 def precision() -> str:

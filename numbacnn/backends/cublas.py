@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from numbacnn.backends.launch import device_pointer
+
 CUBLAS_DEFAULT_MATH = 0
 CUBLAS_TF32_TENSOR_OP_MATH = 3  # cublasMath_t; not exported by every CuPy version
 
@@ -61,11 +63,6 @@ def _handle() -> Any:
     return handle
 
 
-def _pointer(a: Any) -> int:
-    data = a.gpu_data
-    return int(data.device_pointer) if data is not None else 0
-
-
 def sgemm(a: Any, b: Any, out: Any, trans_a: bool, trans_b: bool) -> None:
     """out (M × N) = op(a) @ op(b) for C-contiguous float32 numba device arrays."""
     from cupy.cuda import cublas
@@ -75,5 +72,5 @@ def sgemm(a: Any, b: Any, out: Any, trans_a: bool, trans_b: bool) -> None:
     if M == 0 or N == 0:
         return
     cublas.sgemm(_handle(), int(trans_b), int(trans_a), N, M, K, _ONE.ctypes.data,
-                 _pointer(b), b.shape[1], _pointer(a), a.shape[1], _ZERO.ctypes.data,
-                 _pointer(out), N)
+                 device_pointer(b), b.shape[1], device_pointer(a), a.shape[1], _ZERO.ctypes.data,
+                 device_pointer(out), N)

@@ -48,11 +48,15 @@ def slot_codes(argtypes: tuple[Any, ...]) -> list[str] | None:
     return codes
 
 
+def device_pointer(a: Any) -> int:
+    """The address of a numba device array's first element (0 for an empty array)."""
+    data = a.gpu_data
+    return int(data.device_pointer) if data is not None else 0
+
+
 def array_words(a: Any) -> tuple[int, ...]:
     """The 5 + 2·ndim ABI words of a numba device array (meminfo and parent are 0)."""
-    data = a.gpu_data
-    ptr = int(data.device_pointer) if data is not None else 0
-    return (0, 0, a.size, a.dtype.itemsize, ptr, *a.shape, *a.strides)
+    return (0, 0, a.size, a.dtype.itemsize, device_pointer(a), *a.shape, *a.strides)
 
 
 class _Prepared:
