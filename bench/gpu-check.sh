@@ -15,7 +15,9 @@
 #     per step); then both in TF32 on both sides (throughput only); then both with the
 #     numba SGEMM instead of cuBLAS (NUMBACNN_GEMM=numba);
 #  5. the fmnist preset on the full Fashion-MNIST for 10 epochs with --device cuda
-#     (.devdata/fashion-mnist carried: the IDX files of Debian's dataset-fashion-mnist).
+#     (.devdata/fashion-mnist carried: the IDX files of Debian's dataset-fashion-mnist);
+#  6. fmnist-bn (BatchNorm) beside PyTorch, and 15 epochs of it on the full data.
+# GPU_CHECK_SKIP="tf32 numba fmnist-train" leaves out the steps whose names hold a word.
 # Every step prints as soon as it has a figure, runs under `timeout` cut from one budget
 # and goes on when a step fails; everything printed also goes to $OUT/gpu-check.log, and
 # $OUT/summary.txt lists each step's exit status (124 = timed out). At most 7 files.
@@ -40,6 +42,14 @@ say() { echo "[gpu-check $((SECONDS - START))s] $*" | tee -a "$LOG"; }
 step() {
     local name=$1 cap=$2
     shift 2
+    local word
+    for word in ${GPU_CHECK_SKIP:-}; do
+        if [[ $name == *"$word"* ]]; then
+            say "$name: skipped (GPU_CHECK_SKIP)"
+            echo "$name: skipped (GPU_CHECK_SKIP)" >> "$SUMMARY"
+            return 0
+        fi
+    done
     local left=$((BUDGET - (SECONDS - START)))
     if ((left < 10)); then
         say "$name: skipped, the time budget is spent"
@@ -107,11 +117,20 @@ step "bench numba SGEMM" 90 sh -c "NUMBACNN_GEMM=numba python3 -m numbacnn_cli.m
 
 # --- 5. full Fashion-MNIST on the GPU -------------------------------------------------------------
 if [ -d "$DATA" ]; then
-    step "train fmnist 10 epochs (cuda)" 150 python3 -m numbacnn_cli.main train fmnist \
+    step "fmnist-train 10 epochs (cuda)" 150 python3 -m numbacnn_cli.main train fmnist \
         --data "fashion-mnist:$DATA" --epochs 10 --lr 0.02 --lr-policy step --lr-step 4 \
         --gamma 0.3 --seed 0 --device cuda --out /tmp/fmnist-cuda.h5
 else
     say "train: skipped, no Fashion-MNIST at $DATA"
+fi
+
+# --- 6. BatchNorm ---------------------------------------------------------------------------------
+step "bench fmnist-bn fp32" 90 sh -c "python3 -m numbacnn_cli.main bench fmnist-bn --device cuda \
+    --batch 128 --compare torch --iterations 20 --output '$OUT/bench-fmnist-bn.json'"
+if [ -d "$DATA" ]; then
+    step "fmnist-bn-train 15 epochs (cuda)" 150 python3 -m numbacnn_cli.main train fmnist-bn \
+        --data "fashion-mnist:$DATA" --epochs 15 --lr 0.05 --lr-policy step --lr-step 5 \
+        --gamma 0.2 --seed 0 --device cuda --out /tmp/fmnist-bn-cuda.h5
 fi
 
 say "done; results in $OUT"

@@ -34,8 +34,9 @@ def twin_layer(layer: Any) -> nn.Module:
 def make_twin(net: Any, device: str = "cpu", copy_weights: bool = True) -> nn.ModuleList:
     """One torch module per layer of ``net`` (built), float32 on ``device``.
 
-    With ``copy_weights`` and an initialized ``net``, conv and fc weights and biases are
-    copied from numbacnn (K×C×F×F and units×inputs are PyTorch's layouts too).
+    With ``copy_weights`` and an initialized ``net``, every parameter and state array is
+    copied into the twin's tensor that ``layer.torch_names`` names (K×C×F×F and
+    units×inputs are PyTorch's layouts too; BatchNorm's running statistics included).
     """
     from numbacnn.device import to_host
 
@@ -43,13 +44,14 @@ def make_twin(net: Any, device: str = "cpu", copy_weights: bool = True) -> nn.Mo
     if copy_weights:
         with torch.no_grad():
             for layer, module in zip(net.layers, modules, strict=True):
-                if not layer.params:
-                    continue
-                # the module holding the weights (a Sequential's Linear for fc)
-                target = next(m for m in module.modules()
-                              if isinstance(getattr(m, "weight", None), torch.Tensor))
-                target.weight.copy_(torch.from_numpy(np.array(to_host(layer.params["W"]))))
-                target.bias.copy_(torch.from_numpy(np.array(to_host(layer.params["b"]))))
+                arrays = {**layer.params, **layer.state}
+                for key, name in layer.torch_names.items():
+                    if key not in arrays:
+                        continue
+                    # the module holding the tensor (a Sequential's Linear for fc)
+                    target = next(m for m in module.modules()
+                                  if isinstance(getattr(m, name, None), torch.Tensor))
+                    getattr(target, name).copy_(torch.from_numpy(np.array(to_host(arrays[key]))))
     return modules.to(device=device, dtype=torch.float32)
 
 

@@ -9,14 +9,16 @@ Every ``*_backward`` takes the gradient ``dy`` of a scalar loss with respect to 
 output and returns the gradients with respect to the inputs (and parameters).
 
 The end of the module holds the test glue: :func:`reference_forward` and
-:func:`reference_backward` map a numbacnn layer object (by ``kind`` and its
-hyperparameters) to these functions, :func:`numerical_gradient` takes central
-differences, and :func:`assert_close` compares with a magnitude-scaled tolerance.
+:func:`reference_backward` map a numbacnn layer object to these functions through
+:data:`REFERENCES` (one entry per layer kind, called with the layer's options),
+:func:`numerical_gradient` takes central differences, and :func:`assert_close` compares
+with a magnitude-scaled tolerance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -345,64 +347,130 @@ def adam_update(w: np.ndarray, m: np.ndarray, v: np.ndarray, g: np.ndarray, lr: 
     return w - lr * m_hat / (np.sqrt(v_hat) + eps_hat), m, v
 
 
+# --- batch normalization -----------------------------------------------------------------
+
+
+def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
+                      mean: np.ndarray | None = None, var: np.ndarray | None = None,
+                      ) -> np.ndarray:
+    """y = γ·(x − μ)/√(σ² + ε) + β per channel (axis 1). Training (``mean``/``var`` None):
+    μ and the biased σ² of the batch over axes (0, 2, 3); inference: the given ones."""
+    x, gamma, beta = (np.asarray(a, np.float64) for a in (x, gamma, beta))
+    if mean is None:
+        mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    mean, var = np.asarray(mean, np.float64), np.asarray(var, np.float64)
+    shape = (1, -1, 1, 1)
+    x_hat = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    return gamma.reshape(shape) * x_hat + beta.reshape(shape)
+
+
+def batchnorm_backward(x: np.ndarray, dy: np.ndarray, gamma: np.ndarray, eps: float,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, dγ, dβ) in training mode, by the chain rule through μ and σ² as Ioffe & Szegedy
+    write it (Algorithm 1's backward: dx̂, dσ², dμ, then dx)."""
+    x, dy, gamma = (np.asarray(a, np.float64) for a in (x, dy, gamma))
+    axes, shape = (0, 2, 3), (1, -1, 1, 1)
+    M = x.size // x.shape[1]
+    mu = x.mean(axis=axes).reshape(shape)
+    var = x.var(axis=axes).reshape(shape)
+    std_inv = 1.0 / np.sqrt(var + eps)
+    x_hat = (x - mu) * std_inv
+    dx_hat = dy * gamma.reshape(shape)
+    dvar = np.sum(dx_hat * (x - mu) * -0.5 * std_inv**3, axis=axes, keepdims=True)
+    dmu = (np.sum(-dx_hat * std_inv, axis=axes, keepdims=True)
+           + dvar * np.sum(-2.0 * (x - mu), axis=axes, keepdims=True) / M)
+    dx = dx_hat * std_inv + dvar * 2.0 * (x - mu) / M + dmu / M
+    return dx, np.sum(dy * x_hat, axis=axes), np.sum(dy, axis=axes)
+
+
+def batchnorm_running(mean: np.ndarray, var: np.ndarray, x: np.ndarray, momentum: float,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The running statistics after one training batch x: momentum·r + (1 − momentum)·batch,
+    with the unbiased batch variance (PyTorch's update with its momentum = 1 − this one)."""
+    x = np.asarray(x, np.float64)
+    batch_var = x.var(axis=(0, 2, 3), ddof=1)
+    return (momentum * np.asarray(mean, np.float64) + (1 - momentum) * x.mean(axis=(0, 2, 3)),
+            momentum * np.asarray(var, np.float64) + (1 - momentum) * batch_var)
+
+
 # --- glue for the tests: a numbacnn layer object → its reference ---------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """How the reference of one layer kind is called with a layer object's options:
+    ``forward(layer, x, params, mask)`` → y and ``backward(layer, x, dy, params, mask)`` →
+    (dx, parameter gradients); ``mask(layer, shape)`` draws what the layer draws per step
+    (dropout's mask), None when it draws nothing. Training mode throughout."""
+
+    forward: Callable[..., np.ndarray]
+    backward: Callable[..., tuple[np.ndarray, dict[str, np.ndarray]]]
+    mask: Callable[[Any, tuple[int, ...]], np.ndarray] | None = None
+
+
+# Every layer kind's reference by its spec keyword (tests/test_layers.py checks that each
+# registered layer has one). A new layer adds its entry here.
+REFERENCES: dict[str, Reference] = {
+    "conv": Reference(
+        lambda L, x, p, m: conv2d_forward(x, p["W"], p["b"], L.stride, L.pad),
+        lambda L, x, dy, p, m: _named(conv2d_backward(x, p["W"], dy, L.stride, L.pad),
+                                      "W", "b")),
+    "fc": Reference(
+        lambda L, x, p, m: dense_forward(x, p["W"], p["b"]),
+        lambda L, x, dy, p, m: _named(dense_backward(x, p["W"], dy), "W", "b")),
+    "maxpool": Reference(
+        lambda L, x, p, m: max_pool_forward(x, L.size, L.stride),
+        lambda L, x, dy, p, m: (max_pool_backward(x, dy, L.size, L.stride), {})),
+    "avgpool": Reference(
+        lambda L, x, p, m: avg_pool_forward(x, L.size, L.stride),
+        lambda L, x, dy, p, m: (avg_pool_backward(np.shape(x), dy, L.size, L.stride), {})),
+    "lrn": Reference(
+        lambda L, x, p, m: lrn_forward(x, L.size, L.alpha, L.beta, L.k),
+        lambda L, x, dy, p, m: (lrn_backward(x, dy, L.size, L.alpha, L.beta, L.k), {})),
+    "batchnorm": Reference(
+        lambda L, x, p, m: batchnorm_forward(x, p["gamma"], p["beta"], L.eps),
+        lambda L, x, dy, p, m: _named(batchnorm_backward(x, dy, p["gamma"], L.eps),
+                                      "gamma", "beta")),
+    "flatten": Reference(
+        lambda L, x, p, m: flatten_forward(x),
+        lambda L, x, dy, p, m: (flatten_backward(x, dy), {})),
+    "dropout": Reference(
+        lambda L, x, p, m: dropout_forward(x, m),
+        lambda L, x, dy, p, m: (dropout_backward(dy, m), {}),
+        mask=lambda L, shape: dropout_mask(shape, L.p, L.seed)),
+    "maxout": Reference(
+        lambda L, x, p, m: maxout_forward(x, L.pieces),
+        lambda L, x, dy, p, m: (maxout_backward(x, dy, L.pieces), {})),
+    "relu": Reference(lambda L, x, p, m: relu_forward(x),
+                      lambda L, x, dy, p, m: (relu_backward(x, dy), {})),
+    "sigmoid": Reference(lambda L, x, p, m: sigmoid_forward(x),
+                         lambda L, x, dy, p, m: (sigmoid_backward(x, dy), {})),
+    "tanh": Reference(lambda L, x, p, m: tanh_forward(x),
+                      lambda L, x, dy, p, m: (tanh_backward(x, dy), {})),
+    "leaky": Reference(lambda L, x, p, m: leaky_relu_forward(x, L.alpha),
+                       lambda L, x, dy, p, m: (leaky_relu_backward(x, dy, L.alpha), {})),
+    "elu": Reference(lambda L, x, p, m: elu_forward(x, L.alpha),
+                     lambda L, x, dy, p, m: (elu_backward(x, dy, L.alpha), {})),
+}
+
+
+def _named(arrays: tuple[np.ndarray, ...], *keys: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(dx, dA, dB, …) → (dx, {key: dA, …})."""
+    return arrays[0], dict(zip(keys, arrays[1:], strict=True))
 
 
 def reference_forward(layer: Any, x: np.ndarray, params: dict[str, np.ndarray] | None = None,
                       mask: np.ndarray | None = None) -> np.ndarray:
-    """The reference output of ``layer`` (read by ``kind`` and hyperparameters) for x."""
-    kind, p = layer.kind, params or {}
-    if kind == "conv":
-        return conv2d_forward(x, p["W"], p["b"], layer.stride, layer.pad)
-    if kind == "maxpool":
-        return max_pool_forward(x, layer.size, layer.stride)
-    if kind == "avgpool":
-        return avg_pool_forward(x, layer.size, layer.stride)
-    if kind == "lrn":
-        return lrn_forward(x, layer.size, layer.alpha, layer.beta, layer.k)
-    if kind == "fc":
-        return dense_forward(x, p["W"], p["b"])
-    if kind == "flatten":
-        return flatten_forward(x)
-    if kind == "dropout":
-        return dropout_forward(x, mask)
-    if kind == "maxout":
-        return maxout_forward(x, layer.pieces)
-    unary = {"relu": relu_forward, "sigmoid": sigmoid_forward, "tanh": tanh_forward}
-    if kind in unary:
-        return unary[kind](x)
-    with_alpha = {"leaky": leaky_relu_forward, "elu": elu_forward}
-    return with_alpha[kind](x, layer.alpha)
+    """The reference output of ``layer`` (its kind's entry in REFERENCES, called with the
+    layer's options) for x."""
+    return REFERENCES[layer.kind].forward(layer, x, params or {}, mask)
 
 
 def reference_backward(layer: Any, x: np.ndarray, dy: np.ndarray,
                        params: dict[str, np.ndarray] | None = None,
                        mask: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(dx, parameter gradients) of the reference of ``layer`` at x for output gradient dy."""
-    kind, p = layer.kind, params or {}
-    if kind == "conv":
-        dx, dw, db = conv2d_backward(x, p["W"], dy, layer.stride, layer.pad)
-        return dx, {"W": dw, "b": db}
-    if kind == "fc":
-        dx, dw, db = dense_backward(x, p["W"], dy)
-        return dx, {"W": dw, "b": db}
-    if kind == "maxpool":
-        return max_pool_backward(x, dy, layer.size, layer.stride), {}
-    if kind == "avgpool":
-        return avg_pool_backward(np.shape(x), dy, layer.size, layer.stride), {}
-    if kind == "lrn":
-        return lrn_backward(x, dy, layer.size, layer.alpha, layer.beta, layer.k), {}
-    if kind == "flatten":
-        return flatten_backward(x, dy), {}
-    if kind == "dropout":
-        return dropout_backward(dy, mask), {}
-    if kind == "maxout":
-        return maxout_backward(x, dy, layer.pieces), {}
-    unary = {"relu": relu_backward, "sigmoid": sigmoid_backward, "tanh": tanh_backward}
-    if kind in unary:
-        return unary[kind](x, dy), {}
-    with_alpha = {"leaky": leaky_relu_backward, "elu": elu_backward}
-    return with_alpha[kind](x, dy, layer.alpha), {}
+    return REFERENCES[layer.kind].backward(layer, x, dy, params or {}, mask)
 
 
 def reference_network_step(layers: list[Any], params: list[dict[str, np.ndarray]],
@@ -413,7 +481,8 @@ def reference_network_step(layers: list[Any], params: list[dict[str, np.ndarray]
     inputs, masks = [], []
     a = np.asarray(x, np.float64)
     for layer, p in zip(layers, params, strict=True):
-        mask = dropout_mask(a.shape, layer.p, layer.seed) if layer.kind == "dropout" else None
+        draw = REFERENCES[layer.kind].mask
+        mask = draw(layer, a.shape) if draw is not None else None
         inputs.append(a)
         masks.append(mask)
         a = reference_forward(layer, a, p, mask)

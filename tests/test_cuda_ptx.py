@@ -69,6 +69,7 @@ def drive_every_kernel() -> list[Record]:
         ELU,
         LRN,
         AvgPool2D,
+        BatchNorm,
         Conv2D,
         Dense,
         Dropout,
@@ -92,8 +93,8 @@ def drive_every_kernel() -> list[Record]:
         # Tanh first: the first layer's backward skips dx, the convolution's must not. The
         # ReLU after the first convolution is fused into it; the later one runs its kernels.
         layers = [Tanh(), Conv2D(4, 3, stride=2, pad=1), ReLU(), Maxout(2), LRN(3),
-                  MaxPool2D(2), LeakyReLU(0.1), Conv2D(2, 1), AvgPool2D(2, 1), Sigmoid(), Tanh(),
-                  ELU(), ReLU(), Dropout(0.5), Flatten(), Dense(6), Dense(3)]
+                  MaxPool2D(2), LeakyReLU(0.1), Conv2D(2, 1), BatchNorm(), AvgPool2D(2, 1),
+                  Sigmoid(), Tanh(), ELU(), ReLU(), Dropout(0.5), Flatten(), Dense(6), Dense(3)]
         net = Network(layers, input_shape=(2, 7, 7)).initialize(seed=1)
         x = rng.standard_normal((2, 2, 7, 7)).astype(np.float32)
         net.train_step(x, np.array([0, 2]))

@@ -16,8 +16,10 @@ import reference as ref
 from numbacnn import to_device, to_host
 from numbacnn.layers import (
     ELU,
+    LAYERS,
     LRN,
     AvgPool2D,
+    BatchNorm,
     Conv2D,
     Dense,
     Dropout,
@@ -81,7 +83,19 @@ LAYER_CASES: dict[str, tuple[Callable[[], Layer], tuple[int, int, int, int], flo
     "maxout-4": (lambda: Maxout(4), (3, 12, 5, 5), 1.0),
     "maxout-1": (lambda: Maxout(1), (2, 3, 4, 4), 1.0),
     "dropout-0.5": (lambda: Dropout(0.5), (4, 8, 9, 7), 1.0),
+    "batchnorm-conv": (BatchNorm, (4, 6, 9, 7), 3.0),
+    "batchnorm-fc": (lambda: BatchNorm(momentum=0.5, eps=1e-3), (16, 10, 1, 1), 1.0),
+    "batchnorm-one-image": (BatchNorm, (1, 3, 4, 5), 1.0),
 }
+
+
+def test_every_layer_kind_has_a_reference_and_a_case():
+    """A registered layer without an entry in tests/reference.py's REFERENCES, or without a
+    case above, fails here instead of going unchecked."""
+    checked = set(LAYERS) - {"softmax"}  # the loss has its own tests
+    assert set(ref.REFERENCES) == checked, sorted(set(ref.REFERENCES) ^ checked)
+    cased = {make().kind for make, _, _ in LAYER_CASES.values()}
+    assert cased == checked, sorted(checked - cased)
 
 
 @pytest.mark.parametrize("name", LAYER_CASES)
@@ -160,8 +174,9 @@ def test_alexnet_conv1_geometry(rng: np.random.Generator):
 
 def tiny_network(fuse: bool = True) -> Network:
     """Every parametrized layer kind and a ReLU after a convolution (fused unless told)."""
-    return Network([Conv2D(6, 3, pad=1), ReLU(), Maxout(2), LRN(3, alpha=0.5, beta=0.75, k=1.0),
-                    MaxPool2D(2), Dropout(0.25), Flatten(), Dense(8), ReLU(), Dense(5)],
+    return Network([Conv2D(6, 3, pad=1), ReLU(), Maxout(2), BatchNorm(),
+                    LRN(3, alpha=0.5, beta=0.75, k=1.0), MaxPool2D(2), Dropout(0.25), Flatten(),
+                    Dense(8), ReLU(), Dense(5)],
                    input_shape=(2, 6, 8), fuse=fuse)
 
 

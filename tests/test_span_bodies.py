@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from numbacnn.backends import cpu
-from numbacnn.kernels import conv, lrn, maxout, pool
+from numbacnn.kernels import batchnorm, conv, lrn, maxout, pool
 
 
 def run_cut(body: Callable, n: int, L: int, args: tuple, cut: str,
@@ -85,6 +85,14 @@ def cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, int, 
     out.append(("maxout_backward", maxout.maxout_backward_at, cpu.maxout_backward, N * 6, H * W,
                 [np.zeros_like(x6), rng.standard_normal((N, 3, H * W)).astype(np.float32),
                  which, 2]))
+    mean = rng.standard_normal(C).astype(np.float32)
+    inv_std = rng.uniform(0.5, 2.0, C).astype(np.float32)
+    gamma, beta, dgamma, dbeta = rng.standard_normal((4, C)).astype(np.float32)
+    out.append(("batchnorm_forward", batchnorm.batchnorm_forward_at, cpu.batchnorm_forward,
+                N * C, H * W, [np.zeros_like(rows), rows, mean, inv_std, gamma, beta]))
+    out.append(("batchnorm_backward", batchnorm.batchnorm_backward_at, cpu.batchnorm_backward,
+                N * C, H * W, [np.zeros_like(rows), dy, rows, mean, inv_std, gamma, dgamma, dbeta,
+                               np.float32(1 / (N * H * W))]))
     return out
 
 
@@ -119,3 +127,24 @@ def test_a_body_that_skips_its_span_is_caught():
     got = np.full_like(args[0], np.nan)
     run_cut(lazy, n, L, (got, *args[1:]), "random", rng)
     assert not np.allclose(np.nan_to_num(got, nan=123.0), want)
+
+
+@pytest.mark.parametrize("P", [1, 5, 42])
+@pytest.mark.parametrize("step", [1, 3, 7, 256])
+def test_channel_sums_cut_into_strided_spans_add_up(P: int, step: int):
+    """BatchNorm's per-channel sums: the GPU's threads tid = 0 … step − 1 each sum the
+    positions tid, tid + step, … of N·P; their partial sums add up to the whole (the CPU's
+    single step-1 span), which equals numpy's."""
+    rng = np.random.default_rng(P * step)
+    N, C = 5, 3
+    a = rng.standard_normal((N, C, P)).astype(np.float32)
+    b = rng.standard_normal((N, C, P)).astype(np.float32)
+    sa, sb = np.float32(0.25), np.float32(-0.5)
+    body = batchnorm.channel_sums_span.py_func
+    for c in range(C):
+        u = a[:, c].astype(np.float64) - sa
+        want = (u.sum(), (u * (b[:, c].astype(np.float64) - sb)).sum())
+        whole = body(c, 0, N * P, 1, a, sa, b, sb)
+        parts = np.sum([body(c, tid, N * P, step, a, sa, b, sb) for tid in range(step)], axis=0)
+        np.testing.assert_allclose(whole, want, rtol=1e-5, atol=1e-5, err_msg=f"whole c={c}")
+        np.testing.assert_allclose(parts, want, rtol=1e-5, atol=1e-5, err_msg=f"parts c={c}")

@@ -28,7 +28,18 @@ from numba import njit, prange
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from numbacnn.backends import kernel_cache
-from numbacnn.kernels import conv, dropout, elementwise, loss, lrn, maxout, optim, pool, reduce
+from numbacnn.kernels import (
+    batchnorm,
+    conv,
+    dropout,
+    elementwise,
+    loss,
+    lrn,
+    maxout,
+    optim,
+    pool,
+    reduce,
+)
 
 name = "cpu"
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
@@ -186,6 +197,40 @@ def avg_pool_forward(n, L, y, x, F, S):
 def avg_pool_backward(n, L, dx, dy, F, S):
     for t in prange(n):
         pool.avg_pool_backward_at(t, 0, L, dx, dy, F, S)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def batch_statistics(n, mean, inv_std, running_mean, running_var, x, momentum, eps):
+    M = x.shape[0] * x.shape[2]
+    for c in prange(n):
+        total, _ = batchnorm.channel_sums_span(c, 0, M, 1, x, np.float32(0.0), x, np.float32(0.0))
+        first_mean = total / np.float32(M)
+        d1, d2 = batchnorm.channel_sums_span(c, 0, M, 1, x, first_mean, x, first_mean)
+        batchnorm.batch_statistics_at(c, mean, inv_std, running_mean, running_var, first_mean,
+                                      d1, d2, M, momentum, eps)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def inverse_std(n, inv_std, var, eps):
+    for c in prange(n):
+        batchnorm.inverse_std_at(c, inv_std, var, eps)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def batchnorm_forward(n, L, y, x, mean, inv_std, gamma, beta):
+    for t in prange(n):
+        batchnorm.batchnorm_forward_at(t, 0, L, y, x, mean, inv_std, gamma, beta)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def batchnorm_parameter_grads(n, dgamma, dbeta, dy, x, mean, inv_std):
+    M = x.shape[0] * x.shape[2]
+    for c in prange(n):
+        sum_dy, sum_dy_centered = batchnorm.channel_sums_span(c, 0, M, 1, dy, np.float32(0.0),
+                                                              x, mean[c])
+        batchnorm.parameter_grads_at(c, dgamma, dbeta, inv_std, sum_dy, sum_dy_centered)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def batchnorm_backward(n, L, dx, dy, x, mean, inv_std, gamma, dgamma, dbeta, m_inv):
+    for t in prange(n):
+        batchnorm.batchnorm_backward_at(t, 0, L, dx, dy, x, mean, inv_std, gamma, dgamma, dbeta,
+                                        m_inv)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def lrn_forward(n, L, y, scale, x, size, alpha_n, beta, k):

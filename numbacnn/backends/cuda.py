@@ -41,6 +41,7 @@ from numbacnn.backends import cublas, sgemm
 from numbacnn.backends.launch import FastLaunch
 from numbacnn.errors import DeviceError
 from numbacnn.kernels import (
+    batchnorm,
     conv,
     dropout,
     elementwise,
@@ -65,9 +66,9 @@ if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodi
     def _python_bodies(module: Any) -> SimpleNamespace:
         return SimpleNamespace(**{k: getattr(v, "py_func", v) for k, v in vars(module).items()})
 
-    conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce = map(  # noqa: F811
+    batchnorm, conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce = map(  # noqa: F811
         _python_bodies,
-        (conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce))
+        (batchnorm, conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce))
 
 _recording: list[tuple[Callable, tuple]] | None = None
 counters = {"launches": 0, "h2d_copies": 0, "d2h_copies": 0, "allocations": 0}
@@ -462,6 +463,56 @@ def avg_pool_backward(n, L, dx, dy, F, S):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
         pool.avg_pool_backward_at(t, lo, lo + 1, dx, dy, F, S)
+
+@block_per_row
+def batch_statistics(n, mean, inv_std, running_mean, running_var, x, momentum, eps):
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    partial_sq = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    M = x.shape[0] * x.shape[2]
+    zero = float32(0.0)
+    for c in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        partial[tid], _ = batchnorm.channel_sums_span(c, tid, M, REDUCE_THREADS, x, zero, x, zero)
+        first_mean = block_sum(partial, tid) / float32(M)
+        partial[tid], partial_sq[tid] = batchnorm.channel_sums_span(
+            c, tid, M, REDUCE_THREADS, x, first_mean, x, first_mean)
+        d1 = block_sum(partial, tid)
+        d2 = block_sum(partial_sq, tid)
+        if tid == 0:
+            batchnorm.batch_statistics_at(c, mean, inv_std, running_mean, running_var,
+                                          first_mean, d1, d2, M, momentum, eps)
+
+@grid_stride
+def inverse_std(n, inv_std, var, eps):
+    for c in range(cuda.grid(1), n, cuda.gridsize(1)):
+        batchnorm.inverse_std_at(c, inv_std, var, eps)
+
+@grid_stride_spans
+def batchnorm_forward(n, L, y, x, mean, inv_std, gamma, beta):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t, lo = index.split(i, L)
+        batchnorm.batchnorm_forward_at(t, lo, lo + 1, y, x, mean, inv_std, gamma, beta)
+
+@block_per_row
+def batchnorm_parameter_grads(n, dgamma, dbeta, dy, x, mean, inv_std):
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    partial_dot = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    M = x.shape[0] * x.shape[2]
+    for c in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        partial[tid], partial_dot[tid] = batchnorm.channel_sums_span(
+            c, tid, M, REDUCE_THREADS, dy, float32(0.0), x, mean[c])
+        sum_dy = block_sum(partial, tid)
+        sum_dy_centered = block_sum(partial_dot, tid)
+        if tid == 0:
+            batchnorm.parameter_grads_at(c, dgamma, dbeta, inv_std, sum_dy, sum_dy_centered)
+
+@grid_stride_spans
+def batchnorm_backward(n, L, dx, dy, x, mean, inv_std, gamma, dgamma, dbeta, m_inv):
+    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        t, lo = index.split(i, L)
+        batchnorm.batchnorm_backward_at(t, lo, lo + 1, dx, dy, x, mean, inv_std, gamma, dgamma,
+                                        dbeta, m_inv)
 
 @grid_stride_spans
 def lrn_forward(n, L, y, scale, x, size, alpha_n, beta, k):

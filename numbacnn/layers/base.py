@@ -46,6 +46,8 @@ class Layer:
     numbered_with: ClassVar[str] = ""  # kind whose count it shares (FC6 after CONV5)
     spatial: ClassVar[bool] = False  # outputs an image volume again (after flat fc layers)
     bias_keys: ClassVar[tuple[str, ...]] = ()  # params counted as biases, the rest weights
+    # params/state key → the name of the same tensor in the PyTorch twin (torch_module)
+    torch_names: ClassVar[dict[str, str]] = {"W": "weight", "b": "bias"}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

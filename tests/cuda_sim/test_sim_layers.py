@@ -23,6 +23,7 @@ from numbacnn.layers import (
     ELU,
     LRN,
     AvgPool2D,
+    BatchNorm,
     Conv2D,
     Dense,
     Dropout,
@@ -74,6 +75,8 @@ CASES: dict[str, tuple[Callable[[], Layer], tuple[int, int, int, int], str]] = {
     "elu": (lambda: ELU(0.5), (2, 2, 3, 3), "away"),
     "maxout": (lambda: Maxout(2), (1, 4, 2, 3), "distinct"),
     "dropout": (lambda: Dropout(0.5), (2, 2, 3, 3), "normal"),
+    "batchnorm-conv": (BatchNorm, (2, 3, 4, 5), "normal"),
+    "batchnorm-fc": (lambda: BatchNorm(momentum=0.5), (6, 3, 1, 1), "normal"),
 }
 
 
@@ -106,6 +109,26 @@ def test_layer_on_cuda_matches_reference(name: str, rng: np.random.Generator):
     assert set(grads) == set(expected_grads)
     for key, expected in expected_grads.items():
         ref.assert_close(grads[key], expected, what=f"{name}: d{key}")
+
+
+def test_batchnorm_on_cuda_running_statistics_and_inference(rng: np.random.Generator):
+    """Two training steps move the running statistics as the reference does (the
+    block-per-channel sums), then inference normalizes with them."""
+    shape = (3, 2, 5, 3)
+    layer = BatchNorm(momentum=0.6)
+    layer.build(shape[1:])
+    layer.init_params(rng)
+    mean, var = np.zeros(2), np.ones(2)
+    for _ in range(2):
+        x = (rng.standard_normal(shape) + 2.0).astype(np.float32)
+        layer.forward(to_device(x), training=True)
+        mean, var = ref.batchnorm_running(mean, var, x, 0.6)
+    ref.assert_close(to_host(layer.state["mean"]), mean, what="running mean")
+    ref.assert_close(to_host(layer.state["var"]), var, what="running var")
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = layer.forward(to_device(x), training=False)
+    ref.assert_close(to_host(y), ref.batchnorm_forward(x, np.ones(2), np.zeros(2), layer.eps,
+                                                       mean, var), what="inference y")
 
 
 def test_loss_on_cuda_matches_reference(rng: np.random.Generator):
