@@ -22,7 +22,7 @@ from numbacnn_cli.main import cli
 
 from numbacnn.data import load_dataset, normalization
 from numbacnn.device import to_host
-from numbacnn.layers import Dense, Layer
+from numbacnn.layers import BatchNorm, Dense, Layer
 from numbacnn.model_io import ModelInfo, load_model, predict_images, save_model
 from numbacnn.network import Network
 from numbacnn.onnx_export import ExportError, build_onnx_model, export_onnx
@@ -35,9 +35,10 @@ ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install 
 # with an odd size (ONNX LRN) and an even one (written out), both poolings, every
 # activation, maxout, flatten, fc, dropout and the closing softmax.
 EVERY_KIND = ("input 12x12x3; conv 8 3 pad=1 activation=relu; lrn size=3 alpha=0.5 beta=0.75 k=1;"
-              " maxpool 2; relu; conv 8 3 pad=1; leaky 0.1; lrn size=4 alpha=0.5 beta=0.6 k=1.5;"
+              " maxpool 2; relu; conv 8 3 pad=1; batchnorm momentum=0.5; leaky 0.1;"
+              " lrn size=4 alpha=0.5 beta=0.6 k=1.5;"
               " avgpool 2; conv 6 1 activation=elu; tanh; maxout 2; sigmoid; flatten;"
-              " fc 16 activation=relu; dropout 0.5; fc 8 activation=tanh; fc 5; softmax")
+              " fc 16; batchnorm; relu; dropout 0.5; fc 8 activation=tanh; fc 5; softmax")
 TOLERANCE = 1e-4
 
 
@@ -74,6 +75,22 @@ def sharpen(net: Network, info: ModelInfo, x: np.ndarray) -> None:
         last.params[key][...] = to_host(last.params[key]) * factor
 
 
+def settle_batchnorm(net: Network, info: ModelInfo, x: np.ndarray,
+                     rng: np.random.Generator) -> None:
+    """Give each BatchNorm running statistics from training passes and random γ and β, so
+    that a graph which mixed them up (or ignored them) would give other probabilities."""
+    layers = [layer for layer in net.layers if isinstance(layer, BatchNorm)]
+    if not layers:
+        return
+    for _ in range(3):
+        net.forward(info.normalize(x[:16]), training=True)
+    for layer in layers:
+        C = layer.input_shape[0]
+        layer.params["gamma"][...] = rng.uniform(0.5, 2.0, C).astype(np.float32)
+        layer.params["beta"][...] = rng.standard_normal(C).astype(np.float32)
+        assert np.abs(to_host(layer.state["var"]) - 1.0).max() > 0.01  # moved from the start
+
+
 def make_model(spec: str, path: Path, count: int, seed: int = 3) -> tuple[np.ndarray, Path]:
     """An initialized, sharpened model of ``spec`` saved at ``path``; returns the images."""
     rng = np.random.default_rng(seed)
@@ -83,6 +100,7 @@ def make_model(spec: str, path: Path, count: int, seed: int = 3) -> tuple[np.nda
     info = ModelInfo(spec_text=net.spec_text or "", input_shape=net.input_shape,
                      class_names=[f"class {k}" for k in range(net.num_classes)],
                      mean=mean, std=std)
+    settle_batchnorm(net, info, x, rng)
     sharpen(net, info, x)
     save_model(path, net, info)
     return x, path

@@ -36,11 +36,13 @@ def _fitting_strides(F: int, P: int, sizes: tuple[int, int]) -> list[int]:
 def networks(draw: st.DrawFn) -> tuple[str, int, list[tuple[int, int, int]], list[int]]:
     """Spec text of a random small network ending in fc, a batch size, and every
     layer's output (W, H, D) and parameter count worked out here by hand with the
-    lecture's formulas: (F·F·D1)·K + K for a conv, inputs·units + units for an fc."""
+    lecture's formulas: (F·F·D1)·K + K for a conv, inputs·units + units for an fc, 2·D
+    for a batchnorm (γ, β)."""
     C, H, W = draw(st.integers(1, 4)), draw(st.integers(1, 12)), draw(st.integers(1, 12))
     lines, expected, params = [f"input {W}x{H}x{C}"], [], []
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["conv", "maxpool", "avgpool", "lrn", "maxout"]))
+        kind = draw(st.sampled_from(["conv", "maxpool", "avgpool", "lrn", "batchnorm",
+                                     "maxout"]))
         if kind == "conv":
             P = draw(st.integers(0, 2))
             F = draw(st.integers(1, min(H + 2 * P, W + 2 * P, 5)))
@@ -57,11 +59,14 @@ def networks(draw: st.DrawFn) -> tuple[str, int, list[tuple[int, int, int]], lis
             H, W = (H - F) // S + 1, (W - F) // S + 1
         elif kind == "lrn":
             lines.append(f"lrn size={draw(st.integers(1, 5))}")
+        elif kind == "batchnorm":
+            lines.append("batchnorm")
+            params.append(2 * C)  # γ and β per channel
         else:
             pieces = draw(st.sampled_from([p for p in (1, 2, 3, 4) if C % p == 0]))
             lines.append(f"maxout {pieces}")
             C //= pieces
-        if kind != "conv":
+        if kind not in ("conv", "batchnorm"):
             params.append(0)
         expected.append((W, H, C))
     units = draw(st.integers(1, 5))

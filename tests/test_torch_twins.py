@@ -13,8 +13,8 @@ from numbacnn.network import Network
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (benchmarks only)")
 
 EVERY_KIND = ("input 9x9x2; conv 4 3 pad=1; relu; maxout 2; lrn size=3; maxpool 2 stride=1; "
-              "leaky 0.1; conv 3 2 stride=2; avgpool 2 stride=1; sigmoid; tanh; elu 0.5; "
-              "dropout 0.3; flatten; fc 5; relu; fc 3")
+              "leaky 0.1; conv 3 2 stride=2; batchnorm; avgpool 2 stride=1; sigmoid; tanh; "
+              "elu 0.5; dropout 0.3; flatten; fc 5; relu; fc 3")
 
 
 def test_every_layer_kind_has_a_twin_that_agrees():
