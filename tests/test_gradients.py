@@ -23,6 +23,7 @@ from numbacnn.layers import (
     ELU,
     LRN,
     AvgPool2D,
+    BatchNorm,
     Conv2D,
     Dense,
     Dropout,
@@ -79,6 +80,9 @@ CASES = {
     "maxout-3-batch1": Case(lambda: Maxout(3), (1, 6, 5, 3), "distinct"),
     "dropout-0.5": Case(lambda: Dropout(0.5), (2, 3, 4, 5)),
     "dropout-0.2-batch1": Case(lambda: Dropout(0.2), (1, 2, 3, 7)),
+    "batchnorm-conv": Case(BatchNorm, (3, 2, 4, 5)),
+    "batchnorm-fc": Case(lambda: BatchNorm(eps=1e-3), (6, 4, 1, 1)),
+    "batchnorm-batch1": Case(BatchNorm, (1, 3, 2, 3)),
 }
 
 
