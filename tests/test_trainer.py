@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numbacnn.data import Dataset
+from numbacnn.data import Dataset, normalize
 from numbacnn.errors import DataError, TrainingError
 from numbacnn.layers import Conv2D, Dense, Dropout, MaxPool2D, ReLU
 from numbacnn.model_io import load_model
@@ -166,6 +166,16 @@ def test_data_that_does_not_fit_the_network() -> None:
     with pytest.raises(TrainingError, match=r"^val_split must be in \[0, 1\), got 1.0$") as bad:
         Trainer(net, small_dataset(), settings(val_split=1.0))
     assert bad.value.field == "val_split"
+
+
+def test_test_accuracy_scores_the_test_split_with_the_runs_normalization() -> None:
+    dataset = small_dataset()
+    trainer = Trainer(small_network(), dataset, settings(epochs=1, augment=False))
+    trainer.run()
+    x = normalize(dataset.x_test, trainer.mean, trainer.std)
+    assert trainer.test_accuracy() == evaluate(trainer.net, x, dataset.y_test)[1]
+    dataset.x_test, dataset.y_test = dataset.x_test[:0], dataset.y_test[:0]
+    assert trainer.test_accuracy() is None
 
 
 def test_evaluate() -> None:
