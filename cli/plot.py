@@ -42,8 +42,8 @@ class _Size(click.ParamType):
 @click.argument("source", metavar="MODEL", type=_PATH)
 @click.option("-o", "--output", type=_PATH, required=True,
               help="Picture to write: .png, .svg or .pdf.")
-@click.option("--size", type=_Size(), help="Picture size in pixels, WxH (e.g. 800x600) "
-              "[default: fits the content].")
+@click.option("--size", type=_Size(), metavar="WxH", help="Picture size in pixels, WxH "
+              "(e.g. 800x600) [default: fits the content].")
 @click.option("--dpi", type=int_range(DPI_BOUNDS), default=100, show_default=True,
               help="Pixels per inch.")
 @click.option("--data", help="Dataset for features, confusion and the test accuracy of "
