@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from numbacnn_cli.options import int_range
+
+from numbacnn.limits import SEEDS
 
 _PATH = click.Path(path_type=Path)
 _OUT = click.Path(dir_okay=False, path_type=Path)
@@ -75,7 +78,7 @@ def import_npz_command(file: Path, out: Path, name: str | None) -> None:
               help="Train images per class.")
 @click.option("--test-per-class", type=click.IntRange(min=0), default=100, show_default=True,
               help="Test images per class.")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+@click.option("--seed", type=int_range(SEEDS), default=0, show_default=True,
               help="Seed of the random subset.")
 @click.option("--level", type=click.IntRange(0, 9), default=9, show_default=True,
               help="gzip level (0-9) of the images.")

@@ -11,14 +11,17 @@ from pathlib import Path
 
 import click
 
+from numbacnn.onnx_export import DEFAULT_OPSET, MIN_OPSET  # imports no onnx
+
 _PATH = click.Path(path_type=Path)
 
 
 @click.command("export")
 @click.argument("model", type=_PATH)
 @click.argument("out", type=_PATH, metavar="OUT.onnx")
-@click.option("--opset", type=int, default=17, show_default=True,
-              help="ONNX opset of the graph (17 or newer).")
+@click.option("--opset", type=click.IntRange(min=MIN_OPSET), default=DEFAULT_OPSET,
+              show_default=True, help=f"ONNX opset of the graph ({MIN_OPSET} or newer, up to "
+              "what the installed onnx knows).")
 def export(model: Path, out: Path, opset: int) -> None:
     """Write MODEL as the ONNX file OUT.onnx: input pixels (float32 N x C x H x W, 0-255),
     the model's normalization, every layer, output probabilities (N x K); class names

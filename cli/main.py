@@ -3,8 +3,9 @@ one module each (``shapes``, ``train``, ``data`` ...).
 
 Errors a user can cause are :class:`numbacnn.errors.NumbacnnError`; they are
 printed as one ``error: ...`` line on stderr with exit status 2, never as a
-traceback. Subcommand modules must not import numba at module level, so that
-``numbacnn shapes`` starts fast.
+traceback; one about a value the command takes as an option is reported as Click's
+error for that option (``numbacnn_cli.options.option_error``). Subcommand modules must
+not import numba (or h5py) at module level, so that ``numbacnn shapes`` starts fast.
 """
 
 from __future__ import annotations
@@ -134,10 +135,11 @@ def cli() -> None:
 
 def _register() -> None:
     from numbacnn_cli import bench, data, devices, export, model, plot, shapes, train
+    from numbacnn_cli.options import map_library_errors
 
     for module in (bench, data, devices, export, model, plot, shapes, train):
         for command in module.COMMANDS:
-            cli.add_command(command)
+            cli.add_command(map_library_errors(command))
 
 
 _register()

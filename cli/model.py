@@ -16,12 +16,9 @@ from typing import Any
 
 import click
 import numpy as np
+from numbacnn_cli.options import batch_option, device_option, split_option
 
 _PATH = click.Path(path_type=Path)
-_device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
-                              default="auto", show_default=True, help="Where the kernels run.")
-_batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=256,
-                             show_default=True, help="Images per forward pass.")
 
 
 def _load_models(paths: tuple[Path, ...] | list[Path]) -> list[tuple[Any, Any]]:
@@ -36,10 +33,9 @@ def _load_models(paths: tuple[Path, ...] | list[Path]) -> list[tuple[Any, Any]]:
 @click.command("evaluate")
 @click.argument("models", nargs=-1, required=True, type=_PATH)
 @click.option("--data", help="Dataset (default: the one the first model was trained on).")
-@click.option("--split", type=click.Choice(["test", "train"]), default="test",
-              show_default=True, help="Which split to score.")
-@_batch_option
-@_device_option
+@split_option("--split", "Which split to score.")
+@batch_option
+@device_option()
 def evaluate(models: tuple[Path, ...], data: str | None, split: str, batch_size: int,
              device: str) -> None:
     """Accuracy, per-class accuracy and confusion matrix of MODELS on a labelled split.
@@ -50,74 +46,32 @@ def evaluate(models: tuple[Path, ...], data: str | None, split: str, batch_size:
     """
     from numbacnn.data import load_dataset
     from numbacnn.device import set_device
-    from numbacnn.model_io import ensemble_proba, predict_images
-    from numbacnn.trainer import confusion_matrix
+    from numbacnn.scoring import score_dataset, trained_on
 
     set_device(device)
     loaded = _load_models(models)
-    source = data or _trained_on(loaded[0][1])
+    source = data or trained_on(loaded[0][1])
     dataset = load_dataset(source)
-    images, labels = (dataset.x_test, dataset.y_test) if split == "test" else (
-        dataset.x_train, dataset.y_train)
-    where = f"{source} ({split} split)"
-    class_names = loaded[0][1].class_names
-    if dataset.num_classes != len(class_names):
-        raise _data_error(f"{source}: has {dataset.num_classes} class"
-                          f"{'' if dataset.num_classes == 1 else 'es'} but the model has "
-                          f"{len(class_names)}; evaluate on data labelled for this model")
-    _check_labels(labels, len(class_names), where)
-    if len(labels) == 0:
-        raise _data_error(f"{where}: has no images to evaluate; use --split train or "
-                          "another --data")
-    click.echo(f"{where}: {len(labels)} images")
-    if len(loaded) == 1:
-        proba = predict_images(*loaded[0], images, batch_size, where)
-    else:
-        accuracies = []
-        for path, (net, info) in zip(models, loaded, strict=True):
-            accuracy = _accuracy(predict_images(net, info, images, batch_size, where), labels)
-            accuracies.append(accuracy)
+    score = score_dataset(loaded, dataset, split, batch_size, where=source)
+    click.echo(f"{source} ({split} split): {len(score.labels)} images")
+    if len(loaded) > 1:
+        for path, accuracy in zip(models, score.model_accuracies, strict=True):
             click.echo(f"  {path}: accuracy {100 * accuracy:.2f}%")
-        click.echo(f"mean of the {len(loaded)} models: {100 * np.mean(accuracies):.2f}%")
-        proba = ensemble_proba(loaded, images, batch_size, where)
-    predicted = proba.argmax(axis=1)
+        click.echo(f"mean of the {len(loaded)} models: "
+                   f"{100 * np.mean(score.model_accuracies):.2f}%")
     name = "ensemble accuracy" if len(loaded) > 1 else "accuracy"
-    click.echo(f"{name}: {100 * _accuracy(proba, labels):.2f}% "
-               f"({int(np.sum(predicted == labels))}/{len(labels)})")
-    matrix = confusion_matrix(labels, predicted, len(class_names))
-    click.echo(_per_class_table(matrix, class_names))
-    click.echo(_confusion_table(matrix))
+    click.echo(f"{name}: {100 * score.accuracy:.2f}% ({score.correct}/{len(score.labels)})")
+    click.echo(_per_class_table(score, loaded[0][1].class_names))
+    click.echo(_confusion_table(score.matrix))
 
 
-def _trained_on(info: Any) -> str:
-    if info.training is not None and info.training.settings.get("data"):
-        return str(info.training.settings["data"])
-    raise _data_error(f"{info.path}: does not say what data it was trained on; pass --data")
-
-
-def _accuracy(proba: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(proba.argmax(axis=1) == labels))
-
-
-def _check_labels(labels: np.ndarray, K: int, where: str) -> None:
-    if len(labels) and int(labels.max()) >= K:
-        raise _data_error(f"{where}: labels go up to {int(labels.max())} but the model has "
-                          f"{K} classes (0…{K - 1}); use data labelled for this model")
-
-
-def _data_error(message: str) -> Exception:
-    from numbacnn.errors import DataError
-
-    return DataError(message)
-
-
-def _per_class_table(matrix: np.ndarray, class_names: list[str]) -> str:
+def _per_class_table(score: Any, class_names: list[str]) -> str:
     width = max(len("class"), *(len(n) for n in class_names))
+    totals = score.matrix.sum(axis=1)
     lines = [f"  {'#':>3}  {'class':<{width}}  {'images':>6}  {'accuracy':>8}"]
-    for k, name in enumerate(class_names):
-        total = int(matrix[k].sum())
-        shown = f"{100 * matrix[k, k] / total:7.2f}%" if total else "       —"
-        lines.append(f"  {k:>3}  {name:<{width}}  {total:>6}  {shown}")
+    for k, (name, accuracy) in enumerate(zip(class_names, score.per_class, strict=True)):
+        shown = "       —" if math.isnan(accuracy) else f"{100 * accuracy:7.2f}%"
+        lines.append(f"  {k:>3}  {name:<{width}}  {int(totals[k]):>6}  {shown}")
     return "\n".join(lines)
 
 
@@ -137,12 +91,11 @@ def _confusion_table(matrix: np.ndarray) -> str:
 @click.argument("paths", nargs=-1, required=True, metavar="MODEL [MODEL ...] INPUT")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
               help="Classes shown per image.")
-@click.option("--data-split", type=click.Choice(["test", "train"]), default="test",
-              show_default=True, help="Split of a dataset INPUT.")
+@split_option("--data-split", "Split of a dataset INPUT.")
 @click.option("--limit", type=click.IntRange(min=1), help="Predict only the first N images.")
 @click.option("--save-proba", type=_PATH, help="Also write the N x K probabilities (.npy).")
-@_batch_option
-@_device_option
+@batch_option
+@device_option()
 def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | None,
             save_proba: Path | None, batch_size: int, device: str) -> None:
     """Top-k classes of each image of INPUT; several MODELs average their probabilities.
@@ -153,8 +106,10 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
     class is shown and the accuracy printed at the end.
     """
     from numbacnn.device import set_device
+    from numbacnn.errors import DataError
     from numbacnn.images import load_images
     from numbacnn.model_io import ensemble_proba
+    from numbacnn.scoring import accuracy, check_labels
 
     if len(paths) < 2:
         raise click.UsageError("give at least one MODEL and an INPUT")
@@ -168,13 +123,13 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
         images = images[:limit]
         labels = None if labels is None else labels[:limit]
     if len(images) == 0:
-        raise _data_error(f"{paths[-1]}: holds no images to predict; give at least one")
+        raise DataError(f"{paths[-1]}: holds no images to predict; give at least one")
     proba = ensemble_proba(loaded, images, batch_size, paths[-1])
     if save_proba is not None:
         _save_npy(save_proba, proba)
     names = info.class_names
     if labels is not None:
-        _check_labels(labels, len(names), paths[-1])
+        check_labels(labels, len(names), paths[-1])
     k = min(top_k, len(names))
     width = len(str(max(len(proba) - 1, 0)))
     for i, row in enumerate(proba):
@@ -184,7 +139,7 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
         click.echo(f"{i:>{width}}  {shown}{truth}")
     if labels is not None and len(labels):
         models = f"ensemble of {len(loaded)} models" if len(loaded) > 1 else "model"
-        click.echo(f"accuracy ({models}): {100 * _accuracy(proba, labels):.2f}% on "
+        click.echo(f"accuracy ({models}): {100 * accuracy(proba, labels):.2f}% on "
                    f"{len(labels)} images")
 
 
@@ -201,7 +156,7 @@ def _check_npy_path(path: Path) -> None:
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: --save-proba writes a .npy file; give a name ending in .npy, "
                         f"e.g. {path.with_suffix('.npy').name}")
-    check_writable(path, "--save-proba")
+    check_writable(path, "save_proba")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -13,23 +13,42 @@ from pathlib import Path
 from typing import Any
 
 import click
+from numbacnn_cli.options import batch_option, device_option, int_range, split_option
+
+from numbacnn.plots import DPI_BOUNDS, KINDS  # imports no matplotlib
 
 _PATH = click.Path(path_type=Path)
 
 
+class _Size(click.ParamType):
+    """WxH in pixels, parsed and checked by numbacnn.plots.parse_size: (width, height)."""
+
+    name = "WxH"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[int, int]:
+        from numbacnn.plots import PlotError, parse_size
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_size(str(value))
+        except PlotError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @click.command("plot")
-@click.argument("what", type=click.Choice(["curves", "filters", "features", "confusion",
-                                           "bench"]))
+@click.argument("what", type=click.Choice(KINDS))
 @click.argument("source", metavar="MODEL", type=_PATH)
 @click.option("-o", "--output", type=_PATH, required=True,
               help="Picture to write: .png, .svg or .pdf.")
-@click.option("--size", help="Picture size in pixels, WxH (e.g. 800x600) [default: fits the "
-              "content].")
-@click.option("--dpi", type=int, default=100, show_default=True, help="Pixels per inch.")
+@click.option("--size", type=_Size(), metavar="WxH", help="Picture size in pixels, WxH "
+              "(e.g. 800x600) [default: fits the content].")
+@click.option("--dpi", type=int_range(DPI_BOUNDS), default=100, show_default=True,
+              help="Pixels per inch.")
 @click.option("--data", help="Dataset for features, confusion and the test accuracy of "
               "curves [default: the one the model was trained on].")
-@click.option("--split", type=click.Choice(["test", "train"]), default="test",
-              show_default=True, help="Split of --data (features, confusion).")
+@split_option("--split", "Split of --data (features, confusion).")
 @click.option("--image", default="0", show_default=True,
               help="features: index N into the --split of --data, or an image file "
               "(.png, .jpg, .npy).")
@@ -37,11 +56,10 @@ _PATH = click.Path(path_type=Path)
               help="features: activation maps shown per layer.")
 @click.option("--test-accuracy/--no-test-accuracy", default=True, show_default=True,
               help="curves: score the model on the test split of --data and draw it.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Images per forward pass.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where the kernels run.")
-def plot(what: str, source: Path, output: Path, size: str | None, dpi: int, data: str | None,
+@batch_option
+@device_option()
+def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dpi: int,
+         data: str | None,
          split: str, image: str, maps: int, test_accuracy: bool, batch_size: int,
          device: str) -> None:
     """Draw WHAT about MODEL into a PNG, SVG or PDF file (-o).
@@ -56,7 +74,6 @@ def plot(what: str, source: Path, output: Path, size: str | None, dpi: int, data
     from numbacnn import plots
 
     plots.check_output(output)
-    pixels = plots.parse_size(size) if size else None
     plots.require_matplotlib()
     if what == "bench":
         figure = plots.bench_figure(_read_bench(source), where=str(source))
@@ -71,7 +88,7 @@ def plot(what: str, source: Path, output: Path, size: str | None, dpi: int, data
                 "confusion": _confusion}[what]
         figure = draw(net, info, source=source, data=data, split=split, image=image,
                       maps=maps, test_accuracy=test_accuracy, batch_size=batch_size)
-    width, height = plots.save_figure(figure, output, pixels, dpi)
+    width, height = plots.save_figure(figure, output, size, dpi)
     click.echo(f"wrote {output}: {what} of {source}, {width}x{height} pixels")
 
 
@@ -93,9 +110,9 @@ def _read_bench(path: Path) -> dict[str, Any]:
 
 
 def _dataset_source(info: Any, data: str | None) -> str:
-    from numbacnn_cli.model import _trained_on
+    from numbacnn.scoring import trained_on
 
-    return data or _trained_on(info)
+    return data or trained_on(info)
 
 
 def _curves(net: Any, info: Any, *, source: Path, data: str | None, test_accuracy: bool,
@@ -111,11 +128,9 @@ def _curves(net: Any, info: Any, *, source: Path, data: str | None, test_accurac
 
 def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> float | None:
     """Accuracy on the test split of --data (or the training data), None when unknown."""
-    import numpy as np
-
     from numbacnn.data import load_dataset
     from numbacnn.errors import DataError
-    from numbacnn.model_io import predict_images
+    from numbacnn.scoring import score_dataset
 
     if data is None and (info.training is None or not info.training.settings.get("data")):
         return None
@@ -129,8 +144,7 @@ def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> fl
         return None
     if len(dataset.y_test) == 0:
         return None
-    proba = predict_images(net, info, dataset.x_test, batch_size, f"{source} (test split)")
-    return float(np.mean(proba.argmax(axis=1) == dataset.y_test))
+    return score_dataset([(net, info)], dataset, "test", batch_size, where=source).accuracy
 
 
 def _filters(net: Any, info: Any, *, source: Path, **_: Any) -> Any:
@@ -178,28 +192,16 @@ def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str
 
 def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: str,
                batch_size: int, **_: Any) -> Any:
-    from numbacnn_cli.model import _check_labels, _data_error
-
     from numbacnn import plots
     from numbacnn.data import load_dataset
-    from numbacnn.model_io import predict_images
-    from numbacnn.trainer import confusion_matrix
+    from numbacnn.scoring import score_dataset
 
     where = _dataset_source(info, data)
-    dataset = load_dataset(where)
-    images, labels = ((dataset.x_test, dataset.y_test) if split == "test"
-                      else (dataset.x_train, dataset.y_train))
-    named = f"{where} ({split} split)"
-    _check_labels(labels, len(info.class_names), named)
-    if len(labels) == 0:
-        raise _data_error(f"{named}: has no images; use --split train or another --data")
-    predicted = predict_images(net, info, images, batch_size, named).argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted, len(info.class_names))
-    accuracy = float((predicted == labels).mean())
-    return plots.confusion_figure(matrix, info.class_names,
-                                  title=f"{source.name} on {named}: accuracy "
-                                  f"{100 * accuracy:.2f}% ({int((predicted == labels).sum())}"
-                                  f"/{len(labels)})")
+    score = score_dataset([(net, info)], load_dataset(where), split, batch_size, where=where)
+    return plots.confusion_figure(score.matrix, info.class_names,
+                                  title=f"{source.name} on {where} ({split} split): accuracy "
+                                  f"{100 * score.accuracy:.2f}% ({score.correct}"
+                                  f"/{len(score.labels)})")
 
 
 COMMANDS = [plot]

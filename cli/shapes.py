@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import click
 
+from numbacnn.shapes import FORMATTERS  # imports no numba
+
 
 class _ShapesCommand(click.Command):
     """The command, with the bundled presets listed at the end of its --help."""
@@ -29,7 +31,7 @@ class _ShapesCommand(click.Command):
               help="Input size, e.g. 227x227x3 (overrides the spec's input line).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size for the activation memory.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]),
+@click.option("--format", "output_format", type=click.Choice(tuple(FORMATTERS)),
               default="table", show_default=True, help="Output format.")
 def shapes(spec: str, input_size: str | None, batch: int, output_format: str) -> None:
     """Print each layer's output size, parameters, FLOPs, memory and receptive field.
@@ -38,7 +40,7 @@ def shapes(spec: str, input_size: str | None, batch: int, output_format: str) ->
     "input 32x32x3; conv 10 5 stride=1 pad=2".
     """
     from numbacnn.errors import MissingInputError, SpecError
-    from numbacnn.shapes import FORMATTERS, shape_table
+    from numbacnn.shapes import shape_table
     from numbacnn.spec import parse_input_size
 
     input_shape = None

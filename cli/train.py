@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from numbacnn_cli.options import device_option, error_text, float_range, int_range
 
-from numbacnn.optim import OPTIMIZERS  # names for --optimizer (imports no kernel)
+from numbacnn.optim import OPTIMIZERS
+from numbacnn.settings import BOUNDS, CHOICES, TYPES  # imports no kernel, no h5py
 
 _PATH = click.Path(path_type=Path)
 DEFAULT_OUT = Path("model.h5")
@@ -33,7 +35,7 @@ class _TrainCommand(click.Command):
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         from dataclasses import fields
 
-        from numbacnn.trainer import TrainSettings
+        from numbacnn.settings import TrainSettings
 
         def shown(value: object) -> object:
             if isinstance(value, bool):
@@ -101,35 +103,43 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def _setting(name: str) -> click.ParamType:
+    """Click's type for the training setting ``name``: its choices or its bounds, as the
+    library declares them (numbacnn.settings)."""
+    if name in CHOICES:
+        return click.Choice(tuple(CHOICES[name]))
+    return int_range(BOUNDS[name]) if TYPES[name] is int else float_range(BOUNDS[name])
+
+
 @click.command("train", cls=_TrainCommand)
 @click.argument("spec", required=False)
 @click.option("--data", help="Dataset: fashion-mnist-mini, fashion-mnist, a .h5/.npz file or "
               "a directory of IDX files.")
-@click.option("--epochs", type=click.IntRange(min=1),
+@click.option("--epochs", type=_setting("epochs"),
               help="Total epochs to train (with --resume: in all).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images per SGD step.")
-@click.option("--lr", type=float, help="Learning rate of the first epoch.")
-@click.option("--momentum", type=float, help="SGD momentum μ.")
-@click.option("--weight-decay", type=float, help="L2 weight decay λ.")
-@click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), help="Update rule.")
-@click.option("--lr-policy", type=click.Choice(["constant", "step", "plateau"]),
+@click.option("--batch-size", type=_setting("batch_size"), help="Images per SGD step.")
+@click.option("--lr", type=_setting("lr"), help="Learning rate of the first epoch.")
+@click.option("--momentum", type=_setting("momentum"), help="SGD momentum μ.")
+@click.option("--weight-decay", type=_setting("weight_decay"), help="L2 weight decay λ.")
+@click.option("--optimizer", type=_setting("optimizer"), help="Update rule.")
+@click.option("--lr-policy", type=_setting("lr_policy"),
               help="constant; step: × gamma every --lr-step epochs; plateau: ÷10 when "
               "validation accuracy has not improved for --patience epochs.")
-@click.option("--lr-step", type=click.IntRange(min=1), help="Epochs between step reductions.")
-@click.option("--gamma", type=float, help="Factor of each step reduction.")
-@click.option("--patience", type=click.IntRange(min=1),
+@click.option("--lr-step", type=_setting("lr_step"), help="Epochs between step reductions.")
+@click.option("--gamma", type=_setting("gamma"), help="Factor of each step reduction.")
+@click.option("--patience", type=_setting("patience"),
               help="Epochs without improvement before ÷10 (plateau).")
-@click.option("--init", type=click.Choice(["he", "xavier", "normal", "zeros"]),
+@click.option("--init", type=_setting("init"),
               help="Weight initializer of layers whose spec gives no init=.")
 @click.option("--augment/--no-augment", default=None,
               help="Random crop (2 px padding) and horizontal flip of training images.")
-@click.option("--val-split", type=float, help="Fraction of the training split held out.")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), help="Seed of weights, split, "
-              "shuffling, augmentation, dropout: same seed, same run (bit for bit on the CPU).")
-@click.option("--limit", type=click.IntRange(min=1),
+@click.option("--val-split", type=_setting("val_split"),
+              help="Fraction of the training split held out.")
+@click.option("--seed", type=_setting("seed"), help="Seed of weights, split, shuffling, "
+              "augmentation, dropout: same seed, same run (bit for bit on the CPU).")
+@click.option("--limit", type=_setting("limit"),
               help="Use only the first N training images (quick tries).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where the kernels run.")
+@device_option()
 @click.option("--tf32", is_flag=True, help="On a GPU, let the matrix products use TF32 tensor "
               "cores (faster, 10-bit mantissa inputs); default true FP32.")
 @click.option("--out", type=_PATH, help=f"Checkpoint file [default: {DEFAULT_OUT}, or the "
@@ -171,11 +181,12 @@ def _quiet_unless_root(ranks: Any) -> Iterator[None]:
         yield
     except NumbacnnError as exc:
         ranks.ending = True
+        text = error_text(exc, click.get_current_context())
         if ranks.is_root:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {text}", err=True)
         else:
             time.sleep(ERROR_GRACE_S)
-            click.echo(f"error: rank {ranks.rank} of {ranks.size}: {exc}", err=True)
+            click.echo(f"error: rank {ranks.rank} of {ranks.size}: {text}", err=True)
         exit_now(2)
 
 
@@ -199,7 +210,9 @@ def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: 
         trainer.run()
     except Interrupted as stop:
         progress.clear()
-        click.echo(stop.message, err=True)
+        resume = ("" if stop.checkpoint is None
+                  else f"; continue with: numbacnn train --resume {stop.checkpoint}")
+        click.echo(stop.message + resume, err=True)
         click.get_current_context().exit(130)
     finally:
         progress.clear()
@@ -235,7 +248,8 @@ def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progr
     from numbacnn.data import load_dataset
     from numbacnn.model_io import check_writable
     from numbacnn.network import Network
-    from numbacnn.trainer import Trainer, TrainSettings
+    from numbacnn.settings import TrainSettings
+    from numbacnn.trainer import Trainer
 
     settings = TrainSettings(**chosen)
     if spec is not None:
@@ -300,7 +314,6 @@ def _inits(trainer: Any) -> str:
 
 
 def _report(trainer: Any) -> None:
-    from numbacnn.data import normalize
     from numbacnn.model_io import best_path
 
     state = trainer.state
@@ -309,12 +322,10 @@ def _report(trainer: Any) -> None:
         what = "validation" if len(trainer.y_val) else "training"
         click.echo(f"best {what} accuracy {100 * state.best_accuracy:.2f}% at epoch "
                    f"{state.best_epoch}: {best_path(trainer.out)}")
-    dataset = trainer.dataset
-    if len(dataset.y_test):
-        x_test = normalize(dataset.x_test, trainer.mean, trainer.std)
-        _, accuracy = trainer.score(x_test, dataset.y_test)
-        click.echo(f"test accuracy {100 * accuracy:.2f}% ({len(dataset.y_test)} images of "
-                   f"{trainer.settings.data}, last epoch's weights)")
+    accuracy = trainer.test_accuracy()
+    if accuracy is not None:
+        click.echo(f"test accuracy {100 * accuracy:.2f}% ({len(trainer.dataset.y_test)} images "
+                   f"of {trainer.settings.data}, last epoch's weights)")
 
 
 COMMANDS = [train]

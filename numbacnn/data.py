@@ -39,7 +39,8 @@ import numpy as np
 
 from numbacnn.atomic_file import hdf5_bytes, replace_atomically
 from numbacnn.errors import DataError, shown_path
-from numbacnn.limits import array_bytes, check_memory, check_regular_file, exists
+from numbacnn.images import SPLITS
+from numbacnn.limits import SEEDS, Bounds, array_bytes, check_memory, check_regular_file, exists
 
 FORMAT = "numbacnn-dataset"
 FORMAT_VERSION = 1
@@ -89,10 +90,17 @@ class Dataset:
         """Number of classes (length of ``class_names``)."""
         return len(self.class_names)
 
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 images N×C×H×W, int64 labels (N,)) of the split ``name``, one of SPLITS;
+        DataError (``field`` "split") for another name."""
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}: choose one of {', '.join(SPLITS)}",
+                            field="split")
+        return (self.x_train, self.y_train) if name == "train" else (self.x_test, self.y_test)
+
     def counts(self, split: str) -> np.ndarray:
         """Images per class in ``split`` ("train" or "test"): int64 (num_classes,)."""
-        y = self.y_train if split == "train" else self.y_test
-        return np.bincount(y, minlength=self.num_classes)
+        return np.bincount(self.split(split)[1], minlength=self.num_classes)
 
 
 def validate(ds: Dataset, where: str) -> Dataset:
@@ -586,6 +594,10 @@ def load_dataset(source: str | Path) -> Dataset:
 # ----------------------------------------------------------------------------- subsets
 
 
+TRAIN_PER_CLASS = Bounds(1)  # images of each class in a subset's train split (make_mini)
+TEST_PER_CLASS = Bounds(0)  # and in its test split
+
+
 def make_mini(
     ds: Dataset, train_per_class: int = 600, test_per_class: int = 100, seed: int = 0
 ) -> Dataset:
@@ -593,13 +605,13 @@ def make_mini(
     each class, drawn without replacement with ``np.random.default_rng(seed)``,
     kept in their original order. Named ``<name>-mini``.
     """
-    if train_per_class == 0:
-        raise DataError("--train-per-class is 0; the train split needs at least one image")
+    for name, value, bounds in (("train_per_class", train_per_class, TRAIN_PER_CLASS),
+                                ("test_per_class", test_per_class, TEST_PER_CLASS),
+                                ("seed", seed, SEEDS)):
+        bounds.check(name, value, DataError)
     rng = np.random.default_rng(seed)
     picked = {}
     for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        if per_class < 0:
-            raise DataError(f"--{split}-per-class is {per_class}; it must be 0 or more")
         y = getattr(ds, f"y_{split}")
         chosen = []
         for c in range(ds.num_classes):
@@ -607,8 +619,8 @@ def make_mini(
             if len(members) < per_class:
                 raise DataError(
                     f"{ds.name}: {split} split has {len(members)} images of class {c} "
-                    f"({ds.class_names[c]}), fewer than {per_class}; lower --{split}-per-class"
-                )
+                    f"({ds.class_names[c]}), fewer than {per_class}; lower {split}_per_class",
+                    field=f"{split}_per_class")
             chosen.append(rng.choice(members, per_class, replace=False))
         idx = np.sort(np.concatenate(chosen))
         picked[f"x_{split}"] = np.ascontiguousarray(getattr(ds, f"x_{split}")[idx])

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import platform
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -45,13 +47,15 @@ def resolve_device(name: str) -> str:
     """"cpu" or "cuda" for a device name ("auto" picks); DeviceError when unusable."""
     name = name.strip().lower()
     if name not in DEVICES:
-        raise DeviceError(f"unknown device {name!r}: choose one of auto, cpu, cuda")
+        raise DeviceError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}",
+                          field="device")
     if name == "auto":
         return "cuda" if cuda_unavailable_reason() is None else "cpu"
     if name == "cuda":
         reason = cuda_unavailable_reason()
         if reason is not None:
-            raise DeviceError(f"device 'cuda' was asked for but {reason}; use --device cpu")
+            raise DeviceError(f"device 'cuda' was asked for but {reason}; use device 'cpu'",
+                              field="device")
     return name
 
 
@@ -108,3 +112,77 @@ def to_host(a: Any) -> np.ndarray:
     if is_device_array(a):
         return backend("cuda").to_host(a)  # counts the copy (bench traffic report)
     return np.asarray(a)
+
+
+# ----------------------------------------------------------------------------- description
+
+
+@dataclass(frozen=True)
+class CpuDescription:
+    """The CPU the CPU backend runs on: ``name`` as LLVM (numba's compiler) calls it (e.g.
+    znver4), logical ``cores``, numba's ``threads`` and ``threading_layer``, the widest
+    ``simd`` instruction set LLVM may use with its ``float32_lanes`` per vector."""
+
+    name: str
+    cores: int
+    threads: int
+    threading_layer: str
+    simd: str
+    float32_lanes: int
+    numba_version: str
+
+
+@dataclass(frozen=True)
+class GpuDescription:
+    """One CUDA GPU: its ``index`` (cuda:N), ``name``, ``compute_capability`` (major,
+    minor), ``memory_bytes`` in all and ``free_bytes`` now, and ``multiprocessors`` (SMs)."""
+
+    index: int
+    name: str
+    compute_capability: tuple[int, int]
+    memory_bytes: int
+    free_bytes: int
+    multiprocessors: int
+
+
+# The widest SIMD set first: (LLVM feature, name, float32 lanes per vector)
+_SIMD = (("avx512f", "AVX-512", 16), ("avx2", "AVX2", 8), ("avx", "AVX", 8),
+         ("neon", "NEON", 4))
+
+
+def describe_cpu() -> CpuDescription:
+    """What the CPU backend runs on (imports numba, compiles nothing)."""
+    import numba
+    from numba.core import config
+
+    try:
+        import llvmlite.binding as llvm
+
+        features = llvm.get_host_cpu_features()
+        simd, lanes = next(((name, lanes) for feature, name, lanes in _SIMD
+                            if features.get(feature)), ("SSE", 4))
+        name = str(llvm.get_host_cpu_name())
+    except Exception:  # pragma: no cover - llvmlite always comes with numba
+        simd, lanes, name = "unknown", 1, platform.processor() or "unknown"
+    return CpuDescription(name, os.cpu_count() or 1, int(config.NUMBA_NUM_THREADS),
+                          str(config.THREADING_LAYER), simd, lanes, numba.__version__)
+
+
+def describe_gpus() -> list[GpuDescription]:
+    """Every CUDA GPU numba sees; empty when there is none (:func:`cuda_unavailable_reason`
+    says why). Creates a context on each GPU to read its free memory."""
+    if cuda_unavailable_reason() is not None:
+        return []
+    from numba import cuda
+
+    found = []
+    for gpu in cuda.gpus:
+        with gpu:
+            context = cuda.current_context()
+            free, total = context.get_memory_info()
+            d = context.device
+            name = d.name.decode() if isinstance(d.name, bytes) else str(d.name)
+            major, minor = d.compute_capability
+            found.append(GpuDescription(int(d.id), name, (int(major), int(minor)), int(total),
+                                        int(free), int(d.MULTIPROCESSOR_COUNT)))
+    return found

@@ -20,7 +20,17 @@ def shown_path(path: object, limit: int = 200) -> str:
 
 
 class NumbacnnError(Exception):
-    """Base class: the message says what is wrong, where, and how to fix it."""
+    """Base class: the message says what is wrong, where, and how to fix it.
+
+    Messages speak the library's terms. ``field`` is the library's name of the value at
+    fault when there is one (a setting such as ``batch_size``, a parameter such as
+    ``opset``), else None; a caller that names values otherwise maps the error by it
+    (the CLI to the option of that name, e.g. ``--batch-size``).
+    """
+
+    def __init__(self, *args: object, field: str | None = None) -> None:
+        super().__init__(*args)
+        self.field = field
 
 
 class SpecError(NumbacnnError):

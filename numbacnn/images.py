@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+SPLITS = ("train", "test")  # the splits of a dataset (numbacnn.data.Dataset.split)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DATASET_SUFFIXES = (".h5", ".hdf5")
 
@@ -36,10 +37,7 @@ def load_images(source: str, input_shape: tuple[int, int, int],
     elif _is_file(path) and suffix not in DATASET_SUFFIXES:
         raise DataError(f"{path}: unknown input type {suffix or '(no suffix)'}; give a .npy, "
                         ".npz, .h5 dataset, .png or .jpg file")
-    dataset = load_dataset(source)
-    if split == "test":
-        return dataset.x_test, dataset.y_test
-    return dataset.x_train, dataset.y_train
+    return load_dataset(source).split(split)
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -48,7 +46,7 @@ def _read_npy(path: Path) -> np.ndarray:
     from numbacnn.limits import exists
 
     if not exists(path):
-        raise DataError(f"{path}: no such file; check the INPUT path")
+        raise DataError(f"{path}: no such file; check the path")
     return read_npy(path)
 
 
@@ -59,7 +57,7 @@ def _npz_images(path: Path) -> np.ndarray | None:
     from numbacnn.errors import DataError
     from numbacnn.limits import check_regular_file
 
-    check_regular_file(path, "file", DataError, "check the INPUT path")  # "no such file"
+    check_regular_file(path, "file", DataError, "check the path")  # "no such file"
     arrays = read_npz(path)
     keys = list(arrays)
     if "x_test" in keys or "x_train" in keys:
@@ -115,7 +113,7 @@ def _read_image(path: Path, input_shape: tuple[int, int, int]) -> np.ndarray:
         raise DataError(f"{path}: reading PNG/JPEG images needs Pillow: pip install pillow "
                         "(or give the pixels as a uint8 .npy)") from None
     if not path.is_file():
-        raise DataError(f"{path}: no such image file; check the INPUT path")
+        raise DataError(f"{path}: no such image file; check the path")
     C, H, W = input_shape
     modes = {1: "L", 3: "RGB"}
     if C not in modes:

@@ -13,6 +13,7 @@ import math
 import os
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from numbacnn.errors import NumbacnnError, shown_path
@@ -20,6 +21,55 @@ from numbacnn.errors import NumbacnnError, shown_path
 # Largest integer a spec value or input dimension may have: more than any array a
 # machine can hold, and small enough that products of a few of them stay exact.
 MAX_INT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The valid values of a number x: ``low ≤ x ≤ high``, ``<`` at an end that is open,
+    no limit at an end that is None; NaN is never valid.
+
+    Declared once beside the value it bounds (a setting, a parameter) and read by its
+    checks and by the CLI, which builds its option types from it.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        if x != x:  # NaN (math.isnan would overflow on a huge int)
+            return False
+        if self.low is not None and (x < self.low or (self.low_open and x == self.low)):
+            return False
+        return self.high is None or x < self.high or (not self.high_open and x == self.high)
+
+    def text(self) -> str:
+        """The bounds in words for a message: "≥ 1", "in [0, 1)", "> 0 and finite"."""
+        low = (None if self.low is None
+               else (">" if self.low_open else "≥") + f" {_number(self.low)}")
+        if self.high is None:
+            return low or "a number"
+        if self.high == math.inf and self.high_open:
+            return f"{low} and finite" if low else "finite"
+        if self.low is None:
+            return ("<" if self.high_open else "≤") + f" {_number(self.high)}"
+        return (f"in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}"
+                f"{')' if self.high_open else ']'}")
+
+    def check(self, name: str, x: float, error: type[NumbacnnError]) -> None:
+        """Raise ``error`` (its ``field`` is ``name``) unless x lies within the bounds."""
+        if x not in self:
+            raise error(f"{name} must be {self.text()}, got {x}", field=name)
+
+
+def _number(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+# Seeds of every random choice (weights, splits, subsets): numpy takes any integer ≥ 0;
+# this one fits the signed 64-bit integers of the files that record it.
+SEEDS = Bounds(0, 2**63 - 1)
 
 
 def human_bytes(n: float) -> str:
@@ -51,15 +101,17 @@ def array_bytes(shape: Iterable[int], itemsize: int) -> int:
     return math.prod(int(d) for d in shape) * int(itemsize)
 
 
-def check_memory(nbytes: int, what: str, error: type[NumbacnnError], hint: str) -> None:
+def check_memory(nbytes: int, what: str, error: type[NumbacnnError], hint: str,
+                 field: str | None = None) -> None:
     """Raise ``error`` when ``nbytes`` exceed the memory available now.
 
-    ``what`` says what needs it ("the network's weights"), ``hint`` how to fix it.
+    ``what`` says what needs it ("the network's weights"), ``hint`` how to fix it,
+    ``field`` which value to change (the error's ``field``), if one.
     """
     free = available_memory()
     if nbytes > free:
         raise error(f"{what} would need {human_bytes(nbytes)} of memory but only "
-                    f"{human_bytes(free)} is available; {hint}")
+                    f"{human_bytes(free)} is available; {hint}", field=field)
 
 
 def exists(path: Path) -> bool:

@@ -36,6 +36,7 @@ from numbacnn.init import INITIALIZERS
 from numbacnn.limits import MAX_INT, array_bytes, check_memory, check_regular_file
 from numbacnn.network import Network
 from numbacnn.optim import OPTIMIZERS, Optimizer
+from numbacnn.settings import TrainSettings
 
 FORMAT = "numbacnn-model"
 FORMAT_VERSION = 1
@@ -144,9 +145,10 @@ def best_path(out: str | Path) -> Path:
 # ----------------------------------------------------------------------------- writing
 
 
-def check_writable(path: str | Path, option: str = "--out") -> Path:
+def check_writable(path: str | Path, field: str = "out") -> Path:
     """Raise ModelFileError unless a model file can be written at ``path`` (checked up front
-    by creating and removing a probe file in its directory)."""
+    by creating and removing a probe file in its directory). ``field`` names the value
+    that gave the path (the error's ``field``)."""
     path = Path(path)
     directory = path.parent
     try:
@@ -156,20 +158,20 @@ def check_writable(path: str | Path, option: str = "--out") -> Path:
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop ...
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ModelFileError(f"{shown_path(path)}: cannot write there ({reason}); choose "
-                             f"another {option}") from None
+                             "another path", field=field) from None
     if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory; give {option} a file name such as "
-                             f"{path / 'model.h5'}")
+        raise ModelFileError(f"{path}: is a directory; give a file name such as "
+                             f"{path / 'model.h5'}", field=field)
     if not directory.is_dir():
         raise ModelFileError(f"{path}: directory {directory} does not exist; create it "
-                             f"(mkdir -p {directory}) or choose another {option}")
+                             f"(mkdir -p {directory}) or choose another path", field=field)
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe", dir=directory)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot write in {directory} ({exc.strerror}); "
-                             f"choose another {option}") from None
+                             "choose another path", field=field) from None
     return path
 
 
@@ -321,7 +323,7 @@ def load_model(path: str | Path) -> tuple[Network, ModelInfo]:
 
 def _check_signature(path: Path) -> None:
     check_regular_file(path, "model file", ModelFileError,
-                       f"check the path, or train one with numbacnn train --out {path}")
+                       "check the path, or save a trained model there")
     try:
         with open(path, "rb") as fh:
             head = fh.read(len(_HDF5_SIGNATURE))
@@ -336,7 +338,7 @@ def _check_signature(path: Path) -> None:
 def _check_format(f: h5py.File, path: Path) -> None:
     fmt = _text(f.attrs.get("format", ""))
     if fmt != FORMAT:
-        hint = (" (this is a dataset file: pass it with --data)" if fmt == "numbacnn-dataset"
+        hint = (" (this is a dataset file: use it as data)" if fmt == "numbacnn-dataset"
                 else "")
         raise ModelFileError(f"{path}: format attribute is {_shown(fmt)}, expected {FORMAT!r}"
                              f"{hint}; give a model written by numbacnn train")
@@ -507,8 +509,6 @@ def _read_optimizer(group: h5py.Group, names: list[str], net: Network) -> Optimi
 
 
 def _read_training(group: h5py.Group) -> TrainingState:
-    from numbacnn.trainer import TrainSettings
-
     state = TrainingState()
     for key in ("epoch", "batch", "step", "best_epoch"):
         setattr(state, key, _int_attr(group.attrs, key, "training"))
@@ -726,15 +726,17 @@ def predict_images(net: Network, info: ModelInfo, images: np.ndarray, batch_size
     if not np.all(np.isfinite(proba)):
         raise ModelFileError(f"{info.path or 'the model'}: its class probabilities for {where} "
                              "are NaN or infinite (its weights overflow on these images); "
-                             "train it again with a lower --lr")
+                             "train it again with a lower learning rate")
     return proba
 
 
 def ensemble_proba(models: Sequence[tuple[Network, ModelInfo]], images: np.ndarray,
-                   batch_size: int = 256, where: str = "images") -> np.ndarray:
+                   batch_size: int = 256, where: str = "images",
+                   each: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
     """The mean of the models' class probabilities (float32 N×K): an ensemble.
 
-    The models must share input shape and class names.
+    The models must share input shape and class names. ``each`` is called with every
+    model's own probabilities (float32 N×K), e.g. to score it alone.
     """
     if not models:
         raise ModelFileError("an ensemble needs at least one model")
@@ -745,5 +747,8 @@ def ensemble_proba(models: Sequence[tuple[Network, ModelInfo]], images: np.ndarr
                                  f"{first.path}'s; ensemble only models of the same task")
     total = np.zeros((len(images), len(first.class_names)), np.float64)
     for net, info in models:
-        total += predict_images(net, info, images, batch_size, where)
+        proba = predict_images(net, info, images, batch_size, where)
+        if each is not None:
+            each(proba)
+        total += proba
     return (total / len(models)).astype(np.float32)

@@ -141,12 +141,12 @@ def build_onnx_model(net: Network, info: ModelInfo, opset: int = DEFAULT_OPSET) 
 
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: numbacnn writes opset {MIN_OPSET} or "
-                          f"newer; use --opset {MIN_OPSET}")
+                          f"newer; use opset {MIN_OPSET}", field="opset")
     newest = int(onnx.defs.onnx_opset_version())
     if opset > newest:
         raise ExportError(f"opset {opset} is newer than the installed onnx {onnx.__version__} "
-                          f"knows (up to {newest}); use --opset {newest} or lower, or upgrade "
-                          "onnx")
+                          f"knows (up to {newest}); use opset {newest} or lower, or upgrade "
+                          "onnx", field="opset")
     if net.input_shape is None:
         raise ExportError("the network has no input shape; build it before exporting")
     C, H, W = net.input_shape

@@ -21,9 +21,12 @@ import numpy as np
 
 from numbacnn.atomic_file import replace_atomically
 from numbacnn.errors import NumbacnnError
+from numbacnn.limits import Bounds
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 DEFAULT_DPI = 100
+DPI_BOUNDS = Bounds(10, 1000)  # dots per inch
+SIZE_BOUNDS = Bounds(100, 10000)  # pixels of a picture's width and height
 KINDS = ("curves", "filters", "features", "confusion", "bench")
 SEPARATOR = (0.78, 0.86, 0.95)  # pale blue lines between filter tiles, RGB 0…1
 
@@ -52,27 +55,34 @@ def picture_format(path: str | Path) -> str:
 
 
 def check_output(path: str | Path) -> Path:
-    """``path`` if a picture can be written there (known suffix, existing directory)."""
+    """``path`` if a picture can be written there (known suffix, existing directory);
+    PlotError (``field`` "output") if not."""
     path = Path(path)
-    picture_format(path)
+    try:
+        picture_format(path)
+    except PlotError as exc:
+        raise PlotError(str(exc), field="output") from None
     if path.is_dir():
-        raise PlotError(f"{path}: is a directory; give the picture file to write")
+        raise PlotError(f"{path}: is a directory; give the picture file to write",
+                        field="output")
     if not path.parent.is_dir():
         raise PlotError(f"{path}: directory {path.parent} does not exist; create it "
-                        f"(mkdir -p {path.parent}) or choose another -o")
+                        f"(mkdir -p {path.parent}) or choose another path", field="output")
     return path
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'800x600' → (800, 600) pixels (width, height), each 100 to 10000."""
+    """'800x600' → (800, 600) pixels (width, height), each within SIZE_BOUNDS; PlotError
+    (``field`` "size") otherwise."""
     parts = text.lower().split("x")
     try:
         width, height = (int(p) for p in parts)
     except ValueError:
-        raise PlotError(f"--size {text!r}: give width x height in pixels, e.g. 800x600") \
-            from None
-    if not (100 <= width <= 10000 and 100 <= height <= 10000):
-        raise PlotError(f"--size {text!r}: width and height must be 100 to 10000 pixels")
+        raise PlotError(f"size {text!r}: give width x height in pixels, e.g. 800x600",
+                        field="size") from None
+    if width not in SIZE_BOUNDS or height not in SIZE_BOUNDS:
+        raise PlotError(f"size {text!r}: width and height must be {SIZE_BOUNDS.text()} pixels",
+                        field="size")
     return width, height
 
 
@@ -82,8 +92,7 @@ def save_figure(figure: Any, path: str | Path, size: tuple[int, int] | None = No
     size in pixels (width, height). ``size`` (pixels) replaces the figure's own size."""
     path = check_output(path)
     fmt = picture_format(path)
-    if not 10 <= dpi <= 1000:
-        raise PlotError(f"--dpi {dpi}: give 10 to 1000 dots per inch")
+    DPI_BOUNDS.check("dpi", dpi, PlotError)
     if size is not None:
         figure.set_size_inches(size[0] / dpi, size[1] / dpi)
     width, height = (int(round(v * dpi)) for v in figure.get_size_inches())

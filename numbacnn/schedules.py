@@ -13,13 +13,20 @@ small dict saved in checkpoints, so a resumed run continues with the same rates.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from numbacnn.errors import TrainingError
+from numbacnn.limits import Bounds
 
 LR_POLICIES = ("constant", "step", "plateau")
 PLATEAU_FACTOR = 0.1
+# Valid values of the options (TrainSettings and the CLI take theirs from here)
+LR_BOUNDS = Bounds(0, math.inf, low_open=True, high_open=True)
+STEP_BOUNDS = Bounds(1)  # epochs
+GAMMA_BOUNDS = Bounds(0, 1, low_open=True)
+PATIENCE_BOUNDS = Bounds(1)  # epochs
 
 
 @dataclass
@@ -44,15 +51,10 @@ class LRSchedule:
     def __post_init__(self) -> None:
         if self.policy not in LR_POLICIES:
             raise TrainingError(f"unknown lr policy {self.policy!r}: choose one of "
-                                f"{', '.join(LR_POLICIES)}")
-        if not self.base_lr > 0:
-            raise TrainingError(f"learning rate must be > 0, got {self.base_lr}")
-        if self.step < 1:
-            raise TrainingError(f"--lr-step must be ≥ 1 epoch, got {self.step}")
-        if not 0 < self.gamma <= 1:
-            raise TrainingError(f"--gamma must be in (0, 1], got {self.gamma}")
-        if self.patience < 1:
-            raise TrainingError(f"--patience must be ≥ 1 epoch, got {self.patience}")
+                                f"{', '.join(LR_POLICIES)}", field="policy")
+        for name, bounds in (("base_lr", LR_BOUNDS), ("step", STEP_BOUNDS),
+                             ("gamma", GAMMA_BOUNDS), ("patience", PATIENCE_BOUNDS)):
+            bounds.check(name, getattr(self, name), TrainingError)
         if self.lr < 0:
             self.lr = float(self.base_lr)
 

@@ -33,7 +33,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,6 @@ from numbacnn.device import to_host
 from numbacnn.distributed import GradientAllreduce, World
 from numbacnn.distributed import world as current_world
 from numbacnn.errors import DataError, TrainingError
-from numbacnn.init import INITIALIZERS
 from numbacnn.limits import check_memory
 from numbacnn.model_io import (
     HISTORY_KEYS,
@@ -58,128 +57,14 @@ from numbacnn.model_io import (
     save_model,
 )
 from numbacnn.network import Network
-from numbacnn.optim import OPTIMIZERS, Optimizer
 from numbacnn.schedules import LRSchedule
+from numbacnn.scoring import EVAL_BATCH, accuracy
+from numbacnn.settings import TrainSettings
 from numbacnn.shapes import training_bytes
 from numbacnn.staging import BatchStaging
 
 CROP_PAD = 2  # pixels of zero padding for the random crop of --augment
-EVAL_BATCH = 256
 GPU_PROGRESS_SECONDS = 0.25  # how often a GPU run reads its loss and accuracy back
-
-
-@dataclass
-class TrainSettings:
-    """The options of a training run (saved as JSON in every checkpoint).
-
-    ``spec``/``data``: what was asked for (preset name, path or text; dataset source).
-    ``lr``: None picks the optimizer's ``default_lr``. ``val_split``: fraction (0 ≤ f < 1)
-    of the training split held out for validation. ``limit``: use only the first
-    ``limit`` training images (None: all). ``augment``: random crop with CROP_PAD pixels
-    of padding and horizontal flip.
-    """
-
-    spec: str = "fmnist"
-    data: str = "fashion-mnist-mini"
-    epochs: int = 6
-    batch_size: int = 64
-    lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    optimizer: str = "sgd"
-    lr_policy: str = "constant"
-    lr_step: int = 5
-    gamma: float = 0.1
-    patience: int = 2
-    init: str = "he"
-    augment: bool = False
-    val_split: float = 0.1
-    seed: int = 0
-    limit: int | None = None
-
-    def checked(self) -> TrainSettings:
-        """Validate every field (TrainingError naming the option) and fill in ``lr``."""
-        self._check_types()
-        if self.optimizer not in OPTIMIZERS:
-            raise TrainingError(f"unknown optimizer {self.optimizer!r}: choose one of "
-                                f"{', '.join(OPTIMIZERS)}")
-        if self.lr is None:
-            self.lr = OPTIMIZERS[self.optimizer].default_lr
-        if self.init not in INITIALIZERS:
-            raise TrainingError(f"unknown initializer {self.init!r}: choose one of "
-                                f"{', '.join(INITIALIZERS)}")
-        problems = [
-            (self.epochs < 1, f"--epochs must be ≥ 1, got {self.epochs}"),
-            (self.batch_size < 1, f"--batch-size must be ≥ 1, got {self.batch_size}"),
-            (not 0 < self.lr < math.inf,
-             f"--lr: the learning rate must be > 0 and finite, got {self.lr}"),
-            (not 0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
-            (not 0 <= self.weight_decay < math.inf,
-             f"--weight-decay must be a finite number ≥ 0, got {self.weight_decay}"),
-            (not 0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
-            (self.limit is not None and self.limit < 1, f"--limit must be ≥ 1, got {self.limit}"),
-            (not 0 <= self.seed < 2**63, f"--seed must be in [0, 2**63), got {self.seed}"),
-        ]
-        for bad, message in problems:
-            if bad:
-                raise TrainingError(message)
-        self.schedule()  # checks the lr policy options
-        return self
-
-    def _check_types(self) -> None:
-        """Each field has its declared type (settings also come from checkpoint files,
-        where a tampered value could be anything JSON holds)."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            kind = _SETTING_TYPES[f.name]
-            optional = f.default is None
-            if value is None and optional:
-                continue
-            if kind is bool:
-                good = isinstance(value, bool)
-            elif kind is int:
-                good = isinstance(value, int) and not isinstance(value, bool)
-            elif kind is float:
-                good = isinstance(value, int | float) and not isinstance(value, bool)
-            else:
-                good = isinstance(value, str)
-            if not good:
-                option = "SPEC" if f.name == "spec" else "--" + f.name.replace("_", "-")
-                raise TrainingError(f"{option} must be {_TYPE_NAMES[kind]}, got {value!r}"[:200])
-        if isinstance(self.gamma, float) and not math.isfinite(self.gamma):
-            raise TrainingError(f"--gamma must be a finite number, got {self.gamma}")
-
-    def schedule(self) -> LRSchedule:
-        """A fresh learning-rate schedule for these settings."""
-        lr = OPTIMIZERS[self.optimizer].default_lr if self.lr is None else self.lr
-        return LRSchedule(self.lr_policy, float(lr),
-                          self.lr_step, self.gamma, self.patience)
-
-    def make_optimizer(self) -> Optimizer:
-        """The optimizer named by ``optimizer``, with the settings it declares (an
-        optimizer without momentum ignores --momentum)."""
-        kind = OPTIMIZERS[self.optimizer]
-        given = {"momentum": self.momentum, "weight_decay": self.weight_decay}
-        return kind(**{k: v for k, v in given.items() if k in kind.defaults})
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
-        """Settings from a checkpoint's JSON; unknown keys are ignored, types checked."""
-        if not isinstance(values, dict):
-            raise TrainingError(f"settings must be a JSON object, got {type(values).__name__}")
-        known = {f.name for f in fields(cls)}
-        settings = cls(**{k: v for k, v in values.items() if k in known})
-        settings._check_types()
-        return settings
-
-
-_SETTING_TYPES: dict[str, type] = {
-    "spec": str, "data": str, "epochs": int, "batch_size": int, "lr": float,
-    "momentum": float, "weight_decay": float, "optimizer": str, "lr_policy": str,
-    "lr_step": int, "gamma": float, "patience": int, "init": str, "augment": bool,
-    "val_split": float, "seed": int, "limit": int,
-}
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 
 
 @dataclass
@@ -222,11 +107,13 @@ class BatchProgress:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training after a checkpoint was saved; ``message`` says where."""
+    """Ctrl-C stopped training after a checkpoint was saved; ``message`` says where,
+    ``checkpoint`` is the file to resume from (None when nothing was saved)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, checkpoint: Path | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.checkpoint = checkpoint
 
 
 def evaluate(net: Network, x: np.ndarray, labels: np.ndarray,
@@ -239,14 +126,7 @@ def evaluate(net: Network, x: np.ndarray, labels: np.ndarray,
         return math.nan, math.nan, proba
     picked = proba[np.arange(len(labels)), labels].astype(np.float64)
     loss = float(-np.log(np.maximum(picked, np.finfo(np.float32).tiny)).mean())
-    accuracy = float(np.mean(proba.argmax(axis=1) == labels))
-    return loss, accuracy, proba
-
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 K×K counts: row = true class, column = predicted class."""
-    flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predicted, np.int64)
-    return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+    return loss, accuracy(proba, labels), proba
 
 
 def check_fits(net: Network, dataset: Dataset, where: str) -> None:
@@ -295,7 +175,7 @@ class Trainer:
         batch = min(settings.batch_size, len(x_fit))  # a batch never holds more images
         check_memory(training_bytes(net, batch) + 4 * (x_fit.size + x_val.size),
                      f"training {settings.spec} with batch size {batch}",
-                     TrainingError, "lower --batch-size or use a smaller network")
+                     TrainingError, "lower batch_size or use a smaller network", "batch_size")
         if resume is None:
             self.mean, self.std = normalization(x_fit)
             net.initialize(settings.seed, settings.init)
@@ -330,21 +210,20 @@ class Trainer:
         net, info = load_model(path)
         if info.training is None or info.optimizer is None:
             raise TrainingError(f"{path}: holds no training state (a final model, not a "
-                                "checkpoint); resume from the file train --out wrote")
+                                "checkpoint); resume from the checkpoint training wrote")
         settings = TrainSettings.from_dict(info.training.settings)
         for key, value in (expect or {}).items():
             stored = getattr(settings, key)
             if value != stored:
-                option = "SPEC" if key == "spec" else "--" + key.replace("_", "-")
-                raise TrainingError(f"{option} {value} differs from the checkpoint's {stored}; "
-                                    f"a resumed run keeps the settings of {path}: drop "
-                                    f"{option}, or start a new run without --resume")
+                raise TrainingError(f"{key} {value} differs from the checkpoint's {stored}; a "
+                                    f"resumed run keeps the settings of {path}: leave {key} as "
+                                    "it is, or start a new run", field=key)
         if epochs is not None:
             settings.epochs = int(epochs)
         if info.training.epoch >= settings.epochs:
             raise TrainingError(f"{path}: already trained {info.training.epoch} of "
-                                f"{settings.epochs} epochs; pass --epochs N with N > "
-                                f"{info.training.epoch} to train on")
+                                f"{settings.epochs} epochs; give more than "
+                                f"{info.training.epoch} epochs to train on", field="epochs")
         if dataset is None:
             dataset = load_dataset(settings.data)
         return cls(net, dataset, settings, out=path if out is None else out, resume=info,
@@ -363,7 +242,8 @@ class Trainer:
             n_val = max(n_val, 1)
         if len(x) - n_val < 1:
             raise DataError(f"{s.data}: {len(x)} training images leave none to train on after "
-                            f"holding out {n_val} for validation; lower --val-split or --limit")
+                            f"holding out {n_val} for validation; lower val_split or raise "
+                            "limit", field="val_split")
         order = np.random.default_rng(np.random.SeedSequence([s.seed, 1])).permutation(len(x))
         val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
         return x[fit], y[fit], x[val], y[val]
@@ -398,8 +278,9 @@ class Trainer:
         augmentation streams, rank 0's weights, one flat gradient buffer."""
         w, s = self.world, self.settings
         if s.batch_size < w.size:
-            raise TrainingError(f"--batch-size {s.batch_size} is the global batch, shared by "
-                                f"{w.size} ranks: give each rank an image, --batch-size ≥ {w.size}")
+            raise TrainingError(f"batch_size {s.batch_size} is the global batch, shared by "
+                                f"{w.size} ranks: give each rank an image, batch_size ≥ {w.size}",
+                                field="batch_size")
         w.checkpoint = self.out
         self.net.stream = w.rank
         self.progress_seconds = 0.0  # every rank reduces its sums at the same batches
@@ -499,7 +380,7 @@ class Trainer:
                  else "no checkpoint was written")
         return (f"loss became {loss} at epoch {epoch}, batch {b + 1}/{batches} (step "
                 f"{self.net.step}) with lr {self.schedule.lr:g}; training stopped and {where}; "
-                "lower --lr (or check the data for bad values)")
+                "lower the learning rate (or check the data for bad values)")
 
     def _end_epoch(self, sums: dict[str, float]) -> None:
         state, s = self.state, self.settings
@@ -529,7 +410,7 @@ class Trainer:
         if self.on_epoch is not None:
             self.on_epoch(record)
         if self._stop_requested and state.epoch < s.epochs:
-            raise Interrupted(self._resume_hint())
+            raise Interrupted(self._resume_hint(), self.out)
 
     def score(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """(mean cross-entropy, accuracy 0…1) of normalized float32 images x N×C×H×W with
@@ -537,8 +418,16 @@ class Trainer:
         call this)."""
         if self.world.size > 1:
             return self.world.evaluate(self.net, x, labels)
-        loss, accuracy, _ = evaluate(self.net, x, labels)
-        return loss, accuracy
+        loss, acc, _ = evaluate(self.net, x, labels)
+        return loss, acc
+
+    def test_accuracy(self) -> float | None:
+        """Accuracy (0…1) of the current weights on the dataset's test split, None when it
+        has no images; in data-parallel training every rank must call this."""
+        x_test, y_test = self.dataset.split("test")
+        if len(y_test) == 0:
+            return None
+        return self.score(normalize(x_test, self.mean, self.std), y_test)[1]
 
     def _check_finite_weights(self, problem: str = "") -> None:
         """A loss can stay finite on the last batch of an epoch whose update overflowed
@@ -553,20 +442,19 @@ class Trainer:
         problem = problem or "the weights became NaN or infinite"
         raise TrainingError(f"{problem} in epoch {self.state.epoch + 1} (step {self.net.step}) "
                             f"with lr {self.schedule.lr:g}; training stopped and {where}; "
-                            "lower --lr")
+                            "lower the learning rate")
 
     def _save_interrupted(self, epoch_start_rng: dict, sums: dict[str, float]) -> None:
         self.state.partial_epoch = dict(sums)
         self.save(shuffle_state=epoch_start_rng)
-        raise Interrupted(self._resume_hint())
+        raise Interrupted(self._resume_hint(), self.out)
 
     def _resume_hint(self) -> str:
         where = (f"epoch {self.state.epoch + 1}, batch {self.state.batch}" if self.state.batch
                  else f"the end of epoch {self.state.epoch}")
         if self.out is None:
             return f"interrupted at {where}; nothing was saved (no output file)"
-        return (f"interrupted at {where}; checkpoint saved to {self.out}; continue with: "
-                f"numbacnn train --resume {self.out}")
+        return f"interrupted at {where}; checkpoint saved to {self.out}"
 
     # --- saving -------------------------------------------------------------------------
     def model_info(self, shuffle_state: dict | None = None) -> ModelInfo:

@@ -179,7 +179,8 @@ def test_resume_continues_and_refuses_changed_settings(workdir: Path, tmp_path: 
     copy = tmp_path / "copy.h5"
     copy.write_bytes((workdir / "m2.h5").read_bytes())
     changed = run("train", "--resume", copy, "--lr", 0.5)
-    assert_one_error(changed, "--lr 0.5 differs from the checkpoint's 0.05")
+    assert_one_error(changed, "Invalid value for '--lr': lr 0.5 differs from the checkpoint's "
+                     "0.05")
     result = run("train", "--resume", copy, "--epochs", 2)
     assert_ok(result)
     assert "resuming" in result.output and "epoch 2/2" in result.output
@@ -244,7 +245,8 @@ def test_nan_loss_stops_with_the_step_and_leaves_the_model(workdir: Path, tmp_pa
     out.write_bytes((workdir / "m2.h5").read_bytes())
     before = out.read_bytes()
     result = run(*train_args(workdir / "data.npz", out, "--lr", 1e30, "--force"))
-    assert_one_error(result, "loss became", "at epoch 1, batch", "(step ", "lower --lr")
+    assert_one_error(result, "loss became", "at epoch 1, batch", "(step ",
+                     "lower the learning rate")
     assert out.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["model.h5"]
 

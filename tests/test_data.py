@@ -369,10 +369,13 @@ def test_make_mini() -> None:
     assert list(mini.counts("test")) == [3] * 4
     assert_same(mini, D.make_mini(ds, 7, 3, seed=5))
     assert not np.array_equal(mini.x_train, D.make_mini(ds, 7, 3, seed=6).x_train)
-    with pytest.raises(DataError, match=r"has 25 images of class 0.*lower --test-per-class"):
+    with pytest.raises(DataError, match=r"has 25 images of class 0.*lower test_per_class$"):
         D.make_mini(ds, 7, 26)
-    with pytest.raises(DataError, match="--train-per-class is -1"):
+    with pytest.raises(DataError, match="^train_per_class must be ≥ 1, got -1$") as bad:
         D.make_mini(ds, -1, 3)
+    assert bad.value.field == "train_per_class"
+    with pytest.raises(DataError, match="^test_per_class must be ≥ 0, got -2$"):
+        D.make_mini(ds, 7, -2)
 
 
 # ----------------------------------------------------------------------------- arrays

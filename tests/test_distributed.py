@@ -268,7 +268,8 @@ def test_a_hung_rank_stops_the_others_after_the_timeout(runs: dict[str, Path]) -
 def test_batch_smaller_than_the_world_is_refused(runs: dict[str, Path]) -> None:
     result = cli_on_ranks(*train_args(runs["data"], runs["tmp"] / "x.h5", 1), "--batch-size", 1)
     assert result.returncode == 2
-    assert result.stderr.count("error: --batch-size 1 is the global batch") == 1, result.stderr
+    assert result.stderr.count("error: Invalid value for '--batch-size': batch_size 1 is the "
+                               "global batch") == 1, result.stderr
 
 
 @needs_mpi

@@ -295,7 +295,8 @@ def test_load_refuses_other_formats_and_versions(trained, tmp_path: Path) -> Non
     path = tmp_path / "dataset.h5"
     with h5py.File(path, "w") as f:
         f.attrs["format"] = "numbacnn-dataset"
-    with pytest.raises(ModelFileError, match="expected 'numbacnn-model' .*pass it with --data"):
+    with pytest.raises(ModelFileError,
+                       match="expected 'numbacnn-model' .*this is a dataset file: use it as data"):
         load_model(path)
     path = tmp_path / "future.h5"
     path.write_bytes(read_bytes(trained[0]))

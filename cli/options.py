@@ -1,0 +1,98 @@
+"""What the subcommands share: option types built from the library's own names and
+bounds, and the mapping of library errors to the options they concern.
+
+Choices and ranges are declared once, in the library (``numbacnn.device.DEVICES``,
+``numbacnn.settings.BOUNDS`` ...); Click checks them at the edge. A library error
+names the value at fault in the library's terms and carries its name (``field``);
+:func:`option_error` turns it into Click's error for the command's parameter of that
+name ("Invalid value for '--lr': lr must be > 0 and finite, got nan"), exit status 2.
+Imports no kernel and no h5py.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from numbacnn.device import DEVICES
+from numbacnn.errors import NumbacnnError
+from numbacnn.images import SPLITS
+from numbacnn.limits import Bounds
+
+
+def int_range(bounds: Bounds) -> click.IntRange:
+    """Click's integer type for the values within ``bounds``."""
+    low, high = (None if end is None else int(end) for end in (bounds.low, bounds.high))
+    return click.IntRange(low, high, min_open=bounds.low_open, max_open=bounds.high_open)
+
+
+def float_range(bounds: Bounds) -> click.FloatRange:
+    """Click's number type for the values within ``bounds`` (NaN is left to the library's
+    check: Click lets it through)."""
+    return click.FloatRange(bounds.low, bounds.high, min_open=bounds.low_open,
+                            max_open=bounds.high_open)
+
+
+def device_option(default: str = "auto") -> Callable[[Any], Any]:
+    """``--device`` over numbacnn.device.DEVICES."""
+    return click.option("--device", type=click.Choice(DEVICES), default=default,
+                        show_default=True, help="Where the kernels run.")
+
+
+def split_option(name: str, help: str) -> Callable[[Any], Any]:
+    """An option ``name`` choosing a dataset split (numbacnn.images.SPLITS), default test."""
+    return click.option(name, type=click.Choice(SPLITS), default="test", show_default=True,
+                        help=help)
+
+
+batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=256,
+                            show_default=True, help="Images per forward pass.")
+
+
+# Where a value must come from for its error to be reported as the option's: a value
+# the user gave, not a default (a default the error names is the library's choice)
+_GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+
+
+def option_error(exc: NumbacnnError, ctx: click.Context) -> Exception:
+    """Click's error for the parameter of ``ctx``'s command that ``exc.field`` names,
+    when the user gave it; ``exc`` itself otherwise (it is printed as it is)."""
+    param = next((p for p in ctx.command.params if p.name == exc.field), None)
+    if exc.field is None or param is None or ctx.get_parameter_source(exc.field) not in _GIVEN:
+        return exc
+    return click.BadParameter(str(exc), ctx=ctx, param=param)
+
+
+def error_text(exc: NumbacnnError, ctx: click.Context) -> str:
+    """The one line (without "error: ") that the CLI prints for ``exc``."""
+    mapped = option_error(exc, ctx)
+    return mapped.format_message() if isinstance(mapped, click.ClickException) else str(mapped)
+
+
+def map_library_errors(command: click.Command) -> click.Command:
+    """Make ``command`` (and a group's subcommands) raise :func:`option_error` for the
+    library errors of its callback."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            map_library_errors(sub)
+    callback = command.callback
+    if callback is None or getattr(callback, "_maps_library_errors", False):
+        return command
+
+    @functools.wraps(callback)
+    def mapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except NumbacnnError as exc:
+            error = option_error(exc, click.get_current_context())
+            if error is exc:
+                raise
+            raise error from None
+
+    mapped._maps_library_errors = True  # type: ignore[attr-defined]
+    command.callback = mapped
+    return command
