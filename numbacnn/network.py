@@ -9,8 +9,9 @@ Activations flow N×C×H×W from layer to layer and stay on the device.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +19,17 @@ from numbacnn.device import backend, get_device, resolve_device, to_host
 from numbacnn.errors import ShapeError
 from numbacnn.layers import Conv2D, Dropout, Layer, ReLU, SoftmaxCrossEntropy
 from numbacnn.layers.base import Shape
+
+if TYPE_CHECKING:
+    from numbacnn.profiler import LayerTimer
+
+_UNTIMED = nullcontext()
+
+
+def _timed(timer: LayerTimer | None, slot: int, phase: str) -> AbstractContextManager[Any]:
+    """``timer``'s clock around one call of a layer (``slot``: its index; the loss is
+    ``len(layers)``) in ``phase`` ("forward" or "backward"); nothing without a timer."""
+    return _UNTIMED if timer is None else timer.measure(slot, phase)
 
 
 class Network:
@@ -112,22 +124,27 @@ class Network:
             layer.init_params(rng, init)
         return self
 
-    def forward(self, x: Any, training: bool = True) -> Any:
-        """Logits N×K×1×1 (a device array) for a batch x of N×C×H×W."""
+    def forward(self, x: Any, training: bool = True, timer: LayerTimer | None = None) -> Any:
+        """Logits N×K×1×1 (a device array) for a batch x of N×C×H×W; ``timer`` (see
+        :mod:`numbacnn.profiler`) times each layer's call."""
         if training:
             self.step += 1
         for index, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):
                 layer.seed = (self.seed * 1_000_003 + self.step * 7_919 + index
                               + self.stream * 0x9E3779B97F4A7C15) % 2**64
-            x = layer.forward(x, training)
+            with _timed(timer, index, "forward"):
+                x = layer.forward(x, training)
         return x
 
-    def backward(self, dlogits: Any = None) -> None:
-        """Backpropagate from the loss (or from ``dlogits``), filling every layer's grads."""
-        dy = self.loss.backward() if dlogits is None else dlogits
+    def backward(self, dlogits: Any = None, timer: LayerTimer | None = None) -> None:
+        """Backpropagate from the loss (or from ``dlogits``), filling every layer's grads;
+        ``timer`` times the loss's and each layer's call."""
+        with _timed(timer, len(self.layers), "backward"):
+            dy = self.loss.backward() if dlogits is None else dlogits
         for index in range(len(self.layers) - 1, -1, -1):
-            dy = self.layers[index].backward(dy, need_dx=index > 0)
+            with _timed(timer, index, "backward"):
+                dy = self.layers[index].backward(dy, need_dx=index > 0)
 
     def train_step(self, x: Any, labels: Any) -> float:
         """Forward, loss and backward for one batch; returns the mean loss (read back)."""
@@ -135,14 +152,18 @@ class Network:
         self.backward()
         return loss
 
-    def train_step_on_device(self, x: Any, labels: Any, stats: Any = None) -> None:
+    def train_step_on_device(self, x: Any, labels: Any, stats: Any = None,
+                             timer: LayerTimer | None = None) -> None:
         """Forward, loss and backward for one batch with nothing read back: on a GPU the
         host only queues kernels. With ``stats`` (a float32 device array of 2) the
-        batch's loss sum and correct predictions are added to it on the device."""
-        self.loss.forward_on_device(self.forward(x, training=True), labels)
-        if stats is not None:
-            self.loss.add_batch_stats(stats)
-        self.backward()
+        batch's loss sum and correct predictions are added to it on the device.
+        ``timer`` (see :mod:`numbacnn.profiler`) times every layer's and the loss's calls."""
+        logits = self.forward(x, training=True, timer=timer)
+        with _timed(timer, len(self.layers), "forward"):
+            self.loss.forward_on_device(logits, labels)
+            if stats is not None:
+                self.loss.add_batch_stats(stats)
+        self.backward(timer=timer)
 
     def parameters(self) -> Iterator[tuple[str, Any, Any]]:
         """(name, parameter, gradient) for every learnable array, e.g. ("0.W", W, dW)."""
