@@ -16,8 +16,8 @@ BLAS kernel numpy used (threadpoolctl), and the load average before and after.
 ``--load`` starts one other busy process (a numbacnn training of the same network on
 one thread) beside every measurement: the laptop-in-use case.
 
-PyTorch is loaded from ``bench/torch_models.py`` (never a numbacnn dependency); without
-it the PyTorch column says so.
+PyTorch runs the twins of ``bench/torch_models.py`` (never a numbacnn dependency);
+without it the PyTorch column says so.
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ FRAMEWORKS = ("numbacnn", "torch")
 def child(framework: str, spec: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
     """Train ``spec`` in this process with one framework; images/s of the timed steps."""
     sys.path.insert(0, str(ROOT))
-    from numbacnn.bench import LEARNING_RATE, build_network, random_batch
+    from numbacnn.network import Network
+    from numbacnn.profiler import LEARNING_RATE, random_batch
 
-    net = build_network(spec)
+    net = Network.from_spec(spec)
     if framework == "numbacnn":
         import numbacnn
         from numbacnn.optim import SGD
@@ -60,13 +61,12 @@ def child(framework: str, spec: str, batch: int, steps: int, warmup: int) -> dic
             net.train_step_on_device(x, y)
             opt.step(net, LEARNING_RATE)
     else:
-        from numbacnn.bench import compute_threads, load_torch_models
+        import torch_models
 
-        tm = load_torch_models()
-        model, xt, yt, opt = tm._setup(net, batch, "cpu", compute_threads(), 0, LEARNING_RATE)
+        model, xt, yt, opt = torch_models.setup_training(net, batch)
 
         def step() -> None:
-            tm._train_step(model, xt, yt, opt)
+            torch_models.train_step(model, xt, yt, opt)
     for _ in range(warmup):
         step()
     times = []
@@ -90,13 +90,11 @@ def busy(spec: str) -> None:
     """Train ``spec`` with numbacnn on one thread until killed (the --load process)."""
     os.environ["NUMBA_NUM_THREADS"] = "1"
     sys.path.insert(0, str(ROOT))
-    import numbacnn
-    from numbacnn.bench import build_network, random_batch
+    from numbacnn.network import Network
     from numbacnn.optim import SGD
+    from numbacnn.profiler import random_batch
 
-    numbacnn.set_device("cpu")
-    net = build_network(spec)
-    net.initialize(1)
+    net = Network.from_spec(spec).initialize(1, device="cpu")
     x, y = random_batch(net.input_shape, net.num_classes, 64, seed=1)
     opt = SGD()
     while True:

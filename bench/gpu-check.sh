@@ -10,7 +10,7 @@
 #  2. the CUDA tests on the real GPU (tests/cuda_sim with the simulator off: every layer
 #     against the float64 reference at the CPU's tolerances, split-K, cuBLAS FP32/TF32);
 #  3. SGEMM 4096³: numba kernel, cuBLAS FP32, cuBLAS TF32, torch;
-#  4. numbacnn bench fmnist, then alexnet, batch 128, beside PyTorch in true FP32
+#  4. bench/suite.py fmnist, then alexnet, batch 128, beside PyTorch in true FP32
 #     (per-layer tables, throughput, fresh-process compile time, launches and copies
 #     per step); then both in TF32 on both sides (throughput only); then both with the
 #     numba SGEMM instead of cuBLAS (NUMBACNN_GEMM=numba);
@@ -96,22 +96,17 @@ step "CUDA tests on the GPU" 120 sh -c "env NUMBACNN_DEVICE=cuda NUMBA_ENABLE_CU
     rc=\$?; grep -E 'passed|failed|FAILED|Error' '$OUT/test-cuda.log' | tail -15; exit \$rc"
 
 # --- 3. SGEMM rates ----------------------------------------------------------------------------
-step "SGEMM 4096^3" 60 python3 - <<'EOF'
-import numbacnn
-numbacnn.set_device("cuda")
-from numbacnn.bench import gpu_sgemm
-print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in gpu_sgemm(4096, 10).items()})
-EOF
+step "SGEMM 4096^3" 60 python3 bench/gemm_rates.py --size 4096 --reps 10
 
 # --- 4. benchmarks beside PyTorch ---------------------------------------------------------------
 for spec in fmnist alexnet; do
-    step "bench $spec fp32" 90 sh -c "python3 -m numbacnn_cli.main bench $spec --device cuda \
+    step "bench $spec fp32" 90 sh -c "python3 bench/suite.py $spec --device cuda \
         --batch 128 --compare torch --iterations 20 --output '$OUT/bench-$spec.json'"
 done
-step "bench tf32" 90 sh -c "python3 -m numbacnn_cli.main bench fmnist alexnet --device cuda \
+step "bench tf32" 90 sh -c "python3 bench/suite.py fmnist alexnet --device cuda \
     --batch 128 --compare torch --no-layers --iterations 20 --tf32 \
     --output '$OUT/bench-tf32.json' | grep -E 'training:|warm-up|targets|\\['"
-step "bench numba SGEMM" 90 sh -c "NUMBACNN_GEMM=numba python3 -m numbacnn_cli.main bench \
+step "bench numba SGEMM" 90 sh -c "NUMBACNN_GEMM=numba python3 bench/suite.py \
     fmnist alexnet --device cuda --batch 128 --no-layers --iterations 10 \
     --output '$OUT/bench-numba.json' | grep -E 'training:|warm-up|SGEMM|launches|\\['"
 
@@ -125,7 +120,7 @@ else
 fi
 
 # --- 6. BatchNorm ---------------------------------------------------------------------------------
-step "bench fmnist-bn fp32" 90 sh -c "python3 -m numbacnn_cli.main bench fmnist-bn --device cuda \
+step "bench fmnist-bn fp32" 90 sh -c "python3 bench/suite.py fmnist-bn --device cuda \
     --batch 128 --compare torch --iterations 20 --output '$OUT/bench-fmnist-bn.json'"
 if [ -d "$DATA" ]; then
     step "fmnist-bn-train 15 epochs (cuda)" 150 python3 -m numbacnn_cli.main train fmnist-bn \

@@ -109,21 +109,19 @@ def cublas_probe() -> None:
 
 def torch_probe() -> None:
     import torch
+    import torch_models as tm
 
-    from numbacnn.bench import build_network, load_torch_models
+    from numbacnn.network import Network
 
-    tm = load_torch_models()
     say("probe: torch", torch.__version__, "cudnn", torch.backends.cudnn.version(),
         "defaults: cudnn.allow_tf32", torch.backends.cudnn.allow_tf32,
         "matmul.allow_tf32", torch.backends.cuda.matmul.allow_tf32)
     torch.backends.cudnn.benchmark = True
     for tf32 in (False, True):
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
         for spec in ("fmnist", "alexnet"):
-            net = build_network(spec)
+            net = Network.from_spec(spec)
             r = tm.bench_twin(net, batch=128, iterations=30, warmup=5, device="cuda",
-                              layers=False)
+                              layers=False, tf32=tf32)
             say(f"probe: torch {spec} batch 128 train {'tf32' if tf32 else 'fp32'}: "
                 f"{r['train']['images_per_s']:.0f} images/s")
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The full CPU benchmark, appended as a dated section to bench/RESULTS.md:
 #
-#     bash bench/run_cpu.sh [extra numbacnn bench options]
+#     bash bench/run_cpu.sh [extra bench/suite.py options]
 #
-# Runs `numbacnn bench fmnist alexnet --device cpu --compare torch` (per-layer tables,
+# Runs `bench/suite.py fmnist alexnet --device cpu --compare torch` (per-layer tables,
 # training throughput, JIT warm-up, conv GFLOP/s against numpy's SGEMM, peak RSS of
 # alexnet batch-16 training in fresh processes, start-up of a second process), then
 # bench/alternate.py (each framework in its own process, alternating, 5 runs each,
@@ -37,15 +37,15 @@ done
 echo "run_cpu.sh: load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 args=(fmnist alexnet --device cpu --compare torch "$@")
-shown="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE numbacnn bench ${args[*]}"
+shown="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/suite.py ${args[*]}"
 notes="OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-(unset)} and OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-(unset)}"
 notes+=" in the calling shell, unset for this run only"
 echo "run_cpu.sh: $shown" >&2
 
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
-    python3 -m numbacnn_cli.main bench "${args[@]}" --output "$json" | tee "$text"
+    python3 bench/suite.py "${args[@]}" --output "$json" | tee "$text"
 
-python3 -m numbacnn.bench markdown "$json" --command "bash bench/run_cpu.sh: $shown" \
+python3 bench/report.py "$json" --command "bash bench/run_cpu.sh: $shown" \
     --notes "$notes" >> bench/RESULTS.md
 
 # Each framework in its own process, alternating, 5 runs each: quiet, then beside a second

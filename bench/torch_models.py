@@ -6,17 +6,17 @@ fc, flatten, dropout and every activation), with the same float32 weights when t
 network is initialized. Any spec therefore has a twin, and the per-layer rows of the
 two frameworks line up one to one.
 
-:func:`bench_twin` times the twin the way ``numbacnn.bench.bench_numbacnn`` times
+:func:`bench_twin` times the twin the way ``numbacnn.profiler.profile_training`` times
 numbacnn: per-layer forward/backward (each layer's input detached, so a layer's
 backward is timed alone), the loss and the SGD update as their own rows, then whole
-training steps for the throughput. PyTorch is not a numbacnn dependency: this file is
-loaded by ``numbacnn bench --compare torch`` from the source tree and imports torch at
-the top, so it is only loaded when torch is installed.
+training steps for the throughput, in the profile's layout. PyTorch is not a numbacnn
+dependency: the benchmark suite (``bench/suite.py --compare torch``) imports this module
+only when torch is installed; it imports torch at the top.
 """
 
 from __future__ import annotations
 
-import time
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +24,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from numbacnn.profiler import (
+    LEARNING_RATE,
+    clock,
+    layer_table,
+    output_shape_text,
+    random_batch,
+    throughput,
+    time_steps,
+    warmup_summary,
+)
 
 
 def twin_layer(layer: Any) -> nn.Module:
@@ -61,17 +72,21 @@ def _sync_fn(device: str) -> Callable[[], None]:
     return lambda: None
 
 
-def _clock(sync: Callable[[], None]) -> float:
-    sync()
-    return time.perf_counter()
+def compute_threads() -> int:
+    """Threads numbacnn computes with on the CPU (numba's count: NUMBA_NUM_THREADS, else
+    every core), read without importing numba; PyTorch is given as many."""
+    env = os.environ.get("NUMBA_NUM_THREADS")
+    return int(env) if env and env.isdigit() else (os.cpu_count() or 1)
 
 
-def _setup(net: Any, batch: int, device: str, threads: int, seed: int,
-           lr: float) -> tuple[nn.ModuleList, torch.Tensor, torch.Tensor, torch.optim.SGD]:
-    from numbacnn.bench import random_batch
-
+def setup_training(net: Any, batch: int, device: str = "cpu", threads: int | None = None,
+                   seed: int = 0, lr: float = LEARNING_RATE
+                   ) -> tuple[nn.ModuleList, torch.Tensor, torch.Tensor, torch.optim.SGD]:
+    """The twin of ``net`` in training mode, the random batch numbacnn's profile uses
+    (images N×C×H×W, labels N) and SGD with numbacnn's hyperparameters; on the CPU
+    PyTorch computes with ``threads`` threads (default :func:`compute_threads`)."""
     if device == "cpu":
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads or compute_threads())
     torch.manual_seed(seed)
     model = make_twin(net, device, copy_weights=False)
     model.train()
@@ -82,8 +97,9 @@ def _setup(net: Any, batch: int, device: str, threads: int, seed: int,
     return model, x, labels, opt
 
 
-def _train_step(model: nn.ModuleList, x: torch.Tensor, labels: torch.Tensor,
-                opt: torch.optim.SGD) -> None:
+def train_step(model: nn.ModuleList, x: torch.Tensor, labels: torch.Tensor,
+               opt: torch.optim.SGD) -> None:
+    """One whole training step of the twin: forward, cross-entropy, backward, SGD."""
     h = x
     for module in model:
         h = module(h)
@@ -93,12 +109,12 @@ def _train_step(model: nn.ModuleList, x: torch.Tensor, labels: torch.Tensor,
     opt.step()
 
 
-def train_steps(net: Any, batch: int, steps: int, device: str = "cpu", threads: int = 1,
-                lr: float = 1e-3, seed: int = 0) -> None:
+def train_steps(net: Any, batch: int, steps: int, device: str = "cpu",
+                threads: int | None = None, lr: float = LEARNING_RATE, seed: int = 0) -> None:
     """Run ``steps`` whole training steps of the twin (for the peak-RSS subprocess)."""
-    model, x, labels, opt = _setup(net, batch, device, threads, seed, lr)
+    model, x, labels, opt = setup_training(net, batch, device, threads, seed, lr)
     for _ in range(steps):
-        _train_step(model, x, labels, opt)
+        train_step(model, x, labels, opt)
     _sync_fn(device)()
 
 
@@ -108,21 +124,55 @@ def set_precision(tf32: bool) -> None:
     torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
-def bench_twin(net: Any, batch: int, iterations: int, warmup: int, device: str = "cpu",
-               layers: bool = True, seed: int = 0, threads: int = 1,
-               lr: float = 1e-3, tf32: bool = False) -> dict[str, Any]:
-    """Time the twin of ``net``: the same dict layout as numbacnn's side of the bench.
-    On CUDA in true FP32 (PyTorch's default lets cuDNN use TF32) unless ``tf32``."""
-    from numbacnn.bench import layer_table, output_shape_text, throughput, warmup_summary
+def _layer_seconds(model: nn.ModuleList, x: torch.Tensor, labels: torch.Tensor,
+                   opt: torch.optim.SGD, sync: Callable[[], None], forward_s: np.ndarray,
+                   backward_s: np.ndarray) -> float:
+    """One training step timed layer by layer: adds each layer's seconds (the loss last)
+    to ``forward_s``/``backward_s`` and returns the update's seconds. Each layer's input
+    is detached, so its backward runs alone."""
+    L = len(model)
+    inputs, outputs = [], []
+    h = x
+    for i, module in enumerate(model):
+        xi = h.detach().requires_grad_(i > 0)
+        start = clock(sync)
+        h = module(xi)
+        forward_s[i] += clock(sync) - start
+        inputs.append(xi)
+        outputs.append(h)
+    logits = h.detach().requires_grad_(True)
+    start = clock(sync)
+    loss = F.cross_entropy(logits.flatten(1), labels)
+    forward_s[L] += clock(sync) - start
+    start = clock(sync)
+    loss.backward()
+    backward_s[L] += clock(sync) - start
+    grad = logits.grad
+    for i in range(L - 1, -1, -1):
+        if not outputs[i].requires_grad:
+            break  # a parameterless first layer: nothing to backpropagate into
+        start = clock(sync)
+        outputs[i].backward(grad)
+        backward_s[i] += clock(sync) - start
+        grad = inputs[i].grad
+    start = clock(sync)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return clock(sync) - start
 
+
+def bench_twin(net: Any, batch: int, iterations: int, warmup: int, device: str = "cpu",
+               layers: bool = True, seed: int = 0, threads: int | None = None,
+               lr: float = LEARNING_RATE, tf32: bool = False) -> dict[str, Any]:
+    """Time the twin of ``net``: the layout of ``numbacnn.profiler.profile_training``.
+    On CUDA in true FP32 (PyTorch's default lets cuDNN use TF32) unless ``tf32``."""
     if device == "cuda":
         set_precision(tf32)
-
-    model, x, labels, opt = _setup(net, batch, device, threads, seed, lr)
+    model, x, labels, opt = setup_training(net, batch, device, threads, seed, lr)
     sync = _sync_fn(device)
 
     def step() -> None:
-        _train_step(model, x, labels, opt)
+        train_step(model, x, labels, opt)
 
     result: dict[str, Any] = {
         "framework": "torch", "torch_version": torch.__version__, "device": device,
@@ -130,50 +180,16 @@ def bench_twin(net: Any, batch: int, iterations: int, warmup: int, device: str =
         "threads": torch.get_num_threads(), "batch": batch, "iterations": iterations,
         "warmup": warmup,
     }
-    warm = []
-    for _ in range(max(1, warmup)):
-        t0 = _clock(sync)
-        step()
-        warm.append(_clock(sync) - t0)
+    warmup_seconds = time_steps(step, sync, max(1, warmup))
     if layers:
-        L = len(model)
-        fwd, bwd = np.zeros(L + 1), np.zeros(L + 1)
-        update = 0.0
-        for _ in range(iterations):
-            inputs, outputs = [], []
-            h = x
-            for i, module in enumerate(model):
-                xi = h.detach().requires_grad_(i > 0)
-                t0 = _clock(sync)
-                out = module(xi)
-                fwd[i] += _clock(sync) - t0
-                inputs.append(xi)
-                outputs.append(out)
-                h = out
-            logits = h.detach().requires_grad_(True)
-            t0 = _clock(sync)
-            loss = F.cross_entropy(logits.flatten(1), labels)
-            fwd[L] += _clock(sync) - t0
-            t0 = _clock(sync)
-            loss.backward()
-            bwd[L] += _clock(sync) - t0
-            grad = logits.grad
-            for i in range(L - 1, -1, -1):
-                if not outputs[i].requires_grad:
-                    break  # a parameterless first layer: nothing to backpropagate into
-                t0 = _clock(sync)
-                outputs[i].backward(grad)
-                bwd[i] += _clock(sync) - t0
-                grad = inputs[i].grad
-            t0 = _clock(sync)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            update += _clock(sync) - t0
+        forward_s, backward_s = np.zeros(len(model) + 1), np.zeros(len(model) + 1)
+        update_s = sum(_layer_seconds(model, x, labels, opt, sync, forward_s, backward_s)
+                       for _ in range(iterations))
         result.update(layer_table([layer.describe() for layer in net.layers],
                                   [output_shape_text(layer.output_shape) for layer in net.layers],
-                                  fwd, bwd, update, iterations))
-    result["train"] = throughput(step, sync, batch, iterations)
-    result["warmup_times"] = warmup_summary(warm, result["train"]["step_ms"])
+                                  forward_s, backward_s, update_s, iterations))
+    result["train"] = throughput(time_steps(step, sync, iterations), batch)
+    result["warmup_times"] = warmup_summary(warmup_seconds, result["train"]["step_ms"])
     return result
 
 
@@ -183,9 +199,7 @@ def cublas_tflops(n: int = 4096, reps: int = 10) -> float:
     a = torch.randn(n, n, device="cuda", dtype=torch.float32)
     b = torch.randn(n, n, device="cuda", dtype=torch.float32)
     torch.matmul(a, b)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    start = clock(torch.cuda.synchronize)
     for _ in range(reps):
         torch.matmul(a, b)
-    torch.cuda.synchronize()
-    return 2.0 * n**3 / ((time.perf_counter() - t0) / reps) / 1e12
+    return 2.0 * n**3 / ((clock(torch.cuda.synchronize) - start) / reps) / 1e12

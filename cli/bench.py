@@ -1,7 +1,8 @@
-"""``numbacnn bench``: per-layer times like ``caffe time``, training throughput, JIT
-warm-up, convolution GFLOP/s against SGEMM, peak memory and start-up, optionally beside
-PyTorch (``--compare torch``). The work is done by :mod:`numbacnn.bench`, imported
-inside the command so that other subcommands start fast.
+"""``numbacnn bench``: per-layer forward and backward times like ``caffe time``, training
+throughput and the JIT warm-up of networks, from :mod:`numbacnn.profiler` (imported
+inside the command, so that other subcommands start fast). The benchmark suite (PyTorch
+beside numbacnn, memory, start-up, the project's targets) is ``bench/suite.py`` in the
+source tree.
 """
 
 from __future__ import annotations
@@ -10,59 +11,63 @@ import json
 from pathlib import Path
 
 import click
+from numbacnn_cli.options import device_option
+
+from numbacnn.settings import TrainSettings
+
+SUITE = "python bench/suite.py"  # the benchmark suite, run from the source tree
 
 
 @click.command("bench")
 @click.argument("specs", nargs=-1, metavar="[SPEC ...]")
-@click.option("--batch", type=click.IntRange(min=1), default=None,
-              help="Batch size for every network [default: fmnist 128, alexnet 16 on the CPU "
-                   "and 128 on CUDA; --quick: 32 and 2].")
-@click.option("--iterations", type=click.IntRange(min=1), default=None,
-              help="Timed training steps per measurement [default: 10; --quick: 2].")
-@click.option("--warmup", type=click.IntRange(min=1), default=None,
-              help="Untimed steps first; the first one's extra time is the JIT compile "
-                   "[default: 2; --quick: 1].")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto",
-              show_default=True, help="Device to run on.")
-@click.option("--compare", "compare_with", type=click.Choice(["torch"]), default=None,
-              help="Run the same networks in PyTorch in this process and print the ratios.")
-@click.option("--tf32", is_flag=True, help="On a GPU, both frameworks may use TF32 tensor "
-              "cores (reported as tf32); default true FP32 on both sides.")
+@click.option("--batch", type=click.IntRange(min=1), default=TrainSettings.batch_size,
+              show_default=True, help="Images per training step.")
+@click.option("--iterations", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Timed training steps, for the per-layer table and again for throughput.")
+@click.option("--warmup", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Untimed steps first; the first one's extra time is the JIT compile.")
+@device_option()
+@click.option("--tf32", is_flag=True, help="On a GPU, let the matrix products use TF32 "
+              "tensor cores; default true FP32.")
+@click.option("--layers/--no-layers", default=True, show_default=True,
+              help="Time every layer, or only whole steps.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the JSON result to this file.")
-@click.option("--quick", is_flag=True,
-              help="Tiny sizes (fmnist batch 32, 2 steps; alexnet only when named, batch 2).")
-@click.option("--layers/--no-layers", default=True, show_default=True,
-              help="Time every layer (and the conv GFLOP/s), or only whole steps.")
-@click.option("--memory/--no-memory", default=None,
-              help="Peak RSS of training in fresh processes [default: on for the CPU].")
-@click.option("--startup/--no-startup", default=None,
-              help="Time a new process up to its first finished training step "
-                   "[default: on for the CPU].")
-def bench(specs: tuple[str, ...], batch: int | None, iterations: int | None,
-          warmup: int | None, device: str, compare_with: str | None, tf32: bool, as_json: bool,
-          output: Path | None, quick: bool, layers: bool, memory: bool | None,
-          startup: bool | None) -> None:
-    """Benchmark training of SPEC networks (presets, spec files or spec text).
+              help="Also write the JSON result to this file (for numbacnn plot bench).")
+@click.option("--compare", "compare_with", type=click.Choice(["torch"]), default=None,
+              help=f"Not here: PyTorch beside numbacnn is the benchmark suite's ({SUITE} "
+                   "--compare torch, in the source tree).")
+def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, device: str,
+          tf32: bool, layers: bool, as_json: bool, output: Path | None,
+          compare_with: str | None) -> None:
+    """Profile training of SPEC networks (presets, spec files or spec text; default
+    fmnist): per-layer forward and backward ms, images/s and the JIT warm-up.
 
-    Default: fmnist and alexnet (--quick: fmnist). Every time is measured after the
-    backend has finished its queued work; per-layer rows are averaged over the steps.
+    Every time is read after the device has finished its queued work; per-layer rows
+    are averaged over the steps. PyTorch beside numbacnn, peak memory, start-up and the
+    project's targets: python bench/suite.py --help, in the source tree.
     """
-    from numbacnn.bench import format_text, run_benchmarks
+    if compare_with is not None:
+        raise click.UsageError(f"--compare {compare_with} is the benchmark suite's: run "
+                               f"{SUITE} {' '.join(specs) or 'fmnist'} --compare "
+                               f"{compare_with} in the numbacnn source tree")
+    from numbacnn.device import precision, set_device, set_tf32
+    from numbacnn.profiler import format_profile, profile_spec, spec_label
 
     if output is not None:  # refused now, not after the whole benchmark ran
         from numbacnn.model_io import check_writable
 
-        check_writable(output, "--output")
-
-    def log(line: str) -> None:
-        click.echo(f"bench: {line}", err=True)
-
-    result = run_benchmarks(specs, batch=batch, iterations=iterations, warmup=warmup,
-                            device=device, compare_with=compare_with, quick=quick,
-                            layers=layers, memory=memory, startup_check=startup, tf32=tf32,
-                            log=log)
+        check_writable(output, "output")
+    chosen = set_device(device)
+    set_tf32(tf32)
+    networks = []
+    for spec in specs or ("fmnist",):
+        click.echo(f"bench: {spec_label(spec)}: batch {batch}, {warmup} warm-up + "
+                   f"{iterations} steps", err=True)
+        networks.append(profile_spec(spec, batch, iterations, warmup, layers))
+    result = {"config": {"device": chosen, "precision": precision(), "batch": batch,
+                         "iterations": iterations, "warmup": warmup},
+              "networks": networks}
     text = json.dumps(result, indent=2)
     if output is not None:
         from numbacnn.atomic_file import replace_atomically
@@ -70,7 +75,7 @@ def bench(specs: tuple[str, ...], batch: int | None, iterations: int | None,
 
         data = (text + "\n").encode("utf-8")
         replace_atomically(output, lambda fh: fh.write(data), NumbacnnError, "benchmark result")
-    click.echo(text if as_json else format_text(result))
+    click.echo(text if as_json else "\n\n".join(format_profile(n) for n in networks))
 
 
 COMMANDS = [bench]

@@ -3,15 +3,23 @@
 The device is resolved lazily from NUMBACNN_DEVICE; a machine with a GPU would pick
 "cuda" under "auto", so each test pins "cpu" (environment and dispatcher) and the
 previous selection is restored afterwards. A test module of the CUDA backend sets
-``DEVICE = "cuda"`` (tests/cuda_sim) or forces the dispatcher itself.
+``DEVICE = "cuda"`` (tests/cuda_sim) or forces the dispatcher itself. The benchmark
+suite's modules (``bench/``) import by their names (``import suite``).
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import numbacnn.device
+
+# The benchmark suite's modules: bench/*.py are scripts that import each other by name
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
 
 
 @pytest.fixture(autouse=True)

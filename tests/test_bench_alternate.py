@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "alternate.py"
@@ -38,11 +41,16 @@ def test_markdown_row_gives_ratio_of_medians():
     assert "300 (300–300), 1 runs" in row and "| 1.50 |" in row
 
 
-def test_a_child_process_trains_and_reports_images_per_second():
-    out = subprocess.run([sys.executable, str(SCRIPT), "--child", "numbacnn",
+@pytest.mark.parametrize("framework", [
+    "numbacnn",
+    pytest.param("torch", marks=pytest.mark.skipif(
+        importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")),
+])
+def test_a_child_process_trains_and_reports_images_per_second(framework: str):
+    out = subprocess.run([sys.executable, str(SCRIPT), "--child", framework,
                           "input 8x8x1; conv 2 3; relu; fc 3", "--batch", "4", "--steps", "2",
                           "--warmup", "1"], capture_output=True, text=True, timeout=300,
                          cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    line = out.stdout.strip().splitlines()[-1]
-    assert '"images_per_s"' in line and '"framework": "numbacnn"' in line
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["framework"] == framework and result["images_per_s"] > 0

@@ -77,7 +77,7 @@ def numbacnn_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args", [
     ["shapes", LONG], ["data", "info", LONG], ["train", LONG],
-    ["bench", "--quick", "--no-memory", "--no-startup", LONG],
+    ["bench", LONG],
 ])
 def test_spec_text_longer_than_a_file_name_is_one_error(args: list[str]) -> None:
     line = assert_one_error(run(*args))
@@ -298,25 +298,12 @@ def test_make_mini_option_ranges(option: list[str], tmp_path: Path) -> None:
 
 def test_bench_output_is_checked_before_the_benchmark(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import numbacnn.bench
+    import numbacnn.profiler
 
     ran = []
-    monkeypatch.setattr(numbacnn.bench, "run_benchmarks", lambda *a, **k: ran.append(1))
-    assert_one_error(run("bench", "--quick", "--output", tmp_path / "no" / "r.json"),
-                     "does not exist")
+    monkeypatch.setattr(numbacnn.profiler, "profile_spec", lambda *a, **k: ran.append(1))
+    assert_one_error(run("bench", "--output", tmp_path / "no" / "r.json"), "does not exist")
     assert ran == []
-
-
-def test_bench_target_lines_say_not_measured_once() -> None:
-    from numbacnn.bench import format_text
-
-    rows = [{"target": "speed", "goal": "fast", "measured": "not measured", "passed": None},
-            {"target": "size", "goal": "small", "measured": "3 MB", "passed": True}]
-    environment = {"device": "cpu", "cpu": "x", "cores": 2,
-                   "versions": {"numba": "0", "numpy": "0"}}
-    text = format_text({"networks": [], "targets": rows, "environment": environment})
-    assert "measured not measured" not in text
-    assert "speed: fast; not measured" in text and "size: small; measured 3 MB" in text
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")

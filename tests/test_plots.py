@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner, Result
 from numbacnn_cli.main import cli
 
-from numbacnn.bench import layer_table
 from numbacnn.data import load_dataset
 from numbacnn.layers import Conv2D, Dense, MaxPool2D, ReLU
 from numbacnn.model_io import ModelInfo, load_model, predict_images, save_model
 from numbacnn.network import Network
+from numbacnn.profiler import layer_table
 
 pytest.importorskip("matplotlib", reason="needs matplotlib: pip install -e '.[test]'")
 
@@ -82,7 +82,7 @@ def pdf_size_pt(path: Path) -> tuple[float, float]:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """model.h5: SPEC trained by the CLI for 2 epochs on 300 Fashion-MNIST images with a
-    step lr schedule (so the lr changes once); bench.json from numbacnn bench --quick."""
+    step lr schedule (so the lr changes once); bench.json from numbacnn bench."""
     import numbacnn.device
 
     numbacnn.device.set_device("cpu")
@@ -90,8 +90,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ok(run("train", SPEC, "--data", "fashion-mnist-mini", "--limit", 300, "--epochs", 2,
            "--batch-size", 32, "--lr-policy", "step", "--lr-step", 1, "--gamma", 0.5,
            "--out", work / "model.h5", "--device", "cpu"))
-    ok(run("bench", "input 8x8x1; conv 4 3 pad=1 activation=relu; maxpool 2; fc 4", "--quick",
-           "--json", "--no-memory", "--no-startup", "--device", "cpu",
+    ok(run("bench", "input 8x8x1; conv 4 3 pad=1 activation=relu; maxpool 2; fc 4", "--batch",
+           8, "--iterations", 2, "--warmup", 1, "--json", "--device", "cpu",
            "--output", work / "bench.json"))
     return work
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_trainer import small_dataset
+from traffic import step_traffic
 
 import numbacnn.device
 from numbacnn.backends import cuda as cuda_backend
-from numbacnn.bench import step_traffic
 from numbacnn.trainer import Trainer, TrainSettings
 
 

@@ -1,4 +1,5 @@
-"""Each layer's PyTorch twin (``Layer.torch_module()``, used by ``--compare torch``)
+"""Each layer's PyTorch twin (``Layer.torch_module()``, used by the suite's
+``--compare torch`` through bench/torch_models.py)
 computes what the layer computes: a network with every layer kind, run forward by
 numbacnn and by its twin with the same weights, in inference mode."""
 
@@ -18,12 +19,12 @@ EVERY_KIND = ("input 9x9x2; conv 4 3 pad=1; relu; maxout 2; lrn size=3; maxpool 
 
 
 def test_every_layer_kind_has_a_twin_that_agrees():
-    from numbacnn.bench import load_torch_models
+    import torch_models
 
     net = Network.from_spec(EVERY_KIND).initialize(seed=2)
     kinds = {layer.kind for layer in net.layers}
     assert kinds == set(LAYERS) - {"softmax"}, sorted(set(LAYERS) - kinds)
-    twin = load_torch_models().make_twin(net).eval()
+    twin = torch_models.make_twin(net).eval()
     x = np.random.default_rng(0).standard_normal((3, 2, 9, 9)).astype(np.float32)
     h_ours, h_theirs = x, torch.from_numpy(x)
     with torch.no_grad():

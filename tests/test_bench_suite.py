@@ -1,8 +1,8 @@
-"""Tests of the benchmark suite (numbacnn.bench, ``numbacnn bench``, bench/torch_models.py).
+"""The benchmark suite under bench/ (suite.py and the modules it runs).
 
-The CLI runs in ``--quick`` mode (fmnist batch 32, 2 steps) and is checked for its JSON
-layout and for every measured figure being positive and finite; timings themselves are
-not judged. The PyTorch comparison and the twin check run only where torch imports.
+The suite runs in ``--quick`` mode (fmnist batch 32, 2 steps) and is checked for its
+JSON layout and for every measured figure being positive and finite; timings
+themselves are not judged. The PyTorch comparison runs only where torch imports.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from click.testing import CliRunner
-from numbacnn_cli.main import cli
+import report
+import suite
+import targets
 
-from numbacnn import bench
-
+BENCH = Path(suite.__file__).resolve().parent
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed "
-                                 f"(pip install {bench.TORCH_PIN}); comparison not tested")
+                                 f"(pip install {suite.TORCH_PIN}); comparison not tested")
 
 MAY_BE_ZERO = {"compile_s"}  # the first step can be as fast as a steady one
 
@@ -55,16 +55,16 @@ def assert_all_positive(section: Any, where: str) -> None:
             assert number > 0, f"{path} = {number}"
 
 
-def run_cli(*args: str) -> dict[str, Any]:
-    result = CliRunner().invoke(cli, ["bench", "--quick", "--json", "--device", "cpu", *args])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return json.loads(result.stdout)
+def run_suite_command(*args: str) -> subprocess.CompletedProcess:
+    """``python bench/suite.py ARGS`` in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, str(BENCH / "suite.py"), *args],
+                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def quick() -> dict[str, Any]:
-    """One ``numbacnn bench --quick --json`` run, shared by the tests below."""
-    return run_cli()
+    """One quick run of the whole suite on the CPU, shared by the tests below."""
+    return json.loads(json.dumps(suite.run_benchmarks(quick=True, device="cpu")))
 
 
 def check_network(net: dict[str, Any], framework: str) -> None:
@@ -107,20 +107,25 @@ def test_quick_json_layout_and_numbers(quick: dict[str, Any]) -> None:
     assert mem["spec"] == "fmnist" and set(mem) >= {"numbacnn"}
     assert mem["numbacnn"]["numba_loaded"] and not mem["numbacnn"]["torch_loaded"]
     assert_all_positive({k: v for k, v in mem.items() if k != "spec"}, "memory")
-    assert_all_positive(quick["startup"], "startup")
-    assert quick["startup"]["first_step_s"] > 0
+    startup = quick["startup"]
+    assert "train_command_error" not in startup, startup["train_command_error"]
+    assert_all_positive(startup, "startup")
+    assert startup["first_step_s"] == startup["train_command_s"]
     names = [t["target"] for t in quick["targets"]]
     assert len(names) == 5 and any("conv forward rate" in n for n in names)
 
 
 @needs_torch
 def test_quick_compare_torch() -> None:
-    result = run_cli("--compare", "torch", "--no-startup")
+    import torch_models
+
+    result = json.loads(json.dumps(suite.run_benchmarks(
+        quick=True, device="cpu", compare_with="torch", startup_check=False)))
     [net] = result["networks"]
     check_network(net, "numbacnn")
     check_network(net["torch"], "torch")
     assert [r["layer"] for r in net["torch"]["layers"]] == [r["layer"] for r in net["layers"]]
-    assert net["torch"]["threads"] == bench.compute_threads()
+    assert net["torch"]["threads"] == torch_models.compute_threads()
     assert len(net["ratio"]["layers_time"]) == len(net["layers"])
     assert_all_positive(result["networks"], "networks")
     mem = result["memory"]
@@ -128,34 +133,54 @@ def test_quick_compare_torch() -> None:
     assert_all_positive({k: v for k, v in mem.items() if k != "spec"}, "memory")
     [fm] = [t for t in result["targets"] if t["target"].startswith("fmnist")]
     assert fm["passed"] in (True, False)
+    lines = report.format_text(result).splitlines()
+    table = [line for line in lines if "│" in line]
+    assert len(table) == 1 + len(net["layers"]) + 4  # numbacnn's rows, PyTorch's beside
+    assert len({line.index("│") for line in table}) == 1
 
 
 def test_text_output_and_markdown(quick: dict[str, Any], tmp_path) -> None:
-    text = bench.format_text(quick)
+    text = report.format_text(quick)
     assert "fwd ms" in text and "images/s" in text and "targets:" in text
     saved = tmp_path / "run.json"
     saved.write_text(json.dumps(quick))
-    md = subprocess.run([sys.executable, "-m", "numbacnn.bench", "markdown", str(saved),
-                         "--command", "numbacnn bench --quick"], capture_output=True, text=True,
+    md = subprocess.run([sys.executable, str(BENCH / "report.py"), str(saved),
+                         "--command", "bench/suite.py --quick"], capture_output=True, text=True,
                         check=True).stdout
     assert md.startswith("## ") and "### Targets" in md
-    assert "`numbacnn bench --quick`" in md and "| target | goal | measured | result |" in md
+    assert "`bench/suite.py --quick`" in md and "| target | goal | measured | result |" in md
 
 
-def test_no_layers_skips_the_table() -> None:
-    result = run_cli("--no-layers", "--no-memory", "--no-startup", "--iterations", "1")
+def test_the_command_runs_and_writes_its_result(tmp_path) -> None:
+    out = tmp_path / "run.json"
+    done = run_suite_command("input 8x8x1; conv 4 3; relu; fc 3", "--quick", "--no-layers",
+                             "--no-memory", "--no-startup", "--iterations", "1",
+                             "--device", "cpu", "--json", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == json.loads(out.read_text())
     [net] = result["networks"]
     assert "layers" not in net and "conv_rate" not in net
-    assert net["iterations"] == 1
+    assert net["iterations"] == 1 and net["batch"] == 32
     assert_all_positive(net["train"], "train")
     assert "memory" not in result and "startup" not in result
+    assert done.stderr.startswith("bench: input 8x8x1")
 
 
 def test_unknown_spec_is_one_error_line() -> None:
-    result = CliRunner().invoke(cli, ["bench", "nosuchnet", "--quick", "--device", "cpu"])
-    assert result.exit_code == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "Traceback" not in result.output
+    done = run_suite_command("nosuchnet", "--quick", "--device", "cpu")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in done.stderr
+
+
+def test_importing_the_suite_loads_no_torch() -> None:
+    """Without --compare torch the suite runs where PyTorch is not installed."""
+    code = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); import suite; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_targets_judge_the_ratios() -> None:
@@ -171,12 +196,12 @@ def test_targets_judge_the_ratios() -> None:
               "memory": {"spec": "alexnet", "batch": 16, "numbacnn": {"peak_rss_mib": 1400},
                          "torch": {"peak_rss_mib": 1000}, "ratio": 1.4}}
     verdicts = {row["target"].split(" (")[0]: row["passed"]
-                for row in bench.evaluate_targets(result)}
+                for row in targets.evaluate_targets(result)}
     assert verdicts == {"fmnist training throughput": True, "conv forward rate": False,
                         "alexnet training throughput": False,
                         "second process: start to first finished step": False,
                         "peak RSS": True}
-    rows = bench.evaluate_targets({"networks": []})
+    rows = targets.evaluate_targets({"networks": []})
     assert all(row["passed"] is None for row in rows)
 
 
@@ -190,55 +215,24 @@ def test_gpu_targets_judge_sgemm_and_fp32_ratios() -> None:
               "networks": [net("fmnist", 30000, 59000), net("alexnet", 2000, 7400)],
               "sgemm": {"cublas_fp32_tflops": 50.1, "numbacnn_tflops": 12.0}}
     verdicts = {row["target"].split(",")[0].split(" (")[0]: row["passed"]
-                for row in bench.evaluate_targets(result)}
+                for row in targets.evaluate_targets(result)}
     assert verdicts == {"SGEMM 4096³ through cuBLAS": True, "SGEMM 4096³": False,
                         "fmnist training": True, "alexnet training": False}
-    rows = bench.evaluate_targets({"config": {"device": "cuda"}, "networks": []})
+    rows = targets.evaluate_targets({"config": {"device": "cuda"}, "networks": []})
     assert all(row["passed"] is None for row in rows)
 
 
-def test_builtin_networks_match_the_presets() -> None:
-    for name, batch in (("fmnist", 128), ("alexnet", 16)):
-        shape, layers = bench._builtin_layers(name)
-        from numbacnn.network import Network
-
-        ours = Network(layers, input_shape=shape)
-        preset = bench.build_network(name)
-        assert preset.input_shape == ours.input_shape
-        assert [la.describe() for la in preset.layers] == [la.describe() for la in ours.layers]
-        assert bench.default_batch(name, "cpu", quick=False) == batch
+def test_target_lines_say_not_measured_once() -> None:
+    rows = [{"target": "speed", "goal": "fast", "measured": "not measured", "passed": None},
+            {"target": "size", "goal": "small", "measured": "3 MB", "passed": True}]
+    environment = {"device": "cpu", "cpu": "x", "cores": 2,
+                   "versions": {"numba": "0", "numpy": "0"}}
+    text = report.format_text({"networks": [], "targets": rows, "environment": environment})
+    assert "measured not measured" not in text
+    assert "speed: fast; not measured" in text and "size: small; measured 3 MB" in text
 
 
-def test_importing_the_bench_modules_loads_no_numba_or_torch() -> None:
-    code = ("import sys, numbacnn.bench, numbacnn_cli.bench, numbacnn_cli.main; "
-            "print(sorted(m for m in ('numba', 'torch') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip() == "[]"
-
-
-@needs_torch
-def test_torch_twin_computes_what_numbacnn_computes(rng: np.random.Generator) -> None:
-    """Same weights, same input: every twin layer gives numbacnn's forward output (a conv
-    with a fused ReLU is compared after the ReLU)."""
-    import torch
-
-    from numbacnn.device import to_host
-    from numbacnn.network import Network
-
-    tm = bench.load_torch_models()
-    spec = ("input 12x12x3; conv 8 3 pad=1; relu; lrn size=5 alpha=0.001 beta=0.75 k=2; "
-            "maxpool 2; conv 6 3 stride=1 pad=0; leaky; maxout 2; avgpool 2; flatten; "
-            "fc 16; tanh; dropout 0.5; fc 12; elu; fc 5; sigmoid; fc 4; softmax")
-    net = Network.from_spec(spec).initialize(3)
-    x = rng.standard_normal((3, 3, 12, 12)).astype(np.float32)
-    model = tm.make_twin(net).eval()
-    h_ours, h_theirs = x, torch.from_numpy(x)
-    with torch.no_grad():
-        for layer, module in zip(net.layers, model, strict=True):
-            h_ours = to_host(layer.forward(h_ours, training=False)).copy()
-            h_theirs = module(h_theirs)
-            if getattr(layer, "fused_relu", False):
-                continue  # its output already has the next layer's ReLU applied
-            np.testing.assert_allclose(h_ours, h_theirs.numpy(), rtol=1e-4, atol=1e-5,
-                                       err_msg=layer.describe())
+def test_default_batches() -> None:
+    assert suite.default_batch("alexnet", "cpu", quick=False) == 16
+    assert suite.default_batch("alexnet", "cuda", quick=False) == 128
+    assert suite.default_batch("input 8x8x1; fc 2", "cpu", quick=True) == 32
