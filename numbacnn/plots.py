@@ -308,8 +308,9 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str 
 
 def bench_figure(result: dict[str, Any], where: str = "the bench result") -> Any:
     """Per-layer forward and backward milliseconds per training step of each network in a
-    ``numbacnn bench --json`` result as horizontal bars, numbacnn beside PyTorch when the
-    result holds a comparison (``--compare torch``)."""
+    ``numbacnn bench --json`` (or ``bench/suite.py --json``) result as horizontal bars,
+    numbacnn beside PyTorch when the result holds a comparison (the suite's
+    ``--compare torch``)."""
     networks = [n for n in result.get("networks", []) if isinstance(n, dict) and n.get("layers")]
     if not networks:
         raise PlotError(f"{where}: holds no per-layer times; write it with numbacnn bench "
