@@ -27,8 +27,9 @@ import numpy as np
 if TYPE_CHECKING:
     from numbacnn.network import Network
 
-LEARNING_RATE = 1e-3  # of the profiled SGD steps: small, so random data cannot drive
-# the weights to NaN
+# Learning rate of the profiled SGD steps: small, so that random data cannot drive the
+# weights to NaN
+LEARNING_RATE = 1e-3
 PHASES = ("forward", "backward")
 
 
