@@ -20,7 +20,7 @@
 # GPU_CHECK_SKIP="tf32 numba fmnist-train" leaves out the steps whose names hold a word.
 # Every step prints as soon as it has a figure, runs under `timeout` cut from one budget
 # and goes on when a step fails; everything printed also goes to $OUT/gpu-check.log, and
-# $OUT/summary.txt lists each step's exit status (124 = timed out). At most 7 files.
+# $OUT/summary.txt lists each step's exit status (124 = timed out). At most 8 files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
