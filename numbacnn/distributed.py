@@ -198,6 +198,8 @@ class GradientAllreduce:
                 offset += grad.size
         self.staged = self.on_device and not world.cuda_aware
         self.host = B.pinned_empty((self.size,)) if self.staged else None
+        self.calls = 0
+        self.seconds = 0.0  # in __call__ so far: the Allreduce and the wait for other ranks
 
     def shard(self, idx: np.ndarray) -> np.ndarray:
         """This rank's slice of a global batch's indices; makes the loss average the
@@ -216,6 +218,7 @@ class GradientAllreduce:
         """Replace every rank's gradients by their sum over the ranks (after backward)."""
         world = self.world
         MPI = world._mpi()
+        started = time.perf_counter()
         with world.deadline("gradient all-reduce"):
             if self.host is not None:
                 self.backend.download(self.flat, self.host)  # waits for backward
@@ -225,6 +228,8 @@ class GradientAllreduce:
                 if self.on_device:
                     self.backend.synchronize()  # MPI reads device memory: backward done
                 world.comm.Allreduce(MPI.IN_PLACE, [self.flat, MPI.FLOAT])
+        self.calls += 1
+        self.seconds += time.perf_counter() - started
 
 
 # --- the world of this process ------------------------------------------------------------

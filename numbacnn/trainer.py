@@ -273,6 +273,12 @@ class Trainer:
         self.net.step = self.state.step
         self.net.seed = self.settings.seed
 
+    @property
+    def gradient_allreduce(self) -> GradientAllreduce | None:
+        """The ranks' gradient sum (with its ``calls`` and ``seconds`` so far); None in a
+        single process."""
+        return self._allreduce
+
     def _join_world(self, resume: ModelInfo | None) -> GradientAllreduce:
         """Data-parallel set-up (``numbacnn/distributed.py``): per-rank dropout and
         augmentation streams, rank 0's weights, one flat gradient buffer."""
