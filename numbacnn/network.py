@@ -17,7 +17,7 @@ import numpy as np
 
 from numbacnn.device import backend, get_device, resolve_device, to_host
 from numbacnn.errors import ShapeError
-from numbacnn.layers import Conv2D, Dropout, Layer, ReLU, SoftmaxCrossEntropy
+from numbacnn.layers import Conv2D, Layer, ReLU, SoftmaxCrossEntropy
 from numbacnn.layers.base import Shape
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ class Network:
         if training:
             self.step += 1
         for index, layer in enumerate(self.layers):
-            if isinstance(layer, Dropout):
+            if layer.draws_random:
                 layer.seed = (self.seed * 1_000_003 + self.step * 7_919 + index
                               + self.stream * 0x9E3779B97F4A7C15) % 2**64
             with _timed(timer, index, "forward"):

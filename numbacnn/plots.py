@@ -224,12 +224,11 @@ def activation_maps(net: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(label, C×H×W host array) of one normalized image x (1×C×H×W float32) after every
     conv and pooling layer of ``net``, in order (a conv's map includes its fused ReLU)."""
     from numbacnn.device import to_host
-    from numbacnn.layers import AvgPool2D, Conv2D, MaxPool2D
 
     maps = []
     for index, layer in enumerate(net.layers):
         x = layer.forward(x, training=False)
-        if isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D)):
+        if layer.feature_map:
             fused = " + relu" if getattr(layer, "fused_relu", False) else ""
             maps.append((f"layer {index + 1}: {layer.describe()}{fused}",
                          np.array(to_host(x)[0], np.float32)))

@@ -48,6 +48,11 @@ class Layer:
     bias_keys: ClassVar[tuple[str, ...]] = ()  # params counted as biases, the rest weights
     # params/state key → the name of the same tensor in the PyTorch twin (torch_module)
     torch_names: ClassVar[dict[str, str]] = {"W": "weight", "b": "bias"}
+    # draws random numbers when training: the network sets ``seed`` before each training
+    # forward pass (a new one per step, layer and MPI rank; dropout's mask)
+    draws_random: ClassVar[bool] = False
+    # its output is a picture worth showing (numbacnn plot features: conv and pooling)
+    feature_map: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -22,6 +22,8 @@ class Dropout(Layer):
     syntax = LayerSyntax("dropout", (float_option("p", 0.5, high=1.0),), 1, "dropout 0.5")
     table_name = "DROP"
 
+    draws_random = True
+
     def torch_module(self) -> Any:
         from torch import nn
 

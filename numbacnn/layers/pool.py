@@ -20,6 +20,7 @@ class _Pool2D(Layer):
     body: ClassVar[str] = ""  # driver name prefix: f"{body}_forward", f"{body}_backward"
 
     table_name, numbered_with, spatial = "POOL", "maxpool", True
+    feature_map = True
 
     def arithmetic(self) -> str:
         return window_arithmetic(self.input_shape, self.size, self.stride, 0)  # type: ignore[arg-type]
