@@ -23,6 +23,7 @@ class Conv2D(Layer):
                          "conv 96 11 stride=4 pad=0")
 
     table_name, spatial, bias_keys = "CONV", True, ("b",)
+    feature_map = True
 
     def _setup(self) -> None:
         self._cols_hold_input = False  # False once backward reused the columns for dcols
