@@ -54,7 +54,8 @@ def cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, int, 
         y = rng.standard_normal(N * K * Pn).astype(np.float32)
         out.append((f"nchw_to_gemm relu={relu}", conv.nchw_to_gemm_at, cpu.nchw_to_gemm, K * N,
                     Pn, [np.zeros((K, N * Pn), np.float32), dy, y, K, Pn, relu]))
-    for F, S in ((2, 2), (3, 2), (3, 1)):
+    # (2, 2) and (3, 2) run the CPU drivers' constant-F, S paths; (2, 3) leaves gaps between windows
+    for F, S in ((2, 2), (3, 2), (3, 1), (2, 3), (3, 3)):
         OH, OW = (H - F) // S + 1, (W - F) // S + 1
         y = np.zeros((N, C, OH, OW), np.float32)
         argmax = np.zeros(y.shape, np.int32)

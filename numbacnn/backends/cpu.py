@@ -137,15 +137,32 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
             future.result()
 
 
+# im2col and col2im call their body with F, S and P as constants for the usual 3×3
+# stride-1 "same" convolution (LLVM then unrolls the window loops).
 @njit(parallel=True, fastmath=True, cache=True)
 def im2col(n, L, cols, x, F, S, P, OH, OW):
-    for t in prange(n):
-        conv.im2col_at(t, 0, L, cols, x, F, S, P, OH, OW)
+    if F == 3 and S == 1 and P == 1:
+        for t in prange(n):
+            conv.im2col_at(t, 0, L, cols, x, 3, 1, 1, OH, OW)
+    else:
+        for t in prange(n):
+            conv.im2col_at(t, 0, L, cols, x, F, S, P, OH, OW)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def col2im(n, L, dx, dcols, F, S, P, OH, OW):
-    for t in prange(n):
-        conv.col2im_at(t, 0, L, dx, dcols, F, S, P, OH, OW)
+    # Planes in (c, n) order, not the body's (n, c): consecutive planes then read
+    # neighbouring stretches of the same F·F rows of dcols instead of jumping F·F rows
+    # (F·F·N·OH·OW floats) ahead. fmnist's conv2, one thread: 7.8 ms → 4.2 ms.
+    N = dx.shape[0]
+    C = dx.shape[1]
+    if F == 3 and S == 1 and P == 1:
+        for u in prange(n):
+            c = u // N
+            conv.col2im_at((u - c * N) * C + c, 0, L, dx, dcols, 3, 1, 1, OH, OW)
+    else:
+        for u in prange(n):
+            c = u // N
+            conv.col2im_at((u - c * N) * C + c, 0, L, dx, dcols, F, S, P, OH, OW)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def gemm_to_nchw(n, L, y, out, b, K, P, relu):
@@ -167,15 +184,33 @@ def col_sum(n, out, m):
     for c in prange(n):
         out[c] = reduce.col_sum_span(c, 0, m.shape[0], 1, m)
 
+# The pooling drivers call their body with F and S as constants for the usual windows
+# (2×2 stride 2, 3×3 stride 2): inlined, LLVM then unrolls and vectorizes the window
+# loops. fmnist's first pooling forward, one thread: 2.4 ms with F and S as variables,
+# 0.7 ms as constants.
 @njit(parallel=True, fastmath=True, cache=True)
 def max_pool_forward(n, L, y, argmax, x, F, S):
-    for t in prange(n):
-        pool.max_pool_forward_at(t, 0, L, y, argmax, x, F, S)
+    if F == 2 and S == 2:
+        for t in prange(n):
+            pool.max_pool_forward_at(t, 0, L, y, argmax, x, 2, 2)
+    elif F == 3 and S == 2:
+        for t in prange(n):
+            pool.max_pool_forward_at(t, 0, L, y, argmax, x, 3, 2)
+    else:
+        for t in prange(n):
+            pool.max_pool_forward_at(t, 0, L, y, argmax, x, F, S)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def max_pool_backward(n, L, dx, dy, argmax, F, S):
-    for t in prange(n):
-        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, F, S)
+    if F == 2 and S == 2:
+        for t in prange(n):
+            pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 2, 2)
+    elif F == 3 and S == 2:
+        for t in prange(n):
+            pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 3, 2)
+    else:
+        for t in prange(n):
+            pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, F, S)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def avg_pool_forward(n, L, y, x, F, S):
