@@ -27,7 +27,7 @@ from numba import njit, prange
 # a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from numbacnn.backends import kernel_cache
+from numbacnn.backends import cblas, kernel_cache
 from numbacnn.kernels import conv, dropout, elementwise, loss, lrn, maxout, optim, pool, reduce
 
 name = "cpu"
@@ -135,6 +135,197 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
         np.matmul(*blocks[0][:2], out=blocks[0][2])
         for future in futures:
             future.result()
+
+
+# --- convolution -----------------------------------------------------------------------------
+#
+# A convolution is im2col, one GEMM and the bias/ReLU reorder forward; the reorder, two
+# GEMMs and col2im backward (``numbacnn/layers/conv.py``). Over the whole batch that
+# is a column matrix of C·F·F × N·OH·OW floats (29 MB for fmnist's conv2 at batch 128)
+# written to memory and read back by every step. Here each core takes its share of the
+# batch in chunks of a few images: im2col of a chunk, its GEMM (numpy's own CBLAS
+# SGEMM called from numba, ``cblas.py``) and its reorder run while the chunk's columns
+# are in the core's cache, and backward computes the chunk's columns again instead
+# of keeping them. The weight and bias gradients are summed per part of the batch
+# (one part per thread, its chunks in order) and the parts added in order, so a run
+# repeats bit for bit for a given thread count. Without a CBLAS function the layer
+# falls back to the whole-batch sequence with ``gemm``.
+CHUNK_BYTES = 1 << 19  # columns and GEMM output of one chunk: a quarter of a core's L2
+
+
+def conv_chunk(N: int, C: int, K: int, F: int, OH: int, OW: int, parts: int) -> int:
+    """Images per chunk: columns and GEMM output within CHUNK_BYTES (at least one
+    image), and no more than a part's share of the batch."""
+    per_image = 4 * (C * F * F + K) * OH * OW
+    return max(1, min(CHUNK_BYTES // per_image, -(-N // parts)))
+
+
+def conv_workspace(N: int, C: int, K: int, F: int, OH: int, OW: int) -> dict[str, tuple]:
+    """Shapes of the float32 buffers :func:`conv_forward` and :func:`conv_backward` need
+    for a batch of N: per part a chunk's columns and GEMM output, and its gradient sums;
+    the whole-batch columns and GEMM output when no CBLAS function was found."""
+    CFF, L = C * F * F, OH * OW
+    if cblas.sgemm() is None:
+        return {"cols": (CFF, N * L), "out": (K, N * L)}
+    parts = numba.get_num_threads()
+    chunk = conv_chunk(N, C, K, F, OH, OW, parts)
+    return {"chunk_cols": (parts, CFF * chunk * L), "chunk_out": (parts, K * chunk * L),
+            "dW_parts": (parts, K, CFF), "db_parts": (parts, K)}
+
+
+def conv_forward(x: np.ndarray, w2: np.ndarray, b: np.ndarray, y: np.ndarray,
+                 ws: dict[str, np.ndarray], F: int, S: int, P: int, OH: int, OW: int,
+                 relu: int) -> None:
+    """y (N×K×OH×OW, passed flat) = the convolution of x with w2 (K × C·F·F) plus b, then ReLU when
+    ``relu``; ``ws`` holds the buffers of :func:`conv_workspace`."""
+    N, K = x.shape[0], w2.shape[0]
+    if "cols" in ws:
+        cols, out = ws["cols"], ws["out"]
+        im2col(cols.shape[0] * N, OH * OW, cols, x, F, S, P, OH, OW)
+        gemm(w2, cols, out)
+        gemm_to_nchw(N * K, OH * OW, y, out, b, K, OH * OW, relu)
+        return
+    C = x.shape[1]
+    chunk = conv_chunk(N, C, K, F, OH, OW, ws["chunk_cols"].shape[0])
+    with _one_blas_thread():
+        _conv_forward_chunks(cblas.sgemm(), x, w2, b, y, ws["chunk_cols"],
+                             ws["chunk_out"], F, S, P, OH, OW, relu, chunk)
+
+
+def conv_backward(x: np.ndarray, w2: np.ndarray, y: np.ndarray, dy: np.ndarray,
+                  dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
+                  ws: dict[str, np.ndarray], F: int, S: int, P: int, OH: int, OW: int,
+                  relu: int) -> None:
+    """dw2 (K × C·F·F), db (K) and, unless it is None, dx (N×C×H×W) from dy (N×K×OH×OW,
+    passed flat like y),
+    with the forward pass's input x and output y (its ReLU, when ``relu``). With the
+    whole-batch buffers, ws["cols"] must hold the forward pass's columns (they are
+    overwritten when dx is computed)."""
+    N, K = x.shape[0], w2.shape[0]
+    L = OH * OW
+    if "cols" in ws:
+        cols, dy2 = ws["cols"], ws["out"]  # the GEMM output is free again: reuse it
+        nchw_to_gemm(K * N, L, dy2, dy, y, K, L, relu)
+        gemm(dy2, cols, dw2, trans_b=True)
+        row_sum(K, db, dy2)
+        if dx is not None:
+            gemm(w2, dy2, cols, trans_a=True)  # the columns are spent: dcols in their place
+            col2im(N * x.shape[1], x.shape[2] * x.shape[3], dx, cols, F, S, P, OH, OW)
+        return
+    C = x.shape[1]
+    chunk = conv_chunk(N, C, K, F, OH, OW, ws["chunk_cols"].shape[0])
+    with _one_blas_thread():
+        _conv_backward_chunks(cblas.sgemm(), x, w2, y, dy, dw2, db,
+                              x if dx is None else dx, dx is not None, ws["chunk_cols"],
+                              ws["chunk_out"], ws["dW_parts"], ws["db_parts"], F, S, P, OH,
+                              OW, relu, chunk)
+
+
+@njit(inline="always")
+def _chunk_of(part, parts, N, chunk):
+    """The chunks ci_lo … ci_hi − 1 of part ``part`` of ``parts`` (chunks of ``chunk``
+    images, the last one shorter)."""
+    chunks = (N + chunk - 1) // chunk
+    return chunks * part // parts, chunks * (part + 1) // parts
+
+
+@njit(inline="always")
+def _conv_forward_part(part, parts, sgemm, x, w2, b, yf, chunk_cols, chunk_out, F, S, P, OH,
+                       OW, relu, chunk):
+    N = x.shape[0]
+    K, CFF = w2.shape
+    L = OH * OW
+    ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
+    for ci in range(ci_lo, ci_hi):
+        n0 = ci * chunk
+        m = min(N, n0 + chunk) - n0
+        cols = chunk_cols[part, :CFF * m * L].reshape(CFF, m * L)
+        out = chunk_out[part, :K * m * L].reshape(K, m * L)
+        xs = x[n0:n0 + m]
+        for t in range(CFF * m):
+            conv.im2col_at(t, 0, L, cols, xs, F, S, P, OH, OW)
+        sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, K, m * L, CFF, np.float32(1.0),
+              w2.ctypes, CFF, cols.ctypes, m * L, np.float32(0.0), out.ctypes, m * L)
+        ys = yf[n0 * K * L:(n0 + m) * K * L]
+        for t in range(m * K):
+            conv.gemm_to_nchw_at(t, 0, L, ys, out, b, K, L, relu)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _conv_forward_chunks(sgemm, x, w2, b, yf, chunk_cols, chunk_out, F, S, P, OH, OW, relu,
+                         chunk):
+    parts = chunk_cols.shape[0]
+    if F == 3 and S == 1 and P == 1:
+        for part in prange(parts):
+            _conv_forward_part(part, parts, sgemm, x, w2, b, yf, chunk_cols, chunk_out, 3, 1, 1,
+                               OH, OW, relu, chunk)
+    else:
+        for part in prange(parts):
+            _conv_forward_part(part, parts, sgemm, x, w2, b, yf, chunk_cols, chunk_out, F, S, P,
+                               OH, OW, relu, chunk)
+
+
+@njit(inline="always")
+def _conv_backward_part(part, parts, sgemm, x, w2, yf, dyf, dx, need_dx, chunk_cols,
+                        chunk_out, dW_parts, db_parts, F, S, P, OH, OW, relu, chunk):
+    N, C, H, W = x.shape
+    K, CFF = w2.shape
+    L = OH * OW
+    dWp = dW_parts[part]
+    dbp = db_parts[part]
+    for k in range(K):
+        dbp[k] = np.float32(0.0)
+    for k in range(K):
+        for e in range(CFF):
+            dWp[k, e] = np.float32(0.0)
+    ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
+    for ci in range(ci_lo, ci_hi):
+        n0 = ci * chunk
+        m = min(N, n0 + chunk) - n0
+        cols = chunk_cols[part, :CFF * m * L].reshape(CFF, m * L)
+        dy2 = chunk_out[part, :K * m * L].reshape(K, m * L)
+        dys = dyf[n0 * K * L:(n0 + m) * K * L]
+        ys = yf[n0 * K * L:(n0 + m) * K * L]
+        for t in range(K * m):
+            conv.nchw_to_gemm_at(t, 0, L, dy2, dys, ys, K, L, relu)
+        for k in range(K):
+            dbp[k] += reduce.row_sum_span(k, 0, m * L, 1, dy2)
+        xs = x[n0:n0 + m]
+        for t in range(CFF * m):
+            conv.im2col_at(t, 0, L, cols, xs, F, S, P, OH, OW)
+        sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, CFF, m * L, np.float32(1.0),
+              dy2.ctypes, m * L, cols.ctypes, m * L, np.float32(1.0), dWp.ctypes, CFF)
+        if need_dx:
+            sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, CFF, m * L, K, np.float32(1.0),
+                  w2.ctypes, CFF, dy2.ctypes, m * L, np.float32(0.0), cols.ctypes, m * L)
+            dxs = dx[n0:n0 + m]
+            for u in range(m * C):  # (c, n) order, as col2im
+                c = u // m
+                conv.col2im_at((u - c * m) * C + c, 0, H * W, dxs, cols, F, S, P, OH, OW)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _conv_backward_chunks(sgemm, x, w2, yf, dyf, dw2, db, dx, need_dx, chunk_cols, chunk_out,
+                          dW_parts, db_parts, F, S, P, OH, OW, relu, chunk):
+    parts = chunk_cols.shape[0]
+    if F == 3 and S == 1 and P == 1:
+        for part in prange(parts):
+            _conv_backward_part(part, parts, sgemm, x, w2, yf, dyf, dx, need_dx, chunk_cols,
+                                chunk_out, dW_parts, db_parts, 3, 1, 1, OH, OW, relu, chunk)
+    else:
+        for part in prange(parts):
+            _conv_backward_part(part, parts, sgemm, x, w2, yf, dyf, dx, need_dx, chunk_cols,
+                                chunk_out, dW_parts, db_parts, F, S, P, OH, OW, relu, chunk)
+    K, CFF = dw2.shape
+    for r in prange(K):  # the parts' sums, added in order
+        db[r] = db_parts[0, r]
+        for part in range(1, parts):
+            db[r] += db_parts[part, r]
+        for e in range(CFF):
+            acc = dW_parts[0, r, e]
+            for part in range(1, parts):
+                acc += dW_parts[part, r, e]
+            dw2[r, e] = acc
 
 
 # im2col and col2im call their body with F, S and P as constants for the usual 3×3

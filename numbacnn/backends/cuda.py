@@ -371,6 +371,44 @@ def _sum_splits(out: Any, parts: Any) -> None:
     sgemm.sum_splits[_blocks(out.size), THREADS_PER_BLOCK](out, parts)
 
 
+# --- convolution ---------------------------------------------------------------------------
+
+
+def conv_workspace(N: int, C: int, K: int, F: int, OH: int, OW: int) -> dict[str, tuple]:
+    """Shapes of the buffers of :func:`conv_forward` and :func:`conv_backward`: the
+    batch's im2col columns (C·F·F × N·OH·OW) and the GEMM output (K × N·OH·OW)."""
+    return {"cols": (C * F * F, N * OH * OW), "out": (K, N * OH * OW)}
+
+
+def conv_forward(x: Any, w2: Any, b: Any, y: Any, ws: dict[str, Any], F: int, S: int, P: int,
+                 OH: int, OW: int, relu: int) -> None:
+    """y (N×K×OH×OW, passed flat) = the convolution of x with w2 (K × C·F·F) plus b, then ReLU when
+    ``relu``: im2col, one GEMM, the bias/ReLU reorder (the CPU backend runs the same
+    bodies a chunk of images at a time)."""
+    N, K = x.shape[0], w2.shape[0]
+    cols, out = ws["cols"], ws["out"]
+    im2col(cols.shape[0] * N, OH * OW, cols, x, F, S, P, OH, OW)
+    gemm(w2, cols, out)
+    gemm_to_nchw(N * K, OH * OW, y, out, b, K, OH * OW, relu)
+
+
+def conv_backward(x: Any, w2: Any, y: Any, dy: Any, dw2: Any, db: Any, dx: Any,
+                  ws: dict[str, Any], F: int, S: int, P: int, OH: int, OW: int,
+                  relu: int) -> None:
+    """dw2, db and, unless it is None, dx from dy (y and dy passed flat); ws["cols"] holds
+    the forward pass's columns and is overwritten by the input gradient's columns when dx
+    is computed."""
+    N, K = x.shape[0], w2.shape[0]
+    L = OH * OW
+    cols, dy2 = ws["cols"], ws["out"]  # the GEMM output is free again: reuse it
+    nchw_to_gemm(K * N, L, dy2, dy, y, K, L, relu)
+    gemm(dy2, cols, dw2, trans_b=True)
+    row_sum(K, db, dy2)
+    if dx is not None:
+        gemm(w2, dy2, cols, trans_a=True)  # the columns are spent: dcols in their place
+        col2im(N * x.shape[1], x.shape[2] * x.shape[3], dx, cols, F, S, P, OH, OW)
+
+
 # --- kernels ---------------------------------------------------------------------------------
 
 
