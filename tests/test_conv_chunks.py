@@ -97,6 +97,12 @@ def test_runs_repeat_bit_for_bit(monkeypatch: pytest.MonkeyPatch, rng: np.random
             assert np.array_equal(a, b)
 
 
+def test_large_weight_matrices_keep_the_whole_batch_gemm():
+    """AlexNet's 13×13 layers (3.5 MB of weights) run as one GEMM, fmnist's in chunks."""
+    assert not cpu.conv_in_chunks(256, 384, 3)
+    assert cpu.conv_in_chunks(32, 64, 3) == (cblas.sgemm() is not None)
+
+
 @pytest.mark.parametrize("name", GEOMETRIES)
 def test_without_cblas_the_whole_batch_path_matches(name: str, monkeypatch: pytest.MonkeyPatch,
                                                     rng: np.random.Generator):

@@ -148,9 +148,18 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
 # are in the core's cache, and backward computes the chunk's columns again instead
 # of keeping them. The weight and bias gradients are summed per part of the batch
 # (one part per thread, its chunks in order) and the parts added in order, so a run
-# repeats bit for bit for a given thread count. Without a CBLAS function the layer
-# falls back to the whole-batch sequence with ``gemm``.
+# repeats bit for bit for a given thread count. Without a CBLAS function, and for large
+# weight matrices, the whole-batch sequence with ``gemm`` runs instead.
 CHUNK_BYTES = 1 << 19  # columns and GEMM output of one chunk: a quarter of a core's L2
+# Larger weight matrices keep the whole-batch GEMM: BLAS packs the weights again for
+# every chunk, and a chunk of AlexNet's 13×13 layers is one image of 169 columns (their
+# passes took 10–17 % longer in chunks, one thread; conv1 and fmnist's gain).
+CHUNK_MAX_WEIGHT_BYTES = 1 << 20
+
+
+def conv_in_chunks(C: int, K: int, F: int) -> bool:
+    """Whether a convolution of C channels to K with F×F filters runs in chunks."""
+    return cblas.sgemm() is not None and 4 * K * C * F * F <= CHUNK_MAX_WEIGHT_BYTES
 
 
 def conv_chunk(N: int, C: int, K: int, F: int, OH: int, OW: int, parts: int) -> int:
@@ -163,9 +172,9 @@ def conv_chunk(N: int, C: int, K: int, F: int, OH: int, OW: int, parts: int) -> 
 def conv_workspace(N: int, C: int, K: int, F: int, OH: int, OW: int) -> dict[str, tuple]:
     """Shapes of the float32 buffers :func:`conv_forward` and :func:`conv_backward` need
     for a batch of N: per part a chunk's columns and GEMM output, and its gradient sums;
-    the whole-batch columns and GEMM output when no CBLAS function was found."""
+    the whole-batch columns and GEMM output otherwise (see conv_in_chunks)."""
     CFF, L = C * F * F, OH * OW
-    if cblas.sgemm() is None:
+    if not conv_in_chunks(C, K, F):
         return {"cols": (CFF, N * L), "out": (K, N * L)}
     parts = numba.get_num_threads()
     chunk = conv_chunk(N, C, K, F, OH, OW, parts)
