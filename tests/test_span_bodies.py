@@ -40,7 +40,7 @@ def cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, int, 
         OH, OW = (H - F + 2 * P) // S + 1, (W - F + 2 * P) // S + 1
         cols = np.zeros((C * F * F, N * OH * OW), np.float32)
         out.append((f"im2col F{F}S{S}P{P}", conv.im2col_at, cpu.im2col, C * F * F * N, OH * OW,
-                    [cols, x, F, S, P, OH, OW]))
+                    [cols, x.reshape(N, C, H * W), H, W, F, S, P, OH, OW]))
         dcols = rng.standard_normal(cols.shape).astype(np.float32)
         out.append((f"col2im F{F}S{S}P{P}", conv.col2im_at, cpu.col2im, N * C, H * W,
                     [np.zeros_like(x), dcols, F, S, P, OH, OW]))

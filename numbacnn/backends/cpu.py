@@ -182,32 +182,33 @@ def conv_workspace(N: int, C: int, K: int, F: int, OH: int, OW: int) -> dict[str
             "dW_parts": (parts, K, CFF), "db_parts": (parts, K)}
 
 
-def conv_forward(x: np.ndarray, w2: np.ndarray, b: np.ndarray, y: np.ndarray,
+def conv_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray, y: np.ndarray,
                  ws: dict[str, np.ndarray], F: int, S: int, P: int, OH: int, OW: int,
                  relu: int) -> None:
-    """y (N×K×OH×OW, passed flat) = the convolution of x with w2 (K × C·F·F) plus b, then ReLU when
-    ``relu``; ``ws`` holds the buffers of :func:`conv_workspace`."""
+    """y (N×K×OH×OW, passed flat) = the convolution of x (N×C×H×W, passed as N×C×(H·W))
+    with w2 (K × C·F·F) plus b, then ReLU when ``relu``; ``ws`` holds the buffers of
+    :func:`conv_workspace`."""
     N, K = x.shape[0], w2.shape[0]
     if "cols" in ws:
         cols, out = ws["cols"], ws["out"]
-        im2col(cols.shape[0] * N, OH * OW, cols, x, F, S, P, OH, OW)
+        im2col(cols.shape[0] * N, OH * OW, cols, x, H, W, F, S, P, OH, OW)
         gemm(w2, cols, out)
         gemm_to_nchw(N * K, OH * OW, y, out, b, K, OH * OW, relu)
         return
     C = x.shape[1]
     chunk = conv_chunk(N, C, K, F, OH, OW, ws["chunk_cols"].shape[0])
     with _one_blas_thread():
-        _conv_forward_chunks(cblas.sgemm(), x, w2, b, y, ws["chunk_cols"],
+        _conv_forward_chunks(cblas.sgemm(), x, H, W, w2, b, y, ws["chunk_cols"],
                              ws["chunk_out"], F, S, P, OH, OW, relu, chunk)
 
 
-def conv_backward(x: np.ndarray, w2: np.ndarray, y: np.ndarray, dy: np.ndarray,
-                  dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
+def conv_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
+                  dy: np.ndarray, dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
                   ws: dict[str, np.ndarray], F: int, S: int, P: int, OH: int, OW: int,
                   relu: int) -> None:
     """dw2 (K × C·F·F), db (K) and, unless it is None, dx (N×C×H×W) from dy (N×K×OH×OW,
-    passed flat like y),
-    with the forward pass's input x and output y (its ReLU, when ``relu``). With the
+    passed flat like y), with the forward pass's input x (N×C×(H·W)) and output y (its
+    ReLU, when ``relu``). With the
     whole-batch buffers, ws["cols"] must hold the forward pass's columns (they are
     overwritten when dx is computed)."""
     N, K = x.shape[0], w2.shape[0]
@@ -219,13 +220,14 @@ def conv_backward(x: np.ndarray, w2: np.ndarray, y: np.ndarray, dy: np.ndarray,
         row_sum(K, db, dy2)
         if dx is not None:
             gemm(w2, dy2, cols, trans_a=True)  # the columns are spent: dcols in their place
-            col2im(N * x.shape[1], x.shape[2] * x.shape[3], dx, cols, F, S, P, OH, OW)
+            col2im(N * x.shape[1], H * W, dx, cols, F, S, P, OH, OW)
         return
     C = x.shape[1]
     chunk = conv_chunk(N, C, K, F, OH, OW, ws["chunk_cols"].shape[0])
     with _one_blas_thread():
         _conv_backward_chunks(cblas.sgemm(), x, w2, y, dy, dw2, db,
-                              x if dx is None else dx, dx is not None, ws["chunk_cols"],
+                              x.reshape(N, C, H, W) if dx is None else dx, dx is not None,
+                              ws["chunk_cols"],
                               ws["chunk_out"], ws["dW_parts"], ws["db_parts"], F, S, P, OH,
                               OW, relu, chunk)
 
@@ -239,8 +241,8 @@ def _chunk_of(part, parts, N, chunk):
 
 
 @njit(inline="always")
-def _conv_forward_part(part, parts, sgemm, x, w2, b, yf, chunk_cols, chunk_out, F, S, P, OH,
-                       OW, relu, chunk):
+def _conv_forward_part(part, parts, sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, F, S, P,
+                       OH, OW, relu, chunk):
     N = x.shape[0]
     K, CFF = w2.shape
     L = OH * OW
@@ -252,7 +254,7 @@ def _conv_forward_part(part, parts, sgemm, x, w2, b, yf, chunk_cols, chunk_out, 
         out = chunk_out[part, :K * m * L].reshape(K, m * L)
         xs = x[n0:n0 + m]
         for t in range(CFF * m):
-            conv.im2col_at(t, 0, L, cols, xs, F, S, P, OH, OW)
+            conv.im2col_at(t, 0, L, cols, xs, H, W, F, S, P, OH, OW)
         sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, K, m * L, CFF, np.float32(1.0),
               w2.ctypes, CFF, cols.ctypes, m * L, np.float32(0.0), out.ctypes, m * L)
         ys = yf[n0 * K * L:(n0 + m) * K * L]
@@ -261,23 +263,24 @@ def _conv_forward_part(part, parts, sgemm, x, w2, b, yf, chunk_cols, chunk_out, 
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _conv_forward_chunks(sgemm, x, w2, b, yf, chunk_cols, chunk_out, F, S, P, OH, OW, relu,
-                         chunk):
+def _conv_forward_chunks(sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, F, S, P, OH, OW,
+                         relu, chunk):
     parts = chunk_cols.shape[0]
     if F == 3 and S == 1 and P == 1:
         for part in prange(parts):
-            _conv_forward_part(part, parts, sgemm, x, w2, b, yf, chunk_cols, chunk_out, 3, 1, 1,
-                               OH, OW, relu, chunk)
+            _conv_forward_part(part, parts, sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, 3,
+                               1, 1, OH, OW, relu, chunk)
     else:
         for part in prange(parts):
-            _conv_forward_part(part, parts, sgemm, x, w2, b, yf, chunk_cols, chunk_out, F, S, P,
-                               OH, OW, relu, chunk)
+            _conv_forward_part(part, parts, sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, F,
+                               S, P, OH, OW, relu, chunk)
 
 
 @njit(inline="always")
 def _conv_backward_part(part, parts, sgemm, x, w2, yf, dyf, dx, need_dx, chunk_cols,
                         chunk_out, dW_parts, db_parts, F, S, P, OH, OW, relu, chunk):
-    N, C, H, W = x.shape
+    N, C = x.shape[0], x.shape[1]
+    H, W = dx.shape[2], dx.shape[3]  # dx is N×C×H×W even when it is not computed
     K, CFF = w2.shape
     L = OH * OW
     dWp = dW_parts[part]
@@ -301,7 +304,7 @@ def _conv_backward_part(part, parts, sgemm, x, w2, yf, dyf, dx, need_dx, chunk_c
             dbp[k] += reduce.row_sum_span(k, 0, m * L, 1, dy2)
         xs = x[n0:n0 + m]
         for t in range(CFF * m):
-            conv.im2col_at(t, 0, L, cols, xs, F, S, P, OH, OW)
+            conv.im2col_at(t, 0, L, cols, xs, H, W, F, S, P, OH, OW)
         sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, CFF, m * L, np.float32(1.0),
               dy2.ctypes, m * L, cols.ctypes, m * L, np.float32(1.0), dWp.ctypes, CFF)
         if need_dx:
@@ -340,13 +343,13 @@ def _conv_backward_chunks(sgemm, x, w2, yf, dyf, dw2, db, dx, need_dx, chunk_col
 # im2col and col2im call their body with F, S and P as constants for the usual 3×3
 # stride-1 "same" convolution (LLVM then unrolls the window loops).
 @njit(parallel=True, fastmath=True, cache=True)
-def im2col(n, L, cols, x, F, S, P, OH, OW):
+def im2col(n, L, cols, x, H, W, F, S, P, OH, OW):
     if F == 3 and S == 1 and P == 1:
         for t in prange(n):
-            conv.im2col_at(t, 0, L, cols, x, 3, 1, 1, OH, OW)
+            conv.im2col_at(t, 0, L, cols, x, H, W, 3, 1, 1, OH, OW)
     else:
         for t in prange(n):
-            conv.im2col_at(t, 0, L, cols, x, F, S, P, OH, OW)
+            conv.im2col_at(t, 0, L, cols, x, H, W, F, S, P, OH, OW)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def col2im(n, L, dx, dcols, F, S, P, OH, OW):

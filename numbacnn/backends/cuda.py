@@ -380,20 +380,20 @@ def conv_workspace(N: int, C: int, K: int, F: int, OH: int, OW: int) -> dict[str
     return {"cols": (C * F * F, N * OH * OW), "out": (K, N * OH * OW)}
 
 
-def conv_forward(x: Any, w2: Any, b: Any, y: Any, ws: dict[str, Any], F: int, S: int, P: int,
-                 OH: int, OW: int, relu: int) -> None:
-    """y (N×K×OH×OW, passed flat) = the convolution of x with w2 (K × C·F·F) plus b, then ReLU when
-    ``relu``: im2col, one GEMM, the bias/ReLU reorder (the CPU backend runs the same
-    bodies a chunk of images at a time)."""
+def conv_forward(x: Any, H: int, W: int, w2: Any, b: Any, y: Any, ws: dict[str, Any], F: int,
+                 S: int, P: int, OH: int, OW: int, relu: int) -> None:
+    """y (N×K×OH×OW, passed flat) = the convolution of x (N×C×H×W, passed as N×C×(H·W))
+    with w2 (K × C·F·F) plus b, then ReLU when ``relu``: im2col, one GEMM, the bias/ReLU
+    reorder (the CPU backend runs the same bodies a chunk of images at a time)."""
     N, K = x.shape[0], w2.shape[0]
     cols, out = ws["cols"], ws["out"]
-    im2col(cols.shape[0] * N, OH * OW, cols, x, F, S, P, OH, OW)
+    im2col(cols.shape[0] * N, OH * OW, cols, x, H, W, F, S, P, OH, OW)
     gemm(w2, cols, out)
     gemm_to_nchw(N * K, OH * OW, y, out, b, K, OH * OW, relu)
 
 
-def conv_backward(x: Any, w2: Any, y: Any, dy: Any, dw2: Any, db: Any, dx: Any,
-                  ws: dict[str, Any], F: int, S: int, P: int, OH: int, OW: int,
+def conv_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db: Any,
+                  dx: Any, ws: dict[str, Any], F: int, S: int, P: int, OH: int, OW: int,
                   relu: int) -> None:
     """dw2, db and, unless it is None, dx from dy (y and dy passed flat); ws["cols"] holds
     the forward pass's columns and is overwritten by the input gradient's columns when dx
@@ -406,7 +406,7 @@ def conv_backward(x: Any, w2: Any, y: Any, dy: Any, dw2: Any, db: Any, dx: Any,
     row_sum(K, db, dy2)
     if dx is not None:
         gemm(w2, dy2, cols, trans_a=True)  # the columns are spent: dcols in their place
-        col2im(N * x.shape[1], x.shape[2] * x.shape[3], dx, cols, F, S, P, OH, OW)
+        col2im(N * x.shape[1], H * W, dx, cols, F, S, P, OH, OW)
 
 
 # --- kernels ---------------------------------------------------------------------------------
@@ -434,10 +434,10 @@ if not config.ENABLE_CUDASIM:  # inlined into the kernels like the bodies (typed
 
 
 @grid_stride_spans
-def im2col(n, L, cols, x, F, S, P, OH, OW):
+def im2col(n, L, cols, x, H, W, F, S, P, OH, OW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        conv.im2col_at(t, lo, lo + 1, cols, x, F, S, P, OH, OW)
+        conv.im2col_at(t, lo, lo + 1, cols, x, H, W, F, S, P, OH, OW)
 
 @grid_stride_spans
 def col2im(n, L, dx, dcols, F, S, P, OH, OW):

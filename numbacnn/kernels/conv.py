@@ -21,13 +21,12 @@ from numbacnn.kernels.index import split
 
 
 @njit(inline="always")
-def im2col_at(t, lo, hi, cols, x, F, S, P, OH, OW):
+def im2col_at(t, lo, hi, cols, x, H, W, F, S, P, OH, OW):
     """Plane t = (r, n) of cols, t < C·F·F·N, elements lo … hi − 1 of its OH·OW columns
     cols[r, n·OH·OW + oy·OW + ox] = x[n, c, oy·S − P + fy, ox·S − P + fx], 0 in the padding.
+    x is N×C×(H·W): each input plane flat.
     """
     N = x.shape[0]
-    H = x.shape[2]
-    W = x.shape[3]
     r, n = split(t, N)
     c, rest = split(r, F * F)
     fy, fx = split(rest, F)
@@ -35,6 +34,31 @@ def im2col_at(t, lo, hi, cols, x, F, S, P, OH, OW):
     ox_lo = min(OW, max(0, (P - fx + S - 1) // S))
     ox_hi = min(OW, max(ox_lo, (W - 1 + P - fx) // S + 1))
     dst = cols[r]
+    src = x[n, c]
+    if S == 1 and OW == W and OH == H and lo == 0 and hi == OH * OW:
+        # A whole plane of a stride-1 "same" convolution (the CPU's case): the input plane
+        # shifted by d = (fy − P)·W + fx − P as one flat copy, then 0 in the columns whose
+        # input column wrapped into the neighbouring row. fmnist's conv2 a chunk at a
+        # time, one thread: 2.3 ms → 1.0 ms a pass over the batch (row by row, the loop
+        # overhead of rows of 14 cost more than the copying).
+        j0 = n * OH * OW
+        d = (fy - P) * W + fx - P
+        oy_lo = max(0, P - fy)  # the rows with an input row
+        oy_hi = max(oy_lo, min(H, H + P - fy))
+        q0 = max(oy_lo * W, -d)
+        q1 = max(q0, min(oy_hi * W, H * W - d))
+        for p in range(q0):
+            dst[np.uint64(j0 + p)] = np.float32(0.0)
+        for p in range(q0, q1):
+            dst[np.uint64(j0 + p)] = src[np.uint64(p + d)]
+        for p in range(q1, OH * OW):
+            dst[np.uint64(j0 + p)] = np.float32(0.0)
+        for oy in range(oy_lo, oy_hi):
+            for ox in range(ox_lo):
+                dst[np.uint64(j0 + oy * W + ox)] = np.float32(0.0)
+            for ox in range(ox_hi, OW):
+                dst[np.uint64(j0 + oy * W + ox)] = np.float32(0.0)
+        return
     oy0, a0 = split(lo, OW)  # the span's first row and column
     oy1, b1 = split(hi - 1, OW)  # its last row and column
     cut_first = a0 > 0 or oy0 == oy1  # the GPU's one element, or a span starting mid-row
@@ -51,11 +75,11 @@ def im2col_at(t, lo, hi, cols, x, F, S, P, OH, OW):
             for ox in range(a, b):
                 dst[np.uint64(j0 + ox)] = np.float32(0.0)
             continue
-        src = x[n, c, iy]
+        i0 = iy * W - P + fx  # input column ox·S − P + fx of row iy is src[i0 + ox·S]
         for ox in range(a, min(ox_lo, b)):
             dst[np.uint64(j0 + ox)] = np.float32(0.0)
         for ox in range(max(a, ox_lo), min(ox_hi, b)):
-            dst[np.uint64(j0 + ox)] = src[np.uint64(ox * S - P + fx)]
+            dst[np.uint64(j0 + ox)] = src[np.uint64(i0 + ox * S)]
         for ox in range(max(a, ox_hi), b):
             dst[np.uint64(j0 + ox)] = np.float32(0.0)
     # The rows it covers whole, the CPU's case, without clipping: a clipped loop measured
@@ -67,11 +91,11 @@ def im2col_at(t, lo, hi, cols, x, F, S, P, OH, OW):
             for ox in range(OW):
                 dst[np.uint64(j0 + ox)] = np.float32(0.0)
             continue
-        src = x[n, c, iy]
+        i0 = iy * W - P + fx
         for ox in range(ox_lo):
             dst[np.uint64(j0 + ox)] = np.float32(0.0)
         for ox in range(ox_lo, ox_hi):
-            dst[np.uint64(j0 + ox)] = src[np.uint64(ox * S - P + fx)]
+            dst[np.uint64(j0 + ox)] = src[np.uint64(i0 + ox * S)]
         for ox in range(ox_hi, OW):
             dst[np.uint64(j0 + ox)] = np.float32(0.0)
 

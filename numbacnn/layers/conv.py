@@ -80,9 +80,11 @@ class Conv2D(Layer):
         K, OH, OW = self.output_shape  # type: ignore[misc]
         F, S, P = self.size, self.stride, self.pad
         y = self._buffer("y", (N, K, OH, OW))
-        B.conv_forward(x, self._reshaped(self.params["W"], (K, C * F * F)), self.params["b"],
-                       self._flat(y), self._workspace(N), F, S, P, OH, OW, int(self.fused_relu))
-        self._x = x  # the CPU computes each chunk's columns again in backward
+        x3 = self._reshaped(x, (N, C, H * W))  # im2col reads each input plane flat
+        B.conv_forward(x3, H, W, self._reshaped(self.params["W"], (K, C * F * F)),
+                       self.params["b"], self._flat(y), self._workspace(N), F, S, P, OH, OW,
+                       int(self.fused_relu))
+        self._x = x3  # the CPU computes each chunk's columns again in backward
         self._cols_hold_input = True
         return y
 
@@ -97,7 +99,7 @@ class Conv2D(Layer):
             raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first")
         dx = self._buffer("dx", (N, C, H, W)) if need_dx else None
         self._cols_hold_input = not need_dx  # computing dx overwrites the columns
-        B.conv_backward(self._x, self._reshaped(self.params["W"], (K, C * F * F)),
+        B.conv_backward(self._x, H, W, self._reshaped(self.params["W"], (K, C * F * F)),
                         self._flat(self._buffers["y"]), self._flat(dy),
                         self._reshaped(self.grads["W"], (K, C * F * F)), self.grads["b"], dx,
                         self._workspace(N), F, S, P, OH, OW, int(self.fused_relu))
