@@ -43,7 +43,7 @@ def cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, int, 
                     [cols, x.reshape(N, C, H * W), H, W, F, S, P, OH, OW]))
         dcols = rng.standard_normal(cols.shape).astype(np.float32)
         out.append((f"col2im F{F}S{S}P{P}", conv.col2im_at, cpu.col2im, N * C, H * W,
-                    [np.zeros_like(x), dcols, F, S, P, OH, OW]))
+                    [np.zeros((N, C, H * W), np.float32), dcols, H, W, F, S, P, OH, OW]))
     K, Pn = 4, 5
     gemm_out = rng.standard_normal((K, N * Pn)).astype(np.float32)
     bias = rng.standard_normal(K).astype(np.float32)

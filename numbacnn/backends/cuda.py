@@ -395,7 +395,8 @@ def conv_forward(x: Any, H: int, W: int, w2: Any, b: Any, y: Any, ws: dict[str, 
 def conv_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db: Any,
                   dx: Any, ws: dict[str, Any], F: int, S: int, P: int, OH: int, OW: int,
                   relu: int) -> None:
-    """dw2, db and, unless it is None, dx from dy (y and dy passed flat); ws["cols"] holds
+    """dw2, db and, unless it is None, dx from dy (y and dy passed flat, x and dx as
+    N×C×(H·W)); ws["cols"] holds
     the forward pass's columns and is overwritten by the input gradient's columns when dx
     is computed."""
     N, K = x.shape[0], w2.shape[0]
@@ -406,7 +407,7 @@ def conv_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db
     row_sum(K, db, dy2)
     if dx is not None:
         gemm(w2, dy2, cols, trans_a=True)  # the columns are spent: dcols in their place
-        col2im(N * x.shape[1], H * W, dx, cols, F, S, P, OH, OW)
+        col2im(N * x.shape[1], H * W, dx, cols, H, W, F, S, P, OH, OW)
 
 
 # --- kernels ---------------------------------------------------------------------------------
@@ -440,10 +441,10 @@ def im2col(n, L, cols, x, H, W, F, S, P, OH, OW):
         conv.im2col_at(t, lo, lo + 1, cols, x, H, W, F, S, P, OH, OW)
 
 @grid_stride_spans
-def col2im(n, L, dx, dcols, F, S, P, OH, OW):
+def col2im(n, L, dx, dcols, H, W, F, S, P, OH, OW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        conv.col2im_at(t, lo, lo + 1, dx, dcols, F, S, P, OH, OW)
+        conv.col2im_at(t, lo, lo + 1, dx, dcols, H, W, F, S, P, OH, OW)
 
 @grid_stride_spans
 def gemm_to_nchw(n, L, y, out, b, K, P, relu):

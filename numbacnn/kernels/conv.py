@@ -101,22 +101,49 @@ def im2col_at(t, lo, hi, cols, x, H, W, F, S, P, OH, OW):
 
 
 @njit(inline="always")
-def col2im_at(t, lo, hi, dx, dcols, F, S, P, OH, OW):
+def col2im_at(t, lo, hi, dx, dcols, H, W, F, S, P, OH, OW):
     """Plane t = (n, c) of dx, elements lo … hi − 1 of its H·W, gather form: dx[n, c, y, x]
-    sums every dcols entry that x[n, c, y, x] was copied to by im2col. Only this call
-    writes these elements."""
+    sums every dcols entry that x[n, c, y, x] was copied to by im2col, in the order of fx,
+    then oy. Only this call writes these elements. dx is N×C×(H·W): each plane flat."""
     C = dx.shape[1]
-    W = dx.shape[3]
     n, c = split(t, C)
     plane = dx[n, c]
+    if S == 1 and OW == W and OH == H and 2 * P < W and lo == 0 and hi == H * W:
+        # A whole plane of a stride-1 "same" convolution (the CPU's case): each tap's
+        # stretch of dcols added to the plane shifted by d = (fy − P)·W + fx − P, one flat
+        # loop per tap. The tap's entries whose input column wrapped into the
+        # neighbouring row (padding in im2col, their gradient discarded) are set to 0
+        # first, so they add nothing. Only this call reads or writes this image's
+        # stretch of these rows of dcols. fmnist's conv2 a chunk at a time, one thread:
+        # conv2 forward and backward 22.3 → 21.2 ms.
+        j0 = n * OH * OW
+        for q in range(H * W):
+            plane[np.uint64(q)] = np.float32(0.0)
+        for fx in range(F):
+            ox_lo = max(0, P - fx)  # outputs whose input column lies inside the row
+            ox_hi = min(OW, W + P - fx)
+            for fy in range(F - 1, -1, -1):  # oy ascending for each input row
+                src = dcols[(c * F + fy) * F + fx]
+                oy_lo = max(0, P - fy)  # outputs whose input row lies inside the plane
+                oy_hi = max(oy_lo, min(OH, H + P - fy))
+                for oy in range(oy_lo, oy_hi):
+                    for ox in range(ox_lo):
+                        src[np.uint64(j0 + oy * OW + ox)] = np.float32(0.0)
+                    for ox in range(ox_hi, OW):
+                        src[np.uint64(j0 + oy * OW + ox)] = np.float32(0.0)
+                d = (fy - P) * W + fx - P
+                p0 = max(oy_lo * OW, -d)
+                p1 = min(oy_hi * OW, H * W - d)
+                for p in range(p0, p1):
+                    plane[np.uint64(p + d)] += src[np.uint64(j0 + p)]
+        return
     y0 = split(lo, W)[0]
     y1 = split(hi - 1, W)[0]  # last row of the span
     for y in range(y0, y1 + 1):
-        row = plane[y]
         xa = lo - y * W if y == y0 else 0
         xb = hi - y * W if y == y1 else W
         for xx in range(xa, xb):
-            row[np.uint64(xx)] = np.float32(0.0)
+            plane[np.uint64(y * W + xx)] = np.float32(0.0)
     for fx in range(F):
         for y in range(y0, y1 + 1):
             xa = lo - y * W if y == y0 else 0
@@ -127,12 +154,12 @@ def col2im_at(t, lo, hi, dx, dcols, F, S, P, OH, OW):
             # output rows oy whose window covers input row y: oy·S − P ≤ y ≤ oy·S − P + F − 1
             oy_lo = max(0, (y + P - F + S) // S)
             oy_hi = min(OH - 1, (y + P) // S)
-            row = plane[y]
+            i0 = y * W - P + fx  # input column ox·S − P + fx of row y is plane[i0 + ox·S]
             for oy in range(oy_lo, oy_hi + 1):
                 src = dcols[(c * F + y + P - oy * S) * F + fx]
                 j0 = (n * OH + oy) * OW
                 for ox in range(ox_lo, ox_hi):
-                    row[np.uint64(ox * S - P + fx)] += src[np.uint64(j0 + ox)]
+                    plane[np.uint64(i0 + ox * S)] += src[np.uint64(j0 + ox)]
 
 
 @njit(inline="always")

@@ -101,7 +101,8 @@ class Conv2D(Layer):
         self._cols_hold_input = not need_dx  # computing dx overwrites the columns
         B.conv_backward(self._x, H, W, self._reshaped(self.params["W"], (K, C * F * F)),
                         self._flat(self._buffers["y"]), self._flat(dy),
-                        self._reshaped(self.grads["W"], (K, C * F * F)), self.grads["b"], dx,
+                        self._reshaped(self.grads["W"], (K, C * F * F)), self.grads["b"],
+                        None if dx is None else self._reshaped(dx, (N, C, H * W)),
                         self._workspace(N), F, S, P, OH, OW, int(self.fused_relu))
         return dx
 
