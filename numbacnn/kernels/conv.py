@@ -114,8 +114,8 @@ def col2im_at(t, lo, hi, dx, dcols, H, W, F, S, P, OH, OW):
         # loop per tap. The tap's entries whose input column wrapped into the
         # neighbouring row (padding in im2col, their gradient discarded) are set to 0
         # first, so they add nothing. Only this call reads or writes this image's
-        # stretch of these rows of dcols. fmnist's conv2 a chunk at a time, one thread:
-        # conv2 forward and backward 22.3 → 21.2 ms.
+        # stretch of these rows of dcols. fmnist's conv2 forward and backward a chunk at a
+        # time, one thread: 22.3 → 21.2 ms.
         j0 = n * OH * OW
         for q in range(H * W):
             plane[np.uint64(q)] = np.float32(0.0)
