@@ -13,6 +13,7 @@ per element.
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 
@@ -27,7 +28,7 @@ from numba import njit, prange
 # a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from numbacnn.backends import cblas, kernel_cache
+from numbacnn.backends import cblas, kernel_cache, whole_batch
 from numbacnn.kernels import conv, dropout, elementwise, loss, lrn, maxout, optim, pool, reduce
 
 name = "cpu"
@@ -188,14 +189,11 @@ def conv_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray, y
     """y (N×K×OH×OW, passed flat) = the convolution of x (N×C×H×W, passed as N×C×(H·W))
     with w2 (K × C·F·F) plus b, then ReLU when ``relu``; ``ws`` holds the buffers of
     :func:`conv_workspace`."""
-    N, K = x.shape[0], w2.shape[0]
     if "cols" in ws:
-        cols, out = ws["cols"], ws["out"]
-        im2col(cols.shape[0] * N, OH * OW, cols, x, H, W, F, S, P, OH, OW)
-        gemm(w2, cols, out)
-        gemm_to_nchw(N * K, OH * OW, y, out, b, K, OH * OW, relu)
+        whole_batch.forward(sys.modules[__name__], x, H, W, w2, b, y, ws["cols"], ws["out"], F,
+                            S, P, OH, OW, relu)
         return
-    C = x.shape[1]
+    N, C, K = x.shape[0], x.shape[1], w2.shape[0]
     chunk = conv_chunk(N, C, K, F, OH, OW, ws["chunk_cols"].shape[0])
     with _one_blas_thread():
         _conv_forward_chunks(cblas.sgemm(), x, H, W, w2, b, y, ws["chunk_cols"],
@@ -211,18 +209,11 @@ def conv_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
     ReLU, when ``relu``). With the
     whole-batch buffers, ws["cols"] must hold the forward pass's columns (they are
     overwritten when dx is computed)."""
-    N, K = x.shape[0], w2.shape[0]
-    L = OH * OW
     if "cols" in ws:
-        cols, dy2 = ws["cols"], ws["out"]  # the GEMM output is free again: reuse it
-        nchw_to_gemm(K * N, L, dy2, dy, y, K, L, relu)
-        gemm(dy2, cols, dw2, trans_b=True)
-        row_sum(K, db, dy2)
-        if dx is not None:
-            gemm(w2, dy2, cols, trans_a=True)  # the columns are spent: dcols in their place
-            col2im(N * x.shape[1], H * W, dx, cols, H, W, F, S, P, OH, OW)
+        whole_batch.backward(sys.modules[__name__], x, H, W, w2, y, dy, dw2, db, dx, ws["cols"],
+                             ws["out"], F, S, P, OH, OW, relu)
         return
-    C = x.shape[1]
+    N, C, K = x.shape[0], x.shape[1], w2.shape[0]
     chunk = conv_chunk(N, C, K, F, OH, OW, ws["chunk_cols"].shape[0])
     with _one_blas_thread():
         _conv_backward_chunks(cblas.sgemm(), x, w2, y, dy, dw2, db,
@@ -230,6 +221,47 @@ def conv_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
                               ws["chunk_cols"],
                               ws["chunk_out"], ws["dW_parts"], ws["db_parts"], F, S, P, OH,
                               OW, relu, chunk)
+
+
+# A chunk's passes: plain (not parallel) functions each core calls on its own chunk,
+# compiled once and shared by the forward and backward drivers (inlined into both, the
+# backward driver alone took 26 s to compile).
+@njit(fastmath=True, cache=True)
+def _im2col_chunk(cols, x, H, W, F, S, P, OH, OW):
+    planes = cols.shape[0] * x.shape[0]
+    if F == 3 and S == 1 and P == 1:
+        for t in range(planes):
+            conv.im2col_at(t, 0, OH * OW, cols, x, H, W, 3, 1, 1, OH, OW)
+    else:
+        for t in range(planes):
+            conv.im2col_at(t, 0, OH * OW, cols, x, H, W, F, S, P, OH, OW)
+
+
+@njit(fastmath=True, cache=True)
+def _col2im_chunk(dx, dcols, H, W, F, S, P, OH, OW):
+    m, C = dx.shape[0], dx.shape[1]
+    if F == 3 and S == 1 and P == 1:
+        for u in range(m * C):  # (c, n) order, as col2im
+            c = u // m
+            conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, 3, 1, 1, OH, OW)
+    else:
+        for u in range(m * C):
+            c = u // m
+            conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, F, S, P, OH, OW)
+
+
+@njit(fastmath=True, cache=True)
+def _gemm_to_nchw_chunk(y, out, b, L, relu):
+    K = out.shape[0]
+    for t in range(y.size // L):
+        conv.gemm_to_nchw_at(t, 0, L, y, out, b, K, L, relu)
+
+
+@njit(fastmath=True, cache=True)
+def _nchw_to_gemm_chunk(dy2, dy, y, L, relu):
+    K = dy2.shape[0]
+    for t in range(dy.size // L):
+        conv.nchw_to_gemm_at(t, 0, L, dy2, dy, y, K, L, relu)
 
 
 @njit(inline="always")
@@ -240,97 +272,59 @@ def _chunk_of(part, parts, N, chunk):
     return chunks * part // parts, chunks * (part + 1) // parts
 
 
-@njit(inline="always")
-def _conv_forward_part(part, parts, sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, F, S, P,
-                       OH, OW, relu, chunk):
-    N = x.shape[0]
-    K, CFF = w2.shape
-    L = OH * OW
-    ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
-    for ci in range(ci_lo, ci_hi):
-        n0 = ci * chunk
-        m = min(N, n0 + chunk) - n0
-        cols = chunk_cols[part, :CFF * m * L].reshape(CFF, m * L)
-        out = chunk_out[part, :K * m * L].reshape(K, m * L)
-        xs = x[n0:n0 + m]
-        for t in range(CFF * m):
-            conv.im2col_at(t, 0, L, cols, xs, H, W, F, S, P, OH, OW)
-        sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, K, m * L, CFF, np.float32(1.0),
-              w2.ctypes, CFF, cols.ctypes, m * L, np.float32(0.0), out.ctypes, m * L)
-        ys = yf[n0 * K * L:(n0 + m) * K * L]
-        for t in range(m * K):
-            conv.gemm_to_nchw_at(t, 0, L, ys, out, b, K, L, relu)
-
-
 @njit(parallel=True, fastmath=True, cache=True)
 def _conv_forward_chunks(sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, F, S, P, OH, OW,
                          relu, chunk):
     parts = chunk_cols.shape[0]
-    if F == 3 and S == 1 and P == 1:
-        for part in prange(parts):
-            _conv_forward_part(part, parts, sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, 3,
-                               1, 1, OH, OW, relu, chunk)
-    else:
-        for part in prange(parts):
-            _conv_forward_part(part, parts, sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, F,
-                               S, P, OH, OW, relu, chunk)
-
-
-@njit(inline="always")
-def _conv_backward_part(part, parts, sgemm, x, w2, yf, dyf, dx, need_dx, H, W, chunk_cols,
-                        chunk_out, dW_parts, db_parts, F, S, P, OH, OW, relu, chunk):
-    N, C = x.shape[0], x.shape[1]
+    N = x.shape[0]
     K, CFF = w2.shape
     L = OH * OW
-    dWp = dW_parts[part]
-    dbp = db_parts[part]
-    for k in range(K):
-        dbp[k] = np.float32(0.0)
-    for k in range(K):
-        for e in range(CFF):
-            dWp[k, e] = np.float32(0.0)
-    ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
-    for ci in range(ci_lo, ci_hi):
-        n0 = ci * chunk
-        m = min(N, n0 + chunk) - n0
-        cols = chunk_cols[part, :CFF * m * L].reshape(CFF, m * L)
-        dy2 = chunk_out[part, :K * m * L].reshape(K, m * L)
-        dys = dyf[n0 * K * L:(n0 + m) * K * L]
-        ys = yf[n0 * K * L:(n0 + m) * K * L]
-        for t in range(K * m):
-            conv.nchw_to_gemm_at(t, 0, L, dy2, dys, ys, K, L, relu)
-        for k in range(K):
-            dbp[k] += reduce.row_sum_span(k, 0, m * L, 1, dy2)
-        xs = x[n0:n0 + m]
-        for t in range(CFF * m):
-            conv.im2col_at(t, 0, L, cols, xs, H, W, F, S, P, OH, OW)
-        sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, CFF, m * L, np.float32(1.0),
-              dy2.ctypes, m * L, cols.ctypes, m * L, np.float32(1.0), dWp.ctypes, CFF)
-        if need_dx:
-            sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, CFF, m * L, K, np.float32(1.0),
-                  w2.ctypes, CFF, dy2.ctypes, m * L, np.float32(0.0), cols.ctypes, m * L)
-            dxs = dx[n0:n0 + m]
-            for u in range(m * C):  # (c, n) order, as col2im
-                c = u // m
-                conv.col2im_at((u - c * m) * C + c, 0, H * W, dxs, cols, H, W, F, S, P, OH,
-                               OW)
+    for part in prange(parts):
+        ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
+        for ci in range(ci_lo, ci_hi):
+            n0 = ci * chunk
+            m = min(N, n0 + chunk) - n0
+            cols = chunk_cols[part, :CFF * m * L].reshape(CFF, m * L)
+            out = chunk_out[part, :K * m * L].reshape(K, m * L)
+            _im2col_chunk(cols, x[n0:n0 + m], H, W, F, S, P, OH, OW)
+            sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, K, m * L, CFF,
+                  np.float32(1.0), w2.ctypes, CFF, cols.ctypes, m * L, np.float32(0.0),
+                  out.ctypes, m * L)
+            _gemm_to_nchw_chunk(yf[n0 * K * L:(n0 + m) * K * L], out, b, L, relu)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _conv_backward_chunks(sgemm, x, w2, yf, dyf, dw2, db, dx, need_dx, H, W, chunk_cols,
                           chunk_out, dW_parts, db_parts, F, S, P, OH, OW, relu, chunk):
     parts = chunk_cols.shape[0]
-    if F == 3 and S == 1 and P == 1:
-        for part in prange(parts):
-            _conv_backward_part(part, parts, sgemm, x, w2, yf, dyf, dx, need_dx, H, W,
-                                chunk_cols, chunk_out, dW_parts, db_parts, 3, 1, 1, OH, OW, relu,
-                                chunk)
-    else:
-        for part in prange(parts):
-            _conv_backward_part(part, parts, sgemm, x, w2, yf, dyf, dx, need_dx, H, W,
-                                chunk_cols, chunk_out, dW_parts, db_parts, F, S, P, OH, OW, relu,
-                                chunk)
-    K, CFF = dw2.shape
+    N = x.shape[0]
+    K, CFF = w2.shape
+    L = OH * OW
+    for part in prange(parts):
+        dWp = dW_parts[part]
+        dbp = db_parts[part]
+        for k in range(K):
+            dbp[k] = np.float32(0.0)
+            for e in range(CFF):
+                dWp[k, e] = np.float32(0.0)
+        ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
+        for ci in range(ci_lo, ci_hi):
+            n0 = ci * chunk
+            m = min(N, n0 + chunk) - n0
+            cols = chunk_cols[part, :CFF * m * L].reshape(CFF, m * L)
+            dy2 = chunk_out[part, :K * m * L].reshape(K, m * L)
+            span_lo, span_hi = n0 * K * L, (n0 + m) * K * L
+            _nchw_to_gemm_chunk(dy2, dyf[span_lo:span_hi], yf[span_lo:span_hi], L, relu)
+            for k in range(K):
+                dbp[k] += reduce.row_sum_span(k, 0, m * L, 1, dy2)
+            _im2col_chunk(cols, x[n0:n0 + m], H, W, F, S, P, OH, OW)
+            sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, CFF, m * L, np.float32(1.0),
+                  dy2.ctypes, m * L, cols.ctypes, m * L, np.float32(1.0), dWp.ctypes, CFF)
+            if need_dx:  # the columns are spent: the input gradient's columns in their place
+                sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, CFF, m * L, K,
+                      np.float32(1.0), w2.ctypes, CFF, dy2.ctypes, m * L, np.float32(0.0),
+                      cols.ctypes, m * L)
+                _col2im_chunk(dx[n0:n0 + m], cols, H, W, F, S, P, OH, OW)
     for r in prange(K):  # the parts' sums, added in order
         db[r] = db_parts[0, r]
         for part in range(1, parts):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 from numba import config, cuda, float32, njit, typeof
 
-from numbacnn.backends import cublas, sgemm
+from numbacnn.backends import cublas, sgemm, whole_batch
 from numbacnn.backends.launch import FastLaunch
 from numbacnn.errors import DeviceError
 from numbacnn.kernels import (
@@ -384,30 +385,20 @@ def conv_forward(x: Any, H: int, W: int, w2: Any, b: Any, y: Any, ws: dict[str, 
                  S: int, P: int, OH: int, OW: int, relu: int) -> None:
     """y (N×K×OH×OW, passed flat) = the convolution of x (N×C×H×W, passed as N×C×(H·W))
     with w2 (K × C·F·F) plus b, then ReLU when ``relu``: im2col, one GEMM, the bias/ReLU
-    reorder (the CPU backend runs the same bodies a chunk of images at a time)."""
-    N, K = x.shape[0], w2.shape[0]
-    cols, out = ws["cols"], ws["out"]
-    im2col(cols.shape[0] * N, OH * OW, cols, x, H, W, F, S, P, OH, OW)
-    gemm(w2, cols, out)
-    gemm_to_nchw(N * K, OH * OW, y, out, b, K, OH * OW, relu)
+    reorder over the whole batch (``whole_batch.py``; the CPU backend runs the same bodies
+    a chunk of images at a time)."""
+    whole_batch.forward(sys.modules[__name__], x, H, W, w2, b, y, ws["cols"], ws["out"], F, S,
+                        P, OH, OW, relu)
 
 
 def conv_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db: Any,
                   dx: Any, ws: dict[str, Any], F: int, S: int, P: int, OH: int, OW: int,
                   relu: int) -> None:
     """dw2, db and, unless it is None, dx from dy (y and dy passed flat, x and dx as
-    N×C×(H·W)); ws["cols"] holds
-    the forward pass's columns and is overwritten by the input gradient's columns when dx
-    is computed."""
-    N, K = x.shape[0], w2.shape[0]
-    L = OH * OW
-    cols, dy2 = ws["cols"], ws["out"]  # the GEMM output is free again: reuse it
-    nchw_to_gemm(K * N, L, dy2, dy, y, K, L, relu)
-    gemm(dy2, cols, dw2, trans_b=True)
-    row_sum(K, db, dy2)
-    if dx is not None:
-        gemm(w2, dy2, cols, trans_a=True)  # the columns are spent: dcols in their place
-        col2im(N * x.shape[1], H * W, dx, cols, H, W, F, S, P, OH, OW)
+    N×C×(H·W)); ws["cols"] holds the forward pass's columns and is overwritten by the
+    input gradient's columns when dx is computed."""
+    whole_batch.backward(sys.modules[__name__], x, H, W, w2, y, dy, dw2, db, dx, ws["cols"],
+                         ws["out"], F, S, P, OH, OW, relu)
 
 
 # --- kernels ---------------------------------------------------------------------------------
