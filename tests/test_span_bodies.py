@@ -40,10 +40,10 @@ def cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, int, 
         OH, OW = (H - F + 2 * P) // S + 1, (W - F + 2 * P) // S + 1
         cols = np.zeros((C * F * F, N * OH * OW), np.float32)
         out.append((f"im2col F{F}S{S}P{P}", conv.im2col_at, cpu.im2col, C * F * F * N, OH * OW,
-                    [cols, x, F, S, P, OH, OW]))
+                    [cols, x.reshape(N, C, H * W), H, W, F, S, P, OH, OW]))
         dcols = rng.standard_normal(cols.shape).astype(np.float32)
         out.append((f"col2im F{F}S{S}P{P}", conv.col2im_at, cpu.col2im, N * C, H * W,
-                    [np.zeros_like(x), dcols, F, S, P, OH, OW]))
+                    [np.zeros((N, C, H * W), np.float32), dcols, H, W, F, S, P, OH, OW]))
     K, Pn = 4, 5
     gemm_out = rng.standard_normal((K, N * Pn)).astype(np.float32)
     bias = rng.standard_normal(K).astype(np.float32)
@@ -54,7 +54,8 @@ def cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, int, 
         y = rng.standard_normal(N * K * Pn).astype(np.float32)
         out.append((f"nchw_to_gemm relu={relu}", conv.nchw_to_gemm_at, cpu.nchw_to_gemm, K * N,
                     Pn, [np.zeros((K, N * Pn), np.float32), dy, y, K, Pn, relu]))
-    for F, S in ((2, 2), (3, 2), (3, 1)):
+    # (2, 2) and (3, 2) run the CPU drivers' constant-F, S paths; (2, 3) leaves gaps between windows
+    for F, S in ((2, 2), (3, 2), (3, 1), (2, 3), (3, 3)):
         OH, OW = (H - F) // S + 1, (W - F) // S + 1
         y = np.zeros((N, C, OH, OW), np.float32)
         argmax = np.zeros(y.shape, np.int32)

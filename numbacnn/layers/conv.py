@@ -2,8 +2,9 @@
 
 Input N×C×H×W, filters W: K×C×F×F, biases b: K, output N×K×OH×OW with
 OH = (H − F + 2P)/S + 1. Parameters: (F·F·C)·K weights + K biases.
-Kernel bodies: ``numbacnn/kernels/conv.py``; drivers: ``im2col``/``col2im`` in
-``numbacnn/backends/cpu.py`` and ``cuda.py``.
+Kernel bodies: ``numbacnn/kernels/conv.py``; the passes are ``conv_forward`` and
+``conv_backward`` of ``numbacnn/backends/cpu.py`` (a chunk of images at a time, in
+each core's cache) and ``cuda.py`` (the whole batch at once).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Conv2D(Layer):
 
     def _setup(self) -> None:
         self._cols_hold_input = False  # False once backward reused the columns for dcols
+        self._x: Any = None  # the last forward pass's input
         self.fused_relu = False  # set by Network when a ReLU follows: applied in the bias pass
 
     def torch_module(self) -> Any:
@@ -65,6 +67,12 @@ class Conv2D(Layer):
     def window(self) -> tuple[int, int]:
         return (self.size, self.stride)
 
+    def _workspace(self, N: int) -> dict[str, Any]:
+        """The backend's convolution buffers for a batch of N (``conv_workspace``)."""
+        K, OH, OW = self.output_shape  # type: ignore[misc]
+        shapes = self._backend().conv_workspace(N, self.input_shape[0], K, self.size, OH, OW)  # type: ignore[index]
+        return {key: self._buffer(key, shape) for key, shape in shapes.items()}
+
     def forward(self, x: Any, training: bool = True) -> Any:
         x = self._check_input(x)
         B = self._backend()
@@ -72,13 +80,12 @@ class Conv2D(Layer):
         C, H, W = self.input_shape  # type: ignore[misc]
         K, OH, OW = self.output_shape  # type: ignore[misc]
         F, S, P = self.size, self.stride, self.pad
-        cols = self._buffer("cols", (C * F * F, N * OH * OW))
-        B.im2col(C * F * F * N, OH * OW, cols, x, F, S, P, OH, OW)
-        out = self._buffer("out", (K, N * OH * OW))
-        B.gemm(self._reshaped(self.params["W"], (K, C * F * F)), cols, out)
         y = self._buffer("y", (N, K, OH, OW))
-        B.gemm_to_nchw(N * K, OH * OW, self._flat(y), out, self.params["b"], K, OH * OW,
+        x3 = self._reshaped(x, (N, C, H * W))  # im2col reads each input plane flat
+        B.conv_forward(x3, H, W, self._reshaped(self.params["W"], (K, C * F * F)),
+                       self.params["b"], self._flat(y), self._workspace(N), F, S, P, OH, OW,
                        int(self.fused_relu))
+        self._x = x3  # the CPU computes each chunk's columns again in backward
         self._cols_hold_input = True
         return y
 
@@ -89,21 +96,15 @@ class Conv2D(Layer):
         C, H, W = self.input_shape  # type: ignore[misc]
         K, OH, OW = self.output_shape  # type: ignore[misc]
         F, S, P = self.size, self.stride, self.pad
-        cols = self._buffers["cols"]
-        if cols.shape[1] != N * OH * OW or not self._cols_hold_input:
+        if not self._cols_hold_input or self._x.shape[0] != N:
             raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first")
-        dy2 = self._buffer("out", (K, N * OH * OW))  # the GEMM output is free again: reuse it
-        B.nchw_to_gemm(K * N, OH * OW, dy2, self._flat(dy), self._flat(self._buffers["y"]), K,
-                       OH * OW, int(self.fused_relu))
-        B.gemm(dy2, cols, self._reshaped(self.grads["W"], (K, C * F * F)), trans_b=True)
-        B.row_sum(K, self.grads["b"], dy2)
-        if not need_dx:
-            return None
-        dcols = cols  # the columns are spent once dW is known: hold dcols in their place
-        self._cols_hold_input = False
-        B.gemm(self._reshaped(self.params["W"], (K, C * F * F)), dy2, dcols, trans_a=True)
-        dx = self._buffer("dx", (N, C, H, W))
-        B.col2im(N * C, H * W, dx, dcols, F, S, P, OH, OW)
+        dx = self._buffer("dx", (N, C, H, W)) if need_dx else None
+        self._cols_hold_input = not need_dx  # computing dx overwrites the columns
+        B.conv_backward(self._x, H, W, self._reshaped(self.params["W"], (K, C * F * F)),
+                        self._flat(self._buffers["y"]), self._flat(dy),
+                        self._reshaped(self.grads["W"], (K, C * F * F)), self.grads["b"],
+                        None if dx is None else self._reshaped(dx, (N, C, H * W)),
+                        self._workspace(N), F, S, P, OH, OW, int(self.fused_relu))
         return dx
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
