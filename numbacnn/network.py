@@ -17,7 +17,7 @@ import numpy as np
 
 from numbacnn.device import backend, get_device, resolve_device, to_host
 from numbacnn.errors import ShapeError
-from numbacnn.layers import Conv2D, Layer, ReLU, SoftmaxCrossEntropy
+from numbacnn.layers import Layer, SoftmaxCrossEntropy
 from numbacnn.layers.base import Shape
 
 if TYPE_CHECKING:
@@ -78,11 +78,9 @@ class Network:
         for layer in self.layers:
             shape = layer.build(shape)  # type: ignore[arg-type]
         for layer, after in zip(self.layers, [*self.layers[1:], None], strict=True):
-            fuse = self.fuse and isinstance(layer, Conv2D) and isinstance(after, ReLU)
-            if isinstance(layer, Conv2D):
-                layer.fused_relu = fuse
-            if isinstance(after, ReLU):
-                after.fused = fuse
+            taken = layer.fuse_next(after, self.fuse)  # e.g. a conv does its ReLU's work
+            if after is not None:
+                after.fused = taken
         if self.explicit_loss or shape[1:] == (1, 1):
             self.loss.build(shape)  # type: ignore[arg-type]
         return shape  # type: ignore[return-value]

@@ -53,6 +53,8 @@ class Layer:
     draws_random: ClassVar[bool] = False
     # its output is a picture worth showing (numbacnn plot features: conv and pooling)
     feature_map: ClassVar[bool] = False
+    # another layer does this one's work (a ReLU fused into the convolution before it)
+    fused: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -155,6 +157,12 @@ class Layer:
         """Device memory a training step needs beyond the layer's output and gradient
         (e.g. a convolution's im2col columns), for ``batch`` images."""
         return 0
+
+    def fuse_next(self, after: Layer | None, enabled: bool) -> bool:
+        """Whether this layer does ``after``'s work too (``enabled`` False: never); the
+        network asks each layer about the one after it when it builds and marks that one
+        ``fused``. Default: no layer is fused."""
+        return False
 
     def window(self) -> tuple[int, int] | None:
         """(F, S) of a sliding window for receptive-field arithmetic; None when the layer

@@ -13,6 +13,7 @@ from typing import Any
 
 from numbacnn.errors import ShapeError
 from numbacnn.geometry import output_size, window_arithmetic
+from numbacnn.layers.activation import ReLU
 from numbacnn.layers.base import Layer, Shape, register
 from numbacnn.spec import ACTIVATION, INIT, PAD, LayerSyntax, int_option
 
@@ -30,6 +31,11 @@ class Conv2D(Layer):
         self._cols_hold_input = False  # False once backward reused the columns for dcols
         self._x: Any = None  # the last forward pass's input
         self.fused_relu = False  # set by Network when a ReLU follows: applied in the bias pass
+
+    def fuse_next(self, after: Layer | None, enabled: bool) -> bool:
+        """A ReLU after a convolution is applied in its bias pass (``fused_relu``)."""
+        self.fused_relu = enabled and isinstance(after, ReLU)
+        return self.fused_relu
 
     def torch_module(self) -> Any:
         from torch import nn
