@@ -3,6 +3,7 @@
     python bench/alternate.py fmnist --batch 128 --runs 5            # a quiet machine
     python bench/alternate.py fmnist --batch 128 --runs 5 --load     # beside a busy process
     python bench/alternate.py fmnist alexnet --markdown >> bench/RESULTS.md
+    python bench/alternate.py fmnist --batch 128 --inference          # forward passes only
 
 Why: in one process the two frameworks share OpenMP settings and thread pools
 (numbacnn's ``OMP_WAIT_POLICY=PASSIVE`` slows PyTorch; PyTorch's spinning threads slow
@@ -41,8 +42,10 @@ FRAMEWORKS = ("numbacnn", "torch")
 # --- child processes -----------------------------------------------------------------------
 
 
-def child(framework: str, spec: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
-    """Train ``spec`` in this process with one framework; images/s of the timed steps."""
+def child(framework: str, spec: str, batch: int, steps: int, warmup: int,
+          inference: bool = False) -> dict[str, Any]:
+    """Train ``spec`` in this process with one framework (``inference``: run inference
+    forward passes instead, no gradients); images/s of the timed steps."""
     sys.path.insert(0, str(ROOT))
     from numbacnn.network import Network
     from numbacnn.profiler import LEARNING_RATE, random_batch
@@ -58,15 +61,27 @@ def child(framework: str, spec: str, batch: int, steps: int, warmup: int) -> dic
         opt = SGD(momentum=0.9, weight_decay=5e-4)
 
         def step() -> None:
-            net.train_step_on_device(x, y)
-            opt.step(net, LEARNING_RATE)
+            if inference:
+                net.forward(x, training=False)
+            else:
+                net.train_step_on_device(x, y)
+                opt.step(net, LEARNING_RATE)
     else:
+        import torch
         import torch_models
 
         model, xt, yt, opt = torch_models.setup_training(net, batch)
+        if inference:
+            model.eval()
 
         def step() -> None:
-            torch_models.train_step(model, xt, yt, opt)
+            if inference:
+                with torch.inference_mode():
+                    h = xt
+                    for module in model:
+                        h = module(h)
+            else:
+                torch_models.train_step(model, xt, yt, opt)
     for _ in range(warmup):
         step()
     times = []
@@ -74,7 +89,7 @@ def child(framework: str, spec: str, batch: int, steps: int, warmup: int) -> dic
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    out = {"framework": framework, "spec": spec, "batch": batch,
+    out = {"framework": framework, "spec": spec, "batch": batch, "inference": inference,
            "images_per_s": batch * steps / sum(times), "best_step_ms": 1e3 * min(times)}
     try:
         import threadpoolctl
@@ -115,7 +130,8 @@ def child_env(threads: int) -> dict[str, str]:
 
 def run_child(framework: str, spec: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", framework, spec, "--batch", str(args.batch),
-           "--steps", str(args.steps), "--warmup", str(args.warmup)]
+           "--steps", str(args.steps), "--warmup", str(args.warmup),
+           *(["--inference"] if args.inference else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args.threads),
                           timeout=args.timeout)
     if proc.returncode != 0:
@@ -154,6 +170,7 @@ def compare(spec: str, args: argparse.Namespace) -> dict[str, Any]:
             loader.kill()
             loader.wait()
     result = {"spec": spec, "batch": args.batch, "threads": args.threads, "steps": args.steps,
+              "inference": bool(args.inference),
               "load": bool(args.load), "load_before": load_before,
               "load_after": os.getloadavg(),
               "summary": {fw: summarize(runs[fw]) for fw in FRAMEWORKS}}
@@ -175,7 +192,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
     for r in results:
         ratio = f"{r['ratio_of_medians']:.2f}" if "ratio_of_medians" in r else "—"
-        lines.append(f"| {r['spec']} | {r['batch']} | {r['threads']} | "
+        what = f"{r['spec']} (inference)" if r.get("inference") else r["spec"]
+        lines.append(f"| {what} | {r['batch']} | {r['threads']} | "
                      f"{'a second training' if r['load'] else 'none'} | "
                      f"{cell(r['summary']['numbacnn'])} | {cell(r['summary']['torch'])} | "
                      f"{ratio} | {r['load_before'][0]:.2f} → {r['load_after'][0]:.2f} |")
@@ -193,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--load", action="store_true", help="beside one other busy process")
     p.add_argument("--markdown", action="store_true", help="print a RESULTS.md table")
+    p.add_argument("--inference", action="store_true",
+                   help="time inference forward passes instead of training steps")
     p.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     p.add_argument("--busy", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -201,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child:
         print(json.dumps(child(args.child, args.specs[0], args.batch, args.steps,
-                               args.warmup)))
+                               args.warmup, args.inference)))
         return 0
     results = [compare(spec, args) for spec in args.specs]
     print(markdown(results) if args.markdown else json.dumps(results, indent=2))
