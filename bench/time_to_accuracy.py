@@ -47,7 +47,7 @@ def run_numbacnn(spec: str, epochs: int, seed: int) -> list[dict[str, float]]:
 
     def on_epoch(record: Any) -> None:
         stopped = time.perf_counter()
-        proba = net.predict_proba(normalize(data.x_test, trainer.mean, trainer.std))
+        proba = net.predict_proba(x_test)
         accuracy = float(np.mean(np.argmax(proba, axis=1) == data.y_test))
         rows.append({"epoch": record.epoch, "seconds": stopped - clock["start"] - clock["off"],
                      "test_accuracy": accuracy})
@@ -55,6 +55,9 @@ def run_numbacnn(spec: str, epochs: int, seed: int) -> list[dict[str, float]]:
         clock["off"] += time.perf_counter() - stopped
 
     trainer = Trainer(net, data, settings, on_epoch=on_epoch)
+    started = time.perf_counter()
+    x_test = normalize(data.x_test, trainer.mean, trainer.std)  # the trainer's normalization
+    clock["off"] += time.perf_counter() - started  # scored off the clock, as each epoch's
     trainer.run()
     return rows
 

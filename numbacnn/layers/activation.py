@@ -61,9 +61,6 @@ class ReLU(_Elementwise):
     body = "relu"
     torch_name = "ReLU"
 
-    def _setup(self) -> None:
-        self.fused = False  # set by the network when it follows a Conv2D
-
     def forward(self, x: Any, training: bool = True) -> Any:
         return self._check_input(x) if self.fused else super().forward(x, training)
 
