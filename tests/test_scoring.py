@@ -85,8 +85,11 @@ def test_score_of_one_model_matches_its_predictions() -> None:
     net, info = model(1)
     x, y = quadrants(24, seed=3)
     score = score_models([(net, info)], x, y, batch_size=5)
-    proba = predict_images(net, info, x)
+    proba = predict_images(net, info, x, batch_size=5)
     np.testing.assert_array_equal(score.proba, proba)
+    # In one batch of 24 the BLAS kernel may block the products differently (AVX-512
+    # kernels do): the same figures but for the last bits.
+    np.testing.assert_allclose(predict_images(net, info, x), proba, rtol=1e-5, atol=1e-7)
     predicted = proba.argmax(axis=1)
     assert score.correct == int(np.sum(predicted == y))
     assert score.accuracy == score.model_accuracies[0] == np.mean(predicted == y)

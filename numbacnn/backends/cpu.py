@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 
 import numba
 import numpy as np
@@ -110,7 +109,6 @@ def _one_blas_thread() -> AbstractContextManager[object]:
     return _blas_controller.limit(limits=1)
 
 
-_gemm_pool: ThreadPoolExecutor | None = None
 SPLIT_GEMM_FLOPS = 4_000_000  # smaller products run on the calling thread alone
 
 
@@ -120,33 +118,55 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
 
     Large products are split along the longer side of ``out`` (rows of op(a), or
     columns of op(b) when the batch side is short, as in a fully connected layer at
-    batch 16) into one block per numba thread, each a one-thread BLAS call on its own
-    Python thread (BLAS releases the GIL); idle pool threads sleep instead of
-    spinning. The split depends only on the shape and the thread count, so runs with
+    batch 16) into one block per numba thread, each a one-thread CBLAS call made from
+    numba's own threads (``_gemm_in_parts``), so no other thread pool waits beside
+    numba's. The split depends only on the shape and the thread count, so runs with
     the same seed repeat bit for bit; another thread count (or no split) can change
-    the last bits (BLAS picks its blocking by block size).
+    the last bits (BLAS picks its blocking by block size). Without a CBLAS function, or
+    for arrays that are not C-contiguous, numpy's ``matmul`` runs on BLAS's threads.
     """
-    global _gemm_pool
-    A = a.T if trans_a else a
-    B = b.T if trans_b else b
     M, N = out.shape
+    K = a.shape[0] if trans_a else a.shape[1]
     parts = min(numba.get_num_threads(), max(M, N) // 8)
+    sgemm = cblas.sgemm()
+    small = 2 * out.size * K < SPLIT_GEMM_FLOPS
+    if (sgemm is None or not (a.flags.c_contiguous and b.flags.c_contiguous
+                              and out.flags.c_contiguous)):
+        with _one_blas_thread() if small else nullcontext():
+            np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+        return
     with _one_blas_thread():
-        if parts < 2 or 2 * out.size * A.shape[1] < SPLIT_GEMM_FLOPS:
-            np.matmul(A, B, out=out)
-            return
-        if _gemm_pool is None:
-            _gemm_pool = ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads() - 1),
-                                            thread_name_prefix="numbacnn-gemm")
-        by_rows = M >= N
-        edges = [(M if by_rows else N) * i // parts for i in range(parts + 1)]
-        blocks = [(A[lo:hi], B, out[lo:hi]) if by_rows else (A, B[:, lo:hi], out[:, lo:hi])
-                  for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-        futures = [_gemm_pool.submit(np.matmul, a_part, b_part, out=out_part)
-                   for a_part, b_part, out_part in blocks[1:]]
-        np.matmul(*blocks[0][:2], out=blocks[0][2])
-        for future in futures:
-            future.result()
+        _gemm_in_parts(sgemm, trans_a, trans_b, M, N, K, a.reshape(-1), b.reshape(-1),
+                       out.reshape(-1), 1 if small else max(1, parts))
+
+
+@njit(parallel=True, cache=True)
+def _gemm_in_parts(sgemm, trans_a, trans_b, M, N, K, a, b, out, parts):
+    """The product of :func:`gemm` on flat C-contiguous a, b and out, in ``parts``
+    blocks of out's rows (M ≥ N) or columns, one CBLAS call per block on numba's
+    threads. A block's operands start at an offset into the flat arrays; the leading
+    dimensions stay those of the whole matrices."""
+    lda = M if trans_a else K
+    ldb = K if trans_b else N
+    by_rows = M >= N
+    side = M if by_rows else N
+    for part in prange(parts):
+        lo = side * part // parts
+        width = side * (part + 1) // parts - lo
+        if by_rows:  # rows lo … of op(a) and of out
+            a_at = lo if trans_a else lo * lda
+            b_at = 0
+            out_at = lo * N
+            m, n = width, N
+        else:  # columns lo … of op(b) and of out
+            a_at = 0
+            b_at = lo * ldb if trans_b else lo
+            out_at = lo
+            m, n = M, width
+        sgemm(cblas.ROW_MAJOR, cblas.TRANS if trans_a else cblas.NO_TRANS,
+              cblas.TRANS if trans_b else cblas.NO_TRANS, m, n, K, np.float32(1.0),
+              a[a_at:].ctypes, lda, b[b_at:].ctypes, ldb, np.float32(0.0),
+              out[out_at:].ctypes, N)
 
 
 # --- convolution -----------------------------------------------------------------------------
