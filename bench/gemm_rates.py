@@ -3,18 +3,30 @@
 * :func:`conv_rates`: each convolution's forward GFLOP/s (im2col + GEMM + bias and
   reorder) beside the rate of the bare SGEMM of the same product, K × CFF times
   CFF × N·OH·OW: numpy's BLAS on the CPU, numbacnn's CUDA GEMM on a GPU;
+* :func:`conv_rate_runs`: the same on the CPU, measured in several fresh processes, each
+  convolution's ratio given as the median and spread (min–max) of the runs;
 * :func:`gpu_sgemm`: on a GPU, the n³ float32 SGEMM in TFLOP/s through the numba kernel,
   cuBLAS in true FP32 and cuBLAS with TF32 tensor cores, and torch's cuBLAS beside.
 
     python bench/gemm_rates.py [--size 4096] [--reps 10]     # on a GPU: gpu_sgemm
+    python bench/gemm_rates.py --conv fmnist alexnet --runs 5 [--markdown]   # on the CPU
+
+A 2-core VM's rates swing by ±20 % from one process to the next (the host's other
+tenants, where the pages land), and one process's 10 steps can sit at either end, so the
+CPU target is judged on the median of ``--runs`` processes, each with OPENBLAS_CORETYPE
+and OPENBLAS_L2_SIZE unset (numpy's BLAS on its native kernel).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,6 +88,84 @@ def conv_rates(net: Any, rows: list[dict[str, Any]], batch: int,
     return {"reference": reference, "layers": out, "total": total}
 
 
+def conv_rate_child(spec: str, batch: int, iterations: int, warmup: int) -> dict[str, Any]:
+    """:func:`conv_rates` of ``spec`` profiled on the CPU in this process."""
+    from numbacnn.device import set_device
+    from numbacnn.network import Network
+    from numbacnn.profiler import profile_training
+
+    set_device("cpu")
+    net = Network.from_spec(spec).initialize(0)
+    profile = profile_training(net, batch, iterations, warmup)
+    return conv_rates(net, profile["layers"], batch, iterations)
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def conv_rate_runs(spec: str, batch: int, runs: int = 5, iterations: int = 20,
+                   warmup: int = 3, timeout: float = 600.0) -> dict[str, Any]:
+    """:func:`conv_rate_child` in ``runs`` fresh processes (``OPENBLAS_CORETYPE`` and
+    ``OPENBLAS_L2_SIZE`` unset): per convolution and for all of them, the median and
+    spread of the conv ÷ SGEMM ratio and the median GFLOP/s of each side."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, __file__, "--conv-child", spec, "--batch", str(batch),
+           "--iterations", str(iterations), "--warmup", str(warmup)]
+    load_before = os.getloadavg()
+    results = []
+    for run in range(runs):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"conv rate run {run + 1} of {spec} failed: {tail[:200]}")
+        results.append(json.loads(lines[-1]))
+        total = results[-1]["total"]
+        print(f"gemm_rates: {spec} run {run + 1}: all convolutions {total['ratio']:.0%}",
+              file=sys.stderr, flush=True)
+    layers = []
+    for i, layer in enumerate(results[0]["layers"]):
+        runs_of = [r["layers"][i] for r in results]
+        layers.append({"index": layer["index"], "layer": layer["layer"], "gemm": layer["gemm"],
+                       "ratio": _spread([r["ratio"] for r in runs_of]),
+                       "gflops": statistics.median(r["gflops"] for r in runs_of),
+                       "sgemm_gflops": statistics.median(r["sgemm_gflops"] for r in runs_of)})
+    totals = [r["total"] for r in results]
+    return {"spec": spec, "batch": batch, "runs": runs, "iterations": iterations,
+            "reference": results[0]["reference"], "layers": layers,
+            "total": {"ratio": _spread([t["ratio"] for t in totals]),
+                      "gflops": statistics.median(t["gflops"] for t in totals),
+                      "sgemm_gflops": statistics.median(t["sgemm_gflops"] for t in totals)},
+            "load_before": load_before, "load_after": os.getloadavg()}
+
+
+def conv_rate_markdown(results: list[dict[str, Any]]) -> str:
+    """A RESULTS.md table of :func:`conv_rate_runs` results, a row per convolution."""
+    lines = ["| network (batch) | convolution | product | conv GFLOP/s | SGEMM GFLOP/s | "
+             "conv ÷ SGEMM, median (min–max) | runs | load avg before → after |",
+             "| --- | --- | --- | ---: | ---: | --- | ---: | --- |"]
+
+    def ratio(r: dict[str, float]) -> str:
+        return f"{r['median']:.0%} ({r['min']:.0%}–{r['max']:.0%})"
+
+    for res in results:
+        where = f"{res['spec']} ({res['batch']})"
+        load = f"{res['load_before'][0]:.2f} → {res['load_after'][0]:.2f}"
+        for layer in res["layers"]:
+            lines.append(f"| {where} | {layer['index']} {layer['layer']} | {layer['gemm']} | "
+                         f"{layer['gflops']:.0f} | {layer['sgemm_gflops']:.0f} | "
+                         f"{ratio(layer['ratio'])} | {res['runs']} | {load} |")
+        total = res["total"]
+        lines.append(f"| {where} | **all convolutions** | | {total['gflops']:.0f} | "
+                     f"{total['sgemm_gflops']:.0f} | **{ratio(total['ratio'])}** | "
+                     f"{res['runs']} | {load} |")
+    return "\n".join(lines)
+
+
 def gpu_sgemm(n: int = 4096, reps: int = 10) -> dict[str, Any]:
     """TFLOP/s of an n³ float32 product through numbacnn's CUDA GEMM: the numba SGEMM,
     cuBLAS in true FP32 and cuBLAS with TF32 tensor cores; torch's cuBLAS (FP32) beside.
@@ -110,12 +200,34 @@ def gpu_sgemm(n: int = 4096, reps: int = 10) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python bench/gemm_rates.py``: :func:`gpu_sgemm` as one JSON line (TFLOP/s rounded
-    to 0.01)."""
+    to 0.01); with ``--conv SPEC ...``: :func:`conv_rate_runs` of each spec on the CPU."""
     parser = argparse.ArgumentParser(prog="python bench/gemm_rates.py",
-                                     description="SGEMM n³ rates on the GPU")
+                                     description="SGEMM n³ rates on the GPU; with --conv, "
+                                                 "conv forward against SGEMM on the CPU")
     parser.add_argument("--size", type=int, default=4096, help="n of the n³ product")
     parser.add_argument("--reps", type=int, default=10, help="timed products per rate")
+    parser.add_argument("--conv", nargs="+", metavar="SPEC",
+                        help="conv forward ÷ SGEMM of these networks on the CPU")
+    parser.add_argument("--runs", type=int, default=5, help="--conv: fresh processes")
+    parser.add_argument("--batch", type=int, help="--conv: batch [default: the suite's]")
+    parser.add_argument("--iterations", type=int, default=20,
+                        help="--conv: timed steps per process")
+    parser.add_argument("--warmup", type=int, default=3, help="--conv: untimed steps first")
+    parser.add_argument("--markdown", action="store_true", help="--conv: a RESULTS.md table")
+    parser.add_argument("--conv-child", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.conv_child:
+        print(json.dumps(conv_rate_child(args.conv_child, args.batch, args.iterations,
+                                         args.warmup)))
+        return 0
+    if args.conv:
+        from suite import default_batch
+
+        results = [conv_rate_runs(spec, args.batch or default_batch(spec, "cpu", False),
+                                  args.runs, args.iterations, args.warmup)
+                   for spec in args.conv]
+        print(conv_rate_markdown(results) if args.markdown else json.dumps(results, indent=2))
+        return 0
     from numbacnn.device import set_device
 
     set_device("cuda")

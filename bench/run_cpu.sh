@@ -7,7 +7,8 @@
 # training throughput, JIT warm-up, conv GFLOP/s against numpy's SGEMM, peak RSS of
 # alexnet batch-16 training in fresh processes, start-up of a second process), then
 # bench/alternate.py (each framework in its own process, alternating, 5 runs each,
-# medians and spread; quiet and beside a second training), all with
+# medians and spread; quiet and beside a second training) and bench/gemm_rates.py --conv
+# (conv forward ÷ SGEMM in 5 fresh processes), all with
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this run only, so numpy's OpenBLAS
 # picks its native kernel (which one is recorded, via threadpoolctl). Needs PyTorch for
 # the comparison (pip install torch==2.13.0, a CPU build) and threadpoolctl for the BLAS
@@ -59,5 +60,11 @@ python3 bench/report.py "$json" --command "bash bench/run_cpu.sh: $shown" \
             tail -n 1
         echo
     done
+    # The conv ÷ SGEMM target, judged on 5 fresh processes (one process's 10 steps swing
+    # ±20 % on this VM): bench/gemm_rates.py --conv.
+    echo "### Conv forward ÷ numpy SGEMM, 5 fresh processes (bench/gemm_rates.py --conv)"
+    echo
+    python3 bench/gemm_rates.py --conv fmnist alexnet --runs 5 --markdown
+    echo
 } | tee -a "$text" >> bench/RESULTS.md
 echo "run_cpu.sh: appended a section to bench/RESULTS.md; text and JSON in $out" >&2
