@@ -48,7 +48,7 @@ class Network:
         self.explicit_loss = loss is not None
         self.loss = loss or SoftmaxCrossEntropy()
         self.spec_text = spec_text
-        self.fuse = fuse  # fuse each ReLU that follows a Conv2D into the conv's bias pass
+        self.fuse = fuse  # a ReLU after a Conv2D or BatchNorm runs in that layer's pass
         self.step = 0  # training forward passes so far: seeds dropout
         self.seed = 0
         self.stream = 0  # which dropout stream: the rank in data-parallel training

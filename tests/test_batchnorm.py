@@ -9,7 +9,7 @@ import reference as ref
 
 from numbacnn import to_device, to_host
 from numbacnn.errors import NumbacnnError
-from numbacnn.layers import BatchNorm
+from numbacnn.layers import BatchNorm, ReLU
 from numbacnn.model_io import ModelInfo, load_model, save_model
 from numbacnn.network import Network
 from numbacnn.optim import SGD
@@ -52,6 +52,35 @@ def test_training_steps_match_reference_and_move_running_statistics(where: str,
         mean, var = ref.batchnorm_running(mean, var, x, 0.8)
         ref.assert_close(to_host(layer.state["mean"]), mean, what=f"step {step}: running mean")
         ref.assert_close(to_host(layer.state["var"]), var, what=f"step {step}: running var")
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("where", SHAPES)
+def test_fused_relu_equals_batchnorm_then_relu(where: str, training: bool,
+                                                           rng: np.random.Generator):
+    """With the ReLU after it fused in, y, dx, dγ and dβ equal those of BatchNorm followed
+    by a separate ReLU, in training and inference: the same zeros, and the rest within
+    float32 rounding (the fused loops are other loops for LLVM to vectorize)."""
+    shape = SHAPES[where]
+    x = (rng.standard_normal(shape) + 0.3).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    runs = []
+    for fuse in (True, False):
+        bn, relu = BatchNorm(), ReLU()
+        bn.build(shape[1:])
+        relu.build(shape[1:])
+        bn.init_params(rng)
+        relu.fused = bn.fuse_next(relu, fuse)  # as Network.build asks
+        assert bn.fused_relu == relu.fused == fuse
+        bn.params["gamma"] = to_device(np.linspace(0.5, 2.0, shape[1], dtype=np.float32))
+        bn.params["beta"] = to_device(np.linspace(-0.5, 0.5, shape[1], dtype=np.float32))
+        y = to_host(relu.forward(bn.forward(to_device(x), training), training)).copy()
+        dx = to_host(bn.backward(relu.backward(to_device(dy)))).copy()
+        runs.append((y, dx, *(to_host(bn.grads[k]).copy() for k in ("gamma", "beta"))))
+    assert np.mean(runs[0][0] == 0) > 0.2  # the ReLU cut a good share
+    np.testing.assert_array_equal(runs[0][0] == 0, runs[1][0] == 0)
+    for fused, plain, what in zip(*runs, ("y", "dx", "dgamma", "dbeta"), strict=False):
+        np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-6, err_msg=what)
 
 
 def test_inference_uses_running_statistics_and_moves_nothing(rng: np.random.Generator):

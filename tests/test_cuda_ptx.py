@@ -91,9 +91,10 @@ def drive_every_kernel() -> list[Record]:
         mp.setattr(numbacnn.device, "_current", "cuda")
         mp.setattr(cuda_backend, "_gemm_impl", ["numba"])  # record the numba SGEMM too
         # Tanh first: the first layer's backward skips dx, the convolution's must not. The
-        # ReLU after the first convolution is fused into it; the later one runs its kernels.
+        # ReLUs after the first convolution and after BatchNorm are fused into them; the
+        # later one runs its kernels.
         layers = [Tanh(), Conv2D(4, 3, stride=2, pad=1), ReLU(), Maxout(2), LRN(3),
-                  MaxPool2D(2), LeakyReLU(0.1), Conv2D(2, 1), BatchNorm(), AvgPool2D(2, 1),
+                  MaxPool2D(2), LeakyReLU(0.1), Conv2D(2, 1), BatchNorm(), ReLU(), AvgPool2D(2, 1),
                   Sigmoid(), Tanh(), ELU(), ReLU(), Dropout(0.5), Flatten(), Dense(6), Dense(3)]
         net = Network(layers, input_shape=(2, 7, 7)).initialize(seed=1)
         x = rng.standard_normal((2, 2, 7, 7)).astype(np.float32)

@@ -172,9 +172,11 @@ def test_alexnet_conv1_geometry(rng: np.random.Generator):
 # --- a whole network ---------------------------------------------------------------------
 
 
-def tiny_network(fuse: bool = True) -> Network:
-    """Every parametrized layer kind and a ReLU after a convolution (fused unless told)."""
-    return Network([Conv2D(6, 3, pad=1), ReLU(), Maxout(2), BatchNorm(),
+def tiny_network(fuse: bool = True, relu_after_batchnorm: bool = True) -> Network:
+    """Every parametrized layer kind, a ReLU after a convolution and one after batch
+    normalization (both fused unless told)."""
+    after_bn = [ReLU()] if relu_after_batchnorm else []
+    return Network([Conv2D(6, 3, pad=1), ReLU(), Maxout(2), BatchNorm(), *after_bn,
                     LRN(3, alpha=0.5, beta=0.75, k=1.0), MaxPool2D(2), Dropout(0.25), Flatten(),
                     Dense(8), ReLU(), Dense(5)],
                    input_shape=(2, 6, 8), fuse=fuse)
@@ -191,7 +193,7 @@ def test_network_train_step_matches_reference_chain(optimizer: str, fuse: bool,
     """Loss, every gradient and the optimizer's update of a whole tiny network equal the
     reference layers chained by hand, for two successive steps."""
     net = tiny_network(fuse).initialize(seed=7, init="he")
-    assert net.layers[0].fused_relu == fuse
+    assert net.layers[0].fused_relu == net.layers[3].fused_relu == fuse
     opt = SGD(momentum=0.9, weight_decay=0.01) if optimizer == "sgd" else Adam(weight_decay=0.01)
     lr = 0.05
     params = host_params(net)
@@ -226,12 +228,15 @@ def test_network_train_step_matches_reference_chain(optimizer: str, fuse: bool,
 
 
 def test_fused_relu_is_bit_identical_to_unfused(rng: np.random.Generator):
-    """Fusing a ReLU into the preceding convolution changes no bit of logits or gradients."""
+    """Fusing a ReLU into the preceding convolution changes no bit of logits or gradients
+    (the ReLU's max is the same instruction in the bias pass). A ReLU fused into batch
+    normalization changes the backward loop LLVM vectorizes, so its last bits may move:
+    tests/test_batchnorm.py compares that one within float32 rounding."""
     x = rng.standard_normal((3, 2, 6, 8)).astype(np.float32)
     labels = np.array([0, 4, 2])
     runs = []
     for fuse in (True, False):
-        net = tiny_network(fuse).initialize(seed=3)
+        net = tiny_network(fuse, relu_after_batchnorm=False).initialize(seed=3)
         loss = net.train_step(to_device(x), labels)
         logits = to_host(net.forward(to_device(x), training=False)).copy()
         runs.append((loss, logits, [to_host(g).copy() for _, _, g in net.parameters()]))

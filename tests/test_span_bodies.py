@@ -89,11 +89,15 @@ def cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, int, 
     mean = rng.standard_normal(C).astype(np.float32)
     inv_std = rng.uniform(0.5, 2.0, C).astype(np.float32)
     gamma, beta, dgamma, dbeta = rng.standard_normal((4, C)).astype(np.float32)
-    out.append(("batchnorm_forward", batchnorm.batchnorm_forward_at, cpu.batchnorm_forward,
-                N * C, H * W, [np.zeros_like(rows), rows, mean, inv_std, gamma, beta]))
-    out.append(("batchnorm_backward", batchnorm.batchnorm_backward_at, cpu.batchnorm_backward,
-                N * C, H * W, [np.zeros_like(rows), dy, rows, mean, inv_std, gamma, dgamma, dbeta,
-                               np.float32(1 / (N * H * W))]))
+    y_bn = rng.standard_normal(rows.shape).astype(np.float32)  # masks dy when relu = 1
+    for relu in (0, 1):  # 1: the ReLU after it fused in
+        out.append((f"batchnorm_forward relu={relu}", batchnorm.batchnorm_forward_at,
+                    cpu.batchnorm_forward, N * C, H * W,
+                    [np.zeros_like(rows), rows, mean, inv_std, gamma, beta, relu]))
+        out.append((f"batchnorm_backward relu={relu}", batchnorm.batchnorm_backward_at,
+                    cpu.batchnorm_backward, N * C, H * W,
+                    [np.zeros_like(rows), dy, rows, y_bn, mean, inv_std, gamma, dgamma, dbeta,
+                     np.float32(1 / (N * H * W)), relu]))
     return out
 
 
@@ -141,11 +145,17 @@ def test_channel_sums_cut_into_strided_spans_add_up(P: int, step: int):
     a = rng.standard_normal((N, C, P)).astype(np.float32)
     b = rng.standard_normal((N, C, P)).astype(np.float32)
     sa, sb = np.float32(0.25), np.float32(-0.5)
+    mask = rng.standard_normal((N, C, P)).astype(np.float32)  # a fused ReLU's output
     body = batchnorm.channel_sums_span.py_func
-    for c in range(C):
-        u = a[:, c].astype(np.float64) - sa
-        want = (u.sum(), (u * (b[:, c].astype(np.float64) - sb)).sum())
-        whole = body(c, 0, N * P, 1, a, sa, b, sb)
-        parts = np.sum([body(c, tid, N * P, step, a, sa, b, sb) for tid in range(step)], axis=0)
-        np.testing.assert_allclose(whole, want, rtol=1e-5, atol=1e-5, err_msg=f"whole c={c}")
-        np.testing.assert_allclose(parts, want, rtol=1e-5, atol=1e-5, err_msg=f"parts c={c}")
+    for masked in (0, 1):
+        for c in range(C):
+            u = a[:, c].astype(np.float64) - sa
+            if masked:
+                u = np.where(mask[:, c] > 0, u, 0.0)
+            want = (u.sum(), (u * (b[:, c].astype(np.float64) - sb)).sum())
+            whole = body(c, 0, N * P, 1, a, sa, b, sb, mask, masked)
+            parts = np.sum([body(c, tid, N * P, step, a, sa, b, sb, mask, masked)
+                            for tid in range(step)], axis=0)
+            where = f"c={c} masked={masked}"
+            np.testing.assert_allclose(whole, want, rtol=1e-5, atol=1e-5, err_msg=f"whole {where}")
+            np.testing.assert_allclose(parts, want, rtol=1e-5, atol=1e-5, err_msg=f"parts {where}")

@@ -455,10 +455,11 @@ def avg_pool_backward(n, L, dx, dy, F, S):
 @njit(parallel=True, fastmath=True, cache=True)
 def batch_statistics(n, mean, inv_std, running_mean, running_var, x, momentum, eps):
     M = x.shape[0] * x.shape[2]
+    zero = np.float32(0.0)
     for c in prange(n):
-        total, _ = batchnorm.channel_sums_span(c, 0, M, 1, x, np.float32(0.0), x, np.float32(0.0))
+        total, _ = batchnorm.channel_sums_span(c, 0, M, 1, x, zero, x, zero, x, 0)
         first_mean = total / np.float32(M)
-        d1, d2 = batchnorm.channel_sums_span(c, 0, M, 1, x, first_mean, x, first_mean)
+        d1, d2 = batchnorm.channel_sums_span(c, 0, M, 1, x, first_mean, x, first_mean, x, 0)
         batchnorm.batch_statistics_at(c, mean, inv_std, running_mean, running_var, first_mean,
                                       d1, d2, M, momentum, eps)
 
@@ -468,23 +469,32 @@ def inverse_std(n, inv_std, var, eps):
         batchnorm.inverse_std_at(c, inv_std, var, eps)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def batchnorm_forward(n, L, y, x, mean, inv_std, gamma, beta):
-    for t in prange(n):
-        batchnorm.batchnorm_forward_at(t, 0, L, y, x, mean, inv_std, gamma, beta)
+def batchnorm_forward(n, L, y, x, mean, inv_std, gamma, beta, relu):
+    if relu:  # a constant flag inside: the loop vectorizes either way
+        for t in prange(n):
+            batchnorm.batchnorm_forward_at(t, 0, L, y, x, mean, inv_std, gamma, beta, 1)
+    else:
+        for t in prange(n):
+            batchnorm.batchnorm_forward_at(t, 0, L, y, x, mean, inv_std, gamma, beta, 0)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def batchnorm_parameter_grads(n, dgamma, dbeta, dy, x, mean, inv_std):
+def batchnorm_parameter_grads(n, dgamma, dbeta, dy, x, y, mean, inv_std, relu):
     M = x.shape[0] * x.shape[2]
     for c in prange(n):
         sum_dy, sum_dy_centered = batchnorm.channel_sums_span(c, 0, M, 1, dy, np.float32(0.0),
-                                                              x, mean[c])
+                                                              x, mean[c], y, relu)
         batchnorm.parameter_grads_at(c, dgamma, dbeta, inv_std, sum_dy, sum_dy_centered)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def batchnorm_backward(n, L, dx, dy, x, mean, inv_std, gamma, dgamma, dbeta, m_inv):
-    for t in prange(n):
-        batchnorm.batchnorm_backward_at(t, 0, L, dx, dy, x, mean, inv_std, gamma, dgamma, dbeta,
-                                        m_inv)
+def batchnorm_backward(n, L, dx, dy, x, y, mean, inv_std, gamma, dgamma, dbeta, m_inv, relu):
+    if relu:
+        for t in prange(n):
+            batchnorm.batchnorm_backward_at(t, 0, L, dx, dy, x, y, mean, inv_std, gamma, dgamma,
+                                            dbeta, m_inv, 1)
+    else:
+        for t in prange(n):
+            batchnorm.batchnorm_backward_at(t, 0, L, dx, dy, x, y, mean, inv_std, gamma, dgamma,
+                                            dbeta, m_inv, 0)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def lrn_forward(n, L, y, scale, x, size, alpha_n, beta, k):

@@ -502,10 +502,11 @@ def batch_statistics(n, mean, inv_std, running_mean, running_var, x, momentum, e
     M = x.shape[0] * x.shape[2]
     zero = float32(0.0)
     for c in range(cuda.blockIdx.x, n, cuda.gridDim.x):
-        partial[tid], _ = batchnorm.channel_sums_span(c, tid, M, REDUCE_THREADS, x, zero, x, zero)
+        partial[tid], _ = batchnorm.channel_sums_span(c, tid, M, REDUCE_THREADS, x, zero, x, zero,
+                                                      x, 0)
         first_mean = block_sum(partial, tid) / float32(M)
         partial[tid], partial_sq[tid] = batchnorm.channel_sums_span(
-            c, tid, M, REDUCE_THREADS, x, first_mean, x, first_mean)
+            c, tid, M, REDUCE_THREADS, x, first_mean, x, first_mean, x, 0)
         d1 = block_sum(partial, tid)
         d2 = block_sum(partial_sq, tid)
         if tid == 0:
@@ -518,31 +519,31 @@ def inverse_std(n, inv_std, var, eps):
         batchnorm.inverse_std_at(c, inv_std, var, eps)
 
 @grid_stride_spans
-def batchnorm_forward(n, L, y, x, mean, inv_std, gamma, beta):
+def batchnorm_forward(n, L, y, x, mean, inv_std, gamma, beta, relu):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        batchnorm.batchnorm_forward_at(t, lo, lo + 1, y, x, mean, inv_std, gamma, beta)
+        batchnorm.batchnorm_forward_at(t, lo, lo + 1, y, x, mean, inv_std, gamma, beta, relu)
 
 @block_per_row
-def batchnorm_parameter_grads(n, dgamma, dbeta, dy, x, mean, inv_std):
+def batchnorm_parameter_grads(n, dgamma, dbeta, dy, x, y, mean, inv_std, relu):
     partial = cuda.shared.array(REDUCE_THREADS, float32)
     partial_dot = cuda.shared.array(REDUCE_THREADS, float32)
     tid = cuda.threadIdx.x
     M = x.shape[0] * x.shape[2]
     for c in range(cuda.blockIdx.x, n, cuda.gridDim.x):
         partial[tid], partial_dot[tid] = batchnorm.channel_sums_span(
-            c, tid, M, REDUCE_THREADS, dy, float32(0.0), x, mean[c])
+            c, tid, M, REDUCE_THREADS, dy, float32(0.0), x, mean[c], y, relu)
         sum_dy = block_sum(partial, tid)
         sum_dy_centered = block_sum(partial_dot, tid)
         if tid == 0:
             batchnorm.parameter_grads_at(c, dgamma, dbeta, inv_std, sum_dy, sum_dy_centered)
 
 @grid_stride_spans
-def batchnorm_backward(n, L, dx, dy, x, mean, inv_std, gamma, dgamma, dbeta, m_inv):
+def batchnorm_backward(n, L, dx, dy, x, y, mean, inv_std, gamma, dgamma, dbeta, m_inv, relu):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        batchnorm.batchnorm_backward_at(t, lo, lo + 1, dx, dy, x, mean, inv_std, gamma, dgamma,
-                                        dbeta, m_inv)
+        batchnorm.batchnorm_backward_at(t, lo, lo + 1, dx, dy, x, y, mean, inv_std, gamma,
+                                        dgamma, dbeta, m_inv, relu)
 
 @grid_stride_spans
 def lrn_forward(n, L, y, scale, x, size, alpha_n, beta, k):

@@ -9,6 +9,10 @@ channel c the M = N·P values x[n, c, p] have the batch mean μ and biased varia
 In inference the running statistics replace μ and σ², which are then constants: dx
 keeps only its first term (``m_inv`` = 0 below instead of 1/M).
 
+A ReLU after the layer can be fused into it (``relu`` = 1): y = max(γ·x̂ + β, 0), and
+backward takes dy·[y > 0] for dy in every formula above, as the ReLU's own backward
+would have handed it on; the ReLU's passes over memory are saved.
+
 The per-channel sums are strided spans over the flat position j = n·P + p, so each
 device splits them its own way: the CPU sums a whole channel in one call (step 1), the
 GPU gives each of a block's threads every T-th position and adds the partial sums in
@@ -25,9 +29,12 @@ from numbacnn.kernels.index import split
 
 
 @njit(inline="always")
-def channel_sums_span(c, lo, hi, step, a, shift_a, b, shift_b):
+def channel_sums_span(c, lo, hi, step, a, shift_a, b, shift_b, mask, masked):
     """(Σ u, Σ u·(b − shift_b)) with u = a − shift_a, over channel c of the N×C×P arrays
-    a and b at the flat positions j = n·P + p = lo, lo + step, … < hi (hi ≤ N·P)."""
+    a and b at the flat positions j = n·P + p = lo, lo + step, … < hi (hi ≤ N·P); when
+    ``masked``, u is 0 wherever the N×C×P array ``mask`` is not above 0 (a fused ReLU's
+    output)."""
+    zero = np.float32(0.0)
     P = a.shape[2]
     s1 = np.float32(0.0)
     s2 = np.float32(0.0)
@@ -38,8 +45,11 @@ def channel_sums_span(c, lo, hi, step, a, shift_a, b, shift_b):
             stop = min(P, p + hi - j)
             row_a = a[n, c]
             row_b = b[n, c]
+            row_mask = mask[n, c]
             for q in range(p, stop):
                 u = row_a[q] - shift_a
+                if masked and not row_mask[q] > zero:
+                    u = zero
                 s1 += u
                 s2 += u * (row_b[q] - shift_b)
             j += stop - p
@@ -48,6 +58,8 @@ def channel_sums_span(c, lo, hi, step, a, shift_a, b, shift_b):
     else:
         while j < hi:
             u = a[n, c, p] - shift_a
+            if masked and not mask[n, c, p] > zero:
+                u = zero
             s1 += u
             s2 += u * (b[n, c, p] - shift_b)
             j += step
@@ -85,15 +97,18 @@ def inverse_std_at(c, inv_std, var, eps):
 
 
 @njit(inline="always")
-def batchnorm_forward_at(t, lo, hi, y, x, mean, inv_std, gamma, beta):
-    """Elements lo … hi − 1 of row t = (n, c): y = γ·(x − μ)/√(σ² + ε) + β."""
+def batchnorm_forward_at(t, lo, hi, y, x, mean, inv_std, gamma, beta, relu):
+    """Elements lo … hi − 1 of row t = (n, c): y = γ·(x − μ)/√(σ² + ε) + β, then
+    max(y, 0) when ``relu``."""
     C = x.shape[1]
     n, c = split(t, C)
     mu = mean[c]
     scale = gamma[c] * inv_std[c]
     shift = beta[c]
+    zero = np.float32(0.0)
     for p in range(lo, hi):
-        y[n, c, p] = (x[n, c, p] - mu) * scale + shift
+        v = (x[n, c, p] - mu) * scale + shift
+        y[n, c, p] = max(v, zero) if relu else v
 
 
 @njit(inline="always")
@@ -104,10 +119,12 @@ def parameter_grads_at(c, dgamma, dbeta, inv_std, sum_dy, sum_dy_centered):
 
 
 @njit(inline="always")
-def batchnorm_backward_at(t, lo, hi, dx, dy, x, mean, inv_std, gamma, dgamma, dbeta, m_inv):
+def batchnorm_backward_at(t, lo, hi, dx, dy, x, y, mean, inv_std, gamma, dgamma, dbeta,
+                          m_inv, relu):
     """Elements lo … hi − 1 of row t = (n, c) of dx, from the channel's dγ and dβ:
     dx = γ/√(σ² + ε) · (dy − dβ·m_inv − x̂·dγ·m_inv), m_inv = 1/M in training, 0 when the
-    forward pass used the running statistics."""
+    forward pass used the running statistics; with ``relu``, dy·[y > 0] for dy (y: the
+    forward pass's output)."""
     C = x.shape[1]
     n, c = split(t, C)
     mu = mean[c]
@@ -115,5 +132,9 @@ def batchnorm_backward_at(t, lo, hi, dx, dy, x, mean, inv_std, gamma, dgamma, db
     scale = gamma[c] * s
     mean_dy = dbeta[c] * m_inv
     slope = dgamma[c] * m_inv * s  # per unit of (x − μ)
+    zero = np.float32(0.0)
     for p in range(lo, hi):
-        dx[n, c, p] = scale * (dy[n, c, p] - mean_dy - (x[n, c, p] - mu) * slope)
+        g = dy[n, c, p]
+        if relu and not y[n, c, p] > zero:
+            g = zero
+        dx[n, c, p] = scale * (g - mean_dy - (x[n, c, p] - mu) * slope)

@@ -7,7 +7,9 @@ with the batch's mean and biased variance and moves the running statistics,
 (momentum 0.9 here is PyTorch's momentum 0.1); inference normalizes with the running
 statistics. Trainable ``params["gamma"]`` (ones) and ``params["beta"]`` (zeros); the
 running ``state["mean"]`` (zeros) and ``state["var"]`` (ones) are saved with the model
-and never touched by an optimizer. Bodies: ``numbacnn/kernels/batchnorm.py``.
+and never touched by an optimizer. A ReLU right after the layer is fused into it
+(``fused_relu``): the normalize pass writes max(y, 0) and backward masks dy with it, so
+the ReLU's own passes over memory are saved. Bodies: ``numbacnn/kernels/batchnorm.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from numbacnn.layers.activation import ReLU
 from numbacnn.layers.base import Layer, Shape, register
 from numbacnn.spec import LayerSyntax, float_option
 
@@ -30,6 +33,14 @@ class BatchNorm(Layer):
     bias_keys = ("beta",)
     torch_names = {"gamma": "weight", "beta": "bias", "mean": "running_mean",
                    "var": "running_var"}
+
+    def _setup(self) -> None:
+        self.fused_relu = False  # set by Network when a ReLU follows: applied in the normalize pass
+
+    def fuse_next(self, after: Layer | None, enabled: bool) -> bool:
+        """A ReLU after batch normalization is applied in its normalize pass."""
+        self.fused_relu = enabled and isinstance(after, ReLU)
+        return self.fused_relu
 
     def torch_module(self) -> Any:
         from torch import nn
@@ -86,7 +97,7 @@ class BatchNorm(Layer):
             mean = self.state["mean"]
             B.inverse_std(C, inv_std, self.state["var"], eps)
         B.batchnorm_forward(N * C, H * W, self._rows(y), self._rows(x), mean, inv_std,
-                            self.params["gamma"], self.params["beta"])
+                            self.params["gamma"], self.params["beta"], int(self.fused_relu))
         self._x, self._mean = x, mean
         return y
 
@@ -96,25 +107,29 @@ class BatchNorm(Layer):
         N = dy.shape[0]
         B = self._backend()
         x, mean, inv_std = self._rows(self._x), self._mean, self._buffers["inv_std"]
+        y, relu = self._rows(self._buffers["y"]), int(self.fused_relu)  # y masks dy when fused
         B.batchnorm_parameter_grads(C, self.grads["gamma"], self.grads["beta"], self._rows(dy),
-                                    x, mean, inv_std)
+                                    x, y, mean, inv_std, relu)
         if not need_dx:
             return None
         dx = self._buffer("dx", dy.shape)
         m_inv = np.float32(1.0 / (N * H * W)) if self._batch_statistics else np.float32(0.0)
-        B.batchnorm_backward(N * C, H * W, self._rows(dx), self._rows(dy), x, mean, inv_std,
-                             self.params["gamma"], self.grads["gamma"], self.grads["beta"], m_inv)
+        B.batchnorm_backward(N * C, H * W, self._rows(dx), self._rows(dy), x, y, mean, inv_std,
+                             self.params["gamma"], self.grads["gamma"], self.grads["beta"], m_inv,
+                             relu)
         return dx
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
         """ONNX export: BatchNormalization in inference mode (the running statistics);
-        ONNX's momentum is this one (running = momentum·running + (1 − momentum)·batch)."""
-        return builder.node("BatchNormalization", [
+        ONNX's momentum is this one (running = momentum·running + (1 − momentum)·batch).
+        Then Relu when the ReLU after it is fused."""
+        y = builder.node("BatchNormalization", [
             input_name, builder.constant("gamma", self.params["gamma"]),
             builder.constant("beta", self.params["beta"]),
             builder.constant("mean", self.state["mean"]),
             builder.constant("var", self.state["var"])],
             epsilon=self.eps, momentum=self.momentum)
+        return builder.node("Relu", [y]) if self.fused_relu else y
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape

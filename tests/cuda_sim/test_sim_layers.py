@@ -146,11 +146,11 @@ def test_loss_on_cuda_matches_reference(rng: np.random.Generator):
 
 
 def test_network_train_step_on_cuda_matches_reference(rng: np.random.Generator):
-    """A tiny network (its ReLU fused into the convolution) trains one step like the
-    reference chain: same loss and parameter gradients."""
-    net = Network([Conv2D(2, 3, pad=1), ReLU(), MaxPool2D(2), Dropout(0.5), Flatten(),
-                   Dense(3)], input_shape=(1, 4, 4)).initialize(seed=5)
-    assert net.layers[0].fused_relu
+    """A tiny network (its ReLUs fused into the convolution and the batch normalization)
+    trains one step like the reference chain: same loss and parameter gradients."""
+    net = Network([Conv2D(2, 3, pad=1), ReLU(), BatchNorm(), ReLU(), MaxPool2D(2), Dropout(0.5),
+                   Flatten(), Dense(3)], input_shape=(1, 4, 4)).initialize(seed=5)
+    assert net.layers[0].fused_relu and net.layers[2].fused_relu
     params = [{k: to_host(v).astype(np.float64) for k, v in layer.params.items()}
               for layer in net.layers]
     x = rng.standard_normal((2, 1, 4, 4)).astype(np.float32)
