@@ -22,9 +22,11 @@ def devices() -> None:
         click.echo(f"cuda: none ({reason})")
     for gpu in describe_gpus():
         major, minor = gpu.compute_capability
+        memory = (f"{gpu.memory_bytes / 2**30:.1f} GiB ({gpu.free_bytes / 2**30:.1f} GiB free)"
+                  if gpu.memory_bytes else "memory not reported")
+        sms = f"{gpu.multiprocessors} SMs" if gpu.multiprocessors else "SMs not reported"
         click.echo(f"cuda:{gpu.index}: {gpu.name}, compute capability {major}.{minor}, "
-                   f"{gpu.memory_bytes / 2**30:.1f} GiB ({gpu.free_bytes / 2**30:.1f} GiB "
-                   f"free), {gpu.multiprocessors} SMs")
+                   f"{memory}, {sms}")
     click.echo(f"selected: {get_device()} (set with --device or NUMBACNN_DEVICE)")
 
 

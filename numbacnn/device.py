@@ -14,6 +14,7 @@ backend modules expose the same functions.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import platform
 from dataclasses import dataclass
@@ -135,7 +136,8 @@ class CpuDescription:
 @dataclass(frozen=True)
 class GpuDescription:
     """One CUDA GPU: its ``index`` (cuda:N), ``name``, ``compute_capability`` (major,
-    minor), ``memory_bytes`` in all and ``free_bytes`` now, and ``multiprocessors`` (SMs)."""
+    minor), ``memory_bytes`` in all and ``free_bytes`` now, and ``multiprocessors`` (SMs);
+    0 where the device does not say (numba's CUDA simulator)."""
 
     index: int
     name: str
@@ -175,14 +177,20 @@ def describe_gpus() -> list[GpuDescription]:
         return []
     from numba import cuda
 
+    def count(value: float) -> int:  # numba's CUDA simulator reports infinite memory
+        return int(value) if math.isfinite(value) else 0
+
     found = []
-    for gpu in cuda.gpus:
+    for index, gpu in enumerate(cuda.gpus):
         with gpu:
             context = cuda.current_context()
             free, total = context.get_memory_info()
             d = context.device
-            name = d.name.decode() if isinstance(d.name, bytes) else str(d.name)
+            # the simulator's fake device has no name, id or multiprocessor count
+            name = getattr(d, "name", None) or "numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
+            name = name.decode() if isinstance(name, bytes) else str(name)
             major, minor = d.compute_capability
-            found.append(GpuDescription(int(d.id), name, (int(major), int(minor)), int(total),
-                                        int(free), int(d.MULTIPROCESSOR_COUNT)))
+            found.append(GpuDescription(int(getattr(d, "id", index)), name,
+                                        (int(major), int(minor)), count(total), count(free),
+                                        int(getattr(d, "MULTIPROCESSOR_COUNT", 0))))
     return found

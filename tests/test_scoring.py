@@ -209,6 +209,32 @@ def test_describe_gpus_without_a_gpu_is_empty(monkeypatch: pytest.MonkeyPatch) -
     assert numbacnn.device.describe_gpus() == []
 
 
+def test_describe_gpus_in_the_cuda_simulator_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba's simulator device has no name, id or SM count and infinite memory: it is
+    described, not a traceback (``numbacnn devices`` with NUMBA_ENABLE_CUDASIM=1)."""
+    from types import SimpleNamespace
+
+    from numba import cuda
+
+    device = SimpleNamespace(compute_capability=(5, 2), uuid="fake")
+
+    class FakeGpu:
+        def __enter__(self) -> None:
+            pass
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    monkeypatch.setattr(numbacnn.device, "cuda_unavailable_reason", lambda: None)
+    monkeypatch.setattr(cuda, "gpus", [FakeGpu()], raising=False)
+    monkeypatch.setattr(cuda, "current_context", lambda: SimpleNamespace(
+        device=device, get_memory_info=lambda: (float("inf"), float("inf"))), raising=False)
+    (gpu,) = numbacnn.device.describe_gpus()
+    assert (gpu.index, gpu.compute_capability, gpu.memory_bytes, gpu.free_bytes,
+            gpu.multiprocessors) == (0, (5, 2), 0, 0, 0)
+    assert "simulator" in gpu.name
+
+
 def test_describe_gpus_reads_every_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """numba.cuda stood in for: what each GPU's context reports becomes its description."""
     from types import SimpleNamespace
