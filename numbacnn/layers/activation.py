@@ -54,8 +54,8 @@ class _Elementwise(Layer):
 
 @register
 class ReLU(_Elementwise):
-    """max(x, 0). When it directly follows a Conv2D the network fuses it into the
-    convolution's bias pass (``fused`` is True): then it passes x and dy through."""
+    """max(x, 0). When it directly follows a Conv2D or a BatchNorm the network fuses it
+    into that layer's last pass (``fused`` is True): then it passes x and dy through."""
 
     syntax = LayerSyntax("relu")
     body = "relu"
@@ -70,8 +70,26 @@ class ReLU(_Elementwise):
         return super().backward(dy, need_dx)
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
-        """ONNX export: Relu; nothing when fused (the convolution wrote its Relu)."""
+        """ONNX export: Relu; nothing when fused (the layer before it wrote its Relu)."""
         return input_name if self.fused else builder.node("Relu", [input_name])
+
+
+class FusesFollowingReLU:
+    """Mixin for a layer whose last pass can apply the ReLU after it (Conv2D's bias pass,
+    BatchNorm's normalize pass): ``fuse_next`` sets ``fused_relu``, the layer hands
+    ``int(self.fused_relu)`` to its kernels, and its ONNX nodes end with
+    :meth:`onnx_fused_relu`. List it before ``Layer`` among the bases."""
+
+    fused_relu = False  # set by Network.build through fuse_next
+
+    def fuse_next(self, after: Layer | None, enabled: bool) -> bool:
+        """A ReLU right after this layer is applied in its last pass (``fused_relu``)."""
+        self.fused_relu = enabled and isinstance(after, ReLU)
+        return self.fused_relu
+
+    def onnx_fused_relu(self, builder: Any, name: str) -> str:
+        """``name`` through a Relu node when the following ReLU is fused, else ``name``."""
+        return builder.node("Relu", [name]) if self.fused_relu else name
 
 
 @register

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.layers.activation import ReLU
+from numbacnn.layers.activation import FusesFollowingReLU
 from numbacnn.layers.base import Layer, Shape, register
 from numbacnn.spec import LayerSyntax, float_option
 
 
 @register
-class BatchNorm(Layer):
+class BatchNorm(FusesFollowingReLU, Layer):
 
     syntax = LayerSyntax("batchnorm", (float_option("momentum", 0.9, high=1.0),
                                        float_option("eps", 1e-5, low_open=True)), 0,
@@ -33,14 +33,6 @@ class BatchNorm(Layer):
     bias_keys = ("beta",)
     torch_names = {"gamma": "weight", "beta": "bias", "mean": "running_mean",
                    "var": "running_var"}
-
-    def _setup(self) -> None:
-        self.fused_relu = False  # set by Network when a ReLU follows: applied in the normalize pass
-
-    def fuse_next(self, after: Layer | None, enabled: bool) -> bool:
-        """A ReLU after batch normalization is applied in its normalize pass."""
-        self.fused_relu = enabled and isinstance(after, ReLU)
-        return self.fused_relu
 
     def torch_module(self) -> Any:
         from torch import nn
@@ -129,7 +121,7 @@ class BatchNorm(Layer):
             builder.constant("mean", self.state["mean"]),
             builder.constant("var", self.state["var"])],
             epsilon=self.eps, momentum=self.momentum)
-        return builder.node("Relu", [y]) if self.fused_relu else y
+        return self.onnx_fused_relu(builder, y)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape

@@ -13,13 +13,13 @@ from typing import Any
 
 from numbacnn.errors import ShapeError
 from numbacnn.geometry import output_size, window_arithmetic
-from numbacnn.layers.activation import ReLU
+from numbacnn.layers.activation import FusesFollowingReLU
 from numbacnn.layers.base import Layer, Shape, register
 from numbacnn.spec import ACTIVATION, INIT, PAD, LayerSyntax, int_option
 
 
 @register
-class Conv2D(Layer):
+class Conv2D(FusesFollowingReLU, Layer):
     syntax = LayerSyntax("conv", (int_option("filters"), int_option("size"),
                                   int_option("stride", 1), PAD, INIT, ACTIVATION), 2,
                          "conv 96 11 stride=4 pad=0")
@@ -30,12 +30,6 @@ class Conv2D(Layer):
     def _setup(self) -> None:
         self._cols_hold_input = False  # False once backward reused the columns for dcols
         self._x: Any = None  # the last forward pass's input
-        self.fused_relu = False  # set by Network when a ReLU follows: applied in the bias pass
-
-    def fuse_next(self, after: Layer | None, enabled: bool) -> bool:
-        """A ReLU after a convolution is applied in its bias pass (``fused_relu``)."""
-        self.fused_relu = enabled and isinstance(after, ReLU)
-        return self.fused_relu
 
     def torch_module(self) -> Any:
         from torch import nn
@@ -120,4 +114,4 @@ class Conv2D(Layer):
         y = builder.node("Conv", [input_name, builder.constant("W", self.params["W"]),
                                   builder.constant("b", self.params["b"])],
                          kernel_shape=[F, F], strides=[S, S], pads=[P, P, P, P])
-        return builder.node("Relu", [y]) if self.fused_relu else y
+        return self.onnx_fused_relu(builder, y)
