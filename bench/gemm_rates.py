@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,10 +108,9 @@ def conv_rate_runs(spec: str, batch: int, runs: int = 5, iterations: int = 20,
     """:func:`conv_rate_child` in ``runs`` fresh processes (``OPENBLAS_CORETYPE`` and
     ``OPENBLAS_L2_SIZE`` unset): per convolution and for all of them, the median and
     spread of the conv ÷ SGEMM ratio and the median GFLOP/s of each side."""
-    root = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
+    from alternate import child_env  # OPENBLAS_* unset, this tree first on PYTHONPATH
+
+    env = child_env(os.cpu_count() or 1)
     cmd = [sys.executable, __file__, "--conv-child", spec, "--batch", str(batch),
            "--iterations", str(iterations), "--warmup", str(warmup)]
     load_before = os.getloadavg()
