@@ -158,6 +158,7 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     from numbacnn.distributed import world
 
     ranks = world()  # before set_device: under mpirun each rank takes its own GPU
+    ranks.resume_advice = "numbacnn train --resume {checkpoint}"
     with _quiet_unless_root(ranks):
         _train(spec, device, tf32, out, resume, force, options)
 
@@ -290,6 +291,10 @@ def _header(trainer: Any) -> None:
     s, net = trainer.settings, trainer.net
     size = trainer.world.size
     ranks = f" on {size} ranks (MPI, batch {s.batch_size} split over them)" if size > 1 else ""
+    reduce = trainer.gradient_allreduce
+    if reduce is not None and reduce.on_device:
+        ranks += (", gradients through pinned host memory" if reduce.staged
+                  else ", gradients as GPU buffers (CUDA-aware MPI)")
     C, H, W = net.input_shape
     optimizer = (f"sgd momentum {s.momentum:g}" if s.optimizer == "sgd" else "adam")
     click.echo(f"training {s.spec} on {s.data}: {len(trainer.y_fit)} training and "

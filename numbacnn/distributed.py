@@ -92,6 +92,9 @@ class World:
     timeout: float = DEFAULT_TIMEOUT
     cuda_aware: bool = False
     checkpoint: Path | None = None  # named in the line printed when the peers are gone
+    # how a user continues from that checkpoint, "{checkpoint}" filled in; a front end
+    # sets its own (the CLI: "numbacnn train --resume {checkpoint}")
+    resume_advice: str = "Trainer.from_checkpoint('{checkpoint}')"
     ending: bool = False  # set by a rank on its way out: a SIGTERM then ends it silently
     _watchdog: _Watchdog | None = field(default=None, repr=False)
 
@@ -267,9 +270,8 @@ def world() -> World:
     size, rank = comm.Get_size(), comm.Get_rank()
     if local_rank is None:
         local_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
-    timeout = _timeout()
-    _world = World(size, rank, local_rank, comm if size > 1 else None, timeout,
-                   cuda_aware=os.environ.get("NUMBACNN_MPI_CUDA_AWARE", "") == "1")
+    _world = World(size, rank, local_rank, comm if size > 1 else None, _timeout(),
+                   cuda_aware=_cuda_aware())
     if size > 1:
         _world._watchdog = _Watchdog(_world)
     return _world
@@ -285,6 +287,17 @@ def _timeout() -> float:
         raise DistributedError(f"NUMBACNN_MPI_TIMEOUT={text!r}: give the seconds a rank may "
                                "wait for the others, a number > 0")
     return value
+
+
+def _cuda_aware() -> bool:
+    """NUMBACNN_MPI_CUDA_AWARE: 1 hands MPI device buffers, 0 or unset stages them through
+    host memory. Never guessed: MPIX_Query_cuda_support answers 0 for some CUDA-aware
+    builds (CUDA through UCX), and a wrong yes crashes inside MPI."""
+    text = os.environ.get("NUMBACNN_MPI_CUDA_AWARE", "").strip()
+    if text not in ("", "0", "1"):
+        raise DistributedError(f"NUMBACNN_MPI_CUDA_AWARE={text!r}: give 1 (this MPI takes "
+                               "GPU memory) or 0 (stage the gradients through host memory)")
+    return text == "1"
 
 
 def _pick_gpu(local_rank: int) -> None:
@@ -351,8 +364,9 @@ class _Watchdog:
 
     def _fail(self, why: str) -> None:
         w = self.world
-        kept = (f"the last checkpoint {w.checkpoint} is intact: continue with numbacnn train "
-                f"--resume {w.checkpoint}" if w.checkpoint is not None and w.checkpoint.exists()
+        kept = (f"the last checkpoint {w.checkpoint} is intact: continue with "
+                + w.resume_advice.format(checkpoint=w.checkpoint)
+                if w.checkpoint is not None and w.checkpoint.exists()
                 else "no checkpoint was written")
         sys.stderr.write(f"error: rank {w.rank} of {w.size} {why}; training stopped and "
                          f"{kept}\n")

@@ -149,6 +149,17 @@ def test_a_launcher_without_mpi4py_is_one_clear_error(monkeypatch: pytest.Monkey
         distributed.world()
 
 
+def test_cuda_aware_is_asked_for_never_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from numbacnn.distributed import DistributedError, _cuda_aware
+
+    for text, expected in (("", False), ("0", False), ("1", True), (" 1 ", True)):
+        monkeypatch.setenv("NUMBACNN_MPI_CUDA_AWARE", text)
+        assert _cuda_aware() is expected, text
+    monkeypatch.setenv("NUMBACNN_MPI_CUDA_AWARE", "yes")
+    with pytest.raises(DistributedError, match="NUMBACNN_MPI_CUDA_AWARE='yes': give 1"):
+        _cuda_aware()
+
+
 def test_each_rank_of_a_node_takes_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     from numbacnn.distributed import _pick_gpu
 
@@ -260,7 +271,7 @@ def test_a_hung_rank_stops_the_others_after_the_timeout(runs: dict[str, Path]) -
     ours = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(ours) == 1, result.stderr
     assert "waited 6 s for the other ranks in the gradient all-reduce" in ours[0], ours
-    assert f"checkpoint {out} is intact" in ours[0]
+    assert f"checkpoint {out} is intact: continue with numbacnn train --resume {out}" in ours[0]
     assert load_model(out)[1].training.epoch == 1
 
 
@@ -280,6 +291,26 @@ def test_gpu_gradients_staged_through_host_memory_in_the_simulator() -> None:
                     env=mpi_env(NUMBA_ENABLE_CUDASIM="1", NUMBACNN_DEVICE="cuda"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("gpu all-reduce of 47 floats ok") == 2
+
+
+@needs_mpi
+def test_gpu_ranks_train_like_one_cpu_process_in_the_simulator(runs: dict[str, Path]) -> None:
+    """`mpirun -n 2 numbacnn train --device cuda` in numba's CUDA simulator, through the
+    whole command (staged gradients, sharded validation and test on the device, rank 0's
+    checkpoint): the weights equal one CPU process's within float rounding. Two steps
+    only: the simulator runs a GPU thread as a Python thread (about a minute)."""
+    tmp = runs["tmp"]
+    gpu, cpu = tmp / "sim-gpu.h5", tmp / "sim-cpu.h5"
+    few = ("--limit", 36, "--val-split", 0.1)
+    one_process(*train_args(runs["data"], cpu, 1, *few))
+    args = [str(a) for a in train_args(runs["data"], gpu, 1, *few)]
+    args[args.index("--device") + 1] = "cuda"
+    result = cli_on_ranks(*args, env=mpi_env(NUMBA_ENABLE_CUDASIM="1"), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ("device cuda (fp32) on 2 ranks (MPI, batch 16 split over them), gradients "
+            "through pinned host memory") in result.stdout
+    assert load_model(gpu)[1].training.epoch == 1
+    assert assert_close(cpu, gpu, rtol=1e-5) < 1e-5
 
 
 @needs_mpi
