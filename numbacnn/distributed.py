@@ -111,6 +111,15 @@ class World:
         start = self.rank * base + min(self.rank, extra)
         return start, start + base + (self.rank < extra)
 
+    def start(self) -> None:
+        """Read ``NUMBACNN_MPI_TIMEOUT`` and ``NUMBACNN_MPI_CUDA_AWARE`` (DistributedError
+        for a bad value) and start the watchdog; once, and only with several ranks. Apart
+        from :func:`world`, so that a front end reports a bad value from rank 0 alone."""
+        if self.size == 1 or self._watchdog is not None:
+            return
+        self.timeout, self.cuda_aware = _timeout(), _cuda_aware()
+        self._watchdog = _Watchdog(self)
+
     # --- collectives, each under the deadline ------------------------------------------
     @contextlib.contextmanager
     def deadline(self, what: str) -> Iterator[None]:
@@ -244,8 +253,9 @@ def world() -> World:
     """This process's World, detected once. Without an MPI launcher's environment a
     single-process World (mpi4py is not imported). Under a launcher it imports mpi4py
     (DistributedError if it is missing), gives each rank its own GPU by local rank
-    (``CUDA_VISIBLE_DEVICES``, before CUDA starts: call this before ``set_device``), and
-    starts the watchdog."""
+    (``CUDA_VISIBLE_DEVICES``, before CUDA starts: call this before ``set_device``);
+    :meth:`World.start` (the Trainer calls it) reads the settings and starts the
+    watchdog."""
     global _world
     if _world is not None:
         return _world
@@ -270,10 +280,7 @@ def world() -> World:
     size, rank = comm.Get_size(), comm.Get_rank()
     if local_rank is None:
         local_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
-    _world = World(size, rank, local_rank, comm if size > 1 else None, _timeout(),
-                   cuda_aware=_cuda_aware())
-    if size > 1:
-        _world._watchdog = _Watchdog(_world)
+    _world = World(size, rank, local_rank, comm if size > 1 else None)
     return _world
 
 

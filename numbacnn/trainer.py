@@ -283,6 +283,7 @@ class Trainer:
         """Data-parallel set-up (``numbacnn/distributed.py``): per-rank dropout and
         augmentation streams, rank 0's weights, one flat gradient buffer."""
         w, s = self.world, self.settings
+        w.start()
         if s.batch_size < w.size:
             raise TrainingError(f"batch_size {s.batch_size} is the global batch, shared by "
                                 f"{w.size} ranks: give each rank an image, batch_size ≥ {w.size}",

@@ -276,6 +276,21 @@ def test_a_hung_rank_stops_the_others_after_the_timeout(runs: dict[str, Path]) -
 
 
 @needs_mpi
+@pytest.mark.parametrize("variable, value, says", [
+    ("NUMBACNN_MPI_TIMEOUT", "soon", "NUMBACNN_MPI_TIMEOUT='soon': give the seconds"),
+    ("NUMBACNN_MPI_CUDA_AWARE", "yes", "NUMBACNN_MPI_CUDA_AWARE='yes': give 1")])
+def test_a_bad_mpi_setting_is_one_line_from_rank_0(runs: dict[str, Path], variable: str,
+                                                    value: str, says: str) -> None:
+    out = runs["tmp"] / "setting.h5"
+    result = cli_on_ranks(*train_args(runs["data"], out, 1),
+                          env=mpi_env(**{variable: value}))
+    assert result.returncode == 2
+    ours = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(ours) == 1 and says in ours[0], result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+@needs_mpi
 def test_batch_smaller_than_the_world_is_refused(runs: dict[str, Path]) -> None:
     result = cli_on_ranks(*train_args(runs["data"], runs["tmp"] / "x.h5", 1), "--batch-size", 1)
     assert result.returncode == 2
