@@ -85,11 +85,14 @@ def train(images: int, batch: int) -> None:
 LINK_BYTES_PER_S = 25e9 / 8  # 25 Gb/s line rate; TCP reaches perhaps 80-90 % of it
 LATENCY_S = 10e-6  # per message, a rough figure for TCP between nodes
 # (network, gradient floats, images per step per node, seconds per step on one node, where
-# the step time comes from)
+# the step time comes from: each measured, bench/RESULTS.md)
 CASES = [
-    ("fmnist", 421_642, 128, 128 / 3300, "2-core CPU node, ~3,300 img/s measured here"),
-    ("alexnet", 62_378_344, 16, 16 / 28.7, "2-core CPU node, 28.7 img/s (bench/RESULTS.md)"),
-    ("alexnet", 62_378_344, 128, 0.040, "GPU node, 40 ms per step of 128 ASSUMED, not measured"),
+    ("fmnist", 421_642, 128, 128 / 7138,
+     "2-core CPU node, 7,138 img/s (1 process, 2 threads, 2026-11-28)"),
+    ("alexnet", 62_378_344, 16, 16 / 38.6,
+     "2-core CPU node, 38.6 img/s (run_cpu.sh, 2026-11-27)"),
+    ("alexnet", 62_378_344, 128, 128 / 2733,
+     "H200 GPU node, 2,733 img/s (gpu-check.sh at 75deb9f, 2026-11-27)"),
 ]
 
 
