@@ -127,10 +127,23 @@ def _flushed(code: int) -> int:
     return code
 
 
+DATA_PARALLEL = ("train",)  # the commands whose ranks share the work under mpirun
+
+
 @click.group(cls=NumbacnnGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="numbacnn")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """numbacnn: convolutional networks from first principles, on CPU and NVIDIA GPU."""
+    if ctx.invoked_subcommand in DATA_PARALLEL:
+        return
+    from numbacnn.distributed import launched_by_mpi, launcher_rank
+
+    if launched_by_mpi():  # a command that is not data-parallel runs once, on rank 0
+        if launcher_rank() > 0:
+            ctx.exit(0)
+        _echo_error(f"numbacnn {ctx.invoked_subcommand} is not data-parallel: under an MPI "
+                    "launcher rank 0 alone runs it", prefix="note: ")
 
 
 def _register() -> None:

@@ -51,6 +51,7 @@ from numbacnn.errors import NumbacnnError
 DEFAULT_TIMEOUT = 300.0  # seconds a collective may wait for the other ranks
 EXIT_STATUS = 2  # what a rank exits with when its peers are gone
 SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")  # launchers that say the world size
+RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
 LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID",
                         "PMI_LOCAL_RANK")
 
@@ -70,6 +71,16 @@ def launched_by_mpi(environ: dict[str, str] | None = None) -> bool:
     if "PMIX_RANK" in env:
         return True
     return "SLURM_PROCID" in env and _int(env.get("SLURM_NTASKS", "1"), 1) > 1
+
+
+def launcher_rank(environ: dict[str, str] | None = None) -> int:
+    """This process's rank as the launcher's environment gives it (0 without a launcher),
+    without importing mpi4py: for commands that are not data-parallel, which rank 0
+    alone runs."""
+    env = os.environ if environ is None else environ
+    if not launched_by_mpi(env):
+        return 0
+    return next((_int(env[name], 0) for name in RANK_VARIABLES if name in env), 0)
 
 
 def _int(text: str, default: int) -> int:

@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 from numbacnn_cli.main import cli
 
-from numbacnn.distributed import World, launched_by_mpi
+from numbacnn.distributed import World, launched_by_mpi, launcher_rank
 from numbacnn.model_io import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +135,10 @@ def test_launcher_detection_reads_only_the_environment() -> None:
     assert launched_by_mpi({"PMIX_RANK": "0"})
     assert launched_by_mpi({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"})
     assert not launched_by_mpi({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"})
+    assert launcher_rank({}) == 0
+    assert launcher_rank({"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"}) == 1
+    assert launcher_rank({"SLURM_PROCID": "3", "SLURM_NTASKS": "8"}) == 3
+    assert launcher_rank({"SLURM_PROCID": "3", "SLURM_NTASKS": "1"}) == 0  # not a world
 
 
 def test_a_launcher_without_mpi4py_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,6 +292,14 @@ def test_a_bad_mpi_setting_is_one_line_from_rank_0(runs: dict[str, Path], variab
     ours = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(ours) == 1 and says in ours[0], result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+@needs_mpi
+def test_a_command_that_is_not_data_parallel_runs_once_on_rank_0() -> None:
+    result = mpirun("-m", "numbacnn_cli.main", "shapes", "lenet", ranks=3)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("total") == 1, result.stdout
+    assert result.stderr.count("note: numbacnn shapes is not data-parallel") == 1, result.stderr
 
 
 @needs_mpi
