@@ -207,6 +207,7 @@ def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: 
     else:
         _refuse_overwrite(out or DEFAULT_OUT, force)
         trainer = _start(spec, out or DEFAULT_OUT, chosen, progress)
+    started = time.perf_counter()
     try:
         trainer.run()
     except Interrupted as stop:
@@ -217,7 +218,7 @@ def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: 
         click.get_current_context().exit(130)
     finally:
         progress.clear()
-    _report(trainer)
+    _report(trainer, time.perf_counter() - started)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -318,11 +319,18 @@ def _inits(trainer: Any) -> str:
     return "/".join(dict.fromkeys(used)) + " (per layer, from the spec)"
 
 
-def _report(trainer: Any) -> None:
+def _report(trainer: Any, seconds: float) -> None:
+    """The closing lines; ``seconds``: how long this run trained."""
     from numbacnn.model_io import best_path
 
     state = trainer.state
     click.echo(f"saved {trainer.out} (epoch {state.epoch})")
+    reduce = trainer.gradient_allreduce
+    if reduce is not None and reduce.calls:  # tells whether more ranks would pay
+        click.echo(f"gradient all-reduce on {trainer.world.size} ranks: "
+                   f"{1e3 * reduce.seconds / reduce.calls:.2f} ms per step over {reduce.calls} "
+                   f"steps (with the wait for the slowest rank), "
+                   f"{100 * reduce.seconds / max(seconds, 1e-9):.0f} % of the training time")
     if state.best_epoch > 0:
         what = "validation" if len(trainer.y_val) else "training"
         click.echo(f"best {what} accuracy {100 * state.best_accuracy:.2f}% at epoch "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -212,6 +213,9 @@ def test_two_ranks_equal_one_process(runs: dict[str, Path]) -> None:
     assert str(runs["two_output"]).count("saved ") == 1  # rank 0 only
     assert str(runs["two_output"]).count("epoch 3/3  train loss") == 1
     assert "on 2 ranks (MPI, batch 16 split over them)" in str(runs["two_output"])
+    assert re.search(r"^gradient all-reduce on 2 ranks: \d+\.\d\d ms per step over 18 steps "
+                     r"\(with the wait for the slowest rank\), \d+ % of the training time$",
+                     str(runs["two_output"]), re.MULTILINE), runs["two_output"]
     info = load_model(runs["two"])[1]
     assert len(info.training.rng_states["augment_ranks"]) == 2  # it did run on 2 ranks
     assert info.training.epoch == 3 and np.isfinite(info.history["val_loss"]).all()
