@@ -80,7 +80,14 @@ def launcher_rank(environ: dict[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     if not launched_by_mpi(env):
         return 0
-    return next((_int(env[name], 0) for name in RANK_VARIABLES if name in env), 0)
+    rank = _first_int(env, RANK_VARIABLES)
+    return 0 if rank is None else rank
+
+
+def _first_int(env: Any, names: tuple[str, ...]) -> int | None:
+    """The first of ``names`` set in ``env``, as an integer (0 when it is not one); None
+    when none is set."""
+    return next((_int(env[name], 0) for name in names if name in env), None)
 
 
 def _int(text: str, default: int) -> int:
@@ -273,8 +280,7 @@ def world() -> World:
     if not launched_by_mpi():
         _world = World()
         return _world
-    local_rank = next((_int(os.environ[v], 0) for v in LOCAL_RANK_VARIABLES
-                       if v in os.environ), None)
+    local_rank = _first_int(os.environ, LOCAL_RANK_VARIABLES)
     if local_rank is not None:
         _pick_gpu(local_rank)
     try:
