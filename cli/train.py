@@ -155,9 +155,20 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     writes a checkpoint every epoch and the test accuracy at the end. Under mpirun (or
     srun) the ranks train data-parallel; rank 0 alone prints (docs/distributed.md).
     """
-    from numbacnn.distributed import world
+    from numbacnn.distributed import DistributedError, launcher_rank, world
 
-    ranks = world()  # before set_device: under mpirun each rank takes its own GPU
+    try:
+        ranks = world()  # before set_device: under mpirun each rank takes its own GPU
+    except DistributedError as exc:
+        rank = launcher_rank()
+        if rank == 0:
+            raise
+        # the same fault on every rank is said once, by rank 0, whose exit makes the
+        # launcher end the others within ERROR_GRACE_S; a fault of this rank alone (no
+        # mpi4py on its node) is said by this rank, naming it
+        time.sleep(ERROR_GRACE_S)
+        click.echo(f"error: rank {rank}: {exc}", err=True)
+        sys.exit(2)
     ranks.resume_advice = "numbacnn train --resume {checkpoint}"
     with _quiet_unless_root(ranks):
         _train(spec, device, tf32, out, resume, force, options)

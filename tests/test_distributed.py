@@ -298,6 +298,34 @@ def test_a_bad_mpi_setting_is_one_line_from_rank_0(runs: dict[str, Path], variab
     assert "Traceback" not in result.stderr and not out.exists()
 
 
+MPI4PY_MISSING_ON = """\
+import importlib, os, sys
+if os.environ.get("OMPI_COMM_WORLD_RANK") in {ranks!r}:
+    raise ImportError("No module named 'mpi4py' (on this node)")
+sys.path.remove(os.path.dirname(os.path.dirname(__file__)))  # elsewhere: the real one
+del sys.modules["mpi4py"]
+sys.modules["mpi4py"] = importlib.import_module("mpi4py")
+"""
+
+
+@needs_mpi
+@pytest.mark.parametrize("missing_on, says", [
+    (("0", "1"), "error: started by an MPI launcher but mpi4py cannot be imported"),
+    (("1",), "error: rank 1: started by an MPI launcher but mpi4py cannot be imported")])
+def test_mpi4py_missing_under_a_launcher_is_said_once(tmp_path: Path, missing_on: tuple,
+                                                      says: str) -> None:
+    shim = tmp_path / "shim" / "mpi4py"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text(MPI4PY_MISSING_ON.format(ranks=set(missing_on)))
+    out = tmp_path / "m.h5"
+    result = cli_on_ranks(*train_args(write_data(tmp_path / "d.npz"), out, 1),
+                          env=mpi_env(PYTHONPATH=f"{shim.parent}{os.pathsep}{ROOT}"))
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(ours) == 1 and ours[0].startswith(says), result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
 @needs_mpi
 def test_a_command_that_is_not_data_parallel_runs_once_on_rank_0() -> None:
     result = mpirun("-m", "numbacnn_cli.main", "shapes", "lenet", ranks=3)
