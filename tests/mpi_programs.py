@@ -2,7 +2,10 @@
 
     python tests/mpi_programs.py die-after-epoch N ARGS    rank 1 is SIGKILLed after epoch N
     python tests/mpi_programs.py hang-after-epoch N ARGS   rank 1 stops answering after epoch N
-    python tests/mpi_programs.py gpu-allreduce             GPU staging path (CUDA simulator)
+    python tests/mpi_programs.py gpu-allreduce             GPU gradients: staged through host
+                                                           memory, or with
+                                                           NUMBACNN_MPI_CUDA_AWARE=1 handed to
+                                                           MPI as the device buffer
 
 ARGS are ``numbacnn`` command-line arguments (``train ...``).
 """
@@ -35,10 +38,29 @@ def _cli(args: list[str]) -> None:
     cli(args, prog_name="numbacnn")
 
 
+def _simulated_device_pointers() -> None:
+    """Give numba's CUDA simulator arrays the ``__cuda_array_interface__`` of a real
+    device array (numba-cuda's own keys, version 3), pointing at the host memory that
+    stands in for device memory: what a CUDA-aware MPI does with a device pointer, real
+    MPI and mpi4py do here with that memory. Never on a GPU, where it would not be
+    needed (a non-CUDA-aware MPI given a real device pointer crashes)."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    def interface(self: FakeCUDAArray) -> dict:
+        ary = self._ary
+        assert ary.flags.c_contiguous, "the gradient buffer is one contiguous block"
+        return {"shape": ary.shape, "strides": None, "data": (ary.ctypes.data, False),
+                "typestr": ary.dtype.str, "stream": None, "version": 3}
+
+    FakeCUDAArray.__cuda_array_interface__ = property(interface)  # type: ignore[attr-defined]
+
+
 def gpu_allreduce() -> None:
     """Each rank fills its gradients with (rank + 1) · (index + 1); after the reduce every
-    rank holds 3 · (index + 1) in every gradient, through the pinned host staging."""
+    rank holds 3 · (index + 1) in every gradient, through the pinned host staging or,
+    with NUMBACNN_MPI_CUDA_AWARE=1 (CUDA simulator only), on the device buffer itself."""
     import numpy as np
+    from numba import config
 
     from numbacnn.device import backend, set_device, to_host
     from numbacnn.distributed import GradientAllreduce, world
@@ -46,11 +68,16 @@ def gpu_allreduce() -> None:
     from numbacnn.network import Network
 
     ranks = world()
+    ranks.start()  # reads NUMBACNN_MPI_CUDA_AWARE
+    if ranks.cuda_aware:
+        assert config.ENABLE_CUDASIM, "the CUDA-aware check is for the simulator"
+        _simulated_device_pointers()
     set_device("cuda")
     B = backend()
     net = Network([Conv2D(2, 3), Dense(3)], input_shape=(1, 4, 4)).initialize(0)
     reduce = GradientAllreduce(ranks, net)
-    assert reduce.staged and reduce.host is not None and B.name == "cuda"
+    assert B.name == "cuda" and reduce.staged is not ranks.cuda_aware
+    assert (reduce.host is None) is ranks.cuda_aware
     for _, _, g in net.parameters():
         assert hasattr(g, "copy_to_host"), "gradients stay device arrays"
     expected = np.arange(reduce.size, dtype=np.float32) + 1
@@ -62,7 +89,8 @@ def gpu_allreduce() -> None:
     for _, _, g in net.parameters():  # the layers' gradients are views of the flat buffer
         np.testing.assert_array_equal(to_host(g).ravel(), 3 * expected[offset:offset + g.size])
         offset += g.size
-    print(f"rank {ranks.rank}: gpu all-reduce of {reduce.size} floats ok", flush=True)
+    path = "as the device buffer" if ranks.cuda_aware else "staged"
+    print(f"rank {ranks.rank}: gpu all-reduce of {reduce.size} floats ok ({path})", flush=True)
 
 
 def main(argv: list[str]) -> None:

@@ -1,7 +1,8 @@
 """Data-parallel training over MPI (numbacnn/distributed.py): world detection without
 mpi4py, and, under ``mpirun -n 2 --oversubscribe``, equivalence with one process,
 bit-identical repeats, a killed rank, a hung rank, resume on another number of ranks,
-and the GPU gradient staging in numba's CUDA simulator.
+and the GPU gradient sum (staged, and on the device buffer as a CUDA-aware MPI takes
+it) in numba's CUDA simulator.
 
 The mpirun tests skip with the reason when mpi4py or mpirun is missing (pip install
 'numbacnn[mpi]'); the test extra installs both, so CI runs them. Open MPI refuses to run
@@ -343,13 +344,17 @@ def test_batch_smaller_than_the_world_is_refused(runs: dict[str, Path]) -> None:
 
 
 @needs_mpi
-def test_gpu_gradients_staged_through_host_memory_in_the_simulator() -> None:
-    """Device gradient buffer → (pinned) host buffer → Allreduce → device, on 2 ranks, in
-    numba's CUDA simulator (no GPU: not a test of pinned memory or of real transfers)."""
+@pytest.mark.parametrize("cuda_aware, path", [("0", "staged"), ("1", "as the device buffer")])
+def test_gpu_gradients_reduced_by_real_mpi_in_the_simulator(cuda_aware: str, path: str) -> None:
+    """On 2 ranks in numba's CUDA simulator, with the real MPI and mpi4py: device gradient
+    buffer → (pinned) host buffer → Allreduce → device; or, CUDA-aware, the device
+    buffer handed to mpi4py through its __cuda_array_interface__ and summed in place (no
+    GPU: not a test of pinned memory, of real transfers or of a CUDA-aware MPI)."""
     result = mpirun("tests/mpi_programs.py", "gpu-allreduce",
-                    env=mpi_env(NUMBA_ENABLE_CUDASIM="1", NUMBACNN_DEVICE="cuda"))
+                    env=mpi_env(NUMBA_ENABLE_CUDASIM="1", NUMBACNN_DEVICE="cuda",
+                                NUMBACNN_MPI_CUDA_AWARE=cuda_aware))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("gpu all-reduce of 47 floats ok") == 2
+    assert result.stdout.count(f"gpu all-reduce of 47 floats ok ({path})") == 2, result.stdout
 
 
 @needs_mpi
