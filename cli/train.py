@@ -54,13 +54,19 @@ class _TrainCommand(click.Command):
 class _Progress:
     """click's progress bar over the batches of each epoch, with loss, accuracy, images/s
     and the ETA of the epoch; drawn on ``file`` (default stdout) only when it is a
-    terminal, otherwise training prints just its epoch lines. Redrawn at most 5 times a
+    terminal (under MPI: when the launcher's output is one), otherwise training prints
+    just its epoch lines. Redrawn at most 5 times a
     second; the finished bar stays above its epoch's summary line."""
 
     def __init__(self, file: Any = None) -> None:
+        from numbacnn.distributed import launched_by_mpi, launcher_writes_to_terminal
+
         self.file = file
         stream = file if file is not None else sys.stdout
         self.enabled = bool(stream is not None and stream.isatty())
+        if self.enabled and file is None and launched_by_mpi():
+            # under mpirun stdout is a pseudo-terminal even in `mpirun ... > log`
+            self.enabled = launcher_writes_to_terminal()
         self.bar: Any = None
         self.epoch_shown = 0
         self.last = 0.0

@@ -84,6 +84,31 @@ def launcher_rank(environ: dict[str, str] | None = None) -> int:
     return 0 if rank is None else rank
 
 
+LAUNCHER_NAMES = ("mpirun", "mpiexec", "prterun", "orterun", "mpiexec.hydra")
+TERMINAL_PREFIXES = ("/dev/pts/", "/dev/tty", "/dev/console")
+
+
+def launcher_writes_to_terminal(pid: int | None = None, proc: Path = Path("/proc")) -> bool:
+    """True when the MPI launcher that started this process runs on this node and its
+    own stdout is a terminal. Open MPI gives each rank a pseudo-terminal for stdout even
+    when ``mpirun > log`` writes to a file, so a rank's ``isatty()`` says nothing about
+    where its output ends up. Follows the parent processes (from ``pid``, default this
+    process's parent) in ``proc``; False wherever that cannot be told (no /proc, the
+    launcher on another node behind a daemon, another user's process)."""
+    pid = os.getppid() if pid is None else pid
+    for _ in range(16):  # a launcher is a few parents up at most (a shell, a wrapper)
+        if pid <= 1:
+            return False
+        try:
+            if (proc / str(pid) / "comm").read_text().strip() in LAUNCHER_NAMES:
+                return os.readlink(proc / str(pid) / "fd" / "1").startswith(TERMINAL_PREFIXES)
+            # /proc/PID/stat: "PID (comm) state PPID ...", comm may hold spaces and ")"
+            pid = int((proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
 def _first_int(env: Any, names: tuple[str, ...]) -> int | None:
     """The first of ``names`` set in ``env``, as an integer (0 when it is not one); None
     when none is set."""

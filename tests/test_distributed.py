@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -143,6 +144,34 @@ def test_launcher_detection_reads_only_the_environment() -> None:
     assert launcher_rank({"SLURM_PROCID": "3", "SLURM_NTASKS": "1"}) == 0  # not a world
 
 
+def fake_proc(root: Path, chain: list[tuple[int, str]], launcher_stdout: str) -> Path:
+    """A /proc with ``chain`` as (pid, name), each the child of the next, and the last
+    one's stdout pointing at ``launcher_stdout``."""
+    for (pid, name), parent in zip(chain, [p for p, _ in chain[1:]] + [1], strict=True):
+        (root / str(pid) / "fd").mkdir(parents=True)
+        (root / str(pid) / "comm").write_text(name + "\n")
+        (root / str(pid) / "stat").write_text(f"{pid} ({name}) S {parent} {pid} 0 0\n")
+    (root / str(chain[-1][0]) / "fd" / "1").symlink_to(launcher_stdout)
+    return root
+
+
+@pytest.mark.parametrize("chain, launcher_stdout, expected", [
+    ([(40, "prterun")], "/dev/pts/3", True),                       # mpirun in a terminal
+    ([(40, "prterun")], "/home/u/train.log", False),               # mpirun > train.log
+    ([(40, "prterun")], "pipe:[4242]", False),                     # mpirun | tee log
+    ([(30, "bash"), (31, "a) b"), (40, "mpirun")], "/dev/pts/0", True),  # wrapper scripts
+    ([(30, "bash"), (40, "prted")], "/dev/pts/0", False),          # a daemon: no launcher here
+])
+def test_progress_under_mpi_follows_the_launchers_output(tmp_path: Path, chain: list,
+                                                         launcher_stdout: str,
+                                                         expected: bool) -> None:
+    from numbacnn.distributed import launcher_writes_to_terminal
+
+    proc = fake_proc(tmp_path, chain, launcher_stdout)
+    assert launcher_writes_to_terminal(chain[0][0], proc) is expected
+    assert launcher_writes_to_terminal(99, proc) is False  # no such process
+
+
 def test_a_launcher_without_mpi4py_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import numbacnn.distributed as distributed
 
@@ -214,12 +243,28 @@ def test_two_ranks_equal_one_process(runs: dict[str, Path]) -> None:
     assert str(runs["two_output"]).count("saved ") == 1  # rank 0 only
     assert str(runs["two_output"]).count("epoch 3/3  train loss") == 1
     assert "on 2 ranks (MPI, batch 16 split over them)" in str(runs["two_output"])
+    # mpirun's output is a pipe here: no progress bar, though each rank's stdout is a pty
+    assert "ETA" not in str(runs["two_output"]) and "\x1b[?25l" not in str(runs["two_output"])
     assert re.search(r"^gradient all-reduce on 2 ranks: \d+\.\d\d ms per step over 18 steps "
                      r"\(with the wait for the slowest rank\), \d+ % of the training time$",
                      str(runs["two_output"]), re.MULTILINE), runs["two_output"]
     info = load_model(runs["two"])[1]
     assert len(info.training.rng_states["augment_ranks"]) == 2  # it did run on 2 ranks
     assert info.training.epoch == 3 and np.isfinite(info.history["val_loss"]).all()
+
+
+@needs_mpi
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script (util-linux)")
+def test_progress_is_drawn_when_mpirun_writes_to_a_terminal(runs: dict[str, Path]) -> None:
+    """``script`` gives mpirun a terminal: rank 0 draws the bar (once, not rank 1)."""
+    out = runs["tmp"] / "terminal.h5"
+    command = [MPIRUN, "-n", "2", "--oversubscribe", sys.executable, "-m", "numbacnn_cli.main",
+               *map(str, train_args(runs["data"], out, 1))]
+    result = subprocess.run(["script", "-qec", shlex.join(command), "/dev/null"], cwd=ROOT,
+                            env=mpi_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\x1b[?25l" in result.stdout and "img/s  ETA" in result.stdout, result.stdout
+    assert result.stdout.count("epoch 1/1  train loss") == 1, result.stdout
 
 
 @needs_mpi
