@@ -27,6 +27,7 @@ from numbacnn.settings import BOUNDS, CHOICES, TYPES  # imports no kernel, no h5
 _PATH = click.Path(path_type=Path)
 DEFAULT_OUT = Path("model.h5")
 ERROR_GRACE_S = 3.0  # how long a rank other than 0 waits for rank 0 to report an error
+RESUME_COMMAND = "numbacnn train --resume {checkpoint}"  # how a stopped run continues
 
 
 class _TrainCommand(click.Command):
@@ -169,13 +170,9 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
         rank = launcher_rank()
         if rank == 0:
             raise
-        # the same fault on every rank is said once, by rank 0, whose exit makes the
-        # launcher end the others within ERROR_GRACE_S; a fault of this rank alone (no
-        # mpi4py on its node) is said by this rank, naming it
-        time.sleep(ERROR_GRACE_S)
-        click.echo(f"error: rank {rank}: {exc}", err=True)
+        _say_after_grace(str(exc), f"rank {rank}")  # e.g. no mpi4py on this node alone
         sys.exit(2)
-    ranks.resume_advice = "numbacnn train --resume {checkpoint}"
+    ranks.resume_advice = RESUME_COMMAND
     with _quiet_unless_root(ranks):
         _train(spec, device, tf32, out, resume, force, options)
 
@@ -203,9 +200,16 @@ def _quiet_unless_root(ranks: Any) -> Iterator[None]:
         if ranks.is_root:
             click.echo(f"error: {text}", err=True)
         else:
-            time.sleep(ERROR_GRACE_S)
-            click.echo(f"error: rank {ranks.rank} of {ranks.size}: {text}", err=True)
+            _say_after_grace(text, f"rank {ranks.rank} of {ranks.size}")
         exit_now(2)
+
+
+def _say_after_grace(text: str, rank: str) -> None:
+    """The error of a rank other than 0, said after ERROR_GRACE_S: an error every rank
+    meets is said by rank 0 alone, whose exit makes the launcher end this rank within
+    that time; an error of this rank alone is then said here, naming ``rank``."""
+    time.sleep(ERROR_GRACE_S)
+    click.echo(f"error: {rank}: {text}", err=True)
 
 
 def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
@@ -230,7 +234,7 @@ def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: 
     except Interrupted as stop:
         progress.clear()
         resume = ("" if stop.checkpoint is None
-                  else f"; continue with: numbacnn train --resume {stop.checkpoint}")
+                  else "; continue with: " + RESUME_COMMAND.format(checkpoint=stop.checkpoint))
         click.echo(stop.message + resume, err=True)
         click.get_current_context().exit(130)
     finally:

@@ -4,8 +4,9 @@ through page-locked host memory, and handed to a CUDA-aware MPI as the device bu
 MPI itself is a stand-in (one communicator whose Allreduce doubles the buffer, as two
 equal ranks would), so this runs in one process: in numba's CUDA simulator in CI, and on
 a real GPU when bench/gpu-check.sh runs tests/cuda_sim there, where it checks pinned
-host memory and real copies. It is the only check of the CUDA-aware path anywhere (no
-CUDA-aware MPI is at hand). tests/test_distributed.py runs the staged path under mpirun.
+host memory and real copies. tests/test_distributed.py runs both paths under mpirun with
+the real MPI in the simulator (the CUDA-aware one on simulated device pointers: no
+CUDA-aware MPI is at hand).
 """
 
 from __future__ import annotations
