@@ -48,12 +48,12 @@ def child(framework: str, spec: str, batch: int, steps: int, warmup: int,
     forward passes instead, no gradients); images/s of the timed steps."""
     sys.path.insert(0, str(ROOT))
     from numbacnn.network import Network
-    from numbacnn.profiler import LEARNING_RATE, random_batch
+    from numbacnn.training.profiler import LEARNING_RATE, random_batch
 
     net = Network.from_spec(spec)
     if framework == "numbacnn":
         import numbacnn
-        from numbacnn.optim import SGD
+        from numbacnn.training.optim import SGD
 
         numbacnn.set_device("cpu")
         net.initialize(0)
@@ -106,8 +106,8 @@ def busy(spec: str) -> None:
     os.environ["NUMBA_NUM_THREADS"] = "1"
     sys.path.insert(0, str(ROOT))
     from numbacnn.network import Network
-    from numbacnn.optim import SGD
-    from numbacnn.profiler import random_batch
+    from numbacnn.training.optim import SGD
+    from numbacnn.training.profiler import random_batch
 
     net = Network.from_spec(spec).initialize(1, device="cpu")
     x, y = random_batch(net.input_shape, net.num_classes, 64, seed=1)

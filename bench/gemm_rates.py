@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.profiler import clock
+from numbacnn.training.profiler import clock
 
 
 def sgemm_seconds(M: int, K: int, N: int, reps: int, device: str) -> tuple[float, str]:
@@ -91,7 +91,7 @@ def conv_rate_child(spec: str, batch: int, iterations: int, warmup: int) -> dict
     """:func:`conv_rates` of ``spec`` profiled on the CPU in this process."""
     from numbacnn.device import set_device
     from numbacnn.network import Network
-    from numbacnn.profiler import profile_training
+    from numbacnn.training.profiler import profile_training
 
     set_device("cpu")
     net = Network.from_spec(spec).initialize(0)

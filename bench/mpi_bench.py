@@ -1,4 +1,4 @@
-"""Data-parallel measurements for bench/RESULTS.md (numbacnn/distributed.py).
+"""Data-parallel measurements for bench/RESULTS.md (numbacnn/training/distributed.py).
 
     mpirun -n 2 --oversubscribe python bench/mpi_bench.py allreduce 421642 30
         time of one in-place float32 MPI_Allreduce of that many floats (the fmnist
@@ -35,7 +35,7 @@ def _summary(seconds: list[float]) -> dict[str, object]:
 def allreduce(floats: int, repeats: int) -> None:
     from mpi4py import MPI
 
-    from numbacnn.distributed import world
+    from numbacnn.training.distributed import world
 
     ranks = world()
     buffer = np.ones(floats, np.float32)
@@ -56,11 +56,11 @@ def allreduce(floats: int, repeats: int) -> None:
 def train(images: int, batch: int) -> None:
     import numba
 
-    from numbacnn.data import load_dataset
     from numbacnn.device import set_device
-    from numbacnn.distributed import world
+    from numbacnn.io.data import load_dataset
     from numbacnn.network import Network
-    from numbacnn.trainer import Trainer, TrainSettings
+    from numbacnn.training.distributed import world
+    from numbacnn.training.trainer import Trainer, TrainSettings
 
     ranks = world()
     set_device("cpu")

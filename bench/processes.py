@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from numbacnn.profiler import LEARNING_RATE, random_batch, spec_label
+from numbacnn.training.profiler import LEARNING_RATE, random_batch, spec_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,7 +166,7 @@ def rss_helper(framework: str, spec: str, batch: int, steps: int,
 
         torch_models.train_steps(net, batch=batch, steps=steps, device=device)
     else:
-        from numbacnn.optim import SGD
+        from numbacnn.training.optim import SGD
 
         net.initialize(0, device=device)
         B = net.backend()
@@ -185,7 +185,7 @@ def first_step_helper(spec: str, batch: int, device: str) -> dict[str, Any]:
     beside the seconds of the import, the build and the step."""
     started = time.perf_counter()
     from numbacnn.network import Network
-    from numbacnn.optim import SGD
+    from numbacnn.training.optim import SGD
 
     imported = time.perf_counter()
     net = Network.from_spec(spec).initialize(0, device=device)
@@ -209,11 +209,11 @@ def trainer_first_step_helper(spec: str, batch: int | None, limit: int, device: 
     line with ``done_at`` and ends the process there."""
     import numbacnn_cli.main  # noqa: F401  (the command's own import, counted)
 
-    from numbacnn.data import load_dataset
     from numbacnn.device import set_device
+    from numbacnn.io.data import load_dataset
     from numbacnn.network import Network
-    from numbacnn.settings import TrainSettings
-    from numbacnn.trainer import Trainer
+    from numbacnn.training.settings import TrainSettings
+    from numbacnn.training.trainer import Trainer
 
     set_device(device)
     settings = TrainSettings(spec=spec, epochs=1, limit=limit)

@@ -22,7 +22,7 @@ from typing import Any
 
 from targets import verdict
 
-from numbacnn.profiler import (
+from numbacnn.training.profiler import (
     TABLE_WIDTH,
     layer_table_lines,
     profile_heading,

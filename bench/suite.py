@@ -4,7 +4,7 @@
                           [--json] [--output RUN.json] ...      (--help for every option)
 
 For each network (a preset name or spec; default fmnist and alexnet, ``--quick``
-fmnist): numbacnn's profile (:mod:`numbacnn.profiler`: per-layer forward and backward
+fmnist): numbacnn's profile (:mod:`numbacnn.training.profiler`: per-layer forward and backward
 ms, images/s, the JIT warm-up), each convolution's GFLOP/s beside the SGEMM of the
 same product (``gemm_rates.py``), and with ``--compare torch`` the PyTorch twin timed
 the same way (``torch_models.py``) and numbacnn ÷ PyTorch. Run-wide: peak RSS of
@@ -35,7 +35,7 @@ from targets import evaluate_targets
 from traffic import step_traffic
 
 from numbacnn.errors import NumbacnnError
-from numbacnn.profiler import profile_training, spec_label
+from numbacnn.training.profiler import profile_training, spec_label
 
 DEFAULT_SPECS = ("fmnist", "alexnet")
 QUICK_SPECS = ("fmnist",)

@@ -6,7 +6,7 @@ fc, flatten, dropout and every activation), with the same float32 weights when t
 network is initialized. Any spec therefore has a twin, and the per-layer rows of the
 two frameworks line up one to one.
 
-:func:`bench_twin` times the twin the way ``numbacnn.profiler.profile_training`` times
+:func:`bench_twin` times the twin the way ``numbacnn.training.profiler.profile_training`` times
 numbacnn: per-layer forward/backward (each layer's input detached, so a layer's
 backward is timed alone), the loss and the SGD update as their own rows, then whole
 training steps for the throughput, in the profile's layout. PyTorch is not a numbacnn
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from numbacnn.profiler import (
+from numbacnn.training.profiler import (
     LEARNING_RATE,
     clock,
     layer_table,
@@ -164,7 +164,7 @@ def _layer_seconds(model: nn.ModuleList, x: torch.Tensor, labels: torch.Tensor,
 def bench_twin(net: Any, batch: int, iterations: int, warmup: int, device: str = "cpu",
                layers: bool = True, seed: int = 0, threads: int | None = None,
                lr: float = LEARNING_RATE, tf32: bool = False) -> dict[str, Any]:
-    """Time the twin of ``net``: the layout of ``numbacnn.profiler.profile_training``.
+    """Time the twin of ``net``: the layout of ``numbacnn.training.profiler.profile_training``.
     On CUDA in true FP32 (PyTorch's default lets cuDNN use TF32) unless ``tf32``."""
     if device == "cuda":
         set_precision(tf32)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.profiler import LEARNING_RATE, spec_label
+from numbacnn.training.profiler import LEARNING_RATE, spec_label
 
 
 def step_traffic(spec: str, batch: int, gemm: str | None = None,
@@ -26,8 +26,8 @@ def step_traffic(spec: str, batch: int, gemm: str | None = None,
     from numbacnn import device
     from numbacnn.backends import cuda as B
     from numbacnn.network import Network
-    from numbacnn.optim import SGD
-    from numbacnn.staging import BatchStaging
+    from numbacnn.training.optim import SGD
+    from numbacnn.training.staging import BatchStaging
 
     saved, saved_gemm = device._current, B.gemm_name()
     device._current = "cuda"  # as set_device("cuda") would, without asking for a GPU

@@ -1,5 +1,5 @@
 """``numbacnn bench``: per-layer forward and backward times like ``caffe time``, training
-throughput and the JIT warm-up of networks, from :mod:`numbacnn.profiler` (imported
+throughput and the JIT warm-up of networks, from :mod:`numbacnn.training.profiler` (imported
 inside the command, so that other subcommands start fast). The benchmark suite (PyTorch
 beside numbacnn, memory, start-up, the project's targets) is ``bench/suite.py`` in the
 source tree.
@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from numbacnn_cli.options import device_option
 
-from numbacnn.settings import TrainSettings
+from numbacnn.training.settings import TrainSettings
 
 SUITE = "python bench/suite.py"  # the benchmark suite, run from the source tree
 
@@ -52,10 +52,10 @@ def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, devi
                                f"{SUITE} {' '.join(specs) or 'fmnist'} --compare "
                                f"{compare_with} in the numbacnn source tree")
     from numbacnn.device import precision, set_device, set_tf32
-    from numbacnn.profiler import format_profile, profile_spec, spec_label
+    from numbacnn.training.profiler import format_profile, profile_spec, spec_label
 
     if output is not None:  # refused now, not after the whole benchmark ran
-        from numbacnn.model_io import check_writable
+        from numbacnn.io.model_io import check_writable
 
         check_writable(output, "output")
     chosen = set_device(device)
@@ -70,8 +70,8 @@ def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, devi
               "networks": networks}
     text = json.dumps(result, indent=2)
     if output is not None:
-        from numbacnn.atomic_file import replace_atomically
         from numbacnn.errors import NumbacnnError
+        from numbacnn.io.atomic_file import replace_atomically
 
         data = (text + "\n").encode("utf-8")
         replace_atomically(output, lambda fh: fh.write(data), NumbacnnError, "benchmark result")

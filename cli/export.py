@@ -1,4 +1,4 @@
-"""``numbacnn export MODEL OUT.onnx``: write a model as an ONNX graph (numbacnn.onnx_export).
+"""``numbacnn export MODEL OUT.onnx``: write a model as an ONNX graph (numbacnn.io.onnx_export).
 
 The graph takes what ``numbacnn predict`` takes (raw pixels 0-255, float32 N×C×H×W) and
 gives the class probabilities N×K; docs/onnx.md says what it contains. onnx is imported
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from numbacnn.onnx_export import DEFAULT_OPSET, MIN_OPSET  # imports no onnx
+from numbacnn.io.onnx_export import DEFAULT_OPSET, MIN_OPSET  # imports no onnx
 
 _PATH = click.Path(path_type=Path)
 
@@ -27,8 +27,8 @@ def export(model: Path, out: Path, opset: int) -> None:
     the model's normalization, every layer, output probabilities (N x K); class names
     in the metadata. Needs the onnx package (pip install 'numbacnn[onnx]')."""
     from numbacnn.device import set_device
-    from numbacnn.model_io import load_model
-    from numbacnn.onnx_export import export_onnx, require_onnx
+    from numbacnn.io.model_io import load_model
+    from numbacnn.io.onnx_export import export_onnx, require_onnx
 
     require_onnx()  # before reading a large model
     set_device("cpu")  # the weights only need to reach the host

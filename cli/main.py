@@ -137,7 +137,7 @@ def cli(ctx: click.Context) -> None:
     """numbacnn: convolutional networks from first principles, on CPU and NVIDIA GPU."""
     if ctx.invoked_subcommand in DATA_PARALLEL:
         return
-    from numbacnn.distributed import launched_by_mpi, launcher_rank
+    from numbacnn.training.distributed import launched_by_mpi, launcher_rank
 
     if launched_by_mpi():  # a command that is not data-parallel runs once, on rank 0
         if launcher_rank() > 0:

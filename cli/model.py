@@ -22,7 +22,7 @@ _PATH = click.Path(path_type=Path)
 
 
 def _load_models(paths: tuple[Path, ...] | list[Path]) -> list[tuple[Any, Any]]:
-    from numbacnn.model_io import load_model
+    from numbacnn.io.model_io import load_model
 
     return [load_model(path) for path in paths]
 
@@ -44,9 +44,9 @@ def evaluate(models: tuple[Path, ...], data: str | None, split: str, batch_size:
     ensemble (the mean of their probabilities) are shown; the per-class table and the
     confusion matrix are then the ensemble's.
     """
-    from numbacnn.data import load_dataset
     from numbacnn.device import set_device
-    from numbacnn.scoring import score_dataset, trained_on
+    from numbacnn.io.data import load_dataset
+    from numbacnn.tools.scoring import score_dataset, trained_on
 
     set_device(device)
     loaded = _load_models(models)
@@ -107,9 +107,9 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
     """
     from numbacnn.device import set_device
     from numbacnn.errors import DataError
-    from numbacnn.images import load_images
-    from numbacnn.model_io import ensemble_proba
-    from numbacnn.scoring import accuracy, check_labels
+    from numbacnn.io.images import load_images
+    from numbacnn.io.model_io import ensemble_proba
+    from numbacnn.tools.scoring import accuracy, check_labels
 
     if len(paths) < 2:
         raise click.UsageError("give at least one MODEL and an INPUT")
@@ -151,7 +151,7 @@ def _check_npy_path(path: Path) -> None:
     """--save-proba writes NumPy's .npy format: refuse another name (np.save would add
     .npy silently) and an unwritable place, before any work is done."""
     from numbacnn.errors import DataError
-    from numbacnn.model_io import check_writable
+    from numbacnn.io.model_io import check_writable
 
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: --save-proba writes a .npy file; give a name ending in .npy, "
@@ -161,8 +161,8 @@ def _check_npy_path(path: Path) -> None:
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` atomically: a full disk leaves no truncated file."""
-    from numbacnn.atomic_file import replace_atomically
     from numbacnn.errors import DataError
+    from numbacnn.io.atomic_file import replace_atomically
 
     replace_atomically(path, lambda fh: np.save(fh, array, allow_pickle=False), DataError,
                        "probabilities")
@@ -176,7 +176,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def inspect(model: Path) -> None:
     """Architecture (shapes table), normalization, training settings and history of MODEL."""
     from numbacnn.device import set_device
-    from numbacnn.model_io import load_model
+    from numbacnn.io.model_io import load_model
     from numbacnn.shapes import format_table, shape_table
 
     set_device("cpu")  # reading the weights needs no GPU

@@ -2,7 +2,7 @@
 bounds, and the mapping of library errors to the options they concern.
 
 Choices and ranges are declared once, in the library (``numbacnn.device.DEVICES``,
-``numbacnn.settings.BOUNDS`` ...); Click checks them at the edge. A library error
+``numbacnn.training.settings.BOUNDS`` ...); Click checks them at the edge. A library error
 names the value at fault in the library's terms and carries its name (``field``);
 :func:`option_error` turns it into Click's error for the command's parameter of that
 name ("Invalid value for '--lr': lr must be > 0 and finite, got nan"), exit status 2.
@@ -20,7 +20,7 @@ from click.core import ParameterSource
 
 from numbacnn.device import DEVICES
 from numbacnn.errors import NumbacnnError
-from numbacnn.images import SPLITS
+from numbacnn.io.images import SPLITS
 from numbacnn.limits import Bounds
 
 
@@ -44,7 +44,7 @@ def device_option(default: str = "auto") -> Callable[[Any], Any]:
 
 
 def split_option(name: str, help: str) -> Callable[[Any], Any]:
-    """An option ``name`` choosing a dataset split (numbacnn.images.SPLITS), default test."""
+    """An option ``name`` choosing a dataset split (numbacnn.io.images.SPLITS), default test."""
     return click.option(name, type=click.Choice(SPLITS), default="test", show_default=True,
                         help=help)
 

@@ -1,4 +1,4 @@
-"""``numbacnn plot WHAT MODEL -o FILE``: pictures of a model, drawn by numbacnn.plots.
+"""``numbacnn plot WHAT MODEL -o FILE``: pictures of a model, drawn by numbacnn.tools.plots.
 
 WHAT is ``curves``, ``filters``, ``features``, ``confusion`` or ``bench`` (then MODEL is
 a ``numbacnn bench --json`` file). The picture type follows the suffix of FILE (.png,
@@ -15,19 +15,19 @@ from typing import Any
 import click
 from numbacnn_cli.options import batch_option, device_option, int_range, split_option
 
-from numbacnn.plots import DPI_BOUNDS, KINDS  # imports no matplotlib
+from numbacnn.tools.plots import DPI_BOUNDS, KINDS  # imports no matplotlib
 
 _PATH = click.Path(path_type=Path)
 
 
 class _Size(click.ParamType):
-    """WxH in pixels, parsed and checked by numbacnn.plots.parse_size: (width, height)."""
+    """WxH in pixels, parsed and checked by numbacnn.tools.plots.parse_size: (width, height)."""
 
     name = "WxH"
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> tuple[int, int]:
-        from numbacnn.plots import PlotError, parse_size
+        from numbacnn.tools.plots import PlotError, parse_size
 
         if isinstance(value, tuple):
             return value
@@ -71,7 +71,7 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
     confusion  the confusion matrix on --data's --split, with per-class accuracy
     bench      per-layer forward/backward times; MODEL is a numbacnn bench --json file
     """
-    from numbacnn import plots
+    from numbacnn.tools import plots
 
     plots.check_output(output)
     plots.require_matplotlib()
@@ -79,7 +79,7 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
         figure = plots.bench_figure(_read_bench(source), where=str(source))
     else:
         from numbacnn.device import set_device
-        from numbacnn.model_io import load_model
+        from numbacnn.io.model_io import load_model
 
         quick = what == "filters" or (what == "curves" and not test_accuracy)
         set_device("cpu" if quick else device)  # only reading weights: no GPU needed
@@ -93,7 +93,7 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
 
 
 def _read_bench(path: Path) -> dict[str, Any]:
-    from numbacnn.plots import PlotError
+    from numbacnn.tools.plots import PlotError
 
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
@@ -110,14 +110,14 @@ def _read_bench(path: Path) -> dict[str, Any]:
 
 
 def _dataset_source(info: Any, data: str | None) -> str:
-    from numbacnn.scoring import trained_on
+    from numbacnn.tools.scoring import trained_on
 
     return data or trained_on(info)
 
 
 def _curves(net: Any, info: Any, *, source: Path, data: str | None, test_accuracy: bool,
             batch_size: int, **_: Any) -> Any:
-    from numbacnn import plots
+    from numbacnn.tools import plots
 
     accuracy = None
     if test_accuracy and len(info.history.get("train_loss", ())):
@@ -128,9 +128,9 @@ def _curves(net: Any, info: Any, *, source: Path, data: str | None, test_accurac
 
 def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> float | None:
     """Accuracy on the test split of --data (or the training data), None when unknown."""
-    from numbacnn.data import load_dataset
     from numbacnn.errors import DataError
-    from numbacnn.scoring import score_dataset
+    from numbacnn.io.data import load_dataset
+    from numbacnn.tools.scoring import score_dataset
 
     if data is None and (info.training is None or not info.training.settings.get("data")):
         return None
@@ -148,9 +148,9 @@ def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> fl
 
 
 def _filters(net: Any, info: Any, *, source: Path, **_: Any) -> Any:
-    from numbacnn import plots
     from numbacnn.device import to_host
     from numbacnn.layers import Conv2D
+    from numbacnn.tools import plots
 
     index, conv = next(((i, la) for i, la in enumerate(net.layers) if isinstance(la, Conv2D)),
                        (None, None))
@@ -164,9 +164,9 @@ def _filters(net: Any, info: Any, *, source: Path, **_: Any) -> Any:
 
 def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str, image: str,
               maps: int, **_: Any) -> Any:
-    from numbacnn import plots
     from numbacnn.errors import DataError
-    from numbacnn.images import load_images
+    from numbacnn.io.images import load_images
+    from numbacnn.tools import plots
 
     if image.isdigit():
         where = _dataset_source(info, data)
@@ -192,9 +192,9 @@ def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str
 
 def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: str,
                batch_size: int, **_: Any) -> Any:
-    from numbacnn import plots
-    from numbacnn.data import load_dataset
-    from numbacnn.scoring import score_dataset
+    from numbacnn.io.data import load_dataset
+    from numbacnn.tools import plots
+    from numbacnn.tools.scoring import score_dataset
 
     where = _dataset_source(info, data)
     score = score_dataset([(net, info)], load_dataset(where), split, batch_size, where=where)

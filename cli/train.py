@@ -5,7 +5,7 @@ Each epoch ends with one summary line on stdout and a checkpoint (``--out``, def
 progress bar (click's; loss, accuracy, images/s, ETA) is drawn when stdout is a terminal.
 Ctrl-C stops at the next batch, saves a checkpoint and exits with status 130;
 ``--resume FILE`` continues exactly where it stopped. The training code lives in
-:mod:`numbacnn.trainer`, imported inside the command so other commands start fast.
+:mod:`numbacnn.training.trainer`, imported inside the command so other commands start fast.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 import click
 from numbacnn_cli.options import device_option, error_text, float_range, int_range
 
-from numbacnn.optim import OPTIMIZERS
-from numbacnn.settings import BOUNDS, CHOICES, TYPES  # imports no kernel, no h5py
+from numbacnn.training.optim import OPTIMIZERS
+from numbacnn.training.settings import BOUNDS, CHOICES, TYPES  # imports no kernel, no h5py
 
 _PATH = click.Path(path_type=Path)
 DEFAULT_OUT = Path("model.h5")
@@ -36,7 +36,7 @@ class _TrainCommand(click.Command):
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         from dataclasses import fields
 
-        from numbacnn.settings import TrainSettings
+        from numbacnn.training.settings import TrainSettings
 
         def shown(value: object) -> object:
             if isinstance(value, bool):
@@ -60,7 +60,7 @@ class _Progress:
     second; the finished bar stays above its epoch's summary line."""
 
     def __init__(self, file: Any = None) -> None:
-        from numbacnn.distributed import launched_by_mpi, launcher_writes_to_terminal
+        from numbacnn.training.distributed import launched_by_mpi, launcher_writes_to_terminal
 
         self.file = file
         stream = file if file is not None else sys.stdout
@@ -112,7 +112,7 @@ def _duration(seconds: float) -> str:
 
 def _setting(name: str) -> click.ParamType:
     """Click's type for the training setting ``name``: its choices or its bounds, as the
-    library declares them (numbacnn.settings)."""
+    library declares them (numbacnn.training.settings)."""
     if name in CHOICES:
         return click.Choice(tuple(CHOICES[name]))
     return int_range(BOUNDS[name]) if TYPES[name] is int else float_range(BOUNDS[name])
@@ -162,7 +162,7 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     writes a checkpoint every epoch and the test accuracy at the end. Under mpirun (or
     srun) the ranks train data-parallel; rank 0 alone prints (docs/distributed.md).
     """
-    from numbacnn.distributed import DistributedError, launcher_rank, world
+    from numbacnn.training.distributed import DistributedError, launcher_rank, world
 
     try:
         ranks = world()  # before set_device: under mpirun each rank takes its own GPU
@@ -187,8 +187,8 @@ def _quiet_unless_root(ranks: Any) -> Iterator[None]:
     if ranks.size == 1:
         yield
         return
-    from numbacnn.distributed import exit_now
     from numbacnn.errors import NumbacnnError
+    from numbacnn.training.distributed import exit_now
 
     if not ranks.is_root:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
@@ -215,7 +215,7 @@ def _say_after_grace(text: str, rank: str) -> None:
 def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
            force: bool, options: dict[str, Any]) -> None:
     from numbacnn.device import set_device, set_tf32
-    from numbacnn.trainer import Interrupted
+    from numbacnn.training.trainer import Interrupted
 
     chosen = {key: value for key, value in options.items() if value is not None}
     set_device(device)
@@ -254,8 +254,8 @@ def _same_file(a: Path, b: Path) -> bool:
 def _refuse_overwrite(out: Path, force: bool) -> None:
     """A finished model is work: never replace it (or its best model) without --force."""
     from numbacnn.errors import ModelFileError
+    from numbacnn.io.model_io import best_path, check_writable
     from numbacnn.limits import exists
-    from numbacnn.model_io import best_path, check_writable
 
     check_writable(out)
     if force:
@@ -268,11 +268,11 @@ def _refuse_overwrite(out: Path, force: bool) -> None:
 
 
 def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress) -> Any:
-    from numbacnn.data import load_dataset
-    from numbacnn.model_io import check_writable
+    from numbacnn.io.data import load_dataset
+    from numbacnn.io.model_io import check_writable
     from numbacnn.network import Network
-    from numbacnn.settings import TrainSettings
-    from numbacnn.trainer import Trainer
+    from numbacnn.training.settings import TrainSettings
+    from numbacnn.training.trainer import Trainer
 
     settings = TrainSettings(**chosen)
     if spec is not None:
@@ -289,8 +289,8 @@ def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progr
 
 def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, Any],
             progress: _Progress) -> Any:
-    from numbacnn.model_io import check_writable
-    from numbacnn.trainer import Trainer
+    from numbacnn.io.model_io import check_writable
+    from numbacnn.training.trainer import Trainer
 
     if out is not None:
         check_writable(out)
@@ -342,7 +342,7 @@ def _inits(trainer: Any) -> str:
 
 def _report(trainer: Any, seconds: float) -> None:
     """The closing lines; ``seconds``: how long this run trained."""
-    from numbacnn.model_io import best_path
+    from numbacnn.io.model_io import best_path
 
     state = trainer.state
     click.echo(f"saved {trainer.out} (epoch {state.epoch})")

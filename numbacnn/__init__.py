@@ -7,8 +7,7 @@ imports no kernel and compiles nothing.
 """
 
 from numbacnn.device import get_device, set_device, to_device, to_host
-
-__version__ = "0.1.0"
+from numbacnn.version import __version__
 
 __all__ = ["Network", "__version__", "get_device", "set_device", "to_device", "to_host"]
 

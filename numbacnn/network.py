@@ -21,7 +21,7 @@ from numbacnn.layers import Layer, SoftmaxCrossEntropy
 from numbacnn.layers.base import Shape
 
 if TYPE_CHECKING:
-    from numbacnn.profiler import LayerTimer
+    from numbacnn.training.profiler import LayerTimer
 
 _UNTIMED = nullcontext()
 
@@ -124,7 +124,7 @@ class Network:
 
     def forward(self, x: Any, training: bool = True, timer: LayerTimer | None = None) -> Any:
         """Logits N×K×1×1 (a device array) for a batch x of N×C×H×W; ``timer`` (see
-        :mod:`numbacnn.profiler`) times each layer's call."""
+        :mod:`numbacnn.training.profiler`) times each layer's call."""
         if training:
             self.step += 1
         for index, layer in enumerate(self.layers):
@@ -155,7 +155,8 @@ class Network:
         """Forward, loss and backward for one batch with nothing read back: on a GPU the
         host only queues kernels. With ``stats`` (a float32 device array of 2) the
         batch's loss sum and correct predictions are added to it on the device.
-        ``timer`` (see :mod:`numbacnn.profiler`) times every layer's and the loss's calls."""
+        ``timer`` (see :mod:`numbacnn.training.profiler`) times every layer's and the
+        loss's calls."""
         logits = self.forward(x, training=True, timer=timer)
         with _timed(timer, len(self.layers), "forward"):
             self.loss.forward_on_device(logits, labels)

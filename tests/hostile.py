@@ -16,9 +16,9 @@ import numpy as np
 from click.testing import CliRunner, Result
 from numbacnn_cli.main import cli
 
-from numbacnn.data import Dataset
+from numbacnn.io.data import Dataset
 from numbacnn.network import Network
-from numbacnn.trainer import Trainer, TrainSettings
+from numbacnn.training.trainer import Trainer, TrainSettings
 
 SPEC = "input 8x8x1; conv 3 3 pad=1 activation=relu; maxpool 2; fc 6 activation=relu; " \
        "dropout 0.25; fc 4; softmax"

@@ -20,7 +20,7 @@ import time
 
 def _after_epoch(n: int, action) -> None:
     """Run ``action`` on rank 1 once epoch ``n`` has ended (its checkpoint written)."""
-    from numbacnn.trainer import Trainer
+    from numbacnn.training.trainer import Trainer
 
     end_epoch = Trainer._end_epoch
 
@@ -63,9 +63,9 @@ def gpu_allreduce() -> None:
     from numba import config
 
     from numbacnn.device import backend, set_device, to_host
-    from numbacnn.distributed import GradientAllreduce, world
     from numbacnn.layers import Conv2D, Dense
     from numbacnn.network import Network
+    from numbacnn.training.distributed import GradientAllreduce, world
 
     ranks = world()
     ranks.start()  # reads NUMBACNN_MPI_CUDA_AWARE

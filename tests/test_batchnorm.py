@@ -9,10 +9,10 @@ import reference as ref
 
 from numbacnn import to_device, to_host
 from numbacnn.errors import NumbacnnError
+from numbacnn.io.model_io import ModelInfo, load_model, save_model
 from numbacnn.layers import BatchNorm, ReLU
-from numbacnn.model_io import ModelInfo, load_model, save_model
 from numbacnn.network import Network
-from numbacnn.optim import SGD
+from numbacnn.training.optim import SGD
 
 
 def built(shape: tuple[int, int, int, int], rng: np.random.Generator, **options) -> BatchNorm:

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner, Result
 from numbacnn_cli.main import cli
 
-from numbacnn import model_io
-from numbacnn.data import load_dataset, save_dataset
-from numbacnn.model_io import load_model, predict_images
-from numbacnn.trainer import Trainer
+from numbacnn.io import model_io
+from numbacnn.io.data import load_dataset, save_dataset
+from numbacnn.io.model_io import load_model, predict_images
+from numbacnn.training.trainer import Trainer
 
 SPEC = ("input 8x8x1; conv 4 3 pad=1 activation=relu; maxpool 2; fc 8 activation=relu; "
         "dropout 0.25; fc 4; softmax")

@@ -18,7 +18,7 @@ from numbacnn import to_device, to_host
 from numbacnn.layers import (ELU, LRN, AvgPool2D, Conv2D, Dense, Dropout, Flatten, LeakyReLU,
                              Maxout, MaxPool2D, ReLU, Sigmoid, Tanh)
 from numbacnn.network import Network
-from numbacnn.optim import SGD
+from numbacnn.training.optim import SGD
 
 net = Network([Tanh(), Conv2D(4, 3, stride=2, pad=1), ReLU(), Maxout(2), LRN(3), MaxPool2D(2),
                LeakyReLU(0.1), Conv2D(4, 1), AvgPool2D(2, 1), Sigmoid(), ELU(), Dropout(0.5),

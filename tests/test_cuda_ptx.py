@@ -82,7 +82,7 @@ def drive_every_kernel() -> list[Record]:
         Tanh,
     )
     from numbacnn.network import Network
-    from numbacnn.optim import SGD, Adam
+    from numbacnn.training.optim import SGD, Adam
 
     rng = np.random.default_rng(0)
     with pytest.MonkeyPatch.context() as mp, cuda_backend.dry_run() as records, \

@@ -1,4 +1,4 @@
-"""Tests of numbacnn.data and the ``numbacnn data`` commands (no numba, no GPU)."""
+"""Tests of numbacnn.io.data and the ``numbacnn data`` commands (no numba, no GPU)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from numbacnn import data as D
-from numbacnn.data import Dataset
 from numbacnn.errors import DataError
+from numbacnn.io import data as D
+from numbacnn.io.data import Dataset
 
 IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
 

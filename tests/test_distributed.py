@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI (numbacnn/distributed.py): world detection without
+"""Data-parallel training over MPI (numbacnn/training/distributed.py): world detection without
 mpi4py, and, under ``mpirun -n 2 --oversubscribe``, equivalence with one process,
 bit-identical repeats, a killed rank, a hung rank, resume on another number of ranks,
 and the GPU gradient sum (staged, and on the device buffer as a CUDA-aware MPI takes
@@ -27,8 +27,8 @@ import pytest
 from click.testing import CliRunner
 from numbacnn_cli.main import cli
 
-from numbacnn.distributed import World, launched_by_mpi, launcher_rank
-from numbacnn.model_io import load_model
+from numbacnn.io.model_io import load_model
+from numbacnn.training.distributed import World, launched_by_mpi, launcher_rank
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "input 8x8x1; conv 4 3 pad=1 activation=relu; maxpool 2; fc 8 activation=relu; fc 4; softmax"
@@ -165,7 +165,7 @@ def fake_proc(root: Path, chain: list[tuple[int, str]], launcher_stdout: str) ->
 def test_progress_under_mpi_follows_the_launchers_output(tmp_path: Path, chain: list,
                                                          launcher_stdout: str,
                                                          expected: bool) -> None:
-    from numbacnn.distributed import launcher_writes_to_terminal
+    from numbacnn.training.distributed import launcher_writes_to_terminal
 
     proc = fake_proc(tmp_path, chain, launcher_stdout)
     assert launcher_writes_to_terminal(chain[0][0], proc) is expected
@@ -173,7 +173,7 @@ def test_progress_under_mpi_follows_the_launchers_output(tmp_path: Path, chain: 
 
 
 def test_a_launcher_without_mpi4py_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import numbacnn.distributed as distributed
+    import numbacnn.training.distributed as distributed
 
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
     monkeypatch.setattr(distributed, "_world", None)
@@ -185,7 +185,7 @@ def test_a_launcher_without_mpi4py_is_one_clear_error(monkeypatch: pytest.Monkey
 
 
 def test_cuda_aware_is_asked_for_never_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from numbacnn.distributed import DistributedError, _cuda_aware
+    from numbacnn.training.distributed import DistributedError, _cuda_aware
 
     for text, expected in (("", False), ("0", False), ("1", True), (" 1 ", True)):
         monkeypatch.setenv("NUMBACNN_MPI_CUDA_AWARE", text)
@@ -196,7 +196,7 @@ def test_cuda_aware_is_asked_for_never_guessed(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_each_rank_of_a_node_takes_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from numbacnn.distributed import _pick_gpu
+    from numbacnn.training.distributed import _pick_gpu
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # as Slurm may set it
     _pick_gpu(1)

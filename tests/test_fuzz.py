@@ -31,13 +31,13 @@ from hostile import SPEC, FullDisk, quadrants, run, snapshot, train_checkpoint
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from numbacnn import atomic_file
-from numbacnn.data import load_dataset, read_h5, read_idx, read_npy, save_dataset
 from numbacnn.errors import DataError, ModelFileError, NumbacnnError
-from numbacnn.model_io import load_model, save_model
+from numbacnn.io import atomic_file
+from numbacnn.io.data import load_dataset, read_h5, read_idx, read_npy, save_dataset
+from numbacnn.io.model_io import load_model, save_model
 from numbacnn.shapes import shape_table
 from numbacnn.spec import parse_spec
-from numbacnn.trainer import Trainer
+from numbacnn.training.trainer import Trainer
 
 LONG = os.environ.get("NUMBACNN_FUZZ", "").lower() == "long"
 

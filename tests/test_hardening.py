@@ -31,13 +31,14 @@ from hostile import (
     write_dataset_npz,
 )
 
-from numbacnn import atomic_file, limits
-from numbacnn.data import read_h5, read_idx, read_npy, save_dataset
+from numbacnn import limits
 from numbacnn.errors import DataError, ModelFileError, NumbacnnError, SpecError, TrainingError
-from numbacnn.model_io import load_model, save_model
+from numbacnn.io import atomic_file
+from numbacnn.io.data import read_h5, read_idx, read_npy, save_dataset
+from numbacnn.io.model_io import load_model, save_model
 from numbacnn.shapes import shape_table
 from numbacnn.spec import parse_spec
-from numbacnn.trainer import Trainer, TrainSettings
+from numbacnn.training.trainer import Trainer, TrainSettings
 
 LONG = "conv 1 3 " * 40  # 360 characters, no ';': once tried as a file name
 
@@ -126,7 +127,7 @@ def test_train_refuses_networks_that_need_more_memory_than_there_is(
 
 def test_memory_check_uses_what_is_available(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same small network is refused when the machine has almost nothing free."""
-    from numbacnn.data import load_dataset
+    from numbacnn.io.data import load_dataset
     from numbacnn.network import Network
 
     dataset = load_dataset(work / "data.npz")
@@ -171,7 +172,7 @@ def test_npy_within_the_file_but_beyond_memory_says_how_much(
 
 def test_hdf5_dataset_declaring_a_huge_array_is_not_read(tmp_path: Path,
                                                           work: Path) -> None:
-    from numbacnn.data import load_dataset
+    from numbacnn.io.data import load_dataset
 
     path = tmp_path / "huge.h5"
     save_dataset(load_dataset(work / "data.npz"), path)
@@ -276,7 +277,7 @@ def test_batch_position_beyond_the_epoch_is_refused_on_resume(checkpoint: Path) 
 
 
 def test_dataset_format_version_of_the_wrong_type(tmp_path: Path, work: Path) -> None:
-    from numbacnn.data import load_dataset
+    from numbacnn.io.data import load_dataset
 
     path = tmp_path / "data.h5"
     save_dataset(load_dataset(work / "data.npz"), path)
@@ -298,10 +299,10 @@ def test_make_mini_option_ranges(option: list[str], tmp_path: Path) -> None:
 
 def test_bench_output_is_checked_before_the_benchmark(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import numbacnn.profiler
+    import numbacnn.training.profiler
 
     ran = []
-    monkeypatch.setattr(numbacnn.profiler, "profile_spec", lambda *a, **k: ran.append(1))
+    monkeypatch.setattr(numbacnn.training.profiler, "profile_spec", lambda *a, **k: ran.append(1))
     assert_one_error(run("bench", "--output", tmp_path / "no" / "r.json"), "does not exist")
     assert ran == []
 
@@ -495,7 +496,7 @@ def test_a_save_killed_with_sigkill_is_cleaned_up_by_the_next_save(work: Path,
     target.write_bytes(b"the previous model")
     code = ("import sys, time\n"
             "from pathlib import Path\n"
-            "from numbacnn.atomic_file import replace_atomically\n"
+            "from numbacnn.io.atomic_file import replace_atomically\n"
             "from numbacnn.errors import ModelFileError\n"
             "def write(fh):\n"
             "    fh.write(b'half a model'); fh.flush(); print('writing', flush=True)\n"
@@ -657,7 +658,7 @@ def test_spec_paths_with_control_characters_are_escaped() -> None:
 
 def test_pickled_arrays_are_never_loaded(tmp_path: Path) -> None:
     """An object array would run pickle on load: refused in .npy and .npz alike."""
-    from numbacnn.data import import_npz
+    from numbacnn.io.data import import_npz
 
     objects = np.array([{"a": 1}, None], dtype=object)
     np.save(tmp_path / "o.npy", objects, allow_pickle=True)

@@ -12,11 +12,11 @@ import pytest
 
 import numbacnn.layers
 from numbacnn.errors import ModelFileError
+from numbacnn.io.model_io import ModelInfo, load_model, save_model
 from numbacnn.layers import Layer
-from numbacnn.model_io import ModelInfo, load_model, save_model
 from numbacnn.network import Network
-from numbacnn.optim import SGD
 from numbacnn.spec import LayerSyntax
+from numbacnn.training.optim import SGD
 
 SPEC = "input 4x4x1; counter; fc 3"
 

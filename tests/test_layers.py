@@ -33,7 +33,7 @@ from numbacnn.layers import (
     Tanh,
 )
 from numbacnn.network import Network
-from numbacnn.optim import SGD, Adam
+from numbacnn.training.optim import SGD, Adam
 
 
 def run_layer(layer: Layer, x: np.ndarray, dy: np.ndarray, need_dx: bool = True,

@@ -1,4 +1,4 @@
-"""Tests of numbacnn.model_io: HDF5 model files (save, load, validate, atomic writes),
+"""Tests of numbacnn.io.model_io: HDF5 model files (save, load, validate, atomic writes),
 prediction with the stored normalization, ensembles, and an h5py-only numpy forward pass
 that must predict what numbacnn predicts."""
 
@@ -12,9 +12,18 @@ import h5py
 import numpy as np
 import pytest
 
-from numbacnn import model_io
-from numbacnn.data import Dataset
 from numbacnn.errors import DataError, ModelFileError
+from numbacnn.io import model_io
+from numbacnn.io.data import Dataset
+from numbacnn.io.model_io import (
+    ModelInfo,
+    best_path,
+    check_writable,
+    ensemble_proba,
+    load_model,
+    predict_images,
+    save_model,
+)
 from numbacnn.layers import (
     ELU,
     LRN,
@@ -30,17 +39,8 @@ from numbacnn.layers import (
     Sigmoid,
     Tanh,
 )
-from numbacnn.model_io import (
-    ModelInfo,
-    best_path,
-    check_writable,
-    ensemble_proba,
-    load_model,
-    predict_images,
-    save_model,
-)
 from numbacnn.network import Network
-from numbacnn.trainer import Trainer, TrainSettings
+from numbacnn.training.trainer import Trainer, TrainSettings
 
 CLASSES = ["top left", "top right", "bottom left", "bottom right"]
 

@@ -10,7 +10,7 @@ import numbacnn.device
 from numbacnn.backends import cuda as cuda_backend
 from numbacnn.errors import DeviceError
 from numbacnn.network import Network
-from numbacnn.optim import SGD
+from numbacnn.training.optim import SGD
 
 SPEC = "input 6x6x1; conv 2 3; relu; maxpool 2; fc 3"
 

@@ -20,12 +20,12 @@ import pytest
 from click.testing import CliRunner, Result
 from numbacnn_cli.main import cli
 
-from numbacnn.data import load_dataset, normalization
 from numbacnn.device import to_host
+from numbacnn.io.data import load_dataset, normalization
+from numbacnn.io.model_io import ModelInfo, load_model, predict_images, save_model
+from numbacnn.io.onnx_export import ExportError, build_onnx_model, export_onnx
 from numbacnn.layers import BatchNorm, Dense, Layer
-from numbacnn.model_io import ModelInfo, load_model, predict_images, save_model
 from numbacnn.network import Network
-from numbacnn.onnx_export import ExportError, build_onnx_model, export_onnx
 from numbacnn.spec import LayerSyntax
 
 onnx = pytest.importorskip("onnx", reason="needs onnx: pip install -e '.[test]'")
@@ -219,11 +219,11 @@ def test_missing_onnx_gets_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_too_large_for_one_onnx_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import numbacnn.onnx_export
+    import numbacnn.io.onnx_export
 
     _, model = make_model(EVERY_KIND, tmp_path / "model.h5", 4)
     net, _ = load_model(model)
-    monkeypatch.setattr(numbacnn.onnx_export, "MAX_BYTES", 4 * net.num_params())
+    monkeypatch.setattr(numbacnn.io.onnx_export, "MAX_BYTES", 4 * net.num_params())
     one_error(run("export", model, tmp_path / "x.onnx"), "2 GiB")
     assert not (tmp_path / "x.onnx").exists()
 
@@ -231,7 +231,7 @@ def test_too_large_for_one_onnx_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_writes_through_either_form_of_the_atomic_writer(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """replace_atomically may hand its callback a temporary path or an open binary file."""
-    import numbacnn.onnx_export
+    import numbacnn.io.onnx_export
 
     def with_open_file(path, write, error, what):  # noqa: ANN001, ANN202
         with open(path, "wb") as fh:
@@ -240,6 +240,6 @@ def test_writes_through_either_form_of_the_atomic_writer(tmp_path: Path,
     _, model = make_model(EVERY_KIND, tmp_path / "model.h5", 4)
     net, info = load_model(model)
     export_onnx(net, info, tmp_path / "by_path.onnx")
-    monkeypatch.setattr(numbacnn.onnx_export, "replace_atomically", with_open_file)
+    monkeypatch.setattr(numbacnn.io.onnx_export, "replace_atomically", with_open_file)
     export_onnx(net, info, tmp_path / "by_file.onnx")
     assert (tmp_path / "by_file.onnx").read_bytes() == (tmp_path / "by_path.onnx").read_bytes()

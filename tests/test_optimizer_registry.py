@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from numbacnn.errors import TrainingError
-from numbacnn.model_io import OptimizerState
+from numbacnn.io.model_io import OptimizerState
 from numbacnn.network import Network
-from numbacnn.optim import OPTIMIZERS, SGD, Adam, Optimizer, register
-from numbacnn.trainer import TrainSettings
+from numbacnn.training.optim import OPTIMIZERS, SGD, Adam, Optimizer, register
+from numbacnn.training.trainer import TrainSettings
 
 SPEC = "input 6x6x1; conv 2 3; relu; fc 3"
 

@@ -9,7 +9,7 @@ import sys
 
 def test_import_and_shapes_load_no_matplotlib_or_onnx() -> None:
     code = ("import sys\n"
-            "import numbacnn, numbacnn.plots, numbacnn.onnx_export\n"
+            "import numbacnn, numbacnn.tools.plots, numbacnn.io.onnx_export\n"
             "from click.testing import CliRunner\n"
             "from numbacnn_cli.main import cli\n"
             "result = CliRunner().invoke(cli, ['shapes', 'alexnet'])\n"

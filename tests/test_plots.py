@@ -15,17 +15,17 @@ import pytest
 from click.testing import CliRunner, Result
 from numbacnn_cli.main import cli
 
-from numbacnn.data import load_dataset
+from numbacnn.io.data import load_dataset
+from numbacnn.io.model_io import ModelInfo, load_model, predict_images, save_model
 from numbacnn.layers import Conv2D, Dense, MaxPool2D, ReLU
-from numbacnn.model_io import ModelInfo, load_model, predict_images, save_model
 from numbacnn.network import Network
-from numbacnn.profiler import layer_table
+from numbacnn.training.profiler import layer_table
 
 pytest.importorskip("matplotlib", reason="needs matplotlib: pip install -e '.[test]'")
 
 from matplotlib.image import imread  # noqa: E402
 
-from numbacnn import plots  # noqa: E402
+from numbacnn.tools import plots  # noqa: E402
 
 SPEC = "input 28x28x1; conv 6 3 pad=1 activation=relu; maxpool 2; conv 4 3; avgpool 2; fc 10"
 

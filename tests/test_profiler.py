@@ -1,4 +1,4 @@
-"""The profiler (numbacnn/profiler.py) and ``numbacnn bench``, which prints it.
+"""The profiler (numbacnn/training/profiler.py) and ``numbacnn bench``, which prints it.
 
 The timer is an argument of :meth:`Network.train_step_on_device`: it must see every
 layer's and the loss's forward and backward call, in order, with the device
@@ -24,9 +24,9 @@ import pytest
 from click.testing import CliRunner
 from numbacnn_cli.main import cli
 
-from numbacnn import profiler
 from numbacnn.network import Network
-from numbacnn.optim import SGD
+from numbacnn.training import profiler
+from numbacnn.training.optim import SGD
 
 SPEC = "input 8x8x1; conv 4 3 pad=1; relu; maxpool 2; fc 16; relu; dropout 0.2; fc 3"
 LIBRARY = Path(profiler.__file__).resolve().parent
@@ -193,7 +193,7 @@ def test_bench_compare_points_to_the_suite() -> None:
 
 
 def test_importing_the_profiler_and_the_command_loads_no_numba_or_torch() -> None:
-    code = ("import sys, numbacnn.profiler, numbacnn_cli.bench, numbacnn_cli.main; "
+    code = ("import sys, numbacnn.training.profiler, numbacnn_cli.bench, numbacnn_cli.main; "
             "print(sorted(m for m in ('numba', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

@@ -1,6 +1,6 @@
-"""Tests of numbacnn.scoring (accuracy, per-class accuracy, confusion matrix, ensembles)
+"""Tests of numbacnn.tools.scoring (accuracy, per-class accuracy, confusion matrix, ensembles)
 and of what the CLI took from the library with it: the bounds of numbers
-(numbacnn.limits.Bounds), the training settings' checks (numbacnn.settings), the
+(numbacnn.limits.Bounds), the training settings' checks (numbacnn.training.settings), the
 dataset splits, the device description, and the CLI's mapping of library errors to
 its options."""
 
@@ -16,12 +16,12 @@ from hostile import CLASSES, SPEC, quadrants
 from numbacnn_cli.main import cli
 
 import numbacnn.device
-from numbacnn.data import Dataset
 from numbacnn.errors import DataError, ModelFileError, TrainingError
+from numbacnn.io.data import Dataset
+from numbacnn.io.model_io import ModelInfo, TrainingState, predict_images
 from numbacnn.limits import SEEDS, Bounds
-from numbacnn.model_io import ModelInfo, TrainingState, predict_images
 from numbacnn.network import Network
-from numbacnn.scoring import (
+from numbacnn.tools.scoring import (
     accuracy,
     check_labels,
     confusion_matrix,
@@ -30,7 +30,7 @@ from numbacnn.scoring import (
     score_models,
     trained_on,
 )
-from numbacnn.settings import BOUNDS, CHOICES, TrainSettings
+from numbacnn.training.settings import BOUNDS, CHOICES, TrainSettings
 
 
 def model(seed: int, classes: list[str] = CLASSES) -> tuple[Network, ModelInfo]:
@@ -185,7 +185,7 @@ def test_settings_name_the_field_in_library_terms(field: str, value: object,
 def test_every_setting_has_a_type_and_choices_or_bounds() -> None:
     from dataclasses import fields
 
-    from numbacnn.settings import TYPES
+    from numbacnn.training.settings import TYPES
 
     names = {f.name for f in fields(TrainSettings)}
     assert set(TYPES) == names
@@ -290,7 +290,7 @@ def test_a_library_error_about_an_option_not_given_keeps_the_library_terms(
         tmp_path: Path) -> None:
     """A model that does not say what it was trained on: without --data the library's
     words; with an empty --data the error is the option's."""
-    from numbacnn.model_io import save_model
+    from numbacnn.io.model_io import save_model
 
     net, info = model(1)
     save_model(tmp_path / "m.h5", net, info)

@@ -16,7 +16,7 @@ from traffic import step_traffic
 
 import numbacnn.device
 from numbacnn.backends import cuda as cuda_backend
-from numbacnn.trainer import Trainer, TrainSettings
+from numbacnn.training.trainer import Trainer, TrainSettings
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from numbacnn_cli.main import cli
 from numbacnn_cli.train import _Progress
 
-from numbacnn.trainer import BatchProgress, EpochRecord
+from numbacnn.training.trainer import BatchProgress, EpochRecord
 
 
 class Terminal(io.StringIO):

@@ -1,6 +1,6 @@
-"""Tests of numbacnn.trainer and numbacnn.schedules: exact resume (after whole epochs and
-after Ctrl-C inside an epoch), determinism, the validation split, NaN detection that keeps
-the last good checkpoint, lr policies, metrics."""
+"""Tests of numbacnn.training.trainer and numbacnn.training.schedules: exact resume (after
+whole epochs and after Ctrl-C inside an epoch), determinism, the validation split, NaN
+detection that keeps the last good checkpoint, lr policies, metrics."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numbacnn.data import Dataset, normalize
 from numbacnn.errors import DataError, TrainingError
+from numbacnn.io.data import Dataset, normalize
+from numbacnn.io.model_io import load_model
 from numbacnn.layers import Conv2D, Dense, Dropout, MaxPool2D, ReLU
-from numbacnn.model_io import load_model
 from numbacnn.network import Network
-from numbacnn.schedules import LRSchedule
-from numbacnn.trainer import (
+from numbacnn.training.schedules import LRSchedule
+from numbacnn.training.trainer import (
     Interrupted,
     Trainer,
     TrainSettings,

@@ -232,7 +232,7 @@ def upload(host: np.ndarray, out: Any, asynchronous: bool = False) -> Any:
     """Copy ``host`` into the existing device array ``out`` of the same shape and dtype;
     returns ``out``. ``asynchronous``: queue the copy on the default stream and return at
     once (``host`` must then be pinned and left alone until the copy has run: see
-    ``numbacnn/staging.py``); else the copy is done when this returns."""
+    ``numbacnn/training/staging.py``); else the copy is done when this returns."""
     if host.shape != tuple(out.shape) or host.dtype != out.dtype:
         raise DeviceError(f"upload: host array {host.shape} {host.dtype} does not fit the "
                           f"device array {tuple(out.shape)} {out.dtype}")

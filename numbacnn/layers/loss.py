@@ -21,7 +21,7 @@ from numbacnn.spec import LayerSyntax
 class SoftmaxCrossEntropy(Layer):
     """``mean_over``: the number of images the gradient is averaged over; None (the
     default) is this batch, data-parallel training sets the global batch size so that
-    each rank's gradient is its share of the global mean (``numbacnn/distributed.py``)."""
+    each rank's gradient is its share of the global mean (``numbacnn/training/distributed.py``)."""
 
     syntax = LayerSyntax("softmax")
     mean_over: int | None = None

@@ -1,4 +1,4 @@
-"""The gradient all-reduce of numbacnn/distributed.py on a CUDA device, both ways: staged
+"""The gradient all-reduce of numbacnn/training/distributed.py on a CUDA device, both ways: staged
 through page-locked host memory, and handed to a CUDA-aware MPI as the device buffer.
 
 MPI itself is a stand-in (one communicator whose Allreduce doubles the buffer, as two
@@ -21,9 +21,9 @@ from numba import config
 
 from numbacnn import to_host
 from numbacnn.device import backend, is_device_array
-from numbacnn.distributed import GradientAllreduce, World
 from numbacnn.layers import Conv2D, Dense
 from numbacnn.network import Network
+from numbacnn.training.distributed import GradientAllreduce, World
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("NUMBA_ENABLE_CUDASIM"),

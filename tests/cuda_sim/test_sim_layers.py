@@ -38,7 +38,7 @@ from numbacnn.layers import (
     Tanh,
 )
 from numbacnn.network import Network
-from numbacnn.optim import SGD, Adam
+from numbacnn.training.optim import SGD, Adam
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("NUMBA_ENABLE_CUDASIM"),

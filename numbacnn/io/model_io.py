@@ -28,15 +28,15 @@ from typing import Any, BinaryIO
 import h5py
 import numpy as np
 
-from numbacnn import __version__
-from numbacnn.atomic_file import hdf5_bytes, replace_atomically
-from numbacnn.data import normalize
 from numbacnn.errors import DataError, ModelFileError, NumbacnnError, shown_path
 from numbacnn.init import INITIALIZERS
+from numbacnn.io.atomic_file import hdf5_bytes, replace_atomically
+from numbacnn.io.data import normalize
 from numbacnn.limits import MAX_INT, array_bytes, check_memory, check_regular_file
 from numbacnn.network import Network
-from numbacnn.optim import OPTIMIZERS, Optimizer
-from numbacnn.settings import TrainSettings
+from numbacnn.training.optim import OPTIMIZERS, Optimizer
+from numbacnn.training.settings import TrainSettings
+from numbacnn.version import __version__
 
 FORMAT = "numbacnn-model"
 FORMAT_VERSION = 1
@@ -544,7 +544,7 @@ def _read_training(group: h5py.Group) -> TrainingState:
 
 def _check_rng_states(states: dict[str, Any]) -> None:
     """shuffle and augment (one PCG64 state each), and after data-parallel training
-    augment_ranks (a list of them, one per rank: numbacnn/distributed.py)."""
+    augment_ranks (a list of them, one per rank: numbacnn/training/distributed.py)."""
     if set(states) - {"augment_ranks"} != {"shuffle", "augment"}:
         raise _Damaged(f"training/@rng_states has {sorted(states)}, expected augment, shuffle "
                        "(and augment_ranks after training on several ranks)")
@@ -560,7 +560,7 @@ def _check_rng_states(states: dict[str, Any]) -> None:
 
 
 def _check_schedule(state: dict[str, Any]) -> None:
-    from numbacnn.schedules import LRSchedule
+    from numbacnn.training.schedules import LRSchedule
 
     if set(state) != set(_SCHEDULE_TYPES):
         raise _Damaged(f"training/@schedule has {sorted(state)}, expected "

@@ -149,7 +149,7 @@ def profile_training(net: Network, batch: int, iterations: int = 10, warmup: int
     step). Each step is forward, loss, backward and an SGD update (momentum 0.9, weight
     decay 5e-4) on one random batch of ``batch`` images, as the trainer runs it.
     """
-    from numbacnn.optim import SGD
+    from numbacnn.training.optim import SGD
 
     B = net.backend()
     optimizer = SGD(momentum=0.9, weight_decay=5e-4)

@@ -21,7 +21,7 @@ update (every batch on the CPU, where that costs nothing; every
 
 Under ``mpirun`` (or ``srun``) the ranks train data-parallel: each its slice of every
 global batch, gradients summed by one Allreduce per step, rank 0 writing checkpoints
-(``numbacnn/distributed.py``, ``docs/distributed.md``).
+(``numbacnn/training/distributed.py``, ``docs/distributed.md``).
 """
 
 from __future__ import annotations
@@ -39,13 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.data import Dataset, augment, load_dataset, normalization, normalize
 from numbacnn.device import to_host
-from numbacnn.distributed import GradientAllreduce, World
-from numbacnn.distributed import world as current_world
 from numbacnn.errors import DataError, TrainingError
-from numbacnn.limits import check_memory
-from numbacnn.model_io import (
+from numbacnn.io.data import Dataset, augment, load_dataset, normalization, normalize
+from numbacnn.io.model_io import (
     HISTORY_KEYS,
     ModelInfo,
     OptimizerState,
@@ -56,12 +53,15 @@ from numbacnn.model_io import (
     load_model,
     save_model,
 )
+from numbacnn.limits import check_memory
 from numbacnn.network import Network
-from numbacnn.schedules import LRSchedule
-from numbacnn.scoring import EVAL_BATCH, accuracy
-from numbacnn.settings import TrainSettings
 from numbacnn.shapes import training_bytes
-from numbacnn.staging import BatchStaging
+from numbacnn.tools.scoring import EVAL_BATCH, accuracy
+from numbacnn.training.distributed import GradientAllreduce, World
+from numbacnn.training.distributed import world as current_world
+from numbacnn.training.schedules import LRSchedule
+from numbacnn.training.settings import TrainSettings
+from numbacnn.training.staging import BatchStaging
 
 CROP_PAD = 2  # pixels of zero padding for the random crop of --augment
 GPU_PROGRESS_SECONDS = 0.25  # how often a GPU run reads its loss and accuracy back
@@ -280,7 +280,7 @@ class Trainer:
         return self._allreduce
 
     def _join_world(self, resume: ModelInfo | None) -> GradientAllreduce:
-        """Data-parallel set-up (``numbacnn/distributed.py``): per-rank dropout and
+        """Data-parallel set-up (``numbacnn/training/distributed.py``): per-rank dropout and
         augmentation streams, rank 0's weights, one flat gradient buffer."""
         w, s = self.world, self.settings
         w.start()

@@ -22,8 +22,8 @@ import numpy as np
 from numbacnn.errors import DataError
 
 if TYPE_CHECKING:
-    from numbacnn.data import Dataset
-    from numbacnn.model_io import ModelInfo
+    from numbacnn.io.data import Dataset
+    from numbacnn.io.model_io import ModelInfo
     from numbacnn.network import Network
 
 EVAL_BATCH = 256  # images per forward pass
@@ -114,7 +114,7 @@ def score_models(models: Sequence[tuple[Network, ModelInfo]], images: np.ndarray
     """Score models (several: each alone and as an ensemble) on uint8 images N×C×H×W
     with labels (N,). DataError when there is no image or a label is not a class of the
     models; ModelFileError when the models are not of one task."""
-    from numbacnn.model_io import ensemble_proba
+    from numbacnn.io.model_io import ensemble_proba
 
     labels = np.asarray(labels, np.int64)
     if len(labels) == 0:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-SPLITS = ("train", "test")  # the splits of a dataset (numbacnn.data.Dataset.split)
+SPLITS = ("train", "test")  # the splits of a dataset (numbacnn.io.data.Dataset.split)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DATASET_SUFFIXES = (".h5", ".hdf5")
 
@@ -21,8 +21,8 @@ def load_images(source: str, input_shape: tuple[int, int, int],
                 split: str = "test") -> tuple[np.ndarray, np.ndarray | None]:
     """(uint8 images N×C×H×W, int64 labels or None) from ``source`` (see the module doc);
     DataError naming the file and the fix when it does not fit ``input_shape``."""
-    from numbacnn.data import load_dataset
     from numbacnn.errors import DataError
+    from numbacnn.io.data import load_dataset
 
     path = Path(source)
     suffix = path.suffix.lower()
@@ -41,8 +41,8 @@ def load_images(source: str, input_shape: tuple[int, int, int],
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    from numbacnn.data import read_npy
     from numbacnn.errors import DataError
+    from numbacnn.io.data import read_npy
     from numbacnn.limits import exists
 
     if not exists(path):
@@ -53,8 +53,8 @@ def _read_npy(path: Path) -> np.ndarray:
 def _npz_images(path: Path) -> np.ndarray | None:
     """The images of a .npz that is not a dataset (its `images` or only array), or None
     for a dataset .npz (x_train, y_train, x_test, y_test)."""
-    from numbacnn.data import read_npz
     from numbacnn.errors import DataError
+    from numbacnn.io.data import read_npz
     from numbacnn.limits import check_regular_file
 
     check_regular_file(path, "file", DataError, "check the path")  # "no such file"

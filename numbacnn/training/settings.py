@@ -1,6 +1,6 @@
 """The options of a training run, their types, choices and valid ranges, declared once.
 
-:class:`TrainSettings` is what :class:`numbacnn.trainer.Trainer` takes and what every
+:class:`TrainSettings` is what :class:`numbacnn.training.trainer.Trainer` takes and what every
 checkpoint saves (as JSON). ``CHOICES`` and ``BOUNDS`` say which values each option
 may take; :meth:`TrainSettings.checked` enforces them (errors name the field, e.g.
 ``batch_size must be ≥ 1, got 0``, with the error's ``field`` set), and the CLI builds
@@ -18,8 +18,8 @@ from typing import Any
 from numbacnn.errors import TrainingError
 from numbacnn.init import INITIALIZERS
 from numbacnn.limits import SEEDS, Bounds
-from numbacnn.optim import OPTIMIZERS, Optimizer
-from numbacnn.schedules import (
+from numbacnn.training.optim import OPTIMIZERS, Optimizer
+from numbacnn.training.schedules import (
     GAMMA_BOUNDS,
     LR_BOUNDS,
     LR_POLICIES,
@@ -38,7 +38,7 @@ class TrainSettings:
     the first epoch, None picks the optimizer's ``default_lr``. ``momentum``,
     ``weight_decay``: the optimizer's μ and L2 λ (an optimizer without momentum ignores
     it). ``lr_policy``, ``lr_step`` (epochs), ``gamma``, ``patience`` (epochs): the
-    schedule (:mod:`numbacnn.schedules`). ``init``: initializer of layers whose spec
+    schedule (:mod:`numbacnn.training.schedules`). ``init``: initializer of layers whose spec
     names none. ``augment``: random crop with ``trainer.CROP_PAD`` pixels of padding and
     horizontal flip. ``val_split``: fraction (0 ≤ f < 1) of the training split held out
     for validation. ``seed``: of every random choice. ``limit``: use only the first

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.atomic_file import replace_atomically
 from numbacnn.errors import NumbacnnError
+from numbacnn.io.atomic_file import replace_atomically
 from numbacnn.limits import Bounds
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}

@@ -37,9 +37,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from numbacnn.atomic_file import hdf5_bytes, replace_atomically
 from numbacnn.errors import DataError, shown_path
-from numbacnn.images import SPLITS
+from numbacnn.io.atomic_file import hdf5_bytes, replace_atomically
+from numbacnn.io.images import SPLITS
 from numbacnn.limits import SEEDS, Bounds, array_bytes, check_memory, check_regular_file, exists
 
 FORMAT = "numbacnn-dataset"
