@@ -118,11 +118,11 @@ def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = 
     ``memory=None`` and ``startup_check=None`` measure peak RSS and start-up on the CPU
     only (CUDA kernels are compiled anew in every process). ``log`` receives progress lines.
     """
-    from numbacnn.device import backend, set_device, set_tf32
+    from numbacnn.device import backend, resolve_device, set_tf32
 
     say = log or (lambda _line: None)
-    dev = set_device(device)
-    set_tf32(tf32)
+    dev = resolve_device(device)
+    set_tf32(tf32, dev)
     specs = list(specs) or list(QUICK_SPECS if quick else DEFAULT_SPECS)
     iterations = iterations or (QUICK_ITERATIONS if quick else DEFAULT_ITERATIONS)
     warmup = warmup or (QUICK_WARMUP if quick else DEFAULT_WARMUP)

@@ -78,12 +78,10 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
     if what == "bench":
         figure = plots.bench_figure(_read_bench(source), where=str(source))
     else:
-        from numbacnn.device import set_device
         from numbacnn.io.model_io import load_model
 
         quick = what == "filters" or (what == "curves" and not test_accuracy)
-        set_device("cpu" if quick else device)  # only reading weights: no GPU needed
-        net, info = load_model(source)
+        net, info = load_model(source, "cpu" if quick else device)  # quick: no GPU needed
         draw = {"curves": _curves, "filters": _filters, "features": _features,
                 "confusion": _confusion}[what]
         figure = draw(net, info, source=source, data=data, split=split, image=image,

@@ -165,7 +165,7 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     from numbacnn.training.distributed import DistributedError, launcher_rank, world
 
     try:
-        ranks = world()  # before set_device: under mpirun each rank takes its own GPU
+        ranks = world()  # before CUDA starts: under mpirun each rank takes its own GPU
     except DistributedError as exc:
         rank = launcher_rank()
         if rank == 0:
@@ -214,20 +214,20 @@ def _say_after_grace(text: str, rank: str) -> None:
 
 def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
            force: bool, options: dict[str, Any]) -> None:
-    from numbacnn.device import set_device, set_tf32
+    from numbacnn.device import resolve_device, set_tf32
     from numbacnn.training.trainer import Interrupted
 
     chosen = {key: value for key, value in options.items() if value is not None}
-    set_device(device)
-    set_tf32(tf32)
+    device = resolve_device(device)
+    set_tf32(tf32, device)
     progress = _Progress()
     if resume is not None:
         if out is not None and not _same_file(out, resume):
             _refuse_overwrite(out, force)
-        trainer = _resume(resume, spec, out, chosen, progress)
+        trainer = _resume(resume, spec, out, chosen, progress, device)
     else:
         _refuse_overwrite(out or DEFAULT_OUT, force)
-        trainer = _start(spec, out or DEFAULT_OUT, chosen, progress)
+        trainer = _start(spec, out or DEFAULT_OUT, chosen, progress, device)
     started = time.perf_counter()
     try:
         trainer.run()
@@ -267,7 +267,8 @@ def _refuse_overwrite(out: Path, force: bool) -> None:
                                  "run, or choose another --out")
 
 
-def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress) -> Any:
+def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress,
+           device: str) -> Any:
     from numbacnn.io.data import load_dataset
     from numbacnn.io.model_io import check_writable
     from numbacnn.network import Network
@@ -279,7 +280,7 @@ def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progr
         settings.spec = spec
     settings.checked()
     check_writable(out)
-    net = Network.from_spec(settings.spec)
+    net = Network.from_spec(settings.spec, device=device)
     dataset = load_dataset(settings.data)
     trainer = Trainer(net, dataset, settings, out=out, on_batch=progress.batch,
                       on_epoch=progress.epoch)
@@ -288,7 +289,7 @@ def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progr
 
 
 def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, Any],
-            progress: _Progress) -> Any:
+            progress: _Progress, device: str) -> Any:
     from numbacnn.io.model_io import check_writable
     from numbacnn.training.trainer import Trainer
 
@@ -298,7 +299,7 @@ def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, An
     if spec is not None:
         expect["spec"] = spec
     trainer = Trainer.from_checkpoint(path, epochs=chosen.get("epochs"), out=out,
-                                      expect=expect, on_batch=progress.batch,
+                                      expect=expect, device=device, on_batch=progress.batch,
                                       on_epoch=progress.epoch)
     state = trainer.state
     where = f"epoch {state.epoch + 1}" + (f", batch {state.batch + 1}" if state.batch else "")
@@ -308,7 +309,7 @@ def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, An
 
 
 def _header(trainer: Any) -> None:
-    from numbacnn.device import get_device, precision
+    from numbacnn.device import precision
 
     s, net = trainer.settings, trainer.net
     size = trainer.world.size
@@ -325,8 +326,8 @@ def _header(trainer: Any) -> None:
     epochs = f"{s.epochs} epoch" + ("s" if s.epochs != 1 else "")
     click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "
                f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {_inits(trainer)}, augment "
-               f"{'on' if s.augment else 'off'}, seed {s.seed}, device {get_device()} "
-               f"({precision()}){ranks}, checkpoint {trainer.out}")
+               f"{'on' if s.augment else 'off'}, seed {s.seed}, device {net.device} "
+               f"({precision(net.device)}){ranks}, checkpoint {trainer.out}")
 
 
 def _inits(trainer: Any) -> str:

@@ -45,9 +45,6 @@ LONG = "conv 1 3 " * 40  # 360 characters, no ';': once tried as a file name
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import numbacnn.device
-
-    numbacnn.device.set_device("cpu")
     directory = tmp_path_factory.mktemp("hostile")
     train_checkpoint(directory)
     return directory

@@ -10,21 +10,11 @@ to the kernels, so every example reuses the same few compiled specializations.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from numbacnn import get_device, set_device
 from numbacnn.network import Network
 from numbacnn.shapes import shape_table
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cpu():
-    previous = get_device()
-    set_device("cpu")
-    yield
-    set_device(previous)
 
 
 def _fitting_strides(F: int, P: int, sizes: tuple[int, int]) -> list[int]:

@@ -64,9 +64,9 @@ class OptimizerState:
         """Host copy of an optimizer's state (any registered optimizer)."""
         return cls(optimizer.name, optimizer.hyperparameters(), optimizer.t, optimizer.state())
 
-    def restore(self, device: str | None = None) -> Optimizer:
-        """A new optimizer of this kind holding these buffers (on ``device``, default the
-        current one)."""
+    def restore(self, device: str = "auto") -> Optimizer:
+        """A new optimizer of this kind holding these buffers, on ``device`` (that of the
+        network it will update, ``net.device``)."""
         if self.name not in OPTIMIZERS:
             raise ModelFileError(f"optimizer {self.name!r} is unknown: expected one of "
                                  f"{', '.join(OPTIMIZERS)}")
@@ -295,13 +295,17 @@ _SCHEDULE_TYPES = {"policy": str, "base_lr": float, "step": int, "gamma": float,
 _PARTIAL_KEYS = ("loss", "correct", "seen", "seconds")
 
 
-def load_model(path: str | Path) -> tuple[Network, ModelInfo]:
-    """Read a model file: the network (weights on the current device) and its ModelInfo.
+def load_model(path: str | Path, device: str = "auto") -> tuple[Network, ModelInfo]:
+    """Read a model file: the network (weights on ``device``: "auto", "cpu" or "cuda")
+    and its ModelInfo.
 
     Raises ModelFileError for a missing file, a file that is not HDF5, a truncated or
     corrupt file, a file of another format, an attribute of the wrong type or range,
     weights whose shapes do not fit the layers, and non-finite or non-float weights.
     """
+    from numbacnn.device import resolve_device
+
+    device = resolve_device(device)  # here: an unusable device is no damaged file
     path = Path(path)
     _check_signature(path)
     try:
@@ -312,7 +316,7 @@ def load_model(path: str | Path) -> tuple[Network, ModelInfo]:
     try:
         with f:
             _check_format(f, path)
-            return _read_model(f, path)
+            return _read_model(f, path, device)
     except _Damaged as exc:
         raise ModelFileError(f"{path}: {exc}; the file is damaged or was not written by "
                              "numbacnn: train it again or use another copy") from None
@@ -349,14 +353,14 @@ def _check_format(f: h5py.File, path: Path) -> None:
                              "or train the model again")
 
 
-def _read_model(f: h5py.File, path: Path) -> tuple[Network, ModelInfo]:
+def _read_model(f: h5py.File, path: Path, device: str) -> tuple[Network, ModelInfo]:
     for name in ("input_shape", "class_names", "normalization_mean", "normalization_std"):
         if name not in f.attrs:
             raise _Damaged(f"root attribute {name} is missing")
     if not isinstance(f.get("layers", getlink=True), h5py.HardLink) or not isinstance(
             f["layers"], h5py.Group):
         raise _Damaged("group layers is missing")
-    net, names = _read_network(f, path)
+    net, names = _read_network(f, path, device)
     C = net.input_shape[0]  # type: ignore[index]
     info = ModelInfo(
         spec_text=_string_attr(f.attrs, "spec", ""),
@@ -387,7 +391,7 @@ def _read_model(f: h5py.File, path: Path) -> tuple[Network, ModelInfo]:
     return net, info
 
 
-def _read_network(f: h5py.File, path: Path) -> tuple[Network, list[str]]:
+def _read_network(f: h5py.File, path: Path, device: str) -> tuple[Network, list[str]]:
     from numbacnn.layers import LAYERS
     from numbacnn.spec import SYNTAX
 
@@ -434,7 +438,7 @@ def _read_network(f: h5py.File, path: Path) -> tuple[Network, list[str]]:
     input_shape = tuple(int(d) for d in shape)
     try:
         net = Network(layers, input_shape=input_shape,  # type: ignore[arg-type]
-                      spec_text=_string_attr(f.attrs, "spec", "") or None)
+                      spec_text=_string_attr(f.attrs, "spec", "") or None, device=device)
     except NumbacnnError as exc:
         raise _Damaged(f"the layers do not fit together ({exc})") from None
     names = [group.name.rsplit("/", 1)[-1] for group in groups]
