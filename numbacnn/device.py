@@ -93,11 +93,12 @@ def is_device_array(a: Any) -> bool:
     return hasattr(a, "copy_to_host")
 
 
-def to_device(a: Any, device: str) -> Any:
-    """Copy a host array to ``device`` ("cpu" or "cuda", e.g. ``net.device``) as
-    C-contiguous float32 (ints stay ints); a device array is returned as is.
+def to_device(a: Any, device: str = "cpu") -> Any:
+    """Copy a host array to ``device`` ("cpu" or "cuda": give the network's, ``net.device``)
+    as C-contiguous float32 (ints stay ints); a device array is returned as is.
 
-    On the CPU this returns a contiguous numpy array (no copy when it already is one).
+    On the CPU this returns a contiguous numpy array (no copy when it already is one),
+    which a network on any device accepts (a GPU network copies it at each call).
     """
     if is_device_array(a):
         return a

@@ -16,7 +16,7 @@ from pathlib import Path
 from numba.core import config
 
 _PACKAGE = Path(__file__).resolve().parent.parent
-# Every backend file with an ``@njit(cache=True)`` function: a new one belongs here, or an
+# Every backend file with a cached (``cache=True``) njit function: a new one belongs here, or an
 # edited body of it could be served stale from the cache
 CACHED_DRIVER_FILES = ("cpu.py", "cpu_conv.py")
 
