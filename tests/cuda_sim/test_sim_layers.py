@@ -258,10 +258,10 @@ def test_numba_sgemm_with_split_k_matches_numpy(trans_a: bool, trans_b: bool,
                                                 monkeypatch: pytest.MonkeyPatch):
     """The numba SGEMM, K cut into slices (split-K, then sum_splits), edges included."""
     from numbacnn.backends import cuda as B
-    from numbacnn.backends import sgemm
+    from numbacnn.backends import gemm_choice, sgemm
 
     monkeypatch.setattr(sgemm, "MIN_SPLIT_K", 8)  # 37 = 8 + 8 + 8 + 8 + 5: five slices
-    monkeypatch.setattr(B, "_gemm_impl", ["numba"])
+    monkeypatch.setattr(gemm_choice, "_gemm_impl", ["numba"])
     M, N, K = 5, 7, 37
     assert sgemm.split_count(M, N, K) > 1
     a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
