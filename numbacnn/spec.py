@@ -12,6 +12,11 @@ A spec is plain text, one layer per line (docs/spec.md has the full reference)::
 A ``;`` ends a line just as a newline does (``"input 28x28x1; conv 8 3; relu"``), and
 line numbers count both. Parsing is pure Python: it imports neither numba nor a
 kernel, and :meth:`Spec.build` only runs each layer's shape arithmetic.
+
+This module knows no layer by name: the keywords, options and their rules, what
+``activation=`` allows, the options a layer derives from others and which layer must
+come last are each layer class's own declaration (``numbacnn/layers/syntax.py`` has the
+vocabulary, ``numbacnn.layers.LAYERS`` the registered classes).
 """
 
 from __future__ import annotations
@@ -96,7 +101,8 @@ def layer_kwargs(layer: Layer) -> dict[str, Any]:
 @dataclass
 class LayerEntry:
     """One layer of a spec: its name and full constructor arguments (defaults filled
-    in, ``pad=same`` resolved), and where it was written (not part of equality)."""
+    in, then the layer's ``derive_options``: ``pad=same`` as a number), and where it was
+    written (not part of equality)."""
 
     name: str
     kwargs: dict[str, Any]

@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numbacnn.errors import ShapeError, SpecError
-from numbacnn.layers import LAYERS, Conv2D, Dense, MaxPool2D, ReLU, Tanh
+from numbacnn.layers import LAYERS, Conv2D, Dense, Layer, MaxPool2D, ReLU, Tanh
+from numbacnn.layers.base import register
+from numbacnn.layers.syntax import ACTIVATIONS, LayerSyntax
 from numbacnn.spec import (
     SYNTAX,
     LayerEntry,
@@ -96,6 +98,56 @@ def test_pad_same_and_valid() -> None:
 def test_pool_stride_defaults_to_size() -> None:
     layer = parse_spec("input 8x8x1; avgpool 4").make_layers()[0]
     assert (layer.size, layer.stride) == (4, 4)
+
+
+def test_constructors_take_what_the_spec_takes() -> None:
+    """pad=same|valid and the pooling stride are worked out by the layer, so Python and
+    the spec text give the same layer."""
+    for text, layer in [("conv 8 3 pad=same", Conv2D(8, 3, pad="same")),
+                        ("conv 8 5 pad=SAME stride=2", Conv2D(8, 5, stride=2, pad="SAME")),
+                        ("conv 8 4 pad=valid", Conv2D(8, 4, pad="valid")),
+                        ("maxpool 3", MaxPool2D(3))]:
+        entry = parse_spec(text).layers[0]
+        assert layer.arguments() == entry.kwargs, text
+        assert layer.describe() == entry.make_layer().describe(), text
+    assert Conv2D(8, 5, pad="same").pad == 2
+    with pytest.raises(ShapeError, match=r"conv: pad=same needs an odd size, got size 4"):
+        Conv2D(8, 4, pad="same")
+    with pytest.raises(ShapeError, match="conv: pad must be an integer ≥ 0 or same or valid, "
+                                         "got 'full'"):
+        Conv2D(8, 3, pad="full")
+
+
+class _Square(Layer):
+    """A test activation: declared usable as activation=NAME, nothing else."""
+
+    syntax = LayerSyntax("square")
+    as_activation = True
+
+
+class _Head(Layer):
+    """A test layer that declares it must end the network."""
+
+    syntax = LayerSyntax("head")
+    must_be_last = "it is the test's end"
+
+
+def test_layers_declare_what_the_spec_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """activation=NAME allows every registered activation, and "must be last" is the
+    layer's declaration: a new layer needs no edit in spec.py."""
+    monkeypatch.setattr(ACTIVATIONS, "_names", list(ACTIVATIONS))  # undone after the test
+    for cls in (_Square, _Head):
+        monkeypatch.setitem(LAYERS, cls.syntax.name, cls)
+        register(cls)
+    assert list(ACTIVATIONS) == ["relu", "leaky", "sigmoid", "tanh", "elu", "square"]
+    assert names(parse_spec("input 4x4x1; fc 3 activation=square")) == ["fc", "square"]
+    with pytest.raises(SpecError, match="activation must be one of relu, leaky, sigmoid, "
+                                        "tanh, elu, square, got 'head'"):
+        parse_spec("input 4x4x1; fc 3 activation=head")
+    assert names(parse_spec("input 4x4x1; fc 3; head")) == ["fc", "head"]
+    with pytest.raises(SpecError, match=r"line 2 \(`head`\): head must be the last layer "
+                                        r"\(it is the test's end\)"):
+        parse_spec("input 4x4x1; head; fc 3")
 
 
 def test_make_layers_gives_fresh_unbuilt_layers() -> None:
