@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import numbacnn.layers
 from numbacnn.errors import ShapeError, SpecError
 from numbacnn.layers import LAYERS, Conv2D, Dense, Layer, MaxPool2D, ReLU, Tanh
 from numbacnn.layers.base import register
@@ -233,6 +234,28 @@ def test_every_layer_is_built_from_its_own_declaration() -> None:
     with pytest.raises(ShapeError, match="conv: filters is required"):
         LAYERS["conv"](size=3)
     assert LAYERS["maxpool"](3).stride == 3  # the pooling stride defaults to the size
+
+
+def test_every_layer_file_registers_itself() -> None:
+    """numbacnn/layers/__init__.py imports every module of the package, and every public
+    class there with its own ``syntax`` is registered and a name of numbacnn.layers: a
+    new layer file needs no edit anywhere else."""
+    folder = Path(numbacnn.layers.__file__).parent
+    declared = []
+    for path in sorted(folder.glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        module = sys.modules.get(f"numbacnn.layers.{path.stem}")
+        assert module is not None, f"importing numbacnn.layers did not import {path.name}"
+        declared += [cls for cls in vars(module).values()
+                     if isinstance(cls, type) and issubclass(cls, Layer)
+                     and cls.__module__ == module.__name__ and "syntax" in vars(cls)
+                     and cls.syntax.name and not cls.__name__.startswith("_")]
+    assert len(declared) >= 15  # the classes were found at all
+    for cls in declared:
+        assert LAYERS[cls.syntax.name] is cls, f"{cls.__name__} is not registered (@register)"
+        assert getattr(numbacnn.layers, cls.__name__) is cls
+        assert cls.__name__ in numbacnn.layers.__all__
 
 
 def test_layer_kwargs_rebuild_the_layer() -> None:
