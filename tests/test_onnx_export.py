@@ -25,8 +25,8 @@ from numbacnn.io.data import load_dataset, normalization
 from numbacnn.io.model_io import ModelInfo, load_model, predict_images, save_model
 from numbacnn.io.onnx_export import ExportError, build_onnx_model, export_onnx
 from numbacnn.layers import BatchNorm, Dense, Layer
+from numbacnn.layers.syntax import LayerSyntax
 from numbacnn.network import Network
-from numbacnn.spec import LayerSyntax
 
 onnx = pytest.importorskip("onnx", reason="needs onnx: pip install -e '.[test]'")
 ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[test]'")

@@ -14,7 +14,7 @@ import numpy as np
 from numbacnn.device import is_device_array, to_host
 from numbacnn.errors import ShapeError
 from numbacnn.layers.base import Layer, Shape, register
-from numbacnn.spec import LayerSyntax
+from numbacnn.layers.syntax import LayerSyntax
 
 
 @register
@@ -24,6 +24,9 @@ class SoftmaxCrossEntropy(Layer):
     each rank's gradient is its share of the global mean (``numbacnn/training/distributed.py``)."""
 
     syntax = LayerSyntax("softmax")
+    must_be_last = "it is the classifier's loss"
+    drivers = ("upload", "fill", "softmax_cross_entropy_forward",
+               "softmax_cross_entropy_backward", "batch_stats")
     mean_over: int | None = None
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
