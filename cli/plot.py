@@ -156,16 +156,9 @@ def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> fl
 
 
 def _filters(net: Any, info: Any, *, source: Path, **_: Any) -> Any:
-    from numbacnn.device import to_host
-    from numbacnn.layers import Conv2D
     from numbacnn.tools import plots
 
-    index, conv = next(((i, la) for i, la in enumerate(net.layers) if isinstance(la, Conv2D)),
-                       (None, None))
-    if conv is None:
-        raise plots.PlotError(f"{source}: has no conv layer, so no filters to draw; use a model "
-                              "whose spec has a conv layer")
-    weights = to_host(conv.params["W"])
+    index, conv, weights = plots.first_conv_filters(net, where=str(source))
     return plots.filters_figure(weights, title=f"{source.name}: layer {index + 1}, "
                                 f"{conv.describe()}")
 

@@ -229,21 +229,14 @@ def _refuse_overwrite(out: Path, force: bool) -> None:
 
 
 def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress) -> Any:
-    from numbacnn.io.data import load_dataset
-    from numbacnn.io.model_io import check_writable
-    from numbacnn.network import Network
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer
 
     settings = TrainSettings(**chosen)
     if spec is not None:
         settings.spec = spec
-    settings.checked()
-    check_writable(out)
-    net = Network.from_spec(settings.spec)
-    dataset = load_dataset(settings.data)
-    trainer = Trainer(net, dataset, settings, out=out, on_batch=progress.batch,
-                      on_epoch=progress.epoch)
+    trainer = Trainer.from_settings(settings, out=out, on_batch=progress.batch,
+                                    on_epoch=progress.epoch)
     _header(trainer)
     return trainer
 
@@ -292,8 +285,7 @@ def _header(trainer: Any) -> None:
 
 def _inits(trainer: Any) -> str:
     """The initializers the layers really use: a spec's init= overrides --init."""
-    default = trainer.settings.init
-    used = [layer.init or default for layer in trainer.net.layers if layer.params]
+    default, used = trainer.settings.init, trainer.layer_initializers()
     if not used or all(init == default for init in used):
         return default
     if len(set(used)) == 1:

@@ -221,6 +221,19 @@ def filters_figure(weights: np.ndarray, title: str = "") -> Any:
     return figure
 
 
+def first_conv_filters(net: Any, where: str = "the network") -> tuple[int, Any, np.ndarray]:
+    """(index, layer, weights K×C×F×F on the host) of ``net``'s first conv layer: what
+    :func:`filters_figure` draws; PlotError when it has none."""
+    from numbacnn.device import to_host
+    from numbacnn.layers import Conv2D
+
+    for index, layer in enumerate(net.layers):
+        if isinstance(layer, Conv2D):
+            return index, layer, to_host(layer.params["W"])
+    raise PlotError(f"{where}: has no conv layer, so no filters to draw; use a model whose "
+                    "spec has a conv layer")
+
+
 def activation_maps(net: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(label, C×H×W host array) of one normalized image x (1×C×H×W float32) after every
     conv and pooling layer of ``net``, in order (a conv's map includes its fused ReLU)."""

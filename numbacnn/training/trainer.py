@@ -139,6 +139,19 @@ class Trainer:
         self._allreduce = self._join_world(resume) if self.world.size > 1 else None
 
     @classmethod
+    def from_settings(cls, settings: TrainSettings, out: str | Path | None = None,
+                      dataset: Dataset | None = None, **callbacks: Any) -> Trainer:
+        """A new run of ``settings``: the network built from ``settings.spec``, trained on
+        ``dataset`` (default: loaded from ``settings.data``), saving to ``out``."""
+        settings = dataclasses.replace(settings).checked()
+        if out is not None:
+            check_writable(Path(out))  # before the network is built and the data loaded
+        net = Network.from_spec(settings.spec)
+        if dataset is None:
+            dataset = load_dataset(settings.data)
+        return cls(net, dataset, settings, out=out, **callbacks)
+
+    @classmethod
     def from_checkpoint(cls, path: str | Path, epochs: int | None = None,
                         out: str | Path | None = None, dataset: Dataset | None = None,
                         expect: dict[str, Any] | None = None, **callbacks: Any) -> Trainer:
@@ -213,6 +226,11 @@ class Trainer:
         self.history = {key: list(info.history.get(key, [])) for key in HISTORY_KEYS}
         self.net.step = self.state.step
         self.net.seed = self.settings.seed
+
+    def layer_initializers(self) -> list[str]:
+        """The weight initializer each layer with parameters really uses, in order: its
+        spec's ``init=``, else ``settings.init``."""
+        return [layer.init or self.settings.init for layer in self.net.layers if layer.params]
 
     @property
     def gradient_allreduce(self) -> GradientAllreduce | None:
