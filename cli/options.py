@@ -96,3 +96,10 @@ def map_library_errors(command: click.Command) -> click.Command:
     mapped._maps_library_errors = True  # type: ignore[attr-defined]
     command.callback = mapped
     return command
+
+
+def with_command(exc: NumbacnnError, advice: str) -> NumbacnnError:
+    """``exc`` again (its class and ``field``), its message followed by ``advice``: the
+    command a user runs to fix it. Library messages say how in the library's terms; the
+    CLI adds its commands."""
+    return type(exc)(f"{exc}; {advice}", field=exc.field)

@@ -8,16 +8,22 @@ command so that other commands start fast.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
-from numbacnn_cli.options import batch_option, device_option, int_range, split_option
+from numbacnn_cli.options import (
+    batch_option,
+    device_option,
+    int_range,
+    split_option,
+    with_command,
+)
 
 from numbacnn.tools.plots import DPI_BOUNDS, KINDS  # imports no matplotlib
 
 _PATH = click.Path(path_type=Path)
+BENCH_COMMAND = "numbacnn bench --json --output {file}"  # writes what plot bench reads
 
 
 class _Size(click.ParamType):
@@ -76,7 +82,7 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
     plots.check_output(output)
     plots.require_matplotlib()
     if what == "bench":
-        figure = plots.bench_figure(_read_bench(source), where=str(source))
+        figure = _bench(source)
     else:
         from numbacnn.device import set_device
         from numbacnn.io.model_io import load_model
@@ -92,21 +98,20 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
     click.echo(f"wrote {output}: {what} of {source}, {width}x{height} pixels")
 
 
-def _read_bench(path: Path) -> dict[str, Any]:
-    from numbacnn.tools.plots import PlotError
+def _bench(source: Path) -> Any:
+    from numbacnn.tools import plots
+    from numbacnn.training.bench_result import BenchResultError, read_bench_result
 
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlotError(f"{path}: no such file; write one with numbacnn bench --json "
-                        f"--output {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlotError(f"{path}: not a numbacnn bench JSON file ({exc}); write one with "
-                        "numbacnn bench --json --output FILE") from None
-    if not isinstance(result, dict):
-        raise PlotError(f"{path}: not a numbacnn bench JSON file; write one with numbacnn "
-                        "bench --json --output FILE")
-    return result
+        result = read_bench_result(source)
+    except BenchResultError as exc:
+        file = "FILE" if source.exists() else source
+        raise with_command(exc, "write one with " + BENCH_COMMAND.format(file=file)) from None
+    try:
+        return plots.bench_figure(result, where=str(source))
+    except plots.PlotError as exc:  # no per-layer times
+        raise with_command(exc, "write one with " + BENCH_COMMAND.format(file="FILE")
+                           + " (with --layers, the default)") from None
 
 
 def _dataset_source(info: Any, data: str | None) -> str:
@@ -122,8 +127,11 @@ def _curves(net: Any, info: Any, *, source: Path, data: str | None, test_accurac
     accuracy = None
     if test_accuracy and len(info.history.get("train_loss", ())):
         accuracy = _test_accuracy(net, info, data, batch_size)
-    return plots.curves_figure(info.history, accuracy, title=f"{source.name}",
-                               where=str(source))
+    try:
+        return plots.curves_figure(info.history, accuracy, title=f"{source.name}",
+                                   where=str(source))
+    except plots.PlotError as exc:  # no training history
+        raise with_command(exc, "numbacnn train writes one every epoch") from None
 
 
 def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> float | None:
@@ -148,16 +156,9 @@ def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> fl
 
 
 def _filters(net: Any, info: Any, *, source: Path, **_: Any) -> Any:
-    from numbacnn.device import to_host
-    from numbacnn.layers import Conv2D
     from numbacnn.tools import plots
 
-    index, conv = next(((i, la) for i, la in enumerate(net.layers) if isinstance(la, Conv2D)),
-                       (None, None))
-    if conv is None:
-        raise plots.PlotError(f"{source}: has no conv layer, so no filters to draw; use a model "
-                              "whose spec has a conv layer")
-    weights = to_host(conv.params["W"])
+    index, conv, weights = plots.first_conv_filters(net, where=str(source))
     return plots.filters_figure(weights, title=f"{source.name}: layer {index + 1}, "
                                 f"{conv.describe()}")
 

@@ -10,11 +10,8 @@ Ctrl-C stops at the next batch, saves a checkpoint and exits with status 130;
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,6 @@ from numbacnn.training.settings import BOUNDS, CHOICES, TYPES  # imports no kern
 
 _PATH = click.Path(path_type=Path)
 DEFAULT_OUT = Path("model.h5")
-ERROR_GRACE_S = 3.0  # how long a rank other than 0 waits for rank 0 to report an error
 RESUME_COMMAND = "numbacnn train --resume {checkpoint}"  # how a stopped run continues
 
 
@@ -162,54 +158,19 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     writes a checkpoint every epoch and the test accuracy at the end. Under mpirun (or
     srun) the ranks train data-parallel; rank 0 alone prints (docs/distributed.md).
     """
-    from numbacnn.training.distributed import DistributedError, launcher_rank, world
+    from numbacnn.training.distributed import errors_said_once, join_world
 
-    try:
-        ranks = world()  # before set_device: under mpirun each rank takes its own GPU
-    except DistributedError as exc:
-        rank = launcher_rank()
-        if rank == 0:
-            raise
-        _say_after_grace(str(exc), f"rank {rank}")  # e.g. no mpi4py on this node alone
-        sys.exit(2)
+    # under mpirun the library decides which rank says an error, and when (rank 0 at
+    # once, another rank after a grace, naming itself); this command prints it
+    ranks = join_world(_say_error)  # before set_device: each rank takes its own GPU
     ranks.resume_advice = RESUME_COMMAND
-    with _quiet_unless_root(ranks):
+    ctx = click.get_current_context()
+    with errors_said_once(ranks, _say_error, lambda exc: error_text(exc, ctx)):
         _train(spec, device, tf32, out, resume, force, options)
 
 
-@contextlib.contextmanager
-def _quiet_unless_root(ranks: Any) -> Iterator[None]:
-    """Under MPI: ranks other than 0 print nothing but their own errors. Rank 0 prints
-    an error and ends at once with status 2 (without MPI_Finalize, which would wait for
-    ranks stuck in a collective), which makes the launcher end the others. Another rank
-    first waits ERROR_GRACE_S for that (the same error on every rank: one line), then
-    prints its error, naming its rank."""
-    if ranks.size == 1:
-        yield
-        return
-    from numbacnn.errors import NumbacnnError
-    from numbacnn.training.distributed import exit_now
-
-    if not ranks.is_root:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
-    try:
-        yield
-    except NumbacnnError as exc:
-        ranks.ending = True
-        text = error_text(exc, click.get_current_context())
-        if ranks.is_root:
-            click.echo(f"error: {text}", err=True)
-        else:
-            _say_after_grace(text, f"rank {ranks.rank} of {ranks.size}")
-        exit_now(2)
-
-
-def _say_after_grace(text: str, rank: str) -> None:
-    """The error of a rank other than 0, said after ERROR_GRACE_S: an error every rank
-    meets is said by rank 0 alone, whose exit makes the launcher end this rank within
-    that time; an error of this rank alone is then said here, naming ``rank``."""
-    time.sleep(ERROR_GRACE_S)
-    click.echo(f"error: {rank}: {text}", err=True)
+def _say_error(text: str) -> None:
+    click.echo(f"error: {text}", err=True)
 
 
 def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
@@ -268,21 +229,14 @@ def _refuse_overwrite(out: Path, force: bool) -> None:
 
 
 def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress) -> Any:
-    from numbacnn.io.data import load_dataset
-    from numbacnn.io.model_io import check_writable
-    from numbacnn.network import Network
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer
 
     settings = TrainSettings(**chosen)
     if spec is not None:
         settings.spec = spec
-    settings.checked()
-    check_writable(out)
-    net = Network.from_spec(settings.spec)
-    dataset = load_dataset(settings.data)
-    trainer = Trainer(net, dataset, settings, out=out, on_batch=progress.batch,
-                      on_epoch=progress.epoch)
+    trainer = Trainer.from_settings(settings, out=out, on_batch=progress.batch,
+                                    on_epoch=progress.epoch)
     _header(trainer)
     return trainer
 
@@ -331,8 +285,7 @@ def _header(trainer: Any) -> None:
 
 def _inits(trainer: Any) -> str:
     """The initializers the layers really use: a spec's init= overrides --init."""
-    default = trainer.settings.init
-    used = [layer.init or default for layer in trainer.net.layers if layer.params]
+    default, used = trainer.settings.init, trainer.layer_initializers()
     if not used or all(init == default for init in used):
         return default
     if len(set(used)) == 1:

@@ -184,6 +184,45 @@ def test_a_launcher_without_mpi4py_is_one_clear_error(monkeypatch: pytest.Monkey
         distributed.world()
 
 
+def test_who_says_an_error_and_when(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rank-error policy without mpirun: rank 0 says an error at once, another rank
+    after ERROR_GRACE_S naming itself (and writes nothing to stdout); both then end;
+    a single process is left alone."""
+    import numbacnn.training.distributed as distributed
+    from numbacnn.errors import NumbacnnError
+
+    slept: list[float] = []
+    exits: list[int] = []
+    monkeypatch.setattr(distributed.time, "sleep", slept.append)
+    monkeypatch.setattr(distributed, "exit_now", exits.append)  # returns: the error goes on
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # restored after a rank > 0 mutes it
+    said: list[str] = []
+    for rank, line, waits in ((0, "bad (worded)", []), (1, "rank 1 of 2: bad (worded)",
+                                                         [distributed.ERROR_GRACE_S])):
+        slept.clear()
+        with pytest.raises(NumbacnnError, match="bad"), distributed.errors_said_once(
+                World(2, rank), said.append, lambda exc: f"{exc} (worded)"):
+            print("progress")
+            raise NumbacnnError("bad")
+        assert said.pop() == line and slept == waits and exits.pop() == 2
+        assert (sys.stdout.name == os.devnull) is (rank > 0)
+    with pytest.raises(NumbacnnError), distributed.errors_said_once(World(), said.append):
+        raise NumbacnnError("one process")
+    assert said == [] and exits == []
+
+    def no_mpi4py() -> World:
+        raise distributed.DistributedError("no mpi4py here")
+
+    monkeypatch.setattr(distributed, "world", no_mpi4py)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    for rank, says in (("0", []), ("1", ["rank 1: no mpi4py here"])):
+        monkeypatch.setenv("OMPI_COMM_WORLD_RANK", rank)
+        with pytest.raises(distributed.DistributedError):
+            distributed.join_world(said.append)
+        assert said == says and exits == [2] * len(says)
+        said.clear(), exits.clear()
+
+
 def test_cuda_aware_is_asked_for_never_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
     from numbacnn.training.distributed import DistributedError, _cuda_aware
 

@@ -175,6 +175,33 @@ def test_bench_json_and_output_file(tmp_path: Path) -> None:
     assert result.stderr.startswith("bench: input 8x8x1")
 
 
+def test_the_bench_result_is_built_and_read_by_the_library(tmp_path: Path) -> None:
+    from numbacnn.training.bench_result import (
+        BenchResultError,
+        bench_result,
+        bench_result_text,
+        read_bench_result,
+    )
+
+    profile = profiler.profile_spec(SPEC, batch=2, iterations=1, warmup=1, layers=False)
+    result = bench_result([profile], device="cpu", precision="fp32", batch=2, iterations=1,
+                          warmup=1)
+    assert list(result["config"]) == ["device", "precision", "batch", "iterations", "warmup"]
+    path = tmp_path / "r.json"
+    path.write_text(bench_result_text(result) + "\n")
+    assert read_bench_result(path) == json.loads(json.dumps(result))
+    with pytest.raises(BenchResultError, match="lacks train"):
+        bench_result([{k: v for k, v in profile.items() if k != "train"}], device="cpu",
+                     precision="fp32", batch=2, iterations=1, warmup=1)
+    for text, says in (("{", "not a numbacnn benchmark result"),
+                       ('{"networks": {}}', "no list of networks"), ("[]", "no list")):
+        path.write_text(text)
+        with pytest.raises(BenchResultError, match=says):
+            read_bench_result(path)
+    with pytest.raises(BenchResultError, match="no such file"):
+        read_bench_result(tmp_path / "none.json")
+
+
 def test_bench_text_and_no_layers() -> None:
     result = bench_cli(SPEC, "--batch", "4", "--iterations", "1", "--warmup", "1")
     assert result.exit_code == 0, result.output

@@ -1,5 +1,6 @@
 """Pictures of a model: training curves, first-layer filters, activation maps, confusion
-matrix, per-layer benchmark times. ``numbacnn plot`` (``cli/plot.py``) draws them.
+matrix, per-layer benchmark times. ``numbacnn plot`` (``cli/plot.py``) draws them; the
+messages here speak of models, checkpoints and results, and the CLI adds its commands.
 
 Each ``*_figure`` function returns a ``matplotlib.figure.Figure`` made without pyplot
 (no global state, never a window: PNG is rendered by Agg, SVG and PDF by matplotlib's
@@ -118,8 +119,8 @@ def curves_figure(history: dict[str, np.ndarray], test_accuracy: float | None = 
     accuracy (0…1), when given, a dotted horizontal line."""
     train_loss = np.asarray(history.get("train_loss", []), np.float64)
     if len(train_loss) == 0:
-        raise PlotError(f"{where}: has no training history (no finished epoch); plot a model "
-                        "written by numbacnn train after at least one epoch")
+        raise PlotError(f"{where}: has no training history (no finished epoch); plot a "
+                        "checkpoint saved after at least one epoch of training")
     epochs = np.arange(1, len(train_loss) + 1)
     figure = _new_figure(10, 4.2)
     loss_axes, acc_axes = figure.subplots(1, 2)
@@ -220,6 +221,19 @@ def filters_figure(weights: np.ndarray, title: str = "") -> Any:
     return figure
 
 
+def first_conv_filters(net: Any, where: str = "the network") -> tuple[int, Any, np.ndarray]:
+    """(index, layer, weights K×C×F×F on the host) of ``net``'s first conv layer: what
+    :func:`filters_figure` draws; PlotError when it has none."""
+    from numbacnn.device import to_host
+    from numbacnn.layers import Conv2D
+
+    for index, layer in enumerate(net.layers):
+        if isinstance(layer, Conv2D):
+            return index, layer, to_host(layer.params["W"])
+    raise PlotError(f"{where}: has no conv layer, so no filters to draw; use a model whose "
+                    "spec has a conv layer")
+
+
 def activation_maps(net: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(label, C×H×W host array) of one normalized image x (1×C×H×W float32) after every
     conv and pooling layer of ``net``, in order (a conv's map includes its fused ReLU)."""
@@ -307,13 +321,13 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str 
 
 def bench_figure(result: dict[str, Any], where: str = "the bench result") -> Any:
     """Per-layer forward and backward milliseconds per training step of each network in a
-    ``numbacnn bench --json`` (or ``bench/suite.py --json``) result as horizontal bars,
-    numbacnn beside PyTorch when the result holds a comparison (the suite's
-    ``--compare torch``)."""
+    benchmark result (numbacnn.training.bench_result; also ``bench/suite.py --json``'s) as
+    horizontal bars, numbacnn beside PyTorch when the result holds a comparison (the
+    suite's ``--compare torch``)."""
     networks = [n for n in result.get("networks", []) if isinstance(n, dict) and n.get("layers")]
     if not networks:
-        raise PlotError(f"{where}: holds no per-layer times; write it with numbacnn bench "
-                        "--json --output FILE (with --layers, the default)")
+        raise PlotError(f"{where}: holds no per-layer times; give a result profiled layer "
+                        "by layer (profile_training's layers=True)")
     rows_total = sum(len(n["layers"]) + 1 for n in networks)
     figure = _new_figure(10, 1.2 + 0.32 * rows_total + 0.6 * len(networks))
     axes_list = figure.subplots(len(networks), 1, squeeze=False,
