@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from numbacnn.errors import MissingInputError, NumbacnnError, SpecError, excerpt, shown_path
+from numbacnn.geometry import volume
 from numbacnn.init import INITIALIZERS
 from numbacnn.limits import MAX_INT, check_regular_file, exists
 
@@ -228,8 +229,7 @@ def format_layer(name: str, kwargs: dict[str, Any]) -> str:
 
 def format_input(shape: Shape) -> str:
     """(C, H, W) as the lecture's W×H×D, e.g. '227x227x3'."""
-    C, H, W = shape
-    return f"{W}x{H}x{C}"
+    return volume(shape)
 
 
 def parse_input_size(text: str) -> Shape:

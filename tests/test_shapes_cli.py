@@ -230,7 +230,7 @@ def test_library_errors() -> None:
     (["input 8x8x1; maxpool 3"], ["spec line 2", "(8 − 3 + 2·0)/3 + 1 = 2.67", "stride="]),
     (["input 8x8x3; maxout 2"], ["spec line 2", "3 input channels are not divisible by 2"]),
     (["input 8x8x1; fc 10; softmax; relu"], ["spec line 3", "softmax must be the last"]),
-    (["input 8x8x1; conv 4 3; softmax"], ["spec line 3", "softmax", "K×1×1"]),
+    (["input 8x8x1; conv 4 3; softmax"], ["spec line 3", "softmax", "1x1xK", "got 6x6x4"]),
     (["input 8x8x1; relu 2"], ["spec line 2", "relu takes no arguments"]),
     (["input 8x8x1; conv 4 3 init=glorot"], ["init must be one of"]),
     (["input 8x8x1"], ["no layers"]),
