@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from numbacnn_cli.options import int_range
 
+from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.limits import SEEDS
 
 _PATH = click.Path(path_type=Path)
@@ -105,9 +106,8 @@ def info_command(source: str) -> None:
     from numbacnn.io.data import load_dataset
 
     ds = load_dataset(source)
-    c, h, w = ds.input_shape
     click.echo(f"name:        {ds.name}")
-    click.echo(f"input shape: {c} x {h} x {w} (C x H x W), uint8")
+    click.echo(f"input shape: {volume(ds.input_shape)} ({VOLUME_AXES}), uint8")
     click.echo(f"train:       {len(ds.x_train)} images")
     click.echo(f"test:        {len(ds.x_test)} images")
     click.echo(f"classes:     {ds.num_classes}")
@@ -119,10 +119,9 @@ def info_command(source: str) -> None:
 
 
 def _summary(ds) -> str:
-    c, h, w = ds.input_shape
     return (
         f"{ds.name}, {len(ds.x_train)} train + {len(ds.x_test)} test images of "
-        f"{c} x {h} x {w}, {ds.num_classes} classes"
+        f"{volume(ds.input_shape)} ({VOLUME_AXES}), {ds.num_classes} classes"
     )
 
 

@@ -176,16 +176,17 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def inspect(model: Path) -> None:
     """Architecture (shapes table), normalization, training settings and history of MODEL."""
     from numbacnn.device import set_device
+    from numbacnn.geometry import VOLUME_AXES, volume
     from numbacnn.io.model_io import load_model
     from numbacnn.shapes import format_table, shape_table
 
     set_device("cpu")  # reading the weights needs no GPU
     net, info = load_model(model)
-    C, H, W = info.input_shape
     click.echo(f"{model}: numbacnn model (format 1), written by numbacnn "
                f"{info.numbacnn_version or '?'}")
-    click.echo(f"input: {W}x{H}x{C} (W x H x D), uint8 pixels normalized per channel with "
-               f"mean {_numbers(info.mean)} and std {_numbers(info.std)} (pixel / 255)")
+    click.echo(f"input: {volume(info.input_shape)} ({VOLUME_AXES}), uint8 pixels normalized "
+               f"per channel with mean {_numbers(info.mean)} and std {_numbers(info.std)} "
+               "(pixel / 255)")
     click.echo(f"classes ({len(info.class_names)}): {', '.join(info.class_names)}")
     click.echo("")
     click.echo(format_table(shape_table(net)).rstrip("\n"))

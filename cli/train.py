@@ -263,6 +263,7 @@ def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, An
 
 def _header(trainer: Any) -> None:
     from numbacnn.device import get_device, precision
+    from numbacnn.geometry import volume
 
     s, net = trainer.settings, trainer.net
     size = trainer.world.size
@@ -271,10 +272,9 @@ def _header(trainer: Any) -> None:
     if reduce is not None and reduce.on_device:
         ranks += (", gradients through pinned host memory" if reduce.staged
                   else ", gradients as GPU buffers (CUDA-aware MPI)")
-    C, H, W = net.input_shape
     optimizer = (f"sgd momentum {s.momentum:g}" if s.optimizer == "sgd" else "adam")
     click.echo(f"training {s.spec} on {s.data}: {len(trainer.y_fit)} training and "
-               f"{len(trainer.y_val)} validation images of {W}x{H}x{C}, "
+               f"{len(trainer.y_val)} validation images of {volume(net.input_shape)}, "
                f"{net.num_classes} classes, {net.num_params():,} parameters")
     epochs = f"{s.epochs} epoch" + ("s" if s.epochs != 1 else "")
     click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "

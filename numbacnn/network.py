@@ -194,3 +194,21 @@ class Network:
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Network([{inner}], input_shape={self.input_shape})"
+
+    def summary(self, batch: int = 1, width: int | None = None) -> None:
+        """Print the shapes table (:mod:`numbacnn.shapes`): every layer's output W×H×D,
+        the arithmetic, parameters with their formula, and memory for ``batch`` images,
+        fitted to ``width`` columns (default: the terminal's, $COLUMNS, else 80). The
+        report itself is ``numbacnn.shapes.shape_table(net)``."""
+        from numbacnn.shapes import format_table, shape_table, terminal_width
+
+        report = shape_table(self, batch=batch)
+        print(format_table(report, width=width or terminal_width()), end="")
+
+    def _repr_html_(self) -> str | None:
+        """The shapes table as HTML, for Jupyter; None (plain repr) before building."""
+        if self.input_shape is None:
+            return None
+        from numbacnn.shapes import shape_table
+
+        return shape_table(self)._repr_html_()

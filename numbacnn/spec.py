@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from numbacnn.errors import MissingInputError, NumbacnnError, SpecError, excerpt, shown_path
+from numbacnn.geometry import volume
 from numbacnn.layers import LAYERS, Layer
 from numbacnn.layers.syntax import LayerSyntax
 from numbacnn.limits import MAX_INT, check_regular_file, exists
@@ -75,8 +76,7 @@ def format_layer(name: str, kwargs: dict[str, Any]) -> str:
 
 def format_input(shape: Shape) -> str:
     """(C, H, W) as the lecture's W×H×D, e.g. '227x227x3'."""
-    C, H, W = shape
-    return f"{W}x{H}x{C}"
+    return volume(shape)
 
 
 def parse_input_size(text: str) -> Shape:

@@ -233,7 +233,7 @@ def test_missing_corrupt_and_truncated_models(workdir: Path, tmp_path: Path) -> 
 def test_dataset_that_does_not_fit_the_spec(tmp_path: Path) -> None:
     small = write_npz(tmp_path / "six.npz", size=6)
     result = run(*train_args(small, tmp_path / "m.h5"))
-    assert_one_error(result, "images are 1 x 6 x 6 (C x H x W) but the network takes 1 x 8 x 8")
+    assert_one_error(result, "images are 6x6x1 (W x H x D) but the network takes 8x8x1")
     shifted = write_npz(tmp_path / "shifted.npz", label_offset=2)  # labels 2…5, 4 outputs
     np.savez(shifted, **{k: v for k, v in np.load(shifted).items() if k != "class_names"})
     assert_one_error(run(*train_args(shifted, tmp_path / "m.h5")), "labels go up to 5")
@@ -283,7 +283,7 @@ def test_predict_input_errors(workdir: Path, tmp_path: Path) -> None:
     model = workdir / "m1.h5"
     np.save(tmp_path / "wrong.npy", np.zeros((3, 5, 5), np.uint8))
     assert_one_error(run("predict", model, tmp_path / "wrong.npy"),
-                     "images have shape (3, 5, 5) but the model takes 1 x 8 x 8")
+                     "images have shape (3, 5, 5) but the model takes 8x8x1 (W x H x D)")
     np.save(tmp_path / "float.npy", np.zeros((3, 8, 8), np.float32))
     assert_one_error(run("predict", model, tmp_path / "float.npy"), "raw uint8")
     assert_one_error(run("predict", model, tmp_path / "absent.npy"), "no such file")

@@ -491,7 +491,8 @@ def test_cli_info_bundled() -> None:
     result = run_cli("info", "fashion-mnist-mini")
     assert result.exit_code == 0, result.output
     assert "name:        fashion-mnist-mini" in result.stdout
-    assert "1 x 28 x 28" in result.stdout and "6000 images" in result.stdout
+    assert "input shape: 28x28x1 (W x H x D), uint8" in result.stdout
+    assert "6000 images" in result.stdout
     assert "Ankle boot" in result.stdout and "   600     100" in result.stdout
 
 
@@ -499,7 +500,7 @@ def test_cli_import_and_make_mini(tmp_path: Path) -> None:
     write_idx_dir(tmp_path / "digits")
     result = run_cli("import-idx", tmp_path / "digits", tmp_path / "d.h5")
     assert result.exit_code == 0, result.output
-    assert "40 train + 20 test images of 1 x 8 x 6, 10 classes" in result.stdout
+    assert "40 train + 20 test images of 6x8x1 (W x H x D), 10 classes" in result.stdout
     ds = small_dataset(c=3)
     np.savez(tmp_path / "s.npz", x_train=ds.x_train.transpose(0, 2, 3, 1), y_train=ds.y_train,
              x_test=ds.x_test, y_test=ds.y_test, class_names=ds.class_names)  # fmt: skip

@@ -142,7 +142,7 @@ def test_trained_model_beats_chance_with_stored_normalization(trained) -> None:
 
 def test_predict_checks_image_shape_and_dtype(trained) -> None:
     net, info = load_model(trained[0])
-    with pytest.raises(DataError, match="are 1 x 6 x 6 .* takes 1 x 8 x 8"):
+    with pytest.raises(DataError, match=r"are 6x6x1 \(W x H x D\) .* takes 8x8x1"):
         predict_images(net, info, np.zeros((2, 1, 6, 6), np.uint8))
     with pytest.raises(DataError, match="raw uint8"):
         predict_images(net, info, np.zeros((2, 1, 8, 8), np.float32))

@@ -158,7 +158,7 @@ def test_data_that_does_not_fit_the_network() -> None:
     net = small_network()
     wrong_shape = small_dataset()
     wrong_shape.x_train = wrong_shape.x_train[:, :, :6, :6]
-    with pytest.raises(DataError, match=r"images are 1 x 6 x 6 .* network takes 1 x 8 x 8"):
+    with pytest.raises(DataError, match=r"images are 6x6x1 \(W x H x D\) .* network takes 8x8x1"):
         check_fits(net, wrong_shape, "data.npz")
     wide = small_dataset(classes=6)
     with pytest.raises(DataError, match=r"labels go up to 5 but the network has 4 outputs"):

@@ -38,6 +38,7 @@ import h5py
 import numpy as np
 
 from numbacnn.errors import DataError, shown_path
+from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.io.atomic_file import hdf5_bytes, replace_atomically
 from numbacnn.io.images import SPLITS
 from numbacnn.limits import SEEDS, Bounds, array_bytes, check_memory, check_regular_file, exists
@@ -140,8 +141,8 @@ def validate(ds: Dataset, where: str) -> Dataset:
         raise DataError(f"{where}: the train split has no images; a dataset needs at least one")
     if ds.x_test.shape[1:] != ds.x_train.shape[1:]:
         raise DataError(
-            f"{where}: test images are {ds.x_test.shape[1:]} but train images are "
-            f"{ds.x_train.shape[1:]} (C, H, W); both splits need the same image shape"
+            f"{where}: test images are {volume(ds.x_test.shape[1:])} but train images are "
+            f"{volume(ds.x_train.shape[1:])} ({VOLUME_AXES}); both splits need the same image shape"
         )
     return ds
 

@@ -81,6 +81,7 @@ def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int], where: str)
     """uint8 images as N×C×H×W: N×H×W and H×W (one channel), C×H×W and H×W×C (one
     image), N×H×W×C (channels last) are rearranged; anything else is refused."""
     from numbacnn.errors import DataError
+    from numbacnn.geometry import VOLUME_AXES, volume
 
     C, H, W = input_shape
     if images.dtype != np.uint8:
@@ -98,9 +99,10 @@ def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int], where: str)
     elif len(shape) == 4 and shape[1:] != (C, H, W) and shape[1:] == (H, W, C):
         images = images.transpose(0, 3, 1, 2)
     elif len(shape) != 4 or shape[1:] != (C, H, W):
-        raise DataError(f"{where}: images have shape {shape} but the model takes {C} x {H} x "
-                        f"{W} (C x H x W) images: give N x C x H x W"
-                        + (", N x H x W" if C == 1 else "") + " or one image")
+        raise DataError(f"{where}: images have shape {shape} but the model takes "
+                        f"{volume(input_shape)} ({VOLUME_AXES}) images: give an array of shape "
+                        f"(N, {C}, {H}, {W}), (N, {H}, {W}, {C})"
+                        + (f", (N, {H}, {W})" if C == 1 else "") + " or one image")
     return np.ascontiguousarray(images)
 
 

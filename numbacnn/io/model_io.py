@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from numbacnn.errors import DataError, ModelFileError, NumbacnnError, shown_path
+from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.init import INITIALIZERS
 from numbacnn.io.atomic_file import hdf5_bytes, replace_atomically
 from numbacnn.io.data import normalize
@@ -127,13 +128,10 @@ class ModelInfo:
             raise DataError(f"{where}: images are {got}; expected raw uint8 pixels 0-255, "
                             "N x C x H x W (the model normalizes them itself)")
         if tuple(images.shape[1:]) != tuple(self.input_shape):
-            raise DataError(f"{where}: images are {_chw(images.shape[1:])} (C x H x W) but the "
-                            f"model takes {_chw(self.input_shape)}; use images of that shape")
+            raise DataError(f"{where}: images are {volume(images.shape[1:])} ({VOLUME_AXES}) but "
+                            f"the model takes {volume(self.input_shape)}; use images of that "
+                            "shape")
         return normalize(images, self.mean, self.std)
-
-
-def _chw(shape: Sequence[int]) -> str:
-    return " x ".join(str(int(d)) for d in shape)
 
 
 def best_path(out: str | Path) -> Path:

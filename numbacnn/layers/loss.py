@@ -13,6 +13,7 @@ import numpy as np
 
 from numbacnn.device import is_device_array, to_host
 from numbacnn.errors import ShapeError
+from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.layers.base import Layer, Shape, register
 from numbacnn.layers.syntax import LayerSyntax
 
@@ -32,8 +33,8 @@ class SoftmaxCrossEntropy(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape
         if H != 1 or W != 1:
-            raise ShapeError(f"softmax: expects class scores K×1×1 (put fc K before it), "
-                             f"got {W}x{H}x{C}")
+            raise ShapeError(f"softmax: expects class scores 1x1xK ({VOLUME_AXES}; put fc K "
+                             f"before it), got {volume(input_shape)}")
         return input_shape
 
     def _logits(self, logits: Any) -> Any:

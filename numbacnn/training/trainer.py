@@ -42,6 +42,7 @@ import numpy as np
 
 from numbacnn.device import to_host
 from numbacnn.errors import DataError, TrainingError
+from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.io.data import Dataset, augment, load_dataset, normalization, normalize
 from numbacnn.io.model_io import (
     HISTORY_KEYS,
@@ -73,9 +74,8 @@ GPU_PROGRESS_SECONDS = 0.25  # how often a GPU run reads its loss and accuracy b
 def check_fits(net: Network, dataset: Dataset, where: str) -> None:
     """DataError unless the dataset's image shape and classes fit the network."""
     if tuple(dataset.input_shape) != tuple(net.input_shape or ()):
-        shown = " x ".join(map(str, dataset.input_shape))
-        wanted = " x ".join(map(str, net.input_shape or ()))
-        raise DataError(f"{where}: images are {shown} (C x H x W) but the network takes "
+        shown, wanted = volume(dataset.input_shape), volume(net.input_shape or ())
+        raise DataError(f"{where}: images are {shown} ({VOLUME_AXES}) but the network takes "
                         f"{wanted}; use a dataset of that shape or change the spec's input line")
     K = net.num_classes
     top = max(int(dataset.y_train.max(initial=0)), int(dataset.y_test.max(initial=0)))
