@@ -254,10 +254,10 @@ def _same_file(a: Path, b: Path) -> bool:
 def _refuse_overwrite(out: Path, force: bool) -> None:
     """A finished model is work: never replace it (or its best model) without --force."""
     from numbacnn.errors import ModelFileError
-    from numbacnn.io.model_io import best_path, check_writable
+    from numbacnn.io.model_file import best_path, check_model_writable
     from numbacnn.limits import exists
 
-    check_writable(out)
+    check_model_writable(out)
     if force:
         return
     for path in (out, best_path(out)):
@@ -268,8 +268,8 @@ def _refuse_overwrite(out: Path, force: bool) -> None:
 
 
 def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress) -> Any:
-    from numbacnn.io.data import load_dataset
-    from numbacnn.io.model_io import check_writable
+    from numbacnn.io.dataset_files import load_dataset
+    from numbacnn.io.model_file import check_model_writable
     from numbacnn.network import Network
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer
@@ -278,7 +278,7 @@ def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progr
     if spec is not None:
         settings.spec = spec
     settings.checked()
-    check_writable(out)
+    check_model_writable(out)
     net = Network.from_spec(settings.spec)
     dataset = load_dataset(settings.data)
     trainer = Trainer(net, dataset, settings, out=out, on_batch=progress.batch,
@@ -289,11 +289,11 @@ def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progr
 
 def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, Any],
             progress: _Progress) -> Any:
-    from numbacnn.io.model_io import check_writable
+    from numbacnn.io.model_file import check_model_writable
     from numbacnn.training.trainer import Trainer
 
     if out is not None:
-        check_writable(out)
+        check_model_writable(out)
     expect = {key: value for key, value in chosen.items() if key != "epochs"}
     if spec is not None:
         expect["spec"] = spec
@@ -342,7 +342,7 @@ def _inits(trainer: Any) -> str:
 
 def _report(trainer: Any, seconds: float) -> None:
     """The closing lines; ``seconds``: how long this run trained."""
-    from numbacnn.io.model_io import best_path
+    from numbacnn.io.model_file import best_path
 
     state = trainer.state
     click.echo(f"saved {trainer.out} (epoch {state.epoch})")

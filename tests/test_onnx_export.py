@@ -21,12 +21,14 @@ from click.testing import CliRunner, Result
 from numbacnn_cli.main import cli
 
 from numbacnn.device import to_host
-from numbacnn.io.data import load_dataset, normalization
-from numbacnn.io.model_io import ModelInfo, load_model, predict_images, save_model
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.datasets import normalization
+from numbacnn.io.model_file import ModelInfo, load_model, save_model
 from numbacnn.io.onnx_export import ExportError, build_onnx_model, export_onnx
 from numbacnn.layers import BatchNorm, Dense, Layer
 from numbacnn.network import Network
 from numbacnn.spec import LayerSyntax
+from numbacnn.tools.inference import predict_images
 
 onnx = pytest.importorskip("onnx", reason="needs onnx: pip install -e '.[test]'")
 ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[test]'")

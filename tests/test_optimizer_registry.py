@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from numbacnn.errors import TrainingError
-from numbacnn.io.model_io import OptimizerState
 from numbacnn.network import Network
+from numbacnn.training.checkpoint import OptimizerState
 from numbacnn.training.optim import OPTIMIZERS, SGD, Adam, Optimizer, register
 from numbacnn.training.trainer import TrainSettings
 
