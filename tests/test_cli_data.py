@@ -78,6 +78,7 @@ def test_cli_import_and_make_mini(tmp_path: Path) -> None:
     [
         (["info", "{tmp}/absent.h5"], "no such dataset file or directory"),
         (["info", "{tmp}/bad.h5"], "not a readable HDF5 file"),
+        (["info", "{tmp}/bad.h5"], "; numbacnn data import-idx and import-npz write dataset"),
         (["import-idx", "{tmp}", "{tmp}/out.h5"], "missing IDX files"),
         (["import-npz", "{tmp}/absent.npz", "{tmp}/out.h5"], "no such file"),
         (["make-mini", "fashion-mnist-mini", "{tmp}/no/out.h5"], "does not exist"),
@@ -98,3 +99,16 @@ def test_cli_module_imports_no_numba_or_h5py() -> None:
     code = "import sys, numbacnn_cli.data; print('numba' in sys.modules, 'h5py' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_missing_bundled_data_names_the_fix_and_the_cli_the_command(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from numbacnn.errors import MissingBundledDataError
+
+    monkeypatch.setattr(files, "BUNDLED_MINI", "absent-mini")
+    with pytest.raises(MissingBundledDataError, match="absent-mini.h5 is missing") as bad:
+        files.load_dataset("absent-mini")
+    assert "make_mini subset" in str(bad.value) and "numbacnn data" not in str(bad.value)
+    result = run_cli("info", "absent-mini")
+    assert result.exit_code == 2 and result.stderr.endswith(
+        "; run: numbacnn data make-mini fashion-mnist data/fashion-mnist-mini.h5\n")

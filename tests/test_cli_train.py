@@ -95,7 +95,7 @@ def test_train_prints_epochs_and_writes_checkpoint_and_best(workdir: Path) -> No
     assert "epoch 1/2  train loss" in log and "epoch 2/2  train loss" in log
     assert "saved" in log and "test accuracy" in log
     net, info = load_checkpoint(workdir / "m1.h5")
-    assert info.training.epoch == 2 and info.training.settings["seed"] == 1
+    assert info.training.epoch == 2 and info.settings["seed"] == 1
     assert list(info.class_names) == list(CLASSES)
     assert (workdir / "m1.best.h5").exists()
     assert len(info.history["val_acc"]) == 2
@@ -220,7 +220,8 @@ def test_missing_corrupt_and_truncated_models(workdir: Path, tmp_path: Path) -> 
     assert_one_error(run("evaluate", tmp_path / "nope.h5"), "nope.h5: no such model file")
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"\x00garbage" * 100)
-    assert_one_error(run("predict", junk, workdir / "data.npz"), "junk.h5: not an HDF5 file")
+    assert_one_error(run("predict", junk, workdir / "data.npz"), "junk.h5: not an HDF5 file",
+                     "give a model file that numbacnn saved; numbacnn train writes one")
     data = (workdir / "m1.h5").read_bytes()
     half = tmp_path / "half.h5"
     half.write_bytes(data[:len(data) // 2])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from dataset_samples import IDX_CODES, assert_same, small_dataset, write_idx, write_idx_dir
 
-from numbacnn.errors import DataError
+from numbacnn.errors import DataError, NotADatasetError
 from numbacnn.io import dataset_files as files
 from numbacnn.io import datasets
 
@@ -230,8 +230,9 @@ def test_h5_missing_and_not_hdf5(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such dataset file or directory"):
         files.load_dataset(tmp_path / "absent.h5")
     (tmp_path / "text.h5").write_text("hello\n")
-    with pytest.raises(DataError, match=r"text.h5: not a readable HDF5 file"):
+    with pytest.raises(NotADatasetError, match=r"text.h5: not a readable HDF5 file") as bad:
         files.load_dataset(tmp_path / "text.h5")
+    assert "numbacnn data" not in str(bad.value)  # the CLI adds the command that fixes it
     (tmp_path / "text.txt").write_text("hello\n")
     with pytest.raises(DataError, match=r"neither HDF5 nor .npz"):
         files.load_dataset(tmp_path / "text.txt")

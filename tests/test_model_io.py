@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from numbacnn.errors import DataError, ModelFileError
+from numbacnn.errors import DataError, ModelFileError, NotAModelError
 from numbacnn.io.atomic_file import WriteError, check_writable
 from numbacnn.io.datasets import Dataset
 from numbacnn.io.model_file import (
@@ -286,8 +286,9 @@ def test_load_missing_directory_and_not_hdf5(tmp_path: Path) -> None:
         load_model(tmp_path)
     text = tmp_path / "notes.h5"
     text.write_text("not a model\n")
-    with pytest.raises(ModelFileError, match=r"notes\.h5: not an HDF5 file"):
+    with pytest.raises(NotAModelError, match=r"notes\.h5: not an HDF5 file") as bad:
         load_model(text)
+    assert "numbacnn train" not in str(bad.value)  # the CLI adds the command that fixes it
 
 
 def test_load_truncated_file(trained, tmp_path: Path) -> None:

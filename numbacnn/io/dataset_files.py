@@ -30,7 +30,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from numbacnn.errors import DataError, shown_path
+from numbacnn.errors import DataError, MissingBundledDataError, NotADatasetError, shown_path
 from numbacnn.io.atomic_file import hdf5_bytes, replace_atomically
 from numbacnn.io.datasets import Dataset, validate
 from numbacnn.io.hdf5 import SIGNATURE, first_line, shown, text
@@ -287,16 +287,16 @@ def read_h5(path: str | Path) -> Dataset:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(
+        raise NotADatasetError(
             f"{path}: not a readable HDF5 file ({first_line(exc)}); the file is truncated, "
-            "corrupt or not HDF5: write it again with numbacnn data"
+            "corrupt or not HDF5: write it again"
         ) from None
     with f:
         fmt = text(f.attrs.get("format", ""))
         if fmt != FORMAT:
-            raise DataError(
+            raise NotADatasetError(
                 f"{path}: format attribute is {shown(fmt)}, expected {FORMAT!r}; this is not "
-                "a numbacnn dataset file: create one with numbacnn data import-idx/import-npz"
+                "a numbacnn dataset file: convert the data into one"
             )
         version = f.attrs.get("format_version", 0)
         if not isinstance(version, int | np.integer) or int(version) != FORMAT_VERSION:
@@ -374,9 +374,10 @@ def load_dataset(source: str | Path) -> Dataset:
     if text == BUNDLED_MINI:
         resource = resources.files("numbacnn_data") / f"{BUNDLED_MINI}.h5"
         if not resource.is_file():
-            raise DataError(
+            raise MissingBundledDataError(
                 f"bundled {BUNDLED_MINI}.h5 is missing from numbacnn_data; reinstall numbacnn "
-                f"or run: numbacnn data make-mini fashion-mnist data/{BUNDLED_MINI}.h5"
+                f"or rebuild it as the make_mini subset of {FASHION_MNIST} saved to "
+                f"data/{BUNDLED_MINI}.h5"
             )
         with resources.as_file(resource) as path:
             return read_h5(path)

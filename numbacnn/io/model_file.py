@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Protocol
 import h5py
 import numpy as np
 
-from numbacnn.errors import DataError, ModelFileError, NumbacnnError
+from numbacnn.errors import DataError, ModelFileError, NotAModelError, NumbacnnError
 from numbacnn.init import INITIALIZERS
 from numbacnn.io.atomic_file import check_writable, hdf5_bytes, replace_atomically
 from numbacnn.io.datasets import normalize
@@ -242,8 +242,8 @@ def _check_signature(path: Path) -> None:
         raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror}); "
                              "check its permissions") from None
     if head != SIGNATURE:
-        raise ModelFileError(f"{path}: not an HDF5 file (it does not start with the HDF5 "
-                             "signature); give a model written by numbacnn train")
+        raise NotAModelError(f"{path}: not an HDF5 file (it does not start with the HDF5 "
+                             "signature); give a model file that numbacnn saved")
 
 
 def _check_format(f: h5py.File, path: Path) -> None:
@@ -251,8 +251,8 @@ def _check_format(f: h5py.File, path: Path) -> None:
     if fmt != FORMAT:
         hint = (" (this is a dataset file: use it as data)" if fmt == "numbacnn-dataset"
                 else "")
-        raise ModelFileError(f"{path}: format attribute is {shown(fmt)}, expected {FORMAT!r}"
-                             f"{hint}; give a model written by numbacnn train")
+        raise NotAModelError(f"{path}: format attribute is {shown(fmt)}, expected {FORMAT!r}"
+                             f"{hint}; give a model file that numbacnn saved")
     version = f.attrs.get("format_version", 0)
     if not is_int(version) or int(version) != FORMAT_VERSION:
         raise ModelFileError(f"{path}: model format_version {shown(version)} is not supported "
