@@ -123,6 +123,16 @@ def test_plain_load_reads_the_model_and_settings_but_not_the_checkpoint_parts(tr
     assert load_checkpoint(trained[0])[0].step > 0
 
 
+def test_an_unusable_device_is_a_device_error_not_a_damaged_file(trained) -> None:
+    from numbacnn.device import cuda_unavailable_reason
+    from numbacnn.errors import DeviceError
+
+    if cuda_unavailable_reason() is None:
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(DeviceError, match="device 'cuda' was asked for"):
+        load_model(trained[0], device="cuda")
+
+
 def test_every_layer_kind_round_trips(tmp_path: Path) -> None:
     layers = [Conv2D(4, 3, stride=1, pad=1, init="normal"), LeakyReLU(0.2), LRN(3, 2e-4, 0.5, 1.5),
               AvgPool2D(2), Conv2D(6, 1), ELU(0.5), Maxout(3), MaxPool2D(2, 1), Sigmoid(),

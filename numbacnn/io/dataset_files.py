@@ -56,6 +56,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZIP_MAGIC = b"PK"
 _CHUNK_BYTES = 1 << 20  # about 1 MiB of images per HDF5 chunk
 
+
 # ----------------------------------------------------------------------------- IDX
 
 
@@ -236,6 +237,7 @@ def import_npz(path: str | Path, name: str | None = None) -> Dataset:
         name=name or path.stem,
     )
     return validate(ds, str(path))
+
 
 # ----------------------------------------------------------------------------- HDF5
 

@@ -22,6 +22,7 @@ from numbacnn.limits import SEEDS, Bounds
 
 SPLITS = ("train", "test")  # the splits of a dataset (Dataset.split)
 
+
 @dataclass
 class Dataset:
     """Images and labels of a train and a test split.
@@ -103,6 +104,7 @@ def validate(ds: Dataset, where: str) -> Dataset:
             f"{ds.x_train.shape[1:]} (C, H, W); both splits need the same image shape"
         )
     return ds
+
 
 # ----------------------------------------------------------------------------- subsets
 

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, Protocol
 import h5py
 import numpy as np
 
+from numbacnn.device import resolve_device
 from numbacnn.errors import DataError, ModelFileError, NotAModelError, NumbacnnError
 from numbacnn.init import INITIALIZERS
 from numbacnn.io.atomic_file import check_writable, hdf5_bytes, replace_atomically
@@ -89,8 +90,8 @@ class ModelInfo:
     class_names: list[str]
     mean: np.ndarray
     std: np.ndarray
-    optimizer: Any = None
-    training: Any = None
+    optimizer: Any = None  # a CheckpointPart: numbacnn.training.checkpoint.OptimizerState
+    training: Any = None  # a CheckpointPart: numbacnn.training.checkpoint.TrainingState
     settings: dict[str, Any] = field(default_factory=dict)
     history: dict[str, np.ndarray] = field(default_factory=dict)
     numbacnn_version: str = __version__
@@ -213,6 +214,7 @@ def load_model(path: str | Path, device: str = "auto",
     format, an attribute of the wrong type or range, weights whose shapes do not fit the
     layers, and non-finite or non-float weights.
     """
+    device = resolve_device(device)  # here: an unusable device is no damaged file
     path = Path(path)
     _check_signature(path)
     try:
