@@ -57,7 +57,7 @@ def train(images: int, batch: int) -> None:
     import numba
 
     from numbacnn.device import set_device
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.network import Network
     from numbacnn.training.distributed import world
     from numbacnn.training.trainer import Trainer, TrainSettings

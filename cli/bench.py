@@ -55,7 +55,7 @@ def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, devi
     from numbacnn.training.profiler import format_profile, profile_spec, spec_label
 
     if output is not None:  # refused now, not after the whole benchmark ran
-        from numbacnn.io.model_io import check_writable
+        from numbacnn.io.atomic_file import check_writable
 
         check_writable(output, "output")
     chosen = set_device(device)

@@ -1,8 +1,8 @@
 """``numbacnn data``: import, subset and inspect datasets (HDF5 layout in docs/hdf5.md).
 
-SOURCE arguments take what :func:`numbacnn.io.data.load_dataset` takes:
+SOURCE arguments take what :func:`numbacnn.io.dataset_files.load_dataset` takes:
 ``fashion-mnist-mini``, ``fashion-mnist``, ``fashion-mnist:DIR``, a directory of
-IDX files, a ``.h5`` dataset file or a ``.npz`` file. numbacnn.io.data (numpy,
+IDX files, a ``.h5`` dataset file or a ``.npz`` file. numbacnn.io.dataset_files (numpy,
 h5py) is imported inside the commands so that other subcommands start fast.
 """
 
@@ -50,7 +50,7 @@ def data() -> None:
 @click.option("--name", default=None, help="Dataset name (default: from the directory).")
 def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
     """Convert the four IDX files in DIRECTORY (MNIST layout) to the HDF5 file OUT."""
-    from numbacnn.io.data import import_idx, save_dataset
+    from numbacnn.io.dataset_files import import_idx, save_dataset
 
     _check_out(out)
     ds = import_idx(directory, name=name)
@@ -64,7 +64,7 @@ def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
 @click.option("--name", default=None, help="Dataset name (default: the file's stem).")
 def import_npz_command(file: Path, out: Path, name: str | None) -> None:
     """Convert FILE.npz (x_train, y_train, x_test, y_test) to the HDF5 file OUT."""
-    from numbacnn.io.data import import_npz, save_dataset
+    from numbacnn.io.dataset_files import import_npz, save_dataset
 
     _check_out(out, file)
     ds = import_npz(file, name=name)
@@ -91,7 +91,8 @@ def make_mini_command(
     The bundled set was made with: numbacnn data make-mini fashion-mnist
     data/fashion-mnist-mini.h5
     """
-    from numbacnn.io.data import load_dataset, make_mini, save_dataset
+    from numbacnn.io.dataset_files import load_dataset, save_dataset
+    from numbacnn.io.datasets import make_mini
 
     _check_out(out, source)
     mini = make_mini(load_dataset(source), train_per_class, test_per_class, seed)
@@ -103,7 +104,7 @@ def make_mini_command(
 @click.argument("source")
 def info_command(source: str) -> None:
     """Print the name, shapes and per-class counts of SOURCE."""
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
 
     ds = load_dataset(source)
     click.echo(f"name:        {ds.name}")

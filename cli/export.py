@@ -27,7 +27,7 @@ def export(model: Path, out: Path, opset: int) -> None:
     the model's normalization, every layer, output probabilities (N x K); class names
     in the metadata. Needs the onnx package (pip install 'numbacnn[onnx]')."""
     from numbacnn.device import set_device
-    from numbacnn.io.model_io import load_model
+    from numbacnn.io.model_file import load_model
     from numbacnn.io.onnx_export import export_onnx, require_onnx
 
     require_onnx()  # before reading a large model

@@ -22,7 +22,7 @@ _PATH = click.Path(path_type=Path)
 
 
 def _load_models(paths: tuple[Path, ...] | list[Path]) -> list[tuple[Any, Any]]:
-    from numbacnn.io.model_io import load_model
+    from numbacnn.io.model_file import load_model
 
     return [load_model(path) for path in paths]
 
@@ -45,7 +45,7 @@ def evaluate(models: tuple[Path, ...], data: str | None, split: str, batch_size:
     confusion matrix are then the ensemble's.
     """
     from numbacnn.device import set_device
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.tools.scoring import score_dataset, trained_on
 
     set_device(device)
@@ -108,7 +108,7 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
     from numbacnn.device import set_device
     from numbacnn.errors import DataError
     from numbacnn.io.images import load_images
-    from numbacnn.io.model_io import ensemble_proba
+    from numbacnn.tools.inference import ensemble_proba
     from numbacnn.tools.scoring import accuracy, check_labels
 
     if len(paths) < 2:
@@ -151,7 +151,7 @@ def _check_npy_path(path: Path) -> None:
     """--save-proba writes NumPy's .npy format: refuse another name (np.save would add
     .npy silently) and an unwritable place, before any work is done."""
     from numbacnn.errors import DataError
-    from numbacnn.io.model_io import check_writable
+    from numbacnn.io.atomic_file import check_writable
 
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: --save-proba writes a .npy file; give a name ending in .npy, "
@@ -177,11 +177,11 @@ def inspect(model: Path) -> None:
     """Architecture (shapes table), normalization, training settings and history of MODEL."""
     from numbacnn.device import set_device
     from numbacnn.geometry import VOLUME_AXES, volume
-    from numbacnn.io.model_io import load_model
     from numbacnn.shapes import format_table, shape_table
+    from numbacnn.training.checkpoint import load_checkpoint
 
     set_device("cpu")  # reading the weights needs no GPU
-    net, info = load_model(model)
+    net, info = load_checkpoint(model)
     click.echo(f"{model}: numbacnn model (format 1), written by numbacnn "
                f"{info.numbacnn_version or '?'}")
     click.echo(f"input: {volume(info.input_shape)} ({VOLUME_AXES}), uint8 pixels normalized "
@@ -208,7 +208,7 @@ def _numbers(values: np.ndarray) -> str:
 
 
 def _training_text(info: Any) -> str:
-    state, s = info.training, info.training.settings
+    state, s = info.training, info.settings
     lines = [f"training: {state.epoch} of {s.get('epochs', '?')} epochs done"
              + (f" and {state.batch} batches of the next" if state.batch else "")
              + f", step {state.step}, next lr {state.lr:g}"]

@@ -20,7 +20,7 @@ from click.core import ParameterSource
 
 from numbacnn.device import DEVICES
 from numbacnn.errors import NumbacnnError
-from numbacnn.io.images import SPLITS
+from numbacnn.io.datasets import SPLITS
 from numbacnn.limits import Bounds
 
 
@@ -44,7 +44,7 @@ def device_option(default: str = "auto") -> Callable[[Any], Any]:
 
 
 def split_option(name: str, help: str) -> Callable[[Any], Any]:
-    """An option ``name`` choosing a dataset split (numbacnn.io.images.SPLITS), default test."""
+    """An option ``name`` choosing a dataset split (numbacnn.io.datasets.SPLITS), default test."""
     return click.option(name, type=click.Choice(SPLITS), default="test", show_default=True,
                         help=help)
 

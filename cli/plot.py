@@ -85,7 +85,7 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
         figure = _bench(source)
     else:
         from numbacnn.device import set_device
-        from numbacnn.io.model_io import load_model
+        from numbacnn.io.model_file import load_model
 
         quick = what == "filters" or (what == "curves" and not test_accuracy)
         set_device("cpu" if quick else device)  # only reading weights: no GPU needed
@@ -137,10 +137,10 @@ def _curves(net: Any, info: Any, *, source: Path, data: str | None, test_accurac
 def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> float | None:
     """Accuracy on the test split of --data (or the training data), None when unknown."""
     from numbacnn.errors import DataError
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.tools.scoring import score_dataset
 
-    if data is None and (info.training is None or not info.training.settings.get("data")):
+    if data is None and not info.settings.get("data"):
         return None
     source = _dataset_source(info, data)
     try:
@@ -193,7 +193,7 @@ def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str
 
 def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: str,
                batch_size: int, **_: Any) -> Any:
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.tools import plots
     from numbacnn.tools.scoring import score_dataset
 

@@ -215,10 +215,10 @@ def _same_file(a: Path, b: Path) -> bool:
 def _refuse_overwrite(out: Path, force: bool) -> None:
     """A finished model is work: never replace it (or its best model) without --force."""
     from numbacnn.errors import ModelFileError
-    from numbacnn.io.model_io import best_path, check_writable
+    from numbacnn.io.model_file import best_path, check_model_writable
     from numbacnn.limits import exists
 
-    check_writable(out)
+    check_model_writable(out)
     if force:
         return
     for path in (out, best_path(out)):
@@ -243,11 +243,11 @@ def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progr
 
 def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, Any],
             progress: _Progress) -> Any:
-    from numbacnn.io.model_io import check_writable
+    from numbacnn.io.model_file import check_model_writable
     from numbacnn.training.trainer import Trainer
 
     if out is not None:
-        check_writable(out)
+        check_model_writable(out)
     expect = {key: value for key, value in chosen.items() if key != "epochs"}
     if spec is not None:
         expect["spec"] = spec
@@ -295,7 +295,7 @@ def _inits(trainer: Any) -> str:
 
 def _report(trainer: Any, seconds: float) -> None:
     """The closing lines; ``seconds``: how long this run trained."""
-    from numbacnn.io.model_io import best_path
+    from numbacnn.io.model_file import best_path
 
     state = trainer.state
     click.echo(f"saved {trainer.out} (epoch {state.epoch})")

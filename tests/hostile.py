@@ -16,7 +16,7 @@ import numpy as np
 from click.testing import CliRunner, Result
 from numbacnn_cli.main import cli
 
-from numbacnn.io.data import Dataset
+from numbacnn.io.datasets import Dataset
 from numbacnn.network import Network
 from numbacnn.training.trainer import Trainer, TrainSettings
 

@@ -9,7 +9,7 @@ import reference as ref
 
 from numbacnn import to_device, to_host
 from numbacnn.errors import NumbacnnError
-from numbacnn.io.model_io import ModelInfo, load_model, save_model
+from numbacnn.io.model_file import ModelInfo, load_model, save_model
 from numbacnn.layers import BatchNorm, ReLU
 from numbacnn.network import Network
 from numbacnn.training.optim import SGD

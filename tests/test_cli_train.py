@@ -15,9 +15,10 @@ import pytest
 from click.testing import CliRunner, Result
 from numbacnn_cli.main import cli
 
-from numbacnn.io import model_io
-from numbacnn.io.data import load_dataset, save_dataset
-from numbacnn.io.model_io import load_model, predict_images
+from numbacnn.io import model_file
+from numbacnn.io.dataset_files import load_dataset, save_dataset
+from numbacnn.tools.inference import predict_images
+from numbacnn.training.checkpoint import load_checkpoint
 from numbacnn.training.trainer import Trainer
 
 SPEC = ("input 8x8x1; conv 4 3 pad=1 activation=relu; maxpool 2; fc 8 activation=relu; "
@@ -93,8 +94,8 @@ def test_train_prints_epochs_and_writes_checkpoint_and_best(workdir: Path) -> No
     assert "58 training and 6 validation images of 8x8x1, 4 classes" in log
     assert "epoch 1/2  train loss" in log and "epoch 2/2  train loss" in log
     assert "saved" in log and "test accuracy" in log
-    net, info = load_model(workdir / "m1.h5")
-    assert info.training.epoch == 2 and info.training.settings["seed"] == 1
+    net, info = load_checkpoint(workdir / "m1.h5")
+    assert info.training.epoch == 2 and info.settings["seed"] == 1
     assert list(info.class_names) == list(CLASSES)
     assert (workdir / "m1.best.h5").exists()
     assert len(info.history["val_acc"]) == 2
@@ -103,7 +104,7 @@ def test_train_prints_epochs_and_writes_checkpoint_and_best(workdir: Path) -> No
 def test_evaluate_prints_accuracy_per_class_and_confusion_matrix(workdir: Path) -> None:
     result = run("evaluate", workdir / "m1.h5")  # data: the one it was trained on
     assert_ok(result)
-    net, info = load_model(workdir / "m1.h5")
+    net, info = load_checkpoint(workdir / "m1.h5")
     with np.load(workdir / "data.npz") as npz:
         x_test, y_test = npz["x_test"], npz["y_test"]
     predicted = predict_images(net, info, x_test).argmax(axis=1)
@@ -123,7 +124,7 @@ def test_predict_npy_prints_top_k_per_image(workdir: Path) -> None:
     assert_ok(result)
     lines = result.output.strip().splitlines()
     assert len(lines) == 5
-    net, info = load_model(workdir / "m1.h5")
+    net, info = load_checkpoint(workdir / "m1.h5")
     best = predict_images(net, info, images[:, None]).argmax(axis=1)
     for line, k in zip(lines, best, strict=True):
         assert line.split("  ")[1].startswith(CLASSES[k]) and line.count("%") == 2
@@ -185,7 +186,7 @@ def test_resume_continues_and_refuses_changed_settings(workdir: Path, tmp_path: 
     assert_ok(result)
     assert "resuming" in result.output and "epoch 2/2" in result.output
     assert "epoch 1/2" not in result.output
-    assert load_model(copy)[1].training.epoch == 2
+    assert load_checkpoint(copy)[1].training.epoch == 2
     done = run("train", "--resume", copy, "--epochs", 2)
     assert_one_error(done, "already trained 2 of 2 epochs")
 
@@ -208,7 +209,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(workdir: Path, tmp_path: Path,
     assert "interrupted at epoch 1, batch 2; checkpoint saved to" in result.output
     assert f"numbacnn train --resume {out}" in result.output
     assert "Traceback" not in result.output
-    state = load_model(out)[1].training
+    state = load_checkpoint(out)[1].training
     assert (state.epoch, state.batch) == (0, 2)
 
 
@@ -219,7 +220,8 @@ def test_missing_corrupt_and_truncated_models(workdir: Path, tmp_path: Path) -> 
     assert_one_error(run("evaluate", tmp_path / "nope.h5"), "nope.h5: no such model file")
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"\x00garbage" * 100)
-    assert_one_error(run("predict", junk, workdir / "data.npz"), "junk.h5: not an HDF5 file")
+    assert_one_error(run("predict", junk, workdir / "data.npz"), "junk.h5: not an HDF5 file",
+                     "give a model file that numbacnn saved; numbacnn train writes one")
     data = (workdir / "m1.h5").read_bytes()
     half = tmp_path / "half.h5"
     half.write_bytes(data[:len(data) // 2])
@@ -271,7 +273,7 @@ def test_full_disk_keeps_the_existing_model(workdir: Path, tmp_path: Path,
         f.attrs["partial"] = 1
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(model_io, "_write_model", disk_full)
+    monkeypatch.setattr(model_file, "_write_model", disk_full)
     result = run(*train_args(workdir / "data.npz", out, "--epochs", 1, "--force"))
     assert_one_error(result, "model.h5: cannot write the model (No space left on device)",
                      "existing file is unchanged")
@@ -308,6 +310,6 @@ def test_predict_png_with_pillow(workdir: Path, tmp_path: Path) -> None:
     Image.fromarray(pixels, mode="L").save(tmp_path / "one.png")
     result = run("predict", workdir / "m1.h5", tmp_path / "one.png")
     assert_ok(result)
-    net, info = load_model(workdir / "m1.h5")
+    net, info = load_checkpoint(workdir / "m1.h5")
     k = predict_images(net, info, pixels[None, None]).argmax()
     assert result.output.split("  ")[1].startswith(CLASSES[k])

@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 from numbacnn_cli.main import cli
 
-from numbacnn.io.model_io import load_model
+from numbacnn.training.checkpoint import load_checkpoint
 from numbacnn.training.distributed import World, launched_by_mpi, launcher_rank
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def one_process(*args: object) -> None:
 
 
 def weights(path: Path) -> dict[str, np.ndarray]:
-    net, _ = load_model(path)
+    net, _ = load_checkpoint(path)
     return {name: np.array(w) for name, w, _ in net.parameters()}
 
 
@@ -287,7 +287,7 @@ def test_two_ranks_equal_one_process(runs: dict[str, Path]) -> None:
     assert re.search(r"^gradient all-reduce on 2 ranks: \d+\.\d\d ms per step over 18 steps "
                      r"\(with the wait for the slowest rank\), \d+ % of the training time$",
                      str(runs["two_output"]), re.MULTILINE), runs["two_output"]
-    info = load_model(runs["two"])[1]
+    info = load_checkpoint(runs["two"])[1]
     assert len(info.training.rng_states["augment_ranks"]) == 2  # it did run on 2 ranks
     assert info.training.epoch == 3 and np.isfinite(info.history["val_loss"]).all()
 
@@ -329,7 +329,7 @@ def test_resume_with_another_number_of_ranks(runs: dict[str, Path]) -> None:
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stdout and result.stdout.count("epoch 3/3  train loss") == 1
     for path in (a, b):
-        assert load_model(path)[1].training.epoch == 3
+        assert load_checkpoint(path)[1].training.epoch == 3
         assert_close(runs["one"], path)
 
 
@@ -349,7 +349,7 @@ def test_a_killed_rank_stops_the_others_with_one_line(runs: dict[str, Path]) -> 
     assert ours[0].startswith("error: rank 0 of 2 ") and "checkpoint" in ours[0], ours
     assert "Traceback" not in result.stderr
     assert elapsed < 45, f"took {elapsed:.0f} s"
-    assert load_model(out)[1].training.epoch in (2, 3)  # atomic: never half-written
+    assert load_checkpoint(out)[1].training.epoch in (2, 3)  # atomic: never half-written
 
 
 @needs_mpi
@@ -365,7 +365,7 @@ def test_a_hung_rank_stops_the_others_after_the_timeout(runs: dict[str, Path]) -
     assert len(ours) == 1, result.stderr
     assert "waited 6 s for the other ranks in the gradient all-reduce" in ours[0], ours
     assert f"checkpoint {out} is intact: continue with numbacnn train --resume {out}" in ours[0]
-    assert load_model(out)[1].training.epoch == 1
+    assert load_checkpoint(out)[1].training.epoch == 1
 
 
 @needs_mpi
@@ -457,7 +457,7 @@ def test_gpu_ranks_train_like_one_cpu_process_in_the_simulator(runs: dict[str, P
     assert result.returncode == 0, result.stdout + result.stderr
     assert ("device cuda (fp32) on 2 ranks (MPI, batch 16 split over them), gradients "
             "through pinned host memory") in result.stdout
-    assert load_model(gpu)[1].training.epoch == 1
+    assert load_checkpoint(gpu)[1].training.epoch == 1
     assert assert_close(cpu, gpu, rtol=1e-5) < 1e-5
 
 

@@ -33,10 +33,12 @@ from hypothesis import strategies as st
 
 from numbacnn.errors import DataError, ModelFileError, NumbacnnError
 from numbacnn.io import atomic_file
-from numbacnn.io.data import load_dataset, read_h5, read_idx, read_npy, save_dataset
-from numbacnn.io.model_io import load_model, save_model
+from numbacnn.io.dataset_files import load_dataset, read_h5, read_idx, save_dataset
+from numbacnn.io.model_file import save_model
+from numbacnn.io.numpy_files import read_npy
 from numbacnn.shapes import shape_table
 from numbacnn.spec import parse_spec
+from numbacnn.training.checkpoint import load_checkpoint
 from numbacnn.training.trainer import Trainer
 
 LONG = os.environ.get("NUMBACNN_FUZZ", "").lower() == "long"
@@ -210,7 +212,7 @@ def check_loaded_or_refused(path: Path, resume: bool) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a ComplexWarning is a silent wrong load
-            net, info = load_model(path)
+            net, info = load_checkpoint(path)
     except ModelFileError as exc:
         one_line(exc)
     else:
@@ -479,7 +481,7 @@ def test_full_disk_at_any_point(work: Path, room: int, kind: str) -> None:
                       lambda fd, mode: FullDisk(real_fdopen(fd, mode), room))
         try:
             if kind == "model":
-                save_model(target, *load_model(work / "sgd.h5"))
+                save_model(target, *load_checkpoint(work / "sgd.h5"))
             else:
                 x, y = quadrants(32)
                 ds = load_dataset(work / "data.npz")
@@ -490,5 +492,5 @@ def test_full_disk_at_any_point(work: Path, room: int, kind: str) -> None:
             assert "No space left on device" in str(exc)
             assert target.read_bytes() == b"the previous file"
         else:
-            (load_model if kind == "model" else read_h5)(target)
+            (load_checkpoint if kind == "model" else read_h5)(target)
         assert sorted(os.listdir(directory)) == ["out.h5"]

@@ -34,10 +34,12 @@ from hostile import (
 from numbacnn import limits
 from numbacnn.errors import DataError, ModelFileError, NumbacnnError, SpecError, TrainingError
 from numbacnn.io import atomic_file
-from numbacnn.io.data import read_h5, read_idx, read_npy, save_dataset
-from numbacnn.io.model_io import load_model, save_model
+from numbacnn.io.dataset_files import read_h5, read_idx, save_dataset
+from numbacnn.io.model_file import save_model
+from numbacnn.io.numpy_files import read_npy
 from numbacnn.shapes import shape_table
 from numbacnn.spec import parse_spec
+from numbacnn.training.checkpoint import load_checkpoint
 from numbacnn.training.trainer import Trainer, TrainSettings
 
 LONG = "conv 1 3 " * 40  # 360 characters, no ';': once tried as a file name
@@ -127,7 +129,7 @@ def test_train_refuses_networks_that_need_more_memory_than_there_is(
 
 def test_memory_check_uses_what_is_available(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same small network is refused when the machine has almost nothing free."""
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.network import Network
 
     dataset = load_dataset(work / "data.npz")
@@ -172,7 +174,7 @@ def test_npy_within_the_file_but_beyond_memory_says_how_much(
 
 def test_hdf5_dataset_declaring_a_huge_array_is_not_read(tmp_path: Path,
                                                           work: Path) -> None:
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
 
     path = tmp_path / "huge.h5"
     save_dataset(load_dataset(work / "data.npz"), path)
@@ -247,7 +249,7 @@ def test_tampered_attributes_are_refused_on_load_and_resume(
     tamper(checkpoint, where, key, value)
     before = snapshot(checkpoint.parent)
     with pytest.raises(ModelFileError, match="damaged|not supported"):
-        load_model(checkpoint)
+        load_checkpoint(checkpoint)
     assert_one_error(run("train", "--resume", checkpoint, "--epochs", 3))
     assert_one_error(run("inspect", checkpoint))
     assert snapshot(checkpoint.parent) == before
@@ -277,7 +279,7 @@ def test_batch_position_beyond_the_epoch_is_refused_on_resume(checkpoint: Path) 
 
 
 def test_dataset_format_version_of_the_wrong_type(tmp_path: Path, work: Path) -> None:
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
 
     path = tmp_path / "data.h5"
     save_dataset(load_dataset(work / "data.npz"), path)
@@ -327,7 +329,7 @@ def test_full_disk_during_a_save_keeps_the_old_file(
         work: Path, tmp_path: Path, room: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fault injection where no small file system can be mounted: writes fail after
     ``room`` bytes. The old model stays, nothing is left behind, one clear error."""
-    net, info = load_model(work / "sgd.h5")
+    net, info = load_checkpoint(work / "sgd.h5")
     target = tmp_path / "model.h5"
     save_model(target, net, info)
     before = snapshot(tmp_path)
@@ -373,7 +375,7 @@ def test_full_tmpfs_during_a_training_save_is_one_error(work: Path, tmp_path: Pa
 
 def test_ctrl_c_twice_inside_a_save_finishes_it_then_interrupts(work: Path,
                                                                 tmp_path: Path) -> None:
-    net, info = load_model(work / "sgd.h5")
+    net, info = load_checkpoint(work / "sgd.h5")
     target = tmp_path / "model.h5"
 
     def write(fh) -> None:
@@ -384,7 +386,7 @@ def test_ctrl_c_twice_inside_a_save_finishes_it_then_interrupts(work: Path,
     save_model(tmp_path / "payload", net, info)
     with pytest.raises(KeyboardInterrupt):
         atomic_file.replace_atomically(target, write, ModelFileError, "model")
-    load_model(target)  # complete: the interrupt came after the rename
+    load_checkpoint(target)  # complete: the interrupt came after the rename
     assert sorted(os.listdir(tmp_path)) == ["model.h5", "payload"]
 
 
@@ -456,13 +458,13 @@ def test_train_refuses_to_overwrite_a_model_or_its_best_without_force(
     out.write_bytes(b"old")
     result = run("train", SPEC, "--data", data, "--out", out, "--epochs", 1, "--force")
     assert result.exit_code == 0, result.output
-    load_model(out)
+    load_checkpoint(out)
 
 
 def test_resume_into_its_own_file_needs_no_force(checkpoint: Path) -> None:
     result = run("train", "--resume", checkpoint, "--epochs", 2)
     assert result.exit_code == 0, result.output
-    assert load_model(checkpoint)[1].training.epoch == 2
+    assert load_checkpoint(checkpoint)[1].training.epoch == 2
     other = checkpoint.with_name("other.h5")
     other.write_bytes(b"keep")
     assert_one_error(run("train", "--resume", checkpoint, "--epochs", 3, "--out", other),
@@ -482,7 +484,7 @@ def test_stale_temporaries_of_dead_processes_are_swept(work: Path, tmp_path: Pat
         path.write_bytes(b"x" * 100)
     old = time.time() - 2 * 3600
     os.utime(legacy, (old, old))
-    net, info = load_model(work / "sgd.h5")
+    net, info = load_checkpoint(work / "sgd.h5")
     save_model(tmp_path / "model.h5", net, info)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["model.h5", alive.name, recent.name, other.name])
@@ -512,7 +514,7 @@ def test_a_save_killed_with_sigkill_is_cleaned_up_by_the_next_save(work: Path,
     left = [p.name for p in tmp_path.iterdir() if p.name != "model.h5"]
     assert len(left) == 1 and left[0].startswith(f".model.h5.tmp-{saver.pid}-")
     assert target.read_bytes() == b"the previous model"
-    net, info = load_model(work / "sgd.h5")
+    net, info = load_checkpoint(work / "sgd.h5")
     save_model(target, net, info)
     assert sorted(os.listdir(tmp_path)) == ["model.h5"]
 
@@ -572,7 +574,7 @@ def test_weights_that_are_not_finite_floats_are_refused(checkpoint: Path, change
         f["layers/00_conv"]["W"] = (w.astype(np.complex64) if change == "complex" else
                                     w.astype(np.int32) if change == "int" else w)
     with pytest.raises(ModelFileError, match="NaN or infinite|expected float32"):
-        load_model(checkpoint)
+        load_checkpoint(checkpoint)
     assert_one_error(run("predict", checkpoint, "fashion-mnist-mini"), "damaged")
 
 
@@ -582,7 +584,7 @@ def test_a_missing_hyperparameter_is_not_replaced_by_its_default(checkpoint: Pat
     with h5py.File(checkpoint, "r+") as f:
         del f["layers/02_maxpool"].attrs["stride"]
     with pytest.raises(ModelFileError, match="02_maxpool lacks attribute stride"):
-        load_model(checkpoint)
+        load_checkpoint(checkpoint)
 
 
 def test_empty_layers_group_says_so(checkpoint: Path) -> None:
@@ -590,7 +592,7 @@ def test_empty_layers_group_says_so(checkpoint: Path) -> None:
         for name in list(f["layers"]):
             del f["layers"][name]
     with pytest.raises(ModelFileError, match="group layers holds no layers"):
-        load_model(checkpoint)
+        load_checkpoint(checkpoint)
 
 
 @pytest.mark.parametrize("option", [["--lr", "inf"], ["--lr", "nan"], ["--weight-decay", "nan"],
@@ -658,7 +660,7 @@ def test_spec_paths_with_control_characters_are_escaped() -> None:
 
 def test_pickled_arrays_are_never_loaded(tmp_path: Path) -> None:
     """An object array would run pickle on load: refused in .npy and .npz alike."""
-    from numbacnn.io.data import import_npz
+    from numbacnn.io.dataset_files import import_npz
 
     objects = np.array([{"a": 1}, None], dtype=object)
     np.save(tmp_path / "o.npy", objects, allow_pickle=True)
@@ -717,7 +719,7 @@ def test_overflowing_training_stops_without_numpy_warnings(batch: str, work: Pat
     assert "loss became" in done.stderr or "weights became NaN" in done.stderr
     if (tmp_path / "m.h5").exists():  # an earlier epoch's checkpoint: finite, loadable
         assert "last good checkpoint" in done.stderr
-        load_model(tmp_path / "m.h5")
+        load_checkpoint(tmp_path / "m.h5")
 
 
 def test_every_user_error_is_a_numbacnn_error() -> None:

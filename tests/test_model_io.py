@@ -1,5 +1,6 @@
-"""Tests of numbacnn.io.model_io: HDF5 model files (save, load, validate, atomic writes),
-prediction with the stored normalization, ensembles, and an h5py-only numpy forward pass
+"""Tests of numbacnn.io.model_file and numbacnn.training.checkpoint: HDF5 model files and
+checkpoints (save, load, validate, atomic writes), prediction with the stored
+normalization (numbacnn.tools.inference), ensembles, and an h5py-only numpy forward pass
 that must predict what numbacnn predicts."""
 
 from __future__ import annotations
@@ -12,16 +13,14 @@ import h5py
 import numpy as np
 import pytest
 
-from numbacnn.errors import DataError, ModelFileError
-from numbacnn.io import model_io
-from numbacnn.io.data import Dataset
-from numbacnn.io.model_io import (
+from numbacnn.errors import DataError, ModelFileError, NotAModelError
+from numbacnn.io.atomic_file import WriteError, check_writable
+from numbacnn.io.datasets import Dataset
+from numbacnn.io.model_file import (
     ModelInfo,
     best_path,
-    check_writable,
-    ensemble_proba,
+    check_model_writable,
     load_model,
-    predict_images,
     save_model,
 )
 from numbacnn.layers import (
@@ -40,6 +39,8 @@ from numbacnn.layers import (
     Tanh,
 )
 from numbacnn.network import Network
+from numbacnn.tools.inference import ensemble_proba, predict_images
+from numbacnn.training.checkpoint import OptimizerState, load_checkpoint
 from numbacnn.training.trainer import Trainer, TrainSettings
 
 CLASSES = ["top left", "top right", "bottom left", "bottom right"]
@@ -89,11 +90,11 @@ def read_bytes(path: Path) -> bytes:
 
 def test_save_load_round_trip_gives_identical_outputs(trained, tmp_path: Path) -> None:
     path, dataset = trained
-    net, info = load_model(path)
+    net, info = load_checkpoint(path)
     proba = predict_images(net, info, dataset.x_test)
     copy = tmp_path / "copy.h5"
     save_model(copy, net, info)
-    net2, info2 = load_model(copy)
+    net2, info2 = load_checkpoint(copy)
     np.testing.assert_array_equal(predict_images(net2, info2, dataset.x_test), proba)
     for (name, w, _), (name2, w2, _) in zip(net.parameters(), net2.parameters(), strict=True):
         assert name == name2 and w.dtype == np.float32
@@ -104,6 +105,7 @@ def test_save_load_round_trip_gives_identical_outputs(trained, tmp_path: Path) -
     np.testing.assert_array_equal(info2.mean, info.mean)
     np.testing.assert_array_equal(info2.std, info.std)
     assert info2.training == info.training and info2.training.epoch == 2
+    assert info2.settings == info.settings and info2.settings["seed"] == 3
     assert info2.optimizer.name == "sgd" and info2.optimizer.t == info.optimizer.t > 0
     for slot, table in info.optimizer.slots.items():
         for key, value in table.items():
@@ -111,6 +113,24 @@ def test_save_load_round_trip_gives_identical_outputs(trained, tmp_path: Path) -
     for key, values in info.history.items():
         np.testing.assert_array_equal(info2.history[key], values)
     assert net2.step == net.step == info.training.step
+
+
+def test_plain_load_reads_the_model_and_settings_but_not_the_checkpoint_parts(trained) -> None:
+    net, info = load_model(trained[0], device="cpu")
+    assert info.training is None and info.optimizer is None
+    assert info.settings["seed"] == 3 and info.settings["spec"] == "tiny"
+    assert net.device == "cpu" and net.step == 0
+    assert load_checkpoint(trained[0])[0].step > 0
+
+
+def test_an_unusable_device_is_a_device_error_not_a_damaged_file(trained) -> None:
+    from numbacnn.device import cuda_unavailable_reason
+    from numbacnn.errors import DeviceError
+
+    if cuda_unavailable_reason() is None:
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(DeviceError, match="device 'cuda' was asked for"):
+        load_model(trained[0], device="cuda")
 
 
 def test_every_layer_kind_round_trips(tmp_path: Path) -> None:
@@ -218,7 +238,7 @@ def test_h5py_only_numpy_forward_pass_matches(trained) -> None:
 
 def test_save_killed_midway_leaves_old_file_and_no_temp(trained, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    net, info = load_model(trained[0])
+    net, info = load_checkpoint(trained[0])
     target = tmp_path / "model.h5"
     save_model(target, net, info)
     before = read_bytes(target)
@@ -226,7 +246,7 @@ def test_save_killed_midway_leaves_old_file_and_no_temp(trained, tmp_path: Path,
     def disk_full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(model_io, "_write_optimizer", disk_full)  # after the layers
+    monkeypatch.setattr(OptimizerState, "write", disk_full)  # after the layers
     with pytest.raises(ModelFileError, match="No space left.*existing file is unchanged"):
         save_model(target, net, info)
     assert read_bytes(target) == before
@@ -235,7 +255,7 @@ def test_save_killed_midway_leaves_old_file_and_no_temp(trained, tmp_path: Path,
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(model_io, "_write_optimizer", interrupted)
+    monkeypatch.setattr(OptimizerState, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_model(target, net, info)
     assert read_bytes(target) == before
@@ -245,11 +265,20 @@ def test_save_killed_midway_leaves_old_file_and_no_temp(trained, tmp_path: Path,
 
 def test_check_writable_refuses_missing_directory_and_directory(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="does not exist; create it"):
-        check_writable(tmp_path / "nowhere" / "model.h5")
-    with pytest.raises(ModelFileError, match="is a directory"):
-        check_writable(tmp_path)
-    assert check_writable(tmp_path / "ok.h5") == tmp_path / "ok.h5"
+        check_model_writable(tmp_path / "nowhere" / "model.h5")
+    with pytest.raises(ModelFileError, match="is a directory; .* such as .*model.h5"):
+        check_model_writable(tmp_path)
+    assert check_model_writable(tmp_path / "ok.h5") == tmp_path / "ok.h5"
     assert os.listdir(tmp_path) == []
+
+
+def test_check_writable_of_other_files_raises_a_write_error(tmp_path: Path) -> None:
+    with pytest.raises(WriteError, match="does not exist; create it") as missing:
+        check_writable(tmp_path / "nowhere" / "bench.json", "output")
+    assert not isinstance(missing.value, ModelFileError) and missing.value.field == "output"
+    with pytest.raises(WriteError, match="is a directory"):
+        check_writable(tmp_path)
+    assert check_writable(tmp_path / "p.npy") == tmp_path / "p.npy"
 
 
 def test_best_path_sits_beside_the_checkpoint() -> None:
@@ -267,8 +296,9 @@ def test_load_missing_directory_and_not_hdf5(tmp_path: Path) -> None:
         load_model(tmp_path)
     text = tmp_path / "notes.h5"
     text.write_text("not a model\n")
-    with pytest.raises(ModelFileError, match=r"notes\.h5: not an HDF5 file"):
+    with pytest.raises(NotAModelError, match=r"notes\.h5: not an HDF5 file") as bad:
         load_model(text)
+    assert "numbacnn train" not in str(bad.value)  # the CLI adds the command that fixes it
 
 
 def test_load_truncated_file(trained, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 For every classifier preset in data/specs/ and for a spec that uses every layer kind,
 a freshly initialized model (its last layer scaled so that the probabilities are far
-from uniform, so a wrong graph shows) is saved with model_io, exported through the
+from uniform, so a wrong graph shows) is saved with io/model_file, exported through the
 command line, and onnxruntime's probabilities on raw pixels are compared with
 numbacnn's own predict path (``predict_images``: the model's normalization, then
 ``Network.predict_proba``) within 1e-4. AlexNet (227×227×3, 62 M parameters) uses 8
@@ -21,12 +21,14 @@ from click.testing import CliRunner, Result
 from numbacnn_cli.main import cli
 
 from numbacnn.device import to_host
-from numbacnn.io.data import load_dataset, normalization
-from numbacnn.io.model_io import ModelInfo, load_model, predict_images, save_model
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.datasets import normalization
+from numbacnn.io.model_file import ModelInfo, load_model, save_model
 from numbacnn.io.onnx_export import ExportError, build_onnx_model, export_onnx
 from numbacnn.layers import BatchNorm, Dense, Layer
 from numbacnn.layers.syntax import LayerSyntax
 from numbacnn.network import Network
+from numbacnn.tools.inference import predict_images
 
 onnx = pytest.importorskip("onnx", reason="needs onnx: pip install -e '.[test]'")
 ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[test]'")

@@ -15,10 +15,11 @@ import pytest
 from click.testing import CliRunner, Result
 from numbacnn_cli.main import cli
 
-from numbacnn.io.data import load_dataset
-from numbacnn.io.model_io import ModelInfo, load_model, predict_images, save_model
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.model_file import ModelInfo, load_model, save_model
 from numbacnn.layers import Conv2D, Dense, MaxPool2D, ReLU
 from numbacnn.network import Network
+from numbacnn.tools.inference import predict_images
 from numbacnn.training.profiler import layer_table
 
 pytest.importorskip("matplotlib", reason="needs matplotlib: pip install -e '.[test]'")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from numbacnn.errors import DataError, TrainingError
-from numbacnn.io.data import Dataset, normalize
-from numbacnn.io.model_io import load_model
+from numbacnn.io.datasets import Dataset, normalize
 from numbacnn.layers import Conv2D, Dense, Dropout, MaxPool2D, ReLU
 from numbacnn.network import Network
+from numbacnn.training.checkpoint import load_checkpoint
 from numbacnn.training.schedules import LRSchedule
 from numbacnn.training.trainer import (
     Interrupted,
@@ -53,8 +53,8 @@ def weights(net: Network) -> dict[str, np.ndarray]:
 
 def assert_same_run(a: Path, b: Path) -> None:
     """Two checkpoints hold bit-identical weights, optimizer buffers and training state."""
-    net_a, info_a = load_model(a)
-    net_b, info_b = load_model(b)
+    net_a, info_a = load_checkpoint(a)
+    net_b, info_b = load_checkpoint(b)
     for name, w in weights(net_a).items():
         np.testing.assert_array_equal(weights(net_b)[name], w, err_msg=name)
     for slot, table in info_a.optimizer.slots.items():
@@ -72,7 +72,7 @@ def test_resume_after_an_epoch_is_bit_identical(tmp_path: Path) -> None:
     straight, split = tmp_path / "straight.h5", tmp_path / "split.h5"
     Trainer(small_network(), dataset, settings(epochs=2), out=straight).run()
     Trainer(small_network(), dataset, settings(epochs=1), out=split).run()
-    assert load_model(split)[1].training.epoch == 1
+    assert load_checkpoint(split)[1].training.epoch == 1
     Trainer.from_checkpoint(split, epochs=2, dataset=dataset).run()
     assert_same_run(straight, split)
 
@@ -92,7 +92,7 @@ def test_ctrl_c_inside_an_epoch_saves_and_resumes_exactly(tmp_path: Path) -> Non
                        ) as stop:
         trainer.run()
     assert stop.value.checkpoint == stopped
-    state = load_model(stopped)[1].training
+    state = load_checkpoint(stopped)[1].training
     assert (state.epoch, state.batch) == (1, 3)
     Trainer.from_checkpoint(stopped, dataset=dataset).run()
     assert_same_run(straight, stopped)
@@ -141,7 +141,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
                                             r"\(epoch 1\) is kept; lower the learning rate"):
         trainer.run()
     assert len(saved) == 1 and out.read_bytes() == saved[0]
-    net, info = load_model(out)
+    net, info = load_checkpoint(out)
     assert info.training.epoch == 1
     assert all(np.isfinite(w).all() for w in weights(net).values())
 

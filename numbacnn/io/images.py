@@ -12,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-SPLITS = ("train", "test")  # the splits of a dataset (numbacnn.io.data.Dataset.split)
+from numbacnn.errors import DataError
+from numbacnn.geometry import VOLUME_AXES, volume
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.numpy_files import read_npy, read_npz
+from numbacnn.limits import check_regular_file, exists
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DATASET_SUFFIXES = (".h5", ".hdf5")
 
@@ -21,9 +26,6 @@ def load_images(source: str, input_shape: tuple[int, int, int],
                 split: str = "test") -> tuple[np.ndarray, np.ndarray | None]:
     """(uint8 images N×C×H×W, int64 labels or None) from ``source`` (see the module doc);
     DataError naming the file and the fix when it does not fit ``input_shape``."""
-    from numbacnn.errors import DataError
-    from numbacnn.io.data import load_dataset
-
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
@@ -41,10 +43,6 @@ def load_images(source: str, input_shape: tuple[int, int, int],
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    from numbacnn.errors import DataError
-    from numbacnn.io.data import read_npy
-    from numbacnn.limits import exists
-
     if not exists(path):
         raise DataError(f"{path}: no such file; check the path")
     return read_npy(path)
@@ -53,9 +51,6 @@ def _read_npy(path: Path) -> np.ndarray:
 def _npz_images(path: Path) -> np.ndarray | None:
     """The images of a .npz that is not a dataset (its `images` or only array), or None
     for a dataset .npz (x_train, y_train, x_test, y_test)."""
-    from numbacnn.errors import DataError
-    from numbacnn.io.data import read_npz
-    from numbacnn.limits import check_regular_file
 
     check_regular_file(path, "file", DataError, "check the path")  # "no such file"
     arrays = read_npz(path)
@@ -80,9 +75,6 @@ def _is_file(path: Path) -> bool:
 def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int], where: str) -> np.ndarray:
     """uint8 images as N×C×H×W: N×H×W and H×W (one channel), C×H×W and H×W×C (one
     image), N×H×W×C (channels last) are rearranged; anything else is refused."""
-    from numbacnn.errors import DataError
-    from numbacnn.geometry import VOLUME_AXES, volume
-
     C, H, W = input_shape
     if images.dtype != np.uint8:
         raise DataError(f"{where}: images are {images.dtype}; give raw uint8 pixels 0-255 "
@@ -107,8 +99,6 @@ def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int], where: str)
 
 
 def _read_image(path: Path, input_shape: tuple[int, int, int]) -> np.ndarray:
-    from numbacnn.errors import DataError
-
     try:
         from PIL import Image
     except ImportError:

@@ -43,21 +43,20 @@ import numpy as np
 from numbacnn.device import to_host
 from numbacnn.errors import DataError, TrainingError
 from numbacnn.geometry import VOLUME_AXES, volume
-from numbacnn.io.data import Dataset, augment, load_dataset, normalization, normalize
-from numbacnn.io.model_io import (
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.datasets import Dataset, augment, normalization, normalize
+from numbacnn.io.model_file import (
     HISTORY_KEYS,
     ModelInfo,
-    OptimizerState,
-    TrainingState,
     best_path,
-    check_writable,
+    check_model_writable,
     copy_model,
-    load_model,
     save_model,
 )
 from numbacnn.limits import check_memory
 from numbacnn.network import Network
 from numbacnn.shapes import training_bytes
+from numbacnn.training.checkpoint import OptimizerState, TrainingState, load_checkpoint
 from numbacnn.training.distributed import GradientAllreduce, World
 from numbacnn.training.distributed import world as current_world
 from numbacnn.training.evaluation import evaluate
@@ -105,7 +104,7 @@ class Trainer:
         self.out = Path(out) if out is not None else None
         self.on_batch, self.on_epoch = on_batch, on_epoch
         if self.out is not None:
-            check_writable(self.out)
+            check_model_writable(self.out)
         self.dataset = dataset
         self.class_names = list(dataset.class_names)
         check_fits(net, dataset, settings.data)
@@ -126,7 +125,6 @@ class Trainer:
             self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         else:
             self._restore(resume, len(x_fit))
-        self.state.settings = asdict(self.settings)
         self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
         self.x_val, self.y_val = normalize(x_val, self.mean, self.std), y_val
         B = net.backend()
@@ -145,7 +143,7 @@ class Trainer:
         ``dataset`` (default: loaded from ``settings.data``), saving to ``out``."""
         settings = dataclasses.replace(settings).checked()
         if out is not None:
-            check_writable(Path(out))  # before the network is built and the data loaded
+            check_model_writable(Path(out))  # before the network is built and the data loaded
         net = Network.from_spec(settings.spec)
         if dataset is None:
             dataset = load_dataset(settings.data)
@@ -161,11 +159,11 @@ class Trainer:
         ``expect``: settings the caller asked for; one that differs from the checkpoint's
         raises TrainingError (a resumed run keeps its settings, so it continues exactly).
         """
-        net, info = load_model(path)
+        net, info = load_checkpoint(path)
         if info.training is None or info.optimizer is None:
             raise TrainingError(f"{path}: holds no training state (a final model, not a "
                                 "checkpoint); resume from the checkpoint training wrote")
-        settings = TrainSettings.from_dict(info.training.settings)
+        settings = TrainSettings.from_dict(info.settings)
         for key, value in (expect or {}).items():
             stored = getattr(settings, key)
             if value != stored:
@@ -441,6 +439,7 @@ class Trainer:
             input_shape=self.net.input_shape,  # type: ignore[arg-type]
             class_names=self.class_names, mean=self.mean, std=self.std,
             optimizer=OptimizerState.capture(self.optimizer), training=self.state,
+            settings=asdict(self.settings),
             history={key: np.asarray(values, np.float64) for key, values in self.history.items()},
         )
 
