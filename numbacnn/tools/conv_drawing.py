@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from numbacnn.io.atomic_file import replace_atomically
-from numbacnn.tools.conv_figure import ConvFrames, arithmetic_lines, frames_shown
+from numbacnn.tools.conv_figure import ConvFrames, arithmetic_lines, frames_shown, signed
 from numbacnn.tools.plots import DPI_BOUNDS, FORMATS, PlotError, require_matplotlib
 from numbacnn.tools.plots import check_output as check_picture
 
@@ -122,7 +122,7 @@ class Panel:
                     padding = face == INPUT_FACE and not (P <= i < P + W and P <= j < P + W)
                     cells.append(Rectangle((x0 + j, y0 + i), 1, 1))
                     faces.append(PAD_FACE if padding else face)
-                    axes.text(x0 + j + 0.5, y0 + i + 0.5, _cell_text(int(values[i, j])),
+                    axes.text(x0 + j + 0.5, y0 + i + 0.5, signed(int(values[i, j])),
                               fontsize=lay.number_pt, ha="center", va="center",
                               color=PAD_TEXT if padding else "black")
 
@@ -166,14 +166,10 @@ class Panel:
                  for n in range(len(data.frames))]
         self.output_cells.set_facecolor(faces)
         for n, text in enumerate(self.output_texts):
-            text.set_text(_cell_text(data.frames[n].value) if n <= k else "")
+            text.set_text(signed(data.frames[n].value) if n <= k else "")
         OH, OW = data.output.shape
         self.output_label.set_text(f"output ({k + 1} of {OH * OW})")
         self.arithmetic.set_text("\n".join(arithmetic_lines(data, frame, lay.wrap)))
-
-
-def _cell_text(value: int) -> str:
-    return f"−{-value}" if value < 0 else str(value)
 
 
 def _figure(width_in: float, height_in: float) -> Any:

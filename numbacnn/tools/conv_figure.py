@@ -129,6 +129,11 @@ def _number(v: int) -> str:
     return f"(−{-v})" if v < 0 else str(v)
 
 
+def signed(v: int) -> str:
+    """An integer with a true minus sign, as the figure's cells show it."""
+    return f"−{-v}" if v < 0 else str(v)
+
+
 def arithmetic_lines(data: ConvFrames, frame: Frame, width: int = 80) -> list[str]:
     """``out[i,j] = x·w + x·w + … + b = value`` as lines of at most about ``width``
     characters, each depth slice starting a new line; when the window has more than
@@ -136,13 +141,13 @@ def arithmetic_lines(data: ConvFrames, frame: Frame, width: int = 80) -> list[st
     head = f"out[{frame.row},{frame.column}] = "
     D = data.depth
     if frame.products.size > MAX_TERMS:
-        slices = [[f"{int(frame.products[d].sum())} (Σ of the {frame.products[d].size} "
+        slices = [[f"{signed(int(frame.products[d].sum()))} (Σ of the {frame.products[d].size} "
                    f"products x·w of slice {d})"] for d in range(D)]
     else:
         slices = [[f"{_number(int(x))}·{_number(int(w))}"
                    for x, w in zip(frame.window[d].ravel(), data.weights[d].ravel(),
                                    strict=True)] for d in range(D)]
-    slices[-1].append(f"{data.bias} (bias b)")
+    slices[-1].append(f"{signed(data.bias)} (bias b)")
     lines: list[str] = []
     for terms in slices:
         line = ""
@@ -154,7 +159,7 @@ def arithmetic_lines(data: ConvFrames, frame: Frame, width: int = 80) -> list[st
             else:
                 line = f"{line} {piece}" if line else piece
         lines.append(line)
-    lines[-1] += f" = {frame.value}"
+    lines[-1] += f" = {signed(frame.value)}"
     indent = " " * len(head)
     return [(head if n == 0 else indent) + line for n, line in enumerate(lines)]
 
