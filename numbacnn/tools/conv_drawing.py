@@ -171,6 +171,11 @@ class Panel:
         self.output_label.set_text(f"output ({k + 1} of {OH * OW})")
         self.arithmetic.set_text("\n".join(arithmetic_lines(data, frame, lay.wrap)))
 
+    def moving(self) -> list[Any]:
+        """The artists :meth:`show` changes; the rest is the same in every frame."""
+        return [self.output_cells, *self.output_texts, self.output_label, *self.windows,
+                self.current, self.arithmetic]
+
 
 def _figure(width_in: float, height_in: float) -> Any:
     figure_module = require_matplotlib()
@@ -217,9 +222,18 @@ def animation_frames(data: ConvFrames, dpi: int = 100) -> tuple[list[Any], tuple
     _title(figure, data)
     panel = Panel(_panel_axes(figure, (width_in - panel_w) / 2, TITLE_IN, lay), data, lay)
 
+    # blitting: the unchanging part (every input cell and its number) is drawn once
+    moving = panel.moving()
+    for artist in moving:
+        artist.set_animated(True)
+    canvas.draw()
+    background = canvas.copy_from_bbox(figure.bbox)
+
     def render(k: int) -> Any:
         panel.show(k)
-        canvas.draw()
+        canvas.restore_region(background)
+        for artist in moving:
+            figure.draw_artist(artist)
         return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
 
     # the last frame holds every colour a frame has: its palette serves all of them

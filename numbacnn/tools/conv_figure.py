@@ -75,7 +75,7 @@ class ConvFrames:
         W, F, S, P, D = self.input_size, self.filter_size, self.stride, self.pad, self.depth
         OH, OW = self.output.shape
         return (f"input {W}x{W}x{D} + pad {P} = {W + 2 * P}x{W + 2 * P}x{D}, filter "
-                f"{F}x{F}x{D}, stride {S}, bias {self.bias}\noutput size "
+                f"{F}x{F}x{D}, stride {S}, bias {signed(self.bias)}\noutput size "
                 f"(W − F + 2P)/S + 1 = {formula(W, F, S, P)}, so {OW}x{OH}")
 
 
@@ -147,7 +147,7 @@ def arithmetic_lines(data: ConvFrames, frame: Frame, width: int = 80) -> list[st
         slices = [[f"{_number(int(x))}·{_number(int(w))}"
                    for x, w in zip(frame.window[d].ravel(), data.weights[d].ravel(),
                                    strict=True)] for d in range(D)]
-    slices[-1].append(f"{signed(data.bias)} (bias b)")
+    slices[-1].append(f"{_number(data.bias)} (bias b)")
     lines: list[str] = []
     for terms in slices:
         line = ""
