@@ -2,8 +2,9 @@
 
 WHAT is ``curves``, ``filters``, ``features``, ``confusion`` or ``bench`` (then MODEL is
 a ``numbacnn bench --json`` file). The picture type follows the suffix of FILE (.png,
-.svg, .pdf). matplotlib (optional extra ``plot``) and numba are imported inside the
-command so that other commands start fast.
+.svg, .pdf). ``numbacnn plot conv`` (no MODEL) draws the lecture's convolution figure
+(numbacnn.tools.conv_figure), as a GIF or a still. matplotlib (optional extra ``plot``)
+and numba are imported inside the command so that other commands start fast.
 """
 
 from __future__ import annotations
@@ -16,10 +17,19 @@ from numbacnn_cli.options import (
     batch_option,
     device_option,
     int_range,
+    map_library_errors,
     split_option,
     with_command,
 )
 
+from numbacnn.limits import SEEDS
+from numbacnn.tools.conv_figure import (  # imports no matplotlib
+    DEPTH_BOUNDS,
+    FILTER_BOUNDS,
+    INPUT_BOUNDS,
+    PAD_BOUNDS,
+    STRIDE_BOUNDS,
+)
 from numbacnn.tools.plots import DPI_BOUNDS, KINDS  # imports no matplotlib
 
 _PATH = click.Path(path_type=Path)
@@ -43,7 +53,18 @@ class _Size(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-@click.command("plot")
+class _PlotCommand(click.Command):
+    """``plot``, handing ``plot conv ...`` to :func:`plot_conv`, which takes no MODEL."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        if args and args[0] == "conv":
+            return plot_conv.make_context(f"{info_name or 'plot'} conv", args[1:],
+                                          parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+@click.command("plot", cls=_PlotCommand)
 @click.argument("what", type=click.Choice(KINDS))
 @click.argument("source", metavar="MODEL", type=_PATH)
 @click.option("-o", "--output", type=_PATH, required=True,
@@ -76,6 +97,9 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
     features   one image (--image) and its activation maps after each conv and pool layer
     confusion  the confusion matrix on --data's --split, with per-class accuracy
     bench      per-layer forward/backward times; MODEL is a numbacnn bench --json file
+
+    numbacnn plot conv [OPTIONS] -o FILE draws the lecture's convolution figure
+    instead (no MODEL); see numbacnn plot conv --help.
     """
     from numbacnn.tools import plots
 
@@ -96,6 +120,52 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
                       maps=maps, test_accuracy=test_accuracy, batch_size=batch_size)
     width, height = plots.save_figure(figure, output, size, dpi)
     click.echo(f"wrote {output}: {what} of {source}, {width}x{height} pixels")
+
+
+@click.command("conv")
+@click.option("--input", "input_size", type=int_range(INPUT_BOUNDS), default=7,
+              show_default=True, help="Input width = height W, in cells.")
+@click.option("--filter", "filter_size", type=int_range(FILTER_BOUNDS), default=3,
+              show_default=True, help="Filter width = height F, at most W + 2·pad.")
+@click.option("--stride", type=int_range(STRIDE_BOUNDS), default=2, show_default=True,
+              help="Stride S.")
+@click.option("--pad", type=int_range(PAD_BOUNDS), default=1, show_default=True,
+              help="Zero padding P on every side (drawn grey).")
+@click.option("--depth", type=int_range(DEPTH_BOUNDS), default=1, show_default=True,
+              help="Input depth D (1 to 3): D input and filter slices, one below another.")
+@click.option("--bias", type=click.IntRange(-9, 9), default=1, show_default=True,
+              help="The filter's bias b.")
+@click.option("--seed", type=int_range(SEEDS), default=0, show_default=True,
+              help="Seed of the input values (0…2) and weights (−1…1).")
+@click.option("-o", "--output", type=_PATH, required=True,
+              help="Animated .gif (one frame per output cell), or a still .png, .svg or "
+              ".pdf holding a grid of frames (16 at most).")
+@click.option("--dpi", type=int_range(DPI_BOUNDS), default=100, show_default=True,
+              help="Pixels per inch.")
+@click.option("--frame-ms", type=click.IntRange(20, 10000), default=800, show_default=True,
+              help="GIF: milliseconds per frame (the last is held three times as long).")
+def plot_conv(input_size: int, filter_size: int, stride: int, pad: int, depth: int,
+              bias: int, seed: int, output: Path, dpi: int, frame_ms: int) -> None:
+    """Draw the lecture's convolution figure into -o: the filter sliding over the
+    zero-padded input, each output cell filled in with its arithmetic.
+
+    Output size (W − F + 2P)/S + 1 per side; sizes that do not fit get the message
+    numbacnn shapes gives. At most 256 output cells (one GIF frame each), input ≤ 32,
+    pad ≤ 8, depth ≤ 3.
+    """
+    from numbacnn.tools import conv_drawing, conv_figure, plots
+
+    conv_drawing.check_output(output)
+    data = conv_figure.conv_frames(input_size, filter_size, stride, pad, depth, seed, bias)
+    plots.require_matplotlib()
+    width, height, frames = conv_drawing.save_conv_figure(data, output, dpi, frame_ms)
+    OH, OW = data.output.shape
+    click.echo(f"wrote {output}: convolution of a {input_size}x{input_size}x{depth} input "
+               f"(pad {pad}) by a {filter_size}x{filter_size}x{depth} filter, stride {stride}"
+               f" → {OW}x{OH}, {frames} frames, {width}x{height} pixels")
+
+
+plot_conv = map_library_errors(plot_conv)
 
 
 def _bench(source: Path) -> Any:

@@ -46,21 +46,23 @@ def require_matplotlib() -> Any:
     return matplotlib.figure
 
 
-def picture_format(path: str | Path) -> str:
-    """'png', 'svg' or 'pdf' from the suffix of ``path``; PlotError for any other."""
+def picture_format(path: str | Path, formats: dict[str, str] = FORMATS) -> str:
+    """'png', 'svg' or 'pdf' (a value of ``formats``) from the suffix of ``path``;
+    PlotError for any other."""
     suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
+    if suffix not in formats:
+        *most, last = formats
         raise PlotError(f"{path}: unknown picture type {suffix or '(no suffix)'!r}; end the "
-                        "file name in .png, .svg or .pdf")
-    return FORMATS[suffix]
+                        f"file name in {', '.join(most)} or {last}")
+    return formats[suffix]
 
 
-def check_output(path: str | Path) -> Path:
-    """``path`` if a picture can be written there (known suffix, existing directory);
-    PlotError (``field`` "output") if not."""
+def check_output(path: str | Path, formats: dict[str, str] = FORMATS) -> Path:
+    """``path`` if a picture can be written there (a suffix of ``formats``, existing
+    directory); PlotError (``field`` "output") if not."""
     path = Path(path)
     try:
-        picture_format(path)
+        picture_format(path, formats)
     except PlotError as exc:
         raise PlotError(str(exc), field="output") from None
     if path.is_dir():
