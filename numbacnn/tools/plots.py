@@ -204,7 +204,8 @@ def filter_slices(weights: np.ndarray, max_slices: int = 16) -> tuple[np.ndarray
     """Conv weights K×C×F×F as one image of the raw weights: filter k's first S =
     min(C, ``max_slices``) slices side by side (slice d weighs the layer's input map d),
     the K filter blocks in a grid of ``columns`` about twice as wide as high, NaN between
-    slices (1 px) and between filters (2 px; 1 when C = 1). Returns (image, columns, S)."""
+    slices (1 px) and between filters (2 px in one column, F + 1 beside each other, 1 when
+    C = 1). Returns (image, columns, S)."""
     weights = np.asarray(weights, np.float64)
     if weights.ndim != 4:
         raise PlotError(f"filters must be K x C x F x F, got shape {weights.shape}")
@@ -214,7 +215,7 @@ def filter_slices(weights: np.ndarray, max_slices: int = 16) -> tuple[np.ndarray
                        for w in weights])  # a filter's slices, 1 px apart, no border
     block_h, block_w = blocks.shape[1:]
     columns = max(1, min(K, int(math.sqrt(2 * K * block_h / block_w))))
-    gap = FILTER_GAP if C > 1 else 1
+    gap = 1 if C == 1 else (FILTER_GAP if columns == 1 else weights.shape[2] + 1)
     return mosaic(blocks, columns, gap=gap, background=np.nan), columns, S
 
 
@@ -251,13 +252,14 @@ def filters_figure(weights: np.ndarray, title: str = "", max_slices: int = 16,
         axes.set_xticks([FILTER_GAP + d * (F + 1) + (F - 1) / 2 for d in range(S)],
                         [str(d + 1) for d in range(S)], fontsize=7)
         axes.tick_params(length=0)
-        axes.set(xlabel="slice d: the weights on input map d", ylabel="filter")
+        axes.set(xlabel="slice d: the weights on input map d", ylabel="filter k (makes map k)")
         for spine in axes.spines.values():
             spine.set_visible(False)
         layout = ""
     else:
         axes.set_axis_off()
-        layout = "" if C == 1 else ", each a row of slices, filters in reading order"
+        layout = ("\neach filter a row of its slices, " if C > 1 else ", ") + \
+            "in reading order (filter k makes map k)"
     sliced = "" if C == 1 else (f", all {C} slices" if S == C else f", first {S} of {C} slices")
     axes.set_title((f"{title}\n" if title else "") + f"{K} filters of {F}x{F}x{C}{sliced}"
                    f"{layout}\nred > 0 > blue, one scale for the layer "
