@@ -204,8 +204,8 @@ def filter_slices(weights: np.ndarray, max_slices: int = 16) -> tuple[np.ndarray
     """Conv weights K×C×F×F as one image of the raw weights: filter k's first S =
     min(C, ``max_slices``) slices side by side (slice d weighs the layer's input map d),
     the K filter blocks in a grid of ``columns`` about twice as wide as high, NaN between
-    slices (1 px) and between filters (2 px in one column, F + 1 beside each other, 1 when
-    C = 1). Returns (image, columns, S)."""
+    slices (1 px) and between filters (2 px above each other, F + 2 beside each other; 1
+    when C = 1). Returns (image, columns, S)."""
     weights = np.asarray(weights, np.float64)
     if weights.ndim != 4:
         raise PlotError(f"filters must be K x C x F x F, got shape {weights.shape}")
@@ -215,8 +215,13 @@ def filter_slices(weights: np.ndarray, max_slices: int = 16) -> tuple[np.ndarray
                        for w in weights])  # a filter's slices, 1 px apart, no border
     block_h, block_w = blocks.shape[1:]
     columns = max(1, min(K, int(math.sqrt(2 * K * block_h / block_w))))
-    gap = 1 if C == 1 else (FILTER_GAP if columns == 1 else weights.shape[2] + 1)
-    return mosaic(blocks, columns, gap=gap, background=np.nan), columns, S
+    if C == 1:
+        return mosaic(blocks, columns, background=np.nan), columns, S
+    # blocks side by side get F more columns between them, so rows of slices stay apart
+    extra = 0 if columns == 1 else weights.shape[2]
+    blocks = np.pad(blocks, ((0, 0), (0, 0), (0, extra)), constant_values=np.nan)
+    image = mosaic(blocks, columns, gap=FILTER_GAP, background=np.nan)
+    return image[:, :image.shape[1] - extra], columns, S
 
 
 def filters_figure(weights: np.ndarray, title: str = "", max_slices: int = 16,
