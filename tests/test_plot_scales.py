@@ -152,6 +152,23 @@ def test_filters_on_a_symmetric_diverging_scale(rng: np.random.Generator) -> Non
     assert "5 filters of 3x3x4, first 2 of 4 slices" in figure.axes[0].get_title()
 
 
+def test_filter_slices_in_reading_order() -> None:
+    """Filter k's slice d sits in block k (row by row), column d of that block."""
+    K, C, F = 12, 3, 2
+    weights = np.arange(K * C * F * F, dtype=np.float64).reshape(K, C, F, F)
+    image, columns, S = plots.filter_slices(weights)
+    assert S == C and columns > 1
+    block_w = S * (F + 1) - 1
+    for k in range(K):
+        row, column = divmod(k, columns)
+        y = plots.FILTER_GAP + row * (F + plots.FILTER_GAP)
+        x = plots.FILTER_GAP + column * (block_w + F + plots.FILTER_GAP)
+        for d in range(S):
+            np.testing.assert_array_equal(image[y:y + F, x + d * (F + 1):x + d * (F + 1) + F],
+                                          weights[k, d])
+    assert np.isfinite(image).sum() == weights.size
+
+
 def test_rgb_filters_as_colour_images_only_for_three_channels(rng: np.random.Generator) -> None:
     figure = plots.filters_figure(rng.normal(size=(4, 3, 3, 3)), rgb=True)
     assert figure.axes[0].images[0].get_array().shape[-1] == 3
