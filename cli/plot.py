@@ -80,21 +80,27 @@ class _PlotCommand(click.Command):
               help="features: index N into the --split of --data, or an image file "
               "(.png, .jpg, .npy).")
 @click.option("--maps", type=click.IntRange(min=1), default=16, show_default=True,
-              help="features: activation maps shown per layer.")
+              help="features: activation maps shown per layer; filters: slices shown per "
+              "filter.")
+@click.option("--layer", type=click.IntRange(min=1), metavar="N", help="filters: the conv "
+              "layer to draw, numbered as in numbacnn shapes (#) [default: the first conv].")
+@click.option("--rgb", is_flag=True, help="filters: draw a layer with 3 input channels "
+              "(RGB) as colour images, each scaled to its own range.")
 @click.option("--test-accuracy/--no-test-accuracy", default=True, show_default=True,
               help="curves: score the model on the test split of --data and draw it.")
 @batch_option
 @device_option()
 def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dpi: int,
          data: str | None,
-         split: str, image: str, maps: int, test_accuracy: bool, batch_size: int,
-         device: str) -> None:
+         split: str, image: str, maps: int, layer: int | None, rgb: bool, test_accuracy: bool,
+         batch_size: int, device: str) -> None:
     """Draw WHAT about MODEL into a PNG, SVG or PDF file (-o).
 
     \b
     curves     training/validation loss and accuracy per epoch, lr changes, test accuracy
-    filters    the first conv layer's filters as a grid of small images
-    features   one image (--image) and its activation maps after each conv and pool layer
+    filters    a conv layer's filters (--layer N) on one scale centred at 0
+    features   one image (--image), its activation maps after each conv and pool layer
+               (one colour scale per layer) and its class probabilities
     confusion  the confusion matrix on --data's --split, with per-class accuracy
     bench      per-layer forward/backward times; MODEL is a numbacnn bench --json file
 
@@ -117,7 +123,8 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
         draw = {"curves": _curves, "filters": _filters, "features": _features,
                 "confusion": _confusion}[what]
         figure = draw(net, info, source=source, data=data, split=split, image=image,
-                      maps=maps, test_accuracy=test_accuracy, batch_size=batch_size)
+                      maps=maps, layer=layer, rgb=rgb, test_accuracy=test_accuracy,
+                      batch_size=batch_size)
     width, height = plots.save_figure(figure, output, size, dpi)
     click.echo(f"wrote {output}: {what} of {source}, {width}x{height} pixels")
 
@@ -225,12 +232,13 @@ def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> fl
     return score_dataset([(net, info)], dataset, "test", batch_size, where=source).accuracy
 
 
-def _filters(net: Any, info: Any, *, source: Path, **_: Any) -> Any:
+def _filters(net: Any, info: Any, *, source: Path, layer: int | None, maps: int, rgb: bool,
+             **_: Any) -> Any:
     from numbacnn.tools import plots
 
-    index, conv, weights = plots.first_conv_filters(net, where=str(source))
-    return plots.filters_figure(weights, title=f"{source.name}: layer {index + 1}, "
-                                f"{conv.describe()}")
+    number, conv, weights = plots.conv_filters(net, layer, where=str(source))
+    return plots.filters_figure(weights, max_slices=maps, rgb=rgb,
+                                title=f"{source.name}: layer {number}, {conv.describe()}")
 
 
 def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str, image: str,
@@ -258,7 +266,8 @@ def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str
     volumes = plots.activation_maps(net, x)
     proba = net.predict_proba(x)[0]
     title += f", predicted {info.class_names[int(proba.argmax())]} ({100 * proba.max():.1f}%)"
-    return plots.features_figure(picked[0], volumes, maps, title=title)
+    return plots.features_figure(picked[0], volumes, maps, title=title, probabilities=proba,
+                                 class_names=info.class_names)
 
 
 def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: str,

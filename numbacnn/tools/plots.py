@@ -1,4 +1,4 @@
-"""Pictures of a model: training curves, first-layer filters, activation maps, confusion
+"""Pictures of a model: training curves, a conv layer's filters, activation maps, confusion
 matrix, per-layer benchmark times. ``numbacnn plot`` (``cli/plot.py``) draws them; the
 messages here speak of models, checkpoints and results, and the CLI adds its commands.
 
@@ -30,6 +30,9 @@ DPI_BOUNDS = Bounds(10, 1000)  # dots per inch
 SIZE_BOUNDS = Bounds(100, 10000)  # pixels of a picture's width and height
 KINDS = ("curves", "filters", "features", "confusion", "bench")
 SEPARATOR = (0.78, 0.86, 0.95)  # pale blue lines between filter tiles, RGB 0…1
+WEIGHT_GAP = (0.7, 0.7, 0.7)  # grey between weight tiles: not a colour of RdBu_r
+FILTER_GAP = 2  # pixels between filters drawn as rows of slices (1 between slices)
+PROBABILITY_BARS = 20  # classes drawn in plot features; the most likely when more
 
 
 class PlotError(NumbacnnError):
@@ -200,13 +203,87 @@ def filter_tiles(weights: np.ndarray) -> np.ndarray:
     return np.stack([_scaled(w.mean(axis=0)) for w in weights])
 
 
-def filters_figure(weights: np.ndarray, title: str = "") -> Any:
-    """The filters K×C×F×F of a conv layer as a grid of small images (see
-    :func:`filter_tiles`), about twice as wide as high, separated by pale blue lines, as
-    in the lecture's picture of AlexNet's first layer."""
+def filter_slices(weights: np.ndarray, max_slices: int = 16) -> tuple[np.ndarray, int, int]:
+    """Conv weights K×C×F×F as one image of the raw weights: filter k's first S =
+    min(C, ``max_slices``) slices side by side (slice d weighs the layer's input map d),
+    the K filter blocks in a grid of ``columns`` about twice as wide as high, NaN between
+    slices (1 px) and between filters (2 px above each other, F + 2 beside each other; 1
+    when C = 1). Returns (image, columns, S)."""
+    weights = np.asarray(weights, np.float64)
+    if weights.ndim != 4:
+        raise PlotError(f"filters must be K x C x F x F, got shape {weights.shape}")
+    K, C = weights.shape[:2]
+    S = min(C, max_slices)
+    blocks = np.stack([mosaic(w[:S], columns=S, background=np.nan)[1:-1, 1:-1]
+                       for w in weights])  # a filter's slices, 1 px apart, no border
+    block_h, block_w = blocks.shape[1:]
+    columns = max(1, min(K, int(math.sqrt(2 * K * block_h / block_w))))
+    if C == 1:
+        return mosaic(blocks, columns, background=np.nan), columns, S
+    # blocks side by side get F more columns between them, so rows of slices stay apart
+    extra = 0 if columns == 1 else weights.shape[2]
+    blocks = np.pad(blocks, ((0, 0), (0, 0), (0, extra)), constant_values=np.nan)
+    image = mosaic(blocks, columns, gap=FILTER_GAP, background=np.nan)
+    return image[:, :image.shape[1] - extra], columns, S
+
+
+def filters_figure(weights: np.ndarray, title: str = "", max_slices: int = 16,
+                   rgb: bool = False) -> Any:
+    """The filters K×C×F×F of a conv layer on one diverging colour scale centred at 0
+    (RdBu_r over ±max|w| of the layer, with a colour bar): a grid of K tiles for C = 1,
+    else one row of slices per filter (see :func:`filter_slices`). ``rgb`` (C = 3 only)
+    draws each filter as a colour image instead, each scaled to its own range, as in the
+    lecture's picture of AlexNet's first layer."""
+    weights = np.asarray(weights, np.float64)
+    if weights.ndim != 4:
+        raise PlotError(f"filters must be K x C x F x F, got shape {weights.shape}")
+    if rgb:
+        return _colour_filters_figure(weights, title)
+    import matplotlib
+
+    K, C, F = weights.shape[:3]
+    image, columns, S = filter_slices(weights, max_slices)
+    largest = float(np.abs(weights).max())
+    bound = largest or 1.0  # all zero: any symmetric scale shows 0
+    h, w = image.shape
+    px = min(0.3, 8.0 / w, 7.0 / h)  # inches per weight
+    figure = _new_figure(max(5.0, w * px + 1.8), max(3.2, h * px + 1.4))
+    axes = figure.subplots()
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad=WEIGHT_GAP)
+    shown = axes.imshow(image, cmap=cmap, vmin=-bound, vmax=bound, interpolation="nearest")
+    figure.colorbar(shown, ax=axes, label="weight", shrink=0.8)
+    if columns == 1 and C > 1:  # one filter per row, one input map per column: label both
+        step = max(1, math.ceil(K / 32))
+        axes.set_yticks([FILTER_GAP + k * (F + FILTER_GAP) + (F - 1) / 2
+                         for k in range(0, K, step)],
+                        [str(k + 1) for k in range(0, K, step)], fontsize=7)
+        axes.set_xticks([FILTER_GAP + d * (F + 1) + (F - 1) / 2 for d in range(S)],
+                        [str(d + 1) for d in range(S)], fontsize=7)
+        axes.tick_params(length=0)
+        axes.set(xlabel="slice d: the weights on input map d", ylabel="filter k (makes map k)")
+        for spine in axes.spines.values():
+            spine.set_visible(False)
+        layout = ""
+    else:
+        axes.set_axis_off()
+        layout = ("\neach filter a row of its slices, " if C > 1 else ", ") + \
+            "in reading order (filter k makes map k)"
+    sliced = "" if C == 1 else (f", all {C} slices" if S == C else f", first {S} of {C} slices")
+    axes.set_title((f"{title}\n" if title else "") + f"{K} filters of {F}x{F}x{C}{sliced}"
+                   f"{layout}\nred > 0 > blue, one scale for the layer "
+                   f"({f'±{largest:.3g}' if largest else 'all weights 0'})",
+                   fontsize=9)
+    return figure
+
+
+def _colour_filters_figure(weights: np.ndarray, title: str) -> Any:
+    """Filters K×3×F×F as K colour images (see :func:`filter_tiles`) separated by pale blue
+    lines, about twice as wide as high."""
+    if weights.shape[1] != 3:
+        raise PlotError(f"colour filters need 3 input channels (RGB); these filters have "
+                        f"{weights.shape[1]}: draw them on the diverging scale instead",
+                        field="rgb")
     tiles = filter_tiles(weights)
-    if tiles.ndim == 3:  # grey → RGB, so the separators can have a colour of their own
-        tiles = np.repeat(tiles[..., None], 3, axis=-1)
     K = len(tiles)
     columns = max(1, math.ceil(math.sqrt(2 * K)))
     rows = math.ceil(K / columns)
@@ -216,24 +293,34 @@ def filters_figure(weights: np.ndarray, title: str = "") -> Any:
     axes = figure.subplots()
     axes.imshow(image, interpolation="nearest")
     axes.set_axis_off()
-    C, F = weights.shape[1], weights.shape[2]
-    colour = "RGB" if C == 3 else ("grey" if C == 1 else f"grey, mean of {C} channels")
-    axes.set_title((f"{title}\n" if title else "") + f"{K} filters of {F}x{F}x{C} ({colour}, "
-                   "each scaled to its own range)", fontsize=9)
+    F = weights.shape[2]
+    axes.set_title((f"{title}\n" if title else "") + f"{K} filters of {F}x{F}x3 (RGB, "
+                   "each scaled to its own range: no common scale, no sign)", fontsize=9)
     return figure
 
 
-def first_conv_filters(net: Any, where: str = "the network") -> tuple[int, Any, np.ndarray]:
-    """(index, layer, weights K×C×F×F on the host) of ``net``'s first conv layer: what
-    :func:`filters_figure` draws; PlotError when it has none."""
+def conv_filters(net: Any, layer: int | None = None,
+                 where: str = "the network") -> tuple[int, Any, np.ndarray]:
+    """(number, layer, weights K×C×F×F on the host) of conv layer ``layer`` of ``net``,
+    numbered from 1 as in the shapes table (default: the first conv layer): what
+    :func:`filters_figure` draws. PlotError (``field`` "layer") naming the conv layers'
+    numbers when ``layer`` is not one, or when the network has none."""
     from numbacnn.device import to_host
     from numbacnn.layers import Conv2D
 
-    for index, layer in enumerate(net.layers):
-        if isinstance(layer, Conv2D):
-            return index, layer, to_host(layer.params["W"])
-    raise PlotError(f"{where}: has no conv layer, so no filters to draw; use a model whose "
-                    "spec has a conv layer")
+    convs = [i + 1 for i, la in enumerate(net.layers) if isinstance(la, Conv2D)]
+    if not convs:
+        raise PlotError(f"{where}: has no conv layer, so no filters to draw; use a model whose "
+                        "spec has a conv layer")
+    number = convs[0] if layer is None else layer
+    if number not in convs:
+        listed = ", ".join(str(n) for n in convs)
+        what = (f"layer {number} of {where} is {net.layers[number - 1].describe()}, not a "
+                "conv layer" if number <= len(net.layers) else f"{where} has no layer {number}")
+        raise PlotError(f"{what}; its conv layers are {listed} (numbered as in the shapes "
+                        "table)", field="layer")
+    conv = net.layers[number - 1]
+    return number, conv, to_host(conv.params["W"])
 
 
 def activation_maps(net: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -251,35 +338,92 @@ def activation_maps(net: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     return maps
 
 
+def layer_scale(volume: np.ndarray) -> tuple[float, float, str]:
+    """(vmin, vmax, colour map) shared by all maps C×H×W of one layer: viridis over 0…max
+    when no value is negative (0 darkest; all 0: 0…1), else RdBu_r over ±max|v| (0 white).
+    The scale spans 0 and every value, so a constant map is drawn as its value: a dead
+    ReLU map at the bottom of the scale, never mid-scale."""
+    low, high = float(np.min(volume)), float(np.max(volume))
+    if low < 0:
+        bound = max(-low, high)
+        return -bound, bound, "RdBu_r"
+    return 0.0, high if high > 0 else 1.0, "viridis"
+
+
 def features_figure(image: np.ndarray, maps: Sequence[tuple[str, np.ndarray]],
-                    max_maps: int = 16, title: str = "") -> Any:
-    """The input image (uint8 C×H×W, RGB for C = 3, grey otherwise) above one row per
-    layer showing its first ``max_maps`` activation maps, each scaled to its own range."""
+                    max_maps: int = 16, title: str = "",
+                    probabilities: np.ndarray | None = None,
+                    class_names: Sequence[str] = ()) -> Any:
+    """The input image (uint8 C×H×W, RGB for C = 3, grey otherwise, 0…255 unscaled) and,
+    beside it, the class probabilities (K,) as bars named by ``class_names``; below, one
+    row per layer showing its first ``max_maps`` activation maps on one colour scale per
+    layer (:func:`layer_scale`) with its colour bar."""
     if not maps:
         raise PlotError("the network has no conv or pooling layer, so there are no "
                         "activation maps to show")
-    import matplotlib
+    from matplotlib.colors import Normalize
 
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")  # white gaps
-    rows = 1 + len(maps)
-    figure = _new_figure(11, 1.0 + 1.25 * rows)
-    axes_list = figure.subplots(rows, 1, squeeze=False)[:, 0]
+    columns = max(min(max_maps, len(volume)) for _, volume in maps)
+    K = 0 if probabilities is None else len(probabilities)
+    top_height = max(1.6, 0.2 * min(K, PROBABILITY_BARS) + 0.8)
+    figure = _new_figure(11, 0.6 + top_height + 1.35 * len(maps))
+    top, *rows = figure.subfigures(1 + len(maps), 1,
+                                   height_ratios=[top_height] + [1.35] * len(maps))
+    if K:
+        image_axes, bar_axes = top.subplots(1, 2, width_ratios=[1, 3])
+        _probability_bars(bar_axes, np.asarray(probabilities, np.float64), class_names)
+    else:
+        image_axes = top.subplots()
     C = image.shape[0]
     shown = image.transpose(1, 2, 0) if C == 3 else image.mean(axis=0)
-    axes_list[0].imshow(shown, cmap="gray", interpolation="nearest")
-    axes_list[0].set_title(f"input {image.shape[2]}x{image.shape[1]}x{C}", fontsize=9)
-    for axes, (label, volume) in zip(axes_list[1:], maps, strict=True):
+    image_axes.imshow(shown, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    image_axes.set_title(f"input {image.shape[2]}x{image.shape[1]}x{C}", fontsize=9)
+    image_axes.set_axis_off()
+    for row, (label, volume) in zip(rows, maps, strict=True):
+        vmin, vmax, cmap = layer_scale(volume)
+        norm = Normalize(vmin, vmax)
+        axes_row = row.subplots(1, columns, squeeze=False)[0]
         count = min(max_maps, len(volume))
-        tiles = np.stack([_scaled(volume[c]) for c in range(count)])
-        axes.imshow(mosaic(tiles, columns=count, background=np.nan), cmap=cmap, vmin=0,
-                    vmax=1, interpolation="nearest")
-        K, H, W = volume.shape
-        axes.set_title(f"{label} → {W}x{H}x{K} (first {count} of {K} maps)", fontsize=9)
-    for axes in axes_list:
-        axes.set_axis_off()
+        for c, axes in enumerate(axes_row):
+            if c < count:
+                shown_map = axes.imshow(volume[c], cmap=cmap, norm=norm, interpolation="nearest")
+                axes.set_xticks([])
+                axes.set_yticks([])
+                axes.set_title(str(c + 1), fontsize=7, pad=2)  # a conv's map c+1: filter c+1's
+            else:
+                axes.set_axis_off()
+        bar = row.colorbar(shown_map, ax=list(axes_row), fraction=0.02, pad=0.01, aspect=8)
+        bar.ax.tick_params(labelsize=7)
+        K_maps, H, W = volume.shape
+        dead = int(np.sum(np.all(volume[:count] == 0, axis=(1, 2))))
+        note = f"; {dead} shown all 0" if dead else ""
+        row.suptitle(f"{label} → {W}x{H}x{K_maps} (first {count} of {K_maps} maps{note}); "
+                     f"one colour scale for the layer", fontsize=9)
     if title:
         figure.suptitle(title)
     return figure
+
+
+def _probability_bars(axes: Any, probabilities: np.ndarray, class_names: Sequence[str]) -> None:
+    """Horizontal bars of the class probabilities (the PROBABILITY_BARS most likely when
+    there are more), the predicted class darker, each labelled with its %."""
+    K = len(probabilities)
+    names = list(class_names) or [str(k) for k in range(K)]
+    order = np.argsort(-probabilities, kind="stable")[:PROBABILITY_BARS]
+    shown = np.arange(K) if K <= PROBABILITY_BARS else order
+    y = np.arange(len(shown))
+    colours = ["#1f77b4" if k == order[0] else "#9ecae1" for k in shown]
+    axes.barh(y, probabilities[shown], color=colours)
+    for i, k in enumerate(shown):
+        axes.text(probabilities[k] + 0.01, i, f"{100 * probabilities[k]:.1f}%",
+                  va="center", fontsize=7)
+    axes.set_yticks(y, [names[k] for k in shown], fontsize=7)
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1.15)
+    axes.set_xticks([0, 0.25, 0.5, 0.75, 1])
+    axes.tick_params(axis="x", labelsize=7)
+    which = "" if K <= PROBABILITY_BARS else f" (top {len(shown)} of {K})"
+    axes.set_title(f"class probabilities{which}", fontsize=9)
 
 
 # ----------------------------------------------------------------------------- confusion
