@@ -234,18 +234,19 @@ def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> fl
 
 def _filters(net: Any, info: Any, *, source: Path, layer: int | None, maps: int, rgb: bool,
              **_: Any) -> Any:
-    from numbacnn.tools import plots
+    from numbacnn.tools import layer_pictures
 
-    number, conv, weights = plots.conv_filters(net, layer, where=str(source))
-    return plots.filters_figure(weights, max_slices=maps, rgb=rgb,
-                                title=f"{source.name}: layer {number}, {conv.describe()}")
+    number, conv, weights = layer_pictures.conv_filters(net, layer, where=str(source))
+    return layer_pictures.filters_figure(weights, max_slices=maps, rgb=rgb,
+                                         title=f"{source.name}: layer {number}, "
+                                         f"{conv.describe()}")
 
 
 def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str, image: str,
               maps: int, **_: Any) -> Any:
     from numbacnn.errors import DataError
     from numbacnn.io.images import load_images
-    from numbacnn.tools import plots
+    from numbacnn.tools import layer_pictures
 
     if image.isdigit():
         where = _dataset_source(info, data)
@@ -263,11 +264,11 @@ def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str
             raise DataError(f"--image {image}: holds no image; give a file with one")
         title = f"{source.name}: {Path(image).name}"
     x = info.normalize(picked, image)  # 1×C×H×W float32
-    volumes = plots.activation_maps(net, x)
+    volumes = layer_pictures.activation_maps(net, x)
     proba = net.predict_proba(x)[0]
     title += f", predicted {info.class_names[int(proba.argmax())]} ({100 * proba.max():.1f}%)"
-    return plots.features_figure(picked[0], volumes, maps, title=title, probabilities=proba,
-                                 class_names=info.class_names)
+    return layer_pictures.features_figure(picked[0], volumes, maps, title=title,
+                                          probabilities=proba, class_names=info.class_names)
 
 
 def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: str,

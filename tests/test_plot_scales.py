@@ -12,15 +12,15 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from numbacnn.io.model_file import ModelInfo, save_model
 from numbacnn_cli.main import cli
 
+from numbacnn.io.model_file import ModelInfo, save_model
 from numbacnn.network import Network
 from numbacnn.shapes import shape_table
 
 pytest.importorskip("matplotlib", reason="needs matplotlib: pip install -e '.[test]'")
 
-from numbacnn.tools import plots  # noqa: E402
+from numbacnn.tools import layer_pictures, plots  # noqa: E402
 
 SPEC = "input 8x8x1; conv 3 3 pad=1 activation=relu; maxpool 2; conv 5 3 pad=1; fc 4"
 NAMES = ["ant", "bee", "cat", "dog"]
@@ -57,15 +57,15 @@ def map_images(figure: Any) -> list[list[Any]]:
 
 
 def spy(monkeypatch: pytest.MonkeyPatch, name: str) -> dict[str, Any]:
-    """Record the Figure that plots.NAME returns to the CLI."""
+    """Record the Figure that layer_pictures.NAME returns to the CLI."""
     seen: dict[str, Any] = {}
-    original = getattr(plots, name)
+    original = getattr(layer_pictures, name)
 
     def record(*args: Any, **kwargs: Any) -> Any:
         seen["figure"] = original(*args, **kwargs)
         return seen["figure"]
 
-    monkeypatch.setattr(plots, name, record)
+    monkeypatch.setattr(layer_pictures, name, record)
     return seen
 
 
@@ -77,7 +77,7 @@ def test_constant_layers_are_drawn_as_their_value(rng: np.random.Generator) -> N
     maps = [("dead relu", np.zeros((3, 6, 6), np.float32)), ("varied", varied),
             ("constant", np.full((2, 3, 3), 0.7, np.float32)),
             ("negative", np.full((2, 3, 3), -2.0, np.float32))]
-    figure = plots.features_figure(np.zeros((1, 6, 6), np.uint8), maps)
+    figure = layer_pictures.features_figure(np.zeros((1, 6, 6), np.uint8), maps)
     rows = map_images(figure)
     assert [len(r) for r in rows] == [3, 4, 2, 2]
     for images, (_, volume) in zip(rows, maps, strict=True):
@@ -101,7 +101,7 @@ def test_constant_layers_are_drawn_as_their_value(rng: np.random.Generator) -> N
 
 def test_signed_layer_scale_is_centred_at_zero(rng: np.random.Generator) -> None:
     volume = rng.normal(size=(3, 4, 4)) + 0.5
-    figure = plots.features_figure(np.zeros((1, 4, 4), np.uint8), [("signed", volume)])
+    figure = layer_pictures.features_figure(np.zeros((1, 4, 4), np.uint8), [("signed", volume)])
     (images,) = map_images(figure)
     bound = np.abs(volume).max()
     assert images[0].get_clim() == (pytest.approx(-bound), pytest.approx(bound))
@@ -127,12 +127,13 @@ def test_features_cli_input_first_and_named_probability_bars(
 def test_many_classes_show_the_most_likely(rng: np.random.Generator) -> None:
     proba = rng.dirichlet(np.ones(50))
     names = [f"c{k}" for k in range(50)]
-    figure = plots.features_figure(np.zeros((3, 4, 4), np.uint8), [("m", np.ones((1, 2, 2)))],
-                                   probabilities=proba, class_names=names)
+    figure = layer_pictures.features_figure(np.zeros((3, 4, 4), np.uint8),
+                                            [("m", np.ones((1, 2, 2)))],
+                                            probabilities=proba, class_names=names)
     bar_axes = figure.subfigs[0].axes[1]
-    top = np.argsort(-proba)[:plots.PROBABILITY_BARS]
+    top = np.argsort(-proba)[:layer_pictures.PROBABILITY_BARS]
     assert [t.get_text() for t in bar_axes.get_yticklabels()] == [names[k] for k in top]
-    assert f"top {plots.PROBABILITY_BARS} of 50" in bar_axes.get_title()
+    assert f"top {layer_pictures.PROBABILITY_BARS} of 50" in bar_axes.get_title()
 
 
 # ----------------------------------------------------------------------------- filters
@@ -140,7 +141,7 @@ def test_many_classes_show_the_most_likely(rng: np.random.Generator) -> None:
 
 def test_filters_on_a_symmetric_diverging_scale(rng: np.random.Generator) -> None:
     weights = rng.normal(size=(5, 4, 3, 3)) + 0.3
-    figure = plots.filters_figure(weights, max_slices=2)
+    figure = layer_pictures.filters_figure(weights, max_slices=2)
     (image,) = figure.axes[0].images
     bound = np.abs(weights).max()
     assert image.get_clim() == (pytest.approx(-bound), pytest.approx(bound))
@@ -156,13 +157,13 @@ def test_filter_slices_in_reading_order() -> None:
     """Filter k's slice d sits in block k (row by row), column d of that block."""
     K, C, F = 12, 3, 2
     weights = np.arange(K * C * F * F, dtype=np.float64).reshape(K, C, F, F)
-    image, columns, S = plots.filter_slices(weights)
+    image, columns, S = layer_pictures.filter_slices(weights)
     assert S == C and columns > 1
     block_w = S * (F + 1) - 1
     for k in range(K):
         row, column = divmod(k, columns)
-        y = plots.FILTER_GAP + row * (F + plots.FILTER_GAP)
-        x = plots.FILTER_GAP + column * (block_w + F + plots.FILTER_GAP)
+        y = layer_pictures.FILTER_GAP + row * (F + layer_pictures.FILTER_GAP)
+        x = layer_pictures.FILTER_GAP + column * (block_w + F + layer_pictures.FILTER_GAP)
         for d in range(S):
             np.testing.assert_array_equal(image[y:y + F, x + d * (F + 1):x + d * (F + 1) + F],
                                           weights[k, d])
@@ -170,10 +171,10 @@ def test_filter_slices_in_reading_order() -> None:
 
 
 def test_rgb_filters_as_colour_images_only_for_three_channels(rng: np.random.Generator) -> None:
-    figure = plots.filters_figure(rng.normal(size=(4, 3, 3, 3)), rgb=True)
+    figure = layer_pictures.filters_figure(rng.normal(size=(4, 3, 3, 3)), rgb=True)
     assert figure.axes[0].images[0].get_array().shape[-1] == 3
     with pytest.raises(plots.PlotError, match="3 input channels"):
-        plots.filters_figure(rng.normal(size=(4, 2, 3, 3)), rgb=True)
+        layer_pictures.filters_figure(rng.normal(size=(4, 2, 3, 3)), rgb=True)
 
 
 def test_filters_layer_is_numbered_as_in_shapes(model: Path, tmp_path: Path,

@@ -26,7 +26,7 @@ pytest.importorskip("matplotlib", reason="needs matplotlib: pip install -e '.[te
 
 from matplotlib.image import imread  # noqa: E402
 
-from numbacnn.tools import plots  # noqa: E402
+from numbacnn.tools import layer_pictures, plots  # noqa: E402
 
 SPEC = "input 28x28x1; conv 6 3 pad=1 activation=relu; maxpool 2; conv 4 3; avgpool 2; fc 10"
 
@@ -202,15 +202,15 @@ def test_curves_test_accuracy_is_the_models(work: Path, tmp_path: Path,
 
 def test_filter_tiles_rgb_and_grey_each_scaled_to_its_range(rng: np.random.Generator) -> None:
     rgb = rng.normal(size=(5, 3, 4, 4)).astype(np.float32)
-    tiles = plots.filter_tiles(rgb)
+    tiles = layer_pictures.filter_tiles(rgb)
     assert tiles.shape == (5, 4, 4, 3)
     for k in range(5):
         w = rgb[k].transpose(1, 2, 0)
         np.testing.assert_allclose(tiles[k], (w - w.min()) / (w.max() - w.min()), atol=1e-6)
-    grey = plots.filter_tiles(rng.normal(size=(7, 1, 3, 3)))
+    grey = layer_pictures.filter_tiles(rng.normal(size=(7, 1, 3, 3)))
     assert grey.shape == (7, 3, 3)
     assert np.allclose(grey.min(axis=(1, 2)), 0) and np.allclose(grey.max(axis=(1, 2)), 1)
-    image = plots.mosaic(tiles, columns=3, gap=1)
+    image = layer_pictures.mosaic(tiles, columns=3, gap=1)
     assert image.shape == (2 * 5 + 1, 3 * 5 + 1, 3)
     np.testing.assert_array_equal(image[6:10, 6:10], tiles[4])  # row 1, column 1
 
@@ -219,7 +219,7 @@ def test_activation_maps_after_conv_and_pool_layers(rng: np.random.Generator) ->
     net = Network([Conv2D(3, 3, pad=1), ReLU(), MaxPool2D(2),
                    Dense(2)], input_shape=(1, 6, 6)).initialize(seed=1)
     x = rng.normal(size=(1, 1, 6, 6)).astype(np.float32)
-    maps = plots.activation_maps(net, x)
+    maps = layer_pictures.activation_maps(net, x)
     assert [label.split(":")[0] for label, _ in maps] == ["layer 1", "layer 3"]
     assert "+ relu" in maps[0][0]
     assert maps[0][1].shape == (3, 6, 6) and maps[1][1].shape == (3, 3, 3)
