@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from layer_cases import LAYER_CASES
 
 from numbacnn.errors import DataError, ModelFileError
 from numbacnn.io import model_io
@@ -113,21 +114,40 @@ def test_save_load_round_trip_gives_identical_outputs(trained, tmp_path: Path) -
     assert net2.step == net.step == info.training.step
 
 
+def assert_round_trips(net: Network, path: Path) -> None:
+    """Saved and loaded, ``net`` has the same layers (options, init) and predicts the same
+    probabilities from the same images."""
+    C = net.input_shape[0]
+    info = ModelInfo("", net.input_shape, ["a", "b", "c"],
+                     np.linspace(0.4, 0.5, C).astype(np.float32),
+                     np.linspace(0.2, 0.3, C).astype(np.float32))
+    images = np.random.default_rng(1).integers(0, 256, (5, *net.input_shape)).astype(np.uint8)
+    save_model(path, net, info)
+    loaded, loaded_info = load_model(path)
+    assert [layer.describe() for layer in loaded.layers] == [layer.describe()
+                                                             for layer in net.layers]
+    assert [layer.init for layer in loaded.layers] == [layer.init for layer in net.layers]
+    assert loaded_info.training is None and loaded_info.optimizer is None
+    np.testing.assert_array_equal(predict_images(loaded, loaded_info, images),
+                                  predict_images(net, info, images))
+
+
 def test_every_layer_kind_round_trips(tmp_path: Path) -> None:
     layers = [Conv2D(4, 3, stride=1, pad=1, init="normal"), LeakyReLU(0.2), LRN(3, 2e-4, 0.5, 1.5),
               AvgPool2D(2), Conv2D(6, 1), ELU(0.5), Maxout(3), MaxPool2D(2, 1), Sigmoid(),
               Flatten(), Dense(5, init="xavier"), Tanh(), Dropout(0.1), Dense(3)]
     net = Network(layers, input_shape=(2, 6, 6)).initialize(9, "he")
-    info = ModelInfo("", (2, 6, 6), ["a", "b", "c"], np.array([0.4, 0.5], np.float32),
-                     np.array([0.2, 0.3], np.float32))
-    images = np.random.default_rng(1).integers(0, 256, (5, 2, 6, 6)).astype(np.uint8)
-    save_model(tmp_path / "all.h5", net, info)
-    loaded, loaded_info = load_model(tmp_path / "all.h5")
-    assert [layer.describe() for layer in loaded.layers] == [layer.describe() for layer in layers]
-    assert [layer.init for layer in loaded.layers] == [layer.init for layer in layers]
-    assert loaded_info.training is None and loaded_info.optimizer is None
-    np.testing.assert_array_equal(predict_images(loaded, loaded_info, images),
-                                  predict_images(net, info, images))
+    assert_round_trips(net, tmp_path / "all.h5")
+
+
+@pytest.mark.parametrize("kind", LAYER_CASES)
+def test_each_layer_kind_round_trips(kind: str, tmp_path: Path) -> None:
+    """tests/layer_cases.py's tiny classifier of each kind, after one training pass (which
+    moves what a layer keeps besides its parameters, e.g. running statistics)."""
+    case = LAYER_CASES[kind]
+    net = Network.from_spec(case.network_spec()).initialize(9, "he")
+    net.forward(case.draw(np.random.default_rng(2)), training=True)
+    assert_round_trips(net, tmp_path / f"{kind}.h5")
 
 
 def test_trained_model_beats_chance_with_stored_normalization(trained) -> None:

@@ -1,6 +1,7 @@
 """``numbacnn export`` to ONNX, checked by onnx.checker and onnxruntime.
 
-For every classifier preset in data/specs/ and for a spec that uses every layer kind,
+For every classifier preset in data/specs/, a spec that uses every layer kind, and each
+layer kind alone (tests/layer_cases.py),
 a freshly initialized model (its last layer scaled so that the probabilities are far
 from uniform, so a wrong graph shows) is saved with model_io, exported through the
 command line, and onnxruntime's probabilities on raw pixels are compared with
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from layer_cases import LAYER_CASES
 from numbacnn_cli.main import cli
 
 from numbacnn.device import to_host
@@ -31,9 +33,10 @@ from numbacnn.spec import LayerSyntax
 onnx = pytest.importorskip("onnx", reason="needs onnx: pip install -e '.[test]'")
 ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[test]'")
 
-# Every layer kind numbacnn has: conv with a fused relu, a relu that is not fused, lrn
-# with an odd size (ONNX LRN) and an even one (written out), both poolings, every
-# activation, maxout, flatten, fc, dropout and the closing softmax.
+# The layer kinds together (each alone: tests/layer_cases.py's networks): conv with a
+# fused relu, a relu that is not fused, lrn with an odd size (ONNX LRN) and an even one
+# (written out), both poolings, every activation, maxout, flatten, fc, dropout and the
+# closing softmax.
 EVERY_KIND = ("input 12x12x3; conv 8 3 pad=1 activation=relu; lrn size=3 alpha=0.5 beta=0.75 k=1;"
               " maxpool 2; relu; conv 8 3 pad=1; batchnorm momentum=0.5; leaky 0.1;"
               " lrn size=4 alpha=0.5 beta=0.6 k=1.5;"
@@ -113,13 +116,18 @@ def onnx_proba(path: Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate(parts)
 
 
-@pytest.mark.parametrize("spec, count, opset", [
-    ("fmnist", 200, 17),
-    ("lenet", 200, 17),
-    ("alexnet", 8, 17),
-    (EVERY_KIND, 200, 17),
-    (EVERY_KIND, 200, 18),  # ReduceMax takes its axes as an input from opset 18 on
-], ids=["fmnist", "lenet", "alexnet", "every-kind", "every-kind-opset18"])
+EXPORTS = {
+    "fmnist": ("fmnist", 200, 17),
+    "lenet": ("lenet", 200, 17),
+    "alexnet": ("alexnet", 8, 17),
+    "every-kind": (EVERY_KIND, 200, 17),
+    "every-kind-opset18": (EVERY_KIND, 200, 18),  # ReduceMax takes its axes as an input
+    # from opset 18 on; then each layer kind alone in a tiny classifier
+    **{f"case-{kind}": (case.network_spec(), 200, 17) for kind, case in LAYER_CASES.items()},
+}
+
+
+@pytest.mark.parametrize("spec, count, opset", list(EXPORTS.values()), ids=list(EXPORTS))
 def test_onnxruntime_matches_predict(spec: str, count: int, opset: int,
                                      tmp_path: Path) -> None:
     x, model = make_model(spec, tmp_path / "model.h5", count)
