@@ -27,7 +27,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hostile import SPEC, FullDisk, quadrants, run, snapshot, train_checkpoint
+from helpers import SPEC, quadrants, run
+from hostile import FullDisk, snapshot, train_checkpoint
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from layer_cases import LAYER_CASES

@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import CLASSES, quadrant_dataset
 from layer_cases import LAYER_CASES
 
 from numbacnn.errors import DataError, ModelFileError
@@ -42,25 +43,6 @@ from numbacnn.layers import (
 )
 from numbacnn.network import Network
 from numbacnn.training.trainer import Trainer, TrainSettings
-
-CLASSES = ["top left", "top right", "bottom left", "bottom right"]
-
-
-def quadrant_dataset(n_train: int = 96, n_test: int = 32, seed: int = 0) -> Dataset:
-    """8x8 grey images of 4 classes: class k has a bright 4x4 square in quadrant k."""
-    rng = np.random.default_rng(seed)
-
-    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = np.arange(n, dtype=np.int64) % 4
-        x = rng.integers(0, 80, (n, 1, 8, 8)).astype(np.uint8)
-        for i, k in enumerate(y):
-            r, c = 4 * (k // 2), 4 * (k % 2)
-            x[i, 0, r:r + 4, c:c + 4] += 150
-        return x, y
-
-    x_train, y_train = split(n_train)
-    x_test, y_test = split(n_test)
-    return Dataset(x_train, y_train, x_test, y_test, list(CLASSES), name="quadrants")
 
 
 def tiny_network() -> Network:

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from numbacnn_cli.main import cli
+from helpers import run as run_cli
 
 from numbacnn.errors import ShapeError, SpecError
 from numbacnn.network import Network
@@ -41,7 +40,7 @@ ALEXNET = [
 
 
 def run(*args: str):
-    return CliRunner().invoke(cli, ["shapes", *args])
+    return run_cli("shapes", *args)
 
 
 # --- the acceptance numbers -------------------------------------------------------------
