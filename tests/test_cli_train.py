@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from numbacnn_cli.main import cli
+from helpers import CLASSES, assert_ok, assert_one_error, quadrant_images, run
 
 from numbacnn.io import model_file
 from numbacnn.io.dataset_files import load_dataset, save_dataset
@@ -23,17 +22,6 @@ from numbacnn.training.trainer import Trainer
 
 SPEC = ("input 8x8x1; conv 4 3 pad=1 activation=relu; maxpool 2; fc 8 activation=relu; "
         "dropout 0.25; fc 4; softmax")
-CLASSES = np.array(["top left", "top right", "bottom left", "bottom right"])
-
-
-def quadrant_images(n: int, rng: np.random.Generator, size: int = 8) -> tuple[np.ndarray, ...]:
-    """uint8 N×1×size×size images; class k is bright in quadrant k."""
-    y = np.arange(n, dtype=np.int64) % 4
-    x = rng.integers(0, 80, (n, 1, size, size)).astype(np.uint8)
-    h = size // 2
-    for i, k in enumerate(y):
-        x[i, 0, h * (k // 2):h * (k // 2) + h, h * (k % 2):h * (k % 2) + h] += 150
-    return x, y
 
 
 def write_npz(path: Path, size: int = 8, label_offset: int = 0, n_train: int = 64) -> Path:
@@ -41,34 +29,13 @@ def write_npz(path: Path, size: int = 8, label_offset: int = 0, n_train: int = 6
     x_train, y_train = quadrant_images(n_train, rng, size)
     x_test, y_test = quadrant_images(16, rng, size)
     np.savez(path, x_train=x_train, y_train=y_train + label_offset, x_test=x_test,
-             y_test=y_test, class_names=CLASSES)
+             y_test=y_test, class_names=np.array(CLASSES))
     return path
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def train_args(data: Path, out: Path, *extra: object) -> list[object]:
     return ["train", SPEC, "--data", data, "--out", out, "--epochs", 2, "--batch-size", 16,
             "--lr", 0.05, *extra]
-
-
-def assert_ok(result: Result) -> None:
-    assert result.exit_code == 0, result.output
-    assert "error" not in result.output
-
-
-def assert_one_error(result: Result, *fragments: str, code: int = 2) -> str:
-    """Exit ``code``, exactly one ``error:`` line containing ``fragments``, no traceback."""
-    assert result.exit_code == code, result.output
-    assert result.exc_info is None or result.exc_info[0] is SystemExit, result.exc_info
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 locals in registers (no GPU needed).
 
 Inside ``numbacnn.backends.cuda.dry_run()`` with the dispatcher forced to "cuda", the
-forward and backward passes of every layer type, the loss and its batch statistics,
+forward and backward passes of a network of every layer type and of each layer kind alone
+in its tiny classifier (tests/layer_cases.py), the loss and its batch statistics,
 both optimizers, ``zeros`` (fill) and the four SGEMM transposes (with and without
 split-K) run on host arrays and record each launch as (kernel function, numba argument
 types). Each distinct pair is compiled with ``numba.cuda.compile_ptx(..., cc=(9, 0))``
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from layer_cases import LAYER_CASES
 
 import numbacnn.device
 
@@ -103,6 +105,9 @@ def drive_every_kernel() -> list[Record]:
         for optimizer in (SGD(), Adam()):
             optimizer.step(net, 0.01)
         net.predict_proba(x)
+        for case in LAYER_CASES.values():  # each layer kind alone (tests/layer_cases.py)
+            alone = Network.from_spec(case.network_spec(classes=3)).initialize(seed=1)
+            alone.train_step(case.draw(rng), np.arange(case.shape[0]) % 3)
         B = cuda_backend
         for trans_a, trans_b in itertools.product((False, True), repeat=2):
             a = np.ones((3, 5) if trans_a else (5, 3), np.float32)

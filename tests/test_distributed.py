@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from numbacnn_cli.main import cli
+from helpers import quadrant_images, run
 
 from numbacnn.training.checkpoint import load_checkpoint
 from numbacnn.training.distributed import World, launched_by_mpi, launcher_rank
@@ -68,15 +67,7 @@ def write_data(path: Path) -> Path:
     """90 training (81 fit + 9 validation) and 20 test 8x8 images of 4 classes; with batch
     16 the last batch of an epoch has 1 image: rank 1 gets none."""
     rng = np.random.default_rng(7)
-
-    def images(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = np.arange(n, dtype=np.int64) % 4
-        x = rng.integers(0, 80, (n, 1, 8, 8)).astype(np.uint8)
-        for i, k in enumerate(y):
-            x[i, 0, 4 * (k // 2):4 * (k // 2) + 4, 4 * (k % 2):4 * (k % 2) + 4] += 150
-        return x, y
-
-    (x_train, y_train), (x_test, y_test) = images(90), images(20)
+    (x_train, y_train), (x_test, y_test) = quadrant_images(90, rng), quadrant_images(20, rng)
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
              class_names=np.array(["a", "b", "c", "d"]))
     return path
@@ -92,7 +83,7 @@ def cli_on_ranks(*args: object, **kwargs: object) -> subprocess.CompletedProcess
 
 
 def one_process(*args: object) -> None:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
+    result = run(*args)
     assert result.exit_code == 0, result.output
 
 

@@ -27,9 +27,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hostile import SPEC, FullDisk, quadrants, run, snapshot, train_checkpoint
+from helpers import SPEC, quadrants, run
+from hostile import FullDisk, snapshot, train_checkpoint
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from layer_cases import LAYER_CASES
 
 from numbacnn.errors import DataError, ModelFileError, NumbacnnError
 from numbacnn.io import atomic_file
@@ -105,9 +107,9 @@ def cli_ok_or_one_error(result) -> None:
 
 # ----------------------------------------------------------------------------- specs
 
-WORDS = ["input", "conv", "fc", "maxpool", "avgpool", "lrn", "relu", "leaky", "elu", "maxout",
-         "dropout", "softmax", "flatten", "tanh", "sigmoid", "stride=", "pad=", "size=",
-         "alpha=", "init=", "activation=", "pad=same", "init=he", "#", "=", "x"]
+# Every layer keyword (one per case of tests/layer_cases.py), then options and punctuation
+WORDS = ["input", *LAYER_CASES, "stride=", "pad=", "size=", "alpha=", "init=", "activation=",
+         "pad=same", "init=he", "#", "=", "x"]
 NUMBERS = ["0", "1", "2", "3", "8", "28x28x1", "8x8x1", "-1", "+3", "1_0", "\u0663", "1e3",
            ".5", "0.5", "nan", "inf", "1e400", "99999999999x99999999999x99999999999",
            "4611686018427387904", "2147483648", "10000000000000000000000", "0x10"]

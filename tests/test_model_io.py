@@ -12,6 +12,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import CLASSES, quadrant_dataset
+from layer_cases import LAYER_CASES
 
 from numbacnn.errors import DataError, ModelFileError, NotAModelError
 from numbacnn.io.atomic_file import WriteError, check_writable
@@ -42,25 +44,6 @@ from numbacnn.network import Network
 from numbacnn.tools.inference import ensemble_proba, predict_images
 from numbacnn.training.checkpoint import OptimizerState, load_checkpoint
 from numbacnn.training.trainer import Trainer, TrainSettings
-
-CLASSES = ["top left", "top right", "bottom left", "bottom right"]
-
-
-def quadrant_dataset(n_train: int = 96, n_test: int = 32, seed: int = 0) -> Dataset:
-    """8x8 grey images of 4 classes: class k has a bright 4x4 square in quadrant k."""
-    rng = np.random.default_rng(seed)
-
-    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = np.arange(n, dtype=np.int64) % 4
-        x = rng.integers(0, 80, (n, 1, 8, 8)).astype(np.uint8)
-        for i, k in enumerate(y):
-            r, c = 4 * (k // 2), 4 * (k % 2)
-            x[i, 0, r:r + 4, c:c + 4] += 150
-        return x, y
-
-    x_train, y_train = split(n_train)
-    x_test, y_test = split(n_test)
-    return Dataset(x_train, y_train, x_test, y_test, list(CLASSES), name="quadrants")
 
 
 def tiny_network() -> Network:
@@ -133,21 +116,40 @@ def test_an_unusable_device_is_a_device_error_not_a_damaged_file(trained) -> Non
         load_model(trained[0], device="cuda")
 
 
+def assert_round_trips(net: Network, path: Path) -> None:
+    """Saved and loaded, ``net`` has the same layers (options, init) and predicts the same
+    probabilities from the same images."""
+    C = net.input_shape[0]
+    info = ModelInfo("", net.input_shape, ["a", "b", "c"],
+                     np.linspace(0.4, 0.5, C).astype(np.float32),
+                     np.linspace(0.2, 0.3, C).astype(np.float32))
+    images = np.random.default_rng(1).integers(0, 256, (5, *net.input_shape)).astype(np.uint8)
+    save_model(path, net, info)
+    loaded, loaded_info = load_model(path)
+    assert [layer.describe() for layer in loaded.layers] == [layer.describe()
+                                                             for layer in net.layers]
+    assert [layer.init for layer in loaded.layers] == [layer.init for layer in net.layers]
+    assert loaded_info.training is None and loaded_info.optimizer is None
+    np.testing.assert_array_equal(predict_images(loaded, loaded_info, images),
+                                  predict_images(net, info, images))
+
+
 def test_every_layer_kind_round_trips(tmp_path: Path) -> None:
     layers = [Conv2D(4, 3, stride=1, pad=1, init="normal"), LeakyReLU(0.2), LRN(3, 2e-4, 0.5, 1.5),
               AvgPool2D(2), Conv2D(6, 1), ELU(0.5), Maxout(3), MaxPool2D(2, 1), Sigmoid(),
               Flatten(), Dense(5, init="xavier"), Tanh(), Dropout(0.1), Dense(3)]
     net = Network(layers, input_shape=(2, 6, 6)).initialize(9, "he")
-    info = ModelInfo("", (2, 6, 6), ["a", "b", "c"], np.array([0.4, 0.5], np.float32),
-                     np.array([0.2, 0.3], np.float32))
-    images = np.random.default_rng(1).integers(0, 256, (5, 2, 6, 6)).astype(np.uint8)
-    save_model(tmp_path / "all.h5", net, info)
-    loaded, loaded_info = load_model(tmp_path / "all.h5")
-    assert [layer.describe() for layer in loaded.layers] == [layer.describe() for layer in layers]
-    assert [layer.init for layer in loaded.layers] == [layer.init for layer in layers]
-    assert loaded_info.training is None and loaded_info.optimizer is None
-    np.testing.assert_array_equal(predict_images(loaded, loaded_info, images),
-                                  predict_images(net, info, images))
+    assert_round_trips(net, tmp_path / "all.h5")
+
+
+@pytest.mark.parametrize("kind", LAYER_CASES)
+def test_each_layer_kind_round_trips(kind: str, tmp_path: Path) -> None:
+    """tests/layer_cases.py's tiny classifier of each kind, after one training pass (which
+    moves what a layer keeps besides its parameters, e.g. running statistics)."""
+    case = LAYER_CASES[kind]
+    net = Network.from_spec(case.network_spec()).initialize(9, "he")
+    net.forward(case.draw(np.random.default_rng(2)), training=True)
+    assert_round_trips(net, tmp_path / f"{kind}.h5")
 
 
 def test_trained_model_beats_chance_with_stored_normalization(trained) -> None:

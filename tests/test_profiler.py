@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from numbacnn_cli.main import cli
+from helpers import run
 
 from numbacnn.network import Network
 from numbacnn.training import profiler
@@ -157,7 +156,7 @@ def test_text_table_lines_line_up() -> None:
 
 
 def bench_cli(*args: str) -> Any:
-    return CliRunner().invoke(cli, ["bench", "--device", "cpu", *args])
+    return run("bench", "--device", "cpu", *args)
 
 
 def test_bench_json_and_output_file(tmp_path: Path) -> None:

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from hostile import CLASSES, SPEC, quadrants
-from numbacnn_cli.main import cli
+from helpers import CLASSES, SPEC, quadrants, run
 
 import numbacnn.device
 from numbacnn.errors import DataError, ModelFileError, TrainingError
@@ -271,10 +269,6 @@ def test_describe_gpus_reads_every_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ----------------------------------------------------------------------------- the CLI
-
-
-def run(*args: object):  # noqa: ANN201
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_a_library_error_about_a_given_option_is_reported_as_that_option(tmp_path: Path

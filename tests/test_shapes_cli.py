@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from numbacnn_cli.main import cli
+from helpers import run as run_cli
 
 from numbacnn.errors import ShapeError, SpecError
 from numbacnn.network import Network
@@ -42,7 +41,7 @@ ALEXNET = [
 
 def run(*args: str):
     """``numbacnn shapes ARGS`` as into a file (no terminal, no $COLUMNS): the wide table."""
-    return CliRunner().invoke(cli, ["shapes", *args], env={"COLUMNS": None})
+    return run_cli("shapes", *args, env={"COLUMNS": None})
 
 
 # --- the acceptance numbers -------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_trainer import small_dataset
+from helpers import small_dataset
 from traffic import step_traffic
 
 import numbacnn.device

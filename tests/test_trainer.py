@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import small_dataset
 
 from numbacnn.errors import DataError, TrainingError
-from numbacnn.io.datasets import Dataset, normalize
+from numbacnn.io.datasets import normalize
 from numbacnn.layers import Conv2D, Dense, Dropout, MaxPool2D, ReLU
 from numbacnn.network import Network
 from numbacnn.training.checkpoint import load_checkpoint
@@ -23,17 +24,6 @@ from numbacnn.training.trainer import (
     check_fits,
     evaluate,
 )
-
-
-def small_dataset(n_train: int = 80, classes: int = 4, seed: int = 0) -> Dataset:
-    """8x8 grey images; class k is brighter in its own quadrant."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n_train, dtype=np.int64) % classes
-    x = rng.integers(0, 80, (n_train, 1, 8, 8)).astype(np.uint8)
-    for i, k in enumerate(y):
-        r, c = 4 * ((k // 2) % 2), 4 * (k % 2)
-        x[i, 0, r:r + 4, c:c + 4] += 150
-    return Dataset(x, y, x[:16].copy(), y[:16].copy(), [f"c{k}" for k in range(classes)])
 
 
 def small_network() -> Network:
