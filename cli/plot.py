@@ -20,6 +20,7 @@ from numbacnn_cli.options import (
     with_command,
 )
 
+from numbacnn.tools.activation_stats import KIND as ACTIVATIONS
 from numbacnn.tools.plots import DPI_BOUNDS, KINDS  # imports no matplotlib
 
 _PATH = click.Path(path_type=Path)
@@ -44,7 +45,7 @@ class _Size(click.ParamType):
 
 
 @click.command("plot")
-@click.argument("what", type=click.Choice(KINDS))
+@click.argument("what", type=click.Choice((*KINDS, ACTIVATIONS)))
 @click.argument("source", metavar="MODEL", type=_PATH)
 @click.option("-o", "--output", type=_PATH, required=True,
               help="Picture to write: .png, .svg or .pdf.")
@@ -76,6 +77,8 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
     features   one image (--image) and its activation maps after each conv and pool layer
     confusion  the confusion matrix on --data's --split, with per-class accuracy
     bench      per-layer forward/backward times; MODEL is a numbacnn bench --json file
+    activations  histograms of each layer's outputs and their gradients on one batch
+               (--batch-size images of --data's --split), with mean, std, dead ReLUs
     """
     from numbacnn.tools import plots
 
@@ -91,7 +94,7 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
         set_device("cpu" if quick else device)  # only reading weights: no GPU needed
         net, info = load_model(source)
         draw = {"curves": _curves, "filters": _filters, "features": _features,
-                "confusion": _confusion}[what]
+                "confusion": _confusion, ACTIVATIONS: _activations}[what]
         figure = draw(net, info, source=source, data=data, split=split, image=image,
                       maps=maps, test_accuracy=test_accuracy, batch_size=batch_size)
     width, height = plots.save_figure(figure, output, size, dpi)
@@ -203,6 +206,29 @@ def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: st
                                   title=f"{source.name} on {where} ({split} split): accuracy "
                                   f"{100 * score.accuracy:.2f}% ({score.correct}"
                                   f"/{len(score.labels)})")
+
+
+def _activations(net: Any, info: Any, *, source: Path, data: str | None, split: str,
+                 batch_size: int, **_: Any) -> Any:
+    from numbacnn.errors import DataError
+    from numbacnn.io.images import load_images
+    from numbacnn.tools import activation_stats
+
+    where = _dataset_source(info, data)
+    images, labels = load_images(where, info.input_shape, split)
+    if labels is None:
+        raise DataError(f"{where}: has no labels, and the gradients need them; give a "
+                        "dataset with --data", field="data")
+    if len(images) == 0:
+        raise DataError(f"{where}: its {split} split has no images; choose another --split")
+    n = min(batch_size, len(images))
+    x = info.normalize(images[:n], where)
+    stats = activation_stats.layer_statistics(net, x, labels[:n])
+    for line in activation_stats.summary_lines(stats):
+        click.echo(line)
+    return activation_stats.activations_figure(
+        stats, title=f"{source.name}: activations and gradients on {n} images of {where} "
+        f"({split} split)")
 
 
 COMMANDS = [plot]
