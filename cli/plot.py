@@ -218,7 +218,7 @@ def _activations(net: Any, info: Any, *, source: Path, data: str | None, split: 
     images, labels = load_images(where, info.input_shape, split)
     if labels is None:
         raise DataError(f"{where}: has no labels, and the gradients need them; give a "
-                        "dataset with --data", field="data")
+                        "labelled dataset (a name, .h5, .npz or IDX directory)", field="data")
     if len(images) == 0:
         raise DataError(f"{where}: its {split} split has no images; choose another --split")
     n = min(batch_size, len(images))

@@ -198,3 +198,16 @@ def test_plot_activations_writes_a_png(tmp_path: Path) -> None:
     assert lines[0].startswith("layer 1: conv 4 3 stride=1 pad=1 + relu: outputs mean ")
     assert "dead " in lines[0] and "dead" not in lines[1]
     assert lines[-1].startswith(f"wrote {picture}: activations of {model}")
+
+
+def test_plot_activations_without_labels_is_one_error_line(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    assert train(tmp_path, SMALL).exit_code == 0
+    images = tmp_path / "two.npy"
+    np.save(images, np.zeros((2, 1, 28, 28), np.uint8))
+    result = run("plot", "activations", tmp_path / "m.h5", "-o", tmp_path / "a.png",
+                 "--data", images)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "has no labels, and the gradients need them" in errors[0]
+    assert not (tmp_path / "a.png").exists()

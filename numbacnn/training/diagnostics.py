@@ -95,6 +95,6 @@ def symmetry_warning(net: Network, init: str) -> str | None:
     names = ", ".join(layer.describe() for layer in layers[:3])
     names += f" and {len(layers) - 3} more" if len(layers) > 3 else ""
     return (f"{names} start{'s' if len(layers) == 1 else ''} with all-zero weights (init "
-            "zeros): every filter of such a layer computes the same output and gets the same "
-            "gradient, so the filters stay equal (symmetry) and cannot learn different "
-            "features; give them random weights (he, xavier, lecun or normal)")
+            "zeros): every filter (or unit) of such a layer computes the same output and "
+            "gets the same gradient, so they stay equal (symmetry) and cannot learn "
+            "different features; give them random weights (he, xavier, lecun or normal)")
