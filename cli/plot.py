@@ -23,6 +23,7 @@ from numbacnn_cli.options import (
 )
 
 from numbacnn.limits import SEEDS
+from numbacnn.tools.activation_stats import KIND as ACTIVATIONS
 from numbacnn.tools.conv_figure import (  # imports no matplotlib
     DEPTH_BOUNDS,
     FILTER_BOUNDS,
@@ -65,7 +66,7 @@ class _PlotCommand(click.Command):
 
 
 @click.command("plot", cls=_PlotCommand)
-@click.argument("what", type=click.Choice(KINDS))
+@click.argument("what", type=click.Choice((*KINDS, ACTIVATIONS)))
 @click.argument("source", metavar="MODEL", type=_PATH)
 @click.option("-o", "--output", type=_PATH, required=True,
               help="Picture to write: .png, .svg or .pdf.")
@@ -103,6 +104,8 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
                (one colour scale per layer) and its class probabilities
     confusion  the confusion matrix on --data's --split, with per-class accuracy
     bench      per-layer forward/backward times; MODEL is a numbacnn bench --json file
+    activations  histograms of each layer's outputs and their gradients on one batch
+               (--batch-size images of --data's --split), with mean, std, dead ReLUs
 
     numbacnn plot conv [OPTIONS] -o FILE draws the lecture's convolution figure
     instead (no MODEL); see numbacnn plot conv --help.
@@ -121,7 +124,7 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
         set_device("cpu" if quick else device)  # only reading weights: no GPU needed
         net, info = load_model(source)
         draw = {"curves": _curves, "filters": _filters, "features": _features,
-                "confusion": _confusion}[what]
+                "confusion": _confusion, ACTIVATIONS: _activations}[what]
         figure = draw(net, info, source=source, data=data, split=split, image=image,
                       maps=maps, layer=layer, rgb=rgb, test_accuracy=test_accuracy,
                       batch_size=batch_size)
@@ -283,6 +286,29 @@ def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: st
                                   title=f"{source.name} on {where} ({split} split): accuracy "
                                   f"{100 * score.accuracy:.2f}% ({score.correct}"
                                   f"/{len(score.labels)})")
+
+
+def _activations(net: Any, info: Any, *, source: Path, data: str | None, split: str,
+                 batch_size: int, **_: Any) -> Any:
+    from numbacnn.errors import DataError
+    from numbacnn.io.images import load_images
+    from numbacnn.tools import activation_stats
+
+    where = _dataset_source(info, data)
+    images, labels = load_images(where, info.input_shape, split)
+    if labels is None:
+        raise DataError(f"{where}: has no labels, and the gradients need them; give a "
+                        "labelled dataset (a name, .h5, .npz or IDX directory)", field="data")
+    if len(images) == 0:
+        raise DataError(f"{where}: its {split} split has no images; choose another --split")
+    n = min(batch_size, len(images))
+    x = info.normalize(images[:n], where)
+    stats = activation_stats.layer_statistics(net, x, labels[:n])
+    for line in activation_stats.summary_lines(stats):
+        click.echo(line)
+    return activation_stats.activations_figure(
+        stats, title=f"{source.name}: activations and gradients on {n} images of {where} "
+        f"({split} split)")
 
 
 COMMANDS = [plot]

@@ -133,7 +133,8 @@ def _setting(name: str) -> click.ParamType:
 @click.option("--patience", type=_setting("patience"),
               help="Epochs without improvement before ÷10 (plateau).")
 @click.option("--init", type=_setting("init"),
-              help="Weight initializer of layers whose spec gives no init=.")
+              help="Weight initializer of layers whose spec gives no init= (the layer "
+              "feeding the softmax starts small, one feeding a maxout lecun: docs/spec.md).")
 @click.option("--augment/--no-augment", default=None,
               help="Random crop (2 px padding) and horizontal flip of training images.")
 @click.option("--val-split", type=_setting("val_split"),
@@ -238,6 +239,7 @@ def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progr
     trainer = Trainer.from_settings(settings, out=out, on_batch=progress.batch,
                                     on_epoch=progress.epoch)
     _header(trainer)
+    _initial_state(trainer)
     return trainer
 
 
@@ -283,11 +285,34 @@ def _header(trainer: Any) -> None:
                f"({precision()}){ranks}, checkpoint {trainer.out}")
 
 
+def _initial_state(trainer: Any) -> None:
+    """A new run's initial loss beside ln K, and why it cannot learn when weights start
+    at zero (numbacnn.training.diagnostics); rank 0 alone computes and prints them."""
+    from numbacnn.training.diagnostics import initial_loss, symmetry_warning
+
+    if not trainer.world.is_root:
+        return
+    warning = symmetry_warning(trainer.net, trainer.settings.init)
+    if warning is not None:
+        click.echo(f"warning: {warning}; e.g. --init he", err=True)
+    start = initial_loss(trainer.net, trainer.x_fit, trainer.y_fit)
+    click.echo(start.line())
+    advice = start.advice()
+    if advice is not None:
+        click.echo(f"note: {advice}", err=True)
+
+
 def _inits(trainer: Any) -> str:
     """The initializers the layers really use: a spec's init= overrides --init."""
     default, used = trainer.settings.init, trainer.layer_initializers()
     if not used or all(init == default for init in used):
         return default
+    own = [layer.init for layer in trainer.net.layers if layer.params and layer.init]
+    if not own:  # the defaults alone: e.g. the layer feeding the softmax starts small
+        return f"{default}, " + ", ".join(
+            f"{layer.describe()} {layer.initializer(default)}"
+            for layer in trainer.net.layers
+            if layer.params and layer.initializer(default) != default)
     if len(set(used)) == 1:
         return f"{used[0]} (from the spec)"
     return "/".join(dict.fromkeys(used)) + " (per layer, from the spec)"

@@ -77,11 +77,14 @@ class Network:
         shape = self.input_shape
         for layer in self.layers:
             shape = layer.build(shape)  # type: ignore[arg-type]
+        scores = self.explicit_loss or shape[1:] == (1, 1)  # the last layer feeds the loss
         for layer, after in zip(self.layers, [*self.layers[1:], None], strict=True):
             taken = layer.fuse_next(after, self.fuse)  # e.g. a conv does its ReLU's work
             if after is not None:
                 after.fused = taken
-        if self.explicit_loss or shape[1:] == (1, 1):
+            follower = after or (self.loss if scores else None)  # its weights' default init
+            layer.init_of_next = follower.init_of_input if follower is not None else {}
+        if scores:
             self.loss.build(shape)  # type: ignore[arg-type]
         return shape  # type: ignore[return-value]
 

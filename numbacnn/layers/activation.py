@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from numbacnn.errors import ShapeError
+from numbacnn.init import MAXOUT_INIT
 from numbacnn.layers.base import Layer, Shape, register
 from numbacnn.layers.syntax import LayerSyntax, float_option, int_option
 
@@ -145,6 +146,7 @@ class Maxout(Layer):
     """Max over groups of `pieces` consecutive channels: C channels in, C/pieces out."""
 
     syntax = LayerSyntax("maxout", (int_option("pieces", 2),), 1, "maxout 2")
+    init_of_input = MAXOUT_INIT  # LeCun, not He: a max of pieces keeps the variance
     drivers = ("maxout_forward", "maxout_backward")
 
     def arithmetic(self) -> str:

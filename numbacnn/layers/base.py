@@ -11,6 +11,7 @@ the backend of the current device (Caffe's Forward_cpu/Forward_gpu split).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -70,6 +71,10 @@ class Layer:
     drivers: ClassVar[tuple[str, ...]] = ("empty", "to_device", "zeros")
     # another layer does this one's work (a ReLU fused into the convolution before it)
     fused: bool = False
+    # network initializer → the one the weighted layer feeding this one gets instead
+    # (numbacnn/init.py: the softmax's OUTPUT_INIT, a Maxout's MAXOUT_INIT)
+    init_of_input: ClassVar[Mapping[str, str]] = {}
+    init_of_next: Mapping[str, str] = {}  # the next layer's init_of_input (Network.build)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -223,15 +228,20 @@ class Layer:
         """(fan_in, fan_out) of the weights, for the initializers."""
         return (1, 1)
 
+    def initializer(self, init: str = "he") -> str:
+        """The initializer of this layer's weights: its own ``init``, else the network's
+        ``init`` as the layer after it wants it (``init_of_input``, numbacnn/init.py)."""
+        return self.init or self.init_of_next.get(init, init)
+
     def init_params(self, rng: np.random.Generator, init: str = "he") -> None:
-        """Draw weights with ``self.init or init`` and zero biases, and set the state to its
+        """Draw weights with :meth:`initializer` and zero biases, and set the state to its
         initial value, on the layer's device."""
         from numbacnn.init import initialize
 
         fan_in, fan_out = self.fans()
         b = self._backend()
         for key, shape in self.param_shapes().items():
-            method = (self.init or init) if key == "W" else "zeros"
+            method = self.initializer(init) if key == "W" else "zeros"
             self.params[key] = b.to_device(initialize(shape, fan_in, fan_out, method, rng))
             self.grads[key] = b.zeros(shape)
         for key, shape in self.state_shapes().items():

@@ -14,6 +14,7 @@ import numpy as np
 from numbacnn.device import is_device_array, to_host
 from numbacnn.errors import ShapeError
 from numbacnn.geometry import VOLUME_AXES, volume
+from numbacnn.init import OUTPUT_INIT
 from numbacnn.layers.base import Layer, Shape, register
 from numbacnn.layers.syntax import LayerSyntax
 
@@ -26,6 +27,7 @@ class SoftmaxCrossEntropy(Layer):
 
     syntax = LayerSyntax("softmax")
     must_be_last = "it is the classifier's loss"
+    init_of_input = OUTPUT_INIT  # small logits: the initial loss is near ln K
     drivers = ("upload", "fill", "softmax_cross_entropy_forward",
                "softmax_cross_entropy_backward", "batch_stats")
     mean_over: int | None = None

@@ -227,8 +227,10 @@ class Trainer:
 
     def layer_initializers(self) -> list[str]:
         """The weight initializer each layer with parameters really uses, in order: its
-        spec's ``init=``, else ``settings.init``."""
-        return [layer.init or self.settings.init for layer in self.net.layers if layer.params]
+        spec's ``init=``, else ``settings.init`` as the layer after it wants it (the layer
+        feeding the softmax starts small: ``Layer.initializer``)."""
+        return [layer.initializer(self.settings.init) for layer in self.net.layers
+                if layer.params]
 
     @property
     def gradient_allreduce(self) -> GradientAllreduce | None:
