@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from numbacnn.io.dataset_files import load_dataset
-from numbacnn.io.datasets import normalization, normalize
 from numbacnn_cli.main import cli
 
 from numbacnn.device import to_host
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.datasets import normalization, normalize
 from numbacnn.layers import Conv2D, Dense, ReLU
 from numbacnn.network import Network
 from numbacnn.training.diagnostics import (
