@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                                          args.warmup)))
         return 0
     if args.conv:
-        from suite import default_batch
+        from batches import default_batch
 
         results = [conv_rate_runs(spec, args.batch or default_batch(spec, "cpu", False),
                                   args.runs, args.iterations, args.warmup)

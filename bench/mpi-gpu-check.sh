@@ -41,7 +41,7 @@ python3 - "$OUT" <<'PY'
 import sys
 from pathlib import Path
 import numpy as np
-from numbacnn.io.model_io import load_model
+from numbacnn.io.model_file import load_model
 missing = [p for p in ("one.h5", "two.h5") if not Path(sys.argv[1], p).exists()]
 if missing:
     sys.exit(f"no comparison: {', '.join(missing)} not written (see above)")

@@ -56,7 +56,7 @@ def allreduce(floats: int, repeats: int) -> None:
 def train(images: int, batch: int) -> None:
     import numba
 
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.network import Network
     from numbacnn.training.distributed import world
     from numbacnn.training.trainer import Trainer, TrainSettings

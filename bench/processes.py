@@ -210,7 +210,7 @@ def trainer_first_step_helper(spec: str, batch: int | None, limit: int, device: 
     line with ``done_at`` and ends the process there."""
     import numbacnn_cli.main  # noqa: F401  (the command's own import, counted)
 
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.network import Network
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer

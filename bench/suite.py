@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from batches import default_batch
 from gemm_rates import conv_rates, gpu_sgemm
 from processes import peak_rss, startup
 from report import environment, format_text, load_average
@@ -39,19 +40,9 @@ from numbacnn.training.profiler import profile_training, spec_label
 
 DEFAULT_SPECS = ("fmnist", "alexnet")
 QUICK_SPECS = ("fmnist",)
-CPU_BATCH = {"fmnist": 128, "alexnet": 16}
-GPU_BATCH = {"fmnist": 128, "alexnet": 128}
-QUICK_BATCH = {"fmnist": 32, "alexnet": 2}
-OTHER_BATCH, QUICK_OTHER_BATCH = 64, 32  # any other spec
 DEFAULT_ITERATIONS, DEFAULT_WARMUP = 10, 2
 QUICK_ITERATIONS, QUICK_WARMUP = 2, 1
 TORCH_PIN = "torch==2.13.0"  # a CPU build; an unpinned torch downloads a CUDA build
-
-
-def default_batch(spec: str, device: str, quick: bool) -> int:
-    """Batch size of a spec when ``--batch`` is not given."""
-    table = QUICK_BATCH if quick else GPU_BATCH if device == "cuda" else CPU_BATCH
-    return table.get(spec.strip(), QUICK_OTHER_BATCH if quick else OTHER_BATCH)
 
 
 def torch_unavailable_reason() -> str | None:
@@ -62,12 +53,12 @@ def torch_unavailable_reason() -> str | None:
 
 
 def bench_numbacnn(spec: str, batch: int, iterations: int, warmup: int,
-                   layers: bool = True, seed: int = 0) -> dict[str, Any]:
-    """numbacnn's profile of ``spec`` on the current device, with its convolutions'
-    GFLOP/s against SGEMM when the layers were timed."""
+                   layers: bool = True, seed: int = 0, device: str = "auto") -> dict[str, Any]:
+    """numbacnn's profile of ``spec`` on ``device`` ("auto", "cpu" or "cuda"), with its
+    convolutions' GFLOP/s against SGEMM when the layers were timed."""
     from numbacnn.network import Network
 
-    net = Network.from_spec(spec).initialize(seed)
+    net = Network.from_spec(spec, device=device).initialize(seed)
     result = profile_training(net, batch, iterations, warmup, layers, seed)
     result["spec"] = spec_label(spec)
     if layers:
@@ -150,7 +141,7 @@ def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = 
     for spec in specs:
         n = batch or default_batch(spec, dev, quick)
         say(f"{spec_label(spec)}: numbacnn, batch {n}, {warmup} warm-up + {iterations} steps")
-        entry = bench_numbacnn(spec, n, iterations, warmup, layers=layers)
+        entry = bench_numbacnn(spec, n, iterations, warmup, layers=layers, device=dev)
         if with_torch:
             say(f"{spec_label(spec)}: PyTorch, batch {n}")
             entry["torch"] = bench_torch(spec, n, iterations, warmup, dev, layers=layers,

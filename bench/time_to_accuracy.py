@@ -33,7 +33,8 @@ LR, MOMENTUM, WEIGHT_DECAY, BATCH, STEP, GAMMA, VAL_SPLIT = 0.02, 0.9, 5e-4, 64,
 
 def run_numbacnn(spec: str, epochs: int, seed: int) -> list[dict[str, float]]:
     """Per epoch: seconds on the clock so far and the test accuracy."""
-    from numbacnn.io.data import load_dataset, normalize
+    from numbacnn.io.dataset_files import load_dataset
+    from numbacnn.io.datasets import normalize
     from numbacnn.network import Network
     from numbacnn.training.trainer import Trainer, TrainSettings
 
@@ -67,7 +68,8 @@ def run_torch(spec: str, epochs: int, seed: int, threads: int) -> list[dict[str,
     import torch.nn.functional as F
     import torch_models
 
-    from numbacnn.io.data import load_dataset, normalization, normalize
+    from numbacnn.io.dataset_files import load_dataset
+    from numbacnn.io.datasets import normalization, normalize
     from numbacnn.network import Network
 
     torch.set_num_threads(threads)

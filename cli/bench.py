@@ -7,12 +7,12 @@ source tree.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 from numbacnn_cli.options import device_option
 
+from numbacnn.training.bench_result import bench_result, bench_result_text  # imports no numba
 from numbacnn.training.settings import TrainSettings
 
 SUITE = "python bench/suite.py"  # the benchmark suite, run from the source tree
@@ -55,7 +55,7 @@ def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, devi
     from numbacnn.training.profiler import format_profile, profile_spec, spec_label
 
     if output is not None:  # refused now, not after the whole benchmark ran
-        from numbacnn.io.model_io import check_writable
+        from numbacnn.io.atomic_file import check_writable
 
         check_writable(output, "output")
     chosen = resolve_device(device)
@@ -65,10 +65,9 @@ def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, devi
         click.echo(f"bench: {spec_label(spec)}: batch {batch}, {warmup} warm-up + "
                    f"{iterations} steps", err=True)
         networks.append(profile_spec(spec, batch, iterations, warmup, layers, device=chosen))
-    result = {"config": {"device": chosen, "precision": precision(chosen), "batch": batch,
-                         "iterations": iterations, "warmup": warmup},
-              "networks": networks}
-    text = json.dumps(result, indent=2)
+    result = bench_result(networks, device=chosen, precision=precision(chosen), batch=batch,
+                          iterations=iterations, warmup=warmup)
+    text = bench_result_text(result)
     if output is not None:
         from numbacnn.errors import NumbacnnError
         from numbacnn.io.atomic_file import replace_atomically

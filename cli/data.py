@@ -1,8 +1,8 @@
 """``numbacnn data``: import, subset and inspect datasets (HDF5 layout in docs/hdf5.md).
 
-SOURCE arguments take what :func:`numbacnn.io.data.load_dataset` takes:
+SOURCE arguments take what :func:`numbacnn.io.dataset_files.load_dataset` takes:
 ``fashion-mnist-mini``, ``fashion-mnist``, ``fashion-mnist:DIR``, a directory of
-IDX files, a ``.h5`` dataset file or a ``.npz`` file. numbacnn.io.data (numpy,
+IDX files, a ``.h5`` dataset file or a ``.npz`` file. numbacnn.io.dataset_files (numpy,
 h5py) is imported inside the commands so that other subcommands start fast.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from numbacnn_cli.options import int_range
 
+from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.limits import SEEDS
 
 _PATH = click.Path(path_type=Path)
@@ -49,7 +50,7 @@ def data() -> None:
 @click.option("--name", default=None, help="Dataset name (default: from the directory).")
 def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
     """Convert the four IDX files in DIRECTORY (MNIST layout) to the HDF5 file OUT."""
-    from numbacnn.io.data import import_idx, save_dataset
+    from numbacnn.io.dataset_files import import_idx, save_dataset
 
     _check_out(out)
     ds = import_idx(directory, name=name)
@@ -63,7 +64,7 @@ def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
 @click.option("--name", default=None, help="Dataset name (default: the file's stem).")
 def import_npz_command(file: Path, out: Path, name: str | None) -> None:
     """Convert FILE.npz (x_train, y_train, x_test, y_test) to the HDF5 file OUT."""
-    from numbacnn.io.data import import_npz, save_dataset
+    from numbacnn.io.dataset_files import import_npz, save_dataset
 
     _check_out(out, file)
     ds = import_npz(file, name=name)
@@ -90,7 +91,8 @@ def make_mini_command(
     The bundled set was made with: numbacnn data make-mini fashion-mnist
     data/fashion-mnist-mini.h5
     """
-    from numbacnn.io.data import load_dataset, make_mini, save_dataset
+    from numbacnn.io.dataset_files import load_dataset, save_dataset
+    from numbacnn.io.datasets import make_mini
 
     _check_out(out, source)
     mini = make_mini(load_dataset(source), train_per_class, test_per_class, seed)
@@ -102,12 +104,11 @@ def make_mini_command(
 @click.argument("source")
 def info_command(source: str) -> None:
     """Print the name, shapes and per-class counts of SOURCE."""
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
 
     ds = load_dataset(source)
-    c, h, w = ds.input_shape
     click.echo(f"name:        {ds.name}")
-    click.echo(f"input shape: {c} x {h} x {w} (C x H x W), uint8")
+    click.echo(f"input shape: {volume(ds.input_shape)} ({VOLUME_AXES}), uint8")
     click.echo(f"train:       {len(ds.x_train)} images")
     click.echo(f"test:        {len(ds.x_test)} images")
     click.echo(f"classes:     {ds.num_classes}")
@@ -119,10 +120,9 @@ def info_command(source: str) -> None:
 
 
 def _summary(ds) -> str:
-    c, h, w = ds.input_shape
     return (
         f"{ds.name}, {len(ds.x_train)} train + {len(ds.x_test)} test images of "
-        f"{c} x {h} x {w}, {ds.num_classes} classes"
+        f"{volume(ds.input_shape)} ({VOLUME_AXES}), {ds.num_classes} classes"
     )
 
 

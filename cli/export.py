@@ -26,7 +26,7 @@ def export(model: Path, out: Path, opset: int) -> None:
     """Write MODEL as the ONNX file OUT.onnx: input pixels (float32 N x C x H x W, 0-255),
     the model's normalization, every layer, output probabilities (N x K); class names
     in the metadata. Needs the onnx package (pip install 'numbacnn[onnx]')."""
-    from numbacnn.io.model_io import load_model
+    from numbacnn.io.model_file import load_model
     from numbacnn.io.onnx_export import export_onnx, require_onnx
 
     require_onnx()  # before reading a large model

@@ -68,7 +68,7 @@ class NumbacnnGroup(click.Group):
         try:
             return super().invoke(ctx)
         except NumbacnnError as exc:
-            _echo_error(str(exc))
+            _echo_error(str(exc) + _advice(exc))
             ctx.exit(2)
         except KeyboardInterrupt:
             _echo_error("interrupted", prefix="")
@@ -93,6 +93,19 @@ class NumbacnnGroup(click.Group):
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+
+
+def _advice(exc: NumbacnnError) -> str:
+    """The command that fixes a library error, for the errors whose fix is one."""
+    from numbacnn.errors import MissingBundledDataError, NotADatasetError, NotAModelError
+
+    if isinstance(exc, NotAModelError):
+        return "; numbacnn train writes one"
+    if isinstance(exc, NotADatasetError):
+        return "; numbacnn data import-idx and import-npz write dataset files"
+    if isinstance(exc, MissingBundledDataError):
+        return "; run: numbacnn data make-mini fashion-mnist data/fashion-mnist-mini.h5"
+    return ""
 
 
 def _echo_error(message: str, prefix: str = "error: ") -> None:

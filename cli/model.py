@@ -23,7 +23,7 @@ _PATH = click.Path(path_type=Path)
 
 def _load_models(paths: tuple[Path, ...] | list[Path], device: str) -> list[tuple[Any, Any]]:
     from numbacnn.device import resolve_device
-    from numbacnn.io.model_io import load_model
+    from numbacnn.io.model_file import load_model
 
     device = resolve_device(device)  # once, before the first file is read
     return [load_model(path, device) for path in paths]
@@ -46,7 +46,7 @@ def evaluate(models: tuple[Path, ...], data: str | None, split: str, batch_size:
     ensemble (the mean of their probabilities) are shown; the per-class table and the
     confusion matrix are then the ensemble's.
     """
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.tools.scoring import score_dataset, trained_on
 
     loaded = _load_models(models, device)
@@ -107,7 +107,7 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
     """
     from numbacnn.errors import DataError
     from numbacnn.io.images import load_images
-    from numbacnn.io.model_io import ensemble_proba
+    from numbacnn.tools.inference import ensemble_proba
     from numbacnn.tools.scoring import accuracy, check_labels
 
     if len(paths) < 2:
@@ -149,7 +149,7 @@ def _check_npy_path(path: Path) -> None:
     """--save-proba writes NumPy's .npy format: refuse another name (np.save would add
     .npy silently) and an unwritable place, before any work is done."""
     from numbacnn.errors import DataError
-    from numbacnn.io.model_io import check_writable
+    from numbacnn.io.atomic_file import check_writable
 
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: --save-proba writes a .npy file; give a name ending in .npy, "
@@ -173,15 +173,16 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 @click.argument("model", type=_PATH)
 def inspect(model: Path) -> None:
     """Architecture (shapes table), normalization, training settings and history of MODEL."""
-    from numbacnn.io.model_io import load_model
+    from numbacnn.geometry import VOLUME_AXES, volume
     from numbacnn.shapes import format_table, shape_table
+    from numbacnn.training.checkpoint import load_checkpoint
 
-    net, info = load_model(model, "cpu")  # reading the weights needs no GPU
-    C, H, W = info.input_shape
+    net, info = load_checkpoint(model, "cpu")  # reading the weights needs no GPU
     click.echo(f"{model}: numbacnn model (format 1), written by numbacnn "
                f"{info.numbacnn_version or '?'}")
-    click.echo(f"input: {W}x{H}x{C} (W x H x D), uint8 pixels normalized per channel with "
-               f"mean {_numbers(info.mean)} and std {_numbers(info.std)} (pixel / 255)")
+    click.echo(f"input: {volume(info.input_shape)} ({VOLUME_AXES}), uint8 pixels normalized "
+               f"per channel with mean {_numbers(info.mean)} and std {_numbers(info.std)} "
+               "(pixel / 255)")
     click.echo(f"classes ({len(info.class_names)}): {', '.join(info.class_names)}")
     click.echo("")
     click.echo(format_table(shape_table(net)).rstrip("\n"))
@@ -203,7 +204,7 @@ def _numbers(values: np.ndarray) -> str:
 
 
 def _training_text(info: Any) -> str:
-    state, s = info.training, info.training.settings
+    state, s = info.training, info.settings
     lines = [f"training: {state.epoch} of {s.get('epochs', '?')} epochs done"
              + (f" and {state.batch} batches of the next" if state.batch else "")
              + f", step {state.step}, next lr {state.lr:g}"]

@@ -20,7 +20,7 @@ from click.core import ParameterSource
 
 from numbacnn.device import DEVICES
 from numbacnn.errors import NumbacnnError
-from numbacnn.io.images import SPLITS
+from numbacnn.io.datasets import SPLITS
 from numbacnn.limits import Bounds
 
 
@@ -46,7 +46,7 @@ def device_option(default: str = "auto") -> Callable[[Any], Any]:
 
 
 def split_option(name: str, help: str) -> Callable[[Any], Any]:
-    """An option ``name`` choosing a dataset split (numbacnn.io.images.SPLITS), default test."""
+    """An option ``name`` choosing a dataset split (numbacnn.io.datasets.SPLITS), default test."""
     return click.option(name, type=click.Choice(SPLITS), default="test", show_default=True,
                         help=help)
 
@@ -98,3 +98,10 @@ def map_library_errors(command: click.Command) -> click.Command:
     mapped._maps_library_errors = True  # type: ignore[attr-defined]
     command.callback = mapped
     return command
+
+
+def with_command(exc: NumbacnnError, advice: str) -> NumbacnnError:
+    """``exc`` again (its class and ``field``), its message followed by ``advice``: the
+    command a user runs to fix it. Library messages say how in the library's terms; the
+    CLI adds its commands."""
+    return type(exc)(f"{exc}; {advice}", field=exc.field)

@@ -2,22 +2,39 @@
 
 WHAT is ``curves``, ``filters``, ``features``, ``confusion`` or ``bench`` (then MODEL is
 a ``numbacnn bench --json`` file). The picture type follows the suffix of FILE (.png,
-.svg, .pdf). matplotlib (optional extra ``plot``) and numba are imported inside the
-command so that other commands start fast.
+.svg, .pdf). ``numbacnn plot conv`` (no MODEL) draws the lecture's convolution figure
+(numbacnn.tools.conv_figure), as a GIF or a still. matplotlib (optional extra ``plot``)
+and numba are imported inside the command so that other commands start fast.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
-from numbacnn_cli.options import batch_option, device_option, int_range, split_option
+from numbacnn_cli.options import (
+    batch_option,
+    device_option,
+    int_range,
+    map_library_errors,
+    split_option,
+    with_command,
+)
 
+from numbacnn.limits import SEEDS
+from numbacnn.tools.activation_stats import KIND as ACTIVATIONS
+from numbacnn.tools.conv_figure import (  # imports no matplotlib
+    DEPTH_BOUNDS,
+    FILTER_BOUNDS,
+    INPUT_BOUNDS,
+    PAD_BOUNDS,
+    STRIDE_BOUNDS,
+)
 from numbacnn.tools.plots import DPI_BOUNDS, KINDS  # imports no matplotlib
 
 _PATH = click.Path(path_type=Path)
+BENCH_COMMAND = "numbacnn bench --json --output {file}"  # writes what plot bench reads
 
 
 class _Size(click.ParamType):
@@ -37,8 +54,19 @@ class _Size(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-@click.command("plot")
-@click.argument("what", type=click.Choice(KINDS))
+class _PlotCommand(click.Command):
+    """``plot``, handing ``plot conv ...`` to :func:`plot_conv`, which takes no MODEL."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        if args and args[0] == "conv":
+            return plot_conv.make_context(f"{info_name or 'plot'} conv", args[1:],
+                                          parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+@click.command("plot", cls=_PlotCommand)
+@click.argument("what", type=click.Choice((*KINDS, ACTIVATIONS)))
 @click.argument("source", metavar="MODEL", type=_PATH)
 @click.option("-o", "--output", type=_PATH, required=True,
               help="Picture to write: .png, .svg or .pdf.")
@@ -53,58 +81,115 @@ class _Size(click.ParamType):
               help="features: index N into the --split of --data, or an image file "
               "(.png, .jpg, .npy).")
 @click.option("--maps", type=click.IntRange(min=1), default=16, show_default=True,
-              help="features: activation maps shown per layer.")
+              help="features: activation maps shown per layer; filters: slices shown per "
+              "filter.")
+@click.option("--layer", type=click.IntRange(min=1), metavar="N", help="filters: the conv "
+              "layer to draw, numbered as in numbacnn shapes (#) [default: the first conv].")
+@click.option("--rgb", is_flag=True, help="filters: draw a layer with 3 input channels "
+              "(RGB) as colour images, each scaled to its own range.")
 @click.option("--test-accuracy/--no-test-accuracy", default=True, show_default=True,
               help="curves: score the model on the test split of --data and draw it.")
 @batch_option
 @device_option()
 def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dpi: int,
          data: str | None,
-         split: str, image: str, maps: int, test_accuracy: bool, batch_size: int,
-         device: str) -> None:
+         split: str, image: str, maps: int, layer: int | None, rgb: bool, test_accuracy: bool,
+         batch_size: int, device: str) -> None:
     """Draw WHAT about MODEL into a PNG, SVG or PDF file (-o).
 
     \b
     curves     training/validation loss and accuracy per epoch, lr changes, test accuracy
-    filters    the first conv layer's filters as a grid of small images
-    features   one image (--image) and its activation maps after each conv and pool layer
+    filters    a conv layer's filters (--layer N) on one scale centred at 0
+    features   one image (--image), its activation maps after each conv and pool layer
+               (one colour scale per layer) and its class probabilities
     confusion  the confusion matrix on --data's --split, with per-class accuracy
     bench      per-layer forward/backward times; MODEL is a numbacnn bench --json file
+    activations  histograms of each layer's outputs and their gradients on one batch
+               (--batch-size images of --data's --split), with mean, std, dead ReLUs
+
+    numbacnn plot conv [OPTIONS] -o FILE draws the lecture's convolution figure
+    instead (no MODEL); see numbacnn plot conv --help.
     """
     from numbacnn.tools import plots
 
     plots.check_output(output)
     plots.require_matplotlib()
     if what == "bench":
-        figure = plots.bench_figure(_read_bench(source), where=str(source))
+        figure = _bench(source)
     else:
-        from numbacnn.io.model_io import load_model
+        from numbacnn.io.model_file import load_model
 
         quick = what == "filters" or (what == "curves" and not test_accuracy)
         net, info = load_model(source, "cpu" if quick else device)  # quick: no GPU needed
         draw = {"curves": _curves, "filters": _filters, "features": _features,
-                "confusion": _confusion}[what]
+                "confusion": _confusion, ACTIVATIONS: _activations}[what]
         figure = draw(net, info, source=source, data=data, split=split, image=image,
-                      maps=maps, test_accuracy=test_accuracy, batch_size=batch_size)
+                      maps=maps, layer=layer, rgb=rgb, test_accuracy=test_accuracy,
+                      batch_size=batch_size)
     width, height = plots.save_figure(figure, output, size, dpi)
     click.echo(f"wrote {output}: {what} of {source}, {width}x{height} pixels")
 
 
-def _read_bench(path: Path) -> dict[str, Any]:
-    from numbacnn.tools.plots import PlotError
+@click.command("conv")
+@click.option("--input", "input_size", type=int_range(INPUT_BOUNDS), default=7,
+              show_default=True, help="Input width = height W, in cells.")
+@click.option("--filter", "filter_size", type=int_range(FILTER_BOUNDS), default=3,
+              show_default=True, help="Filter width = height F, at most W + 2·pad.")
+@click.option("--stride", type=int_range(STRIDE_BOUNDS), default=2, show_default=True,
+              help="Stride S.")
+@click.option("--pad", type=int_range(PAD_BOUNDS), default=1, show_default=True,
+              help="Zero padding P on every side (drawn grey).")
+@click.option("--depth", type=int_range(DEPTH_BOUNDS), default=1, show_default=True,
+              help="Input depth D (1 to 3): D input and filter slices, one below another.")
+@click.option("--bias", type=click.IntRange(-9, 9), default=1, show_default=True,
+              help="The filter's bias b.")
+@click.option("--seed", type=int_range(SEEDS), default=0, show_default=True,
+              help="Seed of the input values (0…2) and weights (−1…1).")
+@click.option("-o", "--output", type=_PATH, required=True,
+              help="Animated .gif (one frame per output cell), or a still .png, .svg or "
+              ".pdf holding a grid of frames (16 at most).")
+@click.option("--dpi", type=int_range(DPI_BOUNDS), default=100, show_default=True,
+              help="Pixels per inch.")
+@click.option("--frame-ms", type=click.IntRange(20, 10000), default=800, show_default=True,
+              help="GIF: milliseconds per frame (the last is held three times as long).")
+def plot_conv(input_size: int, filter_size: int, stride: int, pad: int, depth: int,
+              bias: int, seed: int, output: Path, dpi: int, frame_ms: int) -> None:
+    """Draw the lecture's convolution figure into -o: the filter sliding over the
+    zero-padded input, each output cell filled in with its arithmetic.
+
+    Output size (W − F + 2P)/S + 1 per side; sizes that do not fit get the message
+    numbacnn shapes gives. At most 256 output cells (one GIF frame each), input ≤ 32,
+    pad ≤ 8, depth ≤ 3.
+    """
+    from numbacnn.tools import conv_drawing, conv_figure, plots
+
+    conv_drawing.check_output(output)
+    data = conv_figure.conv_frames(input_size, filter_size, stride, pad, depth, seed, bias)
+    plots.require_matplotlib()
+    width, height, frames = conv_drawing.save_conv_figure(data, output, dpi, frame_ms)
+    OH, OW = data.output.shape
+    click.echo(f"wrote {output}: convolution of a {input_size}x{input_size}x{depth} input "
+               f"(pad {pad}) by a {filter_size}x{filter_size}x{depth} filter, stride {stride}"
+               f" → {OW}x{OH}, {frames} frames, {width}x{height} pixels")
+
+
+plot_conv = map_library_errors(plot_conv)
+
+
+def _bench(source: Path) -> Any:
+    from numbacnn.tools import plots
+    from numbacnn.training.bench_result import BenchResultError, read_bench_result
 
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlotError(f"{path}: no such file; write one with numbacnn bench --json "
-                        f"--output {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlotError(f"{path}: not a numbacnn bench JSON file ({exc}); write one with "
-                        "numbacnn bench --json --output FILE") from None
-    if not isinstance(result, dict):
-        raise PlotError(f"{path}: not a numbacnn bench JSON file; write one with numbacnn "
-                        "bench --json --output FILE")
-    return result
+        result = read_bench_result(source)
+    except BenchResultError as exc:
+        file = "FILE" if source.exists() else source
+        raise with_command(exc, "write one with " + BENCH_COMMAND.format(file=file)) from None
+    try:
+        return plots.bench_figure(result, where=str(source))
+    except plots.PlotError as exc:  # no per-layer times
+        raise with_command(exc, "write one with " + BENCH_COMMAND.format(file="FILE")
+                           + " (with --layers, the default)") from None
 
 
 def _dataset_source(info: Any, data: str | None) -> str:
@@ -120,17 +205,20 @@ def _curves(net: Any, info: Any, *, source: Path, data: str | None, test_accurac
     accuracy = None
     if test_accuracy and len(info.history.get("train_loss", ())):
         accuracy = _test_accuracy(net, info, data, batch_size)
-    return plots.curves_figure(info.history, accuracy, title=f"{source.name}",
-                               where=str(source))
+    try:
+        return plots.curves_figure(info.history, accuracy, title=f"{source.name}",
+                                   where=str(source))
+    except plots.PlotError as exc:  # no training history
+        raise with_command(exc, "numbacnn train writes one every epoch") from None
 
 
 def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> float | None:
     """Accuracy on the test split of --data (or the training data), None when unknown."""
     from numbacnn.errors import DataError
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.tools.scoring import score_dataset
 
-    if data is None and (info.training is None or not info.training.settings.get("data")):
+    if data is None and not info.settings.get("data"):
         return None
     source = _dataset_source(info, data)
     try:
@@ -145,26 +233,21 @@ def _test_accuracy(net: Any, info: Any, data: str | None, batch_size: int) -> fl
     return score_dataset([(net, info)], dataset, "test", batch_size, where=source).accuracy
 
 
-def _filters(net: Any, info: Any, *, source: Path, **_: Any) -> Any:
-    from numbacnn.device import to_host
-    from numbacnn.layers import Conv2D
-    from numbacnn.tools import plots
+def _filters(net: Any, info: Any, *, source: Path, layer: int | None, maps: int, rgb: bool,
+             **_: Any) -> Any:
+    from numbacnn.tools import layer_pictures
 
-    index, conv = next(((i, la) for i, la in enumerate(net.layers) if isinstance(la, Conv2D)),
-                       (None, None))
-    if conv is None:
-        raise plots.PlotError(f"{source}: has no conv layer, so no filters to draw; use a model "
-                              "whose spec has a conv layer")
-    weights = to_host(conv.params["W"])
-    return plots.filters_figure(weights, title=f"{source.name}: layer {index + 1}, "
-                                f"{conv.describe()}")
+    number, conv, weights = layer_pictures.conv_filters(net, layer, where=str(source))
+    return layer_pictures.filters_figure(weights, max_slices=maps, rgb=rgb,
+                                         title=f"{source.name}: layer {number}, "
+                                         f"{conv.describe()}")
 
 
 def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str, image: str,
               maps: int, **_: Any) -> Any:
     from numbacnn.errors import DataError
     from numbacnn.io.images import load_images
-    from numbacnn.tools import plots
+    from numbacnn.tools import layer_pictures
 
     if image.isdigit():
         where = _dataset_source(info, data)
@@ -182,15 +265,16 @@ def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str
             raise DataError(f"--image {image}: holds no image; give a file with one")
         title = f"{source.name}: {Path(image).name}"
     x = info.normalize(picked, image)  # 1×C×H×W float32
-    volumes = plots.activation_maps(net, x)
+    volumes = layer_pictures.activation_maps(net, x)
     proba = net.predict_proba(x)[0]
     title += f", predicted {info.class_names[int(proba.argmax())]} ({100 * proba.max():.1f}%)"
-    return plots.features_figure(picked[0], volumes, maps, title=title)
+    return layer_pictures.features_figure(picked[0], volumes, maps, title=title,
+                                          probabilities=proba, class_names=info.class_names)
 
 
 def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: str,
                batch_size: int, **_: Any) -> Any:
-    from numbacnn.io.data import load_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.tools import plots
     from numbacnn.tools.scoring import score_dataset
 
@@ -200,6 +284,29 @@ def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: st
                                   title=f"{source.name} on {where} ({split} split): accuracy "
                                   f"{100 * score.accuracy:.2f}% ({score.correct}"
                                   f"/{len(score.labels)})")
+
+
+def _activations(net: Any, info: Any, *, source: Path, data: str | None, split: str,
+                 batch_size: int, **_: Any) -> Any:
+    from numbacnn.errors import DataError
+    from numbacnn.io.images import load_images
+    from numbacnn.tools import activation_stats
+
+    where = _dataset_source(info, data)
+    images, labels = load_images(where, info.input_shape, split)
+    if labels is None:
+        raise DataError(f"{where}: has no labels, and the gradients need them; give a "
+                        "labelled dataset (a name, .h5, .npz or IDX directory)", field="data")
+    if len(images) == 0:
+        raise DataError(f"{where}: its {split} split has no images; choose another --split")
+    n = min(batch_size, len(images))
+    x = info.normalize(images[:n], where)
+    stats = activation_stats.layer_statistics(net, x, labels[:n])
+    for line in activation_stats.summary_lines(stats):
+        click.echo(line)
+    return activation_stats.activations_figure(
+        stats, title=f"{source.name}: activations and gradients on {n} images of {where} "
+        f"({split} split)")
 
 
 COMMANDS = [plot]

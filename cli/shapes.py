@@ -1,7 +1,10 @@
 """``numbacnn shapes SPEC``: every layer's output volume, with the arithmetic shown.
 
 SPEC is a preset name (``alexnet``), a spec file, or spec text with ``;`` between
-layers (``"input 7x7x1; conv 1 3 stride=2"``). The computation lives in
+layers (``"input 7x7x1; conv 1 3 stride=2"``). The table fits the width: $COLUMNS when
+set, else the terminal's; written to a file or a pipe without $COLUMNS it has every
+column (as ``--wide``). Where every column does not fit, the compact layout puts the
+arithmetic on indented lines under each row. The computation lives in
 :mod:`numbacnn.shapes`, imported inside the command; neither imports numba, so the
 command answers without compiling anything.
 """
@@ -33,14 +36,19 @@ class _ShapesCommand(click.Command):
               help="Batch size for the activation memory.")
 @click.option("--format", "output_format", type=click.Choice(tuple(FORMATTERS)),
               default="table", show_default=True, help="Output format.")
-def shapes(spec: str, input_size: str | None, batch: int, output_format: str) -> None:
+@click.option("--wide/--compact", "wide", default=None,
+              help="Every column on one line per layer, or the narrow layout with the "
+                   "arithmetic under each row (default: wide when it fits the terminal).")
+def shapes(spec: str, input_size: str | None, batch: int, output_format: str,
+           wide: bool | None) -> None:
     """Print each layer's output size, parameters, FLOPs, memory and receptive field.
 
     SPEC is a preset (listed below), a .spec file, or spec text such as
-    "input 32x32x3; conv 10 5 stride=1 pad=2".
+    "input 32x32x3; conv 10 5 stride=1 pad=2". The table fits the terminal ($COLUMNS
+    when set); written to a file or pipe it has every column.
     """
     from numbacnn.errors import MissingInputError, SpecError
-    from numbacnn.shapes import shape_table
+    from numbacnn.shapes import MIN_WIDTH, format_table, shape_table, wide_table_width
     from numbacnn.spec import parse_input_size
 
     input_shape = None
@@ -53,7 +61,33 @@ def shapes(spec: str, input_size: str | None, batch: int, output_format: str) ->
         report = shape_table(spec, input_shape=input_shape, batch=batch)
     except MissingInputError as exc:
         raise MissingInputError(f"{exc} or pass --input WxHxD") from None
-    click.echo(FORMATTERS[output_format](report), nl=False)
+    if output_format != "table":
+        click.echo(FORMATTERS[output_format](report), nl=False)
+        return
+    width = _output_width()
+    if width is not None:
+        width = max(width, MIN_WIDTH)
+    if wide is None:
+        wide = width is None or wide_table_width(report) <= width
+    click.echo(format_table(report, width=width, layout="wide" if wide else "compact"),
+               nl=False)
+    if not wide and width is not None:
+        click.echo("(--wide shows weights, biases, FLOPs and receptive fields)")
+
+
+def _output_width() -> int | None:
+    """The width to fit: $COLUMNS when it is a number, else the terminal's columns when
+    stdout is a terminal, else None (a file or pipe: no limit)."""
+    import os
+    import shutil
+    import sys
+
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((80, 24)).columns
+    return None
 
 
 COMMANDS = [shapes]

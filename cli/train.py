@@ -10,11 +10,8 @@ Ctrl-C stops at the next batch, saves a checkpoint and exits with status 130;
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,6 @@ from numbacnn.training.settings import BOUNDS, CHOICES, TYPES  # imports no kern
 
 _PATH = click.Path(path_type=Path)
 DEFAULT_OUT = Path("model.h5")
-ERROR_GRACE_S = 3.0  # how long a rank other than 0 waits for rank 0 to report an error
 RESUME_COMMAND = "numbacnn train --resume {checkpoint}"  # how a stopped run continues
 
 
@@ -137,7 +133,8 @@ def _setting(name: str) -> click.ParamType:
 @click.option("--patience", type=_setting("patience"),
               help="Epochs without improvement before ÷10 (plateau).")
 @click.option("--init", type=_setting("init"),
-              help="Weight initializer of layers whose spec gives no init=.")
+              help="Weight initializer of layers whose spec gives no init= (the layer "
+              "feeding the softmax starts small, one feeding a maxout lecun: docs/spec.md).")
 @click.option("--augment/--no-augment", default=None,
               help="Random crop (2 px padding) and horizontal flip of training images.")
 @click.option("--val-split", type=_setting("val_split"),
@@ -162,54 +159,19 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     writes a checkpoint every epoch and the test accuracy at the end. Under mpirun (or
     srun) the ranks train data-parallel; rank 0 alone prints (docs/distributed.md).
     """
-    from numbacnn.training.distributed import DistributedError, launcher_rank, world
+    from numbacnn.training.distributed import errors_said_once, join_world
 
-    try:
-        ranks = world()  # before CUDA starts: under mpirun each rank takes its own GPU
-    except DistributedError as exc:
-        rank = launcher_rank()
-        if rank == 0:
-            raise
-        _say_after_grace(str(exc), f"rank {rank}")  # e.g. no mpi4py on this node alone
-        sys.exit(2)
+    # under mpirun the library decides which rank says an error, and when (rank 0 at
+    # once, another rank after a grace, naming itself); this command prints it
+    ranks = join_world(_say_error)  # before CUDA starts: each rank takes its own GPU
     ranks.resume_advice = RESUME_COMMAND
-    with _quiet_unless_root(ranks):
+    ctx = click.get_current_context()
+    with errors_said_once(ranks, _say_error, lambda exc: error_text(exc, ctx)):
         _train(spec, device, tf32, out, resume, force, options)
 
 
-@contextlib.contextmanager
-def _quiet_unless_root(ranks: Any) -> Iterator[None]:
-    """Under MPI: ranks other than 0 print nothing but their own errors. Rank 0 prints
-    an error and ends at once with status 2 (without MPI_Finalize, which would wait for
-    ranks stuck in a collective), which makes the launcher end the others. Another rank
-    first waits ERROR_GRACE_S for that (the same error on every rank: one line), then
-    prints its error, naming its rank."""
-    if ranks.size == 1:
-        yield
-        return
-    from numbacnn.errors import NumbacnnError
-    from numbacnn.training.distributed import exit_now
-
-    if not ranks.is_root:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
-    try:
-        yield
-    except NumbacnnError as exc:
-        ranks.ending = True
-        text = error_text(exc, click.get_current_context())
-        if ranks.is_root:
-            click.echo(f"error: {text}", err=True)
-        else:
-            _say_after_grace(text, f"rank {ranks.rank} of {ranks.size}")
-        exit_now(2)
-
-
-def _say_after_grace(text: str, rank: str) -> None:
-    """The error of a rank other than 0, said after ERROR_GRACE_S: an error every rank
-    meets is said by rank 0 alone, whose exit makes the launcher end this rank within
-    that time; an error of this rank alone is then said here, naming ``rank``."""
-    time.sleep(ERROR_GRACE_S)
-    click.echo(f"error: {rank}: {text}", err=True)
+def _say_error(text: str) -> None:
+    click.echo(f"error: {text}", err=True)
 
 
 def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
@@ -254,10 +216,10 @@ def _same_file(a: Path, b: Path) -> bool:
 def _refuse_overwrite(out: Path, force: bool) -> None:
     """A finished model is work: never replace it (or its best model) without --force."""
     from numbacnn.errors import ModelFileError
-    from numbacnn.io.model_io import best_path, check_writable
+    from numbacnn.io.model_file import best_path, check_model_writable
     from numbacnn.limits import exists
 
-    check_writable(out)
+    check_model_writable(out)
     if force:
         return
     for path in (out, best_path(out)):
@@ -269,32 +231,26 @@ def _refuse_overwrite(out: Path, force: bool) -> None:
 
 def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress,
            device: str) -> Any:
-    from numbacnn.io.data import load_dataset
-    from numbacnn.io.model_io import check_writable
-    from numbacnn.network import Network
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer
 
     settings = TrainSettings(**chosen)
     if spec is not None:
         settings.spec = spec
-    settings.checked()
-    check_writable(out)
-    net = Network.from_spec(settings.spec, device=device)
-    dataset = load_dataset(settings.data)
-    trainer = Trainer(net, dataset, settings, out=out, on_batch=progress.batch,
-                      on_epoch=progress.epoch)
+    trainer = Trainer.from_settings(settings, out=out, device=device, on_batch=progress.batch,
+                                    on_epoch=progress.epoch)
     _header(trainer)
+    _initial_state(trainer)
     return trainer
 
 
 def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, Any],
             progress: _Progress, device: str) -> Any:
-    from numbacnn.io.model_io import check_writable
+    from numbacnn.io.model_file import check_model_writable
     from numbacnn.training.trainer import Trainer
 
     if out is not None:
-        check_writable(out)
+        check_model_writable(out)
     expect = {key: value for key, value in chosen.items() if key != "epochs"}
     if spec is not None:
         expect["spec"] = spec
@@ -310,6 +266,7 @@ def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, An
 
 def _header(trainer: Any) -> None:
     from numbacnn.device import precision
+    from numbacnn.geometry import volume
 
     s, net = trainer.settings, trainer.net
     size = trainer.world.size
@@ -318,10 +275,9 @@ def _header(trainer: Any) -> None:
     if reduce is not None and reduce.on_device:
         ranks += (", gradients through pinned host memory" if reduce.staged
                   else ", gradients as GPU buffers (CUDA-aware MPI)")
-    C, H, W = net.input_shape
     optimizer = (f"sgd momentum {s.momentum:g}" if s.optimizer == "sgd" else "adam")
     click.echo(f"training {s.spec} on {s.data}: {len(trainer.y_fit)} training and "
-               f"{len(trainer.y_val)} validation images of {W}x{H}x{C}, "
+               f"{len(trainer.y_val)} validation images of {volume(net.input_shape)}, "
                f"{net.num_classes} classes, {net.num_params():,} parameters")
     epochs = f"{s.epochs} epoch" + ("s" if s.epochs != 1 else "")
     click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "
@@ -330,12 +286,34 @@ def _header(trainer: Any) -> None:
                f"({precision(net.device)}){ranks}, checkpoint {trainer.out}")
 
 
+def _initial_state(trainer: Any) -> None:
+    """A new run's initial loss beside ln K, and why it cannot learn when weights start
+    at zero (numbacnn.training.diagnostics); rank 0 alone computes and prints them."""
+    from numbacnn.training.diagnostics import initial_loss, symmetry_warning
+
+    if not trainer.world.is_root:
+        return
+    warning = symmetry_warning(trainer.net, trainer.settings.init)
+    if warning is not None:
+        click.echo(f"warning: {warning}; e.g. --init he", err=True)
+    start = initial_loss(trainer.net, trainer.x_fit, trainer.y_fit)
+    click.echo(start.line())
+    advice = start.advice()
+    if advice is not None:
+        click.echo(f"note: {advice}", err=True)
+
+
 def _inits(trainer: Any) -> str:
     """The initializers the layers really use: a spec's init= overrides --init."""
-    default = trainer.settings.init
-    used = [layer.init or default for layer in trainer.net.layers if layer.params]
+    default, used = trainer.settings.init, trainer.layer_initializers()
     if not used or all(init == default for init in used):
         return default
+    own = [layer.init for layer in trainer.net.layers if layer.params and layer.init]
+    if not own:  # the defaults alone: e.g. the layer feeding the softmax starts small
+        return f"{default}, " + ", ".join(
+            f"{layer.describe()} {layer.initializer(default)}"
+            for layer in trainer.net.layers
+            if layer.params and layer.initializer(default) != default)
     if len(set(used)) == 1:
         return f"{used[0]} (from the spec)"
     return "/".join(dict.fromkeys(used)) + " (per layer, from the spec)"
@@ -343,7 +321,7 @@ def _inits(trainer: Any) -> str:
 
 def _report(trainer: Any, seconds: float) -> None:
     """The closing lines; ``seconds``: how long this run trained."""
-    from numbacnn.io.model_io import best_path
+    from numbacnn.io.model_file import best_path
 
     state = trainer.state
     click.echo(f"saved {trainer.out} (epoch {state.epoch})")

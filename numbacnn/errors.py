@@ -57,5 +57,17 @@ class ModelFileError(NumbacnnError):
     """A model file is missing, corrupt, truncated or cannot be written."""
 
 
+class NotAModelError(ModelFileError):
+    """A file given as a model is not a numbacnn model file (not HDF5, or another format)."""
+
+
+class NotADatasetError(DataError):
+    """A file given as a dataset file is not a readable numbacnn dataset file."""
+
+
+class MissingBundledDataError(DataError):
+    """The dataset bundled with numbacnn is missing from the installation."""
+
+
 class TrainingError(NumbacnnError):
     """Training cannot go on (for example a NaN loss)."""

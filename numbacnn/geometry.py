@@ -2,12 +2,27 @@
 
 A convolution or pooling window of size F, stride S and zero padding P over an
 input of W pixels produces (W − F + 2P)/S + 1 outputs; the result must be whole.
-Pure Python: imports no kernel.
+Volumes are written the lecture's way in every message, W×H×D (:func:`volume`),
+although arrays are stored N×C×H×W. Pure Python: imports no kernel.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from numbacnn.errors import ShapeError
+
+VOLUME_AXES = "W x H x D"  # the label that goes with a volume() in messages
+
+
+def volume(shape: Sequence[int]) -> str:
+    """A (C, H, W) shape as the lecture writes a volume, W×H×D: (3, 227, 227) →
+    '227x227x3' (ASCII x, as a spec's input line takes it). Anything but three
+    numbers is shown as the tuple it is."""
+    if len(shape) != 3:
+        return str(tuple(shape))
+    C, H, W = (int(d) for d in shape)
+    return f"{W}x{H}x{C}"
 
 
 def formula(W: int, F: int, S: int, P: int) -> str:

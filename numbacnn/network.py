@@ -84,11 +84,14 @@ class Network:
         shape = self.input_shape
         for layer in self.layers:
             shape = layer.build(shape)  # type: ignore[arg-type]
+        scores = self.explicit_loss or shape[1:] == (1, 1)  # the last layer feeds the loss
         for layer, after in zip(self.layers, [*self.layers[1:], None], strict=True):
             taken = layer.fuse_next(after, self.fuse)  # e.g. a conv does its ReLU's work
             if after is not None:
                 after.fused = taken
-        if self.explicit_loss or shape[1:] == (1, 1):
+            follower = after or (self.loss if scores else None)  # its weights' default init
+            layer.init_of_next = follower.init_of_input if follower is not None else {}
+        if scores:
             self.loss.build(shape)  # type: ignore[arg-type]
         return shape  # type: ignore[return-value]
 
@@ -200,3 +203,21 @@ class Network:
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Network([{inner}], input_shape={self.input_shape})"
+
+    def summary(self, batch: int = 1, width: int | None = None) -> None:
+        """Print the shapes table (:mod:`numbacnn.shapes`): every layer's output W×H×D,
+        the arithmetic, parameters with their formula, and memory for ``batch`` images,
+        fitted to ``width`` columns (default: the terminal's, $COLUMNS, else 80). The
+        report itself is ``numbacnn.shapes.shape_table(net)``."""
+        from numbacnn.shapes import format_table, shape_table, terminal_width
+
+        report = shape_table(self, batch=batch)
+        print(format_table(report, width=width or terminal_width()), end="")
+
+    def _repr_html_(self) -> str | None:
+        """The shapes table as HTML, for Jupyter; None (plain repr) before building."""
+        if self.input_shape is None:
+            return None
+        from numbacnn.shapes import shape_table
+
+        return shape_table(self)._repr_html_()

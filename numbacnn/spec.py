@@ -12,197 +12,53 @@ A spec is plain text, one layer per line (docs/spec.md has the full reference)::
 A ``;`` ends a line just as a newline does (``"input 28x28x1; conv 8 3; relu"``), and
 line numbers count both. Parsing is pure Python: it imports neither numba nor a
 kernel, and :meth:`Spec.build` only runs each layer's shape arithmetic.
+
+This module knows no layer by name: the keywords, options and their rules, what
+``activation=`` allows, the options a layer derives from others and which layer must
+come last are each layer class's own declaration (``numbacnn/layers/syntax.py`` has the
+vocabulary, ``numbacnn.layers.LAYERS`` the registered classes).
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from numbacnn.errors import MissingInputError, NumbacnnError, SpecError, excerpt, shown_path
-from numbacnn.init import INITIALIZERS
+from numbacnn.geometry import volume
+from numbacnn.layers import LAYERS, Layer
+from numbacnn.layers.syntax import LayerSyntax
 from numbacnn.limits import MAX_INT, check_regular_file, exists
-
-if TYPE_CHECKING:
-    from numbacnn.layers.base import Layer
 
 Shape = tuple[int, int, int]
 
-ACTIVATIONS = ("relu", "leaky", "sigmoid", "tanh", "elu")  # allowed in activation=...
 _INTEGER = re.compile(r"[0-9]+")
-_NUMBER = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 MAX_SPEC_BYTES = 1 << 20  # a spec file larger than this is not a spec
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # Characters a line may hold outside its comment: printable ASCII, tab, and the
 # multiplication sign of `input 28×28×1`. Anything else (other line breaks, control
 # characters, other scripts' digits and spaces) is refused, not silently read.
 _ALLOWED = re.compile(r"[\t\x20-\x7e×]*")
-_REQUIRED = object()
 
-
-@dataclass(frozen=True)
-class Option:
-    """One argument of a layer: its key, type, default and allowed range.
-
-    Numbers must be ≥ ``low`` (> ``low`` when ``low_open``) and < ``high`` when given;
-    ``choices`` lists the allowed words of a text option, ``words`` the words a
-    number option also takes (``pad=same``).
-    """
-
-    key: str
-    kind: type
-    default: Any = _REQUIRED
-    low: float = 0
-    low_open: bool = False
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-    words: tuple[str, ...] = ()
-
-    @property
-    def required(self) -> bool:
-        return self.default is _REQUIRED
-
-    def rule(self) -> str:
-        """What a value must be, e.g. 'an integer ≥ 1' or 'a number in [0, 1)'."""
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        noun = "an integer" if self.kind is int else "a number"
-        if self.high is not None:
-            rule = f"{noun} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g})"
-        else:
-            rule = f"{noun} {'>' if self.low_open else '≥'} {self.low:g}"
-        return rule + "".join(f" or {word}" for word in self.words)
-
-    def convert(self, raw: str) -> Any:
-        """The value of ``raw``; ValueError naming the rule when it does not fit."""
-        if self.choices:
-            if raw.lower() not in self.choices:
-                raise ValueError(f"{self.key} must be {self.rule()}, got {excerpt(raw)}")
-            return raw.lower()
-        if raw.lower() in self.words:
-            return raw.lower()
-        # Only what docs/spec.md describes: ASCII digits, no sign, no '_', no nan/inf
-        # (int() and float() alone would take '+3', '1_0' and other scripts' digits).
-        number = _INTEGER if self.kind is int else _NUMBER
-        if not number.fullmatch(raw):
-            # a signed or infinite number is shown as it is ("got -1"), other text quoted
-            signed = re.fullmatch(rf"[+-]?(?:{number.pattern}|inf|infinity|nan)", raw.lower())
-            shown = raw if signed and raw.isascii() and len(raw) <= 30 else excerpt(raw)
-            raise ValueError(f"{self.key} must be {self.rule()}, got {shown}")
-        value = self.kind(raw)
-        if self.kind is int and value > MAX_INT:
-            raise ValueError(f"{self.key} must be ≤ {MAX_INT}, got {excerpt(raw, 30)}")
-        too_low = value <= self.low if self.low_open else value < self.low
-        too_high = self.high is not None and value >= self.high
-        if not math.isfinite(value) or too_low or too_high:
-            raise ValueError(f"{self.key} must be {self.rule()}, got {raw}")
-        return value
-
-    def check(self, value: Any) -> Any:
-        """A Python value for this option (a constructor argument): checked against the
-        declaration and converted (ints to int, numbers to float, words lowered);
-        ValueError naming the rule. ``None`` stands for an optional option left out."""
-        if value is None:
-            if self.default is None:
-                return None
-            raise ValueError(f"{self.key} must be {self.rule()}, got None")
-        if self.choices:
-            if not isinstance(value, str) or value.lower() not in self.choices:
-                raise ValueError(f"{self.key} must be {self.rule()}, got {value!r}")
-            return value.lower()
-        if isinstance(value, bool | str) or not isinstance(value, int | float | np.number):
-            raise ValueError(f"{self.key} must be {self.rule()}, got {value!r}")
-        if self.kind is int:
-            if float(value) != int(value):
-                raise ValueError(f"{self.key} must be {self.rule()}, got {value!r}")
-            value = int(value)
-            if value > MAX_INT:
-                raise ValueError(f"{self.key} must be ≤ {MAX_INT}, got {value}")
-        else:
-            value = float(value)
-        too_low = value <= self.low if self.low_open else value < self.low
-        too_high = self.high is not None and value >= self.high
-        if not math.isfinite(value) or too_low or too_high:
-            raise ValueError(f"{self.key} must be {self.rule()}, got {value}")
-        return value
-
-
-@dataclass(frozen=True)
-class LayerSyntax:
-    """How a layer is written: its spec name, options in order, and how many of the
-    leading options may be given by position instead of ``key=value``."""
-
-    name: str
-    options: tuple[Option, ...] = ()
-    positional: int = 0
-    example: str = ""
-
-    def option(self, key: str) -> Option | None:
-        return next((o for o in self.options if o.key == key), None)
-
-    def format(self, kwargs: dict[str, Any]) -> str:
-        """Canonical spec text of a layer with these option values (None: left out)."""
-        parts = [self.name]
-        for index, opt in enumerate(self.options):
-            value = kwargs.get(opt.key)
-            if value is None:
-                continue
-            parts.append(format_value(value) if index < self.positional
-                         else f"{opt.key}={format_value(value)}")
-        return " ".join(parts)
-
-    def usage(self) -> str:
-        """e.g. 'conv FILTERS SIZE [stride=1] [pad=0] [init=...] [activation=...]'."""
-        parts = [self.name]
-        for index, opt in enumerate(self.options):
-            if index < self.positional:
-                parts.append(opt.key.upper() if opt.required else f"[{opt.key.upper()}]")
-            else:
-                parts.append(f"{opt.key}=..." if opt.required else f"[{opt.key}=...]")
-        return " ".join(parts)
-
-
-def int_option(key: str, default: Any = _REQUIRED, low: int = 1) -> Option:
-    """An integer option ≥ ``low``; required unless a default is given."""
-    return Option(key, int, default, low)
-
-
-def float_option(key: str, default: float, low: float = 0, low_open: bool = False,
-                 high: float | None = None) -> Option:
-    """A number option in [low, high) (or (low, …) when ``low_open``)."""
-    return Option(key, float, default, low, low_open, high)
-
-
-PAD = Option("pad", int, 0, words=("same", "valid"))
-INIT = Option("init", str, None, choices=INITIALIZERS)
-ACTIVATION = Option("activation", str, None, choices=ACTIVATIONS)
 
 class _Syntaxes(Mapping[str, LayerSyntax]):
     """Every layer's syntax by spec name, read from the classes in numbacnn.layers.LAYERS
     (each layer declares its own ``syntax``); live, so a layer registered later counts."""
 
-    def _layers(self) -> dict[str, Any]:
-        from numbacnn.layers import LAYERS
-
-        return LAYERS
-
     def __getitem__(self, name: str) -> LayerSyntax:
-        return self._layers()[name].syntax
+        return LAYERS[name].syntax
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._layers()))
+        return iter(list(LAYERS))
 
     def __len__(self) -> int:
-        return len(self._layers())
+        return len(LAYERS)
 
 
 SYNTAX: Mapping[str, LayerSyntax] = _Syntaxes()
@@ -213,14 +69,6 @@ def keywords() -> tuple[str, ...]:
     return ("input", *SYNTAX)
 
 
-def format_value(value: Any) -> str:
-    """A value as the spec writes it: floats as short as parses back exactly."""
-    if isinstance(value, float):
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
-    return str(value)
-
-
 def format_layer(name: str, kwargs: dict[str, Any]) -> str:
     """Canonical spec text of one layer, e.g. 'conv 96 11 stride=4 pad=0'."""
     return SYNTAX[name].format(kwargs)
@@ -228,8 +76,7 @@ def format_layer(name: str, kwargs: dict[str, Any]) -> str:
 
 def format_input(shape: Shape) -> str:
     """(C, H, W) as the lecture's W×H×D, e.g. '227x227x3'."""
-    C, H, W = shape
-    return f"{W}x{H}x{C}"
+    return volume(shape)
 
 
 def parse_input_size(text: str) -> Shape:
@@ -248,16 +95,14 @@ def parse_input_size(text: str) -> Shape:
 
 def layer_kwargs(layer: Layer) -> dict[str, Any]:
     """The spec arguments that rebuild ``layer`` (its hyperparameters, and its init)."""
-    kwargs = dict(layer.hyperparameters())
-    if SYNTAX[layer.kind].option("init") is not None:
-        kwargs["init"] = layer.init
-    return kwargs
+    return layer.arguments()
 
 
 @dataclass
 class LayerEntry:
     """One layer of a spec: its name and full constructor arguments (defaults filled
-    in, ``pad=same`` resolved), and where it was written (not part of equality)."""
+    in, then the layer's ``derive_options``: ``pad=same`` as a number), and where it was
+    written (not part of equality)."""
 
     name: str
     kwargs: dict[str, Any]
@@ -269,8 +114,6 @@ class LayerEntry:
 
     def make_layer(self) -> Layer:
         """A fresh, unbuilt Layer object."""
-        from numbacnn.layers import LAYERS
-
         return LAYERS[self.name](**self.kwargs)
 
 
@@ -396,23 +239,16 @@ def _parse_arguments(syntax: LayerSyntax, words: list[str]) -> dict[str, Any]:
     return given
 
 
-def _resolve(syntax: LayerSyntax, given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults filled in, pooling stride = size, pad=same/valid turned into a number."""
+def _resolve(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments: defaults filled in, then what the layer derives from
+    them (its ``derive_options``: e.g. the pooling stride, pad=same as a number)."""
+    syntax = SYNTAX[name]
     missing = [o.key for o in syntax.options if o.required and o.key not in given]
     if missing:
         raise ValueError(f"{syntax.name} needs {' and '.join(missing)} "
                          f"(usage: {syntax.usage()}, e.g. `{syntax.example}`)")
-    kwargs = {o.key: given.get(o.key, o.default) for o in syntax.options if o.key != "activation"}
-    if "stride" in kwargs and kwargs["stride"] is None:
-        kwargs["stride"] = kwargs["size"]
-    if kwargs.get("pad") == "valid":
-        kwargs["pad"] = 0
-    elif kwargs.get("pad") == "same":
-        if kwargs["size"] % 2 == 0:
-            raise ValueError(f"pad=same needs an odd size, got size {kwargs['size']}: (F − 1)/2 "
-                             f"= {(kwargs['size'] - 1) / 2:g} is not whole; give pad=N instead")
-        kwargs["pad"] = (kwargs["size"] - 1) // 2
-    return kwargs
+    return LAYERS[name].derive_options({o.key: given.get(o.key, o.default)
+                                        for o in syntax.arguments})
 
 
 def _parse_line(number: int, text: str, source: str) -> list[LayerEntry]:
@@ -426,12 +262,12 @@ def _parse_line(number: int, text: str, source: str) -> list[LayerEntry]:
                         f"layers: {', '.join(SYNTAX)}")
     try:
         given = _parse_arguments(syntax, words[1:])
-        entries = [LayerEntry(name, _resolve(syntax, given), number, text)]
+        entries = [LayerEntry(name, _resolve(name, given), number, text)]
+        # shorthand for the layers right after this one (activation=relu: a relu line)
+        for after in (given[o.key] for o in syntax.options if o.layer_after and o.key in given):
+            entries.append(LayerEntry(after, _resolve(after, {}), number, text))
     except ValueError as exc:
         raise SpecError(f"{where}: {exc}") from None
-    activation = given.get("activation")
-    if activation is not None:
-        entries.append(LayerEntry(activation, _resolve(SYNTAX[activation], {}), number, text))
     return entries
 
 
@@ -460,9 +296,10 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
         raise SpecError(f"{'the spec' if source == '<spec>' else source} has no layers: write "
                         "one layer per line, e.g. `input 28x28x1; conv 8 3; relu; fc 10`")
     for entry in entries[:-1]:
-        if entry.name == "softmax":
-            raise SpecError(f"{_place(source, entry.line)} ({_quoted(entry.text)}): softmax must "
-                            "be the last layer (it is the classifier's loss)")
+        why = LAYERS[entry.name].must_be_last
+        if why:
+            raise SpecError(f"{_place(source, entry.line)} ({_quoted(entry.text)}): "
+                            f"{entry.name} must be the last layer ({why})")
     return Spec(input_shape, entries, source)
 
 

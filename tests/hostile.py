@@ -1,46 +1,29 @@
-"""Shared pieces of the hostile-input tests (test_hardening.py, test_fuzz.py).
+"""Shared pieces of the hostile-input tests (test_hardening*.py, test_fuzz.py).
 
-A tiny dataset and checkpoint to tamper with, the CLI run in-process, and the
-checks every hostile input must pass: one ``error:`` line, exit 2, no traceback,
-and no file in the directory changed or left behind.
+A tiny checkpoint to tamper with (and a fresh copy of it), the command in a fresh
+process, a snapshot of a directory (no file changed or left behind) and a file object
+that fills up like a full disk. The CLI runner, the one ``error:`` line check and the
+quadrant data are in helpers.py.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np
-from click.testing import CliRunner, Result
-from numbacnn_cli.main import cli
+import h5py
+import pytest
+from helpers import CLASSES, SPEC, quadrants, write_dataset_npz
 
-from numbacnn.io.data import Dataset
+from numbacnn.io.datasets import Dataset
 from numbacnn.network import Network
 from numbacnn.training.trainer import Trainer, TrainSettings
-
-SPEC = "input 8x8x1; conv 3 3 pad=1 activation=relu; maxpool 2; fc 6 activation=relu; " \
-       "dropout 0.25; fc 4; softmax"
-CLASSES = ["top left", "top right", "bottom left", "bottom right"]
-
-
-def quadrants(n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 N×1×8×8 images whose class k is bright in quadrant k."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n, dtype=np.int64) % 4
-    x = rng.integers(0, 80, (n, 1, 8, 8)).astype(np.uint8)
-    for i, k in enumerate(y):
-        x[i, 0, 4 * (k // 2):4 * (k // 2) + 4, 4 * (k % 2):4 * (k % 2) + 4] += 150
-    return x, y
-
-
-def write_dataset_npz(path: Path) -> Path:
-    x_train, y_train = quadrants(48)
-    x_test, y_test = quadrants(8, seed=8)
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-             class_names=np.array(CLASSES))
-    return path
 
 
 def train_checkpoint(directory: Path, optimizer: str = "sgd") -> Path:
@@ -52,25 +35,8 @@ def train_checkpoint(directory: Path, optimizer: str = "sgd") -> Path:
     settings = TrainSettings(spec=SPEC, data=str(data), epochs=1, batch_size=16, lr=0.05,
                              optimizer=optimizer)
     out = directory / f"{optimizer}.h5"
-    Trainer(Network.from_spec(SPEC), dataset, settings, out=out).run()
+    Trainer(Network.from_spec(SPEC, device="cpu"), dataset, settings, out=out).run()
     return out
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_one_error(result: Result, *fragments: str, code: int = 2) -> str:
-    """Exit ``code``, exactly one line on stderr starting ``error:``, no traceback."""
-    assert result.exit_code == code, (result.exit_code, result.output, result.exc_info)
-    assert result.exc_info is None or result.exc_info[0] is SystemExit, result.exc_info
-    lines = [line for line in result.stderr.splitlines()
-             if not line.startswith("bench: ")]  # bench's progress log, not an error
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -107,3 +73,30 @@ class FullDisk:
 
     def __exit__(self, *exc) -> None:
         self.fh.close()
+
+
+def trained_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh directory holding data.npz and sgd.h5 (train_checkpoint), on the CPU."""
+    directory = tmp_path_factory.mktemp("hostile")
+    train_checkpoint(directory)
+    return directory
+
+
+def checkpoint_copy(work: Path, tmp_path: Path) -> Path:
+    """A copy of ``work``'s checkpoint and data in ``tmp_path`` (the copy's settings name
+    the copied data), to tamper with."""
+    shutil.copy(work / "data.npz", tmp_path / "data.npz")
+    copy = tmp_path / "model.h5"
+    shutil.copy(work / "sgd.h5", copy)
+    with h5py.File(copy, "r+") as f:
+        settings = json.loads(f["training"].attrs["settings"])
+        settings["data"] = str(tmp_path / "data.npz")
+        f["training"].attrs["settings"] = json.dumps(settings)
+    return copy
+
+
+def numbacnn_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The installed command in a fresh process (for signals, FIFOs and real stdout)."""
+    code = "from numbacnn_cli.main import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                          text=True, timeout=120, **kwargs)

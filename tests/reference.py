@@ -1,4 +1,5 @@
-"""Naive float64 numpy references for every layer, the loss and the optimizers.
+"""Naive float64 numpy references for every layer and the loss (the optimizers':
+tests/reference_optim.py).
 
 Written from the textbook definitions, independently of numbacnn's kernels: no im2col,
 no gather-form backward passes. Convolution is a direct sum over the F×F filter taps
@@ -10,9 +11,9 @@ output and returns the gradients with respect to the inputs (and parameters).
 
 The end of the module holds the test glue: :func:`reference_forward` and
 :func:`reference_backward` map a numbacnn layer object to these functions through
-:data:`REFERENCES` (one entry per layer kind, called with the layer's options),
-:func:`numerical_gradient` takes central differences, and :func:`assert_close` compares
-with a magnitude-scaled tolerance.
+:data:`REFERENCES` (one entry per layer kind, called with the layer's options; every
+case of tests/layer_cases.py but the loss needs one, tests/test_layer_cases.py checks).
+Central differences and the closeness assertion are in tests/numeric_checks.py.
 """
 
 from __future__ import annotations
@@ -318,35 +319,6 @@ def softmax_cross_entropy_backward(logits: np.ndarray, labels: np.ndarray) -> np
     return probs / len(labels)
 
 
-# --- optimizers ---------------------------------------------------------------------------
-
-
-def sgd_momentum_update(w: np.ndarray, v: np.ndarray, g: np.ndarray, lr: float,
-                        momentum: float, weight_decay: float) -> tuple[np.ndarray, np.ndarray]:
-    """One step of SGD with momentum and L2 decay: v ← μv − lr(g + λw); w ← w + v."""
-    w, v, g = (np.asarray(a, np.float64) for a in (w, v, g))
-    v = momentum * v - lr * (g + weight_decay * w)
-    return w + v, v
-
-
-def adam_update(w: np.ndarray, m: np.ndarray, v: np.ndarray, g: np.ndarray, lr: float, t: int,
-                beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                weight_decay: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Step t (1, 2, …) of Adam, Algorithm 1 of Kingma & Ba, with λw added to the gradient.
-
-    numbacnn (like the paper's §2 "efficient" form and TensorFlow) adds ε to the
-    uncorrected √v: lr_t·m/(√v + ε) with lr_t = lr·√(1 − β2ᵗ)/(1 − β1ᵗ). That is
-    Algorithm 1 with ε̂ = ε/√(1 − β2ᵗ) in place of ε, which is what is used here.
-    """
-    w, m, v, g = (np.asarray(a, np.float64) for a in (w, m, v, g))
-    g = g + weight_decay * w
-    m = beta1 * m + (1 - beta1) * g
-    v = beta2 * v + (1 - beta2) * g * g
-    m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
-    eps_hat = eps / np.sqrt(1 - beta2**t)
-    return w - lr * m_hat / (np.sqrt(v_hat) + eps_hat), m, v
-
-
 # --- batch normalization -----------------------------------------------------------------
 
 
@@ -408,8 +380,8 @@ class Reference:
     mask: Callable[[Any, tuple[int, ...]], np.ndarray] | None = None
 
 
-# Every layer kind's reference by its spec keyword (tests/test_layers.py checks that each
-# registered layer has one). A new layer adds its entry here.
+# Every layer kind's reference by its spec keyword (tests/test_layer_cases.py checks that
+# each case of tests/layer_cases.py but the loss has one). A new layer adds its entry here.
 REFERENCES: dict[str, Reference] = {
     "conv": Reference(
         lambda L, x, p, m: conv2d_forward(x, p["W"], p["b"], L.stride, L.pad),
@@ -493,51 +465,3 @@ def reference_network_step(layers: list[Any], params: list[dict[str, np.ndarray]
         dy, grads[index] = reference_backward(layers[index], inputs[index], dy, params[index],
                                               masks[index])
     return loss, grads
-
-
-def numerical_gradient(f: Callable[[np.ndarray], float], a: np.ndarray,
-                       h: float = 1e-5) -> np.ndarray:
-    """Central differences (f(a + h·e_i) − f(a − h·e_i)) / 2h of a scalar f, in float64.
-
-    ``a`` is perturbed in place (one element at a time) and restored; f must read it.
-    """
-    assert a.dtype == np.float64
-    grad = np.zeros_like(a)
-    for index in np.ndindex(a.shape):
-        keep = a[index]
-        a[index] = keep + h
-        up = f(a)
-        a[index] = keep - h
-        down = f(a)
-        a[index] = keep
-        grad[index] = (up - down) / (2 * h)
-    return grad
-
-
-def assert_close(actual: Any, expected: Any, rtol: float = 1e-4, atol_scale: float = 1e-5,
-                 what: str = "") -> None:
-    """allclose with atol = atol_scale · max|expected| (1 when expected is all zero).
-
-    A float32 result summing many terms carries an absolute error proportional to the
-    magnitude of those terms, so near-zero entries need an atol of that scale.
-    """
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol_scale * (scale or 1.0),
-                               err_msg=what)
-
-
-def distinct_values(rng: np.random.Generator, shape: tuple[int, ...], gap: float = 0.01,
-                    ) -> np.ndarray:
-    """float32 values in random order, any two at least ``gap`` apart (no max ties)."""
-    n = int(np.prod(shape))
-    values = (np.arange(n) - n / 2) * gap + rng.uniform(0, gap / 4, n)
-    return rng.permutation(values).reshape(shape).astype(np.float32)
-
-
-def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...], low: float = 0.05,
-                   high: float = 2.0) -> np.ndarray:
-    """float32 values with low ≤ |x| ≤ high and random signs (no kink of relu/elu at 0)."""
-    magnitude = rng.uniform(low, high, shape)
-    return (magnitude * rng.choice([-1.0, 1.0], shape)).astype(np.float32)

@@ -3,13 +3,14 @@ running statistics, non-trainable state through optimizers and model files, the 
 
 from __future__ import annotations
 
+import numeric_checks as checks
 import numpy as np
 import pytest
 import reference as ref
 
 from numbacnn import to_device, to_host
 from numbacnn.errors import NumbacnnError
-from numbacnn.io.model_io import ModelInfo, load_model, save_model
+from numbacnn.io.model_file import ModelInfo, load_model, save_model
 from numbacnn.layers import BatchNorm, ReLU
 from numbacnn.network import Network
 from numbacnn.training.optim import SGD
@@ -44,14 +45,14 @@ def test_training_steps_match_reference_and_move_running_statistics(where: str,
         dy = rng.standard_normal(shape).astype(np.float32)
         y = to_host(layer.forward(to_device(x), training=True)).copy()
         dx = to_host(layer.backward(to_device(dy))).copy()
-        ref.assert_close(y, ref.batchnorm_forward(x, gamma, beta, layer.eps), what="y")
+        checks.assert_close(y, ref.batchnorm_forward(x, gamma, beta, layer.eps), what="y")
         expected_dx, dgamma, dbeta = ref.batchnorm_backward(x, dy, gamma, layer.eps)
-        ref.assert_close(dx, expected_dx, what="dx")
-        ref.assert_close(to_host(layer.grads["gamma"]), dgamma, what="dgamma")
-        ref.assert_close(to_host(layer.grads["beta"]), dbeta, what="dbeta")
+        checks.assert_close(dx, expected_dx, what="dx")
+        checks.assert_close(to_host(layer.grads["gamma"]), dgamma, what="dgamma")
+        checks.assert_close(to_host(layer.grads["beta"]), dbeta, what="dbeta")
         mean, var = ref.batchnorm_running(mean, var, x, 0.8)
-        ref.assert_close(to_host(layer.state["mean"]), mean, what=f"step {step}: running mean")
-        ref.assert_close(to_host(layer.state["var"]), var, what=f"step {step}: running var")
+        checks.assert_close(to_host(layer.state["mean"]), mean, what=f"step {step}: running mean")
+        checks.assert_close(to_host(layer.state["var"]), var, what=f"step {step}: running var")
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -94,7 +95,7 @@ def test_inference_uses_running_statistics_and_moves_nothing(rng: np.random.Gene
     gamma, beta = (to_host(layer.params[k]).astype(np.float64) for k in ("gamma", "beta"))
     x = rng.standard_normal(shape).astype(np.float32)
     y = to_host(layer.forward(to_device(x), training=False)).copy()
-    ref.assert_close(y, ref.batchnorm_forward(x, gamma, beta, 1e-3, mean, var), what="y")
+    checks.assert_close(y, ref.batchnorm_forward(x, gamma, beta, 1e-3, mean, var), what="y")
     np.testing.assert_array_equal(to_host(layer.state["mean"]), mean)
     np.testing.assert_array_equal(to_host(layer.state["var"]), var)
     dy = rng.standard_normal(shape)
@@ -103,7 +104,7 @@ def test_inference_uses_running_statistics_and_moves_nothing(rng: np.random.Gene
     def loss(a: np.ndarray) -> float:
         return float(np.sum(ref.batchnorm_forward(a, gamma, beta, 1e-3, mean, var) * dy))
 
-    ref.assert_close(dx, ref.numerical_gradient(loss, x.astype(np.float64)), what="dx")
+    checks.assert_close(dx, checks.numerical_gradient(loss, x.astype(np.float64)), what="dx")
 
 
 def test_large_mean_keeps_an_accurate_variance(rng: np.random.Generator):
@@ -115,7 +116,7 @@ def test_large_mean_keeps_an_accurate_variance(rng: np.random.Generator):
     layer.forward(to_device(x), training=True)
     batch_var = x.astype(np.float64).var(axis=(0, 2, 3), ddof=1)
     expected = 0.9 + 0.1 * batch_var
-    ref.assert_close(to_host(layer.state["var"]), expected, rtol=1e-3, what="running var")
+    checks.assert_close(to_host(layer.state["var"]), expected, rtol=1e-3, what="running var")
 
 
 def test_one_value_per_channel_normalizes_like_inference(rng: np.random.Generator):
@@ -226,15 +227,15 @@ def test_matches_pytorch_in_both_modes(where: str, rng: np.random.Generator):
         twin.zero_grad()
         yt = twin(xt)
         yt.backward(torch.from_numpy(dy))
-        ref.assert_close(y, yt.detach().numpy(), what="y")
-        ref.assert_close(dx, xt.grad.numpy(), what="dx")
-        ref.assert_close(to_host(layer.grads["gamma"]), twin.weight.grad.numpy(), what="dgamma")
-        ref.assert_close(to_host(layer.grads["beta"]), twin.bias.grad.numpy(), what="dbeta")
-        ref.assert_close(to_host(layer.state["mean"]), twin.running_mean.numpy(), what="mean")
-        ref.assert_close(to_host(layer.state["var"]), twin.running_var.numpy(), what="var")
+        checks.assert_close(y, yt.detach().numpy(), what="y")
+        checks.assert_close(dx, xt.grad.numpy(), what="dx")
+        checks.assert_close(to_host(layer.grads["gamma"]), twin.weight.grad.numpy(), what="dgamma")
+        checks.assert_close(to_host(layer.grads["beta"]), twin.bias.grad.numpy(), what="dbeta")
+        checks.assert_close(to_host(layer.state["mean"]), twin.running_mean.numpy(), what="mean")
+        checks.assert_close(to_host(layer.state["var"]), twin.running_var.numpy(), what="var")
     twin.eval()
     x = rng.standard_normal(shape).astype(np.float32)
     with torch.no_grad():
         expected = twin(torch.from_numpy(x)).numpy()
-    ref.assert_close(to_host(layer.forward(to_device(x), training=False)), expected,
-                     what="inference y")
+    checks.assert_close(to_host(layer.forward(to_device(x), training=False)), expected,
+                        what="inference y")

@@ -75,7 +75,7 @@ def check_network(net: dict[str, Any], framework: str) -> None:
     keys = {"index", "layer", "output_shape", "forward_ms", "backward_ms", "percent"}
     for row in net["layers"]:
         assert set(row) == keys | ({"fused"} if framework == "numbacnn" else set())
-    assert [r["index"] for r in net["layers"]] == list(range(len(net["layers"])))
+    assert [r["index"] for r in net["layers"]] == list(range(1, len(net["layers"]) + 1))
     percent = sum(r["percent"] for r in net["layers"]) + net["loss"]["percent"] + \
         net["update"]["percent"]
     assert percent == pytest.approx(100.0)
@@ -99,7 +99,7 @@ def test_quick_json_layout_and_numbers(quick: dict[str, Any]) -> None:
     assert net["layers"][0]["output_shape"] == "28x28x32"
     assert net["layers"][-1]["output_shape"] == "10"
     assert net["conv_rate"]["reference"] == "numpy SGEMM"
-    assert [c["index"] for c in net["conv_rate"]["layers"]] == [0, 3]
+    assert [c["index"] for c in net["conv_rate"]["layers"]] == [1, 4]
     assert net["conv_rate"]["layers"][0]["gemm"] == "32x9 @ 9x25088"
     assert "torch" not in net
     assert_all_positive(quick["networks"], "networks")

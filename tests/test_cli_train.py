@@ -12,27 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from numbacnn_cli.main import cli
+from helpers import CLASSES, assert_ok, assert_one_error, quadrant_images, run
 
-from numbacnn.io import model_io
-from numbacnn.io.data import load_dataset, save_dataset
-from numbacnn.io.model_io import load_model, predict_images
+from numbacnn.io import model_file
+from numbacnn.io.dataset_files import load_dataset, save_dataset
+from numbacnn.tools.inference import predict_images
+from numbacnn.training.checkpoint import load_checkpoint
 from numbacnn.training.trainer import Trainer
 
 SPEC = ("input 8x8x1; conv 4 3 pad=1 activation=relu; maxpool 2; fc 8 activation=relu; "
         "dropout 0.25; fc 4; softmax")
-CLASSES = np.array(["top left", "top right", "bottom left", "bottom right"])
-
-
-def quadrant_images(n: int, rng: np.random.Generator, size: int = 8) -> tuple[np.ndarray, ...]:
-    """uint8 N×1×size×size images; class k is bright in quadrant k."""
-    y = np.arange(n, dtype=np.int64) % 4
-    x = rng.integers(0, 80, (n, 1, size, size)).astype(np.uint8)
-    h = size // 2
-    for i, k in enumerate(y):
-        x[i, 0, h * (k // 2):h * (k // 2) + h, h * (k % 2):h * (k % 2) + h] += 150
-    return x, y
 
 
 def write_npz(path: Path, size: int = 8, label_offset: int = 0, n_train: int = 64) -> Path:
@@ -40,34 +29,13 @@ def write_npz(path: Path, size: int = 8, label_offset: int = 0, n_train: int = 6
     x_train, y_train = quadrant_images(n_train, rng, size)
     x_test, y_test = quadrant_images(16, rng, size)
     np.savez(path, x_train=x_train, y_train=y_train + label_offset, x_test=x_test,
-             y_test=y_test, class_names=CLASSES)
+             y_test=y_test, class_names=np.array(CLASSES))
     return path
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def train_args(data: Path, out: Path, *extra: object) -> list[object]:
     return ["train", SPEC, "--data", data, "--out", out, "--epochs", 2, "--batch-size", 16,
             "--lr", 0.05, *extra]
-
-
-def assert_ok(result: Result) -> None:
-    assert result.exit_code == 0, result.output
-    assert "error" not in result.output
-
-
-def assert_one_error(result: Result, *fragments: str, code: int = 2) -> str:
-    """Exit ``code``, exactly one ``error:`` line containing ``fragments``, no traceback."""
-    assert result.exit_code == code, result.output
-    assert result.exc_info is None or result.exc_info[0] is SystemExit, result.exc_info
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +58,8 @@ def test_train_prints_epochs_and_writes_checkpoint_and_best(workdir: Path) -> No
     assert "58 training and 6 validation images of 8x8x1, 4 classes" in log
     assert "epoch 1/2  train loss" in log and "epoch 2/2  train loss" in log
     assert "saved" in log and "test accuracy" in log
-    net, info = load_model(workdir / "m1.h5")
-    assert info.training.epoch == 2 and info.training.settings["seed"] == 1
+    net, info = load_checkpoint(workdir / "m1.h5")
+    assert info.training.epoch == 2 and info.settings["seed"] == 1
     assert list(info.class_names) == list(CLASSES)
     assert (workdir / "m1.best.h5").exists()
     assert len(info.history["val_acc"]) == 2
@@ -100,7 +68,7 @@ def test_train_prints_epochs_and_writes_checkpoint_and_best(workdir: Path) -> No
 def test_evaluate_prints_accuracy_per_class_and_confusion_matrix(workdir: Path) -> None:
     result = run("evaluate", workdir / "m1.h5")  # data: the one it was trained on
     assert_ok(result)
-    net, info = load_model(workdir / "m1.h5")
+    net, info = load_checkpoint(workdir / "m1.h5")
     with np.load(workdir / "data.npz") as npz:
         x_test, y_test = npz["x_test"], npz["y_test"]
     predicted = predict_images(net, info, x_test).argmax(axis=1)
@@ -120,7 +88,7 @@ def test_predict_npy_prints_top_k_per_image(workdir: Path) -> None:
     assert_ok(result)
     lines = result.output.strip().splitlines()
     assert len(lines) == 5
-    net, info = load_model(workdir / "m1.h5")
+    net, info = load_checkpoint(workdir / "m1.h5")
     best = predict_images(net, info, images[:, None]).argmax(axis=1)
     for line, k in zip(lines, best, strict=True):
         assert line.split("  ")[1].startswith(CLASSES[k]) and line.count("%") == 2
@@ -182,7 +150,7 @@ def test_resume_continues_and_refuses_changed_settings(workdir: Path, tmp_path: 
     assert_ok(result)
     assert "resuming" in result.output and "epoch 2/2" in result.output
     assert "epoch 1/2" not in result.output
-    assert load_model(copy)[1].training.epoch == 2
+    assert load_checkpoint(copy)[1].training.epoch == 2
     done = run("train", "--resume", copy, "--epochs", 2)
     assert_one_error(done, "already trained 2 of 2 epochs")
 
@@ -205,7 +173,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(workdir: Path, tmp_path: Path,
     assert "interrupted at epoch 1, batch 2; checkpoint saved to" in result.output
     assert f"numbacnn train --resume {out}" in result.output
     assert "Traceback" not in result.output
-    state = load_model(out)[1].training
+    state = load_checkpoint(out)[1].training
     assert (state.epoch, state.batch) == (0, 2)
 
 
@@ -216,7 +184,8 @@ def test_missing_corrupt_and_truncated_models(workdir: Path, tmp_path: Path) -> 
     assert_one_error(run("evaluate", tmp_path / "nope.h5"), "nope.h5: no such model file")
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"\x00garbage" * 100)
-    assert_one_error(run("predict", junk, workdir / "data.npz"), "junk.h5: not an HDF5 file")
+    assert_one_error(run("predict", junk, workdir / "data.npz"), "junk.h5: not an HDF5 file",
+                     "give a model file that numbacnn saved; numbacnn train writes one")
     data = (workdir / "m1.h5").read_bytes()
     half = tmp_path / "half.h5"
     half.write_bytes(data[:len(data) // 2])
@@ -230,7 +199,7 @@ def test_missing_corrupt_and_truncated_models(workdir: Path, tmp_path: Path) -> 
 def test_dataset_that_does_not_fit_the_spec(tmp_path: Path) -> None:
     small = write_npz(tmp_path / "six.npz", size=6)
     result = run(*train_args(small, tmp_path / "m.h5"))
-    assert_one_error(result, "images are 1 x 6 x 6 (C x H x W) but the network takes 1 x 8 x 8")
+    assert_one_error(result, "images are 6x6x1 (W x H x D) but the network takes 8x8x1")
     shifted = write_npz(tmp_path / "shifted.npz", label_offset=2)  # labels 2…5, 4 outputs
     np.savez(shifted, **{k: v for k, v in np.load(shifted).items() if k != "class_names"})
     assert_one_error(run(*train_args(shifted, tmp_path / "m.h5")), "labels go up to 5")
@@ -268,7 +237,7 @@ def test_full_disk_keeps_the_existing_model(workdir: Path, tmp_path: Path,
         f.attrs["partial"] = 1
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(model_io, "_write_model", disk_full)
+    monkeypatch.setattr(model_file, "_write_model", disk_full)
     result = run(*train_args(workdir / "data.npz", out, "--epochs", 1, "--force"))
     assert_one_error(result, "model.h5: cannot write the model (No space left on device)",
                      "existing file is unchanged")
@@ -280,7 +249,7 @@ def test_predict_input_errors(workdir: Path, tmp_path: Path) -> None:
     model = workdir / "m1.h5"
     np.save(tmp_path / "wrong.npy", np.zeros((3, 5, 5), np.uint8))
     assert_one_error(run("predict", model, tmp_path / "wrong.npy"),
-                     "images have shape (3, 5, 5) but the model takes 1 x 8 x 8")
+                     "images have shape (3, 5, 5) but the model takes 8x8x1 (W x H x D)")
     np.save(tmp_path / "float.npy", np.zeros((3, 8, 8), np.float32))
     assert_one_error(run("predict", model, tmp_path / "float.npy"), "raw uint8")
     assert_one_error(run("predict", model, tmp_path / "absent.npy"), "no such file")
@@ -305,6 +274,6 @@ def test_predict_png_with_pillow(workdir: Path, tmp_path: Path) -> None:
     Image.fromarray(pixels, mode="L").save(tmp_path / "one.png")
     result = run("predict", workdir / "m1.h5", tmp_path / "one.png")
     assert_ok(result)
-    net, info = load_model(workdir / "m1.h5")
+    net, info = load_checkpoint(workdir / "m1.h5")
     k = predict_images(net, info, pixels[None, None]).argmax()
     assert result.output.split("  ")[1].startswith(CLASSES[k])

@@ -6,6 +6,7 @@ whole-batch fallback). Runs repeat bit for bit."""
 from __future__ import annotations
 
 import numba
+import numeric_checks as checks
 import numpy as np
 import pytest
 import reference as ref
@@ -49,12 +50,12 @@ def check_reference(layer: Conv2D, x: np.ndarray, dy: np.ndarray, got: tuple, wh
     if layer.fused_relu:
         expected_y = np.maximum(expected_y, 0.0)
         g = np.where(y > 0, dy, 0.0).astype(np.float32)  # the mask the layer saw
-    ref.assert_close(y, expected_y, what=f"{what}: y")
+    checks.assert_close(y, expected_y, what=f"{what}: y")
     expected_dx, expected_dw, expected_db = ref.conv2d_backward(x, W, g, layer.stride, layer.pad)
     if dx is not None:
-        ref.assert_close(dx, expected_dx, what=f"{what}: dx")
-    ref.assert_close(dw, expected_dw, what=f"{what}: dW")
-    ref.assert_close(db, expected_db, what=f"{what}: db")
+        checks.assert_close(dx, expected_dx, what=f"{what}: dx")
+    checks.assert_close(dw, expected_dw, what=f"{what}: dW")
+    checks.assert_close(db, expected_db, what=f"{what}: db")
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Every CUDA kernel compiles to PTX for sm_90, computes in float32 only and keeps its
 locals in registers (no GPU needed).
 
-Inside the CUDA backend's dry run (``tests/device_context.py``), on a network built on "cuda", the
-forward and backward passes of every layer type, the loss and its batch statistics,
+Inside the CUDA backend's dry run (``tests/device_context.py``), on networks built on
+"cuda", the forward and backward passes of a network of every layer type and of each
+layer kind alone in its tiny classifier (tests/layer_cases.py), the loss and its batch
+statistics,
 both optimizers, ``zeros`` (fill) and the four SGEMM transposes (with and without
 split-K) run on host arrays and record each launch as (kernel function, numba argument
 types). Each distinct pair is compiled with ``numba.cuda.compile_ptx(..., cc=(9, 0))``
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from device_context import dry_cuda
+from layer_cases import LAYER_CASES
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("NUMBA_ENABLE_CUDASIM")),
@@ -100,6 +103,10 @@ def drive_every_kernel() -> list[Record]:
         for optimizer in (SGD(), Adam()):
             optimizer.step(net, 0.01)
         net.predict_proba(x)
+        for case in LAYER_CASES.values():  # each layer kind alone (tests/layer_cases.py)
+            alone = Network.from_spec(case.network_spec(classes=3),
+                                      device="cuda").initialize(seed=1)
+            alone.train_step(case.draw(rng), np.arange(case.shape[0]) % 3)
         B = cuda_backend
         for trans_a, trans_b in itertools.product((False, True), repeat=2):
             a = np.ones((3, 5) if trans_a else (5, 3), np.float32)

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from numbacnn_cli.main import cli
+from helpers import quadrant_images, run
 
-from numbacnn.io.model_io import load_model
+from numbacnn.training.checkpoint import load_checkpoint
 from numbacnn.training.distributed import World, launched_by_mpi, launcher_rank
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,15 +67,7 @@ def write_data(path: Path) -> Path:
     """90 training (81 fit + 9 validation) and 20 test 8x8 images of 4 classes; with batch
     16 the last batch of an epoch has 1 image: rank 1 gets none."""
     rng = np.random.default_rng(7)
-
-    def images(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = np.arange(n, dtype=np.int64) % 4
-        x = rng.integers(0, 80, (n, 1, 8, 8)).astype(np.uint8)
-        for i, k in enumerate(y):
-            x[i, 0, 4 * (k // 2):4 * (k // 2) + 4, 4 * (k % 2):4 * (k % 2) + 4] += 150
-        return x, y
-
-    (x_train, y_train), (x_test, y_test) = images(90), images(20)
+    (x_train, y_train), (x_test, y_test) = quadrant_images(90, rng), quadrant_images(20, rng)
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
              class_names=np.array(["a", "b", "c", "d"]))
     return path
@@ -92,12 +83,12 @@ def cli_on_ranks(*args: object, **kwargs: object) -> subprocess.CompletedProcess
 
 
 def one_process(*args: object) -> None:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
+    result = run(*args)
     assert result.exit_code == 0, result.output
 
 
 def weights(path: Path) -> dict[str, np.ndarray]:
-    net, _ = load_model(path)
+    net, _ = load_checkpoint(path)
     return {name: np.array(w) for name, w, _ in net.parameters()}
 
 
@@ -184,6 +175,45 @@ def test_a_launcher_without_mpi4py_is_one_clear_error(monkeypatch: pytest.Monkey
         distributed.world()
 
 
+def test_who_says_an_error_and_when(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rank-error policy without mpirun: rank 0 says an error at once, another rank
+    after ERROR_GRACE_S naming itself (and writes nothing to stdout); both then end;
+    a single process is left alone."""
+    import numbacnn.training.distributed as distributed
+    from numbacnn.errors import NumbacnnError
+
+    slept: list[float] = []
+    exits: list[int] = []
+    monkeypatch.setattr(distributed.time, "sleep", slept.append)
+    monkeypatch.setattr(distributed, "exit_now", exits.append)  # returns: the error goes on
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # restored after a rank > 0 mutes it
+    said: list[str] = []
+    for rank, line, waits in ((0, "bad (worded)", []), (1, "rank 1 of 2: bad (worded)",
+                                                         [distributed.ERROR_GRACE_S])):
+        slept.clear()
+        with pytest.raises(NumbacnnError, match="bad"), distributed.errors_said_once(
+                World(2, rank), said.append, lambda exc: f"{exc} (worded)"):
+            print("progress")
+            raise NumbacnnError("bad")
+        assert said.pop() == line and slept == waits and exits.pop() == 2
+        assert (sys.stdout.name == os.devnull) is (rank > 0)
+    with pytest.raises(NumbacnnError), distributed.errors_said_once(World(), said.append):
+        raise NumbacnnError("one process")
+    assert said == [] and exits == []
+
+    def no_mpi4py() -> World:
+        raise distributed.DistributedError("no mpi4py here")
+
+    monkeypatch.setattr(distributed, "world", no_mpi4py)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    for rank, says in (("0", []), ("1", ["rank 1: no mpi4py here"])):
+        monkeypatch.setenv("OMPI_COMM_WORLD_RANK", rank)
+        with pytest.raises(distributed.DistributedError):
+            distributed.join_world(said.append)
+        assert said == says and exits == [2] * len(says)
+        said.clear(), exits.clear()
+
+
 def test_cuda_aware_is_asked_for_never_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
     from numbacnn.training.distributed import DistributedError, _cuda_aware
 
@@ -248,7 +278,7 @@ def test_two_ranks_equal_one_process(runs: dict[str, Path]) -> None:
     assert re.search(r"^gradient all-reduce on 2 ranks: \d+\.\d\d ms per step over 18 steps "
                      r"\(with the wait for the slowest rank\), \d+ % of the training time$",
                      str(runs["two_output"]), re.MULTILINE), runs["two_output"]
-    info = load_model(runs["two"])[1]
+    info = load_checkpoint(runs["two"])[1]
     assert len(info.training.rng_states["augment_ranks"]) == 2  # it did run on 2 ranks
     assert info.training.epoch == 3 and np.isfinite(info.history["val_loss"]).all()
 
@@ -290,7 +320,7 @@ def test_resume_with_another_number_of_ranks(runs: dict[str, Path]) -> None:
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stdout and result.stdout.count("epoch 3/3  train loss") == 1
     for path in (a, b):
-        assert load_model(path)[1].training.epoch == 3
+        assert load_checkpoint(path)[1].training.epoch == 3
         assert_close(runs["one"], path)
 
 
@@ -310,7 +340,7 @@ def test_a_killed_rank_stops_the_others_with_one_line(runs: dict[str, Path]) -> 
     assert ours[0].startswith("error: rank 0 of 2 ") and "checkpoint" in ours[0], ours
     assert "Traceback" not in result.stderr
     assert elapsed < 45, f"took {elapsed:.0f} s"
-    assert load_model(out)[1].training.epoch in (2, 3)  # atomic: never half-written
+    assert load_checkpoint(out)[1].training.epoch in (2, 3)  # atomic: never half-written
 
 
 @needs_mpi
@@ -326,7 +356,7 @@ def test_a_hung_rank_stops_the_others_after_the_timeout(runs: dict[str, Path]) -
     assert len(ours) == 1, result.stderr
     assert "waited 6 s for the other ranks in the gradient all-reduce" in ours[0], ours
     assert f"checkpoint {out} is intact: continue with numbacnn train --resume {out}" in ours[0]
-    assert load_model(out)[1].training.epoch == 1
+    assert load_checkpoint(out)[1].training.epoch == 1
 
 
 @needs_mpi
@@ -418,7 +448,7 @@ def test_gpu_ranks_train_like_one_cpu_process_in_the_simulator(runs: dict[str, P
     assert result.returncode == 0, result.stdout + result.stderr
     assert ("device cuda (fp32) on 2 ranks (MPI, batch 16 split over them), gradients "
             "through pinned host memory") in result.stdout
-    assert load_model(gpu)[1].training.epoch == 1
+    assert load_checkpoint(gpu)[1].training.epoch == 1
     assert assert_close(cpu, gpu, rtol=1e-5) < 1e-5
 
 

@@ -27,16 +27,20 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hostile import SPEC, FullDisk, quadrants, run, snapshot, train_checkpoint
+from helpers import SPEC, quadrants, run
+from hostile import FullDisk, snapshot, train_checkpoint
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from layer_cases import LAYER_CASES
 
 from numbacnn.errors import DataError, ModelFileError, NumbacnnError
 from numbacnn.io import atomic_file
-from numbacnn.io.data import load_dataset, read_h5, read_idx, read_npy, save_dataset
-from numbacnn.io.model_io import load_model, save_model
+from numbacnn.io.dataset_files import load_dataset, read_h5, read_idx, save_dataset
+from numbacnn.io.model_file import save_model
+from numbacnn.io.numpy_files import read_npy
 from numbacnn.shapes import shape_table
 from numbacnn.spec import parse_spec
+from numbacnn.training.checkpoint import load_checkpoint
 from numbacnn.training.trainer import Trainer
 
 LONG = os.environ.get("NUMBACNN_FUZZ", "").lower() == "long"
@@ -100,9 +104,9 @@ def cli_ok_or_one_error(result) -> None:
 
 # ----------------------------------------------------------------------------- specs
 
-WORDS = ["input", "conv", "fc", "maxpool", "avgpool", "lrn", "relu", "leaky", "elu", "maxout",
-         "dropout", "softmax", "flatten", "tanh", "sigmoid", "stride=", "pad=", "size=",
-         "alpha=", "init=", "activation=", "pad=same", "init=he", "#", "=", "x"]
+# Every layer keyword (one per case of tests/layer_cases.py), then options and punctuation
+WORDS = ["input", *LAYER_CASES, "stride=", "pad=", "size=", "alpha=", "init=", "activation=",
+         "pad=same", "init=he", "#", "=", "x"]
 NUMBERS = ["0", "1", "2", "3", "8", "28x28x1", "8x8x1", "-1", "+3", "1_0", "\u0663", "1e3",
            ".5", "0.5", "nan", "inf", "1e400", "99999999999x99999999999x99999999999",
            "4611686018427387904", "2147483648", "10000000000000000000000", "0x10"]
@@ -207,7 +211,7 @@ def check_loaded_or_refused(path: Path, resume: bool) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a ComplexWarning is a silent wrong load
-            net, info = load_model(path)
+            net, info = load_checkpoint(path)
     except ModelFileError as exc:
         one_line(exc)
     else:
@@ -476,7 +480,7 @@ def test_full_disk_at_any_point(work: Path, room: int, kind: str) -> None:
                       lambda fd, mode: FullDisk(real_fdopen(fd, mode), room))
         try:
             if kind == "model":
-                save_model(target, *load_model(work / "sgd.h5"))
+                save_model(target, *load_checkpoint(work / "sgd.h5"))
             else:
                 x, y = quadrants(32)
                 ds = load_dataset(work / "data.npz")
@@ -487,5 +491,5 @@ def test_full_disk_at_any_point(work: Path, room: int, kind: str) -> None:
             assert "No space left on device" in str(exc)
             assert target.read_bytes() == b"the previous file"
         else:
-            (load_model if kind == "model" else read_h5)(target)
+            (load_checkpoint if kind == "model" else read_h5)(target)
         assert sorted(os.listdir(directory)) == ["out.h5"]

@@ -1,5 +1,8 @@
 """Gradient checks of every layer and the loss.
 
+Every layer kind's case of tests/layer_cases.py (named "case-<kind>"), then more
+geometries per kind.
+
 For each case the scalar L = Σ y·R (R a fixed random array shaped like the output y) is
 differentiated two ways on the float64 reference (tests/reference.py): analytically
 and by central differences. The analytic reference gradient is then compared with the
@@ -11,79 +14,59 @@ ties, ReLU-like activations inputs away from their kink at 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
+import numeric_checks as checks
 import numpy as np
 import pytest
 import reference as ref
+from layer_cases import REFERENCE_CASES, LayerCase
 
 from numbacnn import to_device, to_host
 from numbacnn.layers import (
-    ELU,
-    LRN,
-    AvgPool2D,
-    BatchNorm,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
     Layer,
-    LeakyReLU,
-    Maxout,
-    MaxPool2D,
-    ReLU,
-    Sigmoid,
     SoftmaxCrossEntropy,
-    Tanh,
 )
 
-
-@dataclass(frozen=True)
-class Case:
-    """A layer, the batch shape it sees, and how its input is drawn."""
-
-    make: Callable[[], Layer]
-    shape: tuple[int, int, int, int]
-    inputs: str = "normal"  # "normal", "distinct" (no ties) or "away" (|x| ≥ 0.05)
-
-
-CASES = {
-    "conv-f3-s2-p1-nonsquare": Case(lambda: Conv2D(4, 3, stride=2, pad=1), (2, 3, 7, 5)),
-    "conv-f3-s3-p1-odd-batch1": Case(lambda: Conv2D(3, 3, stride=3, pad=1), (1, 2, 10, 7)),
-    "conv-f3-s1-p2": Case(lambda: Conv2D(2, 3, stride=1, pad=2), (2, 2, 5, 4)),
-    "conv-f5-s1-p0": Case(lambda: Conv2D(3, 5), (1, 1, 9, 6)),
-    "conv-f1": Case(lambda: Conv2D(5, 1), (2, 4, 3, 5)),
-    "conv-f2-s2": Case(lambda: Conv2D(3, 2, stride=2), (3, 2, 6, 8)),
-    "maxpool-f2-s2": Case(lambda: MaxPool2D(2), (2, 3, 6, 8), "distinct"),
-    "maxpool-f3-s2-overlap-odd": Case(lambda: MaxPool2D(3, 2), (1, 2, 7, 9), "distinct"),
-    "maxpool-f3-s1": Case(lambda: MaxPool2D(3, 1), (2, 1, 5, 6), "distinct"),
-    "avgpool-f2-s2": Case(lambda: AvgPool2D(2), (2, 3, 6, 8)),
-    "avgpool-f3-s2-overlap-odd": Case(lambda: AvgPool2D(3, 2), (1, 2, 7, 9)),
-    "avgpool-f3-s1": Case(lambda: AvgPool2D(3, 1), (2, 1, 5, 6)),
-    "lrn-size5": Case(lambda: LRN(5, alpha=0.5, beta=0.75, k=2.0), (2, 7, 3, 4)),
-    "lrn-size3-batch1": Case(lambda: LRN(3, alpha=1.0, beta=0.6, k=1.0), (1, 4, 5, 3)),
-    "lrn-size4-even": Case(lambda: LRN(4, alpha=0.8, beta=0.75, k=1.5), (2, 6, 2, 3)),
-    "lrn-size9-wider-than-C": Case(lambda: LRN(9, alpha=0.5, beta=0.75, k=1.0), (1, 4, 3, 3)),
-    "lrn-alexnet": Case(lambda: LRN(5, alpha=1e-4, beta=0.75, k=2.0), (2, 8, 3, 3)),
-    "fc-4d-input": Case(lambda: Dense(7), (2, 3, 4, 5)),
-    "fc-batch1": Case(lambda: Dense(3), (1, 10, 1, 1)),
-    "fc-one-unit": Case(lambda: Dense(1), (3, 2, 3, 1)),
-    "flatten": Case(Flatten, (2, 3, 4, 5)),
-    "relu": Case(ReLU, (2, 3, 4, 5), "away"),
-    "relu-batch1": Case(ReLU, (1, 1, 3, 7), "away"),
-    "leaky": Case(lambda: LeakyReLU(0.1), (2, 3, 4, 5), "away"),
-    "sigmoid": Case(Sigmoid, (2, 3, 4, 5)),
-    "tanh": Case(Tanh, (1, 1, 3, 7)),
-    "elu": Case(lambda: ELU(0.7), (2, 3, 4, 5), "away"),
-    "maxout-2": Case(lambda: Maxout(2), (2, 6, 3, 4), "distinct"),
-    "maxout-3-batch1": Case(lambda: Maxout(3), (1, 6, 5, 3), "distinct"),
-    "dropout-0.5": Case(lambda: Dropout(0.5), (2, 3, 4, 5)),
-    "dropout-0.2-batch1": Case(lambda: Dropout(0.2), (1, 2, 3, 7)),
-    "batchnorm-conv": Case(BatchNorm, (3, 2, 4, 5)),
-    "batchnorm-fc": Case(lambda: BatchNorm(eps=1e-3), (6, 4, 1, 1)),
-    "batchnorm-batch1": Case(BatchNorm, (1, 3, 2, 3)),
+# Geometries beyond tests/layer_cases.py's one case per kind (those come first, named
+# "case-<kind>").
+VARIANTS: dict[str, LayerCase] = {
+    "conv-f3-s2-p1-nonsquare": LayerCase("conv 4 3 stride=2 pad=1", (2, 3, 7, 5)),
+    "conv-f3-s3-p1-odd-batch1": LayerCase("conv 3 3 stride=3 pad=1", (1, 2, 10, 7)),
+    "conv-f3-s1-p2": LayerCase("conv 2 3 stride=1 pad=2", (2, 2, 5, 4)),
+    "conv-f5-s1-p0": LayerCase("conv 3 5", (1, 1, 9, 6)),
+    "conv-f1": LayerCase("conv 5 1", (2, 4, 3, 5)),
+    "conv-f2-s2": LayerCase("conv 3 2 stride=2", (3, 2, 6, 8)),
+    "maxpool-f2-s2": LayerCase("maxpool 2", (2, 3, 6, 8), "distinct"),
+    "maxpool-f3-s2-overlap-odd": LayerCase("maxpool 3 stride=2", (1, 2, 7, 9), "distinct"),
+    "maxpool-f3-s1": LayerCase("maxpool 3 stride=1", (2, 1, 5, 6), "distinct"),
+    "avgpool-f2-s2": LayerCase("avgpool 2", (2, 3, 6, 8)),
+    "avgpool-f3-s2-overlap-odd": LayerCase("avgpool 3 stride=2", (1, 2, 7, 9)),
+    "avgpool-f3-s1": LayerCase("avgpool 3 stride=1", (2, 1, 5, 6)),
+    "lrn-size5": LayerCase("lrn size=5 alpha=0.5 beta=0.75 k=2", (2, 7, 3, 4)),
+    "lrn-size3-batch1": LayerCase("lrn size=3 alpha=1 beta=0.6 k=1", (1, 4, 5, 3)),
+    "lrn-size4-even": LayerCase("lrn size=4 alpha=0.8 beta=0.75 k=1.5", (2, 6, 2, 3)),
+    "lrn-size9-wider-than-C": LayerCase("lrn size=9 alpha=0.5 beta=0.75 k=1", (1, 4, 3, 3)),
+    "lrn-alexnet": LayerCase("lrn size=5 alpha=1e-4 beta=0.75 k=2", (2, 8, 3, 3)),
+    "fc-4d-input": LayerCase("fc 7", (2, 3, 4, 5)),
+    "fc-batch1": LayerCase("fc 3", (1, 10, 1, 1)),
+    "fc-one-unit": LayerCase("fc 1", (3, 2, 3, 1)),
+    "flatten": LayerCase("flatten", (2, 3, 4, 5)),
+    "relu": LayerCase("relu", (2, 3, 4, 5), "away"),
+    "relu-batch1": LayerCase("relu", (1, 1, 3, 7), "away"),
+    "leaky": LayerCase("leaky 0.1", (2, 3, 4, 5), "away"),
+    "sigmoid": LayerCase("sigmoid", (2, 3, 4, 5)),
+    "tanh": LayerCase("tanh", (1, 1, 3, 7)),
+    "elu": LayerCase("elu 0.7", (2, 3, 4, 5), "away"),
+    "maxout-2": LayerCase("maxout 2", (2, 6, 3, 4), "distinct"),
+    "maxout-3-batch1": LayerCase("maxout 3", (1, 6, 5, 3), "distinct"),
+    "dropout-0.5": LayerCase("dropout 0.5", (2, 3, 4, 5)),
+    "dropout-0.2-batch1": LayerCase("dropout 0.2", (1, 2, 3, 7)),
+    "batchnorm-conv": LayerCase("batchnorm", (3, 2, 4, 5)),
+    "batchnorm-fc": LayerCase("batchnorm eps=1e-3", (6, 4, 1, 1)),
+    "batchnorm-batch1": LayerCase("batchnorm", (1, 3, 2, 3)),
 }
+CASES = {**{f"case-{kind}": case for kind, case in REFERENCE_CASES.items()}, **VARIANTS}
 
 
 @dataclass
@@ -95,29 +78,26 @@ class Problem:
     params: dict[str, np.ndarray]
     mask: np.ndarray | None
     R: np.ndarray
+    case: LayerCase
 
 
-def make_problem(case: Case, rng: np.random.Generator) -> Problem:
-    """Build the layer on the current device with random weights and biases (non-zero)."""
+def make_problem(case: LayerCase, rng: np.random.Generator) -> Problem:
+    """Build the layer (a lone layer: on the CPU) with random weights and biases (non-zero)."""
     layer = case.make()
     out_shape = (case.shape[0], *layer.build(case.shape[1:]))
-    if case.inputs == "distinct":
-        x = ref.distinct_values(rng, case.shape)
-    elif case.inputs == "away":
-        x = ref.away_from_zero(rng, case.shape)
-    else:
-        x = rng.standard_normal(case.shape).astype(np.float32)
+    x = case.draw(rng)
     params = {key: (0.5 * rng.standard_normal(shape)).astype(np.float32)
               for key, shape in layer.param_shapes().items()}
     layer.init_params(rng, "he")
     for key, value in params.items():
         layer.params[key] = to_device(value)
     mask = None
-    if isinstance(layer, Dropout):
+    draw_mask = ref.REFERENCES[layer.kind].mask  # what the layer draws per step (dropout)
+    if draw_mask is not None:
         layer.seed = 987654321
-        mask = ref.dropout_mask(case.shape, layer.p, layer.seed)
+        mask = draw_mask(layer, case.shape)
     R = rng.standard_normal(out_shape).astype(np.float32)
-    return Problem(layer, x, params, mask, R)
+    return Problem(layer, x, params, mask, R, case)
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -132,31 +112,33 @@ def test_reference_gradient_matches_central_differences(name: str, rng: np.rando
         return float(np.sum(ref.reference_forward(pb.layer, a, params, pb.mask) * R))
 
     dx, grads = ref.reference_backward(pb.layer, x, R, params, pb.mask)
-    ref.assert_close(dx, ref.numerical_gradient(loss_of_x, x.copy()), rtol=1e-6,
-                     atol_scale=1e-7, what=f"{name}: dx")
+    checks.assert_close(dx, checks.numerical_gradient(loss_of_x, x.copy()), rtol=1e-6,
+                           atol_scale=1e-7, what=f"{name}: dx")
     assert set(grads) == set(params)
     for key in params:
         def loss_of_param(a: np.ndarray, key: str = key) -> float:
             return float(np.sum(ref.reference_forward(pb.layer, x, {**params, key: a}, pb.mask)
                                 * R))
 
-        numeric = ref.numerical_gradient(loss_of_param, params[key].copy())
-        ref.assert_close(grads[key], numeric, rtol=1e-6, atol_scale=1e-7, what=f"{name}: d{key}")
+        numeric = checks.numerical_gradient(loss_of_param, params[key].copy())
+        checks.assert_close(grads[key], numeric, rtol=1e-6, atol_scale=1e-7, what=f"{name}: d{key}")
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_layer_backward_matches_reference_gradient(name: str, rng: np.random.Generator):
     """The layer's float32 forward and backward (dx, dW, db) equal the reference's."""
     pb = make_problem(CASES[name], rng)
+    tol = {"rtol": pb.case.rtol, "atol_scale": pb.case.atol_scale}
     y = to_host(pb.layer.forward(to_device(pb.x), training=True)).copy()
-    ref.assert_close(y, ref.reference_forward(pb.layer, pb.x, pb.params, pb.mask),
-                     what=f"{name}: y")
+    checks.assert_close(y, ref.reference_forward(pb.layer, pb.x, pb.params, pb.mask),
+                        what=f"{name}: y", **tol)
     dx = to_host(pb.layer.backward(to_device(pb.R))).copy()
     expected_dx, expected_grads = ref.reference_backward(pb.layer, pb.x, pb.R, pb.params, pb.mask)
-    ref.assert_close(dx, expected_dx, what=f"{name}: dx")
+    checks.assert_close(dx, expected_dx, what=f"{name}: dx", **tol)
     assert set(pb.layer.grads) == set(expected_grads)
     for key, expected in expected_grads.items():
-        ref.assert_close(to_host(pb.layer.grads[key]), expected, what=f"{name}: d{key}")
+        checks.assert_close(to_host(pb.layer.grads[key]), expected, what=f"{name}: d{key}",
+                            **tol)
 
 
 LOSS_CASES = {"n4-k5": (4, 5), "batch1-k3": (1, 3), "n7-k10": (7, 10), "n3-k1": (3, 1)}
@@ -173,10 +155,10 @@ def test_loss_reference_gradient_matches_central_differences(name: str,
     """d(mean cross-entropy)/dlogits of the reference equals central differences."""
     logits, labels = loss_problem(*LOSS_CASES[name], rng)
     z = logits.astype(np.float64)
-    numeric = ref.numerical_gradient(
-        lambda a: ref.softmax_cross_entropy_forward(a, labels), z.copy())
-    ref.assert_close(ref.softmax_cross_entropy_backward(z, labels), numeric, rtol=1e-6,
-                     atol_scale=1e-7)
+    numeric = checks.numerical_gradient(
+           lambda a: ref.softmax_cross_entropy_forward(a, labels), z.copy())
+    checks.assert_close(ref.softmax_cross_entropy_backward(z, labels), numeric, rtol=1e-6,
+                        atol_scale=1e-7)
 
 
 @pytest.mark.parametrize("name", LOSS_CASES)
@@ -190,4 +172,4 @@ def test_loss_layer_matches_reference(name: str, rng: np.random.Generator):
     assert value == pytest.approx(ref.softmax_cross_entropy_forward(logits, labels), rel=1e-5)
     dlogits = to_host(loss.backward())
     assert dlogits.shape == (N, K, 1, 1)
-    ref.assert_close(dlogits.reshape(N, K), ref.softmax_cross_entropy_backward(logits, labels))
+    checks.assert_close(dlogits.reshape(N, K), ref.softmax_cross_entropy_backward(logits, labels))

@@ -12,10 +12,10 @@ import pytest
 
 import numbacnn.layers
 from numbacnn.errors import ModelFileError
-from numbacnn.io.model_io import ModelInfo, load_model, save_model
+from numbacnn.io.model_file import ModelInfo, load_model, save_model
 from numbacnn.layers import Layer
+from numbacnn.layers.syntax import LayerSyntax
 from numbacnn.network import Network
-from numbacnn.spec import LayerSyntax
 from numbacnn.training.optim import SGD
 
 SPEC = "input 4x4x1; counter; fc 3"

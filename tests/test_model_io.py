@@ -1,5 +1,6 @@
-"""Tests of numbacnn.io.model_io: HDF5 model files (save, load, validate, atomic writes),
-prediction with the stored normalization, ensembles, and an h5py-only numpy forward pass
+"""Tests of numbacnn.io.model_file and numbacnn.training.checkpoint: HDF5 model files and
+checkpoints (save, load, validate, atomic writes), prediction with the stored
+normalization (numbacnn.tools.inference), ensembles, and an h5py-only numpy forward pass
 that must predict what numbacnn predicts."""
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import CLASSES, quadrant_dataset
+from layer_cases import LAYER_CASES
 
-from numbacnn.errors import DataError, ModelFileError
-from numbacnn.io import model_io
-from numbacnn.io.data import Dataset
-from numbacnn.io.model_io import (
+from numbacnn.errors import DataError, ModelFileError, NotAModelError
+from numbacnn.io.atomic_file import WriteError, check_writable
+from numbacnn.io.datasets import Dataset
+from numbacnn.io.model_file import (
     ModelInfo,
     best_path,
-    check_writable,
-    ensemble_proba,
+    check_model_writable,
     load_model,
-    predict_images,
     save_model,
 )
 from numbacnn.layers import (
@@ -40,26 +41,9 @@ from numbacnn.layers import (
     Tanh,
 )
 from numbacnn.network import Network
+from numbacnn.tools.inference import ensemble_proba, predict_images
+from numbacnn.training.checkpoint import OptimizerState, load_checkpoint
 from numbacnn.training.trainer import Trainer, TrainSettings
-
-CLASSES = ["top left", "top right", "bottom left", "bottom right"]
-
-
-def quadrant_dataset(n_train: int = 96, n_test: int = 32, seed: int = 0) -> Dataset:
-    """8x8 grey images of 4 classes: class k has a bright 4x4 square in quadrant k."""
-    rng = np.random.default_rng(seed)
-
-    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = np.arange(n, dtype=np.int64) % 4
-        x = rng.integers(0, 80, (n, 1, 8, 8)).astype(np.uint8)
-        for i, k in enumerate(y):
-            r, c = 4 * (k // 2), 4 * (k % 2)
-            x[i, 0, r:r + 4, c:c + 4] += 150
-        return x, y
-
-    x_train, y_train = split(n_train)
-    x_test, y_test = split(n_test)
-    return Dataset(x_train, y_train, x_test, y_test, list(CLASSES), name="quadrants")
 
 
 def tiny_network() -> Network:
@@ -86,11 +70,11 @@ def read_bytes(path: Path) -> bytes:
 
 def test_save_load_round_trip_gives_identical_outputs(trained, tmp_path: Path) -> None:
     path, dataset = trained
-    net, info = load_model(path)
+    net, info = load_checkpoint(path)
     proba = predict_images(net, info, dataset.x_test)
     copy = tmp_path / "copy.h5"
     save_model(copy, net, info)
-    net2, info2 = load_model(copy)
+    net2, info2 = load_checkpoint(copy)
     np.testing.assert_array_equal(predict_images(net2, info2, dataset.x_test), proba)
     for (name, w, _), (name2, w2, _) in zip(net.parameters(), net2.parameters(), strict=True):
         assert name == name2 and w.dtype == np.float32
@@ -101,6 +85,7 @@ def test_save_load_round_trip_gives_identical_outputs(trained, tmp_path: Path) -
     np.testing.assert_array_equal(info2.mean, info.mean)
     np.testing.assert_array_equal(info2.std, info.std)
     assert info2.training == info.training and info2.training.epoch == 2
+    assert info2.settings == info.settings and info2.settings["seed"] == 3
     assert info2.optimizer.name == "sgd" and info2.optimizer.t == info.optimizer.t > 0
     for slot, table in info.optimizer.slots.items():
         for key, value in table.items():
@@ -110,21 +95,58 @@ def test_save_load_round_trip_gives_identical_outputs(trained, tmp_path: Path) -
     assert net2.step == net.step == info.training.step
 
 
+def test_plain_load_reads_the_model_and_settings_but_not_the_checkpoint_parts(trained) -> None:
+    net, info = load_model(trained[0], device="cpu")
+    assert info.training is None and info.optimizer is None
+    assert info.settings["seed"] == 3 and info.settings["spec"] == "tiny"
+    assert net.device == "cpu" and net.step == 0
+    assert load_checkpoint(trained[0])[0].step > 0
+
+
+def test_an_unusable_device_is_a_device_error_not_a_damaged_file(trained) -> None:
+    from numbacnn.device import cuda_unavailable_reason
+    from numbacnn.errors import DeviceError
+
+    if cuda_unavailable_reason() is None:
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(DeviceError, match="device 'cuda' was asked for"):
+        load_model(trained[0], device="cuda")
+
+
+def assert_round_trips(net: Network, path: Path) -> None:
+    """Saved and loaded, ``net`` has the same layers (options, init) and predicts the same
+    probabilities from the same images."""
+    C = net.input_shape[0]
+    info = ModelInfo("", net.input_shape, ["a", "b", "c"],
+                     np.linspace(0.4, 0.5, C).astype(np.float32),
+                     np.linspace(0.2, 0.3, C).astype(np.float32))
+    images = np.random.default_rng(1).integers(0, 256, (5, *net.input_shape)).astype(np.uint8)
+    save_model(path, net, info)
+    loaded, loaded_info = load_model(path)
+    assert [layer.describe() for layer in loaded.layers] == [layer.describe()
+                                                             for layer in net.layers]
+    assert [layer.init for layer in loaded.layers] == [layer.init for layer in net.layers]
+    assert loaded_info.training is None and loaded_info.optimizer is None
+    np.testing.assert_array_equal(predict_images(loaded, loaded_info, images),
+                                  predict_images(net, info, images))
+
+
 def test_every_layer_kind_round_trips(tmp_path: Path) -> None:
     layers = [Conv2D(4, 3, stride=1, pad=1, init="normal"), LeakyReLU(0.2), LRN(3, 2e-4, 0.5, 1.5),
               AvgPool2D(2), Conv2D(6, 1), ELU(0.5), Maxout(3), MaxPool2D(2, 1), Sigmoid(),
               Flatten(), Dense(5, init="xavier"), Tanh(), Dropout(0.1), Dense(3)]
     net = Network(layers, input_shape=(2, 6, 6)).initialize(9, "he")
-    info = ModelInfo("", (2, 6, 6), ["a", "b", "c"], np.array([0.4, 0.5], np.float32),
-                     np.array([0.2, 0.3], np.float32))
-    images = np.random.default_rng(1).integers(0, 256, (5, 2, 6, 6)).astype(np.uint8)
-    save_model(tmp_path / "all.h5", net, info)
-    loaded, loaded_info = load_model(tmp_path / "all.h5")
-    assert [layer.describe() for layer in loaded.layers] == [layer.describe() for layer in layers]
-    assert [layer.init for layer in loaded.layers] == [layer.init for layer in layers]
-    assert loaded_info.training is None and loaded_info.optimizer is None
-    np.testing.assert_array_equal(predict_images(loaded, loaded_info, images),
-                                  predict_images(net, info, images))
+    assert_round_trips(net, tmp_path / "all.h5")
+
+
+@pytest.mark.parametrize("kind", LAYER_CASES)
+def test_each_layer_kind_round_trips(kind: str, tmp_path: Path) -> None:
+    """tests/layer_cases.py's tiny classifier of each kind, after one training pass (which
+    moves what a layer keeps besides its parameters, e.g. running statistics)."""
+    case = LAYER_CASES[kind]
+    net = Network.from_spec(case.network_spec()).initialize(9, "he")
+    net.forward(case.draw(np.random.default_rng(2)), training=True)
+    assert_round_trips(net, tmp_path / f"{kind}.h5")
 
 
 def test_trained_model_beats_chance_with_stored_normalization(trained) -> None:
@@ -139,7 +161,7 @@ def test_trained_model_beats_chance_with_stored_normalization(trained) -> None:
 
 def test_predict_checks_image_shape_and_dtype(trained) -> None:
     net, info = load_model(trained[0])
-    with pytest.raises(DataError, match="are 1 x 6 x 6 .* takes 1 x 8 x 8"):
+    with pytest.raises(DataError, match=r"are 6x6x1 \(W x H x D\) .* takes 8x8x1"):
         predict_images(net, info, np.zeros((2, 1, 6, 6), np.uint8))
     with pytest.raises(DataError, match="raw uint8"):
         predict_images(net, info, np.zeros((2, 1, 8, 8), np.float32))
@@ -215,7 +237,7 @@ def test_h5py_only_numpy_forward_pass_matches(trained) -> None:
 
 def test_save_killed_midway_leaves_old_file_and_no_temp(trained, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    net, info = load_model(trained[0])
+    net, info = load_checkpoint(trained[0])
     target = tmp_path / "model.h5"
     save_model(target, net, info)
     before = read_bytes(target)
@@ -223,7 +245,7 @@ def test_save_killed_midway_leaves_old_file_and_no_temp(trained, tmp_path: Path,
     def disk_full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(model_io, "_write_optimizer", disk_full)  # after the layers
+    monkeypatch.setattr(OptimizerState, "write", disk_full)  # after the layers
     with pytest.raises(ModelFileError, match="No space left.*existing file is unchanged"):
         save_model(target, net, info)
     assert read_bytes(target) == before
@@ -232,7 +254,7 @@ def test_save_killed_midway_leaves_old_file_and_no_temp(trained, tmp_path: Path,
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(model_io, "_write_optimizer", interrupted)
+    monkeypatch.setattr(OptimizerState, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_model(target, net, info)
     assert read_bytes(target) == before
@@ -242,11 +264,20 @@ def test_save_killed_midway_leaves_old_file_and_no_temp(trained, tmp_path: Path,
 
 def test_check_writable_refuses_missing_directory_and_directory(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="does not exist; create it"):
-        check_writable(tmp_path / "nowhere" / "model.h5")
-    with pytest.raises(ModelFileError, match="is a directory"):
-        check_writable(tmp_path)
-    assert check_writable(tmp_path / "ok.h5") == tmp_path / "ok.h5"
+        check_model_writable(tmp_path / "nowhere" / "model.h5")
+    with pytest.raises(ModelFileError, match="is a directory; .* such as .*model.h5"):
+        check_model_writable(tmp_path)
+    assert check_model_writable(tmp_path / "ok.h5") == tmp_path / "ok.h5"
     assert os.listdir(tmp_path) == []
+
+
+def test_check_writable_of_other_files_raises_a_write_error(tmp_path: Path) -> None:
+    with pytest.raises(WriteError, match="does not exist; create it") as missing:
+        check_writable(tmp_path / "nowhere" / "bench.json", "output")
+    assert not isinstance(missing.value, ModelFileError) and missing.value.field == "output"
+    with pytest.raises(WriteError, match="is a directory"):
+        check_writable(tmp_path)
+    assert check_writable(tmp_path / "p.npy") == tmp_path / "p.npy"
 
 
 def test_best_path_sits_beside_the_checkpoint() -> None:
@@ -264,8 +295,9 @@ def test_load_missing_directory_and_not_hdf5(tmp_path: Path) -> None:
         load_model(tmp_path)
     text = tmp_path / "notes.h5"
     text.write_text("not a model\n")
-    with pytest.raises(ModelFileError, match=r"notes\.h5: not an HDF5 file"):
+    with pytest.raises(NotAModelError, match=r"notes\.h5: not an HDF5 file") as bad:
         load_model(text)
+    assert "numbacnn train" not in str(bad.value)  # the CLI adds the command that fixes it
 
 
 def test_load_truncated_file(trained, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """``numbacnn export`` to ONNX, checked by onnx.checker and onnxruntime.
 
-For every classifier preset in data/specs/ and for a spec that uses every layer kind,
+For every classifier preset in data/specs/, a spec that uses every layer kind, and each
+layer kind alone (tests/layer_cases.py),
 a freshly initialized model (its last layer scaled so that the probabilities are far
-from uniform, so a wrong graph shows) is saved with model_io, exported through the
+from uniform, so a wrong graph shows) is saved with io/model_file, exported through the
 command line, and onnxruntime's probabilities on raw pixels are compared with
 numbacnn's own predict path (``predict_images``: the model's normalization, then
 ``Network.predict_proba``) within 1e-4. AlexNet (227×227×3, 62 M parameters) uses 8
@@ -17,44 +18,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from numbacnn_cli.main import cli
+from helpers import assert_one_error, run
+from layer_cases import LAYER_CASES
 
 from numbacnn.device import to_host
-from numbacnn.io.data import load_dataset, normalization
-from numbacnn.io.model_io import ModelInfo, load_model, predict_images, save_model
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.datasets import normalization
+from numbacnn.io.model_file import ModelInfo, load_model, save_model
 from numbacnn.io.onnx_export import ExportError, build_onnx_model, export_onnx
 from numbacnn.layers import BatchNorm, Dense, Layer
+from numbacnn.layers.syntax import LayerSyntax
 from numbacnn.network import Network
-from numbacnn.spec import LayerSyntax
+from numbacnn.tools.inference import predict_images
 
 onnx = pytest.importorskip("onnx", reason="needs onnx: pip install -e '.[test]'")
 ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[test]'")
 
-# Every layer kind numbacnn has: conv with a fused relu, a relu that is not fused, lrn
-# with an odd size (ONNX LRN) and an even one (written out), both poolings, every
-# activation, maxout, flatten, fc, dropout and the closing softmax.
+# The layer kinds together (each alone: tests/layer_cases.py's networks): conv with a
+# fused relu, a relu that is not fused, lrn with an odd size (ONNX LRN) and an even one
+# (written out), both poolings, every activation, maxout, flatten, fc, dropout and the
+# closing softmax.
 EVERY_KIND = ("input 12x12x3; conv 8 3 pad=1 activation=relu; lrn size=3 alpha=0.5 beta=0.75 k=1;"
               " maxpool 2; relu; conv 8 3 pad=1; batchnorm momentum=0.5; leaky 0.1;"
               " lrn size=4 alpha=0.5 beta=0.6 k=1.5;"
               " avgpool 2; conv 6 1 activation=elu; tanh; maxout 2; sigmoid; flatten;"
               " fc 16; batchnorm; relu; dropout 0.5; fc 8 activation=tanh; fc 5; softmax")
 TOLERANCE = 1e-4
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_error(result: Result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert result.exc_info is None or result.exc_info[0] is SystemExit, result.exc_info
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 def images_for(net: Network, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -113,13 +102,18 @@ def onnx_proba(path: Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate(parts)
 
 
-@pytest.mark.parametrize("spec, count, opset", [
-    ("fmnist", 200, 17),
-    ("lenet", 200, 17),
-    ("alexnet", 8, 17),
-    (EVERY_KIND, 200, 17),
-    (EVERY_KIND, 200, 18),  # ReduceMax takes its axes as an input from opset 18 on
-], ids=["fmnist", "lenet", "alexnet", "every-kind", "every-kind-opset18"])
+EXPORTS = {
+    "fmnist": ("fmnist", 200, 17),
+    "lenet": ("lenet", 200, 17),
+    "alexnet": ("alexnet", 8, 17),
+    "every-kind": (EVERY_KIND, 200, 17),
+    "every-kind-opset18": (EVERY_KIND, 200, 18),  # ReduceMax takes its axes as an input
+    # from opset 18 on; then each layer kind alone in a tiny classifier
+    **{f"case-{kind}": (case.network_spec(), 200, 17) for kind, case in LAYER_CASES.items()},
+}
+
+
+@pytest.mark.parametrize("spec, count, opset", list(EXPORTS.values()), ids=list(EXPORTS))
 def test_onnxruntime_matches_predict(spec: str, count: int, opset: int,
                                      tmp_path: Path) -> None:
     x, model = make_model(spec, tmp_path / "model.h5", count)
@@ -173,7 +167,7 @@ def test_not_a_classifier_is_refused_and_nothing_written(tmp_path: Path) -> None
     save_model(tmp_path / "m.h5", net, info)
     out = tmp_path / "m.onnx"
     out.write_bytes(b"old")
-    one_error(run("export", tmp_path / "m.h5", out), "32x32x10", "fc K")
+    assert_one_error(run("export", tmp_path / "m.h5", out), "32x32x10", "fc K")
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5", "m.onnx"]
 
@@ -199,22 +193,23 @@ def test_layer_without_hook_gets_one_line_naming_it(tmp_path: Path) -> None:
 
 
 def test_bad_input_gets_one_error_line(tmp_path: Path) -> None:
-    one_error(run("export", tmp_path / "missing.h5", tmp_path / "x.onnx"), "no such model file")
+    assert_one_error(run("export", tmp_path / "missing.h5", tmp_path / "x.onnx"),
+                     "no such model file")
     _, model = make_model(EVERY_KIND, tmp_path / "model.h5", 4)
-    one_error(run("export", model, tmp_path / "x.onnx", "--opset", 13),
-              "Invalid value for '--opset': 13 is not in the range x>=17")
+    assert_one_error(run("export", model, tmp_path / "x.onnx", "--opset", 13),
+                     "Invalid value for '--opset': 13 is not in the range x>=17")
     newest = onnx.defs.onnx_opset_version()
-    one_error(run("export", model, tmp_path / "x.onnx", "--opset", newest + 1),
-              f"Invalid value for '--opset': opset {newest + 1}", f"up to {newest}")
-    one_error(run("export", model, tmp_path / "nodir" / "x.onnx"), "does not exist")
-    one_error(run("export", model, tmp_path), "is a directory")
+    assert_one_error(run("export", model, tmp_path / "x.onnx", "--opset", newest + 1),
+                     f"Invalid value for '--opset': opset {newest + 1}", f"up to {newest}")
+    assert_one_error(run("export", model, tmp_path / "nodir" / "x.onnx"), "does not exist")
+    assert_one_error(run("export", model, tmp_path), "is a directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.h5"]
 
 
 def test_missing_onnx_gets_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, model = make_model(EVERY_KIND, tmp_path / "model.h5", 4)
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
-    one_error(run("export", model, tmp_path / "x.onnx"), "pip install", "numbacnn[onnx]")
+    assert_one_error(run("export", model, tmp_path / "x.onnx"), "pip install", "numbacnn[onnx]")
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -224,7 +219,7 @@ def test_too_large_for_one_onnx_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     _, model = make_model(EVERY_KIND, tmp_path / "model.h5", 4)
     net, _ = load_model(model)
     monkeypatch.setattr(numbacnn.io.onnx_export, "MAX_BYTES", 4 * net.num_params())
-    one_error(run("export", model, tmp_path / "x.onnx"), "2 GiB")
+    assert_one_error(run("export", model, tmp_path / "x.onnx"), "2 GiB")
     assert not (tmp_path / "x.onnx").exists()
 
 

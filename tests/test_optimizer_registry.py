@@ -1,5 +1,5 @@
 """Optimizers share a base: hyperparameters declared once, buffers saved and restored by
-model_io without knowing the class, a registry that names them."""
+training/checkpoint without knowing the class, a registry that names them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from numbacnn.errors import TrainingError
-from numbacnn.io.model_io import OptimizerState
 from numbacnn.network import Network
+from numbacnn.training.checkpoint import OptimizerState
 from numbacnn.training.optim import OPTIMIZERS, SGD, Adam, Optimizer, register
 from numbacnn.training.trainer import TrainSettings
 

@@ -12,43 +12,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from numbacnn_cli.main import cli
+from helpers import assert_ok, assert_one_error, run
 
-from numbacnn.io.data import load_dataset
-from numbacnn.io.model_io import ModelInfo, load_model, predict_images, save_model
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.model_file import ModelInfo, load_model, save_model
 from numbacnn.layers import Conv2D, Dense, MaxPool2D, ReLU
 from numbacnn.network import Network
+from numbacnn.tools.inference import predict_images
 from numbacnn.training.profiler import layer_table
 
 pytest.importorskip("matplotlib", reason="needs matplotlib: pip install -e '.[test]'")
 
 from matplotlib.image import imread  # noqa: E402
 
-from numbacnn.tools import plots  # noqa: E402
+from numbacnn.tools import layer_pictures, plots  # noqa: E402
 
 SPEC = "input 28x28x1; conv 6 3 pad=1 activation=relu; maxpool 2; conv 4 3; avgpool 2; fc 10"
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    assert "error" not in result.output
-    return result.output
-
-
-def one_error(result: Result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert result.exc_info is None or result.exc_info[0] is SystemExit, result.exc_info
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 def png_pixels(path: Path) -> np.ndarray:
@@ -84,12 +63,12 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """model.h5: SPEC trained by the CLI for 2 epochs on 300 Fashion-MNIST images with a
     step lr schedule (so the lr changes once); bench.json from numbacnn bench."""
     work = tmp_path_factory.mktemp("plots")
-    ok(run("train", SPEC, "--data", "fashion-mnist-mini", "--limit", 300, "--epochs", 2,
-           "--batch-size", 32, "--lr-policy", "step", "--lr-step", 1, "--gamma", 0.5,
-           "--out", work / "model.h5", "--device", "cpu"))
-    ok(run("bench", "input 8x8x1; conv 4 3 pad=1 activation=relu; maxpool 2; fc 4", "--batch",
-           8, "--iterations", 2, "--warmup", 1, "--json", "--device", "cpu",
-           "--output", work / "bench.json"))
+    assert_ok(run("train", SPEC, "--data", "fashion-mnist-mini", "--limit", 300, "--epochs", 2,
+                  "--batch-size", 32, "--lr-policy", "step", "--lr-step", 1, "--gamma", 0.5,
+                  "--out", work / "model.h5", "--device", "cpu"))
+    assert_ok(run("bench", "input 8x8x1; conv 4 3 pad=1 activation=relu; maxpool 2; fc 4",
+                  "--batch", 8, "--iterations", 2, "--warmup", 1, "--json", "--device", "cpu",
+                  "--output", work / "bench.json"))
     return work
 
 
@@ -98,30 +77,30 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_curves_png_of_requested_size(work: Path, tmp_path: Path) -> None:
     out = tmp_path / "curves.png"
-    text = ok(run("plot", "curves", work / "model.h5", "-o", out, "--size", "700x450"))
+    text = assert_ok(run("plot", "curves", work / "model.h5", "-o", out, "--size", "700x450"))
     assert "700x450 pixels" in text
     assert png_pixels(out).shape[:2] == (450, 700)
 
 
 def test_filters_png_default_size_is_the_reported_one(work: Path, tmp_path: Path) -> None:
     out = tmp_path / "filters.png"
-    text = ok(run("plot", "filters", work / "model.h5", "-o", out))
+    text = assert_ok(run("plot", "filters", work / "model.h5", "-o", out))
     width, height = (int(v) for v in re.search(r"(\d+)x(\d+) pixels", text).groups())
     assert png_pixels(out).shape[:2] == (height, width)
 
 
 def test_features_svg_from_a_split_index(work: Path, tmp_path: Path) -> None:
     out = tmp_path / "features.svg"
-    ok(run("plot", "features", work / "model.h5", "-o", out, "--image", 7, "--size", "900x600",
-           "--device", "cpu"))
+    assert_ok(run("plot", "features", work / "model.h5", "-o", out, "--image", 7, "--size",
+                  "900x600", "--device", "cpu"))
     assert svg_size_pt(out) == pytest.approx((900 * 72 / 100, 600 * 72 / 100))
 
 
 def test_features_png_from_an_image_file(work: Path, tmp_path: Path) -> None:
     np.save(tmp_path / "one.npy", load_dataset("fashion-mnist-mini").x_test[3, 0])  # H×W
     out = tmp_path / "features.png"
-    ok(run("plot", "features", work / "model.h5", "-o", out, "--image", tmp_path / "one.npy",
-           "--dpi", 50, "--size", "400x300"))
+    assert_ok(run("plot", "features", work / "model.h5", "-o", out, "--image", tmp_path / "one.npy",
+                  "--dpi", 50, "--size", "400x300"))
     assert png_pixels(out).shape[:2] == (300, 400)
 
 
@@ -136,8 +115,8 @@ def test_confusion_pdf_shows_the_models_matrix(work: Path, tmp_path: Path,
 
     monkeypatch.setattr(plots, "confusion_figure", spy)
     out = tmp_path / "confusion.pdf"
-    ok(run("plot", "confusion", work / "model.h5", "-o", out, "--size", "800x700",
-           "--device", "cpu"))
+    assert_ok(run("plot", "confusion", work / "model.h5", "-o", out, "--size", "800x700",
+                  "--device", "cpu"))
     assert pdf_size_pt(out) == pytest.approx((800 * 72 / 100, 700 * 72 / 100))
     net, info = load_model(work / "model.h5")
     ds = load_dataset("fashion-mnist-mini")
@@ -150,7 +129,7 @@ def test_confusion_pdf_shows_the_models_matrix(work: Path, tmp_path: Path,
 
 def test_bench_png(work: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.png"
-    ok(run("plot", "bench", work / "bench.json", "-o", out, "--size", "900x400"))
+    assert_ok(run("plot", "bench", work / "bench.json", "-o", out, "--size", "900x400"))
     assert png_pixels(out).shape[:2] == (400, 900)
 
 
@@ -186,27 +165,27 @@ def test_curves_test_accuracy_is_the_models(work: Path, tmp_path: Path,
         return original(history, test_accuracy, **kwargs)
 
     monkeypatch.setattr(plots, "curves_figure", spy)
-    ok(run("plot", "curves", work / "model.h5", "-o", tmp_path / "c.png", "--device", "cpu"))
+    assert_ok(run("plot", "curves", work / "model.h5", "-o", tmp_path / "c.png", "--device", "cpu"))
     net, info = load_model(work / "model.h5")
     ds = load_dataset("fashion-mnist-mini")
     expected = float(np.mean(predict_images(net, info, ds.x_test).argmax(1) == ds.y_test))
     assert seen["accuracy"] == pytest.approx(expected)
-    ok(run("plot", "curves", work / "model.h5", "-o", tmp_path / "c.png",
-           "--no-test-accuracy"))
+    assert_ok(run("plot", "curves", work / "model.h5", "-o", tmp_path / "c.png",
+                  "--no-test-accuracy"))
     assert seen["accuracy"] is None
 
 
 def test_filter_tiles_rgb_and_grey_each_scaled_to_its_range(rng: np.random.Generator) -> None:
     rgb = rng.normal(size=(5, 3, 4, 4)).astype(np.float32)
-    tiles = plots.filter_tiles(rgb)
+    tiles = layer_pictures.filter_tiles(rgb)
     assert tiles.shape == (5, 4, 4, 3)
     for k in range(5):
         w = rgb[k].transpose(1, 2, 0)
         np.testing.assert_allclose(tiles[k], (w - w.min()) / (w.max() - w.min()), atol=1e-6)
-    grey = plots.filter_tiles(rng.normal(size=(7, 1, 3, 3)))
+    grey = layer_pictures.filter_tiles(rng.normal(size=(7, 1, 3, 3)))
     assert grey.shape == (7, 3, 3)
     assert np.allclose(grey.min(axis=(1, 2)), 0) and np.allclose(grey.max(axis=(1, 2)), 1)
-    image = plots.mosaic(tiles, columns=3, gap=1)
+    image = layer_pictures.mosaic(tiles, columns=3, gap=1)
     assert image.shape == (2 * 5 + 1, 3 * 5 + 1, 3)
     np.testing.assert_array_equal(image[6:10, 6:10], tiles[4])  # row 1, column 1
 
@@ -215,7 +194,7 @@ def test_activation_maps_after_conv_and_pool_layers(rng: np.random.Generator) ->
     net = Network([Conv2D(3, 3, pad=1), ReLU(), MaxPool2D(2),
                    Dense(2)], input_shape=(1, 6, 6)).initialize(seed=1)
     x = rng.normal(size=(1, 1, 6, 6)).astype(np.float32)
-    maps = plots.activation_maps(net, x)
+    maps = layer_pictures.activation_maps(net, x)
     assert [label.split(":")[0] for label, _ in maps] == ["layer 1", "layer 3"]
     assert "+ relu" in maps[0][0]
     assert maps[0][1].shape == (3, 6, 6) and maps[1][1].shape == (3, 3, 3)
@@ -257,18 +236,19 @@ def test_bench_bars_are_the_measured_times(rng: np.random.Generator) -> None:
 
 def test_bad_input_gets_one_error_line(work: Path, tmp_path: Path) -> None:
     model = work / "model.h5"
-    one_error(run("plot", "filters", model, "-o", tmp_path / "f.jpg"), ".jpg", ".png")
-    one_error(run("plot", "filters", model, "-o", tmp_path / "no" / "f.png"), "does not exist")
-    one_error(run("plot", "filters", model, "-o", tmp_path / "f.png", "--size", "big"),
-              "--size", "800x600")
-    one_error(run("plot", "filters", tmp_path / "none.h5", "-o", tmp_path / "f.png"),
-              "no such model file")
-    one_error(run("plot", "features", model, "-o", tmp_path / "f.png", "--image", 99999),
-              "--image 99999", "1000 images")
-    one_error(run("plot", "bench", model, "-o", tmp_path / "b.png"), "not a numbacnn bench")
+    assert_one_error(run("plot", "filters", model, "-o", tmp_path / "f.jpg"), ".jpg", ".png")
+    assert_one_error(run("plot", "filters", model, "-o", tmp_path / "no" / "f.png"),
+                     "does not exist")
+    assert_one_error(run("plot", "filters", model, "-o", tmp_path / "f.png", "--size", "big"),
+                     "--size", "800x600")
+    assert_one_error(run("plot", "filters", tmp_path / "none.h5", "-o", tmp_path / "f.png"),
+                     "no such model file")
+    assert_one_error(run("plot", "features", model, "-o", tmp_path / "f.png", "--image", 99999),
+                     "--image 99999", "1000 images")
+    assert_one_error(run("plot", "bench", model, "-o", tmp_path / "b.png"), "not a numbacnn bench")
     (tmp_path / "empty.json").write_text('{"networks": []}')
-    one_error(run("plot", "bench", tmp_path / "empty.json", "-o", tmp_path / "b.png"),
-              "no per-layer times")
+    assert_one_error(run("plot", "bench", tmp_path / "empty.json", "-o", tmp_path / "b.png"),
+                     "no per-layer times")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.json"]
 
 
@@ -277,18 +257,18 @@ def test_model_without_history_or_conv(tmp_path: Path) -> None:
     info = ModelInfo(spec_text="", input_shape=(1, 4, 4), class_names=["a", "b", "c"],
                      mean=np.zeros(1, np.float32), std=np.ones(1, np.float32))
     save_model(tmp_path / "m.h5", net, info)
-    one_error(run("plot", "curves", tmp_path / "m.h5", "-o", tmp_path / "c.png"),
-              "no training history")
-    one_error(run("plot", "filters", tmp_path / "m.h5", "-o", tmp_path / "f.png"),
-              "no conv layer")
-    one_error(run("plot", "features", tmp_path / "m.h5", "-o", tmp_path / "f.png"),
-              "does not say what data")
+    assert_one_error(run("plot", "curves", tmp_path / "m.h5", "-o", tmp_path / "c.png"),
+                     "no training history")
+    assert_one_error(run("plot", "filters", tmp_path / "m.h5", "-o", tmp_path / "f.png"),
+                     "no conv layer")
+    assert_one_error(run("plot", "features", tmp_path / "m.h5", "-o", tmp_path / "f.png"),
+                     "does not say what data")
 
 
 def test_failed_plot_leaves_an_existing_picture(work: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.png"
     out.write_bytes(b"old picture")
-    one_error(run("plot", "features", work / "model.h5", "-o", out, "--image", 99999))
+    assert_one_error(run("plot", "features", work / "model.h5", "-o", out, "--image", 99999))
     assert out.read_bytes() == b"old picture"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]
 
@@ -298,8 +278,8 @@ def test_missing_matplotlib_gets_one_line(work: Path, tmp_path: Path,
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    one_error(run("plot", "filters", work / "model.h5", "-o", tmp_path / "f.png"),
-              "needs matplotlib", "numbacnn[plot]")
+    assert_one_error(run("plot", "filters", work / "model.h5", "-o", tmp_path / "f.png"),
+                     "needs matplotlib", "numbacnn[plot]")
     assert not (tmp_path / "f.png").exists()
 
 

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from numbacnn_cli.main import cli
+from helpers import run
 
 from numbacnn.network import Network
 from numbacnn.training import profiler
@@ -157,7 +156,7 @@ def test_text_table_lines_line_up() -> None:
 
 
 def bench_cli(*args: str) -> Any:
-    return CliRunner().invoke(cli, ["bench", "--device", "cpu", *args])
+    return run("bench", "--device", "cpu", *args)
 
 
 def test_bench_json_and_output_file(tmp_path: Path) -> None:
@@ -173,6 +172,33 @@ def test_bench_json_and_output_file(tmp_path: Path) -> None:
     assert all(len(n["layers"]) == len(Network.from_spec(s).layers)
                for n, s in zip(printed["networks"], (SPEC, "fmnist"), strict=True))
     assert result.stderr.startswith("bench: input 8x8x1")
+
+
+def test_the_bench_result_is_built_and_read_by_the_library(tmp_path: Path) -> None:
+    from numbacnn.training.bench_result import (
+        BenchResultError,
+        bench_result,
+        bench_result_text,
+        read_bench_result,
+    )
+
+    profile = profiler.profile_spec(SPEC, batch=2, iterations=1, warmup=1, layers=False)
+    result = bench_result([profile], device="cpu", precision="fp32", batch=2, iterations=1,
+                          warmup=1)
+    assert list(result["config"]) == ["device", "precision", "batch", "iterations", "warmup"]
+    path = tmp_path / "r.json"
+    path.write_text(bench_result_text(result) + "\n")
+    assert read_bench_result(path) == json.loads(json.dumps(result))
+    with pytest.raises(BenchResultError, match="lacks train"):
+        bench_result([{k: v for k, v in profile.items() if k != "train"}], device="cpu",
+                     precision="fp32", batch=2, iterations=1, warmup=1)
+    for text, says in (("{", "not a numbacnn benchmark result"),
+                       ('{"networks": {}}', "no list of networks"), ("[]", "no list")):
+        path.write_text(text)
+        with pytest.raises(BenchResultError, match=says):
+            read_bench_result(path)
+    with pytest.raises(BenchResultError, match="no such file"):
+        read_bench_result(tmp_path / "none.json")
 
 
 def test_bench_text_and_no_layers() -> None:

@@ -11,16 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from hostile import CLASSES, SPEC, quadrants
-from numbacnn_cli.main import cli
+from helpers import CLASSES, SPEC, quadrants, run
 
 import numbacnn.device
 from numbacnn.errors import DataError, ModelFileError, TrainingError
-from numbacnn.io.data import Dataset
-from numbacnn.io.model_io import ModelInfo, TrainingState, predict_images
+from numbacnn.io.datasets import Dataset
+from numbacnn.io.model_file import ModelInfo
 from numbacnn.limits import SEEDS, Bounds
 from numbacnn.network import Network
+from numbacnn.tools.inference import predict_images
 from numbacnn.tools.scoring import (
     accuracy,
     check_labels,
@@ -73,9 +72,9 @@ def test_check_labels_refuses_a_class_the_model_does_not_have() -> None:
 
 def test_trained_on_reads_the_settings_or_names_the_field() -> None:
     _, info = model(0)
-    info.training = TrainingState(settings={"data": "fashion-mnist"})
+    info.settings = {"data": "fashion-mnist"}
     assert trained_on(info) == "fashion-mnist"
-    info.training = None
+    info.settings = {}
     with pytest.raises(DataError, match="m0.h5: does not say what data it was trained on") as bad:
         trained_on(info)
     assert bad.value.field == "data"
@@ -272,10 +271,6 @@ def test_describe_gpus_reads_every_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 # ----------------------------------------------------------------------------- the CLI
 
 
-def run(*args: object):  # noqa: ANN201
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def test_a_library_error_about_a_given_option_is_reported_as_that_option(tmp_path: Path
                                                                         ) -> None:
     result = run("train", SPEC, "--data", tmp_path / "none.npz", "--out", tmp_path / "m.h5",
@@ -290,7 +285,7 @@ def test_a_library_error_about_an_option_not_given_keeps_the_library_terms(
         tmp_path: Path) -> None:
     """A model that does not say what it was trained on: without --data the library's
     words; with an empty --data the error is the option's."""
-    from numbacnn.io.model_io import save_model
+    from numbacnn.io.model_file import save_model
 
     net, info = model(1)
     save_model(tmp_path / "m.h5", net, info)

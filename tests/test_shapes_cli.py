@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from numbacnn_cli.main import cli
+from helpers import run as run_cli
 
 from numbacnn.errors import ShapeError, SpecError
 from numbacnn.network import Network
@@ -41,7 +40,8 @@ ALEXNET = [
 
 
 def run(*args: str):
-    return CliRunner().invoke(cli, ["shapes", *args])
+    """``numbacnn shapes ARGS`` as into a file (no terminal, no $COLUMNS): the wide table."""
+    return run_cli("shapes", *args, env={"COLUMNS": None})
 
 
 # --- the acceptance numbers -------------------------------------------------------------
@@ -162,7 +162,8 @@ def test_json_format() -> None:
                      "spec": "conv 96 11 stride=4 pad=0", "output": [55, 55, 96],
                      "weights": 34848, "biases": 96, "params": 34944,
                      "flops": 2 * 55 * 55 * 96 * 363, "activation_bytes": 4 * 55 * 55 * 96 * 2,
-                     "receptive_field": 11, "formula": "(227 − 11 + 2·0)/4 + 1 = 55"}
+                     "receptive_field": 11, "formula": "(227 − 11 + 2·0)/4 + 1 = 55",
+                     "params_formula": "(11·11·3)·96 + 96 = 34,944"}
     assert data["total_params"] == 62_378_344
     assert data["total_flops"] == sum(layer["flops"] for layer in data["layers"])
     assert data["total_activation_bytes"] == sum(
@@ -230,7 +231,7 @@ def test_library_errors() -> None:
     (["input 8x8x1; maxpool 3"], ["spec line 2", "(8 − 3 + 2·0)/3 + 1 = 2.67", "stride="]),
     (["input 8x8x3; maxout 2"], ["spec line 2", "3 input channels are not divisible by 2"]),
     (["input 8x8x1; fc 10; softmax; relu"], ["spec line 3", "softmax must be the last"]),
-    (["input 8x8x1; conv 4 3; softmax"], ["spec line 3", "softmax", "K×1×1"]),
+    (["input 8x8x1; conv 4 3; softmax"], ["spec line 3", "softmax", "1x1xK", "got 6x6x4"]),
     (["input 8x8x1; relu 2"], ["spec line 2", "relu takes no arguments"]),
     (["input 8x8x1; conv 4 3 init=glorot"], ["init must be one of"]),
     (["input 8x8x1"], ["no layers"]),

@@ -9,12 +9,15 @@ to the kernels, so every example reuses the same few compiled specializations.
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from numbacnn.network import Network
-from numbacnn.shapes import shape_table
+from numbacnn.shapes import format_table, shape_table
 
 
 def _fitting_strides(F: int, P: int, sizes: tuple[int, int]) -> list[int]:
@@ -84,3 +87,23 @@ def test_table_shapes_equal_forward_shapes(case: tuple[str, int, list, list]) ->
         assert x.nbytes == row.activation_bytes
         assert layer.num_params() == sum(np.prod(a.shape) for a in layer.params.values())
         assert np.isfinite(np.asarray(x)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(networks(), st.integers(60, 130), st.sampled_from(["auto", "compact"]))
+def test_the_text_fits_and_the_formulas_add_up(case: tuple[str, int, list, list], width: int,
+                                               layout: str) -> None:
+    """No kernel runs: every line of the table is at most ``width`` characters, and each
+    parameter formula, worked out, is the row's parameter count."""
+    text, batch, _, params = case
+    report = shape_table(text, batch=batch)
+    lines = format_table(report, width=width, layout=layout).splitlines()
+    assert max(len(line) for line in lines) <= width, (text, width)
+    for row, count in zip(report.rows, params, strict=True):
+        if count == 0:
+            assert row.params_formula == "", (text, row)
+            continue
+        sum_text, shown = row.params_formula.split(" = ")
+        worked_out = sum(math.prod(int(n) for n in re.findall(r"[0-9]+", term))
+                         for term in sum_text.split(" + "))
+        assert worked_out == count == int(shown.replace(",", "")), (text, row)

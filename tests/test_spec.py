@@ -13,8 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import numbacnn.layers
 from numbacnn.errors import ShapeError, SpecError
-from numbacnn.layers import LAYERS, Conv2D, Dense, MaxPool2D, ReLU, Tanh
+from numbacnn.layers import LAYERS, Conv2D, Dense, Layer, MaxPool2D, ReLU, Tanh
+from numbacnn.layers.base import register
+from numbacnn.layers.syntax import ACTIVATIONS, LayerSyntax
 from numbacnn.spec import (
     SYNTAX,
     LayerEntry,
@@ -96,6 +99,56 @@ def test_pad_same_and_valid() -> None:
 def test_pool_stride_defaults_to_size() -> None:
     layer = parse_spec("input 8x8x1; avgpool 4").make_layers()[0]
     assert (layer.size, layer.stride) == (4, 4)
+
+
+def test_constructors_take_what_the_spec_takes() -> None:
+    """pad=same|valid and the pooling stride are worked out by the layer, so Python and
+    the spec text give the same layer."""
+    for text, layer in [("conv 8 3 pad=same", Conv2D(8, 3, pad="same")),
+                        ("conv 8 5 pad=SAME stride=2", Conv2D(8, 5, stride=2, pad="SAME")),
+                        ("conv 8 4 pad=valid", Conv2D(8, 4, pad="valid")),
+                        ("maxpool 3", MaxPool2D(3))]:
+        entry = parse_spec(text).layers[0]
+        assert layer.arguments() == entry.kwargs, text
+        assert layer.describe() == entry.make_layer().describe(), text
+    assert Conv2D(8, 5, pad="same").pad == 2
+    with pytest.raises(ShapeError, match=r"conv: pad=same needs an odd size, got size 4"):
+        Conv2D(8, 4, pad="same")
+    with pytest.raises(ShapeError, match="conv: pad must be an integer ≥ 0 or same or valid, "
+                                         "got 'full'"):
+        Conv2D(8, 3, pad="full")
+
+
+class _Square(Layer):
+    """A test activation: declared usable as activation=NAME, nothing else."""
+
+    syntax = LayerSyntax("square")
+    as_activation = True
+
+
+class _Head(Layer):
+    """A test layer that declares it must end the network."""
+
+    syntax = LayerSyntax("head")
+    must_be_last = "it is the test's end"
+
+
+def test_layers_declare_what_the_spec_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """activation=NAME allows every registered activation, and "must be last" is the
+    layer's declaration: a new layer needs no edit in spec.py."""
+    monkeypatch.setattr(ACTIVATIONS, "_names", list(ACTIVATIONS))  # undone after the test
+    for cls in (_Square, _Head):
+        monkeypatch.setitem(LAYERS, cls.syntax.name, cls)
+        register(cls)
+    assert list(ACTIVATIONS) == ["relu", "leaky", "sigmoid", "tanh", "elu", "square"]
+    assert names(parse_spec("input 4x4x1; fc 3 activation=square")) == ["fc", "square"]
+    with pytest.raises(SpecError, match="activation must be one of relu, leaky, sigmoid, "
+                                        "tanh, elu, square, got 'head'"):
+        parse_spec("input 4x4x1; fc 3 activation=head")
+    assert names(parse_spec("input 4x4x1; fc 3; head")) == ["fc", "head"]
+    with pytest.raises(SpecError, match=r"line 2 \(`head`\): head must be the last layer "
+                                        r"\(it is the test's end\)"):
+        parse_spec("input 4x4x1; head; fc 3")
 
 
 def test_make_layers_gives_fresh_unbuilt_layers() -> None:
@@ -181,6 +234,28 @@ def test_every_layer_is_built_from_its_own_declaration() -> None:
     with pytest.raises(ShapeError, match="conv: filters is required"):
         LAYERS["conv"](size=3)
     assert LAYERS["maxpool"](3).stride == 3  # the pooling stride defaults to the size
+
+
+def test_every_layer_file_registers_itself() -> None:
+    """numbacnn/layers/__init__.py imports every module of the package, and every public
+    class there with its own ``syntax`` is registered and a name of numbacnn.layers: a
+    new layer file needs no edit anywhere else."""
+    folder = Path(numbacnn.layers.__file__).parent
+    declared = []
+    for path in sorted(folder.glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        module = sys.modules.get(f"numbacnn.layers.{path.stem}")
+        assert module is not None, f"importing numbacnn.layers did not import {path.name}"
+        declared += [cls for cls in vars(module).values()
+                     if isinstance(cls, type) and issubclass(cls, Layer)
+                     and cls.__module__ == module.__name__ and "syntax" in vars(cls)
+                     and cls.syntax.name and not cls.__name__.startswith("_")]
+    assert len(declared) >= 15  # the classes were found at all
+    for cls in declared:
+        assert LAYERS[cls.syntax.name] is cls, f"{cls.__name__} is not registered (@register)"
+        assert getattr(numbacnn.layers, cls.__name__) is cls
+        assert cls.__name__ in numbacnn.layers.__all__
 
 
 def test_layer_kwargs_rebuild_the_layer() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from device_context import dry_cuda
-from test_trainer import small_dataset
+from helpers import small_dataset
 from traffic import step_traffic
 
 from numbacnn.backends import cuda as cuda_backend

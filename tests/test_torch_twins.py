@@ -1,12 +1,14 @@
 """Each layer's PyTorch twin (``Layer.torch_module()``, used by the suite's
-``--compare torch`` through bench/torch_models.py)
-computes what the layer computes: a network with every layer kind, run forward by
-numbacnn and by its twin with the same weights, in inference mode."""
+``--compare torch`` through bench/torch_models.py) computes what the layer computes: a
+network with every layer kind, and each kind alone in tests/layer_cases.py's tiny
+classifier, run forward by numbacnn and by its twin with the same weights, in inference
+mode."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from layer_cases import LAYER_CASES
 
 from numbacnn.layers import LAYERS
 from numbacnn.network import Network
@@ -18,14 +20,11 @@ EVERY_KIND = ("input 9x9x2; conv 4 3 pad=1; relu; maxout 2; lrn size=3; maxpool 
               "elu 0.5; dropout 0.3; flatten; fc 5; relu; fc 3")
 
 
-def test_every_layer_kind_has_a_twin_that_agrees():
+def assert_twin_agrees(net: Network, x: np.ndarray) -> None:
+    """Layer by layer, numbacnn's output equals the twin module's."""
     import torch_models
 
-    net = Network.from_spec(EVERY_KIND).initialize(seed=2)
-    kinds = {layer.kind for layer in net.layers}
-    assert kinds == set(LAYERS) - {"softmax"}, sorted(set(LAYERS) - kinds)
     twin = torch_models.make_twin(net).eval()
-    x = np.random.default_rng(0).standard_normal((3, 2, 9, 9)).astype(np.float32)
     h_ours, h_theirs = x, torch.from_numpy(x)
     with torch.no_grad():
         for layer, module in zip(net.layers, twin, strict=True):
@@ -35,3 +34,18 @@ def test_every_layer_kind_has_a_twin_that_agrees():
                 continue  # its ReLU is applied here, the twin's in the next layer
             np.testing.assert_allclose(h_theirs.numpy(), h_ours, rtol=1e-4, atol=1e-5,
                                        err_msg=layer.describe())
+
+
+def test_every_layer_kind_has_a_twin_that_agrees():
+    net = Network.from_spec(EVERY_KIND).initialize(seed=2)
+    kinds = {layer.kind for layer in net.layers}
+    assert kinds == set(LAYERS) - {"softmax"}, sorted(set(LAYERS) - kinds)
+    assert_twin_agrees(net, np.random.default_rng(0).standard_normal((3, 2, 9, 9))
+                       .astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", LAYER_CASES)
+def test_each_layer_kind_alone_agrees_with_its_twin(kind: str):
+    case = LAYER_CASES[kind]
+    net = Network.from_spec(case.network_spec()).initialize(seed=2)
+    assert_twin_agrees(net, case.draw(np.random.default_rng(0)))

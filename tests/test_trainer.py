@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import small_dataset
 
 from numbacnn.errors import DataError, TrainingError
-from numbacnn.io.data import Dataset, normalize
-from numbacnn.io.model_io import load_model
+from numbacnn.io.datasets import normalize
 from numbacnn.layers import Conv2D, Dense, Dropout, MaxPool2D, ReLU
 from numbacnn.network import Network
+from numbacnn.training.checkpoint import load_checkpoint
 from numbacnn.training.schedules import LRSchedule
 from numbacnn.training.trainer import (
     Interrupted,
@@ -23,17 +24,6 @@ from numbacnn.training.trainer import (
     check_fits,
     evaluate,
 )
-
-
-def small_dataset(n_train: int = 80, classes: int = 4, seed: int = 0) -> Dataset:
-    """8x8 grey images; class k is brighter in its own quadrant."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n_train, dtype=np.int64) % classes
-    x = rng.integers(0, 80, (n_train, 1, 8, 8)).astype(np.uint8)
-    for i, k in enumerate(y):
-        r, c = 4 * ((k // 2) % 2), 4 * (k % 2)
-        x[i, 0, r:r + 4, c:c + 4] += 150
-    return Dataset(x, y, x[:16].copy(), y[:16].copy(), [f"c{k}" for k in range(classes)])
 
 
 def small_network() -> Network:
@@ -53,8 +43,8 @@ def weights(net: Network) -> dict[str, np.ndarray]:
 
 def assert_same_run(a: Path, b: Path) -> None:
     """Two checkpoints hold bit-identical weights, optimizer buffers and training state."""
-    net_a, info_a = load_model(a)
-    net_b, info_b = load_model(b)
+    net_a, info_a = load_checkpoint(a)
+    net_b, info_b = load_checkpoint(b)
     for name, w in weights(net_a).items():
         np.testing.assert_array_equal(weights(net_b)[name], w, err_msg=name)
     for slot, table in info_a.optimizer.slots.items():
@@ -72,7 +62,7 @@ def test_resume_after_an_epoch_is_bit_identical(tmp_path: Path) -> None:
     straight, split = tmp_path / "straight.h5", tmp_path / "split.h5"
     Trainer(small_network(), dataset, settings(epochs=2), out=straight).run()
     Trainer(small_network(), dataset, settings(epochs=1), out=split).run()
-    assert load_model(split)[1].training.epoch == 1
+    assert load_checkpoint(split)[1].training.epoch == 1
     Trainer.from_checkpoint(split, epochs=2, dataset=dataset).run()
     assert_same_run(straight, split)
 
@@ -92,7 +82,7 @@ def test_ctrl_c_inside_an_epoch_saves_and_resumes_exactly(tmp_path: Path) -> Non
                        ) as stop:
         trainer.run()
     assert stop.value.checkpoint == stopped
-    state = load_model(stopped)[1].training
+    state = load_checkpoint(stopped)[1].training
     assert (state.epoch, state.batch) == (1, 3)
     Trainer.from_checkpoint(stopped, dataset=dataset).run()
     assert_same_run(straight, stopped)
@@ -141,7 +131,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
                                             r"\(epoch 1\) is kept; lower the learning rate"):
         trainer.run()
     assert len(saved) == 1 and out.read_bytes() == saved[0]
-    net, info = load_model(out)
+    net, info = load_checkpoint(out)
     assert info.training.epoch == 1
     assert all(np.isfinite(w).all() for w in weights(net).values())
 
@@ -158,7 +148,7 @@ def test_data_that_does_not_fit_the_network() -> None:
     net = small_network()
     wrong_shape = small_dataset()
     wrong_shape.x_train = wrong_shape.x_train[:, :, :6, :6]
-    with pytest.raises(DataError, match=r"images are 1 x 6 x 6 .* network takes 1 x 8 x 8"):
+    with pytest.raises(DataError, match=r"images are 6x6x1 \(W x H x D\) .* network takes 8x8x1"):
         check_fits(net, wrong_shape, "data.npz")
     wide = small_dataset(classes=6)
     with pytest.raises(DataError, match=r"labels go up to 5 but the network has 4 outputs"):

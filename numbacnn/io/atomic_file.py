@@ -11,8 +11,10 @@ directory removes those whose process is gone (:func:`sweep_stale`).
 
 HDF5 content is built in memory first (:func:`hdf5_bytes`): the HDF5 library then
 never sees a disk error (on a full disk it used to print pages of errors and crash),
-and the file is written by plain Python I/O. Used for dataset files (``data.py``),
-model files (``model_io.py``) and ``predict --save-proba``.
+and the file is written by plain Python I/O. Used for dataset files
+(``dataset_files.py``), model files (``model_file.py``), plots, ONNX graphs, saved
+probabilities and benchmark results. :func:`check_writable` tells up front, before any
+work, whether a file can be written at a path.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from numbacnn.errors import NumbacnnError
+from numbacnn.errors import NumbacnnError, shown_path
+
+
+class WriteError(NumbacnnError):
+    """A file cannot be written at the path asked for (no such directory, a directory,
+    no permission)."""
+
 
 # Temporaries of an older numbacnn had no pid (".NAME.tmpXXXXXXXX"): removed once
 # they are this old, as no save takes that long to write its file.
@@ -73,6 +81,38 @@ def replace_atomically(path: Path, write: Callable[[BinaryIO], object],
                             f"{kept}: free disk space or choose another path") from None
             raise
     _fsync_directory(path.parent)
+
+
+def check_writable(path: str | Path, field: str = "out",
+                   error: type[NumbacnnError] = WriteError, example: str = "out") -> Path:
+    """Raise ``error`` unless a file can be written at ``path`` (checked up front by
+    creating and removing a probe file in its directory). ``field`` names the value that
+    gave the path (the error's ``field``); a caller writing a file of its own kind passes
+    its error and an ``example`` file name (model files: ModelFileError, "model.h5")."""
+    path = Path(path)
+    directory = path.parent
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop ...
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise error(f"{shown_path(path)}: cannot write there ({reason}); choose "
+                    "another path", field=field) from None
+    if path.is_dir():
+        raise error(f"{path}: is a directory; give a file name such as {path / example}",
+                    field=field)
+    if not directory.is_dir():
+        raise error(f"{path}: directory {directory} does not exist; create it "
+                    f"(mkdir -p {directory}) or choose another path", field=field)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise error(f"{path}: cannot write in {directory} ({exc.strerror}); "
+                    "choose another path", field=field) from None
+    return path
 
 
 def hdf5_bytes(fill: Callable[[Any], object]) -> memoryview:

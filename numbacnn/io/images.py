@@ -12,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-SPLITS = ("train", "test")  # the splits of a dataset (numbacnn.io.data.Dataset.split)
+from numbacnn.errors import DataError
+from numbacnn.geometry import VOLUME_AXES, volume
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.numpy_files import read_npy, read_npz
+from numbacnn.limits import check_regular_file, exists
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DATASET_SUFFIXES = (".h5", ".hdf5")
 
@@ -21,9 +26,6 @@ def load_images(source: str, input_shape: tuple[int, int, int],
                 split: str = "test") -> tuple[np.ndarray, np.ndarray | None]:
     """(uint8 images N×C×H×W, int64 labels or None) from ``source`` (see the module doc);
     DataError naming the file and the fix when it does not fit ``input_shape``."""
-    from numbacnn.errors import DataError
-    from numbacnn.io.data import load_dataset
-
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
@@ -41,10 +43,6 @@ def load_images(source: str, input_shape: tuple[int, int, int],
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    from numbacnn.errors import DataError
-    from numbacnn.io.data import read_npy
-    from numbacnn.limits import exists
-
     if not exists(path):
         raise DataError(f"{path}: no such file; check the path")
     return read_npy(path)
@@ -53,9 +51,6 @@ def _read_npy(path: Path) -> np.ndarray:
 def _npz_images(path: Path) -> np.ndarray | None:
     """The images of a .npz that is not a dataset (its `images` or only array), or None
     for a dataset .npz (x_train, y_train, x_test, y_test)."""
-    from numbacnn.errors import DataError
-    from numbacnn.io.data import read_npz
-    from numbacnn.limits import check_regular_file
 
     check_regular_file(path, "file", DataError, "check the path")  # "no such file"
     arrays = read_npz(path)
@@ -80,8 +75,6 @@ def _is_file(path: Path) -> bool:
 def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int], where: str) -> np.ndarray:
     """uint8 images as N×C×H×W: N×H×W and H×W (one channel), C×H×W and H×W×C (one
     image), N×H×W×C (channels last) are rearranged; anything else is refused."""
-    from numbacnn.errors import DataError
-
     C, H, W = input_shape
     if images.dtype != np.uint8:
         raise DataError(f"{where}: images are {images.dtype}; give raw uint8 pixels 0-255 "
@@ -98,15 +91,14 @@ def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int], where: str)
     elif len(shape) == 4 and shape[1:] != (C, H, W) and shape[1:] == (H, W, C):
         images = images.transpose(0, 3, 1, 2)
     elif len(shape) != 4 or shape[1:] != (C, H, W):
-        raise DataError(f"{where}: images have shape {shape} but the model takes {C} x {H} x "
-                        f"{W} (C x H x W) images: give N x C x H x W"
-                        + (", N x H x W" if C == 1 else "") + " or one image")
+        raise DataError(f"{where}: images have shape {shape} but the model takes "
+                        f"{volume(input_shape)} ({VOLUME_AXES}) images: give an array of shape "
+                        f"(N, {C}, {H}, {W}), (N, {H}, {W}, {C})"
+                        + (f", (N, {H}, {W})" if C == 1 else "") + " or one image")
     return np.ascontiguousarray(images)
 
 
 def _read_image(path: Path, input_shape: tuple[int, int, int]) -> np.ndarray:
-    from numbacnn.errors import DataError
-
     try:
         from PIL import Image
     except ImportError:

@@ -2,7 +2,7 @@
 
 The graph takes raw pixels, float32 N×C×H×W in 0–255 (input ``pixels``, N dynamic),
 applies the model's stored normalization ``(x / 255 − mean[c]) / std[c]`` as its first
-two nodes (Mul, Sub, the same float32 arithmetic as :func:`numbacnn.io.data.normalize`),
+two nodes (Mul, Sub, the same float32 arithmetic as :func:`numbacnn.io.datasets.normalize`),
 then every layer in order, and ends in the class probabilities, float32 N×K (output
 ``probabilities``). The class names, normalization, spec and numbacnn version are
 stored as metadata. What each layer becomes is written in ``docs/onnx.md``.
@@ -32,7 +32,7 @@ from numbacnn.io.atomic_file import replace_atomically
 from numbacnn.version import __version__
 
 if TYPE_CHECKING:
-    from numbacnn.io.model_io import ModelInfo
+    from numbacnn.io.model_file import ModelInfo
     from numbacnn.network import Network
 
 MIN_OPSET = 17
@@ -163,7 +163,7 @@ def build_onnx_model(net: Network, info: ModelInfo, opset: int = DEFAULT_OPSET) 
     builder.scope = "normalize"
     mean = np.asarray(info.mean, np.float32).reshape(-1)
     std = np.asarray(info.std, np.float32).reshape(-1)
-    scale = (1.0 / (255.0 * std)).reshape(1, -1, 1, 1)  # as numbacnn.io.data.normalize
+    scale = (1.0 / (255.0 * std)).reshape(1, -1, 1, 1)  # as numbacnn.io.datasets.normalize
     shift = (mean / std).reshape(1, -1, 1, 1)
     x = builder.node("Mul", [INPUT_NAME, builder.constant("scale", scale)])
     x = builder.node("Sub", [x, builder.constant("shift", shift)])

@@ -3,22 +3,23 @@
 One class per concept: ``conv.py`` (Conv2D), ``pool.py`` (MaxPool2D, AvgPool2D),
 ``lrn.py`` (LRN), ``batchnorm.py`` (BatchNorm), ``dense.py`` (Dense, Flatten),
 ``dropout.py`` (Dropout), ``activation.py`` (ReLU, LeakyReLU, Sigmoid, Tanh, ELU,
-Maxout), ``loss.py`` (SoftmaxCrossEntropy). Each class declares its spec syntax and registers itself
-(``@register``); ``LAYERS`` maps each spec name to its class.
+Maxout), ``loss.py`` (SoftmaxCrossEntropy). Each class declares its spec syntax
+(``syntax.py`` has the vocabulary) and registers itself (``@register``); ``LAYERS`` maps
+each spec name to its class.
+
+Every module of this package is imported here, in file-name order, so a new layer file
+registers its classes with no edit to this file; each registered class is also a name
+of this package (``numbacnn.layers.Conv2D``).
 """
 
-from numbacnn.layers.activation import ELU, LeakyReLU, Maxout, ReLU, Sigmoid, Tanh
+import importlib
+import pkgutil
+
 from numbacnn.layers.base import LAYERS, Layer
-from numbacnn.layers.batchnorm import BatchNorm
-from numbacnn.layers.conv import Conv2D
-from numbacnn.layers.dense import Dense, Flatten
-from numbacnn.layers.dropout import Dropout
-from numbacnn.layers.loss import SoftmaxCrossEntropy
-from numbacnn.layers.lrn import LRN
-from numbacnn.layers.pool import AvgPool2D, MaxPool2D
 
-# Importing the layer modules above registered every class in LAYERS (by spec name).
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["ELU", "LAYERS", "LRN", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
-           "Flatten", "Layer", "LeakyReLU", "MaxPool2D", "Maxout", "ReLU", "Sigmoid",
-           "SoftmaxCrossEntropy", "Tanh"]
+globals().update({cls.__name__: cls for cls in LAYERS.values()})
+
+__all__ = ["LAYERS", "Layer", *sorted(cls.__name__ for cls in LAYERS.values())]

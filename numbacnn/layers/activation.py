@@ -11,14 +11,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from numbacnn.errors import ShapeError
+from numbacnn.init import MAXOUT_INIT
 from numbacnn.layers.base import Layer, Shape, register
-from numbacnn.spec import LayerSyntax, float_option, int_option
+from numbacnn.layers.syntax import LayerSyntax, float_option, int_option
 
 
 class _Elementwise(Layer):
-    """y = f(x) elementwise; backward from x, y or both (``uses``)."""
+    """y = f(x) elementwise; backward from x, y or both (``uses``). Usable as
+    ``activation=NAME`` on conv and fc lines; ``drivers`` names (forward, backward)."""
 
-    body: ClassVar[str] = ""  # driver name prefix: f"{body}_forward", f"{body}_backward"
+    as_activation = True
     uses: ClassVar[tuple[str, ...]] = ("x",)
     alpha: float | None = None
 
@@ -35,8 +37,8 @@ class _Elementwise(Layer):
     def forward(self, x: Any, training: bool = True) -> Any:
         x = self._check_input(x)
         y = self._buffer("y", x.shape)
-        getattr(self._backend(), f"{self.body}_forward")(y.size, self._flat(y), self._flat(x),
-                                                         *self._extra())
+        getattr(self._backend(), self.drivers[0])(y.size, self._flat(y), self._flat(x),
+                                                  *self._extra())
         self._x = x
         return y
 
@@ -47,8 +49,8 @@ class _Elementwise(Layer):
         dx = self._buffer("dx", dy.shape)
         saved = {"x": self._x, "y": self._buffers["y"]}
         inputs = [self._flat(saved[name]) for name in self.uses]
-        getattr(self._backend(), f"{self.body}_backward")(dx.size, self._flat(dx), self._flat(dy),
-                                                          *inputs, *self._extra())
+        getattr(self._backend(), self.drivers[1])(dx.size, self._flat(dx), self._flat(dy),
+                                                  *inputs, *self._extra())
         return dx
 
 
@@ -58,7 +60,7 @@ class ReLU(_Elementwise):
     into that layer's last pass (``fused`` is True): then it passes x and dy through."""
 
     syntax = LayerSyntax("relu")
-    body = "relu"
+    drivers = ("relu_forward", "relu_backward")
     torch_name = "ReLU"
 
     def forward(self, x: Any, training: bool = True) -> Any:
@@ -95,7 +97,7 @@ class FusesFollowingReLU:
 @register
 class LeakyReLU(_Elementwise):
     syntax = LayerSyntax("leaky", (float_option("alpha", 0.01),), 1, "leaky 0.1")
-    body = "leaky_relu"
+    drivers = ("leaky_relu_forward", "leaky_relu_backward")
     torch_name = "LeakyReLU"
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
@@ -107,7 +109,7 @@ class LeakyReLU(_Elementwise):
 class Sigmoid(_Elementwise):
     syntax = LayerSyntax("sigmoid")
     torch_name = "Sigmoid"
-    body = "sigmoid"
+    drivers = ("sigmoid_forward", "sigmoid_backward")
     uses = ("y",)
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
@@ -119,7 +121,7 @@ class Sigmoid(_Elementwise):
 class Tanh(_Elementwise):
     syntax = LayerSyntax("tanh")
     torch_name = "Tanh"
-    body = "tanh"
+    drivers = ("tanh_forward", "tanh_backward")
     uses = ("y",)
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
@@ -130,7 +132,7 @@ class Tanh(_Elementwise):
 @register
 class ELU(_Elementwise):
     syntax = LayerSyntax("elu", (float_option("alpha", 1.0),), 1, "elu 1.0")
-    body = "elu"
+    drivers = ("elu_forward", "elu_backward")
     torch_name = "ELU"
     uses = ("x", "y")
 
@@ -144,6 +146,8 @@ class Maxout(Layer):
     """Max over groups of `pieces` consecutive channels: C channels in, C/pieces out."""
 
     syntax = LayerSyntax("maxout", (int_option("pieces", 2),), 1, "maxout 2")
+    init_of_input = MAXOUT_INIT  # LeCun, not He: a max of pieces keeps the variance
+    drivers = ("maxout_forward", "maxout_backward")
 
     def arithmetic(self) -> str:
         return f"{self.input_shape[0]}/{self.pieces} = {self.output_shape[0]}"  # type: ignore[index]

@@ -11,13 +11,14 @@ the backend of the layer's device (Caffe's Forward_cpu/Forward_gpu split).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
 from numbacnn.device import backend, is_device_array
 from numbacnn.errors import DeviceError, ShapeError
-from numbacnn.spec import LayerSyntax, Option
+from numbacnn.layers.syntax import ACTIVATIONS, LayerSyntax, Option
 
 Shape = tuple[int, int, int]
 
@@ -27,8 +28,11 @@ LAYERS: dict[str, type[Layer]] = {}
 
 
 def register(cls: type[Layer]) -> type[Layer]:
-    """Class decorator: make ``cls`` known by its spec keyword, ``cls.syntax.name``."""
+    """Class decorator: make ``cls`` known by its spec keyword, ``cls.syntax.name`` (and
+    allowed in ``activation=`` when it declares ``as_activation``)."""
     LAYERS[cls.syntax.name] = cls
+    if cls.as_activation:
+        ACTIVATIONS.add(cls.syntax.name)
     return cls
 
 
@@ -36,7 +40,10 @@ class Layer:
     """Base class. A subclass declares ``syntax`` (its spec name and options: key, type,
     default, valid range), registers itself in ``numbacnn.layers.LAYERS``, and
     implements the hooks. Its constructor, ``hyperparameters()`` and ``describe()``
-    come from that declaration; ``_setup()`` adds what a layer derives from its options.
+    come from that declaration; ``derive_options()`` works out options that follow from
+    others (the same for the constructor and the spec), ``_setup()`` adds the other
+    state a layer derives from its options. ``drivers`` lists the backend functions its
+    passes call.
     """
 
     syntax: ClassVar[LayerSyntax] = LayerSyntax("")
@@ -53,8 +60,21 @@ class Layer:
     draws_random: ClassVar[bool] = False
     # its output is a picture worth showing (numbacnn plot features: conv and pooling)
     feature_map: ClassVar[bool] = False
+    # --- what the spec parser asks of the layer ---
+    # may be written as ``activation=NAME`` on a conv or fc line (an elementwise function)
+    as_activation: ClassVar[bool] = False
+    # why the layer can only end a network ('' when it can stand anywhere)
+    must_be_last: ClassVar[str] = ""
+    # The backend functions this class's own code calls (``B.<name>(...)``), checked by
+    # tests/test_drivers.py against the calls and against both backends. Layer's own:
+    # the memory functions of buffers, parameters and inputs.
+    drivers: ClassVar[tuple[str, ...]] = ("empty", "to_device", "zeros")
     # another layer does this one's work (a ReLU fused into the convolution before it)
     fused: bool = False
+    # network initializer → the one the weighted layer feeding this one gets instead
+    # (numbacnn/init.py: the softmax's OUTPUT_INIT, a Maxout's MAXOUT_INIT)
+    init_of_input: ClassVar[Mapping[str, str]] = {}
+    init_of_next: Mapping[str, str] = {}  # the next layer's init_of_input (Network.build)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -81,9 +101,16 @@ class Layer:
         self._bind(args, kwargs)
         self._setup()
 
+    @classmethod
+    def derive_options(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The option values the layer keeps, from the checked ones (defaults filled in):
+        where the layer derives one option from others (the pooling stride defaults to
+        the size, ``pad=same`` is a number for this filter size). The constructor and
+        the spec parser both call it; ValueError when the values do not fit together."""
+        return values
+
     def _options(self) -> tuple[Option, ...]:
-        # ``activation=`` is spec shorthand for a layer after this one, not an option of it
-        return tuple(o for o in self.syntax.options if o.key != "activation")
+        return self.syntax.arguments
 
     def _bind(self, args: tuple, kwargs: dict[str, Any]) -> None:
         options = self._options()
@@ -98,13 +125,20 @@ class Layer:
                 raise ShapeError(f"{self.kind}: no option {key!r}; options: "
                                  f"{', '.join(o.key for o in options) or 'none'}")
             given[key] = value
+        values = {}
         for opt in options:
             if opt.key not in given and opt.required:
                 raise ShapeError(f"{self.kind}: {opt.key} is required ({self.syntax.usage()})")
             try:
-                setattr(self, opt.key, opt.check(given.get(opt.key, opt.default)))
+                values[opt.key] = opt.check(given.get(opt.key, opt.default))
             except ValueError as exc:
                 raise ShapeError(f"{self.kind}: {exc}") from None
+        try:
+            values = self.derive_options(values)
+        except ValueError as exc:
+            raise ShapeError(f"{self.kind}: {exc}") from None
+        for key, value in values.items():
+            setattr(self, key, value)
 
     def _setup(self) -> None:
         """What a layer derives from its options once they are set (none by default)."""
@@ -172,7 +206,12 @@ class Layer:
     def hyperparameters(self) -> dict[str, Any]:
         """The declared options' values (without ``init``), in the order the spec writes
         them."""
-        return {o.key: getattr(self, o.key) for o in self._options() if o.key != "init"}
+        return {o.key: getattr(self, o.key) for o in self._options() if o.hyperparameter}
+
+    def arguments(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer: its hyperparameters and its
+        ``init`` (when it has weights to initialize)."""
+        return {o.key: getattr(self, o.key) for o in self._options()}
 
     def describe(self) -> str:
         """Spec text of this layer, e.g. 'conv 96 11 stride=4 pad=0'."""
@@ -189,15 +228,20 @@ class Layer:
         """(fan_in, fan_out) of the weights, for the initializers."""
         return (1, 1)
 
+    def initializer(self, init: str = "he") -> str:
+        """The initializer of this layer's weights: its own ``init``, else the network's
+        ``init`` as the layer after it wants it (``init_of_input``, numbacnn/init.py)."""
+        return self.init or self.init_of_next.get(init, init)
+
     def init_params(self, rng: np.random.Generator, init: str = "he") -> None:
-        """Draw weights with ``self.init or init`` and zero biases, and set the state to its
+        """Draw weights with :meth:`initializer` and zero biases, and set the state to its
         initial value, on the layer's device."""
         from numbacnn.init import initialize
 
         fan_in, fan_out = self.fans()
         b = self._backend()
         for key, shape in self.param_shapes().items():
-            method = (self.init or init) if key == "W" else "zeros"
+            method = self.initializer(init) if key == "W" else "zeros"
             self.params[key] = b.to_device(initialize(shape, fan_in, fan_out, method, rng))
             self.grads[key] = b.zeros(shape)
         for key, shape in self.state_shapes().items():

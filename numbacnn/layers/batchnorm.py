@@ -20,7 +20,7 @@ import numpy as np
 
 from numbacnn.layers.activation import FusesFollowingReLU
 from numbacnn.layers.base import Layer, Shape, register
-from numbacnn.spec import LayerSyntax, float_option
+from numbacnn.layers.syntax import LayerSyntax, float_option
 
 
 @register
@@ -30,6 +30,8 @@ class BatchNorm(FusesFollowingReLU, Layer):
                                        float_option("eps", 1e-5, low_open=True)), 0,
                          "batchnorm momentum=0.9 eps=1e-05")
     table_name = "BN"
+    drivers = ("batch_statistics", "inverse_std", "batchnorm_forward",
+               "batchnorm_parameter_grads", "batchnorm_backward")
     bias_keys = ("beta",)
     torch_names = {"gamma": "weight", "beta": "bias", "mean": "running_mean",
                    "var": "running_var"}

@@ -15,7 +15,7 @@ from numbacnn.errors import ShapeError
 from numbacnn.geometry import output_size, window_arithmetic
 from numbacnn.layers.activation import FusesFollowingReLU
 from numbacnn.layers.base import Layer, Shape, register
-from numbacnn.spec import ACTIVATION, INIT, PAD, LayerSyntax, int_option
+from numbacnn.layers.syntax import ACTIVATION, INIT, PAD, LayerSyntax, int_option
 
 
 @register
@@ -26,6 +26,21 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     table_name, spatial, bias_keys = "CONV", True, ("b",)
     feature_map = True
+    drivers = ("conv_workspace", "conv_forward", "conv_backward")
+
+    @classmethod
+    def derive_options(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``pad=valid`` is 0; ``pad=same`` is (F − 1)/2, which keeps a stride-1 output the
+        size of the input (F must be odd)."""
+        if values["pad"] == "valid":
+            return {**values, "pad": 0}
+        if values["pad"] == "same":
+            F = values["size"]
+            if F % 2 == 0:
+                raise ValueError(f"pad=same needs an odd size, got size {F}: (F − 1)/2 = "
+                                 f"{(F - 1) / 2:g} is not whole; give pad=N instead")
+            return {**values, "pad": (F - 1) // 2}
+        return values
 
     def _setup(self) -> None:
         self._cols_hold_input = False  # False once backward reused the columns for dcols

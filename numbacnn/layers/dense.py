@@ -11,13 +11,14 @@ from typing import Any
 
 from numbacnn.errors import ShapeError
 from numbacnn.layers.base import Layer, Shape, register
-from numbacnn.spec import ACTIVATION, INIT, LayerSyntax, int_option
+from numbacnn.layers.syntax import ACTIVATION, INIT, LayerSyntax, int_option
 
 
 @register
 class Dense(Layer):
     syntax = LayerSyntax("fc", (int_option("units"), INIT, ACTIVATION), 1, "fc 4096")
     table_name, numbered_with, bias_keys = "FC", "conv", ("b",)  # CONV1 … CONV5, FC6 …
+    drivers = ("gemm", "add_bias_rows", "col_sum")
 
     def arithmetic(self) -> str:
         return f"{_inputs(self.input_shape)} → {self.units}"  # type: ignore[arg-type]
@@ -99,6 +100,7 @@ def _inputs(shape: tuple[int, int, int]) -> str:
 @register
 class Flatten(Layer):
     syntax = LayerSyntax("flatten")
+    drivers = ()  # a reshape
 
     def arithmetic(self) -> str:
         return _inputs(self.input_shape)  # type: ignore[arg-type]

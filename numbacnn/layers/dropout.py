@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from numbacnn.layers.base import Layer, register
-from numbacnn.spec import LayerSyntax, float_option
+from numbacnn.layers.syntax import LayerSyntax, float_option
 
 
 @register
@@ -21,6 +21,7 @@ class Dropout(Layer):
 
     syntax = LayerSyntax("dropout", (float_option("p", 0.5, high=1.0),), 1, "dropout 0.5")
     table_name = "DROP"
+    drivers = ("dropout_forward", "multiply")
 
     draws_random = True
 

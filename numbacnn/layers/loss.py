@@ -13,8 +13,10 @@ import numpy as np
 
 from numbacnn.device import is_device_array, to_host
 from numbacnn.errors import ShapeError
+from numbacnn.geometry import VOLUME_AXES, volume
+from numbacnn.init import OUTPUT_INIT
 from numbacnn.layers.base import Layer, Shape, register
-from numbacnn.spec import LayerSyntax
+from numbacnn.layers.syntax import LayerSyntax
 
 
 @register
@@ -24,13 +26,17 @@ class SoftmaxCrossEntropy(Layer):
     each rank's gradient is its share of the global mean (``numbacnn/training/distributed.py``)."""
 
     syntax = LayerSyntax("softmax")
+    must_be_last = "it is the classifier's loss"
+    init_of_input = OUTPUT_INIT  # small logits: the initial loss is near ln K
+    drivers = ("upload", "fill", "softmax_cross_entropy_forward",
+               "softmax_cross_entropy_backward", "batch_stats")
     mean_over: int | None = None
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape
         if H != 1 or W != 1:
-            raise ShapeError(f"softmax: expects class scores K×1×1 (put fc K before it), "
-                             f"got {W}x{H}x{C}")
+            raise ShapeError(f"softmax: expects class scores 1x1xK ({VOLUME_AXES}; put fc K "
+                             f"before it), got {volume(input_shape)}")
         return input_shape
 
     def _logits(self, logits: Any) -> Any:

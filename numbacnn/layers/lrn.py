@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from numbacnn.layers.base import Layer, register
-from numbacnn.spec import LayerSyntax, float_option, int_option
+from numbacnn.layers.syntax import LayerSyntax, float_option, int_option
 
 
 @register
@@ -23,6 +23,7 @@ class LRN(Layer):
                                  float_option("k", 2.0, low_open=True)), 0,
                          "lrn size=5 alpha=0.0001")
     table_name = "NORM"
+    drivers = ("lrn_forward", "lrn_backward")
 
     def torch_module(self) -> Any:
         from torch import nn

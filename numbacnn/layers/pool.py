@@ -7,17 +7,20 @@ Bodies: ``numbacnn/kernels/pool.py``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from numbacnn.geometry import output_size, window_arithmetic
 from numbacnn.layers.base import Layer, Shape, register
-from numbacnn.spec import LayerSyntax, int_option
+from numbacnn.layers.syntax import LayerSyntax, int_option
+
+# size F, and stride S: None until derive_options makes it F (windows side by side)
+_WINDOW = (int_option("size"), int_option("stride", None))
 
 
 class _Pool2D(Layer):
-    body: ClassVar[str] = ""  # driver name prefix: f"{body}_forward", f"{body}_backward"
+    """``drivers``: (forward, backward)."""
 
     table_name, numbered_with, spatial = "POOL", "maxpool", True
     feature_map = True
@@ -31,9 +34,10 @@ class _Pool2D(Layer):
         pool = nn.MaxPool2d if self.keeps_argmax else nn.AvgPool2d
         return pool(self.size, stride=self.stride)
 
-    def _setup(self) -> None:
-        if self.stride is None:  # the lecture's default: windows side by side
-            self.stride = self.size
+    @classmethod
+    def derive_options(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The stride defaults to the size (the lecture's default: windows side by side)."""
+        return {**values, "stride": values["size"]} if values["stride"] is None else values
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape
@@ -54,7 +58,7 @@ class _Pool2D(Layer):
         C, OH, OW = self.output_shape  # type: ignore[misc]
         y = self._buffer("y", (N, C, OH, OW))
         saved = (self._buffer("argmax", y.shape, np.int32),) if self.keeps_argmax else ()
-        driver = getattr(self._backend(), f"{self.body}_forward")
+        driver = getattr(self._backend(), self.drivers[0])
         driver(N * C, OH * OW, y, *saved, x, self.size, self.stride)
         return y
 
@@ -65,7 +69,7 @@ class _Pool2D(Layer):
         N = dy.shape[0]
         dx = self._buffer("dx", (N, *self.input_shape))  # type: ignore[misc]
         saved = (self._buffers["argmax"],) if self.keeps_argmax else ()
-        driver = getattr(self._backend(), f"{self.body}_backward")
+        driver = getattr(self._backend(), self.drivers[1])
         C, H, W = self.input_shape  # type: ignore[misc]
         driver(N * C, H * W, dx, dy, *saved, self.size, self.stride)
         return dx
@@ -73,9 +77,8 @@ class _Pool2D(Layer):
 
 @register
 class MaxPool2D(_Pool2D):
-    syntax = LayerSyntax("maxpool", (int_option("size"), int_option("stride", None)), 1,
-                         "maxpool 3 stride=2")
-    body = "max_pool"
+    syntax = LayerSyntax("maxpool", _WINDOW, 1, "maxpool 3 stride=2")
+    drivers = ("max_pool_forward", "max_pool_backward")
     keeps_argmax = True
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
@@ -86,9 +89,8 @@ class MaxPool2D(_Pool2D):
 
 @register
 class AvgPool2D(_Pool2D):
-    syntax = LayerSyntax("avgpool", (int_option("size"), int_option("stride", None)), 1,
-                         "avgpool 2")
-    body = "avg_pool"
+    syntax = LayerSyntax("avgpool", _WINDOW, 1, "avgpool 2")
+    drivers = ("avg_pool_forward", "avg_pool_backward")
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
         """ONNX export: AveragePool, F×F windows, stride S, no padding."""

@@ -1,5 +1,6 @@
-"""Pictures of a model: training curves, first-layer filters, activation maps, confusion
-matrix, per-layer benchmark times. ``numbacnn plot`` (``cli/plot.py``) draws them.
+"""Pictures of a model: training curves, a conv layer's filters, activation maps, confusion
+matrix, per-layer benchmark times. ``numbacnn plot`` (``cli/plot.py``) draws them; the
+messages here speak of models, checkpoints and results, and the CLI adds its commands.
 
 Each ``*_figure`` function returns a ``matplotlib.figure.Figure`` made without pyplot
 (no global state, never a window: PNG is rendered by Agg, SVG and PDF by matplotlib's
@@ -12,7 +13,6 @@ functions, so ``import numbacnn`` stays light.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ DEFAULT_DPI = 100
 DPI_BOUNDS = Bounds(10, 1000)  # dots per inch
 SIZE_BOUNDS = Bounds(100, 10000)  # pixels of a picture's width and height
 KINDS = ("curves", "filters", "features", "confusion", "bench")
-SEPARATOR = (0.78, 0.86, 0.95)  # pale blue lines between filter tiles, RGB 0…1
 
 
 class PlotError(NumbacnnError):
@@ -45,21 +44,23 @@ def require_matplotlib() -> Any:
     return matplotlib.figure
 
 
-def picture_format(path: str | Path) -> str:
-    """'png', 'svg' or 'pdf' from the suffix of ``path``; PlotError for any other."""
+def picture_format(path: str | Path, formats: dict[str, str] = FORMATS) -> str:
+    """'png', 'svg' or 'pdf' (a value of ``formats``) from the suffix of ``path``;
+    PlotError for any other."""
     suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
+    if suffix not in formats:
+        *most, last = formats
         raise PlotError(f"{path}: unknown picture type {suffix or '(no suffix)'!r}; end the "
-                        "file name in .png, .svg or .pdf")
-    return FORMATS[suffix]
+                        f"file name in {', '.join(most)} or {last}")
+    return formats[suffix]
 
 
-def check_output(path: str | Path) -> Path:
-    """``path`` if a picture can be written there (known suffix, existing directory);
-    PlotError (``field`` "output") if not."""
+def check_output(path: str | Path, formats: dict[str, str] = FORMATS) -> Path:
+    """``path`` if a picture can be written there (a suffix of ``formats``, existing
+    directory); PlotError (``field`` "output") if not."""
     path = Path(path)
     try:
-        picture_format(path)
+        picture_format(path, formats)
     except PlotError as exc:
         raise PlotError(str(exc), field="output") from None
     if path.is_dir():
@@ -102,7 +103,7 @@ def save_figure(figure: Any, path: str | Path, size: tuple[int, int] | None = No
     return width, height
 
 
-def _new_figure(width_in: float, height_in: float) -> Any:
+def new_figure(width_in: float, height_in: float) -> Any:
     figure_module = require_matplotlib()
     return figure_module.Figure(figsize=(width_in, height_in), layout="constrained")
 
@@ -118,10 +119,10 @@ def curves_figure(history: dict[str, np.ndarray], test_accuracy: float | None = 
     accuracy (0…1), when given, a dotted horizontal line."""
     train_loss = np.asarray(history.get("train_loss", []), np.float64)
     if len(train_loss) == 0:
-        raise PlotError(f"{where}: has no training history (no finished epoch); plot a model "
-                        "written by numbacnn train after at least one epoch")
+        raise PlotError(f"{where}: has no training history (no finished epoch); plot a "
+                        "checkpoint saved after at least one epoch of training")
     epochs = np.arange(1, len(train_loss) + 1)
-    figure = _new_figure(10, 4.2)
+    figure = new_figure(10, 4.2)
     loss_axes, acc_axes = figure.subplots(1, 2)
     series = [(loss_axes, "train_loss", "training", 1.0),
               (loss_axes, "val_loss", "validation", 1.0),
@@ -155,117 +156,6 @@ def curves_figure(history: dict[str, np.ndarray], test_accuracy: float | None = 
     return figure
 
 
-# ----------------------------------------------------------------------------- images
-
-
-def _scaled(values: np.ndarray) -> np.ndarray:
-    """``values`` scaled to 0…1 by their own minimum and maximum (constant → 0.5)."""
-    values = np.asarray(values, np.float64)
-    low, high = float(values.min()), float(values.max())
-    if high - low <= 1e-12 * max(1.0, abs(high)):
-        return np.full(values.shape, 0.5)
-    return (values - low) / (high - low)
-
-
-def mosaic(tiles: np.ndarray, columns: int | None = None, gap: int = 1,
-           background: float | tuple[float, float, float] = 1.0) -> np.ndarray:
-    """Tiles T×h×w (grey) or T×h×w×3 (RGB), each already in 0…1, laid out in a grid of
-    ``columns`` (default ceil(√T)) with ``gap`` pixels of ``background`` between and
-    around them: one (rows·(h+gap)+gap) × (columns·(w+gap)+gap) [×3] image
-    (``background`` an RGB triple for RGB tiles)."""
-    T, h, w = tiles.shape[:3]
-    columns = columns or max(1, math.ceil(math.sqrt(T)))
-    rows = max(1, math.ceil(T / columns))
-    out = np.full((rows * (h + gap) + gap, columns * (w + gap) + gap, *tiles.shape[3:]),
-                  background, np.float64)
-    for t in range(T):
-        r, c = divmod(t, columns)
-        y, x = gap + r * (h + gap), gap + c * (w + gap)
-        out[y:y + h, x:x + w] = tiles[t]
-    return out
-
-
-def filter_tiles(weights: np.ndarray) -> np.ndarray:
-    """Conv weights K×C×F×F as K images in 0…1, each filter scaled to its own range:
-    K×F×F×3 (RGB) for C = 3, K×F×F (grey) otherwise (the mean over the C channels
-    when C is not 1)."""
-    weights = np.asarray(weights, np.float64)
-    if weights.ndim != 4:
-        raise PlotError(f"filters must be K x C x F x F, got shape {weights.shape}")
-    if weights.shape[1] == 3:
-        return np.stack([_scaled(w).transpose(1, 2, 0) for w in weights])
-    return np.stack([_scaled(w.mean(axis=0)) for w in weights])
-
-
-def filters_figure(weights: np.ndarray, title: str = "") -> Any:
-    """The filters K×C×F×F of a conv layer as a grid of small images (see
-    :func:`filter_tiles`), about twice as wide as high, separated by pale blue lines, as
-    in the lecture's picture of AlexNet's first layer."""
-    tiles = filter_tiles(weights)
-    if tiles.ndim == 3:  # grey → RGB, so the separators can have a colour of their own
-        tiles = np.repeat(tiles[..., None], 3, axis=-1)
-    K = len(tiles)
-    columns = max(1, math.ceil(math.sqrt(2 * K)))
-    rows = math.ceil(K / columns)
-    image = mosaic(tiles, columns, background=SEPARATOR)
-    cell = 0.75 if K > 16 else 1.0
-    figure = _new_figure(max(5.0, columns * cell + 0.4), max(2.5, rows * cell + 1.0))
-    axes = figure.subplots()
-    axes.imshow(image, interpolation="nearest")
-    axes.set_axis_off()
-    C, F = weights.shape[1], weights.shape[2]
-    colour = "RGB" if C == 3 else ("grey" if C == 1 else f"grey, mean of {C} channels")
-    axes.set_title((f"{title}\n" if title else "") + f"{K} filters of {F}x{F}x{C} ({colour}, "
-                   "each scaled to its own range)", fontsize=9)
-    return figure
-
-
-def activation_maps(net: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """(label, C×H×W host array) of one normalized image x (1×C×H×W float32) after every
-    conv and pooling layer of ``net``, in order (a conv's map includes its fused ReLU)."""
-    from numbacnn.device import to_host
-
-    maps = []
-    for index, layer in enumerate(net.layers):
-        x = layer.forward(x, training=False)
-        if layer.feature_map:
-            fused = " + relu" if getattr(layer, "fused_relu", False) else ""
-            maps.append((f"layer {index + 1}: {layer.describe()}{fused}",
-                         np.array(to_host(x)[0], np.float32)))
-    return maps
-
-
-def features_figure(image: np.ndarray, maps: Sequence[tuple[str, np.ndarray]],
-                    max_maps: int = 16, title: str = "") -> Any:
-    """The input image (uint8 C×H×W, RGB for C = 3, grey otherwise) above one row per
-    layer showing its first ``max_maps`` activation maps, each scaled to its own range."""
-    if not maps:
-        raise PlotError("the network has no conv or pooling layer, so there are no "
-                        "activation maps to show")
-    import matplotlib
-
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")  # white gaps
-    rows = 1 + len(maps)
-    figure = _new_figure(11, 1.0 + 1.25 * rows)
-    axes_list = figure.subplots(rows, 1, squeeze=False)[:, 0]
-    C = image.shape[0]
-    shown = image.transpose(1, 2, 0) if C == 3 else image.mean(axis=0)
-    axes_list[0].imshow(shown, cmap="gray", interpolation="nearest")
-    axes_list[0].set_title(f"input {image.shape[2]}x{image.shape[1]}x{C}", fontsize=9)
-    for axes, (label, volume) in zip(axes_list[1:], maps, strict=True):
-        count = min(max_maps, len(volume))
-        tiles = np.stack([_scaled(volume[c]) for c in range(count)])
-        axes.imshow(mosaic(tiles, columns=count, background=np.nan), cmap=cmap, vmin=0,
-                    vmax=1, interpolation="nearest")
-        K, H, W = volume.shape
-        axes.set_title(f"{label} → {W}x{H}x{K} (first {count} of {K} maps)", fontsize=9)
-    for axes in axes_list:
-        axes.set_axis_off()
-    if title:
-        figure.suptitle(title)
-    return figure
-
-
 # ----------------------------------------------------------------------------- confusion
 
 
@@ -280,7 +170,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str 
     totals = matrix.sum(axis=1)
     fractions = matrix / np.maximum(totals, 1)[:, None]
     side = max(5.0, 0.55 * K + 3.0)
-    figure = _new_figure(side + 1.5, side)
+    figure = new_figure(side + 1.5, side)
     axes = figure.subplots()
     image = axes.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
     figure.colorbar(image, ax=axes, label="fraction of the true class", shrink=0.8)
@@ -307,15 +197,15 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str 
 
 def bench_figure(result: dict[str, Any], where: str = "the bench result") -> Any:
     """Per-layer forward and backward milliseconds per training step of each network in a
-    ``numbacnn bench --json`` (or ``bench/suite.py --json``) result as horizontal bars,
-    numbacnn beside PyTorch when the result holds a comparison (the suite's
-    ``--compare torch``)."""
+    benchmark result (numbacnn.training.bench_result; also ``bench/suite.py --json``'s) as
+    horizontal bars, numbacnn beside PyTorch when the result holds a comparison (the
+    suite's ``--compare torch``)."""
     networks = [n for n in result.get("networks", []) if isinstance(n, dict) and n.get("layers")]
     if not networks:
-        raise PlotError(f"{where}: holds no per-layer times; write it with numbacnn bench "
-                        "--json --output FILE (with --layers, the default)")
+        raise PlotError(f"{where}: holds no per-layer times; give a result profiled layer "
+                        "by layer (profile_training's layers=True)")
     rows_total = sum(len(n["layers"]) + 1 for n in networks)
-    figure = _new_figure(10, 1.2 + 0.32 * rows_total + 0.6 * len(networks))
+    figure = new_figure(10, 1.2 + 0.32 * rows_total + 0.6 * len(networks))
     axes_list = figure.subplots(len(networks), 1, squeeze=False,
                                 height_ratios=[len(n["layers"]) + 1 for n in networks])[:, 0]
     colours = {"numbacnn": ("#1f77b4", "#9ecae1"), "PyTorch": ("#ff7f0e", "#fdd0a2")}
@@ -324,7 +214,7 @@ def bench_figure(result: dict[str, Any], where: str = "the bench result") -> Any
         sides = [("numbacnn", net)]
         if torch.get("layers") and len(torch["layers"]) == len(net["layers"]):
             sides.append(("PyTorch", torch))
-        labels = [f"{row['index'] + 1}: {row['layer']}" for row in net["layers"]] + ["softmax loss"]
+        labels = [f"{row['index']}: {row['layer']}" for row in net["layers"]] + ["softmax loss"]
         y = np.arange(len(labels))
         height = 0.8 / len(sides)
         for s, (name, side) in enumerate(sides):

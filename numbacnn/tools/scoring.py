@@ -15,16 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from numbacnn.errors import DataError
-
-if TYPE_CHECKING:
-    from numbacnn.io.data import Dataset
-    from numbacnn.io.model_io import ModelInfo
-    from numbacnn.network import Network
+from numbacnn.io.datasets import Dataset
+from numbacnn.io.model_file import ModelInfo
+from numbacnn.network import Network
+from numbacnn.tools.inference import ensemble_proba
 
 EVAL_BATCH = 256  # images per forward pass
 
@@ -63,8 +61,8 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
 def trained_on(info: ModelInfo) -> str:
     """The dataset source a model was trained on (saved in its training settings);
     DataError (``field`` "data") when the file does not say."""
-    if info.training is not None and info.training.settings.get("data"):
-        return str(info.training.settings["data"])
+    if info.settings.get("data"):
+        return str(info.settings["data"])
     raise DataError(f"{info.path}: does not say what data it was trained on; name the dataset "
                     "to use", field="data")
 
@@ -114,8 +112,6 @@ def score_models(models: Sequence[tuple[Network, ModelInfo]], images: np.ndarray
     """Score models (several: each alone and as an ensemble) on uint8 images N×C×H×W
     with labels (N,). DataError when there is no image or a label is not a class of the
     models; ModelFileError when the models are not of one task."""
-    from numbacnn.io.model_io import ensemble_proba
-
     labels = np.asarray(labels, np.int64)
     if len(labels) == 0:
         raise DataError(f"{where}: has no images to score; use a split or dataset with images")

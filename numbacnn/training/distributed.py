@@ -25,6 +25,11 @@ the rank is blocked inside MPI. Either way the rank writes one ``error:`` line t
 and exits with status 2 at once (``os._exit``: MPI cannot be finalized with a peer
 missing). Checkpoints are written by rank 0 alone and atomically, so the last one stays
 intact.
+
+Who reports an error, and when (:func:`join_world`, :func:`errors_said_once`): rank 0
+says it and ends at once, which makes the launcher end the other ranks; another rank
+first waits :data:`ERROR_GRACE_S` for that (an error every rank meets is said once), then
+says its own error naming itself. A front end passes the function that prints a line.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +54,8 @@ from numbacnn.device import to_host
 from numbacnn.errors import NumbacnnError
 
 DEFAULT_TIMEOUT = 300.0  # seconds a collective may wait for the other ranks
-EXIT_STATUS = 2  # what a rank exits with when its peers are gone
+EXIT_STATUS = 2  # what a rank exits with when its peers are gone (or on an error)
+ERROR_GRACE_S = 3.0  # how long a rank other than 0 waits for rank 0 to report an error
 SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")  # launchers that say the world size
 RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
 LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID",
@@ -136,7 +142,7 @@ class World:
     cuda_aware: bool = False
     checkpoint: Path | None = None  # named in the line printed when the peers are gone
     # how a user continues from that checkpoint, "{checkpoint}" filled in; a front end
-    # sets its own (the CLI: "numbacnn train --resume {checkpoint}")
+    # sets its own (the command that resumes)
     resume_advice: str = "Trainer.from_checkpoint('{checkpoint}')"
     ending: bool = False  # set by a rank on its way out: a SIGTERM then ends it silently
     _watchdog: _Watchdog | None = field(default=None, repr=False)
@@ -324,6 +330,59 @@ def world() -> World:
         local_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
     _world = World(size, rank, local_rank, comm if size > 1 else None)
     return _world
+
+
+def join_world(say: Callable[[str], None]) -> World:
+    """:func:`world` for a data-parallel front end, before CUDA starts. Its
+    DistributedError on rank 0 (or in a single process) is raised; on another rank (e.g.
+    mpi4py missing on that rank's node alone) it is handed to ``say`` after
+    :data:`ERROR_GRACE_S`, naming the rank, unless rank 0's exit ended this process
+    first, and the process ends with status :data:`EXIT_STATUS`."""
+    try:
+        return world()
+    except DistributedError as exc:
+        rank = launcher_rank()
+        if rank == 0:
+            raise
+        _say_after_grace(str(exc), f"rank {rank}", say)
+        exit_now(EXIT_STATUS)
+        raise  # only where exit_now is replaced (tests)
+
+
+@contextlib.contextmanager
+def errors_said_once(ranks: World, say: Callable[[str], None],
+                     describe: Callable[[NumbacnnError], str] = str) -> Iterator[None]:
+    """The block run on ``ranks``, a NumbacnnError in it said once. In a single process
+    nothing changes (the error propagates). Under MPI, ranks other than 0 write nothing
+    to stdout (for the life of the process), and on a NumbacnnError (worded by
+    ``describe``) rank 0 hands it to ``say`` and ends at once with status
+    :data:`EXIT_STATUS`, without MPI_Finalize (which would wait for ranks stuck in a
+    collective), so the launcher ends the others; another rank waits
+    :data:`ERROR_GRACE_S` for that, then says its error as "rank R of N: ..."."""
+    if ranks.size == 1:
+        yield
+        return
+    if not ranks.is_root:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    try:
+        yield
+    except NumbacnnError as exc:
+        ranks.ending = True
+        text = describe(exc)
+        if ranks.is_root:
+            say(text)
+        else:
+            _say_after_grace(text, f"rank {ranks.rank} of {ranks.size}", say)
+        exit_now(EXIT_STATUS)
+        raise  # only where exit_now is replaced (tests)
+
+
+def _say_after_grace(text: str, rank: str, say: Callable[[str], None]) -> None:
+    """The error of a rank other than 0, said after ERROR_GRACE_S: an error every rank
+    meets is said by rank 0 alone, whose exit makes the launcher end this rank within
+    that time; an error of this rank alone is then said here, naming ``rank``."""
+    time.sleep(ERROR_GRACE_S)
+    say(f"{rank}: {text}")
 
 
 def _timeout() -> float:

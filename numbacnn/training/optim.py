@@ -5,7 +5,7 @@ with their defaults (``defaults``, the one place they are written), the names of
 per-parameter buffers (``slots``) and a default learning rate, and implements
 ``_update`` with its kernel. The base keeps the buffers on the network's device beside
 the parameters, counts updates (``t``), and gives ``state()``/``load_state()`` for
-saving; ``model_io`` saves any optimizer through them without knowing its class.
+saving; ``training/checkpoint.py`` saves any optimizer through them without knowing its class.
 ``OPTIMIZERS`` names every optimizer for the command line and the model files.
 Update bodies: ``numbacnn/kernels/optim.py``.
 """

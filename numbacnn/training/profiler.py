@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from numbacnn.geometry import volume
+
 if TYPE_CHECKING:
     from numbacnn.network import Network
 
@@ -103,7 +105,7 @@ def spec_label(spec: str) -> str:
 def output_shape_text(shape: tuple[int, int, int]) -> str:
     """C×H×W as the lecture writes it, W×H×D (``55x55x96``); an fc output as its length."""
     C, H, W = shape
-    return str(C) if H == W == 1 else f"{W}x{H}x{C}"
+    return str(C) if H == W == 1 else volume(shape)
 
 
 def layer_table(descriptions: list[str], shapes: list[str], forward_s: np.ndarray,
@@ -123,7 +125,7 @@ def layer_table(descriptions: list[str], shapes: list[str], forward_s: np.ndarra
     def percent(ms: float) -> float:
         return 100.0 * ms / step if step > 0 else 0.0
 
-    rows = [{"index": i, "layer": descriptions[i], "output_shape": shapes[i],
+    rows = [{"index": i + 1, "layer": descriptions[i], "output_shape": shapes[i],
              "forward_ms": float(forward[i]), "backward_ms": float(backward[i]),
              "percent": percent(forward[i] + backward[i])} for i in range(len(descriptions))]
     if fused is not None:

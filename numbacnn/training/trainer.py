@@ -12,6 +12,10 @@ generators (children of ``np.random.SeedSequence(seed)``) and dropout (seeded fr
 ``Network.seed`` and ``Network.step``). Checkpoints store the generators' states, so a
 run resumed from a checkpoint gives bit-identical weights on the CPU.
 
+What training reports (:class:`BatchProgress`, :class:`EpochRecord`) is in
+``progress.py``, the validation score in ``evaluation.py``, the Ctrl-C handling
+(:class:`Interrupted`) in ``interrupts.py``; their names are importable from here too.
+
 Images are normalized once per run (float32, with the mean and std of the images
 trained on). Every batch is gathered into one reused host buffer (page-locked on a GPU)
 and copied into one reused device buffer; a training step reads nothing back: the
@@ -26,14 +30,11 @@ global batch, gradients summed by one Allreduce per step, rank 0 writing checkpo
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,100 +42,39 @@ import numpy as np
 
 from numbacnn.device import to_host
 from numbacnn.errors import DataError, TrainingError
-from numbacnn.io.data import Dataset, augment, load_dataset, normalization, normalize
-from numbacnn.io.model_io import (
+from numbacnn.geometry import VOLUME_AXES, volume
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.datasets import Dataset, augment, normalization, normalize
+from numbacnn.io.model_file import (
     HISTORY_KEYS,
     ModelInfo,
-    OptimizerState,
-    TrainingState,
     best_path,
-    check_writable,
+    check_model_writable,
     copy_model,
-    load_model,
     save_model,
 )
 from numbacnn.limits import check_memory
 from numbacnn.network import Network
 from numbacnn.shapes import training_bytes
-from numbacnn.tools.scoring import EVAL_BATCH, accuracy
+from numbacnn.training.checkpoint import OptimizerState, TrainingState, load_checkpoint
 from numbacnn.training.distributed import GradientAllreduce, World
 from numbacnn.training.distributed import world as current_world
+from numbacnn.training.evaluation import evaluate
+from numbacnn.training.interrupts import Interrupted, deferred_interrupts
+from numbacnn.training.progress import BatchProgress, EpochRecord
 from numbacnn.training.schedules import LRSchedule
 from numbacnn.training.settings import TrainSettings
 from numbacnn.training.staging import BatchStaging
 
-CROP_PAD = 2  # pixels of zero padding for the random crop of --augment
+CROP_PAD = 2  # pixels of zero padding for the random crop of settings.augment
 GPU_PROGRESS_SECONDS = 0.25  # how often a GPU run reads its loss and accuracy back
-
-
-@dataclass
-class EpochRecord:
-    """One epoch's summary: losses (mean cross-entropy), accuracies (0…1), lr, seconds.
-
-    ``val_loss``/``val_acc`` are NaN when there is no validation split.
-    """
-
-    epoch: int
-    epochs: int
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    lr: float
-    seconds: float
-
-    def line(self) -> str:
-        """The one-line summary printed after each epoch."""
-        val = ("val loss —      acc —     " if math.isnan(self.val_loss) else
-               f"val loss {self.val_loss:.4f} acc {100 * self.val_acc:6.2f}%")
-        return (f"epoch {self.epoch:>{len(str(self.epochs))}}/{self.epochs}  "
-                f"train loss {self.train_loss:.4f} acc {100 * self.train_acc:6.2f}%  {val}  "
-                f"lr {self.lr:.4g}  {self.seconds:.1f} s")
-
-
-@dataclass
-class BatchProgress:
-    """Where an epoch stands after a batch: for a progress bar."""
-
-    epoch: int
-    epochs: int
-    batch: int
-    batches: int
-    loss: float
-    accuracy: float
-    images_per_second: float
-    eta_seconds: float
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training after a checkpoint was saved; ``message`` says where,
-    ``checkpoint`` is the file to resume from (None when nothing was saved)."""
-
-    def __init__(self, message: str, checkpoint: Path | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.checkpoint = checkpoint
-
-
-def evaluate(net: Network, x: np.ndarray, labels: np.ndarray,
-             batch_size: int = EVAL_BATCH) -> tuple[float, float, np.ndarray]:
-    """(mean cross-entropy loss, accuracy 0…1, probabilities N×K) of normalized float32
-    images x N×C×H×W with int labels (N,); NaN loss and accuracy for N = 0."""
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as a NaN loss
-        proba = net.predict_proba(x, batch_size)
-    if len(labels) == 0:
-        return math.nan, math.nan, proba
-    picked = proba[np.arange(len(labels)), labels].astype(np.float64)
-    loss = float(-np.log(np.maximum(picked, np.finfo(np.float32).tiny)).mean())
-    return loss, accuracy(proba, labels), proba
 
 
 def check_fits(net: Network, dataset: Dataset, where: str) -> None:
     """DataError unless the dataset's image shape and classes fit the network."""
     if tuple(dataset.input_shape) != tuple(net.input_shape or ()):
-        shown = " x ".join(map(str, dataset.input_shape))
-        wanted = " x ".join(map(str, net.input_shape or ()))
-        raise DataError(f"{where}: images are {shown} (C x H x W) but the network takes "
+        shown, wanted = volume(dataset.input_shape), volume(net.input_shape or ())
+        raise DataError(f"{where}: images are {shown} ({VOLUME_AXES}) but the network takes "
                         f"{wanted}; use a dataset of that shape or change the spec's input line")
     K = net.num_classes
     top = max(int(dataset.y_train.max(initial=0)), int(dataset.y_test.max(initial=0)))
@@ -164,7 +104,7 @@ class Trainer:
         self.out = Path(out) if out is not None else None
         self.on_batch, self.on_epoch = on_batch, on_epoch
         if self.out is not None:
-            check_writable(self.out)
+            check_model_writable(self.out)
         self.dataset = dataset
         self.class_names = list(dataset.class_names)
         check_fits(net, dataset, settings.data)
@@ -185,7 +125,6 @@ class Trainer:
             self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         else:
             self._restore(resume, len(x_fit))
-        self.state.settings = asdict(self.settings)
         self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
         self.x_val, self.y_val = normalize(x_val, self.mean, self.std), y_val
         B = net.backend()
@@ -196,6 +135,21 @@ class Trainer:
         self._stop_requested = False
         self.world = world if world is not None else current_world()
         self._allreduce = self._join_world(resume) if self.world.size > 1 else None
+
+    @classmethod
+    def from_settings(cls, settings: TrainSettings, out: str | Path | None = None,
+                      dataset: Dataset | None = None, device: str = "auto",
+                      **callbacks: Any) -> Trainer:
+        """A new run of ``settings``: the network built from ``settings.spec`` on ``device``
+        ("auto", "cpu" or "cuda"), trained on ``dataset`` (default: loaded from
+        ``settings.data``), saving to ``out``."""
+        settings = dataclasses.replace(settings).checked()
+        if out is not None:
+            check_model_writable(Path(out))  # before the network is built and the data loaded
+        net = Network.from_spec(settings.spec, device=device)
+        if dataset is None:
+            dataset = load_dataset(settings.data)
+        return cls(net, dataset, settings, out=out, **callbacks)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, epochs: int | None = None,
@@ -209,11 +163,11 @@ class Trainer:
         ``expect``: settings the caller asked for; one that differs from the checkpoint's
         raises TrainingError (a resumed run keeps its settings, so it continues exactly).
         """
-        net, info = load_model(path, device)
+        net, info = load_checkpoint(path, device)
         if info.training is None or info.optimizer is None:
             raise TrainingError(f"{path}: holds no training state (a final model, not a "
                                 "checkpoint); resume from the checkpoint training wrote")
-        settings = TrainSettings.from_dict(info.training.settings)
+        settings = TrainSettings.from_dict(info.settings)
         for key, value in (expect or {}).items():
             stored = getattr(settings, key)
             if value != stored:
@@ -275,6 +229,13 @@ class Trainer:
         self.net.step = self.state.step
         self.net.seed = self.settings.seed
 
+    def layer_initializers(self) -> list[str]:
+        """The weight initializer each layer with parameters really uses, in order: its
+        spec's ``init=``, else ``settings.init`` as the layer after it wants it (the layer
+        feeding the softmax starts small: ``Layer.initializer``)."""
+        return [layer.initializer(self.settings.init) for layer in self.net.layers
+                if layer.params]
+
     @property
     def gradient_allreduce(self) -> GradientAllreduce | None:
         """The ranks' gradient sum (with its ``calls`` and ``seconds`` so far); None in a
@@ -311,7 +272,7 @@ class Trainer:
         :class:`Interrupted` after Ctrl-C (once a checkpoint of the current step is saved).
         """
         # overflow shows up as a non-finite loss, reported as TrainingError: no numpy warnings
-        with self._deferred_interrupts(), np.errstate(over="ignore", invalid="ignore"):
+        with deferred_interrupts(self.request_stop), np.errstate(over="ignore", invalid="ignore"):
             while self.state.epoch < self.settings.epochs:
                 self._run_epoch()
         return self.state
@@ -384,12 +345,16 @@ class Trainer:
 
     def _nan_message(self, loss: float, b: int, batches: int) -> str:
         epoch = self.state.epoch + 1
-        where = (f"the last good checkpoint {self.out} (epoch {self.state.epoch}) is kept"
-                 if self.out is not None and self.state.epoch > 0 and self.out.exists()
-                 else "no checkpoint was written")
+        where = self._kept_checkpoint()
         return (f"loss became {loss} at epoch {epoch}, batch {b + 1}/{batches} (step "
                 f"{self.net.step}) with lr {self.schedule.lr:g}; training stopped and {where}; "
                 "lower the learning rate (or check the data for bad values)")
+
+    def _kept_checkpoint(self) -> str:
+        """What a failed run leaves behind, for its error message."""
+        if self.out is not None and self.state.epoch > 0 and self.out.exists():
+            return f"the last good checkpoint {self.out} (epoch {self.state.epoch}) is kept"
+        return "no checkpoint was written"
 
     def _end_epoch(self, sums: dict[str, float]) -> None:
         state, s = self.state, self.settings
@@ -445,9 +410,7 @@ class Trainer:
         if not problem and all(np.isfinite(to_host(w)).all()
                                for _, w, _ in self.net.parameters()):
             return
-        where = (f"the last good checkpoint {self.out} (epoch {self.state.epoch}) is kept"
-                 if self.out is not None and self.state.epoch > 0 and self.out.exists()
-                 else "no checkpoint was written")
+        where = self._kept_checkpoint()
         problem = problem or "the weights became NaN or infinite"
         raise TrainingError(f"{problem} in epoch {self.state.epoch + 1} (step {self.net.step}) "
                             f"with lr {self.schedule.lr:g}; training stopped and {where}; "
@@ -482,6 +445,7 @@ class Trainer:
             input_shape=self.net.input_shape,  # type: ignore[arg-type]
             class_names=self.class_names, mean=self.mean, std=self.std,
             optimizer=OptimizerState.capture(self.optimizer), training=self.state,
+            settings=asdict(self.settings),
             history={key: np.asarray(values, np.float64) for key, values in self.history.items()},
         )
 
@@ -497,21 +461,3 @@ class Trainer:
     def request_stop(self) -> None:
         """Ask training to stop at the next batch boundary, after saving a checkpoint."""
         self._stop_requested = True
-
-    @contextlib.contextmanager
-    def _deferred_interrupts(self) -> Iterator[None]:
-        """Within the block, the first Ctrl-C only asks to stop at the next batch boundary
-        (so the checkpoint is consistent); a second one interrupts at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handle(signum: int, frame: Any) -> None:
-            self.request_stop()
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-        previous = signal.signal(signal.SIGINT, handle)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)

@@ -1,4 +1,5 @@
-"""The CUDA backend in numba's CUDA simulator: every layer against the float64 reference.
+"""The CUDA backend in numba's CUDA simulator: every layer against the float64 reference
+(each kind's case of tests/layer_cases.py, and a few more geometries).
 
 Run by tests/test_cuda_simulator.py in a subprocess with NUMBA_ENABLE_CUDASIM=1 and
 NUMBACNN_DEVICE=cuda (the variable must be set before numba is imported); without it
@@ -10,33 +11,28 @@ to_host round-trip, and that activations stay device arrays from layer to layer.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
+import numeric_checks as checks
 import numpy as np
 import pytest
 import reference as ref
+import reference_optim as ref_optim
+from layer_cases import REFERENCE_CASES, LayerCase
 
 import numbacnn
 import numbacnn.device
 from numbacnn import to_host
 from numbacnn.device import is_device_array
 from numbacnn.layers import (
-    ELU,
-    LRN,
-    AvgPool2D,
     BatchNorm,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
     Layer,
-    LeakyReLU,
-    Maxout,
     MaxPool2D,
     ReLU,
-    Sigmoid,
     SoftmaxCrossEntropy,
-    Tanh,
 )
 from numbacnn.network import Network
 from numbacnn.training.optim import SGD, Adam
@@ -65,32 +61,22 @@ def device_run(layer: Layer, x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray,
     return y, to_host(dx).copy(), {k: to_host(g).copy() for k, g in layer.grads.items()}
 
 
-CASES: dict[str, tuple[Callable[[], Layer], tuple[int, int, int, int], str]] = {
-    "conv-f3-p1": (lambda: Conv2D(3, 3, stride=1, pad=1), (2, 2, 5, 4), "normal"),
-    "conv-f3-s2-nonsquare": (lambda: Conv2D(2, 3, stride=2), (1, 2, 5, 7), "normal"),
-    "maxpool-f2": (lambda: MaxPool2D(2), (2, 2, 4, 6), "distinct"),
-    "maxpool-f3-s2": (lambda: MaxPool2D(3, 2), (1, 1, 5, 7), "distinct"),
-    "avgpool-f3-s2": (lambda: AvgPool2D(3, 2), (1, 2, 5, 7), "normal"),
-    "lrn": (lambda: LRN(3, alpha=0.5, beta=0.75, k=1.0), (2, 4, 2, 3), "normal"),
-    "fc": (lambda: Dense(3), (2, 2, 2, 2), "normal"),
-    "flatten": (Flatten, (2, 2, 2, 3), "normal"),
-    "relu": (ReLU, (2, 2, 3, 3), "away"),
-    "leaky": (lambda: LeakyReLU(0.1), (2, 2, 3, 3), "away"),
-    "sigmoid": (Sigmoid, (2, 2, 3, 3), "normal"),
-    "tanh": (Tanh, (2, 2, 3, 3), "normal"),
-    "elu": (lambda: ELU(0.5), (2, 2, 3, 3), "away"),
-    "maxout": (lambda: Maxout(2), (1, 4, 2, 3), "distinct"),
-    "dropout": (lambda: Dropout(0.5), (2, 2, 3, 3), "normal"),
-    "batchnorm-conv": (BatchNorm, (2, 3, 4, 5), "normal"),
-    "batchnorm-fc": (lambda: BatchNorm(momentum=0.5), (6, 3, 1, 1), "normal"),
+# Geometries beyond tests/layer_cases.py's one case per kind (those come first, named
+# "case-<kind>"; their shapes are the simulator's).
+VARIANTS: dict[str, LayerCase] = {
+    "conv-f3-p1": LayerCase("conv 3 3 stride=1 pad=1", (2, 2, 5, 4)),
+    "maxpool-f2": LayerCase("maxpool 2", (2, 2, 4, 6), "distinct"),
+    "batchnorm-fc": LayerCase("batchnorm momentum=0.5", (6, 3, 1, 1)),
 }
+CASES = {**{f"case-{kind}": case for kind, case in REFERENCE_CASES.items()}, **VARIANTS}
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_layer_on_cuda_matches_reference(name: str, rng: np.random.Generator):
     """y, dx, dW and db from the CUDA kernels equal the reference to float32 tolerance."""
-    make, shape, inputs = CASES[name]
-    layer = make()
+    case = CASES[name]
+    shape = case.shape
+    layer = case.make()
     layer.device = DEVICE  # a lone layer runs on the CPU unless told
     layer.build(shape[1:])
     layer.init_params(rng, "he")
@@ -98,24 +84,22 @@ def test_layer_on_cuda_matches_reference(name: str, rng: np.random.Generator):
     for key, value in layer.param_shapes().items():
         params[key] = (0.5 * rng.standard_normal(value)).astype(np.float32)
         layer.params[key] = to_device(params[key])
-    if inputs == "distinct":
-        x = ref.distinct_values(rng, shape)
-    elif inputs == "away":
-        x = ref.away_from_zero(rng, shape)
-    else:
-        x = rng.standard_normal(shape).astype(np.float32)
+    x = case.draw(rng)
+    tol = {"rtol": case.rtol, "atol_scale": case.atol_scale}
     mask = None
-    if isinstance(layer, Dropout):
+    draw_mask = ref.REFERENCES[layer.kind].mask  # what the layer draws per step (dropout)
+    if draw_mask is not None:
         layer.seed = 31337
-        mask = ref.dropout_mask(shape, layer.p, layer.seed)
+        mask = draw_mask(layer, shape)
     dy = rng.standard_normal((shape[0], *layer.output_shape)).astype(np.float32)
     y, dx, grads = device_run(layer, x, dy)
-    ref.assert_close(y, ref.reference_forward(layer, x, params, mask), what=f"{name}: y")
+    checks.assert_close(y, ref.reference_forward(layer, x, params, mask), what=f"{name}: y",
+                        **tol)
     expected_dx, expected_grads = ref.reference_backward(layer, x, dy, params, mask)
-    ref.assert_close(dx, expected_dx, what=f"{name}: dx")
+    checks.assert_close(dx, expected_dx, what=f"{name}: dx", **tol)
     assert set(grads) == set(expected_grads)
     for key, expected in expected_grads.items():
-        ref.assert_close(grads[key], expected, what=f"{name}: d{key}")
+        checks.assert_close(grads[key], expected, what=f"{name}: d{key}", **tol)
 
 
 def test_batchnorm_on_cuda_running_statistics_and_inference(rng: np.random.Generator):
@@ -131,12 +115,12 @@ def test_batchnorm_on_cuda_running_statistics_and_inference(rng: np.random.Gener
         x = (rng.standard_normal(shape) + 2.0).astype(np.float32)
         layer.forward(to_device(x), training=True)
         mean, var = ref.batchnorm_running(mean, var, x, 0.6)
-    ref.assert_close(to_host(layer.state["mean"]), mean, what="running mean")
-    ref.assert_close(to_host(layer.state["var"]), var, what="running var")
+    checks.assert_close(to_host(layer.state["mean"]), mean, what="running mean")
+    checks.assert_close(to_host(layer.state["var"]), var, what="running var")
     x = rng.standard_normal(shape).astype(np.float32)
     y = layer.forward(to_device(x), training=False)
-    ref.assert_close(to_host(y), ref.batchnorm_forward(x, np.ones(2), np.zeros(2), layer.eps,
-                                                       mean, var), what="inference y")
+    checks.assert_close(to_host(y), ref.batchnorm_forward(x, np.ones(2), np.zeros(2), layer.eps,
+                                                          mean, var), what="inference y")
 
 
 def test_loss_on_cuda_matches_reference(rng: np.random.Generator):
@@ -150,8 +134,8 @@ def test_loss_on_cuda_matches_reference(rng: np.random.Generator):
     assert value == pytest.approx(ref.softmax_cross_entropy_forward(logits, labels), rel=1e-5)
     dlogits = loss.backward()
     assert is_device_array(dlogits)
-    ref.assert_close(to_host(dlogits).reshape(3, 4),
-                     ref.softmax_cross_entropy_backward(logits, labels))
+    checks.assert_close(to_host(dlogits).reshape(3, 4),
+                        ref.softmax_cross_entropy_backward(logits, labels))
 
 
 def test_network_train_step_on_cuda_matches_reference(rng: np.random.Generator):
@@ -169,7 +153,7 @@ def test_network_train_step_on_cuda_matches_reference(rng: np.random.Generator):
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     for name, _, g in net.parameters():
         index, key = name.split(".")
-        ref.assert_close(to_host(g), expected_grads[int(index)][key], what=f"d{name}")
+        checks.assert_close(to_host(g), expected_grads[int(index)][key], what=f"d{name}")
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -188,12 +172,12 @@ def test_optimizer_on_cuda_matches_reference(optimizer: str, rng: np.random.Gene
         opt.step(net, 0.1)
         for key in w:
             if optimizer == "sgd":
-                w[key], v[key] = ref.sgd_momentum_update(w[key], v[key], grads[key], 0.1, 0.9,
-                                                         0.01)
+                w[key], v[key] = ref_optim.sgd_momentum_update(w[key], v[key], grads[key], 0.1, 0.9,
+                                                               0.01)
             else:
-                w[key], m[key], v[key] = ref.adam_update(w[key], m[key], v[key], grads[key],
-                                                         0.1, t, weight_decay=0.01)
-            ref.assert_close(to_host(dense.params[key]), w[key], what=f"{key}, step {t}")
+                w[key], m[key], v[key] = ref_optim.adam_update(w[key], m[key], v[key], grads[key],
+                                                               0.1, t, weight_decay=0.01)
+            checks.assert_close(to_host(dense.params[key]), w[key], what=f"{key}, step {t}")
 
 
 def test_device_cuda_selects_the_cuda_backend():

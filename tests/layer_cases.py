@@ -1,0 +1,104 @@
+"""One test case per registered layer kind: the tests that must cover every layer read it.
+
+``LAYER_CASES`` maps each spec keyword of ``numbacnn.layers.LAYERS`` to a small
+:class:`LayerCase`: the spec text of one layer, the N×C×H×W batch it sees, how its input
+is drawn and the float32 tolerances against the float64 reference. A layer added to the
+registry without a line here fails ``tests/test_layer_cases.py``; with the line it is
+covered by:
+
+- the layer against its float64 reference (``tests/test_layers.py``) and the gradient
+  checks (``tests/test_gradients.py``), through ``tests/reference.py``'s ``REFERENCES``;
+- the CUDA kernels in the simulator (``tests/cuda_sim/test_sim_layers.py``) and the PTX
+  compile drive (``tests/test_cuda_ptx.py``);
+- a tiny classifier around the layer (:meth:`LayerCase.network_spec`): ONNX export
+  (``tests/test_onnx_export.py``), the PyTorch twin (``tests/test_torch_twins.py``) and
+  the model-file round trip (``tests/test_model_io.py``);
+- the spec fuzzer's words (``tests/test_fuzz.py``).
+
+Layers are made from spec text (``numbacnn.spec.parse_spec``), so a case names no class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numeric_checks as checks
+import numpy as np
+
+from numbacnn.layers import Layer
+from numbacnn.spec import parse_spec
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    """A layer written as spec text, the batch shape N×C×H×W it sees, and how to test it.
+
+    ``inputs``: "normal" (standard normal × ``scale``), "distinct" (no two values closer
+    than 0.01: no ties for a max) or "away" (0.05 ≤ |x| ≤ 2: away from a kink at 0).
+    ``rtol``/``atol_scale``: float32 against the float64 reference
+    (``numeric_checks.assert_close``). ``loss``: the layer closes a network (the softmax
+    cross-entropy): it has no per-layer reference and comes last in a network.
+    """
+
+    layer: str
+    shape: tuple[int, int, int, int]
+    inputs: str = "normal"
+    scale: float = 1.0
+    rtol: float = 1e-4
+    atol_scale: float = 1e-5
+    loss: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The spec keyword (the registry's key)."""
+        return self.layer.split()[0]
+
+    def make(self) -> Layer:
+        """A fresh, unbuilt layer parsed from ``layer``."""
+        (layer,) = parse_spec(self.layer).make_layers()
+        return layer
+
+    def network_spec(self, classes: int = 3) -> str:
+        """A tiny classifier around the layer: the input line of ``shape``, the layer, then
+        ``fc classes`` (the loss after it instead)."""
+        _, C, H, W = self.shape
+        body = f"fc {classes}; {self.layer}" if self.loss else f"{self.layer}; fc {classes}"
+        return f"input {W}x{H}x{C}; {body}"
+
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...] | None = None,
+             ) -> np.ndarray:
+        """A float32 input batch of ``shape`` (default the case's) drawn as ``inputs`` says."""
+        shape = shape or self.shape
+        if self.inputs == "distinct":
+            return checks.distinct_values(rng, shape)
+        if self.inputs == "away":
+            return checks.away_from_zero(rng, shape)
+        return (self.scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+# One line per registered layer kind. Shapes are tiny: the CUDA simulator runs each GPU
+# thread as a Python thread, and the gradient check perturbs every input element.
+_CASES = [
+    LayerCase("conv 2 3 stride=2", (1, 2, 5, 7)),
+    LayerCase("maxpool 3 stride=2", (1, 1, 5, 7), "distinct"),
+    LayerCase("avgpool 3 stride=2", (1, 2, 5, 7)),
+    LayerCase("lrn size=3 alpha=0.5 beta=0.75 k=1", (2, 4, 2, 3)),
+    LayerCase("batchnorm", (2, 3, 4, 5)),
+    LayerCase("fc 3", (2, 2, 2, 2)),
+    LayerCase("flatten", (2, 2, 2, 3)),
+    LayerCase("relu", (2, 2, 3, 3), "away"),
+    LayerCase("leaky 0.1", (2, 2, 3, 3), "away"),
+    LayerCase("sigmoid", (2, 2, 3, 3)),
+    LayerCase("tanh", (2, 2, 3, 3)),
+    LayerCase("elu 0.5", (2, 2, 3, 3), "away"),
+    LayerCase("maxout 2", (1, 4, 2, 3), "distinct"),
+    LayerCase("dropout 0.5", (2, 2, 3, 3)),
+    LayerCase("softmax", (2, 4, 1, 1), loss=True),
+]
+
+LAYER_CASES: dict[str, LayerCase] = {case.kind: case for case in _CASES}
+assert len(LAYER_CASES) == len(_CASES), "two cases for one layer kind"
+
+# The cases with a per-layer float64 reference (every kind but the loss).
+REFERENCE_CASES: dict[str, LayerCase] = {kind: case for kind, case in LAYER_CASES.items()
+                                         if not case.loss}
