@@ -152,6 +152,20 @@ def test_per_step_history_survives_ctrl_c_and_resume(tmp_path: Path,
     assert resumed == expected
 
 
+def test_a_gpu_run_logs_the_mean_loss_of_each_progress_interval() -> None:
+    """On a GPU the loss sums are read only at progress updates: a point is then the mean
+    of its interval (here the whole epoch, as the reads are made that rare on the CPU)."""
+    x, y = quadrants(80, 3)
+    settings = TrainSettings(spec=SPEC.format(act="relu"), epochs=2, batch_size=12, lr=0.05)
+    trainer = Trainer(Network.from_spec(settings.spec), Dataset(x, y, x[:8], y[:8],
+                                                                list("abcd")), settings)
+    trainer.progress_seconds = 1e9  # as if every step took no time: one read per epoch
+    trainer.run()
+    assert trainer.steps.every == 1 and trainer.steps.step == [6, 12]
+    assert trainer.steps.epoch == [1.0, 2.0]
+    np.testing.assert_allclose(trainer.steps.loss, trainer.history["train_loss"], rtol=1e-12)
+
+
 # ----------------------------------------------------------------------------- plot curves
 
 
