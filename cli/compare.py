@@ -106,19 +106,26 @@ def compare(models: tuple[Path, ...], data: str | None, test_accuracy: bool,
     keys = list(dict.fromkeys(key for row in rows for key in row.differences))
     if len(models) == 1:
         click.echo(f"1 run: {models[0]} (give several model files to compare them)")
+    elif len(keys) > 1:
+        click.echo(f"{len(rows)} runs; they differ in: {', '.join(keys)} (one column each; "
+                   f"plot curves labels a run by them: {rows[0].label})")
     elif keys:
-        click.echo(f"{len(rows)} runs; they differ in: {', '.join(keys)}")
+        click.echo(f"{len(rows)} runs; they differ in: {keys[0]}")
     else:
         click.echo(f"{len(rows)} runs with the same settings and spec (labelled by file name)")
-    columns = keys if len(keys) > 1 else []  # one key: the label says it all
-    headers = ["run", "file", *columns, "test acc", "train loss", "val loss", "epochs", "time"]
+    # one difference: the label (activation=tanh) says it all; several: a column each
+    columns = keys if len(keys) > 1 else []
+    label = [] if columns else ["run"]
+    headers = [*label, "file", *columns, "test acc", "train loss", "val loss", "epochs done",
+               "time"]
     cells = []
     for row in rows:
         accuracy = "—" if row.test_accuracy is None else f"{100 * row.test_accuracy:.2f}%"
-        cells.append([row.label, str(row.path), *(row.differences.get(k, "—") for k in columns),
-                      accuracy, _loss(row.train_loss), _loss(row.val_loss), str(row.epochs),
+        cells.append([*([row.label] if label else []), str(row.path),
+                      *(row.differences.get(k, "—") for k in columns), accuracy,
+                      _loss(row.train_loss), _loss(row.val_loss), str(row.epochs),
                       _seconds(row.seconds)])
-    click.echo(table(headers, cells, left=2 + len(columns)))
+    click.echo(table(headers, cells, left=len(label) + 1 + len(columns)))
     sources = sorted({row.test_source for row in rows if row.test_source})
     if sources:
         click.echo(f"test acc: computed on the test split of {', '.join(sources)} with each "

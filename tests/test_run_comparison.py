@@ -227,6 +227,23 @@ def test_compare_prints_one_row_per_run_with_what_differs(work: Path) -> None:
     assert all(r.epochs == 2 and r.test_accuracy is None for r in library)
 
 
+def test_compare_shows_several_differing_settings_as_columns(work: Path,
+                                                             tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    faster = tmp_path / "faster.h5"
+    shutil.copy(work / "tanh.h5", faster)
+    with h5py.File(faster, "a") as f:  # as if trained with another lr
+        settings = json.loads(f["training"].attrs["settings"])
+        f["training"].attrs["settings"] = json.dumps({**settings, "lr": 0.1})
+    text = ok(run("compare", work / "relu.h5", faster, "--no-test-accuracy"))
+    assert "they differ in: activation, lr" in text
+    header, _, first, second = text.splitlines()[1:5]
+    assert header.split()[:3] == ["file", "activation", "lr"]
+    assert first.split()[1:3] == ["relu", "0.05"] and second.split()[1:3] == ["tanh", "0.1"]
+
+
 def _dataset(work: Path) -> Dataset:
     from numbacnn.io.dataset_files import load_dataset
 
