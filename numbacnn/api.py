@@ -109,9 +109,8 @@ class Evaluation:
 
     def __repr__(self) -> str:
         correct = round(self.accuracy * self.images)
-        on = f" on {self.where}" if self.where else ""
-        return (f"accuracy {100 * self.accuracy:.2f}% ({correct}/{self.images} images{on}), "
-                f"loss {self.loss:.4f}")
+        return (f"{self.where + ': ' if self.where else ''}accuracy {100 * self.accuracy:.2f}% "
+                f"({correct}/{self.images} images right), loss {self.loss:.4f}")
 
 
 class _ProgressBar:
@@ -224,11 +223,13 @@ class Network(numbacnn.network.Network):
         if isinstance(data, tuple | list) and len(data) == 2:
             split = "train"  # (x, y): the arrays themselves
         images, labels = dataset.split(split)
-        where = source if isinstance(data, tuple | list) else f"{source} ({split} split)"
+        arrays = isinstance(data, tuple | list)
+        where = source if arrays else f"{source} ({split} split)"
         score = score_models([(self, self.info)], images, labels, batch_size, where)
         picked = score.proba[np.arange(len(labels)), score.labels].astype(np.float64)
         loss = float(-np.log(np.maximum(picked, np.finfo(np.float32).tiny)).mean())
-        return Evaluation(score.accuracy, loss, len(labels), where, score)
+        shown = source if arrays and len(data) == 2 else f"{source}, {split} split"
+        return Evaluation(score.accuracy, loss, len(labels), shown, score)
 
     def predict(self, images: Any, batch_size: int = EVAL_BATCH) -> np.ndarray:
         """Class probabilities float32 N×K of images (uint8 or 0…1 float, N×C×H×W or

@@ -95,8 +95,9 @@ def test_evaluate_matches_the_scoring_tool_on_the_same_data() -> None:
     assert result.loss == pytest.approx(float(-np.log(picked).mean()), rel=1e-6)
     on_arrays = net.evaluate((x, y))
     assert on_arrays.accuracy == score_models([(net, net.info)], x, y).accuracy
-    assert re.fullmatch(r"accuracy \d+\.\d\d% \(\d+/40 images on arrays\), loss \d\.\d{4}",
+    assert re.fullmatch(r"arrays: accuracy \d+\.\d\d% \(\d+/40 images right\), loss \d\.\d{4}",
                         repr(on_arrays))
+    assert repr(result).startswith("quadrants, test split: accuracy ")
 
 
 def test_evaluate_on_the_test_split_of_four_arrays() -> None:
