@@ -164,8 +164,8 @@ class Network(numbacnn.network.Network):
     def fit(self, data: Any = "fashion-mnist-mini", epochs: int = 6, batch_size: int = 64,
             lr: float | None = None, validation_split: float = 0.1, seed: int = 0,
             verbose: int = 1, **settings: Any) -> History:
-        """Train this network on ``data`` (see the module docstring) and return its
-        :class:`History`.
+        """Train this network on ``data`` (see the module docstring; default: the bundled
+        Fashion-MNIST subset) and return its :class:`History`.
 
         Every call is a new run, as ``numbacnn train`` is: the weights are drawn afresh
         from ``seed`` (with ``init``), and the same seed gives the same result on the CPU.
@@ -190,7 +190,8 @@ class Network(numbacnn.network.Network):
             self.build(dataset.input_shape)
         run = TrainSettings(spec=self.spec_text or self.to_spec_text(), data=source,
                             epochs=epochs, batch_size=batch_size, lr=lr,
-                            val_split=validation_split, seed=seed, **settings)
+                            val_split=validation_split, seed=seed, **settings).checked()
+        self.info = None  # the weights are drawn again: the last run's info is no more theirs
         self.step = 0  # a new run: dropout's streams start as in a freshly built network
         progress = _ProgressBar(verbose)
         try:
@@ -200,7 +201,6 @@ class Network(numbacnn.network.Network):
         finally:
             progress.close()
         self.info = trainer.model_info()
-        self.info.path = None
         return History(**{key: list(trainer.history[key]) for key in HISTORY_KEYS})
 
     def to_spec_text(self) -> str:

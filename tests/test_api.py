@@ -183,3 +183,13 @@ def _environment() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != "NUMBACNN_DEVICE"}
+
+
+def test_a_failed_fit_leaves_no_stale_normalization_but_bad_settings_change_nothing() -> None:
+    net, _ = fitted()
+    with pytest.raises(TrainingError, match="lr must be"):
+        net.fit(arrays(), lr=-1.0, verbose=0)
+    assert net.info is not None  # refused before anything was touched
+    with pytest.raises(TrainingError, match="loss became|weights became|validation loss"):
+        net.fit(arrays(), epochs=1, batch_size=16, lr=1e30, verbose=0)
+    assert net.info is None
