@@ -4,6 +4,9 @@ Hot loops are Numba kernels written once (``numbacnn/kernels``) and run on the C
 (``numbacnn/backends/cpu.py``) or an NVIDIA GPU (``numbacnn/backends/cuda.py``),
 picked by the device dispatcher (``numbacnn/device.py``). Importing this package
 imports no kernel and compiles nothing.
+
+``numbacnn.Network`` (a network with ``fit`` and ``evaluate``) and ``numbacnn.load_model``
+come from ``numbacnn/api.py``; ``docs/lecture.ipynb`` shows them at work.
 """
 
 from numbacnn.device import get_device, set_device, to_device, to_host
