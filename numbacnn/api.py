@@ -6,7 +6,7 @@
     net.evaluate("fashion-mnist-mini")                           # accuracy and loss, test split
 
 ``data`` is a dataset name (``fashion-mnist-mini``, the bundled set), a dataset file
-path, a :class:`~numbacnn.io.data.Dataset`, or arrays ``(x, y)`` /
+path, a :class:`~numbacnn.io.datasets.Dataset`, or arrays ``(x, y)`` /
 ``(x_train, y_train, x_test, y_test)``: images N×C×H×W (or N×H×W for one channel),
 uint8 pixels 0–255 or floats 0…1 (stored as 8-bit pixels, as every numbacnn dataset
 is); labels integer class indices (N,).
@@ -25,9 +25,10 @@ import numpy as np
 
 import numbacnn.network
 from numbacnn.errors import DataError, TrainingError
-from numbacnn.io.data import Dataset, load_dataset, validate
-from numbacnn.io.model_io import HISTORY_KEYS, ModelInfo, save_model
-from numbacnn.io.model_io import load_model as load_core_model
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.datasets import Dataset, validate
+from numbacnn.io.model_file import HISTORY_KEYS, ModelInfo, save_model
+from numbacnn.io.model_file import load_model as load_core_model
 from numbacnn.tools.scoring import EVAL_BATCH, Score, score_models
 from numbacnn.training.progress import BatchProgress, EpochRecord
 from numbacnn.training.settings import TrainSettings
@@ -236,7 +237,7 @@ class Network(numbacnn.network.Network):
         N×H×W), normalized as in training."""
         if self.info is None:
             raise TrainingError("the network has not been trained: call fit(data) first")
-        from numbacnn.io.model_io import predict_images
+        from numbacnn.tools.inference import predict_images
 
         return predict_images(self, self.info, pixels(images, "images"), batch_size)
 
@@ -249,15 +250,16 @@ class Network(numbacnn.network.Network):
         save_model(path, self, self.info)
 
 
-def load_model(path: str | Path) -> Network:
+def load_model(path: str | Path, device: str = "auto") -> Network:
     """A model file (``numbacnn train``'s or :meth:`Network.save`'s) as a
-    :class:`Network` you can evaluate and fit, its ModelInfo as ``info``.
+    :class:`Network` on ``device`` ("auto", "cpu" or "cuda") you can evaluate and fit,
+    its ModelInfo as ``info``.
 
     The file's reader builds the core class; the instance becomes this subclass by its
     ``__class__``: it holds the same state (the subclass only adds methods and the
     ``info`` slot), so nothing is rebuilt, re-fused or copied.
     """
-    net, info = load_core_model(path)
+    net, info = load_core_model(path, device=device)
     net.__class__ = Network
     net.info = info  # type: ignore[attr-defined]
     return net  # type: ignore[return-value]

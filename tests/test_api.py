@@ -18,8 +18,8 @@ import numbacnn
 import numbacnn.network
 from numbacnn.api import Evaluation, History
 from numbacnn.errors import DataError, TrainingError
-from numbacnn.io.data import Dataset
-from numbacnn.io.model_io import ModelInfo
+from numbacnn.io.datasets import Dataset
+from numbacnn.io.model_file import ModelInfo
 from numbacnn.tools.scoring import score_dataset, score_models
 
 ROOT = Path(__file__).resolve().parents[1]
