@@ -1,9 +1,10 @@
 """``numbacnn evaluate``, ``predict`` and ``inspect``: use and look into model files.
 
 ``evaluate MODEL [MODEL ...]`` scores models on a labelled split (accuracy, per-class
-accuracy, confusion matrix); several models are also scored as an ensemble (the mean
-of their probabilities). ``predict MODEL [MODEL ...] INPUT`` prints the top-k classes
-of each image. ``inspect MODEL`` shows the architecture, settings and history. Models
+accuracy, confusion matrix), each on its own; with ``--ensemble`` several models are
+scored as an ensemble (the mean of their probabilities). ``predict MODEL [MODEL ...]
+INPUT`` prints the top-k classes of each image (several models: always their ensemble).
+``inspect MODEL`` shows the architecture, settings and history. Models
 apply the normalization stored with them to raw uint8 pixels. numbacnn modules are
 imported inside the commands so that other commands start fast.
 """
@@ -36,15 +37,18 @@ def _load_models(paths: tuple[Path, ...] | list[Path], device: str) -> list[tupl
 @click.argument("models", nargs=-1, required=True, type=_PATH)
 @click.option("--data", help="Dataset (default: the one the first model was trained on).")
 @split_option("--split", "Which split to score.")
+@click.option("--ensemble", is_flag=True, help="Score several MODELS as one ensemble (the "
+              "mean of their probabilities) instead of each on its own.")
 @batch_option
 @device_option()
-def evaluate(models: tuple[Path, ...], data: str | None, split: str, batch_size: int,
-             device: str) -> None:
+def evaluate(models: tuple[Path, ...], data: str | None, split: str, ensemble: bool,
+             batch_size: int, device: str) -> None:
     """Accuracy, per-class accuracy and confusion matrix of MODELS on a labelled split.
 
-    With several models, each one's accuracy, their mean, and the accuracy of their
-    ensemble (the mean of their probabilities) are shown; the per-class table and the
-    confusion matrix are then the ensemble's.
+    Several models are scored each on its own, one after the other (numbacnn compare
+    puts runs side by side). With --ensemble, each one's accuracy, their mean, and the
+    accuracy of their ensemble (the mean of their probabilities) are shown; the
+    per-class table and the confusion matrix are then the ensemble's.
     """
     from numbacnn.io.dataset_files import load_dataset
     from numbacnn.tools.scoring import score_dataset, trained_on
@@ -52,6 +56,16 @@ def evaluate(models: tuple[Path, ...], data: str | None, split: str, batch_size:
     loaded = _load_models(models, device)
     source = data or trained_on(loaded[0][1])
     dataset = load_dataset(source)
+    if len(loaded) > 1 and not ensemble:
+        for i, (path, model) in enumerate(zip(models, loaded, strict=True)):
+            score = score_dataset([model], dataset, split, batch_size, where=source)
+            if i == 0:
+                click.echo(f"{source} ({split} split): {len(score.labels)} images")
+            click.echo(f"\n{path}: accuracy {100 * score.accuracy:.2f}% "
+                       f"({score.correct}/{len(score.labels)})")
+            click.echo(_per_class_table(score, model[1].class_names))
+            click.echo(_confusion_table(score.matrix))
+        return
     score = score_dataset(loaded, dataset, split, batch_size, where=source)
     click.echo(f"{source} ({split} split): {len(score.labels)} images")
     if len(loaded) > 1:

@@ -1,10 +1,11 @@
 """``numbacnn plot WHAT MODEL -o FILE``: pictures of a model, drawn by numbacnn.tools.plots.
 
 WHAT is ``curves``, ``filters``, ``features``, ``confusion`` or ``bench`` (then MODEL is
-a ``numbacnn bench --json`` file). The picture type follows the suffix of FILE (.png,
-.svg, .pdf). ``numbacnn plot conv`` (no MODEL) draws the lecture's convolution figure
-(numbacnn.tools.conv_figure), as a GIF or a still. matplotlib (optional extra ``plot``)
-and numba are imported inside the command so that other commands start fast.
+a ``numbacnn bench --json`` file); ``curves`` takes several MODELs to overlay their runs.
+The picture type follows the suffix of FILE (.png, .svg, .pdf). ``numbacnn plot conv`` (no
+MODEL) draws the lecture's convolution figure (numbacnn.tools.conv_figure), as a GIF or a
+still. matplotlib (optional extra ``plot``) and numba are imported inside the command so
+that other commands start fast.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class _PlotCommand(click.Command):
 @click.command("plot", cls=_PlotCommand)
 @click.argument("what", type=click.Choice((*KINDS, ACTIVATIONS)))
 @click.argument("source", metavar="MODEL", type=_PATH)
+@click.argument("more", metavar="[MODEL]...", nargs=-1, type=_PATH)
 @click.option("-o", "--output", type=_PATH, required=True,
               help="Picture to write: .png, .svg or .pdf.")
 @click.option("--size", type=_Size(), metavar="WxH", help="Picture size in pixels, WxH "
@@ -89,16 +91,20 @@ class _PlotCommand(click.Command):
               "(RGB) as colour images, each scaled to its own range.")
 @click.option("--test-accuracy/--no-test-accuracy", default=True, show_default=True,
               help="curves: score the model on the test split of --data and draw it.")
+@click.option("--per-step", is_flag=True, help="curves: draw the training loss logged "
+              "within epochs (every few steps), not only per epoch.")
 @batch_option
 @device_option()
-def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dpi: int,
-         data: str | None,
+def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
+         size: tuple[int, int] | None, dpi: int, data: str | None,
          split: str, image: str, maps: int, layer: int | None, rgb: bool, test_accuracy: bool,
+         per_step: bool,
          batch_size: int, device: str) -> None:
     """Draw WHAT about MODEL into a PNG, SVG or PDF file (-o).
 
     \b
-    curves     training/validation loss and accuracy per epoch, lr changes, test accuracy
+    curves     training/validation loss and accuracy per epoch, lr changes, test accuracy;
+               several MODELs: their runs overlaid, each labelled by what differs
     filters    a conv layer's filters (--layer N) on one scale centred at 0
     features   one image (--image), its activation maps after each conv and pool layer
                (one colour scale per layer) and its class probabilities
@@ -113,8 +119,16 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
     from numbacnn.tools import plots
 
     plots.check_output(output)
+    if more and what != "curves":
+        raise click.UsageError(f"plot {what} takes one MODEL; only curves overlays several")
     plots.require_matplotlib()
-    if what == "bench":
+    if more:
+        from numbacnn_cli.compare import runs_curves
+
+        figure = runs_curves((source, *more), data=data, test_accuracy=test_accuracy,
+                             per_step=per_step, batch_size=batch_size, device=device)
+        source = f"{len(more) + 1} runs"  # type: ignore[assignment]
+    elif what == "bench":
         figure = _bench(source)
     else:
         from numbacnn.io.model_file import load_model
@@ -125,6 +139,7 @@ def plot(what: str, source: Path, output: Path, size: tuple[int, int] | None, dp
                 "confusion": _confusion, ACTIVATIONS: _activations}[what]
         figure = draw(net, info, source=source, data=data, split=split, image=image,
                       maps=maps, layer=layer, rgb=rgb, test_accuracy=test_accuracy,
+                      per_step=per_step,
                       batch_size=batch_size)
     width, height = plots.save_figure(figure, output, size, dpi)
     click.echo(f"wrote {output}: {what} of {source}, {width}x{height} pixels")
@@ -199,15 +214,18 @@ def _dataset_source(info: Any, data: str | None) -> str:
 
 
 def _curves(net: Any, info: Any, *, source: Path, data: str | None, test_accuracy: bool,
-            batch_size: int, **_: Any) -> Any:
+            per_step: bool, batch_size: int, **_: Any) -> Any:
     from numbacnn.tools import plots
 
     accuracy = None
+    if per_step and not len(info.steps):
+        click.echo(f"note: {source} has no per-step loss log (written before numbacnn kept "
+                   "one); drawn per epoch", err=True)
     if test_accuracy and len(info.history.get("train_loss", ())):
         accuracy = _test_accuracy(net, info, data, batch_size)
     try:
         return plots.curves_figure(info.history, accuracy, title=f"{source.name}",
-                                   where=str(source))
+                                   where=str(source), steps=info.steps if per_step else None)
     except plots.PlotError as exc:  # no training history
         raise with_command(exc, "numbacnn train writes one every epoch") from None
 

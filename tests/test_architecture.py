@@ -31,7 +31,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("numbacnn.io",),
     ("numbacnn.tools",),
     ("numbacnn.training",),
-    ("numbacnn",),  # the package itself: the public names
+    ("numbacnn", "numbacnn.api"),  # the package itself: the public names
     ("numbacnn_cli",),
     ("bench",),
 )

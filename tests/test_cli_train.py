@@ -119,7 +119,7 @@ def test_predict_with_two_models_averages_their_probabilities(workdir: Path) -> 
     assert not np.allclose(single[0], single[1])
     np.testing.assert_allclose(np.load(both), (single[0] + single[1]) / 2, rtol=1e-6)
     scored = run("evaluate", workdir / "m1.h5", workdir / "m2.h5", "--data",
-                 workdir / "data.npz")
+                 workdir / "data.npz", "--ensemble")
     assert_ok(scored)
     mean = np.load(both)
     with np.load(workdir / "data.npz") as npz:

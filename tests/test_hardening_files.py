@@ -192,8 +192,10 @@ def test_ctrl_c_twice_inside_a_save_finishes_it_then_interrupts(work: Path,
     target = tmp_path / "model.h5"
 
     def write(fh) -> None:
-        os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGINT)
+        # raise_signal delivers to this (the main) thread at once; os.kill(getpid()) may
+        # be taken by another thread of the process and handled after the save is over.
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
         fh.write(target.with_name("payload").read_bytes())
 
     save_model(tmp_path / "payload", net, info)

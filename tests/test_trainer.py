@@ -55,6 +55,7 @@ def assert_same_run(a: Path, b: Path) -> None:
                                                              info_b.training.epoch)
     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
         np.testing.assert_array_equal(info_a.history[key], info_b.history[key], err_msg=key)
+    assert info_a.steps == info_b.steps and len(info_a.steps) > 0  # the per-step loss log
 
 
 def test_resume_after_an_epoch_is_bit_identical(tmp_path: Path) -> None:

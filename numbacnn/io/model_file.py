@@ -50,6 +50,7 @@ from numbacnn.io.hdf5 import (
     text,
     write_floats,
 )
+from numbacnn.io.step_history import StepHistory, read_step_history, write_step_history
 from numbacnn.limits import MAX_INT, array_bytes, check_memory, check_regular_file
 from numbacnn.network import Network
 from numbacnn.version import __version__
@@ -83,7 +84,8 @@ class ModelInfo:
     :mod:`numbacnn.training.checkpoint`; None in a plain model, and as read by
     :func:`load_model` without ``parts``); ``settings``: the run's options as a plain
     JSON mapping (saved with ``training``); ``history``: {key: float64 (epochs,)} for
-    HISTORY_KEYS.
+    HISTORY_KEYS; ``steps``: the training loss logged within epochs
+    (:mod:`numbacnn.io.step_history`; empty for a file that has none).
     """
 
     spec_text: str
@@ -95,6 +97,7 @@ class ModelInfo:
     training: Any = None  # a CheckpointPart: numbacnn.training.checkpoint.TrainingState
     settings: dict[str, Any] = field(default_factory=dict)
     history: dict[str, np.ndarray] = field(default_factory=dict)
+    steps: StepHistory = field(default_factory=StepHistory)
     numbacnn_version: str = __version__
     path: Path | None = None
 
@@ -195,6 +198,7 @@ def _write_model(f: h5py.File, net: Network, info: ModelInfo) -> None:
     history = f.create_group("history")
     for key in HISTORY_KEYS:
         history.create_dataset(key, data=np.asarray(info.history.get(key, []), np.float64))
+    write_step_history(history, info.steps)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -295,6 +299,7 @@ def _read_model(f: h5py.File, path: Path, device: str,
         lengths = {len(values) for values in info.history.values()}
         if len(lengths) > 1:
             raise Damaged("the history arrays have different lengths")
+        info.steps = read_step_history(history)
     return net, info
 
 

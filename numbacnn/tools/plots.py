@@ -112,11 +112,14 @@ def new_figure(width_in: float, height_in: float) -> Any:
 
 
 def curves_figure(history: dict[str, np.ndarray], test_accuracy: float | None = None,
-                  title: str = "", where: str = "the model") -> Any:
+                  title: str = "", where: str = "the model", steps: Any = None) -> Any:
     """Loss (left) and accuracy in % (right) per epoch, training and validation, from a
     model's history (float64 (epochs,) arrays: train_loss, train_acc, val_loss, val_acc,
     lr; accuracies 0…1). Learning-rate changes are dashed vertical lines; the test
-    accuracy (0…1), when given, a dotted horizontal line."""
+    accuracy (0…1), when given, a dotted horizontal line. ``steps``: a
+    :class:`numbacnn.io.step_history.StepHistory` whose training loss is drawn as a thin
+    line at fractional epochs (``plot curves --per-step``)."""
+
     train_loss = np.asarray(history.get("train_loss", []), np.float64)
     if len(train_loss) == 0:
         raise PlotError(f"{where}: has no training history (no finished epoch); plot a "
@@ -133,6 +136,10 @@ def curves_figure(history: dict[str, np.ndarray], test_accuracy: float | None = 
         if np.all(np.isnan(values)):
             continue
         axes.plot(epochs, values, marker="o", markersize=3, label=label)
+    if steps is not None and len(steps):
+        loss_axes.plot(steps.epoch, steps.loss, color="C0", linewidth=0.8, alpha=0.6,
+                       label="training, each step" if steps.every == 1 else
+                       f"training, mean of every {steps.every} steps")
     lr = np.asarray(history.get("lr", []), np.float64)
     for i in range(1, len(lr)):
         if lr[i] != lr[i - 1]:
@@ -149,7 +156,7 @@ def curves_figure(history: dict[str, np.ndarray], test_accuracy: float | None = 
     for axes in (loss_axes, acc_axes):
         axes.grid(alpha=0.3)
         axes.legend(loc="best", fontsize=8)
-        axes.set_xlim(0.5, len(epochs) + 0.5)
+        axes.set_xlim(0 if steps is not None and len(steps) else 0.5, len(epochs) + 0.5)
         axes.xaxis.get_major_locator().set_params(integer=True)
     if title:
         figure.suptitle(title)

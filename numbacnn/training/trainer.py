@@ -21,7 +21,10 @@ trained on). Every batch is gathered into one reused host buffer (page-locked on
 and copied into one reused device buffer; a training step reads nothing back: the
 loss and the correct predictions are summed on the device and read once per progress
 update (every batch on the CPU, where that costs nothing; every
-``GPU_PROGRESS_SECONDS`` on a GPU), then added up on the host in float64.
+``GPU_PROGRESS_SECONDS`` on a GPU), then added up on the host in float64. Those reads
+also log the training loss within epochs (``self.steps``, a
+:class:`~numbacnn.io.step_history.StepHistory`): a point every ``steps.every`` steps on
+the CPU, the mean of each progress interval of at least that many steps on a GPU.
 
 Under ``mpirun`` (or ``srun``) the ranks train data-parallel: each its slice of every
 global batch, gradients summed by one Allreduce per step, rank 0 writing checkpoints
@@ -53,6 +56,7 @@ from numbacnn.io.model_file import (
     copy_model,
     save_model,
 )
+from numbacnn.io.step_history import StepHistory, points_every
 from numbacnn.limits import check_memory
 from numbacnn.network import Network
 from numbacnn.shapes import training_bytes
@@ -123,6 +127,7 @@ class Trainer:
             self.schedule = settings.schedule()
             self.state = TrainingState(lr=self.schedule.lr)
             self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+            self.steps = StepHistory(every=points_every(settings.epochs * self._batches(x_fit)))
         else:
             self._restore(resume, len(x_fit))
         self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
@@ -204,6 +209,10 @@ class Trainer:
         val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
         return x[fit], y[fit], x[val], y[val]
 
+    def _batches(self, x_fit: np.ndarray) -> int:
+        """Steps (batches) per epoch."""
+        return math.ceil(len(x_fit) / self.settings.batch_size)
+
     def _restore(self, info: ModelInfo, fit_images: int) -> None:
         assert info.training is not None and info.optimizer is not None
         state, s = info.training, self.settings
@@ -226,6 +235,9 @@ class Trainer:
         self.shuffle_rng.bit_generator.state = self.state.rng_states["shuffle"]
         self.augment_rng.bit_generator.state = self.state.rng_states["augment"]
         self.history = {key: list(info.history.get(key, [])) for key in HISTORY_KEYS}
+        # a file written before numbacnn logged per step starts its log here
+        self.steps = info.steps if info.steps.every else StepHistory(
+            every=points_every(s.epochs * batches))
         self.net.step = self.state.step
         self.net.seed = self.settings.seed
 
@@ -285,19 +297,20 @@ class Trainer:
         sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
         sums.update(state.partial_epoch if state.batch else {})
         started, seen_before = time.perf_counter(), sums["seen"]
-        queued = 0  # images trained on since the last read of the device sums
+        queued = stepped = 0  # images and steps trained since the last read of the sums
         last_read = started
         for b in range(state.batch, batches):
             idx = order[b * s.batch_size:(b + 1) * s.batch_size]
             self._train_batch(idx)
-            queued += len(idx)
+            queued, stepped = queued + len(idx), stepped + 1
             state.batch = b + 1
             now = time.perf_counter()
             if (now - last_read < self.progress_seconds and b + 1 < batches
                     and not self._stop_requested):
                 continue
-            self._read_sums(sums, queued, b, batches)
-            queued, last_read = 0, now
+            self._log_steps(self._read_sums(sums, queued, b, batches), queued, stepped, b,
+                            batches)
+            queued, stepped, last_read = 0, 0, now
             elapsed = time.perf_counter() - started
             if self.on_batch is not None:
                 rate = (sums["seen"] - seen_before) / max(elapsed, 1e-9)
@@ -330,9 +343,10 @@ class Trainer:
             self._allreduce()  # the ranks' gradients summed, as soon as backward is done
         self.optimizer.step(net, self.schedule.lr)
 
-    def _read_sums(self, sums: dict[str, float], queued: int, b: int, batches: int) -> None:
+    def _read_sums(self, sums: dict[str, float], queued: int, b: int, batches: int) -> float:
         """Add the device's loss and accuracy sums of the last ``queued`` images to
-        ``sums`` (zeroing them on the device); a non-finite loss stops training."""
+        ``sums`` (zeroing them on the device) and return their loss sum; a non-finite loss
+        stops training."""
         here = np.array([*to_host(self._stats), self._stop_requested], np.float64)
         total, correct, stops = (float(v) for v in self.world.allsum(here))
         self._stop_requested = stops > 0  # every rank stops at the same batch
@@ -342,6 +356,16 @@ class Trainer:
         sums["loss"] += total
         sums["correct"] += correct
         sums["seen"] += queued
+        return total
+
+    def _log_steps(self, loss_sum: float, images: int, steps: int, b: int,
+                   batches: int) -> None:
+        """Add a read's loss sum to the per-step log; end a point when ``steps.every``
+        steps are pending and at the end of the epoch (batch ``b`` of ``batches``)."""
+        self.steps.add(loss_sum, images, steps)
+        if self.steps.due or b + 1 == batches:
+            epoch = self.state.epoch
+            self.steps.end_point(epoch * batches + b + 1, epoch + (b + 1) / batches)
 
     def _nan_message(self, loss: float, b: int, batches: int) -> str:
         epoch = self.state.epoch + 1
@@ -447,6 +471,7 @@ class Trainer:
             optimizer=OptimizerState.capture(self.optimizer), training=self.state,
             settings=asdict(self.settings),
             history={key: np.asarray(values, np.float64) for key, values in self.history.items()},
+            steps=self.steps,
         )
 
     def save(self, path: str | Path | None = None, shuffle_state: dict | None = None) -> None:
