@@ -50,12 +50,10 @@ def child(framework: str, spec: str, batch: int, steps: int, warmup: int,
     from numbacnn.network import Network
     from numbacnn.training.profiler import LEARNING_RATE, random_batch
 
-    net = Network.from_spec(spec)
+    net = Network.from_spec(spec, device="cpu")  # the torch twin reads its architecture
     if framework == "numbacnn":
-        import numbacnn
         from numbacnn.training.optim import SGD
 
-        numbacnn.set_device("cpu")
         net.initialize(0)
         x, y = random_batch(net.input_shape, net.num_classes, batch)
         opt = SGD(momentum=0.9, weight_decay=5e-4)

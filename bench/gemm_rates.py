@@ -89,12 +89,10 @@ def conv_rates(net: Any, rows: list[dict[str, Any]], batch: int,
 
 def conv_rate_child(spec: str, batch: int, iterations: int, warmup: int) -> dict[str, Any]:
     """:func:`conv_rates` of ``spec`` profiled on the CPU in this process."""
-    from numbacnn.device import set_device
     from numbacnn.network import Network
     from numbacnn.training.profiler import profile_training
 
-    set_device("cpu")
-    net = Network.from_spec(spec).initialize(0)
+    net = Network.from_spec(spec, device="cpu").initialize(0)
     profile = profile_training(net, batch, iterations, warmup)
     return conv_rates(net, profile["layers"], batch, iterations)
 
@@ -226,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                    for spec in args.conv]
         print(conv_rate_markdown(results) if args.markdown else json.dumps(results, indent=2))
         return 0
-    from numbacnn.device import set_device
+    from numbacnn.device import resolve_device
 
-    set_device("cuda")
+    resolve_device("cuda")  # a DeviceError saying why there is no GPU, before any work
     rates = gpu_sgemm(args.size, args.reps)
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in rates.items()}))
     return 0

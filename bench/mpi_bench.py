@@ -56,18 +56,16 @@ def allreduce(floats: int, repeats: int) -> None:
 def train(images: int, batch: int) -> None:
     import numba
 
-    from numbacnn.device import set_device
     from numbacnn.io.dataset_files import load_dataset
     from numbacnn.network import Network
     from numbacnn.training.distributed import world
     from numbacnn.training.trainer import Trainer, TrainSettings
 
     ranks = world()
-    set_device("cpu")
     seconds: list[float] = []
     settings = TrainSettings(spec="fmnist", epochs=4, batch_size=batch, limit=images,
                              val_split=0.0)
-    trainer = Trainer(Network.from_spec("fmnist"), load_dataset("fashion-mnist-mini"),
+    trainer = Trainer(Network.from_spec("fmnist", device="cpu"), load_dataset("fashion-mnist-mini"),
                       settings, on_epoch=lambda record: seconds.append(record.seconds))
     trainer.run()
     timed = seconds[1:]  # the first epoch warms up

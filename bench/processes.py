@@ -160,7 +160,8 @@ def rss_helper(framework: str, spec: str, batch: int, steps: int,
     """Train ``steps`` steps in this (fresh) process and report its peak RSS."""
     from numbacnn.network import Network
 
-    net = Network.from_spec(spec)
+    # the torch twin reads only the architecture: a CPU network imports no numba
+    net = Network.from_spec(spec, device="cpu" if framework == "torch" else device)
     if framework == "torch":
         import torch_models
 
@@ -168,7 +169,7 @@ def rss_helper(framework: str, spec: str, batch: int, steps: int,
     else:
         from numbacnn.training.optim import SGD
 
-        net.initialize(0, device=device)
+        net.initialize(0)
         B = net.backend()
         optimizer = SGD()
         x_host, labels_host = random_batch(net.input_shape, net.num_classes, batch)
@@ -188,7 +189,7 @@ def first_step_helper(spec: str, batch: int, device: str) -> dict[str, Any]:
     from numbacnn.training.optim import SGD
 
     imported = time.perf_counter()
-    net = Network.from_spec(spec).initialize(0, device=device)
+    net = Network.from_spec(spec, device=device).initialize(0)
     B = net.backend()
     optimizer = SGD()
     x_host, labels_host = random_batch(net.input_shape, net.num_classes, batch)
@@ -209,13 +210,11 @@ def trainer_first_step_helper(spec: str, batch: int | None, limit: int, device: 
     line with ``done_at`` and ends the process there."""
     import numbacnn_cli.main  # noqa: F401  (the command's own import, counted)
 
-    from numbacnn.device import set_device
     from numbacnn.io.dataset_files import load_dataset
     from numbacnn.network import Network
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer
 
-    set_device(device)
     settings = TrainSettings(spec=spec, epochs=1, limit=limit)
     if batch is not None:
         settings.batch_size = batch
@@ -224,8 +223,8 @@ def trainer_first_step_helper(spec: str, batch: int | None, limit: int, device: 
         print(json.dumps({"done_at": time.time()}), flush=True)
         os._exit(0)
 
-    trainer = Trainer(Network.from_spec(settings.spec), load_dataset(settings.data), settings,
-                      on_batch=first_report)
+    net = Network.from_spec(settings.spec, device=device)
+    trainer = Trainer(net, load_dataset(settings.data), settings, on_batch=first_report)
     trainer.progress_seconds = 0.0  # report after the first batch on a GPU too
     trainer.run()
     raise SystemExit("training ended without a progress report")

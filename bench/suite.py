@@ -53,12 +53,12 @@ def torch_unavailable_reason() -> str | None:
 
 
 def bench_numbacnn(spec: str, batch: int, iterations: int, warmup: int,
-                   layers: bool = True, seed: int = 0) -> dict[str, Any]:
-    """numbacnn's profile of ``spec`` on the current device, with its convolutions'
-    GFLOP/s against SGEMM when the layers were timed."""
+                   layers: bool = True, seed: int = 0, device: str = "auto") -> dict[str, Any]:
+    """numbacnn's profile of ``spec`` on ``device`` ("auto", "cpu" or "cuda"), with its
+    convolutions' GFLOP/s against SGEMM when the layers were timed."""
     from numbacnn.network import Network
 
-    net = Network.from_spec(spec).initialize(seed)
+    net = Network.from_spec(spec, device=device).initialize(seed)
     result = profile_training(net, batch, iterations, warmup, layers, seed)
     result["spec"] = spec_label(spec)
     if layers:
@@ -109,11 +109,11 @@ def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = 
     ``memory=None`` and ``startup_check=None`` measure peak RSS and start-up on the CPU
     only (CUDA kernels are compiled anew in every process). ``log`` receives progress lines.
     """
-    from numbacnn.device import backend, set_device, set_tf32
+    from numbacnn.device import backend, resolve_device, set_tf32
 
     say = log or (lambda _line: None)
-    dev = set_device(device)
-    set_tf32(tf32)
+    dev = resolve_device(device)
+    set_tf32(tf32, dev)
     specs = list(specs) or list(QUICK_SPECS if quick else DEFAULT_SPECS)
     iterations = iterations or (QUICK_ITERATIONS if quick else DEFAULT_ITERATIONS)
     warmup = warmup or (QUICK_WARMUP if quick else DEFAULT_WARMUP)
@@ -141,7 +141,7 @@ def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = 
     for spec in specs:
         n = batch or default_batch(spec, dev, quick)
         say(f"{spec_label(spec)}: numbacnn, batch {n}, {warmup} warm-up + {iterations} steps")
-        entry = bench_numbacnn(spec, n, iterations, warmup, layers=layers)
+        entry = bench_numbacnn(spec, n, iterations, warmup, layers=layers, device=dev)
         if with_torch:
             say(f"{spec_label(spec)}: PyTorch, batch {n}")
             entry["torch"] = bench_torch(spec, n, iterations, warmup, dev, layers=layers,

@@ -23,40 +23,33 @@ def step_traffic(spec: str, batch: int, gemm: str | None = None,
     one progress update (the sums read back and zeroed). The first steps allocate the
     buffers; the third step is counted. ``gemm``: count as with "cublas" or "numba"
     (default: the one in use)."""
-    from numbacnn import device
     from numbacnn.backends import cuda as B
     from numbacnn.network import Network
     from numbacnn.training.optim import SGD
     from numbacnn.training.staging import BatchStaging
 
-    saved, saved_gemm = device._current, B.gemm_name()
-    device._current = "cuda"  # as set_device("cuda") would, without asking for a GPU
-    B.set_gemm(gemm or saved_gemm, check=False)
-    try:
-        with B.dry_run():
-            net = Network.from_spec(spec).initialize(seed)
-            optimizer = SGD(momentum=0.9, weight_decay=5e-4)
-            xs = BatchStaging((batch, *net.input_shape))
-            ys = BatchStaging((batch,), np.int64)
-            stats = B.zeros((2,))
+    # in a dry run device "cuda" needs no GPU; the GEMM choice is restored afterwards
+    with B.dry_run(), B.using_gemm(gemm or B.gemm_name(), check=False):
+        net = Network.from_spec(spec, device="cuda").initialize(seed)
+        optimizer = SGD(momentum=0.9, weight_decay=5e-4)
+        xs = BatchStaging((batch, *net.input_shape), device=net.device)
+        ys = BatchStaging((batch,), np.int64, device=net.device)
+        stats = B.zeros((2,))
 
-            def step() -> None:
-                xs.host(batch)[...] = 0.0
-                ys.host(batch)[...] = 0
-                net.train_step_on_device(xs.upload(batch), ys.upload(batch), stats)
-                optimizer.step(net, LEARNING_RATE)
+        def step() -> None:
+            xs.host(batch)[...] = 0.0
+            ys.host(batch)[...] = 0
+            net.train_step_on_device(xs.upload(batch), ys.upload(batch), stats)
+            optimizer.step(net, LEARNING_RATE)
 
-            step()
-            step()
-            B.reset_counters()
-            step()
-            per_step = B.reset_counters()
-            B.to_host(stats)
-            B.fill(2, stats, np.float32(0.0))
-            per_update = B.reset_counters()
+        step()
+        step()
+        B.reset_counters()
+        step()
+        per_step = B.reset_counters()
+        B.to_host(stats)
+        B.fill(2, stats, np.float32(0.0))
+        per_update = B.reset_counters()
         gemm = B.gemm_name()
-    finally:
-        device._current = saved
-        B.set_gemm(saved_gemm, check=False)
     return {"spec": spec_label(spec), "batch": batch, "gemm": gemm,
             "per_step": per_step, "per_progress_update": per_update}

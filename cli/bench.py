@@ -51,21 +51,21 @@ def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, devi
         raise click.UsageError(f"--compare {compare_with} is the benchmark suite's: run "
                                f"{SUITE} {' '.join(specs) or 'fmnist'} --compare "
                                f"{compare_with} in the numbacnn source tree")
-    from numbacnn.device import precision, set_device, set_tf32
+    from numbacnn.device import precision, resolve_device, set_tf32
     from numbacnn.training.profiler import format_profile, profile_spec, spec_label
 
     if output is not None:  # refused now, not after the whole benchmark ran
         from numbacnn.io.atomic_file import check_writable
 
         check_writable(output, "output")
-    chosen = set_device(device)
-    set_tf32(tf32)
+    chosen = resolve_device(device)
+    set_tf32(tf32, chosen)
     networks = []
     for spec in specs or ("fmnist",):
         click.echo(f"bench: {spec_label(spec)}: batch {batch}, {warmup} warm-up + "
                    f"{iterations} steps", err=True)
-        networks.append(profile_spec(spec, batch, iterations, warmup, layers))
-    result = bench_result(networks, device=chosen, precision=precision(), batch=batch,
+        networks.append(profile_spec(spec, batch, iterations, warmup, layers, device=chosen))
+    result = bench_result(networks, device=chosen, precision=precision(chosen), batch=batch,
                           iterations=iterations, warmup=warmup)
     text = bench_result_text(result)
     if output is not None:

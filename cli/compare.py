@@ -20,11 +20,11 @@ _PATH = click.Path(path_type=Path)
 
 
 def _load_runs(paths: Sequence[Path], device: str) -> list[tuple[Path, Any, Any]]:
-    from numbacnn.device import set_device
+    from numbacnn.device import resolve_device
     from numbacnn.io.model_file import load_model
 
-    set_device(device)
-    return [(path, *load_model(path)) for path in paths]
+    device = resolve_device(device)  # once, before the first file is read
+    return [(path, *load_model(path, device)) for path in paths]
 
 
 def runs_curves(paths: Sequence[Path], *, data: str | None, test_accuracy: bool,

@@ -11,7 +11,14 @@ import click
 @click.command()
 def devices() -> None:
     """Show the CPU and GPU that numbacnn can run on, and the device 'auto' picks."""
-    from numbacnn.device import cuda_unavailable_reason, describe_cpu, describe_gpus, get_device
+    import os
+
+    from numbacnn.device import (
+        cuda_unavailable_reason,
+        describe_cpu,
+        describe_gpus,
+        resolve_device,
+    )
 
     cpu = describe_cpu()
     click.echo(f"cpu: {cpu.name}, {cpu.cores} logical cores, numba threads {cpu.threads}, "
@@ -27,7 +34,8 @@ def devices() -> None:
         sms = f"{gpu.multiprocessors} SMs" if gpu.multiprocessors else "SMs not reported"
         click.echo(f"cuda:{gpu.index}: {gpu.name}, compute capability {major}.{minor}, "
                    f"{memory}, {sms}")
-    click.echo(f"selected: {get_device()} (set with --device or NUMBACNN_DEVICE)")
+    selected = resolve_device(os.environ.get("NUMBACNN_DEVICE", "auto"))
+    click.echo(f"selected: {selected} (set with --device or NUMBACNN_DEVICE)")
 
 
 COMMANDS = [devices]

@@ -26,13 +26,11 @@ def export(model: Path, out: Path, opset: int) -> None:
     """Write MODEL as the ONNX file OUT.onnx: input pixels (float32 N x C x H x W, 0-255),
     the model's normalization, every layer, output probabilities (N x K); class names
     in the metadata. Needs the onnx package (pip install 'numbacnn[onnx]')."""
-    from numbacnn.device import set_device
     from numbacnn.io.model_file import load_model
     from numbacnn.io.onnx_export import export_onnx, require_onnx
 
     require_onnx()  # before reading a large model
-    set_device("cpu")  # the weights only need to reach the host
-    net, info = load_model(model)
+    net, info = load_model(model, "cpu")  # the weights only need to reach the host
     summary = export_onnx(net, info, out, opset=opset)
     C, H, W = summary.input_shape
     click.echo(f"wrote {out}: ONNX opset {summary.opset}, {summary.nodes} nodes, "

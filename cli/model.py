@@ -22,10 +22,12 @@ from numbacnn_cli.options import batch_option, device_option, split_option
 _PATH = click.Path(path_type=Path)
 
 
-def _load_models(paths: tuple[Path, ...] | list[Path]) -> list[tuple[Any, Any]]:
+def _load_models(paths: tuple[Path, ...] | list[Path], device: str) -> list[tuple[Any, Any]]:
+    from numbacnn.device import resolve_device
     from numbacnn.io.model_file import load_model
 
-    return [load_model(path) for path in paths]
+    device = resolve_device(device)  # once, before the first file is read
+    return [load_model(path, device) for path in paths]
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -48,12 +50,10 @@ def evaluate(models: tuple[Path, ...], data: str | None, split: str, ensemble: b
     accuracy of their ensemble (the mean of their probabilities) are shown; the
     per-class table and the confusion matrix are then the ensemble's.
     """
-    from numbacnn.device import set_device
     from numbacnn.io.dataset_files import load_dataset
     from numbacnn.tools.scoring import score_dataset, trained_on
 
-    set_device(device)
-    loaded = _load_models(models)
+    loaded = _load_models(models, device)
     source = data or trained_on(loaded[0][1])
     dataset = load_dataset(source)
     if len(loaded) > 1 and not ensemble:
@@ -119,7 +119,6 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
     --data-split), or a PNG/JPEG image (needs Pillow). When INPUT has labels the true
     class is shown and the accuracy printed at the end.
     """
-    from numbacnn.device import set_device
     from numbacnn.errors import DataError
     from numbacnn.io.images import load_images
     from numbacnn.tools.inference import ensemble_proba
@@ -129,8 +128,7 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
         raise click.UsageError("give at least one MODEL and an INPUT")
     if save_proba is not None:
         _check_npy_path(save_proba)
-    set_device(device)
-    loaded = _load_models([Path(p) for p in paths[:-1]])
+    loaded = _load_models([Path(p) for p in paths[:-1]], device)
     info = loaded[0][1]
     images, labels = load_images(paths[-1], info.input_shape, data_split)
     if limit is not None:
@@ -189,13 +187,11 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 @click.argument("model", type=_PATH)
 def inspect(model: Path) -> None:
     """Architecture (shapes table), normalization, training settings and history of MODEL."""
-    from numbacnn.device import set_device
     from numbacnn.geometry import VOLUME_AXES, volume
     from numbacnn.shapes import format_table, shape_table
     from numbacnn.training.checkpoint import load_checkpoint
 
-    set_device("cpu")  # reading the weights needs no GPU
-    net, info = load_checkpoint(model)
+    net, info = load_checkpoint(model, "cpu")  # reading the weights needs no GPU
     click.echo(f"{model}: numbacnn model (format 1), written by numbacnn "
                f"{info.numbacnn_version or '?'}")
     click.echo(f"input: {volume(info.input_shape)} ({VOLUME_AXES}), uint8 pixels normalized "

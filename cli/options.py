@@ -38,9 +38,11 @@ def float_range(bounds: Bounds) -> click.FloatRange:
 
 
 def device_option(default: str = "auto") -> Callable[[Any], Any]:
-    """``--device`` over numbacnn.device.DEVICES."""
+    """``--device`` over numbacnn.device.DEVICES; its default from the environment variable
+    NUMBACNN_DEVICE when set (the library reads no environment: the value is passed down)."""
     return click.option("--device", type=click.Choice(DEVICES), default=default,
-                        show_default=True, help="Where the kernels run.")
+                        envvar="NUMBACNN_DEVICE", show_envvar=True, show_default=True,
+                        help="Where the kernels run.")
 
 
 def split_option(name: str, help: str) -> Callable[[Any], Any]:

@@ -131,12 +131,10 @@ def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
     elif what == "bench":
         figure = _bench(source)
     else:
-        from numbacnn.device import set_device
         from numbacnn.io.model_file import load_model
 
         quick = what == "filters" or (what == "curves" and not test_accuracy)
-        set_device("cpu" if quick else device)  # only reading weights: no GPU needed
-        net, info = load_model(source)
+        net, info = load_model(source, "cpu" if quick else device)  # quick: no GPU needed
         draw = {"curves": _curves, "filters": _filters, "features": _features,
                 "confusion": _confusion, ACTIVATIONS: _activations}[what]
         figure = draw(net, info, source=source, data=data, split=split, image=image,

@@ -163,7 +163,7 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
 
     # under mpirun the library decides which rank says an error, and when (rank 0 at
     # once, another rank after a grace, naming itself); this command prints it
-    ranks = join_world(_say_error)  # before set_device: each rank takes its own GPU
+    ranks = join_world(_say_error)  # before CUDA starts: each rank takes its own GPU
     ranks.resume_advice = RESUME_COMMAND
     ctx = click.get_current_context()
     with errors_said_once(ranks, _say_error, lambda exc: error_text(exc, ctx)):
@@ -176,20 +176,20 @@ def _say_error(text: str) -> None:
 
 def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
            force: bool, options: dict[str, Any]) -> None:
-    from numbacnn.device import set_device, set_tf32
+    from numbacnn.device import resolve_device, set_tf32
     from numbacnn.training.trainer import Interrupted
 
     chosen = {key: value for key, value in options.items() if value is not None}
-    set_device(device)
-    set_tf32(tf32)
+    device = resolve_device(device)
+    set_tf32(tf32, device)
     progress = _Progress()
     if resume is not None:
         if out is not None and not _same_file(out, resume):
             _refuse_overwrite(out, force)
-        trainer = _resume(resume, spec, out, chosen, progress)
+        trainer = _resume(resume, spec, out, chosen, progress, device)
     else:
         _refuse_overwrite(out or DEFAULT_OUT, force)
-        trainer = _start(spec, out or DEFAULT_OUT, chosen, progress)
+        trainer = _start(spec, out or DEFAULT_OUT, chosen, progress, device)
     started = time.perf_counter()
     try:
         trainer.run()
@@ -229,14 +229,15 @@ def _refuse_overwrite(out: Path, force: bool) -> None:
                                  "run, or choose another --out")
 
 
-def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress) -> Any:
+def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress,
+           device: str) -> Any:
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer
 
     settings = TrainSettings(**chosen)
     if spec is not None:
         settings.spec = spec
-    trainer = Trainer.from_settings(settings, out=out, on_batch=progress.batch,
+    trainer = Trainer.from_settings(settings, out=out, device=device, on_batch=progress.batch,
                                     on_epoch=progress.epoch)
     _header(trainer)
     _initial_state(trainer)
@@ -244,7 +245,7 @@ def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progr
 
 
 def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, Any],
-            progress: _Progress) -> Any:
+            progress: _Progress, device: str) -> Any:
     from numbacnn.io.model_file import check_model_writable
     from numbacnn.training.trainer import Trainer
 
@@ -254,7 +255,7 @@ def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, An
     if spec is not None:
         expect["spec"] = spec
     trainer = Trainer.from_checkpoint(path, epochs=chosen.get("epochs"), out=out,
-                                      expect=expect, on_batch=progress.batch,
+                                      expect=expect, device=device, on_batch=progress.batch,
                                       on_epoch=progress.epoch)
     state = trainer.state
     where = f"epoch {state.epoch + 1}" + (f", batch {state.batch + 1}" if state.batch else "")
@@ -264,7 +265,7 @@ def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, An
 
 
 def _header(trainer: Any) -> None:
-    from numbacnn.device import get_device, precision
+    from numbacnn.device import precision
     from numbacnn.geometry import volume
 
     s, net = trainer.settings, trainer.net
@@ -281,8 +282,8 @@ def _header(trainer: Any) -> None:
     epochs = f"{s.epochs} epoch" + ("s" if s.epochs != 1 else "")
     click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "
                f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {_inits(trainer)}, augment "
-               f"{'on' if s.augment else 'off'}, seed {s.seed}, device {get_device()} "
-               f"({precision()}){ranks}, checkpoint {trainer.out}")
+               f"{'on' if s.augment else 'off'}, seed {s.seed}, device {net.device} "
+               f"({precision(net.device)}){ranks}, checkpoint {trainer.out}")
 
 
 def _initial_state(trainer: Any) -> None:

@@ -2,18 +2,17 @@
 
 Hot loops are Numba kernels written once (``numbacnn/kernels``) and run on the CPU
 (``numbacnn/backends/cpu.py``) or an NVIDIA GPU (``numbacnn/backends/cuda.py``),
-picked by the device dispatcher (``numbacnn/device.py``). Importing this package
-imports no kernel and compiles nothing.
+on the device each network owns (``Network(..., device="auto")``, see
+``numbacnn/device.py``). Importing this package imports no kernel and compiles nothing.
 
 ``numbacnn.Network`` (a network with ``fit`` and ``evaluate``) and ``numbacnn.load_model``
 come from ``numbacnn/api.py``; ``docs/lecture.ipynb`` shows them at work.
 """
 
-from numbacnn.device import get_device, set_device, to_device, to_host
+from numbacnn.device import to_device, to_host
 from numbacnn.version import __version__
 
-__all__ = ["Network", "__version__", "get_device", "load_model", "set_device", "to_device",
-           "to_host"]
+__all__ = ["Network", "__version__", "load_model", "to_device", "to_host"]
 
 
 def __getattr__(name: str):

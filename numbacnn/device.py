@@ -1,14 +1,17 @@
-"""Device dispatcher: picks the backend ("cpu" or "cuda") that runs every kernel.
+"""Devices: which backend ("cpu" or "cuda") runs a network's kernels.
 
-``set_device("auto" | "cpu" | "cuda")`` or the environment variable
-``NUMBACNN_DEVICE`` choose it; ``auto`` (the default) picks ``cuda`` when
-``numba.cuda.is_available()`` and ``cpu`` otherwise. Backends are imported lazily,
-so importing numbacnn (or running ``numbacnn shapes``) compiles and imports no
-kernel.
+A :class:`~numbacnn.network.Network` owns its device: ``Network(..., device="auto")``
+resolves the name once, at construction (:func:`resolve_device`; ``auto`` picks
+``cuda`` when ``numba.cuda.is_available()`` and ``cpu`` otherwise), and every layer,
+optimizer buffer, staging buffer and profile of that network uses the backend of that
+device. There is no process-wide current device: a function that needs a backend takes
+a device name (or a network). Backends are imported lazily, so importing numbacnn (or
+running ``numbacnn shapes``) compiles and imports no kernel.
 
 Like Caffe's ``Forward()`` dispatching to ``Forward_cpu``/``Forward_gpu``, a layer
-asks :func:`backend` for the current backend module and calls its drivers; the two
-backend modules expose the same functions.
+asks :func:`backend` for its device's backend module and calls its drivers; the two
+backend modules expose the same functions, and say what they are by capability
+(``on_host``: arrays are numpy arrays in host memory), not by name.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from numbacnn.backends import cuda_dry_run
 from numbacnn.errors import DeviceError
 
 DEVICES = ("auto", "cpu", "cuda")
-_current: str | None = None
 
 
 def cuda_unavailable_reason() -> str | None:
@@ -44,15 +47,19 @@ def cuda_unavailable_reason() -> str | None:
     return "no CUDA driver or NVIDIA GPU was found (numba.cuda.is_available() is False)"
 
 
-def resolve_device(name: str) -> str:
-    """"cpu" or "cuda" for a device name ("auto" picks); DeviceError when unusable."""
+def resolve_device(name: str = "auto") -> str:
+    """"cpu" or "cuda" for a device name ("auto" picks); DeviceError when unusable.
+
+    Inside the CUDA backend's dry run (``numbacnn.backends.cuda.dry_run()``, which
+    records launches and needs no GPU) "cuda" is usable; "auto" still looks for a GPU.
+    """
     name = name.strip().lower()
     if name not in DEVICES:
         raise DeviceError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}",
                           field="device")
     if name == "auto":
         return "cuda" if cuda_unavailable_reason() is None else "cpu"
-    if name == "cuda":
+    if name == "cuda" and not cuda_dry_run.active():
         reason = cuda_unavailable_reason()
         if reason is not None:
             raise DeviceError(f"device 'cuda' was asked for but {reason}; use device 'cpu'",
@@ -60,37 +67,25 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def set_device(name: str = "auto") -> str:
-    """Select the device for all following layers; returns "cpu" or "cuda"."""
-    global _current
-    _current = resolve_device(name)
-    return _current
+def backend(name: str) -> ModuleType:
+    """The backend module (``numbacnn.backends.cpu`` or ``.cuda``) of a resolved device
+    ("cpu" or "cuda")."""
+    if name not in DEVICES[1:]:
+        raise DeviceError(f"no backend for device {name!r}: resolve it first "
+                          "(numbacnn.device.resolve_device) to 'cpu' or 'cuda'", field="device")
+    return importlib.import_module(f"numbacnn.backends.{name}")
 
 
-def get_device() -> str:
-    """The selected device ("cpu" or "cuda"), resolving NUMBACNN_DEVICE on first use."""
-    if _current is None:
-        set_device(os.environ.get("NUMBACNN_DEVICE", "auto"))
-    assert _current is not None
-    return _current
+def set_tf32(enabled: bool, device: str) -> None:
+    """Let ``device``'s matrix products use TF32 tensor cores (10-bit mantissa inputs,
+    FP32 sums): faster, less exact, and reported as "tf32". Off by default (true FP32);
+    the CPU always computes in FP32, so there it changes nothing."""
+    backend(device).set_tf32(enabled)
 
 
-def backend(name: str | None = None) -> ModuleType:
-    """The backend module (``numbacnn.backends.cpu`` or ``.cuda``) of a device."""
-    return importlib.import_module(f"numbacnn.backends.{name or get_device()}")
-
-
-def set_tf32(enabled: bool) -> None:
-    """Let the GPU's matrix products use TF32 tensor cores (10-bit mantissa inputs, FP32
-    sums): faster, less exact, and reported as "tf32". Off by default (true FP32); the
-    CPU always computes in FP32, so there it changes nothing."""
-    if get_device() == "cuda":
-        backend("cuda").set_tf32(enabled)
-
-
-def precision() -> str:
-    """"tf32" or "fp32": how the current device's matrix products compute."""
-    return backend().tf32_label()
+def precision(device: str) -> str:
+    """"tf32" or "fp32": how ``device``'s matrix products compute."""
+    return backend(device).tf32_label()
 
 
 def is_device_array(a: Any) -> bool:
@@ -98,14 +93,16 @@ def is_device_array(a: Any) -> bool:
     return hasattr(a, "copy_to_host")
 
 
-def to_device(a: Any) -> Any:
-    """Copy a host array to the current device as C-contiguous float32 (ints stay ints).
+def to_device(a: Any, device: str = "cpu") -> Any:
+    """Copy a host array to ``device`` ("cpu" or "cuda": give the network's, ``net.device``)
+    as C-contiguous float32 (ints stay ints); a device array is returned as is.
 
-    On the CPU this returns a contiguous numpy array (no copy when it already is one).
+    On the CPU this returns a contiguous numpy array (no copy when it already is one),
+    which a network on any device accepts (a GPU network copies it at each call).
     """
     if is_device_array(a):
         return a
-    return backend().to_device(np.asarray(a))
+    return backend(device).to_device(np.asarray(a))
 
 
 def to_host(a: Any) -> np.ndarray:

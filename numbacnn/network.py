@@ -11,19 +11,24 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from numbacnn.device import backend, get_device, resolve_device, to_host
+from numbacnn.device import backend, resolve_device, to_host
 from numbacnn.errors import ShapeError
 from numbacnn.layers import Layer, SoftmaxCrossEntropy
 from numbacnn.layers.base import Shape
 
-if TYPE_CHECKING:
-    from numbacnn.training.profiler import LayerTimer
-
 _UNTIMED = nullcontext()
+
+
+class LayerTimer(Protocol):
+    """What the passes need of a timer (``numbacnn.training.profiler.LayerTimer`` is one):
+    a context manager that adds the time its block takes to layer ``slot``'s ``phase``
+    ("forward" or "backward"; slot ``len(layers)`` is the loss)."""
+
+    def measure(self, slot: int, phase: str) -> AbstractContextManager[Any]: ...
 
 
 def _timed(timer: LayerTimer | None, slot: int, phase: str) -> AbstractContextManager[Any]:
@@ -36,12 +41,15 @@ class Network:
     """Layers in order; ``loss`` is the SoftmaxCrossEntropy at the end.
 
     ``input_shape`` is (C, H, W). Building checks every layer's geometry (no kernel
-    runs); :meth:`initialize` draws the weights on the current device.
+    runs); :meth:`initialize` draws the weights on the network's device. ``device``
+    ("auto", "cpu" or "cuda") is resolved here, once (``auto``: the GPU when there is
+    one): the network owns it, and its layers, optimizer buffers and staging use its
+    backend (:meth:`backend`).
     """
 
     def __init__(self, layers: Sequence[Layer], input_shape: Shape | None = None,
                  loss: SoftmaxCrossEntropy | None = None, spec_text: str | None = None,
-                 fuse: bool = True, device: str | None = None) -> None:
+                 fuse: bool = True, device: str = "auto") -> None:
         self.layers: list[Layer] = list(layers)
         if self.layers and isinstance(self.layers[-1], SoftmaxCrossEntropy):
             loss = self.layers.pop()  # type: ignore[assignment]
@@ -52,24 +60,23 @@ class Network:
         self.step = 0  # training forward passes so far: seeds dropout
         self.seed = 0
         self.stream = 0  # which dropout stream: the rank in data-parallel training
-        # "cpu" or "cuda", resolved when first needed (None: the current set_device choice
-        # then), so building a network for its shapes imports no numba
-        self._device: str | None = None
-        if device is not None:
-            self._use_device(resolve_device(device))
+        self._device = ""
+        self._use_device(resolve_device(device))  # "cpu" or "cuda", from now on
         self.input_shape: Shape | None = None
         if input_shape is not None:
             self.build(input_shape)
 
     @classmethod
-    def from_spec(cls, spec: str, input_shape: Shape | None = None) -> Network:
-        """Build from spec text, a preset name or a spec file (see docs/spec.md)."""
+    def from_spec(cls, spec: str, input_shape: Shape | None = None,
+                  device: str = "auto") -> Network:
+        """Build from spec text, a preset name or a spec file (see docs/spec.md), on
+        ``device`` ("auto", "cpu" or "cuda")."""
         from numbacnn.spec import load_spec
 
         parsed = load_spec(spec)
         layers = parsed.build(input_shape)  # shape errors name the spec line
         return cls(layers, input_shape=input_shape or parsed.input_shape,
-                   spec_text=parsed.to_text())
+                   spec_text=parsed.to_text(), device=device)
 
     def build(self, input_shape: Shape) -> Shape:
         """Propagate (C, H, W) through the layers; returns the output shape."""
@@ -90,10 +97,9 @@ class Network:
 
     @property
     def device(self) -> str:
-        """The device the network's arrays live on and its kernels run on."""
-        if self._device is None:
-            self._use_device(get_device())
-        return self._device  # type: ignore[return-value]
+        """The device the network's arrays live on and its kernels run on ("cpu" or
+        "cuda", resolved at construction)."""
+        return self._device
 
     def _use_device(self, name: str) -> None:
         """Run on ``name`` ("cpu" or "cuda"): the network's layers use its backend."""
@@ -115,7 +121,7 @@ class Network:
 
     def initialize(self, seed: int = 0, init: str = "he", device: str | None = None) -> Network:
         """Draw all weights (layer.init or ``init``) from a generator seeded with ``seed``,
-        on ``device`` (default: the network's, else the current set_device choice)."""
+        on ``device`` (default: the network's own; another moves the network there)."""
         if self.input_shape is None:
             raise ShapeError("network: give an input shape (C, H, W) before initializing")
         self._use_device(resolve_device(device) if device is not None else self.device)
@@ -183,7 +189,7 @@ class Network:
         staging = None
         for start in range(0, len(x), batch_size):
             xb = x[start:start + batch_size]
-            if (B.name != "cpu" and isinstance(xb, np.ndarray) and xb.ndim == 4
+            if (not B.on_host and isinstance(xb, np.ndarray) and xb.ndim == 4
                     and np.issubdtype(xb.dtype, np.floating)
                     and xb.shape[1:] == tuple(self.input_shape or ())):
                 if staging is None:  # one reused device buffer, no allocation per batch

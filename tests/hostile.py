@@ -35,7 +35,7 @@ def train_checkpoint(directory: Path, optimizer: str = "sgd") -> Path:
     settings = TrainSettings(spec=SPEC, data=str(data), epochs=1, batch_size=16, lr=0.05,
                              optimizer=optimizer)
     out = directory / f"{optimizer}.h5"
-    Trainer(Network.from_spec(SPEC), dataset, settings, out=out).run()
+    Trainer(Network.from_spec(SPEC, device="cpu"), dataset, settings, out=out).run()
     return out
 
 
@@ -77,9 +77,6 @@ class FullDisk:
 
 def trained_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh directory holding data.npz and sgd.h5 (train_checkpoint), on the CPU."""
-    import numbacnn.device
-
-    numbacnn.device.set_device("cpu")
     directory = tmp_path_factory.mktemp("hostile")
     train_checkpoint(directory)
     return directory

@@ -62,7 +62,7 @@ def gpu_allreduce() -> None:
     import numpy as np
     from numba import config
 
-    from numbacnn.device import backend, set_device, to_host
+    from numbacnn.device import to_host
     from numbacnn.layers import Conv2D, Dense
     from numbacnn.network import Network
     from numbacnn.training.distributed import GradientAllreduce, world
@@ -72,9 +72,8 @@ def gpu_allreduce() -> None:
     if ranks.cuda_aware:
         assert config.ENABLE_CUDASIM, "the CUDA-aware check is for the simulator"
         _simulated_device_pointers()
-    set_device("cuda")
-    B = backend()
-    net = Network([Conv2D(2, 3), Dense(3)], input_shape=(1, 4, 4)).initialize(0)
+    net = Network([Conv2D(2, 3), Dense(3)], input_shape=(1, 4, 4), device="cuda").initialize(0)
+    B = net.backend()
     reduce = GradientAllreduce(ranks, net)
     assert B.name == "cuda" and reduce.staged is not ranks.cuda_aware
     assert (reduce.host is None) is ranks.cuda_aware

@@ -274,38 +274,43 @@ def test_probabilities_between_forward_and_backward_keep_the_gradient(
 
 
 def test_unknown_device_raises_device_error():
-    """set_device("bogus") names the device and the valid choices."""
+    """resolve_device("bogus") names the device and the valid choices."""
     with pytest.raises(DeviceError, match="bogus.*auto, cpu, cuda"):
-        numbacnn.device.set_device("bogus")
+        numbacnn.device.resolve_device("bogus")
 
 
-def test_unknown_device_in_environment_raises_device_error(monkeypatch: pytest.MonkeyPatch):
-    """NUMBACNN_DEVICE=tpu is refused when the device is first resolved."""
+def test_unknown_device_in_environment_is_refused_by_the_cli(monkeypatch: pytest.MonkeyPatch):
+    """NUMBACNN_DEVICE=tpu (the CLI's --device default) is refused with the option's error,
+    exit 2 and no traceback."""
+    from click.testing import CliRunner
+    from numbacnn_cli.main import cli
+
     monkeypatch.setenv("NUMBACNN_DEVICE", "tpu")
-    monkeypatch.setattr(numbacnn.device, "_current", None)
-    with pytest.raises(DeviceError, match="tpu"):
-        numbacnn.device.get_device()
+    result = CliRunner().invoke(cli, ["bench", "--iterations", "1"])
+    assert result.exit_code == 2, result.output
+    assert "--device" in result.output and "tpu" in result.output
+    assert "Traceback" not in result.output
 
 
-def test_cuda_without_a_gpu_raises_device_error(monkeypatch: pytest.MonkeyPatch):
+def test_cuda_without_a_gpu_raises_device_error(monkeypatch: pytest.MonkeyPatch,
+                                                real_cuda_check: None):
     """With no usable GPU (simulated by numba.cuda.is_available() → False) asking for
-    cuda says why and suggests the CPU; the previous device stays selected."""
+    cuda says why and suggests the CPU; "auto" picks the CPU."""
     from numba import cuda
 
     monkeypatch.setattr(cuda, "is_available", lambda: False)
     with pytest.raises(DeviceError,
                        match="^device 'cuda' was asked for but .*; use device 'cpu'$") as bad:
-        numbacnn.device.set_device("cuda")
+        numbacnn.device.resolve_device("cuda")
     assert bad.value.field == "device"
-    assert numbacnn.device.get_device() == "cpu"
-    assert numbacnn.device.set_device("auto") == "cpu"
+    assert numbacnn.device.resolve_device("auto") == "cpu"
 
 
-def test_cuda_on_this_machine_raises_device_error_when_no_gpu():
+def test_cuda_on_this_machine_raises_device_error_when_no_gpu(real_cuda_check: None):
     """The real check, on a machine without an NVIDIA GPU (skipped where one is present)."""
     reason = numbacnn.device.cuda_unavailable_reason()
     if reason is None:
         pytest.skip("a CUDA GPU is available here")
     with pytest.raises(DeviceError, match="cuda") as info:
-        numbacnn.device.set_device("cuda")
+        numbacnn.device.resolve_device("cuda")
     assert reason in str(info.value)

@@ -41,9 +41,6 @@ def train_args(data: Path, out: Path, *extra: object) -> list[object]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data.npz, m1.h5 (2 epochs, seed 1) and m2.h5 (1 epoch, seed 2), trained by the CLI."""
-    import numbacnn.device
-
-    numbacnn.device.set_device("cpu")
     work = tmp_path_factory.mktemp("cli")
     data = write_npz(work / "data.npz")
     first = run(*train_args(data, work / "m1.h5", "--seed", 1, "--device", "cpu"))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import reference as ref
 
-from numbacnn.backends import cblas, cpu
+from numbacnn.backends import cblas, cpu, cpu_conv
 from numbacnn.layers import Conv2D
 
 GEOMETRIES = {  # name: (filters, size, stride, pad, input N×C×H×W)
@@ -78,7 +78,8 @@ def test_chunks_match_reference(name: str, images: int, nthreads: int, threads,
         layer, x, dy = make(name, rng, relu)
         K, C = layer.filters, x.shape[1]
         OH, OW = layer.output_shape[1:]
-        monkeypatch.setattr(cpu, "CHUNK_BYTES", images * 4 * (C * layer.size ** 2 + K) * OH * OW)
+        monkeypatch.setattr(cpu_conv, "CHUNK_BYTES",
+                            images * 4 * (C * layer.size ** 2 + K) * OH * OW)
         assert "chunk_cols" in cpu.conv_workspace(x.shape[0], C, K, layer.size, OH, OW)
         got = run(layer, x, dy, need_dx)
         assert (got[1] is None) == (not need_dx)
@@ -89,7 +90,7 @@ def test_chunks_match_reference(name: str, images: int, nthreads: int, threads,
 def test_runs_repeat_bit_for_bit(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator):
     """Two runs of the same batch give the same bits (the parts' gradient sums are added
     in order, whichever thread finishes first)."""
-    monkeypatch.setattr(cpu, "CHUNK_BYTES", 1)  # one image per chunk: the most partial sums
+    monkeypatch.setattr(cpu_conv, "CHUNK_BYTES", 1)  # one image per chunk: the most partial sums
     layer, x, dy = make("f3-s1-p1", rng, relu=True)
     first = run(layer, x, dy, True)
     for _ in range(3):

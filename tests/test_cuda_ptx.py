@@ -1,9 +1,10 @@
 """Every CUDA kernel compiles to PTX for sm_90, computes in float32 only and keeps its
 locals in registers (no GPU needed).
 
-Inside ``numbacnn.backends.cuda.dry_run()`` with the dispatcher forced to "cuda", the
-forward and backward passes of a network of every layer type and of each layer kind alone
-in its tiny classifier (tests/layer_cases.py), the loss and its batch statistics,
+Inside the CUDA backend's dry run (``tests/device_context.py``), on networks built on
+"cuda", the forward and backward passes of a network of every layer type and of each
+layer kind alone in its tiny classifier (tests/layer_cases.py), the loss and its batch
+statistics,
 both optimizers, ``zeros`` (fill) and the four SGEMM transposes (with and without
 split-K) run on host arrays and record each launch as (kernel function, numba argument
 types). Each distinct pair is compiled with ``numba.cuda.compile_ptx(..., cc=(9, 0))``
@@ -31,9 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from device_context import dry_cuda
 from layer_cases import LAYER_CASES
-
-import numbacnn.device
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("NUMBA_ENABLE_CUDASIM")),
@@ -87,18 +87,16 @@ def drive_every_kernel() -> list[Record]:
     from numbacnn.training.optim import SGD, Adam
 
     rng = np.random.default_rng(0)
-    with pytest.MonkeyPatch.context() as mp, cuda_backend.dry_run() as records, \
-            warnings.catch_warnings(), np.errstate(all="ignore"):
+    # the numba SGEMM, to record it too
+    with dry_cuda("numba") as records, warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # the loss reads unwritten buffers
-        mp.setattr(numbacnn.device, "_current", "cuda")
-        mp.setattr(cuda_backend, "_gemm_impl", ["numba"])  # record the numba SGEMM too
         # Tanh first: the first layer's backward skips dx, the convolution's must not. The
         # ReLUs after the first convolution and after BatchNorm are fused into them; the
         # later one runs its kernels.
         layers = [Tanh(), Conv2D(4, 3, stride=2, pad=1), ReLU(), Maxout(2), LRN(3),
                   MaxPool2D(2), LeakyReLU(0.1), Conv2D(2, 1), BatchNorm(), ReLU(), AvgPool2D(2, 1),
                   Sigmoid(), Tanh(), ELU(), ReLU(), Dropout(0.5), Flatten(), Dense(6), Dense(3)]
-        net = Network(layers, input_shape=(2, 7, 7)).initialize(seed=1)
+        net = Network(layers, input_shape=(2, 7, 7), device="cuda").initialize(seed=1)
         x = rng.standard_normal((2, 2, 7, 7)).astype(np.float32)
         net.train_step(x, np.array([0, 2]))
         net.train_step_on_device(x, np.array([0, 2]), cuda_backend.zeros((2,)))
@@ -106,7 +104,8 @@ def drive_every_kernel() -> list[Record]:
             optimizer.step(net, 0.01)
         net.predict_proba(x)
         for case in LAYER_CASES.values():  # each layer kind alone (tests/layer_cases.py)
-            alone = Network.from_spec(case.network_spec(classes=3)).initialize(seed=1)
+            alone = Network.from_spec(case.network_spec(classes=3),
+                                      device="cuda").initialize(seed=1)
             alone.train_step(case.draw(rng), np.arange(case.shape[0]) % 3)
         B = cuda_backend
         for trans_a, trans_b in itertools.product((False, True), repeat=2):

@@ -56,9 +56,6 @@ def fuzz(examples: int) -> settings:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import numbacnn.device
-
-    numbacnn.device.set_device("cpu")
     directory = tmp_path_factory.mktemp("fuzz")
     train_checkpoint(directory, "sgd")
     train_checkpoint(directory, "adam")

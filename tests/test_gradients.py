@@ -82,7 +82,7 @@ class Problem:
 
 
 def make_problem(case: LayerCase, rng: np.random.Generator) -> Problem:
-    """Build the layer on the current device with random weights and biases (non-zero)."""
+    """Build the layer (a lone layer: on the CPU) with random weights and biases (non-zero)."""
     layer = case.make()
     out_shape = (case.shape[0], *layer.build(case.shape[1:]))
     x = case.draw(rng)

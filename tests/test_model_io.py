@@ -54,9 +54,6 @@ def tiny_network() -> Network:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset]:
     """A checkpoint of the tiny network after 2 epochs on the quadrant data."""
-    import numbacnn.device
-
-    numbacnn.device.set_device("cpu")
     out = tmp_path_factory.mktemp("trained") / "tiny.h5"
     dataset = quadrant_dataset()
     settings = TrainSettings(spec="tiny", epochs=2, batch_size=16, lr=0.05, seed=3)

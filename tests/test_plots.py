@@ -62,9 +62,6 @@ def pdf_size_pt(path: Path) -> tuple[float, float]:
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """model.h5: SPEC trained by the CLI for 2 epochs on 300 Fashion-MNIST images with a
     step lr schedule (so the lr changes once); bench.json from numbacnn bench."""
-    import numbacnn.device
-
-    numbacnn.device.set_device("cpu")
     work = tmp_path_factory.mktemp("plots")
     assert_ok(run("train", SPEC, "--data", "fashion-mnist-mini", "--limit", 300, "--epochs", 2,
                   "--batch-size", 32, "--lr-policy", "step", "--lr-step", 1, "--gamma", 0.5,

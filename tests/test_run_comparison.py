@@ -59,10 +59,7 @@ def info_of(spec: str = SPEC.format(act="relu"), **settings: object) -> ModelInf
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data.npz and relu.h5, tanh.h5, sigmoid.h5: SPEC with each activation, trained 2
-    epochs by the library on the same data and settings."""
-    import numbacnn.device
-
-    numbacnn.device.set_device("cpu")
+    epochs by the library on the same data and settings, on the CPU."""
     work = tmp_path_factory.mktemp("compare")
     x, y = quadrants(60, 1)
     x_test, y_test = quadrants(20, 2)
@@ -72,7 +69,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for act in ACTIVATIONS:
         settings = TrainSettings(spec=SPEC.format(act=act), data=str(work / "data.npz"),
                                  epochs=2, batch_size=16, lr=0.05)
-        Trainer.from_settings(settings, out=work / f"{act}.h5", dataset=dataset).run()
+        Trainer.from_settings(settings, out=work / f"{act}.h5", dataset=dataset,
+                              device="cpu").run()
     return work
 
 

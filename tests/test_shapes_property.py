@@ -13,21 +13,11 @@ import math
 import re
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from numbacnn import get_device, set_device
 from numbacnn.network import Network
 from numbacnn.shapes import format_table, shape_table
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cpu():
-    previous = get_device()
-    set_device("cpu")
-    yield
-    set_device(previous)
 
 
 def _fitting_strides(F: int, P: int, sizes: tuple[int, int]) -> list[int]:

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from device_context import dry_cuda
 from helpers import small_dataset
 from traffic import step_traffic
 
-import numbacnn.device
 from numbacnn.backends import cuda as cuda_backend
+from numbacnn.network import Network
 from numbacnn.training.trainer import Trainer, TrainSettings
 
 
 @pytest.fixture
-def dry_cuda(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(numbacnn.device, "_current", "cuda")
-    monkeypatch.setattr(cuda_backend, "_gemm_impl", ["cublas"])
-    with cuda_backend.dry_run():
+def dry_cuda_cublas():
+    with dry_cuda("cublas"):
         yield
 
 
@@ -33,9 +32,10 @@ def counted(fn) -> dict[str, int]:
     return cuda_backend.reset_counters()
 
 
-def test_trainer_step_allocates_nothing_and_reads_nothing_back(dry_cuda):
-    net = numbacnn.network.Network.from_spec(
-        "input 8x8x1; conv 4 3 pad=1; relu; maxpool 2; fc 16; relu; dropout 0.2; fc 4")
+def test_trainer_step_allocates_nothing_and_reads_nothing_back(dry_cuda_cublas):
+    net = Network.from_spec(
+        "input 8x8x1; conv 4 3 pad=1; relu; maxpool 2; fc 16; relu; dropout 0.2; fc 4",
+        device="cuda")
     trainer = Trainer(net, small_dataset(), TrainSettings(epochs=1, batch_size=16,
                                                           augment=True, val_split=0.0))
     order = np.arange(80)

@@ -1,6 +1,6 @@
 """numpy's own BLAS SGEMM as a C function the CPU drivers call from inside numba.
 
-The blocked convolution of ``cpu.py`` multiplies one cache-sized chunk of images at a
+The blocked convolution of ``cpu_conv.py`` multiplies one cache-sized chunk of images at a
 time on each core, inside a ``prange`` loop, so it needs SGEMM without Python. numpy
 links a CBLAS (its bundled OpenBLAS, ``scipy_cblas_sgemm64_`` with 64-bit integers, or
 a system OpenBLAS or MKL with ``cblas_sgemm``); threadpoolctl names the library file,
@@ -9,7 +9,7 @@ a driver as an argument (an argument, not a global, so the driver still goes to
 numba's on-disk cache). Where no such function is found, :func:`sgemm` is None and the
 convolution falls back to im2col over the whole batch and one ``gemm`` call.
 
-The caller keeps BLAS on one thread while the drivers run (``cpu._one_blas_thread``):
+The caller keeps BLAS on one thread while the drivers run (:func:`one_blas_thread`):
 each core makes its own calls.
 """
 
@@ -18,7 +18,10 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+from contextlib import AbstractContextManager
 from typing import Any
+
+import threadpoolctl
 
 ROW_MAJOR = 101  # CBLAS_ORDER / CBLAS_TRANSPOSE values of every CBLAS
 NO_TRANS = 111
@@ -32,7 +35,6 @@ _SYMBOLS = (("scipy_cblas_sgemm64_", 64), ("cblas_sgemm64_", 64), ("scipy_cblas_
 def _libraries() -> list[str]:
     """Paths of the BLAS libraries loaded in this process, numpy's first."""
     import numpy as np
-    import threadpoolctl
 
     paths = [info["filepath"] for info in threadpoolctl.threadpool_info()
              if info.get("user_api") == "blas"]
@@ -80,3 +82,20 @@ def _works(function: Any) -> bool:
     function(ROW_MAJOR, NO_TRANS, NO_TRANS, 3, 4, 5, 1.0, a.ctypes.data, 5, b.ctypes.data, 4,
              0.0, c.ctypes.data, 4)
     return bool(np.allclose(c, a @ b, rtol=1e-5, atol=1e-5))
+
+
+_blas_controller: threadpoolctl.ThreadpoolController | None = None
+
+
+def one_blas_thread() -> AbstractContextManager[object]:
+    """Run numpy's BLAS on one thread for the duration of a ``with`` block.
+
+    Between two products the second BLAS thread spin-waits, and on a machine with as
+    many cores as numba has threads it then slows every ``prange`` kernel that runs
+    in between; measured on the fmnist network at batch 128 on 2 cores: 716–881
+    images/s with two BLAS threads, 2,189–2,528 with one (bench/RESULTS.md).
+    """
+    global _blas_controller
+    if _blas_controller is None:
+        _blas_controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    return _blas_controller.limit(limits=1)

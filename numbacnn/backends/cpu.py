@@ -6,19 +6,19 @@ for i in 0 … n−1; a driver of a span body, ``name(n, L, *args)``, runs
 plane in one call, so its index arithmetic is paid once. All run on all cores
 (``@njit(parallel=True, fastmath=True, cache=True)``: compiled once, then loaded from
 numba's cache by later processes; see ``kernel_cache.py``). The matrix product is
-numpy's BLAS. ``numbacnn/backends/cuda.py`` has the same drivers, launched one thread
-per element.
+numpy's BLAS; the convolution runs a chunk of images at a time where it can
+(``cpu_conv.py``). ``numbacnn/backends/cuda.py`` has the same drivers, launched one
+thread per element.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 
 import numba
 import numpy as np
-import threadpoolctl
 from numba import njit, prange
 
 # numba's OpenMP threads spin after each prange loop by default, stealing the cores
@@ -27,7 +27,8 @@ from numba import njit, prange
 # a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from numbacnn.backends import cblas, kernel_cache, whole_batch
+from numbacnn.backends import cblas, cpu_conv, kernel_cache, whole_batch
+from numbacnn.backends.cpu_conv import conv_in_chunks, conv_workspace  # noqa: F401
 from numbacnn.kernels import (
     batchnorm,
     conv,
@@ -42,6 +43,7 @@ from numbacnn.kernels import (
 )
 
 name = "cpu"
+on_host = True  # arrays are numpy arrays in host memory: nothing to copy
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 
@@ -83,6 +85,10 @@ def download(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def set_tf32(enabled: bool) -> None:
+    """No TF32 on the CPU: its matrix products always compute in true FP32."""
+
+
 def tf32_label() -> str:
     """How the matrix products compute: always true FP32 on the CPU."""
     return "fp32"
@@ -90,23 +96,6 @@ def tf32_label() -> str:
 
 def synchronize() -> None:
     """Wait for queued work (nothing to wait for on the CPU)."""
-
-
-_blas_controller: threadpoolctl.ThreadpoolController | None = None
-
-
-def _one_blas_thread() -> AbstractContextManager[object]:
-    """Run numpy's BLAS on one thread for the duration of a ``with`` block.
-
-    Between two products the second BLAS thread spin-waits, and on a machine with as
-    many cores as numba has threads it then slows every ``prange`` kernel that runs
-    in between; measured on the fmnist network at batch 128 on 2 cores: 716–881
-    images/s with two BLAS threads, 2,189–2,528 with one (bench/RESULTS.md).
-    """
-    global _blas_controller
-    if _blas_controller is None:
-        _blas_controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
-    return _blas_controller.limit(limits=1)
 
 
 SPLIT_GEMM_FLOPS = 4_000_000  # smaller products run on the calling thread alone
@@ -132,10 +121,10 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
     small = 2 * out.size * K < SPLIT_GEMM_FLOPS
     if (sgemm is None or not (a.flags.c_contiguous and b.flags.c_contiguous
                               and out.flags.c_contiguous)):
-        with _one_blas_thread() if small else nullcontext():
+        with cblas.one_blas_thread() if small else nullcontext():
             np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
         return
-    with _one_blas_thread():
+    with cblas.one_blas_thread():
         _gemm_in_parts(sgemm, trans_a, trans_b, M, N, K, a.reshape(-1), b.reshape(-1),
                        out.reshape(-1), 1 if small else max(1, parts))
 
@@ -169,49 +158,7 @@ def _gemm_in_parts(sgemm, trans_a, trans_b, M, N, K, a, b, out, parts):
               out[out_at:].ctypes, N)
 
 
-# --- convolution -----------------------------------------------------------------------------
-#
-# A convolution is im2col, one GEMM and the bias/ReLU reorder forward; the reorder, two
-# GEMMs and col2im backward (``numbacnn/layers/conv.py``). Over the whole batch that
-# is a column matrix of C·F·F × N·OH·OW floats (29 MB for fmnist's conv2 at batch 128)
-# written to memory and read back by every step. Here each core takes its share of the
-# batch in chunks of a few images: im2col of a chunk, its GEMM (numpy's own CBLAS
-# SGEMM called from numba, ``cblas.py``) and its reorder run while the chunk's columns
-# are in the core's cache, and backward computes the chunk's columns again instead
-# of keeping them. The weight and bias gradients are summed per part of the batch
-# (one part per thread, its chunks in order) and the parts added in order, so a run
-# repeats bit for bit for a given thread count. Without a CBLAS function, and for large
-# weight matrices, the whole-batch sequence with ``gemm`` runs instead.
-CHUNK_BYTES = 1 << 19  # columns and GEMM output of one chunk: a quarter of a core's L2
-# Larger weight matrices keep the whole-batch GEMM: BLAS packs the weights again for
-# every chunk, and a chunk of AlexNet's 13×13 layers is one image of 169 columns (their
-# passes took 10–17 % longer in chunks, one thread; conv1 and fmnist's gain).
-CHUNK_MAX_WEIGHT_BYTES = 1 << 20
-
-
-def conv_in_chunks(C: int, K: int, F: int) -> bool:
-    """Whether a convolution of C channels to K with F×F filters runs in chunks."""
-    return cblas.sgemm() is not None and 4 * K * C * F * F <= CHUNK_MAX_WEIGHT_BYTES
-
-
-def conv_chunk(N: int, C: int, K: int, F: int, OH: int, OW: int, parts: int) -> int:
-    """Images per chunk: columns and GEMM output within CHUNK_BYTES (at least one
-    image), and no more than a part's share of the batch."""
-    per_image = 4 * (C * F * F + K) * OH * OW
-    return max(1, min(CHUNK_BYTES // per_image, -(-N // parts)))
-
-
-def conv_workspace(N: int, C: int, K: int, F: int, OH: int, OW: int) -> dict[str, tuple]:
-    """Shapes of the float32 buffers :func:`conv_forward` and :func:`conv_backward` need
-    for a batch of N: per part a chunk's columns and GEMM output, and its gradient sums;
-    the whole-batch columns and GEMM output otherwise (see conv_in_chunks)."""
-    CFF, L = C * F * F, OH * OW
-    if not conv_in_chunks(C, K, F):
-        return {"cols": (CFF, N * L), "out": (K, N * L)}
-    parts = numba.get_num_threads()
-    chunk = conv_chunk(N, C, K, F, OH, OW, parts)
-    return {"chunk_cols": (parts, CFF * chunk * L), "chunk_out": (parts, K * chunk * L),
-            "dW_parts": (parts, K, CFF), "db_parts": (parts, K)}
+# --- convolution (the chunked passes: cpu_conv.py) -----------------------------------------
 
 
 def conv_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray, y: np.ndarray,
@@ -219,16 +166,12 @@ def conv_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray, y
                  relu: int) -> None:
     """y (N×K×OH×OW, passed flat) = the convolution of x (N×C×H×W, passed as N×C×(H·W))
     with w2 (K × C·F·F) plus b, then ReLU when ``relu``; ``ws`` holds the buffers of
-    :func:`conv_workspace`."""
+    :func:`conv_workspace`: a chunk of images at a time, or the whole batch."""
     if "cols" in ws:
         whole_batch.forward(sys.modules[__name__], x, H, W, w2, b, y, ws["cols"], ws["out"], F,
                             S, P, OH, OW, relu)
-        return
-    N, C, K = x.shape[0], x.shape[1], w2.shape[0]
-    chunk = conv_chunk(N, C, K, F, OH, OW, ws["chunk_cols"].shape[0])
-    with _one_blas_thread():
-        _conv_forward_chunks(cblas.sgemm(), x, H, W, w2, b, y, ws["chunk_cols"],
-                             ws["chunk_out"], F, S, P, OH, OW, relu, chunk)
+    else:
+        cpu_conv.forward_in_chunks(x, H, W, w2, b, y, ws, F, S, P, OH, OW, relu)
 
 
 def conv_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
@@ -237,134 +180,13 @@ def conv_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
                   relu: int) -> None:
     """dw2 (K × C·F·F), db (K) and, unless it is None, dx (N×C×(H·W), like x) from dy
     (N×K×OH×OW, passed flat like y), with the forward pass's input x and output y (its
-    ReLU, when ``relu``). With the
-    whole-batch buffers, ws["cols"] must hold the forward pass's columns (they are
-    overwritten when dx is computed)."""
+    ReLU, when ``relu``). With the whole-batch buffers, ws["cols"] must hold the forward
+    pass's columns (they are overwritten when dx is computed)."""
     if "cols" in ws:
         whole_batch.backward(sys.modules[__name__], x, H, W, w2, y, dy, dw2, db, dx, ws["cols"],
                              ws["out"], F, S, P, OH, OW, relu)
-        return
-    N, C, K = x.shape[0], x.shape[1], w2.shape[0]
-    chunk = conv_chunk(N, C, K, F, OH, OW, ws["chunk_cols"].shape[0])
-    with _one_blas_thread():
-        _conv_backward_chunks(cblas.sgemm(), x, w2, y, dy, dw2, db,
-                              x if dx is None else dx, dx is not None, H, W,
-                              ws["chunk_cols"],
-                              ws["chunk_out"], ws["dW_parts"], ws["db_parts"], F, S, P, OH,
-                              OW, relu, chunk)
-
-
-# A chunk's passes: plain (not parallel) functions each core calls on its own chunk,
-# compiled once and shared by the forward and backward drivers (inlined into both, the
-# backward driver alone took 26 s to compile).
-@njit(fastmath=True, cache=True)
-def _im2col_chunk(cols, x, H, W, F, S, P, OH, OW):
-    planes = cols.shape[0] * x.shape[0]
-    if F == 3 and S == 1 and P == 1:
-        for t in range(planes):
-            conv.im2col_at(t, 0, OH * OW, cols, x, H, W, 3, 1, 1, OH, OW)
     else:
-        for t in range(planes):
-            conv.im2col_at(t, 0, OH * OW, cols, x, H, W, F, S, P, OH, OW)
-
-
-@njit(fastmath=True, cache=True)
-def _col2im_chunk(dx, dcols, H, W, F, S, P, OH, OW):
-    m, C = dx.shape[0], dx.shape[1]
-    if F == 3 and S == 1 and P == 1:
-        for u in range(m * C):  # (c, n) order, as col2im
-            c = u // m
-            conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, 3, 1, 1, OH, OW)
-    else:
-        for u in range(m * C):
-            c = u // m
-            conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, F, S, P, OH, OW)
-
-
-@njit(fastmath=True, cache=True)
-def _gemm_to_nchw_chunk(y, out, b, L, relu):
-    K = out.shape[0]
-    for t in range(y.size // L):
-        conv.gemm_to_nchw_at(t, 0, L, y, out, b, K, L, relu)
-
-
-@njit(fastmath=True, cache=True)
-def _nchw_to_gemm_chunk(dy2, dy, y, L, relu):
-    K = dy2.shape[0]
-    for t in range(dy.size // L):
-        conv.nchw_to_gemm_at(t, 0, L, dy2, dy, y, K, L, relu)
-
-
-@njit(inline="always")
-def _chunk_of(part, parts, N, chunk):
-    """The chunks ci_lo … ci_hi − 1 of part ``part`` of ``parts`` (chunks of ``chunk``
-    images, the last one shorter)."""
-    chunks = (N + chunk - 1) // chunk
-    return chunks * part // parts, chunks * (part + 1) // parts
-
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _conv_forward_chunks(sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, F, S, P, OH, OW,
-                         relu, chunk):
-    parts = chunk_cols.shape[0]
-    N = x.shape[0]
-    K, CFF = w2.shape
-    L = OH * OW
-    for part in prange(parts):
-        ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
-        for ci in range(ci_lo, ci_hi):
-            n0 = ci * chunk
-            m = min(N, n0 + chunk) - n0
-            cols = chunk_cols[part, :CFF * m * L].reshape(CFF, m * L)
-            out = chunk_out[part, :K * m * L].reshape(K, m * L)
-            _im2col_chunk(cols, x[n0:n0 + m], H, W, F, S, P, OH, OW)
-            sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, K, m * L, CFF,
-                  np.float32(1.0), w2.ctypes, CFF, cols.ctypes, m * L, np.float32(0.0),
-                  out.ctypes, m * L)
-            _gemm_to_nchw_chunk(yf[n0 * K * L:(n0 + m) * K * L], out, b, L, relu)
-
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _conv_backward_chunks(sgemm, x, w2, yf, dyf, dw2, db, dx, need_dx, H, W, chunk_cols,
-                          chunk_out, dW_parts, db_parts, F, S, P, OH, OW, relu, chunk):
-    parts = chunk_cols.shape[0]
-    N = x.shape[0]
-    K, CFF = w2.shape
-    L = OH * OW
-    for part in prange(parts):
-        dWp = dW_parts[part]
-        dbp = db_parts[part]
-        for k in range(K):
-            dbp[k] = np.float32(0.0)
-            for e in range(CFF):
-                dWp[k, e] = np.float32(0.0)
-        ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
-        for ci in range(ci_lo, ci_hi):
-            n0 = ci * chunk
-            m = min(N, n0 + chunk) - n0
-            cols = chunk_cols[part, :CFF * m * L].reshape(CFF, m * L)
-            dy2 = chunk_out[part, :K * m * L].reshape(K, m * L)
-            span_lo, span_hi = n0 * K * L, (n0 + m) * K * L
-            _nchw_to_gemm_chunk(dy2, dyf[span_lo:span_hi], yf[span_lo:span_hi], L, relu)
-            for k in range(K):
-                dbp[k] += reduce.row_sum_span(k, 0, m * L, 1, dy2)
-            _im2col_chunk(cols, x[n0:n0 + m], H, W, F, S, P, OH, OW)
-            sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, CFF, m * L, np.float32(1.0),
-                  dy2.ctypes, m * L, cols.ctypes, m * L, np.float32(1.0), dWp.ctypes, CFF)
-            if need_dx:  # the columns are spent: the input gradient's columns in their place
-                sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, CFF, m * L, K,
-                      np.float32(1.0), w2.ctypes, CFF, dy2.ctypes, m * L, np.float32(0.0),
-                      cols.ctypes, m * L)
-                _col2im_chunk(dx[n0:n0 + m], cols, H, W, F, S, P, OH, OW)
-    for r in prange(K):  # the parts' sums, added in order
-        db[r] = db_parts[0, r]
-        for part in range(1, parts):
-            db[r] += db_parts[part, r]
-        for e in range(CFF):
-            acc = dW_parts[0, r, e]
-            for part in range(1, parts):
-                acc += dW_parts[part, r, e]
-            dw2[r, e] = acc
+        cpu_conv.backward_in_chunks(x, H, W, w2, y, dy, dw2, db, dx, ws, F, S, P, OH, OW, relu)
 
 
 # im2col and col2im call their body with F, S and P as constants for the usual 3×3

@@ -13,34 +13,68 @@ neighbouring addresses.
   block a strided span of the body and add the partial sums in shared memory.
 
 numba-cuda compiles the ``@njit`` bodies as device functions, so no body is written
-twice. Kernels are compiled without fastmath (``tanh.approx.f32`` and friends would
-break the CPU's tolerances), except the SGEMM whose only use of it is FMA contraction.
-Launches after the first of each signature bypass numba's dispatcher (``launch.py``).
-The matrix product is cuBLAS through CuPy (``cublas.py``) when CuPy is installed, else
-the numba SGEMM of ``sgemm.py``; ``NUMBACNN_GEMM=cublas|numba`` chooses.
+twice. The backend is split by concern; this module keeps the drivers and re-exports
+the rest under the same names:
+
+* ``cuda_grid.py``: grid geometry and the launcher decorators (no fastmath; launches
+  after the first bypass numba's dispatcher, ``launch.py``);
+* ``cuda_memory.py``: allocations, host↔device copies, events;
+* ``gemm_choice.py``: cuBLAS through CuPy (``cublas.py``) or the numba SGEMM of
+  ``sgemm.py`` (``NUMBACNN_GEMM=cublas|numba``), and TF32;
+* ``cuda_dry_run.py``: :func:`dry_run` (launches recorded instead of run, no GPU
+  needed) and :data:`counters` of launches, copies and allocations.
 
 Under ``NUMBA_ENABLE_CUDASIM=1`` kernels run as Python, so they call the bodies' Python
-functions. :func:`dry_run` records every launch (kernel and argument types) instead
-of running it, on host arrays: the tests compile each recorded kernel to PTX with
-``numba.cuda.compile_ptx`` and need no GPU for that. :data:`counters` counts launches,
-host↔device copies and device allocations (also during a dry run).
+functions.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from numba import config, cuda, float32, njit, typeof
+from numba import config, cuda, float32, njit
 
 from numbacnn.backends import cublas, sgemm, whole_batch
-from numbacnn.backends.launch import FastLaunch
-from numbacnn.errors import DeviceError
+from numbacnn.backends import cuda_dry_run as dry
+
+# Public names of the backend that live in its helper modules (layers call B.<name>)
+from numbacnn.backends.cuda_dry_run import (  # noqa: F401
+    DryArray,
+    counters,
+    dry_run,
+    reset_counters,
+)
+from numbacnn.backends.cuda_grid import (
+    REDUCE_THREADS,
+    THREADS_PER_BLOCK,
+    block_per_row,
+    blocks,
+    grid_stride,
+    grid_stride_spans,
+    one_block,
+)
+from numbacnn.backends.cuda_memory import (  # noqa: F401
+    download,
+    empty,
+    event,
+    pinned_empty,
+    synchronize,
+    to_device,
+    to_host,
+    upload,
+)
+from numbacnn.backends.gemm_choice import (  # noqa: F401
+    GEMM_CHOICES,
+    gemm_choice,
+    gemm_name,
+    set_gemm,
+    set_tf32,
+    tf32_label,
+    using_gemm,
+)
 from numbacnn.kernels import (
     batchnorm,
     conv,
@@ -56,11 +90,7 @@ from numbacnn.kernels import (
 )
 
 name = "cuda"
-THREADS_PER_BLOCK = 256
-MAX_BLOCKS = 65536
-REDUCE_THREADS = 256  # threads of a reduction block (a power of two)
-INDEX_LIMIT = 2**32  # kernels/index.py splits flat indices in unsigned 32-bit arithmetic
-GEMM_CHOICES = ("cublas", "numba")
+on_host = False  # arrays live in GPU memory: copy them with to_device/to_host
 
 if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodies' Python source
 
@@ -71,129 +101,7 @@ if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodi
         _python_bodies,
         (batchnorm, conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce))
 
-_recording: list[tuple[Callable, tuple]] | None = None
-counters = {"launches": 0, "h2d_copies": 0, "d2h_copies": 0, "allocations": 0}
-
-
-def reset_counters() -> dict[str, int]:
-    """Zero :data:`counters`; returns the counts before."""
-    before = dict(counters)
-    for key in counters:
-        counters[key] = 0
-    return before
-
-
-@contextlib.contextmanager
-def dry_run() -> Iterator[list[tuple[Callable, tuple]]]:
-    """Record (python kernel, numba argument types) for each launch instead of running it.
-
-    Inside the block, allocations return host numpy arrays and nothing is computed.
-    """
-    global _recording
-    _recording = []
-    try:
-        yield _recording
-    finally:
-        _recording = None
-
-
-class DryArray(np.ndarray):
-    """A host array that stands in for a device array during :func:`dry_run`, so code
-    that tells device arrays from host arrays takes its device path."""
-
-    def copy_to_host(self) -> np.ndarray:
-        return np.asarray(self).copy()
-
-    def copy_to_device(self, host: np.ndarray, stream: Any = 0) -> None:
-        pass  # nothing is computed in a dry run
-
-    def is_c_contiguous(self) -> bool:
-        return bool(self.flags.c_contiguous)
-
-
-def _record(py_func: Callable, args: tuple) -> None:
-    assert _recording is not None
-    _recording.append((py_func, tuple(typeof(a) for a in args)))
-
-
-def _blocks(n: int) -> int:
-    return min(MAX_BLOCKS, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
-
-
-def _launcher(fn: Callable, blocks_for: Callable[[int, tuple], int], threads: int,
-              doc: str) -> Callable:
-    """Compile ``fn(n, *args)`` (no fastmath) and return ``launch(n, *args)``, which runs it
-    on ``blocks_for(n, args)`` blocks of ``threads`` (none when that is 0), records it in
-    a dry run, and counts it."""
-    kernel = cuda.jit(fastmath=False)(fn)
-    fast = None if config.ENABLE_CUDASIM else FastLaunch(kernel)
-
-    def launch(n: int, *args: Any) -> None:
-        counters["launches"] += 1
-        if _recording is not None:
-            _record(fn, (n, *args))
-            return
-        blocks = blocks_for(n, args)
-        if blocks > 0:
-            if fast is None:
-                kernel[blocks, threads](n, *args)
-            else:
-                fast(blocks, threads, (n, *args))
-
-    launch.py_func = fn
-    launch.fastmath = False
-    launch.__name__ = fn.__name__
-    launch.__doc__ = doc
-    return launch
-
-
-def _element_blocks(fn: Callable, total: int) -> int:
-    """Blocks for one thread per element of ``total`` (grid-stride beyond MAX_BLOCKS)."""
-    if total >= INDEX_LIMIT:
-        raise DeviceError(f"{fn.__name__}: {total:,} elements exceed the GPU kernels' "
-                          "32-bit index arithmetic; use a smaller batch")
-    return _blocks(total)
-
-
-def grid_stride(fn: Callable) -> Callable:
-    """Compile ``fn(n, *args)`` as a CUDA kernel; return a launcher ``launch(n, *args)``.
-
-    The launcher picks ⌈n / 256⌉ blocks of 256 threads (at most 65,536 blocks; the
-    grid-stride loop covers the rest). ``launch.py_func`` is ``fn`` for compile_ptx.
-    """
-    return _launcher(fn, lambda n, args: _element_blocks(fn, n), THREADS_PER_BLOCK,
-                     f"Grid-stride CUDA launch of body {fn.__name__}_at over n elements.")
-
-
-def grid_stride_spans(fn: Callable) -> Callable:
-    """Like :func:`grid_stride` for ``fn(n, L, *args)``: n planes of L elements, one
-    thread per element (n·L threads)."""
-    return _launcher(fn, lambda n, args: _element_blocks(fn, n * args[0]), THREADS_PER_BLOCK,
-                     f"CUDA launch of span body {fn.__name__}_at, one thread per element.")
-
-
-def block_per_row(fn: Callable) -> Callable:
-    """Compile a reduction kernel ``fn(n, *args)`` that gives each of n rows to one block
-    of REDUCE_THREADS threads (at most 65,536 blocks, block-stride over the rest)."""
-    return _launcher(fn, lambda n, args: min(MAX_BLOCKS, n), REDUCE_THREADS,
-                     f"CUDA block-per-row reduction {fn.__name__}.")
-
-
-def one_block(fn: Callable) -> Callable:
-    """Compile a reduction kernel ``fn(n, *args)`` over n items run by a single block."""
-    return _launcher(fn, lambda n, args: 1 if n > 0 else 0, REDUCE_THREADS,
-                     f"CUDA one-block reduction {fn.__name__}.")
-
-
-# --- memory -------------------------------------------------------------------------------
-
-
-def empty(shape: tuple[int, ...], dtype: type = np.float32) -> Any:
-    """An uninitialized device array (a host array inside :func:`dry_run`)."""
-    counters["allocations"] += 1
-    if _recording is not None:
-        return np.empty(shape, dtype=dtype).view(DryArray)
-    return cuda.device_array(shape, dtype=dtype)
+# --- memory (cuda_memory.py) ----------------------------------------------------------
 
 
 def zeros(shape: tuple[int, ...], dtype: type = np.float32) -> Any:
@@ -202,131 +110,7 @@ def zeros(shape: tuple[int, ...], dtype: type = np.float32) -> Any:
     return out
 
 
-def to_device(a: np.ndarray) -> Any:
-    """Copy a host array to the GPU as a C-contiguous array; float64 → float32."""
-    if a.dtype == np.float64:
-        a = a.astype(np.float32)
-    a = np.ascontiguousarray(a)
-    counters["allocations"] += 1
-    counters["h2d_copies"] += 1
-    if _recording is not None:
-        return a.copy().view(DryArray)
-    return cuda.to_device(a)
-
-
-def to_host(a: Any) -> np.ndarray:
-    if hasattr(a, "copy_to_host"):
-        counters["d2h_copies"] += 1
-        return a.copy_to_host()
-    return np.asarray(a)
-
-
-def pinned_empty(shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
-    """Page-locked host memory: uploads from it are DMA transfers with no staging copy."""
-    if _recording is not None or config.ENABLE_CUDASIM:
-        return np.empty(shape, dtype=dtype)
-    return cuda.pinned_array(shape, dtype=dtype)
-
-
-def upload(host: np.ndarray, out: Any, asynchronous: bool = False) -> Any:
-    """Copy ``host`` into the existing device array ``out`` of the same shape and dtype;
-    returns ``out``. ``asynchronous``: queue the copy on the default stream and return at
-    once (``host`` must then be pinned and left alone until the copy has run: see
-    ``numbacnn/training/staging.py``); else the copy is done when this returns."""
-    if host.shape != tuple(out.shape) or host.dtype != out.dtype:
-        raise DeviceError(f"upload: host array {host.shape} {host.dtype} does not fit the "
-                          f"device array {tuple(out.shape)} {out.dtype}")
-    counters["h2d_copies"] += 1
-    if _recording is None:
-        if asynchronous and not config.ENABLE_CUDASIM:
-            out.copy_to_device(host, stream=cuda.default_stream())
-        else:
-            out.copy_to_device(host)
-    return out
-
-
-def download(a: Any, out: np.ndarray) -> np.ndarray:
-    """Copy the device array ``a`` into the existing host array ``out`` (page-locked for
-    full speed) of the same shape and dtype; returns ``out`` once the copy is done, which
-    is after every kernel queued before it on the default stream."""
-    if tuple(a.shape) != out.shape or a.dtype != out.dtype:
-        raise DeviceError(f"download: device array {tuple(a.shape)} {a.dtype} does not fit "
-                          f"the host array {out.shape} {out.dtype}")
-    counters["d2h_copies"] += 1
-    if _recording is None:
-        a.copy_to_host(out)
-    else:
-        np.copyto(out, a)
-    return out
-
-
-class _NoEvent:
-    """Stands in for a CUDA event in a dry run and in the simulator."""
-
-    def record(self) -> None: ...
-
-    def synchronize(self) -> None: ...
-
-
-def event() -> Any:
-    """A CUDA event (``record()`` on the default stream, ``synchronize()`` waits for it)."""
-    if _recording is not None or config.ENABLE_CUDASIM:
-        return _NoEvent()
-    return cuda.event(timing=False)
-
-
-def synchronize() -> None:
-    """Wait until every queued kernel has finished (for timing)."""
-    if _recording is None:
-        cuda.synchronize()
-
-
 # --- matrix product --------------------------------------------------------------------------
-
-
-def gemm_choice() -> str:
-    """"cublas" or "numba": NUMBACNN_GEMM, else cuBLAS when CuPy is usable."""
-    wanted = os.environ.get("NUMBACNN_GEMM", "").strip().lower()
-    if wanted and wanted not in GEMM_CHOICES:
-        raise DeviceError(f"NUMBACNN_GEMM={wanted!r}: choose cublas or numba")
-    if wanted == "numba" or config.ENABLE_CUDASIM:
-        return "numba"
-    reason = cublas.unavailable_reason()
-    if reason is None:
-        return "cublas"
-    if wanted == "cublas":
-        raise DeviceError(f"NUMBACNN_GEMM=cublas but {reason}")
-    return "numba"
-
-
-_gemm_impl: list[str] = []  # resolved on first use
-
-
-def set_tf32(enabled: bool) -> None:
-    """Let cuBLAS SGEMM use TF32 tensor cores (the numba SGEMM is always FP32)."""
-    cublas.set_tf32(enabled)
-
-
-def tf32_label() -> str:
-    """"tf32" when the matrix products run on TF32 tensor cores, else "fp32"."""
-    return "tf32" if cublas.tf32_enabled() and gemm_name() == "cublas" else "fp32"
-
-
-def gemm_name() -> str:
-    """"cublas" or "numba": the GEMM in use (resolved on first use, see gemm_choice)."""
-    if not _gemm_impl:
-        _gemm_impl.append(gemm_choice())
-    return _gemm_impl[0]
-
-
-def set_gemm(name: str, check: bool = True) -> None:
-    """Use cuBLAS ("cublas") or the numba SGEMM ("numba") from now on (``check``: that
-    CuPy is usable; a dry run needs no GPU and may skip it)."""
-    if name not in GEMM_CHOICES:
-        raise DeviceError(f"unknown GEMM {name!r}: choose cublas or numba")
-    if check and name == "cublas" and cublas.unavailable_reason() is not None:
-        raise DeviceError(f"GEMM cublas asked for but {cublas.unavailable_reason()}")
-    _gemm_impl[:] = [name]
 
 
 _workspace: dict[str, Any] = {}
@@ -346,7 +130,7 @@ def gemm(a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False)
     K = a.shape[0] if trans_a else a.shape[1]
     if gemm_name() == "cublas" and K > 0:
         counters["launches"] += 1
-        if _recording is None:
+        if not dry.active():
             cublas.sgemm(a, b, out, trans_a, trans_b)
         return
     kernel = sgemm.sgemm_kernel(trans_a, trans_b)
@@ -356,8 +140,8 @@ def gemm(a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False)
     else:
         target = _split_workspace(splits * M * N)[:splits * M * N].reshape(splits, M, N)
     counters["launches"] += 1
-    if _recording is not None:
-        _record(kernel.py_func, (a, b, target, M, N, K, k_slice))
+    if dry.active():
+        dry.record(kernel.py_func, (a, b, target, M, N, K, k_slice))
     elif M and N:
         grid, threads = sgemm.launch_config(M, N, splits)
         kernel[grid, threads](a, b, target, M, N, K, k_slice)
@@ -367,10 +151,10 @@ def gemm(a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False)
 
 def _sum_splits(out: Any, parts: Any) -> None:
     counters["launches"] += 1
-    if _recording is not None:
-        _record(sgemm.sum_splits.py_func, (out, parts))
+    if dry.active():
+        dry.record(sgemm.sum_splits.py_func, (out, parts))
         return
-    sgemm.sum_splits[_blocks(out.size), THREADS_PER_BLOCK](out, parts)
+    sgemm.sum_splits[blocks(out.size), THREADS_PER_BLOCK](out, parts)
 
 
 # --- convolution ---------------------------------------------------------------------------

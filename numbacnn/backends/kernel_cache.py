@@ -3,7 +3,7 @@
 numba's ``cache=True`` re-validates a cached function against its own source file
 only; a change to an inlined body in ``numbacnn/kernels`` would silently reuse a
 stale binary. So the CPU backend is compiled into a cache folder named after a hash
-of every kernel and backend source file:
+of every kernel source file and the backend files of cached drivers:
 ``$NUMBACNN_CACHE_DIR`` (default ``~/.cache/numbacnn``) ``/<hash>/``.
 """
 
@@ -16,12 +16,17 @@ from pathlib import Path
 from numba.core import config
 
 _PACKAGE = Path(__file__).resolve().parent.parent
+# Every backend file with a cached (``cache=True``) njit function: a new one belongs here, or an
+# edited body of it could be served stale from the cache
+CACHED_DRIVER_FILES = ("cpu.py", "cpu_conv.py")
 
 
 def source_hash() -> str:
-    """SHA-1 (first 16 hex digits) of numbacnn/kernels/*.py and numbacnn/backends/cpu.py."""
+    """SHA-1 (first 16 hex digits) of numbacnn/kernels/*.py and the CPU backend's files of
+    ``cache=True`` drivers (:data:`CACHED_DRIVER_FILES`)."""
     digest = hashlib.sha1()
-    for path in sorted((_PACKAGE / "kernels").glob("*.py")) + [_PACKAGE / "backends" / "cpu.py"]:
+    for path in (sorted((_PACKAGE / "kernels").glob("*.py"))
+                 + [_PACKAGE / "backends" / name for name in CACHED_DRIVER_FILES]):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -206,7 +206,7 @@ def _write_model(f: h5py.File, net: Network, info: ModelInfo) -> None:
 
 def load_model(path: str | Path, device: str = "auto",
                parts: Mapping[str, PartReader] | None = None) -> tuple[Network, ModelInfo]:
-    """Read a model file: the network (weights on ``device``, "auto" the current one)
+    """Read a model file: the network (weights on ``device``: "auto", "cpu" or "cuda")
     and its ModelInfo.
 
     ``parts``: readers of the checkpoint groups (CHECKPOINT_GROUPS) to fill

@@ -5,7 +5,7 @@ connected layer's output is N×units×1×1). A layer knows its shapes before any
 kernel runs (as in ConvNetJS): ``build((C, H, W))`` checks the input geometry and
 returns the output shape (C, H, W); ``param_shapes()``, ``num_params()`` and
 ``flops()`` follow from it. Kernels run only in ``forward`` and ``backward``, through
-the backend of the current device (Caffe's Forward_cpu/Forward_gpu split).
+the backend of the layer's device (Caffe's Forward_cpu/Forward_gpu split).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class Layer:
         # seen by an optimizer or by weight decay
         self.state: dict[str, Any] = {}
         self.init: str | None = None  # initializer of the weights, None = the network's
-        self.device: str | None = None  # set by the network; None = the current device
+        self.device: str | None = None  # set by the network; None (a lone layer) = the CPU
         self._buffers: dict[str, Any] = {}  # key → the current view of its storage
         self._storage: dict[str, Any] = {}  # key → flat array, grown but never shrunk
         self._views: dict[tuple, tuple[Any, Any]] = {}  # (id, shape) → (array, its view)
@@ -249,8 +249,8 @@ class Layer:
 
     # --- running ----------------------------------------------------------------------
     def _backend(self) -> Any:
-        """The backend module of this layer's device (its network's; else the current)."""
-        return backend(self.device)
+        """The backend module of this layer's device (its network's; else the CPU)."""
+        return backend(self.device or "cpu")
 
     def forward(self, x: Any, training: bool = True) -> Any:
         raise NotImplementedError
@@ -331,7 +331,7 @@ class Layer:
     def _check_same_device(self, x: Any) -> None:
         """A GPU array given to a layer on the CPU is an error, not a silent copy (numba
         would copy it back and forth on every kernel call)."""
-        if self._backend().name == "cpu":
+        if self._backend().on_host:
             raise DeviceError(f"{self.describe()}: got a CUDA device array but this layer runs "
                               "on the CPU; copy it with numbacnn.to_host(x), or build the "
                               "network with device='cuda'")

@@ -65,9 +65,9 @@ class OptimizerState:
         """Host copy of an optimizer's state (any registered optimizer)."""
         return cls(optimizer.name, optimizer.hyperparameters(), optimizer.t, optimizer.state())
 
-    def restore(self, device: str | None = None) -> Optimizer:
-        """A new optimizer of this kind holding these buffers (on ``device``, default the
-        current one)."""
+    def restore(self, device: str = "auto") -> Optimizer:
+        """A new optimizer of this kind holding these buffers, on ``device`` (that of the
+        network it will update, ``net.device``)."""
         if self.name not in OPTIMIZERS:
             raise ModelFileError(f"optimizer {self.name!r} is unknown: expected one of "
                                  f"{', '.join(OPTIMIZERS)}")

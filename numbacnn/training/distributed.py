@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.device import backend, to_host
+from numbacnn.device import to_host
 from numbacnn.errors import NumbacnnError
 
 DEFAULT_TIMEOUT = 300.0  # seconds a collective may wait for the other ranks
@@ -207,7 +207,7 @@ class World:
         flat = np.concatenate([np.asarray(to_host(w), np.float32).ravel() for w in params])
         with self.deadline("broadcast of the initial weights"):
             self.comm.Bcast(flat, root=0)
-        B, offset = backend(), 0
+        B, offset = net.backend(), 0
         for w in params:
             B.upload(flat[offset:offset + w.size].reshape(w.shape), w)
             offset += w.size
@@ -246,8 +246,8 @@ class GradientAllreduce:
 
     def __init__(self, world: World, net: Any) -> None:
         self.world, self.net = world, net
-        B = self.backend = backend()
-        self.on_device = B.name != "cpu"
+        B = self.backend = net.backend()
+        self.on_device = not B.on_host
         self.size = sum(int(g.size) for _, _, g in net.parameters())  # floats
         self.flat = B.zeros((self.size,))
         offset = 0
@@ -302,7 +302,7 @@ def world() -> World:
     """This process's World, detected once. Without an MPI launcher's environment a
     single-process World (mpi4py is not imported). Under a launcher it imports mpi4py
     (DistributedError if it is missing), gives each rank its own GPU by local rank
-    (``CUDA_VISIBLE_DEVICES``, before CUDA starts: call this before ``set_device``);
+    (``CUDA_VISIBLE_DEVICES``, before CUDA starts: call this before building the network);
     :meth:`World.start` (the Trainer calls it) reads the settings and starts the
     watchdog."""
     global _world
@@ -333,7 +333,7 @@ def world() -> World:
 
 
 def join_world(say: Callable[[str], None]) -> World:
-    """:func:`world` for a data-parallel front end, before ``set_device``. Its
+    """:func:`world` for a data-parallel front end, before CUDA starts. Its
     DistributedError on rank 0 (or in a single process) is raised; on another rank (e.g.
     mpi4py missing on that rank's node alone) it is handed to ``say`` after
     :data:`ERROR_GRACE_S`, naming the rank, unless rank 0's exit ended this process

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from numbacnn.device import backend, to_host
+from numbacnn.device import backend, resolve_device, to_host
 from numbacnn.errors import TrainingError
 
 if TYPE_CHECKING:
@@ -94,9 +94,10 @@ class Optimizer:
                 for slot, table in self.buffers.items()}
 
     def load_state(self, state: dict[str, dict[str, np.ndarray]], t: int,
-                   device: str | None = None) -> None:
-        """Buffers from host arrays, on ``device`` (default: the current one)."""
-        B = backend(device)
+                   device: str) -> None:
+        """Buffers from host arrays, on ``device`` ("auto", "cpu" or "cuda": the device of
+        the network it will update, ``net.device``)."""
+        B = backend(resolve_device(device))
         self.buffers = {slot: {k: B.to_device(np.asarray(v, np.float32)) for k, v in table.items()}
                         for slot, table in state.items()}
         self._flat.clear()

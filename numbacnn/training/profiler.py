@@ -42,7 +42,8 @@ def clock(synchronize: Callable[[], None]) -> float:
 
 
 class LayerTimer:
-    """Seconds spent in each layer's calls, summed over every step it timed.
+    """Seconds spent in each layer's calls, summed over every step it timed (a
+    :class:`numbacnn.network.LayerTimer`: the passes call its ``measure``).
 
     ``seconds["forward"]`` and ``seconds["backward"]`` are float64 arrays of L + 1: the L
     layers in order, then the loss. ``synchronize`` waits for the device's queued work
@@ -189,13 +190,13 @@ def profile_training(net: Network, batch: int, iterations: int = 10, warmup: int
 
 
 def profile_spec(spec: str, batch: int, iterations: int = 10, warmup: int = 2,
-                 layers: bool = True, seed: int = 0, device: str | None = None) -> dict[str, Any]:
+                 layers: bool = True, seed: int = 0, device: str = "auto") -> dict[str, Any]:
     """:func:`profile_training` of ``spec`` (a preset name, spec file or spec text) built
-    and initialized with ``seed`` on ``device`` (default: the current choice); ``spec``
+    and initialized with ``seed`` on ``device`` ("auto", "cpu" or "cuda"); ``spec``
     in the profile is the preset name or the spec's first line."""
     from numbacnn.network import Network
 
-    net = Network.from_spec(spec).initialize(seed, device=device)
+    net = Network.from_spec(spec, device=device).initialize(seed)
     profile = profile_training(net, batch, iterations, warmup, layers, seed)
     profile["spec"] = spec_label(spec)
     return profile

@@ -15,17 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.device import backend
+from numbacnn.device import backend, resolve_device
 
 
 class BatchStaging:
     """Reusable buffers for batches of ``shape[1:]`` items, up to ``shape[0]`` of them, for
-    ``device`` (default: the current one)."""
+    ``device`` ("cpu" or "cuda": the device of the network that reads them, ``net.device``)."""
 
-    def __init__(self, shape: tuple[int, ...], dtype: type = np.float32,
-                 device: str | None = None) -> None:
-        self.backend = B = backend(device)
-        self.on_device = B.name != "cpu"
+    def __init__(self, shape: tuple[int, ...], dtype: type = np.float32, *,
+                 device: str) -> None:
+        self.backend = B = backend(resolve_device(device))
+        self.on_device = not B.on_host
         turns = 2 if self.on_device else 1
         self.hosts = [B.pinned_empty(shape, dtype) for _ in range(turns)]
         self.events = [B.event() if self.on_device else None for _ in range(turns)]

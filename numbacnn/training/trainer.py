@@ -136,20 +136,22 @@ class Trainer:
         self._x_staging = BatchStaging((batch, *x_fit.shape[1:]), device=net.device)
         self._y_staging = BatchStaging((batch,), np.int64, device=net.device)
         self._stats = B.zeros((2,))  # Σ loss, correct predictions since the last read
-        self.progress_seconds = 0.0 if B.name == "cpu" else GPU_PROGRESS_SECONDS
+        self.progress_seconds = 0.0 if B.on_host else GPU_PROGRESS_SECONDS
         self._stop_requested = False
         self.world = world if world is not None else current_world()
         self._allreduce = self._join_world(resume) if self.world.size > 1 else None
 
     @classmethod
     def from_settings(cls, settings: TrainSettings, out: str | Path | None = None,
-                      dataset: Dataset | None = None, **callbacks: Any) -> Trainer:
-        """A new run of ``settings``: the network built from ``settings.spec``, trained on
-        ``dataset`` (default: loaded from ``settings.data``), saving to ``out``."""
+                      dataset: Dataset | None = None, device: str = "auto",
+                      **callbacks: Any) -> Trainer:
+        """A new run of ``settings``: the network built from ``settings.spec`` on ``device``
+        ("auto", "cpu" or "cuda"), trained on ``dataset`` (default: loaded from
+        ``settings.data``), saving to ``out``."""
         settings = dataclasses.replace(settings).checked()
         if out is not None:
             check_model_writable(Path(out))  # before the network is built and the data loaded
-        net = Network.from_spec(settings.spec)
+        net = Network.from_spec(settings.spec, device=device)
         if dataset is None:
             dataset = load_dataset(settings.data)
         return cls(net, dataset, settings, out=out, **callbacks)
@@ -157,14 +159,16 @@ class Trainer:
     @classmethod
     def from_checkpoint(cls, path: str | Path, epochs: int | None = None,
                         out: str | Path | None = None, dataset: Dataset | None = None,
-                        expect: dict[str, Any] | None = None, **callbacks: Any) -> Trainer:
+                        expect: dict[str, Any] | None = None, device: str = "auto",
+                        **callbacks: Any) -> Trainer:
         """Resume the run saved in the checkpoint ``path`` (its settings, data and state),
-        optionally up to a new total of ``epochs``, saving to ``out`` (default: ``path``).
+        optionally up to a new total of ``epochs``, saving to ``out`` (default: ``path``),
+        on ``device`` ("auto", "cpu" or "cuda").
 
         ``expect``: settings the caller asked for; one that differs from the checkpoint's
         raises TrainingError (a resumed run keeps its settings, so it continues exactly).
         """
-        net, info = load_checkpoint(path)
+        net, info = load_checkpoint(path, device)
         if info.training is None or info.optimizer is None:
             raise TrainingError(f"{path}: holds no training state (a final model, not a "
                                 "checkpoint); resume from the checkpoint training wrote")
@@ -225,7 +229,7 @@ class Trainer:
                 raise TrainingError(f"{info.path}: cannot resume: {message}; the checkpoint is "
                                     "damaged: use another copy or start a new run")
         self.mean, self.std = info.mean, info.std
-        self.optimizer = info.optimizer.restore()
+        self.optimizer = info.optimizer.restore(self.net.device)
         self.schedule = LRSchedule.from_state(info.training.schedule)
         self.state = info.training
         self.shuffle_rng.bit_generator.state = self.state.rng_states["shuffle"]

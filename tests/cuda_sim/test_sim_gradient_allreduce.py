@@ -20,7 +20,7 @@ import pytest
 from numba import config
 
 from numbacnn import to_host
-from numbacnn.device import backend, is_device_array
+from numbacnn.device import is_device_array
 from numbacnn.layers import Conv2D, Dense
 from numbacnn.network import Network
 from numbacnn.training.distributed import GradientAllreduce, World
@@ -56,10 +56,10 @@ def reduce_on(cuda_aware: bool, monkeypatch: pytest.MonkeyPatch
     comm = DoublingComm()
     world = World(2, 0, 0, comm, cuda_aware=cuda_aware)
     monkeypatch.setattr(World, "_mpi", lambda self: MPI)
-    net = Network([Conv2D(2, 3), Dense(3)], input_shape=(1, 4, 4)).initialize(0)
+    net = Network([Conv2D(2, 3), Dense(3)], input_shape=(1, 4, 4), device=DEVICE).initialize(0)
     reduce = GradientAllreduce(world, net)
     gradient = np.arange(reduce.size, dtype=np.float32) + 1
-    backend().upload(gradient, reduce.flat)
+    net.backend().upload(gradient, reduce.flat)
     reduce()
     return reduce, comm, gradient
 

@@ -4,7 +4,7 @@
 Run by tests/test_cuda_simulator.py in a subprocess with NUMBA_ENABLE_CUDASIM=1 and
 NUMBACNN_DEVICE=cuda (the variable must be set before numba is imported); without it
 these tests skip themselves. The simulator runs each CUDA thread as a Python thread,
-so the shapes are tiny. Also checks that set_device("cuda") works, that to_device and
+so the shapes are tiny. Also checks that device "cuda" resolves, that to_device and
 to_host round-trip, and that activations stay device arrays from layer to layer.
 """
 
@@ -19,8 +19,9 @@ import reference as ref
 import reference_optim as ref_optim
 from layer_cases import REFERENCE_CASES, LayerCase
 
+import numbacnn
 import numbacnn.device
-from numbacnn import to_device, to_host
+from numbacnn import to_host
 from numbacnn.device import is_device_array
 from numbacnn.layers import (
     BatchNorm,
@@ -42,6 +43,11 @@ pytestmark = pytest.mark.skipif(
            "tests/test_cuda_simulator.py runs these in a subprocess")
 
 DEVICE = "cuda"  # read by the autouse fixture of tests/conftest.py
+
+
+def to_device(a: np.ndarray) -> object:
+    """``numbacnn.to_device`` onto this module's device (a lone layer's is set to it)."""
+    return numbacnn.to_device(a, DEVICE)
 
 
 def device_run(layer: Layer, x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -71,6 +77,7 @@ def test_layer_on_cuda_matches_reference(name: str, rng: np.random.Generator):
     case = CASES[name]
     shape = case.shape
     layer = case.make()
+    layer.device = DEVICE  # a lone layer runs on the CPU unless told
     layer.build(shape[1:])
     layer.init_params(rng, "he")
     params = {}
@@ -100,6 +107,7 @@ def test_batchnorm_on_cuda_running_statistics_and_inference(rng: np.random.Gener
     block-per-channel sums), then inference normalizes with them."""
     shape = (3, 2, 5, 3)
     layer = BatchNorm(momentum=0.6)
+    layer.device = DEVICE
     layer.build(shape[1:])
     layer.init_params(rng)
     mean, var = np.zeros(2), np.ones(2)
@@ -120,6 +128,7 @@ def test_loss_on_cuda_matches_reference(rng: np.random.Generator):
     logits = rng.standard_normal((3, 4)).astype(np.float32)
     labels = np.array([3, 0, 1])
     loss = SoftmaxCrossEntropy()
+    loss.device = DEVICE
     loss.build((4, 1, 1))
     value = loss.forward(to_device(logits.reshape(3, 4, 1, 1)), labels)
     assert value == pytest.approx(ref.softmax_cross_entropy_forward(logits, labels), rel=1e-5)
@@ -171,11 +180,14 @@ def test_optimizer_on_cuda_matches_reference(optimizer: str, rng: np.random.Gene
             checks.assert_close(to_host(dense.params[key]), w[key], what=f"{key}, step {t}")
 
 
-def test_set_device_cuda_selects_the_cuda_backend():
-    """Where numba.cuda is available (here: simulated) set_device("cuda") works."""
-    assert numbacnn.device.set_device("cuda") == "cuda"
-    assert numbacnn.device.get_device() == "cuda"
-    assert numbacnn.device.backend().name == "cuda"
+def test_device_cuda_selects_the_cuda_backend():
+    """Where numba.cuda is available (here: simulated) device "cuda" resolves, and "auto"
+    picks it for a network."""
+    assert numbacnn.device.resolve_device("cuda") == "cuda"
+    assert numbacnn.device.resolve_device("auto") == "cuda"
+    B = numbacnn.device.backend("cuda")
+    assert B.name == "cuda" and not B.on_host
+    assert Network([Dense(2)], input_shape=(3, 1, 1)).device == "cuda"
 
 
 def test_to_device_to_host_round_trip(rng: np.random.Generator):
@@ -230,10 +242,10 @@ def test_numba_sgemm_with_split_k_matches_numpy(trans_a: bool, trans_b: bool,
                                                 monkeypatch: pytest.MonkeyPatch):
     """The numba SGEMM, K cut into slices (split-K, then sum_splits), edges included."""
     from numbacnn.backends import cuda as B
-    from numbacnn.backends import sgemm
+    from numbacnn.backends import gemm_choice, sgemm
 
     monkeypatch.setattr(sgemm, "MIN_SPLIT_K", 8)  # 37 = 8 + 8 + 8 + 8 + 5: five slices
-    monkeypatch.setattr(B, "_gemm_impl", ["numba"])
+    monkeypatch.setattr(gemm_choice, "_gemm_impl", ["numba"])
     M, N, K = 5, 7, 37
     assert sgemm.split_count(M, N, K) > 1
     a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)

@@ -1,0 +1,94 @@
+"""How the CUDA backend launches its kernels: grid geometry and the launcher decorators.
+
+Each decorator compiles a kernel ``fn(n, *args)`` (without fastmath: ``tanh.approx.f32``
+and friends would break the CPU's tolerances) and returns ``launch(n, *args)``, which
+picks the grid from n, counts the launch (``cuda_dry_run.counters``), records it instead
+of running it in a dry run, and after the first launch of each signature bypasses
+numba's dispatcher (``launch.py``). ``launch.py_func`` is ``fn`` for ``compile_ptx``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from numba import config, cuda
+
+from numbacnn.backends import cuda_dry_run as dry
+from numbacnn.backends.launch import FastLaunch
+from numbacnn.errors import DeviceError
+
+THREADS_PER_BLOCK = 256
+MAX_BLOCKS = 65536
+REDUCE_THREADS = 256  # threads of a reduction block (a power of two)
+INDEX_LIMIT = 2**32  # kernels/index.py splits flat indices in unsigned 32-bit arithmetic
+
+
+def blocks(n: int) -> int:
+    """Blocks of THREADS_PER_BLOCK for one thread per element of n (at most MAX_BLOCKS)."""
+    return min(MAX_BLOCKS, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
+
+
+def _launcher(fn: Callable, blocks_for: Callable[[int, tuple], int], threads: int,
+              doc: str) -> Callable:
+    """Compile ``fn(n, *args)`` (no fastmath) and return ``launch(n, *args)``, which runs it
+    on ``blocks_for(n, args)`` blocks of ``threads`` (none when that is 0), records it in
+    a dry run, and counts it."""
+    kernel = cuda.jit(fastmath=False)(fn)
+    fast = None if config.ENABLE_CUDASIM else FastLaunch(kernel)
+
+    def launch(n: int, *args: Any) -> None:
+        dry.counters["launches"] += 1
+        if dry.active():
+            dry.record(fn, (n, *args))
+            return
+        count = blocks_for(n, args)
+        if count > 0:
+            if fast is None:
+                kernel[count, threads](n, *args)
+            else:
+                fast(count, threads, (n, *args))
+
+    launch.py_func = fn
+    launch.fastmath = False
+    launch.__name__ = fn.__name__
+    launch.__doc__ = doc
+    return launch
+
+
+def _element_blocks(fn: Callable, total: int) -> int:
+    """Blocks for one thread per element of ``total`` (grid-stride beyond MAX_BLOCKS)."""
+    if total >= INDEX_LIMIT:
+        raise DeviceError(f"{fn.__name__}: {total:,} elements exceed the GPU kernels' "
+                          "32-bit index arithmetic; use a smaller batch")
+    return blocks(total)
+
+
+def grid_stride(fn: Callable) -> Callable:
+    """Compile ``fn(n, *args)`` as a CUDA kernel; return a launcher ``launch(n, *args)``.
+
+    The launcher picks ⌈n / 256⌉ blocks of 256 threads (at most 65,536 blocks; the
+    grid-stride loop covers the rest).
+    """
+    return _launcher(fn, lambda n, args: _element_blocks(fn, n), THREADS_PER_BLOCK,
+                     f"Grid-stride CUDA launch of body {fn.__name__}_at over n elements.")
+
+
+def grid_stride_spans(fn: Callable) -> Callable:
+    """Like :func:`grid_stride` for ``fn(n, L, *args)``: n planes of L elements, one
+    thread per element (n·L threads)."""
+    return _launcher(fn, lambda n, args: _element_blocks(fn, n * args[0]), THREADS_PER_BLOCK,
+                     f"CUDA launch of span body {fn.__name__}_at, one thread per element.")
+
+
+def block_per_row(fn: Callable) -> Callable:
+    """Compile a reduction kernel ``fn(n, *args)`` that gives each of n rows to one block
+    of REDUCE_THREADS threads (at most 65,536 blocks, block-stride over the rest)."""
+    return _launcher(fn, lambda n, args: min(MAX_BLOCKS, n), REDUCE_THREADS,
+                     f"CUDA block-per-row reduction {fn.__name__}.")
+
+
+def one_block(fn: Callable) -> Callable:
+    """Compile a reduction kernel ``fn(n, *args)`` over n items run by a single block."""
+    return _launcher(fn, lambda n, args: 1 if n > 0 else 0, REDUCE_THREADS,
+                     f"CUDA one-block reduction {fn.__name__}.")

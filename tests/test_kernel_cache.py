@@ -1,0 +1,34 @@
+"""numba's cache folder is named after the sources of the cached CPU drivers: every backend
+file with an ``@njit(..., cache=True)`` function is hashed, so an edited body is never
+served stale from the cache (numba itself checks only the decorated function's file)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from numbacnn.backends import kernel_cache
+
+PACKAGE = Path(kernel_cache.__file__).resolve().parent.parent
+CACHED = re.compile(r"^@njit\([^)\n]*cache=True", re.MULTILINE)  # a decorator line
+
+
+def test_every_backend_file_with_cached_drivers_is_hashed():
+    found = {path.name for path in (PACKAGE / "backends").glob("*.py")
+             if CACHED.search(path.read_text())}
+    assert found == set(kernel_cache.CACHED_DRIVER_FILES)
+
+
+@pytest.mark.parametrize("edited", ["kernels/conv.py", "backends/cpu.py", "backends/cpu_conv.py"])
+def test_an_edited_source_changes_the_cache_folder(edited: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    for folder in ("kernels", "backends"):
+        shutil.copytree(PACKAGE / folder, tmp_path / folder)
+    monkeypatch.setattr(kernel_cache, "_PACKAGE", tmp_path)
+    before = kernel_cache.source_hash()
+    with open(tmp_path / edited, "a") as f:
+        f.write("# edited\n")
+    assert kernel_cache.source_hash() != before
