@@ -42,4 +42,4 @@ def test_the_lecture_notebook_runs_in_a_jupyter_kernel(tmp_path: Path) -> None:
         assert expected in printed, expected
     images = sum("image/png" in output.get("data", {}) for cell in notebook.cells
                  for output in cell.get("outputs", []))
-    assert images == 5  # activations, curves, confusion, filters, feature maps
+    assert images == 6  # convolution figure, activations, curves, confusion, filters, maps
