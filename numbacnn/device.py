@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.backends import cuda_dry_run
 from numbacnn.errors import DeviceError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -59,12 +58,20 @@ def resolve_device(name: str = "auto") -> str:
                           field="device")
     if name == "auto":
         return "cuda" if cuda_unavailable_reason() is None else "cpu"
-    if name == "cuda" and not cuda_dry_run.active():
+    if name == "cuda" and not _dry_run_active():
         reason = cuda_unavailable_reason()
         if reason is not None:
             raise DeviceError(f"device 'cuda' was asked for but {reason}; use device 'cpu'",
                               field="device")
     return name
+
+
+def _dry_run_active() -> bool:
+    """True inside ``backends.cuda_dry_run.dry_run()`` (tests without a GPU); imported
+    here, not at the top, so that building a network for its shapes imports no backend."""
+    from numbacnn.backends import cuda_dry_run
+
+    return cuda_dry_run.active()
 
 
 def backend(name: str) -> ModuleType:
