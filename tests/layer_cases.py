@@ -7,7 +7,8 @@ registry without a line here fails ``tests/test_layer_cases.py``; with the line 
 covered by:
 
 - the layer against its float64 reference (``tests/test_layers.py``) and the gradient
-  checks (``tests/test_gradients.py``), through ``tests/reference.py``'s ``REFERENCES``;
+  checks (``tests/test_gradients.py``), through ``tests/reference.py``'s ``REFERENCES``
+  (an elementwise activation gives its f and f′ in its case instead);
 - the CUDA kernels in the simulator (``tests/cuda_sim/test_sim_layers.py``) and the PTX
   compile drive (``tests/test_cuda_ptx.py``);
 - a tiny classifier around the layer (:meth:`LayerCase.network_spec`): ONNX export
@@ -20,6 +21,8 @@ Layers are made from spec text (``numbacnn.spec.parse_spec``), so a case names n
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numeric_checks as checks
@@ -38,6 +41,9 @@ class LayerCase:
     ``rtol``/``atol_scale``: float32 against the float64 reference
     (``numeric_checks.assert_close``). ``loss``: the layer closes a network (the softmax
     cross-entropy): it has no per-layer reference and comes last in a network.
+    ``elementwise``: for an activation y = f(x), the float64 functions (f, f′) of numpy
+    arrays; they are its reference (``tests/reference.py`` derives forward f(x) and
+    backward dy·f′(x)), so such a layer needs no entry in ``REFERENCES``.
     """
 
     layer: str
@@ -47,6 +53,8 @@ class LayerCase:
     rtol: float = 1e-4
     atol_scale: float = 1e-5
     loss: bool = False
+    elementwise: tuple[Callable[[np.ndarray], np.ndarray],
+                       Callable[[np.ndarray], np.ndarray]] | None = None
 
     @property
     def kind(self) -> str:
@@ -75,6 +83,8 @@ class LayerCase:
             return checks.away_from_zero(rng, shape)
         return (self.scale * rng.standard_normal(shape)).astype(np.float32)
 
+
+erf = np.vectorize(math.erf, otypes=[np.float64])  # float64 erf of an array, for references
 
 # One line per registered layer kind. Shapes are tiny: the CUDA simulator runs each GPU
 # thread as a Python thread, and the gradient check perturbs every input element.
