@@ -66,12 +66,14 @@ class LayerCase:
         (layer,) = parse_spec(self.layer).make_layers()
         return layer
 
-    def network_spec(self, classes: int = 3) -> str:
-        """A tiny classifier around the layer: the input line of ``shape``, the layer, then
-        ``fc classes`` (the loss after it instead)."""
+    def network_spec(self, classes: int = 3, before: str = "") -> str:
+        """A tiny classifier around the layer: the input line of ``shape``, ``before``
+        (shape-keeping layers, e.g. "tanh": then the layer's backward computes its input
+        gradient, which a first layer skips), the layer, then ``fc classes`` (the loss
+        after it instead)."""
         _, C, H, W = self.shape
         body = f"fc {classes}; {self.layer}" if self.loss else f"{self.layer}; fc {classes}"
-        return f"input {W}x{H}x{C}; {body}"
+        return f"input {W}x{H}x{C}; " + (f"{before}; " if before else "") + body
 
     def draw(self, rng: np.random.Generator, shape: tuple[int, ...] | None = None,
              ) -> np.ndarray:
