@@ -103,6 +103,9 @@ _CASES = [
     LayerCase("sigmoid", (2, 2, 3, 3)),
     LayerCase("tanh", (2, 2, 3, 3)),
     LayerCase("elu 0.5", (2, 2, 3, 3), "away"),
+    LayerCase("gelu", (2, 2, 3, 3), elementwise=(
+        lambda x: x * (1 + erf(x / 2 ** 0.5)) / 2,
+        lambda x: (1 + erf(x / 2 ** 0.5)) / 2 + x * np.exp(-x * x / 2) / (2 * np.pi) ** 0.5)),
     LayerCase("maxout 2", (1, 4, 2, 3), "distinct"),
     LayerCase("dropout 0.5", (2, 2, 3, 3)),
     LayerCase("softmax", (2, 4, 1, 1), loss=True),
