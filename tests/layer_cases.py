@@ -7,7 +7,8 @@ registry without a line here fails ``tests/test_layer_cases.py``; with the line 
 covered by:
 
 - the layer against its float64 reference (``tests/test_layers.py``) and the gradient
-  checks (``tests/test_gradients.py``), through ``tests/reference.py``'s ``REFERENCES``;
+  checks (``tests/test_gradients.py``), through ``tests/reference.py``'s ``REFERENCES``
+  (an elementwise activation gives its f and f′ in its case instead);
 - the CUDA kernels in the simulator (``tests/cuda_sim/test_sim_layers.py``) and the PTX
   compile drive (``tests/test_cuda_ptx.py``);
 - a tiny classifier around the layer (:meth:`LayerCase.network_spec`): ONNX export
@@ -20,6 +21,8 @@ Layers are made from spec text (``numbacnn.spec.parse_spec``), so a case names n
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numeric_checks as checks
@@ -38,6 +41,9 @@ class LayerCase:
     ``rtol``/``atol_scale``: float32 against the float64 reference
     (``numeric_checks.assert_close``). ``loss``: the layer closes a network (the softmax
     cross-entropy): it has no per-layer reference and comes last in a network.
+    ``elementwise``: for an activation y = f(x), the float64 functions (f, f′) of numpy
+    arrays; they are its reference (``tests/reference.py`` derives forward f(x) and
+    backward dy·f′(x)), so such a layer needs no entry in ``REFERENCES``.
     """
 
     layer: str
@@ -47,6 +53,8 @@ class LayerCase:
     rtol: float = 1e-4
     atol_scale: float = 1e-5
     loss: bool = False
+    elementwise: tuple[Callable[[np.ndarray], np.ndarray],
+                       Callable[[np.ndarray], np.ndarray]] | None = None
 
     @property
     def kind(self) -> str:
@@ -58,12 +66,14 @@ class LayerCase:
         (layer,) = parse_spec(self.layer).make_layers()
         return layer
 
-    def network_spec(self, classes: int = 3) -> str:
-        """A tiny classifier around the layer: the input line of ``shape``, the layer, then
-        ``fc classes`` (the loss after it instead)."""
+    def network_spec(self, classes: int = 3, before: str = "") -> str:
+        """A tiny classifier around the layer: the input line of ``shape``, ``before``
+        (shape-keeping layers, e.g. "tanh": then the layer's backward computes its input
+        gradient, which a first layer skips), the layer, then ``fc classes`` (the loss
+        after it instead)."""
         _, C, H, W = self.shape
         body = f"fc {classes}; {self.layer}" if self.loss else f"{self.layer}; fc {classes}"
-        return f"input {W}x{H}x{C}; {body}"
+        return f"input {W}x{H}x{C}; " + (f"{before}; " if before else "") + body
 
     def draw(self, rng: np.random.Generator, shape: tuple[int, ...] | None = None,
              ) -> np.ndarray:
@@ -75,6 +85,8 @@ class LayerCase:
             return checks.away_from_zero(rng, shape)
         return (self.scale * rng.standard_normal(shape)).astype(np.float32)
 
+
+erf = np.vectorize(math.erf, otypes=[np.float64])  # float64 erf of an array, for references
 
 # One line per registered layer kind. Shapes are tiny: the CUDA simulator runs each GPU
 # thread as a Python thread, and the gradient check perturbs every input element.
@@ -91,6 +103,9 @@ _CASES = [
     LayerCase("sigmoid", (2, 2, 3, 3)),
     LayerCase("tanh", (2, 2, 3, 3)),
     LayerCase("elu 0.5", (2, 2, 3, 3), "away"),
+    LayerCase("gelu", (2, 2, 3, 3), elementwise=(
+        lambda x: x * (1 + erf(x / 2 ** 0.5)) / 2,
+        lambda x: (1 + erf(x / 2 ** 0.5)) / 2 + x * np.exp(-x * x / 2) / (2 * np.pi) ** 0.5)),
     LayerCase("maxout 2", (1, 4, 2, 3), "distinct"),
     LayerCase("dropout 0.5", (2, 2, 3, 3)),
     LayerCase("softmax", (2, 4, 1, 1), loss=True),

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from layer_cases import LAYER_CASES
 
 # --- convolution ----------------------------------------------------------------------
 
@@ -424,6 +425,19 @@ REFERENCES: dict[str, Reference] = {
     "elu": Reference(lambda L, x, p, m: elu_forward(x, L.alpha),
                      lambda L, x, dy, p, m: (elu_backward(x, dy, L.alpha), {})),
 }
+
+
+def _elementwise(f: Callable[[np.ndarray], np.ndarray],
+                 df: Callable[[np.ndarray], np.ndarray]) -> Reference:
+    """The reference of y = f(x): forward f(x), backward dy·f′(x), in float64."""
+    return Reference(lambda L, x, p, m: f(np.asarray(x, np.float64)),
+                     lambda L, x, dy, p, m: (np.asarray(dy, np.float64)
+                                             * df(np.asarray(x, np.float64)), {}))
+
+
+# ... and the elementwise activations whose case gives its (f, f′).
+REFERENCES.update({kind: _elementwise(*case.elementwise) for kind, case in LAYER_CASES.items()
+                   if case.elementwise is not None})
 
 
 def _named(arrays: tuple[np.ndarray, ...], *keys: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:

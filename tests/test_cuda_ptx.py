@@ -103,8 +103,9 @@ def drive_every_kernel() -> list[Record]:
         for optimizer in (SGD(), Adam()):
             optimizer.step(net, 0.01)
         net.predict_proba(x)
-        for case in LAYER_CASES.values():  # each layer kind alone (tests/layer_cases.py)
-            alone = Network.from_spec(case.network_spec(classes=3),
+        for case in LAYER_CASES.values():  # each layer kind (tests/layer_cases.py), after a
+            # tanh so that its backward kernel computes dx (a first layer's skips it)
+            alone = Network.from_spec(case.network_spec(classes=3, before="tanh"),
                                       device="cuda").initialize(seed=1)
             alone.train_step(case.draw(rng), np.arange(case.shape[0]) % 3)
         B = cuda_backend

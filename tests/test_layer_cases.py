@@ -24,7 +24,8 @@ def test_every_registered_layer_kind_has_exactly_one_case():
 def test_every_case_but_the_loss_has_a_float64_reference():
     missing = sorted(set(REFERENCE_CASES) - set(ref.REFERENCES))
     unused = sorted(set(ref.REFERENCES) - set(REFERENCE_CASES))
-    assert not missing, f"layer kinds without an entry in tests/reference.py's REFERENCES: " \
+    assert not missing, f"layer kinds without a reference (an entry in tests/reference.py's " \
+                        f"REFERENCES, or elementwise=(f, f′) in the case): " \
                         f"{missing}"
     assert not unused, f"REFERENCES entries without a case in tests/layer_cases.py: {unused}"
 

@@ -379,6 +379,16 @@ def elu_backward(n, dx, dy, x, y, alpha):
         elementwise.elu_backward_at(i, dx, dy, x, y, alpha)
 
 @njit(parallel=True, fastmath=True, cache=True)
+def gelu_forward(n, y, x):
+    for i in prange(n):
+        elementwise.gelu_forward_at(i, y, x)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def gelu_backward(n, dx, dy, x):
+    for i in prange(n):
+        elementwise.gelu_backward_at(i, dx, dy, x)
+
+@njit(parallel=True, fastmath=True, cache=True)
 def multiply(n, out, a, b):
     for i in prange(n):
         elementwise.multiply_at(i, out, a, b)

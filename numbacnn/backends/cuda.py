@@ -392,6 +392,16 @@ def elu_backward(n, dx, dy, x, y, alpha):
         elementwise.elu_backward_at(i, dx, dy, x, y, alpha)
 
 @grid_stride
+def gelu_forward(n, y, x):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        elementwise.gelu_forward_at(i, y, x)
+
+@grid_stride
+def gelu_backward(n, dx, dy, x):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        elementwise.gelu_backward_at(i, dx, dy, x)
+
+@grid_stride
 def multiply(n, out, a, b):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         elementwise.multiply_at(i, out, a, b)

@@ -70,6 +70,22 @@ def elu_backward_at(i, dx, dy, x, y, alpha):
 
 
 @njit(inline="always")
+def gelu_forward_at(i, y, x):
+    """GELU, exact: x·Φ(x) = x/2 · (1 + erf(x/√2))."""
+    v = x[i]
+    y[i] = np.float32(0.5) * v * (np.float32(1.0) + math.erf(v * np.float32(0.70710678)))
+
+
+@njit(inline="always")
+def gelu_backward_at(i, dx, dy, x):
+    """dGELU/dx = Φ(x) + x·φ(x), φ(x) = exp(−x²/2)/√(2π)."""
+    v = x[i]
+    cdf = np.float32(0.5) * (np.float32(1.0) + math.erf(v * np.float32(0.70710678)))
+    pdf = np.float32(0.39894228) * math.exp(np.float32(-0.5) * v * v)
+    dx[i] = dy[i] * (cdf + v * pdf)
+
+
+@njit(inline="always")
 def multiply_at(i, out, a, b):
     """out[i] = a[i]·b[i] (dropout's backward: dy times the kept-and-scaled mask)."""
     out[i] = a[i] * b[i]

@@ -1,4 +1,4 @@
-"""Elementwise activations: ReLU, LeakyReLU, Sigmoid, Tanh, ELU, and Maxout.
+"""Elementwise activations: ReLU, LeakyReLU, Sigmoid, Tanh, ELU, GELU, and Maxout.
 
 Shape-preserving (Maxout divides the channels by `pieces`), no parameters.
 Bodies: ``numbacnn/kernels/elementwise.py`` and ``numbacnn/kernels/maxout.py``.
@@ -127,6 +127,23 @@ class Tanh(_Elementwise):
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
         """ONNX export: Tanh."""
         return builder.node("Tanh", [input_name])
+
+
+@register
+class GELU(_Elementwise):
+    """x·Φ(x), Φ the standard normal's CDF (exact, with erf; not the tanh approximation)."""
+
+    syntax = LayerSyntax("gelu")
+    drivers = ("gelu_forward", "gelu_backward")
+    torch_name = "GELU"
+
+    def onnx_nodes(self, builder: Any, input_name: str) -> str:
+        """ONNX export: x · (erf(x/√2) + 1) · ½ written out (the Gelu operator needs opset 20)."""
+        scaled = builder.node("Div", [input_name, builder.constant("sqrt2", np.float32(2 ** 0.5))])
+        one = builder.constant("one", np.float32(1.0))
+        cdf2 = builder.node("Add", [builder.node("Erf", [scaled]), one])
+        half = builder.constant("half", np.float32(0.5))
+        return builder.node("Mul", [builder.node("Mul", [input_name, cdf2]), half])
 
 
 @register
