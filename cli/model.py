@@ -58,6 +58,8 @@ def evaluate(models: tuple[Path, ...], data: str | None, split: str, ensemble: b
         refuse_spec_as_model(model)
     set_device(device)
     loaded = _load_models(models)
+    for net, _ in loaded:  # a model file whose network ends in a volume: no class scores
+        net.require_scores()
     source = data or trained_on(loaded[0][1])
     dataset = load_dataset(source)
     if len(loaded) > 1 and not ensemble:

@@ -142,7 +142,7 @@ def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
         from numbacnn_cli.spec_models import is_spec, untrained_model
 
         untrained = what == "features" and is_spec(source)
-        net, info = untrained_model(str(source), seed) if untrained else load_model(source)
+        net, info = untrained_model(str(source), seed, device) if untrained else load_model(source)
         draw = {"curves": _curves, "filters": _filters, "features": _features,
                 "confusion": _confusion, ACTIVATIONS: _activations}[what]
         figure = draw(net, info, source=source, data=data, split=split, image=image,

@@ -35,14 +35,15 @@ def is_spec(source: str | Path) -> bool:
     return text.strip() in list_presets() or bool(words) and words[0].lower() in keywords()
 
 
-def untrained_model(spec: str, seed: int) -> tuple[Any, Any]:
-    """(network, ModelInfo) of ``spec`` with He-initialized weights drawn from ``seed``:
+def untrained_model(spec: str, seed: int, device: str | None = None) -> tuple[Any, Any]:
+    """(network, ModelInfo) of ``spec`` with He-initialized weights drawn from ``seed``
+    on ``device`` ("auto", "cpu" or "cuda"; None: the network's default):
     no class names, no training settings; its normalization (``mean``/``std``) is set by
     :func:`normalize_by_image` once the image to show is known."""
     from numbacnn.io.model_file import ModelInfo
     from numbacnn.network import Network
 
-    net = Network.from_spec(spec).initialize(seed=seed, init="he")
+    net = Network.from_spec(spec).initialize(seed=seed, init="he", device=device)
     C = net.input_shape[0]
     info = ModelInfo(spec_text=net.spec_text or spec, input_shape=net.input_shape,
                      class_names=[], mean=np.zeros(C, np.float32),

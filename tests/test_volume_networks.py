@@ -15,6 +15,7 @@ from helpers import assert_ok, assert_one_error, quadrant_images, run
 import numbacnn
 from numbacnn.device import to_device, to_host
 from numbacnn.errors import ShapeError
+from numbacnn.io.model_file import ModelInfo, save_model
 from numbacnn.tools import activation_stats, layer_pictures
 from numbacnn.training.profiler import STAND_IN_LOSS, format_profile, profile_spec
 
@@ -100,7 +101,13 @@ def test_train_refuses_before_loading_data(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_evaluate_refuses_a_spec() -> None:
+def test_evaluate_refuses_a_spec_and_a_model_file_of_one(tmp_path: Path) -> None:
+    net = lecture_net()
+    info = ModelInfo(spec_text=net.spec_text, input_shape=net.input_shape,
+                     class_names=[str(k) for k in range(10)], mean=np.zeros(3, np.float32),
+                     std=np.ones(3, np.float32))
+    save_model(tmp_path / "volume.h5", net, info)  # written by hand: train writes none
+    assert_one_error(run("evaluate", tmp_path / "volume.h5"), LECTURE)
     assert_one_error(run("evaluate", "lecture-example"), LECTURE)
     assert_one_error(run("evaluate", SMALL), SMALL_ERROR)
     assert_one_error(run("evaluate", "fmnist"), "fmnist: is a spec, not a model file",
