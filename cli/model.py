@@ -50,10 +50,16 @@ def evaluate(models: tuple[Path, ...], data: str | None, split: str, ensemble: b
     accuracy of their ensemble (the mean of their probabilities) are shown; the
     per-class table and the confusion matrix are then the ensemble's.
     """
+    from numbacnn_cli.spec_models import refuse_spec_as_model
+
     from numbacnn.io.dataset_files import load_dataset
     from numbacnn.tools.scoring import score_dataset, trained_on
 
+    for model in models:  # a spec given for a model: its one line, before any data loads
+        refuse_spec_as_model(model)
     loaded = _load_models(models, device)
+    for net, _ in loaded:  # a model file whose network ends in a volume: no class scores
+        net.require_scores()
     source = data or trained_on(loaded[0][1])
     dataset = load_dataset(source)
     if len(loaded) > 1 and not ensemble:

@@ -93,12 +93,14 @@ class _PlotCommand(click.Command):
               help="curves: score the model on the test split of --data and draw it.")
 @click.option("--per-step", is_flag=True, help="curves: draw the training loss logged "
               "within epochs (every few steps), not only per epoch.")
+@click.option("--seed", type=int_range(SEEDS), default=0, show_default=True,
+              help="features of a SPEC: seed of its untrained (He-initialized) weights.")
 @batch_option
 @device_option()
 def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
          size: tuple[int, int] | None, dpi: int, data: str | None,
          split: str, image: str, maps: int, layer: int | None, rgb: bool, test_accuracy: bool,
-         per_step: bool,
+         per_step: bool, seed: int,
          batch_size: int, device: str) -> None:
     """Draw WHAT about MODEL into a PNG, SVG or PDF file (-o).
 
@@ -107,7 +109,8 @@ def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
                several MODELs: their runs overlaid, each labelled by what differs
     filters    a conv layer's filters (--layer N) on one scale centred at 0
     features   one image (--image), its activation maps after each conv and pool layer
-               (one colour scale per layer) and its class probabilities
+               (one colour scale per layer) and its class probabilities; MODEL may
+               be a SPEC (preset, file, text): its untrained network (He init, --seed)
     confusion  the confusion matrix on --data's --split, with per-class accuracy
     bench      per-layer forward/backward times; MODEL is a numbacnn bench --json file
     activations  histograms of each layer's outputs and their gradients on one batch
@@ -134,12 +137,16 @@ def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
         from numbacnn.io.model_file import load_model
 
         quick = what == "filters" or (what == "curves" and not test_accuracy)
-        net, info = load_model(source, "cpu" if quick else device)  # quick: no GPU needed
+        from numbacnn_cli.spec_models import is_spec, untrained_model
+
+        untrained = what == "features" and is_spec(source)
+        net, info = (untrained_model(str(source), seed, device) if untrained
+                     else load_model(source, "cpu" if quick else device))  # quick: no GPU
         draw = {"curves": _curves, "filters": _filters, "features": _features,
                 "confusion": _confusion, ACTIVATIONS: _activations}[what]
         figure = draw(net, info, source=source, data=data, split=split, image=image,
                       maps=maps, layer=layer, rgb=rgb, test_accuracy=test_accuracy,
-                      per_step=per_step,
+                      per_step=per_step, untrained_seed=seed if untrained else None,
                       batch_size=batch_size)
     width, height = plots.save_figure(figure, output, size, dpi)
     click.echo(f"wrote {output}: {what} of {source}, {width}x{height} pixels")
@@ -262,32 +269,45 @@ def _filters(net: Any, info: Any, *, source: Path, layer: int | None, maps: int,
 
 
 def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str, image: str,
-              maps: int, **_: Any) -> Any:
+              maps: int, untrained_seed: int | None, **_: Any) -> Any:
     from numbacnn.errors import DataError
     from numbacnn.io.images import load_images
     from numbacnn.tools import layer_pictures
 
+    name = source.name if untrained_seed is None else str(source)
     if image.isdigit():
+        if untrained_seed is not None and data is None:
+            raise DataError(f"--image {image}: a spec has no dataset of its own; give --data "
+                            "DATASET, or an image file as --image", field="data")
         where = _dataset_source(info, data)
         images, labels = load_images(where, info.input_shape, split)
         n = int(image)
         if n >= len(images):
             raise DataError(f"--image {n}: {where} ({split} split) has {len(images)} images "
                             f"(0…{len(images) - 1}); give a smaller index")
-        picked = images[n:n + 1]
-        label = "" if labels is None else f", true class {info.class_names[int(labels[n])]}"
-        title = f"{source.name}: image {n} of {where} ({split}){label}"
+        picked, shown_as = images[n:n + 1], f"{where} ({split} split)"
+        label = ("" if labels is None or not info.class_names
+                 else f", true class {info.class_names[int(labels[n])]}")
+        title = f"{name}: image {n} of {where} ({split}){label}"
     else:
         picked = load_images(image, info.input_shape, split)[0][:1]
         if len(picked) == 0:
             raise DataError(f"--image {image}: holds no image; give a file with one")
-        title = f"{source.name}: {Path(image).name}"
-    x = info.normalize(picked, image)  # 1×C×H×W float32
+        title, shown_as = f"{name}: {Path(image).name}", image
+    if untrained_seed is not None:
+        from numbacnn_cli.spec_models import normalize_by_image
+
+        normalize_by_image(info, picked[0])
+        title += f"\nuntrained: He-initialized weights, seed {untrained_seed}"
+    x = info.normalize(picked, shown_as)  # 1×C×H×W float32
     volumes = layer_pictures.activation_maps(net, x)
+    if not net.ends_in_scores:  # a network that ends in a volume: its maps are the picture
+        return layer_pictures.features_figure(picked[0], volumes, maps, title=title)
     proba = net.predict_proba(x)[0]
-    title += f", predicted {info.class_names[int(proba.argmax())]} ({100 * proba.max():.1f}%)"
+    names = info.class_names or [str(k) for k in range(len(proba))]
+    title += f", predicted {names[int(proba.argmax())]} ({100 * proba.max():.1f}%)"
     return layer_pictures.features_figure(picked[0], volumes, maps, title=title,
-                                          probabilities=proba, class_names=info.class_names)
+                                          probabilities=proba, class_names=names)
 
 
 def _confusion(net: Any, info: Any, *, source: Path, data: str | None, split: str,

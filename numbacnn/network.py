@@ -17,6 +17,7 @@ import numpy as np
 
 from numbacnn.device import backend, resolve_device, to_host
 from numbacnn.errors import ShapeError
+from numbacnn.geometry import volume
 from numbacnn.layers import Layer, SoftmaxCrossEntropy
 from numbacnn.layers.base import Shape
 
@@ -116,7 +117,23 @@ class Network:
         return self.layers[-1].output_shape if self.layers else self.input_shape  # type: ignore[return-value]
 
     @property
+    def ends_in_scores(self) -> bool:
+        """Whether the network gives class scores 1×1×K (its loss is built on them); a
+        network that ends in a volume W×H×D runs forward but cannot classify or train."""
+        return self.loss.input_shape is not None
+
+    def require_scores(self) -> None:
+        """ShapeError unless the network ends in class scores: what classifying, the loss
+        and training need (a built network that ends in a volume is refused)."""
+        if self.input_shape is not None and not self.ends_in_scores:
+            # 10: the classes of the bundled datasets; the message says which line to add
+            raise ShapeError(f"this network ends in a {volume(self.output_shape)} volume, not "
+                             'class scores: add "fc 10; softmax" to classify')
+
+    @property
     def num_classes(self) -> int:
+        """K of the class scores 1×1×K (ShapeError for a network that ends in a volume)."""
+        self.require_scores()
         return self.output_shape[0]
 
     def initialize(self, seed: int = 0, init: str = "he", device: str | None = None) -> Network:
@@ -132,7 +149,8 @@ class Network:
         return self
 
     def forward(self, x: Any, training: bool = True, timer: LayerTimer | None = None) -> Any:
-        """Logits N×K×1×1 (a device array) for a batch x of N×C×H×W; ``timer`` (see
+        """Logits N×K×1×1 (a device array) for a batch x of N×C×H×W, or the output volume
+        N×D×H×W of a network that ends in one; ``timer`` (see
         :mod:`numbacnn.training.profiler`) times each layer's call."""
         if training:
             self.step += 1
@@ -146,7 +164,10 @@ class Network:
 
     def backward(self, dlogits: Any = None, timer: LayerTimer | None = None) -> None:
         """Backpropagate from the loss (or from ``dlogits``), filling every layer's grads;
-        ``timer`` times the loss's and each layer's call."""
+        ``timer`` times the loss's and each layer's call. A network that ends in a volume
+        (no loss) needs ``dlogits``: the gradient of its output N×D×H×W."""
+        if dlogits is None:
+            self.require_scores()
         with _timed(timer, len(self.layers), "backward"):
             dy = self.loss.backward() if dlogits is None else dlogits
         for index in range(len(self.layers) - 1, -1, -1):
@@ -155,6 +176,7 @@ class Network:
 
     def train_step(self, x: Any, labels: Any) -> float:
         """Forward, loss and backward for one batch; returns the mean loss (read back)."""
+        self.require_scores()
         loss = self.loss.forward(self.forward(x, training=True), labels)
         self.backward()
         return loss
@@ -166,6 +188,7 @@ class Network:
         batch's loss sum and correct predictions are added to it on the device.
         ``timer`` (see :mod:`numbacnn.training.profiler`) times every layer's and the
         loss's calls."""
+        self.require_scores()
         logits = self.forward(x, training=True, timer=timer)
         with _timed(timer, len(self.layers), "forward"):
             self.loss.forward_on_device(logits, labels)
@@ -184,6 +207,7 @@ class Network:
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Class probabilities N×K on the host, for normalized float32 images N×C×H×W."""
+        self.require_scores()
         out = []
         B = self.backend()
         staging = None

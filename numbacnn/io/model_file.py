@@ -285,7 +285,7 @@ def _read_model(f: h5py.File, path: Path, device: str,
     )
     if not np.all(info.std > 0):
         raise Damaged(f"the normalization needs {C} positive stds, got {_numbers(info.std)}")
-    if len(info.class_names) != net.num_classes:
+    if net.ends_in_scores and len(info.class_names) != net.num_classes:  # a volume: no K
         raise Damaged(f"{len(info.class_names)} class names for {net.num_classes} outputs")
     if "training" in f:
         info.settings = json_object_attr(group(f, "training").attrs, "settings", "training")

@@ -86,6 +86,7 @@ def layer_statistics(net: Any, x: np.ndarray, labels: np.ndarray) -> list[LayerS
     mean cross-entropy of the int ``labels`` (N,) with respect to them. Leaves the
     network's weights and running statistics as they were (its gradients are
     overwritten)."""
+    net.require_scores()  # the gradients are the cross-entropy's: a network that classifies
     labels = np.asarray(labels)
     if len(x) == 0 or len(labels) != len(x):
         raise PlotError(f"activation statistics need a batch of images with one label each, "

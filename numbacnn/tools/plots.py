@@ -221,7 +221,8 @@ def bench_figure(result: dict[str, Any], where: str = "the bench result") -> Any
         sides = [("numbacnn", net)]
         if torch.get("layers") and len(torch["layers"]) == len(net["layers"]):
             sides.append(("PyTorch", torch))
-        labels = [f"{row['index']}: {row['layer']}" for row in net["layers"]] + ["softmax loss"]
+        labels = [f"{row['index']}: {row['layer']}" for row in net["layers"]] + [
+            net.get("loss_name", "softmax loss")]
         y = np.arange(len(labels))
         height = 0.8 / len(sides)
         for s, (name, side) in enumerate(sides):

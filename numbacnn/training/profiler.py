@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 # Learning rate of the profiled SGD steps: small, so that random data cannot drive the
 # weights to NaN
 LEARNING_RATE = 1e-3
+STAND_IN_LOSS = "mean of output (stand-in)"  # the loss row of a network without class scores
 PHASES = ("forward", "backward")
 
 
@@ -150,18 +151,34 @@ def profile_training(net: Network, batch: int, iterations: int = 10, warmup: int
     With ``layers``, ``iterations`` steps are timed layer by layer (:func:`layer_table`'s
     keys, plus ``fused``); then ``iterations`` whole steps give ``train`` (images/s, ms per
     step). Each step is forward, loss, backward and an SGD update (momentum 0.9, weight
-    decay 5e-4) on one random batch of ``batch`` images, as the trainer runs it.
+    decay 5e-4) on one random batch of ``batch`` images, as the trainer runs it. A network
+    that ends in a volume has no loss: its backward starts from the gradient of the mean
+    of its output (``loss_name`` in the profile says so).
     """
     from numbacnn.training.optim import SGD
 
     B = net.backend()
     optimizer = SGD(momentum=0.9, weight_decay=5e-4)
-    x_host, labels_host = random_batch(net.input_shape, net.num_classes, batch, seed)
+    scores = net.ends_in_scores
+    x_host, labels_host = random_batch(net.input_shape, net.num_classes if scores else 1,
+                                       batch, seed)
     x, labels = B.to_device(x_host), B.to_device(labels_host)
     stats = B.zeros((2,))
+    # a network that ends in a volume has no loss: backward starts from the gradient of a
+    # stand-in, the mean of its output (every element 1/(N·D·H·W))
+    d_output = None if scores else B.to_device(
+        np.full((batch, *net.output_shape), 1.0 / (batch * np.prod(net.output_shape)),
+                np.float32))
+
+    def passes(timer: LayerTimer | None = None) -> None:
+        if scores:
+            net.train_step_on_device(x, labels, stats, timer=timer)
+        else:
+            net.forward(x, training=True, timer=timer)
+            net.backward(d_output, timer=timer)
 
     def step() -> None:
-        net.train_step_on_device(x, labels, stats)
+        passes()
         optimizer.step(net, learning_rate)
 
     profile: dict[str, Any] = {
@@ -170,12 +187,14 @@ def profile_training(net: Network, batch: int, iterations: int = 10, warmup: int
         "iterations": iterations, "warmup": warmup, "params": int(net.num_params()),
         "gflop_per_image": sum(layer.flops() for layer in net.layers) / 1e9,
     }
+    if not scores:
+        profile["loss_name"] = STAND_IN_LOSS
     warmup_seconds = time_steps(step, B.synchronize, max(1, warmup))
     if layers:
         timer = LayerTimer(len(net.layers), B.synchronize)
         update_s = 0.0
         for _ in range(iterations):
-            net.train_step_on_device(x, labels, stats, timer=timer)
+            passes(timer)
             start = clock(B.synchronize)
             optimizer.step(net, learning_rate)
             update_s += clock(B.synchronize) - start
@@ -227,8 +246,9 @@ def layer_table_lines(profile: dict[str, Any]) -> list[str]:
                      f"{row['forward_ms']:>9.3f} {row['backward_ms']:>9.3f} "
                      f"{row['percent']:>5.1f}%")
     loss, update, total = profile["loss"], profile["update"], profile["total"]
+    loss_name = profile.get("loss_name", "softmax loss")  # a stand-in without class scores
     for name, forward, backward, percent in (
-            ("softmax loss", loss["forward_ms"], loss["backward_ms"], loss["percent"]),
+            (loss_name, loss["forward_ms"], loss["backward_ms"], loss["percent"]),
             ("sgd update", update["ms"], 0.0, update["percent"])):
         lines.append(f"{'':>3}  {name:<34} {'':>10} {forward:>9.3f} {backward:>9.3f} "
                      f"{percent:>5.1f}%")
@@ -254,7 +274,11 @@ def warmup_line(profile: dict[str, Any]) -> str:
 
 
 def format_profile(profile: dict[str, Any]) -> str:
-    """A profile as text: heading, the per-layer table (when timed), throughput, warm-up."""
+    """A profile as text: heading, the per-layer table (when timed), throughput, warm-up;
+    for a network without class scores, a line saying what its backward started from."""
     table = layer_table_lines(profile) if "layers" in profile else []
-    return "\n".join([profile_heading(profile), *table, throughput_line(profile),
+    note = ([] if "loss_name" not in profile else
+            ["no class scores (ends in a volume): backward starts from a stand-in loss, the",
+             "mean of the output; add \"fc 10; softmax\" to time a classifier's training"])
+    return "\n".join([profile_heading(profile), *note, *table, throughput_line(profile),
                       warmup_line(profile)])

@@ -152,6 +152,7 @@ class Trainer:
         if out is not None:
             check_model_writable(Path(out))  # before the network is built and the data loaded
         net = Network.from_spec(settings.spec, device=device)
+        net.require_scores()  # a network that ends in a volume: refused before the data loads
         if dataset is None:
             dataset = load_dataset(settings.data)
         return cls(net, dataset, settings, out=out, **callbacks)
