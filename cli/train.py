@@ -189,6 +189,7 @@ def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: 
     else:
         _refuse_overwrite(out or DEFAULT_OUT, force)
         trainer = _start(spec, out or DEFAULT_OUT, chosen, progress)
+    _compile_kernels(trainer)
     started = time.perf_counter()
     try:
         trainer.run()
@@ -281,6 +282,20 @@ def _header(trainer: Any) -> None:
                f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {_inits(trainer)}, augment "
                f"{'on' if s.augment else 'off'}, seed {s.seed}, device {get_device()} "
                f"({precision()}){ranks}, checkpoint {trainer.out}")
+
+
+def _compile_kernels(trainer: Any) -> None:
+    """Say so before numba compiles the CPU drivers (a first run: seconds with no other
+    sign of life), then compile them on all cores (numbacnn.training.warmup)."""
+    from numbacnn.training.warmup import compile_plan
+
+    plan = compile_plan(trainer)
+    if plan is None:
+        return
+    cores = f", {plan.workers} cores" if plan.parallel else ""
+    click.echo(f"compiling the CPU kernels for this machine (first run only, "
+               f"~{plan.seconds:.0f} s{cores})")
+    plan.run()
 
 
 def _inits(trainer: Any) -> str:
