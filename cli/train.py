@@ -295,7 +295,12 @@ def _compile_kernels(trainer: Any) -> None:
     cores = f", {plan.workers} cores" if plan.parallel else ""
     click.echo(f"compiling the CPU kernels for this machine (first run only, "
                f"~{plan.seconds:.0f} s{cores})")
-    plan.run()
+    try:
+        plan.run()
+    except KeyboardInterrupt:
+        click.echo("stopped while compiling, before the first step: nothing was trained or "
+                   "written", err=True)
+        click.get_current_context().exit(130)
 
 
 def _inits(trainer: Any) -> str:

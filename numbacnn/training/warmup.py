@@ -145,12 +145,18 @@ class CompilePlan:
             workers.append(subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(job)],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                             stdin=subprocess.DEVNULL, text=True))
-        for worker in workers:
-            _, errors = worker.communicate()
-            if worker.returncode != 0:  # the run compiles what is missing on its own
-                failed = errors.strip().splitlines()[-1:] or [f"exit {worker.returncode}"]
-                warnings.warn(f"compiling the CPU drivers in parallel failed ({failed[0]}); "
-                              "they compile on their first call instead", stacklevel=2)
+        try:
+            for worker in workers:
+                _, errors = worker.communicate()
+                if worker.returncode != 0:  # the run compiles what is missing on its own
+                    failed = errors.strip().splitlines()[-1:] or [f"exit {worker.returncode}"]
+                    warnings.warn(f"compiling the CPU drivers in parallel failed ({failed[0]}); "
+                                  "they compile on their first call instead", stacklevel=2)
+        finally:  # Ctrl-C or an error here: no compiler is left running
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
         return time.perf_counter() - started
 
 
