@@ -95,6 +95,10 @@ def test_the_run_loads_every_driver_the_workers_compiled(tmp_path: Path) -> None
     assert {"_gemm_in_parts", "relu_forward", "relu_backward", "softmax_cross_entropy_forward",
             "sgd_momentum", "batch_stats"} <= set(result["planned"])
     assert set(result["planned"]) <= {name for name, (hits, _) in drivers.items() if hits}
+    # what the workers' run called is kept beside the cache, for the next run's check
+    remembered = list((tmp_path / "cache").glob("*/runs/*.json"))
+    assert len(remembered) == 1 and set(json.loads(remembered[0].read_text())) == set(
+        result["planned"])
     # the check itself: without the workers every driver is compiled by the run
     cold = json.loads(run_python(CHECK_LOADS, tmp_path / "other", SPEC, str(data),
                                  "0").stdout)

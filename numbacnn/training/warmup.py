@@ -17,6 +17,7 @@ shared cache, and the run then loads them all from there.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,7 +48,7 @@ START_SECONDS = 1.5  # a spawned process imports numpy, numba and numbacnn
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
 TRAINER_DRIVERS = ("fill", "batch_stats")  # the trainer's own calls (sums of loss, accuracy)
 WORKER = ("import json, sys; from numbacnn.training.warmup import compile_share; "
-          "compile_share(**json.loads(sys.argv[1]))")
+          "print(json.dumps(compile_share(**json.loads(sys.argv[1]))))")
 ENV_SWITCH = "NUMBACNN_PARALLEL_COMPILE"  # "0": let each driver compile on its first call
 
 
@@ -143,15 +145,19 @@ class CompilePlan:
             # a new interpreter, not multiprocessing's: that would run the caller's
             # __main__ again (a script without a __main__ guard would start over)
             workers.append(subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(job)],
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                             stdin=subprocess.DEVNULL, text=True))
+        used: set[str] = set()
         try:
             for worker in workers:
-                _, errors = worker.communicate()
+                output, errors = worker.communicate()
                 if worker.returncode != 0:  # the run compiles what is missing on its own
                     failed = errors.strip().splitlines()[-1:] or [f"exit {worker.returncode}"]
                     warnings.warn(f"compiling the CPU drivers in parallel failed ({failed[0]}); "
                                   "they compile on their first call instead", stacklevel=2)
+                    return time.perf_counter() - started
+                used.update(json.loads(output.strip().splitlines()[-1]))
+            _remember_drivers(self.spec_text, self.settings, sorted(used))
         finally:  # Ctrl-C or an error here: no compiler is left running
             for worker in workers:
                 if worker.poll() is None:
@@ -165,7 +171,11 @@ def compile_plan(trainer: Any) -> CompilePlan | None:
     the network does not run on the CPU or numba's cache holds every driver it calls."""
     if trainer.net.backend().name != "cpu":
         return None
-    missing = [name for name, d in drivers_of(trainer).items() if not kernel_cache.holds(d)]
+    drivers = drivers_of(trainer)
+    used = _remembered_drivers(getattr(trainer.net, "spec_text", None), asdict(trainer.settings))
+    if used is not None:  # what a copy of this run called, where the layers do not say
+        drivers = _named_dispatchers(used) or drivers
+    missing = [name for name, d in drivers.items() if not kernel_cache.holds(d)]
     if not missing:
         return None
     workers = min(cpu_count(), len(missing))
@@ -182,19 +192,65 @@ def compile_plan(trainer: Any) -> CompilePlan | None:
     return plan
 
 
-def _replace_drivers(skip: list[str]) -> None:
-    """In this process, make the drivers named in ``skip`` no-ops (they are another
-    process's share) and ``empty`` hand out zeros, so that indices read from arrays
-    those drivers would have written (max-pooling's argmax) stay in bounds."""
+def _run_file(spec_text: str | None, settings: dict[str, Any]) -> Path | None:
+    """Where the drivers a run of this network and optimizer calls are listed."""
+    if spec_text is None:
+        return None
+    key = hashlib.sha1(f"{spec_text}\n{settings.get('optimizer')}".encode()).hexdigest()[:16]
+    return kernel_cache.cache_root() / kernel_cache.source_hash() / "runs" / f"{key}.json"
+
+
+def _remember_drivers(spec_text: str | None, settings: dict[str, Any],
+                      names: list[str]) -> None:
+    path = _run_file(spec_text, settings)
+    if path is None or not names:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(f".{os.getpid()}.part")
+        part.write_text(json.dumps(names))
+        os.replace(part, path)  # whole or not at all, whoever reads it
+    except OSError:  # an unwritable cache: the declared drivers are checked instead
+        pass
+
+
+def _remembered_drivers(spec_text: str | None, settings: dict[str, Any]) -> list[str] | None:
+    path = _run_file(spec_text, settings)
+    try:
+        names = json.loads(path.read_text()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    return names if isinstance(names, list) else None
+
+
+def _named_dispatchers(names: list[str]) -> dict[str, Any]:
+    """{name: dispatcher} of the CPU backend's drivers called ``names``."""
+    from numbacnn.backends import cpu  # noqa: F401  (loads the backend's modules)
+
+    found: dict[str, Any] = {}
+    for module in _backend_modules():
+        for value in vars(module).values():
+            if isinstance(value, CPUDispatcher) and _key(value) in names:
+                found[_key(value)] = value
+    return found
+
+
+def _replace_drivers(skip: list[str], called: set[str]) -> None:
+    """In this process, make the drivers named in ``skip`` no-ops that add their name to
+    ``called`` (they are another process's share) and ``empty`` hand out zeros, so that
+    indices read from arrays those drivers would have written (max-pooling's argmax)
+    stay in bounds."""
     from numbacnn.backends import cpu
 
-    def nothing(*args: Any) -> None:
-        return None
+    def no_op(name: str) -> Any:
+        def nothing(*args: Any) -> None:
+            called.add(name)
+        return nothing
 
     for module in _backend_modules():
         for attr, value in list(vars(module).items()):
             if isinstance(value, CPUDispatcher) and _key(value) in skip:
-                setattr(module, attr, nothing)
+                setattr(module, attr, no_op(_key(value)))
     cpu.empty = cpu.zeros
 
 
@@ -202,7 +258,7 @@ def compile_share(spec_text: str, settings: dict[str, Any], input_shape: list[in
                   num_classes: int, share: list[str], skip: list[str]) -> list[str]:
     """Run in a worker process: compile the drivers of ``share`` into numba's cache by
     one training step and one evaluation of the run on four random images; the drivers
-    in ``skip`` do nothing here. Returns the drivers this process compiled."""
+    in ``skip`` do nothing here. Returns the names of the drivers the run called."""
     from numbacnn.device import set_device
     from numbacnn.io.data import Dataset
     from numbacnn.network import Network
@@ -210,7 +266,8 @@ def compile_share(spec_text: str, settings: dict[str, Any], input_shape: list[in
     from numbacnn.training.trainer import Trainer
 
     set_device("cpu")
-    _replace_drivers(skip)
+    called: set[str] = set()
+    _replace_drivers(skip, called)
     rng = np.random.default_rng(0)
     n = 4
     x = rng.integers(0, 256, (n, *input_shape), dtype=np.uint8)
@@ -223,4 +280,10 @@ def compile_share(spec_text: str, settings: dict[str, Any], input_shape: list[in
         trainer._train_batch(np.arange(n - 1))
         trainer.net.backend().fill(2, trainer._stats, np.float32(0.0))
         trainer.score(trainer.x_val, trainer.y_val)
-    return [name for name, d in drivers_of(trainer).items() if d.signatures]
+    compiled = {_key(value): value for module in _backend_modules()
+                for value in vars(module).values()
+                if isinstance(value, CPUDispatcher) and value.signatures}
+    # the chunk functions the drivers call from compiled code are theirs, not the run's
+    nested = {name for d in compiled.values() for name in d.py_func.__code__.co_names
+              if isinstance(d.py_func.__globals__.get(name), CPUDispatcher)}
+    return sorted(called | (compiled.keys() - nested))
