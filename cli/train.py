@@ -240,6 +240,7 @@ def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progr
     trainer = Trainer.from_settings(settings, out=out, device=device, on_batch=progress.batch,
                                     on_epoch=progress.epoch)
     _header(trainer)
+    _compile_kernels(trainer)  # before the initial loss: its forward pass compiles too
     _initial_state(trainer)
     return trainer
 
@@ -261,6 +262,7 @@ def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, An
     where = f"epoch {state.epoch + 1}" + (f", batch {state.batch + 1}" if state.batch else "")
     click.echo(f"resuming {path} at {where}")
     _header(trainer)
+    _compile_kernels(trainer)
     return trainer
 
 
@@ -301,6 +303,25 @@ def _initial_state(trainer: Any) -> None:
     advice = start.advice()
     if advice is not None:
         click.echo(f"note: {advice}", err=True)
+
+
+def _compile_kernels(trainer: Any) -> None:
+    """Say so before numba compiles the CPU drivers (a first run: seconds with no other
+    sign of life), then compile them on all cores (numbacnn.training.warmup)."""
+    from numbacnn.training.warmup import compile_plan
+
+    plan = compile_plan(trainer)
+    if plan is None:
+        return
+    cores = f", {plan.workers} cores" if plan.parallel else ""
+    click.echo(f"compiling the CPU kernels for this machine (first run only, "
+               f"~{plan.seconds:.0f} s{cores})")
+    try:
+        plan.run()
+    except KeyboardInterrupt:
+        click.echo("stopped while compiling, before the first step: nothing was trained or "
+                   "written", err=True)
+        click.get_current_context().exit(130)
 
 
 def _inits(trainer: Any) -> str:

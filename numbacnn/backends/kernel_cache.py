@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from numba.core import config
 
@@ -54,3 +55,22 @@ def use_versioned_cache_dir() -> str:
 
 def restore(previous: str) -> None:
     config.CACHE_DIR = previous
+
+
+def writable() -> bool:
+    """Whether numba can write this source version's cache folder (processes that
+    compile for each other share it)."""
+    folder = cache_root() / source_hash()
+    return folder.is_dir() and os.access(folder, os.W_OK)
+
+
+def holds(dispatcher: Any) -> bool:
+    """Whether the numba function ``dispatcher`` (``cache=True``) is compiled in this
+    process or can be loaded from its on-disk cache: its index file exists and belongs
+    to the current source file (numba ignores one whose source timestamp differs)."""
+    if dispatcher.signatures:
+        return True
+    try:
+        return bool(dispatcher._cache._cache_file._load_index())
+    except Exception:  # another numba's internals, an unreadable index: count it as missing
+        return False

@@ -1,0 +1,299 @@
+"""The first run's compile of the CPU drivers: whether it is needed, how long it takes,
+and doing it on all cores at once.
+
+numba compiles each ``@njit(parallel=True, cache=True)`` driver of the CPU backend the
+first time it is called and keeps it in its on-disk cache (``backends/kernel_cache.py``);
+later processes load it in milliseconds. Called one after the other, the drivers of the
+default fmnist network took 25 s (quiet 2-core machine) before the first training step;
+each is compiled by one core. :func:`compile_plan` names the drivers a training run
+calls (the layers' declared ``drivers``, the loss, the optimizer's update) that the cache
+does not hold yet; :meth:`CompilePlan.run` shares them between 'spawn' processes, one
+per core, each of which runs one training step and one evaluation of a copy of the run
+on a few images, with the drivers of the other shares replaced by no-ops: each driver
+is compiled by one process, with the argument types of the real calls, into the
+shared cache, and the run then loads them all from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FunctionType, ModuleType
+from typing import Any
+
+import numpy as np
+from numba.core.registry import CPUDispatcher
+
+from numbacnn.backends import kernel_cache
+
+# Seconds each driver took to compile on its first call (nested chunk functions
+# included), fmnist's first step, scaled to the 25 s it takes on a quiet 2-core machine;
+# a driver not listed counts DEFAULT_SECONDS.
+COMPILE_SECONDS = {
+    "_conv_backward_chunks": 8.3, "_conv_forward_chunks": 4.9, "max_pool_backward": 4.8,
+    "max_pool_forward": 2.5, "batchnorm_backward": 2.0, "lrn_backward": 1.5,
+    "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.55,
+    "softmax_cross_entropy_backward": 0.55,
+}
+DEFAULT_SECONDS = 0.4
+START_SECONDS = 1.5  # a spawned process imports numpy, numba and numbacnn
+OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
+TRAINER_DRIVERS = ("fill", "batch_stats")  # the trainer's own calls (sums of loss, accuracy)
+WORKER = ("import json, sys; from numbacnn.training.warmup import compile_share; "
+          "print(json.dumps(compile_share(**json.loads(sys.argv[1]))))")
+ENV_SWITCH = "NUMBACNN_PARALLEL_COMPILE"  # "0": let each driver compile on its first call
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _backend_modules() -> Iterator[Any]:
+    """The CPU backend's modules that are loaded (where its drivers live)."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("numbacnn.backends.") and module is not None:
+            yield module
+
+
+def _dispatchers(function: Any, depth: int = 2) -> list[Any]:
+    """The compiled drivers that calling the backend function ``function`` compiles:
+    itself when it is one, else the drivers its Python code calls, directly or through a
+    backend module's Python function (``conv_forward`` → ``cpu_conv.forward_in_chunks`` →
+    ``_conv_forward_chunks``), ``depth`` calls deep."""
+    if isinstance(function, CPUDispatcher):
+        return [function]
+    code = getattr(function, "__code__", None)
+    if code is None or depth == 0:
+        return []
+    scope = function.__globals__
+    modules = [m for n in code.co_names if isinstance(m := scope.get(n), ModuleType)]
+    found: list[Any] = []
+    for name in code.co_names:
+        for target in [scope.get(name), *(getattr(m, name, None) for m in modules)]:
+            if isinstance(target, CPUDispatcher):
+                found.append(target)
+            elif (isinstance(target, FunctionType) and target is not function
+                  and target.__module__.startswith("numbacnn.backends.")):
+                found.extend(_dispatchers(target, depth - 1))
+    return list(dict.fromkeys(found))
+
+
+def _key(dispatcher: Any) -> str:
+    return dispatcher.py_func.__name__
+
+
+def drivers_of(trainer: Any) -> dict[str, Any]:
+    """{name: numba dispatcher} of every CPU driver a training step and an evaluation of
+    ``trainer`` call, from what its layers, loss and optimizer declare."""
+    from numbacnn.backends import cpu
+
+    names = list(TRAINER_DRIVERS) + list(OPTIMIZER_DRIVERS.get(trainer.settings.optimizer, ()))
+    for layer in [*trainer.net.layers, trainer.net.loss]:
+        names.extend(getattr(layer, "drivers", ()))
+    found: dict[str, Any] = {}
+    for name in dict.fromkeys(names):
+        for dispatcher in _dispatchers(getattr(cpu, name, None)):
+            found[_key(dispatcher)] = dispatcher
+    return found
+
+
+@dataclass
+class CompilePlan:
+    """The drivers a run still has to compile (``names``), shared between ``workers``
+    processes; ``seconds``: the expected time, from :data:`COMPILE_SECONDS`."""
+
+    names: list[str]
+    workers: int
+    seconds: float
+    spec_text: str | None
+    settings: dict[str, Any]
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    @property
+    def parallel(self) -> bool:
+        """Whether :meth:`run` compiles in other processes (else the drivers compile on
+        their first call, one after the other)."""
+        return (self.workers > 1 and self.spec_text is not None
+                and os.environ.get(ENV_SWITCH, "1").strip() != "0")
+
+    def shares(self) -> list[list[str]]:
+        """``names`` in ``workers`` lists of about equal compile time, longest first."""
+        loads = [0.0] * self.workers
+        shares: list[list[str]] = [[] for _ in range(self.workers)]
+        for name in sorted(self.names, key=lambda n: -COMPILE_SECONDS.get(n, DEFAULT_SECONDS)):
+            least = loads.index(min(loads))
+            loads[least] += COMPILE_SECONDS.get(name, DEFAULT_SECONDS)
+            shares[least].append(name)
+        return [share for share in shares if share]
+
+    def run(self) -> float:
+        """Compile the drivers into numba's cache, in parallel where :attr:`parallel`;
+        returns the seconds it took. Without it, nothing happens here (the drivers
+        compile on their first call)."""
+        if not self.parallel:
+            return 0.0
+        started = time.perf_counter()
+        shares = self.shares()
+        workers = []
+        for share in shares:
+            job = {"spec_text": self.spec_text, "settings": self.settings,
+                   "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+                   "share": share, "skip": [n for other in shares if other is not share
+                                            for n in other]}
+            # a new interpreter, not multiprocessing's: that would run the caller's
+            # __main__ again (a script without a __main__ guard would start over)
+            workers.append(subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(job)],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            stdin=subprocess.DEVNULL, text=True))
+        used: set[str] = set()
+        try:
+            for worker in workers:
+                output, errors = worker.communicate()
+                if worker.returncode != 0:  # the run compiles what is missing on its own
+                    failed = errors.strip().splitlines()[-1:] or [f"exit {worker.returncode}"]
+                    warnings.warn(f"compiling the CPU drivers in parallel failed ({failed[0]}); "
+                                  "they compile on their first call instead", stacklevel=2)
+                    return time.perf_counter() - started
+                used.update(json.loads(output.strip().splitlines()[-1]))
+            _remember_drivers(self.spec_text, self.settings, sorted(used))
+        finally:  # Ctrl-C or an error here: no compiler is left running
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
+        return time.perf_counter() - started
+
+
+def compile_plan(trainer: Any) -> CompilePlan | None:
+    """What the CPU drivers of ``trainer``'s run cost before its first step: None when
+    the network does not run on the CPU or numba's cache holds every driver it calls."""
+    if not trainer.net.backend().on_host:
+        return None
+    drivers = drivers_of(trainer)
+    used = _remembered_drivers(getattr(trainer.net, "spec_text", None), asdict(trainer.settings))
+    if used is not None:  # what a copy of this run called, where the layers do not say
+        drivers = _named_dispatchers(used) or drivers
+    missing = [name for name, d in drivers.items() if not kernel_cache.holds(d)]
+    if not missing:
+        return None
+    workers = min(cpu_count(), len(missing))
+    if trainer.world.size > 1 or not kernel_cache.writable():
+        workers = 1  # ranks share the cores; an unwritable cache cannot be shared
+    spec_text = getattr(trainer.net, "spec_text", None)
+    plan = CompilePlan(missing, workers, 0.0, spec_text, asdict(trainer.settings),
+                       tuple(trainer.net.input_shape), trainer.net.num_classes)
+    if plan.parallel:
+        plan.seconds = START_SECONDS + max(sum(COMPILE_SECONDS.get(n, DEFAULT_SECONDS)
+                                               for n in share) for share in plan.shares())
+    else:
+        plan.seconds = sum(COMPILE_SECONDS.get(n, DEFAULT_SECONDS) for n in missing)
+    return plan
+
+
+def _run_file(spec_text: str | None, settings: dict[str, Any]) -> Path | None:
+    """Where the drivers a run of this network and optimizer calls are listed."""
+    if spec_text is None:
+        return None
+    key = hashlib.sha1(f"{spec_text}\n{settings.get('optimizer')}".encode()).hexdigest()[:16]
+    return kernel_cache.cache_root() / kernel_cache.source_hash() / "runs" / f"{key}.json"
+
+
+def _remember_drivers(spec_text: str | None, settings: dict[str, Any],
+                      names: list[str]) -> None:
+    path = _run_file(spec_text, settings)
+    if path is None or not names:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(f".{os.getpid()}.part")
+        part.write_text(json.dumps(names))
+        os.replace(part, path)  # whole or not at all, whoever reads it
+    except OSError:  # an unwritable cache: the declared drivers are checked instead
+        pass
+
+
+def _remembered_drivers(spec_text: str | None, settings: dict[str, Any]) -> list[str] | None:
+    path = _run_file(spec_text, settings)
+    try:
+        names = json.loads(path.read_text()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    return names if isinstance(names, list) else None
+
+
+def _named_dispatchers(names: list[str]) -> dict[str, Any]:
+    """{name: dispatcher} of the CPU backend's drivers called ``names``."""
+    from numbacnn.backends import cpu  # noqa: F401  (loads the backend's modules)
+
+    found: dict[str, Any] = {}
+    for module in _backend_modules():
+        for value in vars(module).values():
+            if isinstance(value, CPUDispatcher) and _key(value) in names:
+                found[_key(value)] = value
+    return found
+
+
+def _replace_drivers(skip: list[str], called: set[str]) -> None:
+    """In this process, make the drivers named in ``skip`` no-ops that add their name to
+    ``called`` (they are another process's share) and ``empty`` hand out zeros, so that
+    indices read from arrays those drivers would have written (max-pooling's argmax)
+    stay in bounds."""
+    from numbacnn.backends import cpu
+
+    def no_op(name: str) -> Any:
+        def nothing(*args: Any) -> None:
+            called.add(name)
+        return nothing
+
+    for module in _backend_modules():
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, CPUDispatcher) and _key(value) in skip:
+                setattr(module, attr, no_op(_key(value)))
+    cpu.empty = cpu.zeros
+
+
+def compile_share(spec_text: str, settings: dict[str, Any], input_shape: list[int],
+                  num_classes: int, share: list[str], skip: list[str]) -> list[str]:
+    """Run in a worker process: compile the drivers of ``share`` into numba's cache by
+    one training step and one evaluation of the run on four random images; the drivers
+    in ``skip`` do nothing here. Returns the names of the drivers the run called."""
+    from numbacnn.io.datasets import Dataset
+    from numbacnn.network import Network
+    from numbacnn.training.settings import TrainSettings
+    from numbacnn.training.trainer import Trainer
+
+    called: set[str] = set()
+    _replace_drivers(skip, called)
+    rng = np.random.default_rng(0)
+    n = 4
+    x = rng.integers(0, 256, (n, *input_shape), dtype=np.uint8)
+    y = np.arange(n, dtype=np.int64) % num_classes
+    dataset = Dataset(x, y, x[:2], y[:2], [str(k) for k in range(num_classes)], "warm-up")
+    chosen = dataclasses.replace(TrainSettings.from_dict(settings), limit=None, val_split=0.25,
+                                 augment=False, epochs=1)
+    trainer = Trainer(Network.from_spec(spec_text, device="cpu"), dataset, chosen)
+    with np.errstate(all="ignore"):
+        trainer._train_batch(np.arange(n - 1))
+        trainer.net.backend().fill(2, trainer._stats, np.float32(0.0))
+        trainer.score(trainer.x_val, trainer.y_val)
+    compiled = {_key(value): value for module in _backend_modules()
+                for value in vars(module).values()
+                if isinstance(value, CPUDispatcher) and value.signatures}
+    # the chunk functions the drivers call from compiled code are theirs, not the run's
+    nested = {name for d in compiled.values() for name in d.py_func.__code__.co_names
+              if isinstance(d.py_func.__globals__.get(name), CPUDispatcher)}
+    return sorted(called | (compiled.keys() - nested))

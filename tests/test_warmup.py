@@ -1,0 +1,118 @@
+"""The first run's compile (numbacnn.training.warmup): ``numbacnn train`` says so before
+numba compiles the CPU drivers and only then, and the drivers compiled in other processes
+are the ones the run then loads from numba's cache, without compiling anything itself.
+
+Each test starts fresh processes on an empty NUMBACNN_CACHE_DIR with a small network of
+fully connected layers (a few cheap drivers: seconds to compile, not the fmnist
+network's 25 s)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from numbacnn.io.dataset_files import save_dataset
+from numbacnn.io.datasets import Dataset
+from numbacnn.training.warmup import CompilePlan
+
+SPEC = "input 6x6x1; fc 8 activation=relu; fc 3; softmax"
+COMPILE_LINE = "compiling the CPU kernels for this machine (first run only, ~"
+
+
+def small_dataset(path: Path) -> Path:
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (40, 1, 6, 6), dtype=np.uint8)
+    y = np.arange(40, dtype=np.int64) % 3
+    save_dataset(Dataset(x, y, x[:9], y[:9], ["a", "b", "c"], "small"), path)
+    return path
+
+
+def run_python(code: str, cache: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, NUMBACNN_CACHE_DIR=str(cache), NUMBACNN_DEVICE="cpu")
+    env.pop("NUMBACNN_PARALLEL_COMPILE", None)
+    run = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    return run
+
+
+def test_train_says_it_compiles_on_a_cold_cache_and_not_on_a_warm_one(tmp_path: Path) -> None:
+    data = small_dataset(tmp_path / "small.h5")
+    train = "from numbacnn_cli.main import cli; cli()"
+    args = ("train", SPEC, "--data", str(data), "--epochs", "1", "--out",
+            str(tmp_path / "m.h5"), "--force")
+    cold = run_python(train, tmp_path / "cache", *args)
+    lines = cold.stdout.splitlines()
+    said = [i for i, line in enumerate(lines) if line.startswith(COMPILE_LINE)]
+    assert len(said) == 1, cold.stdout
+    # after the header, before the initial loss (whose forward pass compiles too)
+    assert said[0] == 2 and lines[3].startswith("initial loss"), cold.stdout
+    warm = run_python(train, tmp_path / "cache", *args)
+    assert "compiling" not in warm.stdout + warm.stderr, warm.stdout
+    assert warm.stdout.splitlines()[2].startswith("initial loss")
+
+
+CHECK_LOADS = """
+import json, sys
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from numbacnn.io.dataset_files import load_dataset
+from numbacnn.network import Network
+from numbacnn.training.settings import TrainSettings
+from numbacnn.training.trainer import Trainer
+from numbacnn.training.warmup import compile_plan
+
+spec, data, compile_first = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+settings = TrainSettings(spec=spec, data=data, epochs=1, batch_size=16)
+trainer = Trainer(Network.from_spec(spec, device="cpu"), load_dataset(data), settings)
+plan = compile_plan(trainer)
+plan.workers = 2  # in parallel even on one core
+if compile_first:
+    plan.run()
+trainer.run()
+trainer.test_accuracy()
+found = {}
+for module in [m for name, m in sys.modules.items() if name.startswith("numbacnn.backends.")]:
+    for value in vars(module).values():
+        if isinstance(value, CPUDispatcher) and value.signatures:
+            found[value.py_func.__name__] = (sum(value.stats.cache_hits.values()),
+                                             sum(value.stats.cache_misses.values()))
+print(json.dumps({"planned": plan.names, "shares": plan.shares(), "drivers": found}))
+"""
+
+
+def test_the_run_loads_every_driver_the_workers_compiled(tmp_path: Path) -> None:
+    data = small_dataset(tmp_path / "small.h5")
+    result = json.loads(run_python(CHECK_LOADS, tmp_path / "cache", SPEC, str(data),
+                                   "1").stdout)
+    assert len(result["shares"]) == 2
+    drivers = result["drivers"]
+    compiled_here = {name: misses for name, (_, misses) in drivers.items() if misses}
+    assert not compiled_here, f"compiled by the run itself: {compiled_here}"
+    assert {"_gemm_in_parts", "relu_forward", "relu_backward", "softmax_cross_entropy_forward",
+            "sgd_momentum", "batch_stats"} <= set(result["planned"])
+    assert set(result["planned"]) <= {name for name, (hits, _) in drivers.items() if hits}
+    # what the workers' run called is kept beside the cache, for the next run's check
+    remembered = list((tmp_path / "cache").glob("*/runs/*.json"))
+    assert len(remembered) == 1 and set(json.loads(remembered[0].read_text())) == set(
+        result["planned"])
+    # the check itself: without the workers every driver is compiled by the run
+    cold = json.loads(run_python(CHECK_LOADS, tmp_path / "other", SPEC, str(data),
+                                 "0").stdout)
+    assert all(misses for _, misses in cold["drivers"].values())
+
+
+def test_shares_balance_the_compile_time() -> None:
+    names = ["_conv_backward_chunks", "_conv_forward_chunks", "max_pool_backward",
+             "max_pool_forward", "fill", "adam", "multiply"]
+    plan = CompilePlan(names, 2, 0.0, "spec", {}, (1, 4, 4), 2)
+    shares = plan.shares()
+    assert sorted(n for share in shares for n in share) == sorted(names)
+    assert shares[0][0] == "_conv_backward_chunks" and shares[1][0] == "_conv_forward_chunks"
+    assert "max_pool_forward" in shares[0] and "max_pool_backward" in shares[1]
+    assert CompilePlan(names[:1], 3, 0.0, "spec", {}, (1, 4, 4), 2).shares() == [names[:1]]
