@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from numbacnn_cli.main import cli
+from helpers import assert_ok as ok
+from helpers import assert_one_error as one_error
+from helpers import run
 
 from numbacnn.errors import ShapeError
 from numbacnn.geometry import output_size
@@ -28,27 +29,6 @@ from numbacnn.tools.plots import PlotError
 # (W, F, S, P, D): the lecture's 7x7 examples, CS231n's 5x5x3 demo, an 11x11 filter
 GEOMETRIES = [(7, 3, 1, 0, 1), (7, 3, 2, 0, 1), (7, 3, 2, 1, 1), (5, 3, 2, 1, 3),
               (6, 2, 2, 0, 2), (1, 1, 1, 0, 1), (13, 11, 2, 2, 1)]
-
-
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    assert "error" not in result.output
-    return result.output
-
-
-def one_error(result: Result, *fragments: str) -> str:
-    """The one ``error:`` line of a run that exited 2 without a traceback."""
-    assert result.exit_code == 2, result.output
-    assert result.exc_info is None or result.exc_info[0] is SystemExit, result.exc_info
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 def reference(padded: np.ndarray, weights: np.ndarray, bias: int, S: int) -> np.ndarray:

@@ -10,8 +10,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from numbacnn_cli.main import cli
+from helpers import assert_ok as ok
+from helpers import run
 
 from numbacnn.io.datasets import Dataset
 from numbacnn.io.model_file import ModelInfo, load_model, save_model
@@ -27,14 +27,6 @@ SPEC = "input 8x8x1; conv 3 3 pad=1 activation={act}; maxpool 2; fc 4"
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 
 
-def run(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    assert "error" not in result.output
-    return result.output
 
 
 def quadrants(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
