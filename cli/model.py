@@ -241,16 +241,13 @@ def _training_text(info: Any) -> str:
 
 
 def _history_table(history: dict[str, np.ndarray]) -> str:
-    lines = ["history:",
-             f"  {'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss':>8}  "
-             f"{'val acc':>7}  {'lr':>8}  {'seconds':>7}"]
-    for i in range(len(history["train_loss"])):
-        row = {key: float(history[key][i]) for key in history}
-        val_loss = "—" if math.isnan(row["val_loss"]) else f"{row['val_loss']:.4f}"
-        val_acc = "—" if math.isnan(row["val_acc"]) else f"{100 * row['val_acc']:.2f}%"
-        lines.append(f"  {i + 1:>5}  {row['train_loss']:>10.4f}  {100 * row['train_acc']:>8.2f}%"
-                     f"  {val_loss:>8}  {val_acc:>7}  {row['lr']:>8.4g}  {row['seconds']:>7.1f}")
-    return "\n".join(lines)
+    """The per-epoch table a notebook's ``History`` shows, under a ``history:`` heading."""
+    from numbacnn.api import History
+    from numbacnn.io.model_file import HISTORY_KEYS
+
+    table = History(**{key: [float(v) for v in history[key]] for key in HISTORY_KEYS})
+    rows = repr(table).splitlines()[1:]  # after its "History of N epochs" line
+    return "\n".join(["history:", *(f"  {row}" for row in rows)])
 
 
 COMMANDS = [evaluate, predict, inspect]
