@@ -53,12 +53,12 @@ def untrained_model(spec: str, seed: int, device: str | None = None) -> tuple[An
 
 def normalize_by_image(info: Any, image: np.ndarray) -> None:
     """Set ``info``'s normalization to the per-channel mean and std of ``image`` (uint8
-    C×H×W, units pixel/255): an untrained network sees a zero-mean, unit-variance input,
-    as it would after training's normalization (a constant channel keeps std 1)."""
-    pixels = np.asarray(image, np.float64).reshape(image.shape[0], -1) / 255.0
-    std = pixels.std(axis=1)
-    info.mean = pixels.mean(axis=1).astype(np.float32)
-    info.std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+    C×H×W, units pixel/255; the training set's own computation): an untrained network
+    sees a zero-mean, unit-variance input, as it would after training's normalization (a
+    constant channel keeps std 1)."""
+    from numbacnn.io.datasets import normalization
+
+    info.mean, info.std = normalization(np.asarray(image)[None])
 
 
 def refuse_spec_as_model(source: str | Path) -> None:
