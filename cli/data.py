@@ -72,6 +72,100 @@ def import_npz_command(file: Path, out: Path, name: str | None) -> None:
     click.echo(f"wrote {out}: {_summary(ds)}")
 
 
+@click.command("import-cifar10")
+@click.argument("source", type=_PATH)
+@click.argument("out", type=_OUT)
+@click.option("--labels", type=click.Choice(["fine", "coarse"]), default="fine",
+              show_default=True, help="CIFAR-100 only: its 100 fine or 20 coarse classes.")
+@click.option("--name", default=None, help="Dataset name (default: cifar10, cifar100-fine ...).")
+def import_cifar_command(source: Path, out: Path, labels: str, name: str | None) -> None:
+    """Convert CIFAR-10 or CIFAR-100 (SOURCE: the official .tar.gz, binary or python
+    version, or its extracted folder) to the HDF5 file OUT. The python version's pickles
+    are read without running anything they name (docs/data.md)."""
+    from numbacnn.io.cifar import import_cifar
+    from numbacnn.io.dataset_files import save_dataset
+
+    _check_out(out, source)
+    ds = import_cifar(source, labels=labels, name=name)
+    save_dataset(ds, out)
+    click.echo(f"wrote {out}: {_summary(ds)}")
+
+
+data.add_command(import_cifar_command)
+data.add_command(import_cifar_command, "import-cifar100")
+
+
+def _size(text: str) -> tuple[int, int]:
+    from numbacnn.io.image_folder import IMAGE_SIDE
+
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
+        raise click.BadParameter(f"{text!r} is not WxH, e.g. 32x32")
+    size = int(parts[0]), int(parts[1])
+    if not all(side in IMAGE_SIDE for side in size):
+        raise click.BadParameter(f"{text}: each side must be {IMAGE_SIDE.text()} pixels")
+    return size
+
+
+@data.command("import-folder")
+@click.argument("directory", type=_PATH)
+@click.argument("out", type=_OUT)
+@click.option("--size", "size_text", required=True, metavar="WxH",
+              help="Width x height every picture is fitted to, e.g. 32x32.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True,
+              help="1: grey, 3: RGB.")
+@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
+              help="Keep the aspect ratio by scaling to cover W x H and cutting the centre "
+              "(crop), or by scaling to fit inside and padding with black (pad).")
+@click.option("--test-split", type=click.FloatRange(0, 0.9), default=0.2, show_default=True,
+              help="Share of each class held out as the test split when DIRECTORY has no "
+              "test/ (or val/) folder.")
+@click.option("--seed", type=int_range(SEEDS), default=0, show_default=True,
+              help="Seed of that split.")
+@click.option("--strict", is_flag=True, help="Refuse the import at the first unreadable "
+              "picture instead of skipping it.")
+@click.option("--name", default=None, help="Dataset name (default: the folder's name).")
+def import_folder_command(directory: Path, out: Path, size_text: str, channels: str, fit: str,
+                          test_split: float, seed: int, strict: bool, name: str | None) -> None:
+    """Convert a folder of pictures, one subfolder per class (DIRECTORY/cat/1.png, or
+    DIRECTORY/train/cat/... and DIRECTORY/test/cat/...), to the HDF5 file OUT.
+
+    PNG, JPEG, BMP, GIF and WebP (Pillow) of any size are fitted to --size the way
+    numbacnn predict fits a picture. Unreadable pictures are listed and skipped.
+    """
+    from tqdm import tqdm
+
+    from numbacnn.io.image_files import describe_fit, require_pillow
+    from numbacnn.io.image_folder import import_folder
+
+    size = _size(size_text)
+    _check_out(out, directory)
+    require_pillow("numbacnn data import-folder")
+    bars: list[tqdm] = []
+
+    def progress(done: int, total: int) -> None:  # a bar on stderr for large folders
+        if not bars:
+            bars.append(tqdm(total=total, unit="picture", disable=total < 500, leave=False))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = import_folder(directory, out, size, int(channels), test_split, seed, fit,
+                               strict, name, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    for _, reason in result.skipped:
+        click.echo(f"skipped {reason}", err=True)
+    W, H = size
+    click.echo(f"wrote {out}: {result.train} train + {result.test} test images of "
+               f"{W}x{H}x{channels} ({VOLUME_AXES}), {len(result.class_names)} classes; "
+               f"test split: {result.test_from}; pictures {describe_fit(fit)} to {W}x{H}")
+    if result.skipped:
+        total = result.train + result.test + len(result.skipped)
+        click.echo(f"skipped {len(result.skipped)} of {total} pictures that could not be read "
+                   "(listed above)")
+
+
 @data.command("make-mini")
 @click.argument("source")
 @click.argument("out", type=_OUT)
