@@ -61,7 +61,7 @@ def read_picture(path: str | Path, shape: tuple[int, int, int],
                         f"not {C}; give {C}-channel images as a .npy array")
     check_fit(fit)
     Image = require_pillow(f"{shown_path(path)}: reading a picture")
-    check_regular_file(path, "image file", DataError)
+    check_regular_file(path, "picture file", DataError)
     with warnings.catch_warnings():
         # Over MAX_IMAGE_PIXELS Pillow only warns (on stderr); over twice that it raises.
         # Both are the same refusal here, said in one line.
