@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from numbacnn_cli.options import int_range
+from numbacnn_cli.options import fit_option, int_range
 
 from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.limits import SEEDS
@@ -114,9 +114,7 @@ def _size(text: str) -> tuple[int, int]:
               help="Width x height every picture is fitted to, e.g. 32x32.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True,
               help="1: grey, 3: RGB.")
-@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
-              help="Keep the aspect ratio by scaling to cover W x H and cutting the centre "
-              "(crop), or by scaling to fit inside and padding with black (pad).")
+@fit_option("a picture")
 @click.option("--test-split", type=click.FloatRange(0, 0.9), default=0.2, show_default=True,
               help="Share of each class held out as the test split when DIRECTORY has no "
               "test/ (or val/) folder.")

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 import numpy as np
-from numbacnn_cli.options import batch_option, device_option, split_option
+from numbacnn_cli.options import batch_option, device_option, fit_option, split_option
 
 _PATH = click.Path(path_type=Path)
 
@@ -108,57 +108,104 @@ def _confusion_table(matrix: np.ndarray) -> str:
 
 
 @click.command("predict")
-@click.argument("paths", nargs=-1, required=True, metavar="MODEL [MODEL ...] INPUT")
+@click.argument("paths", nargs=-1, required=True, metavar="MODEL [MODEL ...] INPUT [PICTURE ...]")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
               help="Classes shown per image.")
 @split_option("--data-split", "Split of a dataset INPUT.")
+@fit_option("a picture")
 @click.option("--limit", type=click.IntRange(min=1), help="Predict only the first N images.")
 @click.option("--save-proba", type=_PATH, help="Also write the N x K probabilities (.npy).")
 @batch_option
 @device_option()
-def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | None,
+def predict(paths: tuple[str, ...], top_k: int, data_split: str, fit: str, limit: int | None,
             save_proba: Path | None, batch_size: int, device: str) -> None:
     """Top-k classes of each image of INPUT; several MODELs average their probabilities.
 
     INPUT: a .npy of uint8 images (N x H x W, N x C x H x W or a single image), a .npz
     (its only array, or a dataset's split), a .h5 dataset file or a dataset name (its
-    --data-split), or a PNG/JPEG image (needs Pillow). When INPUT has labels the true
-    class is shown and the accuracy printed at the end.
+    --data-split), or one or more pictures (PNG, JPEG, BMP, GIF, WebP; needs Pillow) of
+    any size, each fitted to the model's input (--fit) and shown by its name. Models are
+    told from inputs by their content. When INPUT has labels the true class is shown and
+    the accuracy printed at the end.
     """
     from numbacnn.errors import DataError
     from numbacnn.io.images import load_images
+    from numbacnn.io.model_file import is_model_file
     from numbacnn.tools.inference import ensemble_proba
     from numbacnn.tools.scoring import accuracy, check_labels
 
-    if len(paths) < 2:
+    # the first path is a model; any other is one when its content says so
+    is_model = [True, *(is_model_file(p) for p in paths[1:])]
+    models = [p for p, model in zip(paths, is_model, strict=True) if model]
+    inputs = [p for p, model in zip(paths, is_model, strict=True) if not model]
+    if not inputs:
         raise click.UsageError("give at least one MODEL and an INPUT")
     if save_proba is not None:
         _check_npy_path(save_proba)
-    loaded = _load_models([Path(p) for p in paths[:-1]], device)
+    loaded = _load_models([Path(p) for p in models], device)
     info = loaded[0][1]
-    images, labels = load_images(paths[-1], info.input_shape, data_split)
+    names: list[str] | None = None
+    if len(inputs) == 1 and not _is_picture(inputs[0]):
+        images, labels = load_images(inputs[0], info.input_shape, data_split, fit)
+    else:
+        images, labels, names = _pictures(inputs, info.input_shape, fit), None, inputs
+    where = inputs[0] if len(inputs) == 1 else f"{len(inputs)} pictures"
     if limit is not None:
         images = images[:limit]
         labels = None if labels is None else labels[:limit]
     if len(images) == 0:
-        raise DataError(f"{paths[-1]}: holds no images to predict; give at least one")
-    proba = ensemble_proba(loaded, images, batch_size, paths[-1])
+        raise DataError(f"{where}: holds no images to predict; give at least one")
+    proba = ensemble_proba(loaded, images, batch_size, where)
     if save_proba is not None:
         _save_npy(save_proba, proba)
-    names = info.class_names
+    classes = info.class_names
     if labels is not None:
-        check_labels(labels, len(names), paths[-1])
-    k = min(top_k, len(names))
+        check_labels(labels, len(classes), where)
+    k = min(top_k, len(classes))
     width = len(str(max(len(proba) - 1, 0)))
     for i, row in enumerate(proba):
         best = np.argsort(-row, kind="stable")[:k]
-        shown = "  ".join(f"{names[c]} {100 * row[c]:.1f}%" for c in best)
-        truth = "" if labels is None else f"  (true: {_label_name(labels[i], names)})"
-        click.echo(f"{i:>{width}}  {shown}{truth}")
+        shown = "  ".join(f"{classes[c]} {100 * row[c]:.1f}%" for c in best)
+        truth = "" if labels is None else f"  (true: {_label_name(labels[i], classes)})"
+        click.echo(f"{i:>{width}}  {shown}{truth}" if names is None else f"{names[i]}  {shown}")
     if labels is not None and len(labels):
-        models = f"ensemble of {len(loaded)} models" if len(loaded) > 1 else "model"
-        click.echo(f"accuracy ({models}): {100 * accuracy(proba, labels):.2f}% on "
+        kind = f"ensemble of {len(loaded)} models" if len(loaded) > 1 else "model"
+        click.echo(f"accuracy ({kind}): {100 * accuracy(proba, labels):.2f}% on "
                    f"{len(labels)} images")
+
+
+def _is_picture(source: str) -> bool:
+    from numbacnn.io.images import is_picture
+
+    return is_picture(source)
+
+
+def _pictures(paths: list[str], input_shape: tuple[int, int, int], fit: str) -> np.ndarray:
+    """The pictures at ``paths`` as one uint8 N×C×H×W batch, each fitted to the model's
+    input; once all are read, a note on stderr for each one of another size."""
+    from numbacnn.errors import DataError
+    from numbacnn.io.images import load_picture
+
+    for path in paths:
+        if not _is_picture(path):
+            if Path(path).suffix.lower() in (".h5", ".hdf5"):  # meant as a model: say why not
+                _load_models([Path(path)], "cpu")
+            raise DataError(f"{path}: with several INPUTs each is a picture (.png, .jpg, .bmp, "
+                            ".gif, .webp); give a .npy, .npz or dataset as the only INPUT")
+    read = [load_picture(path, input_shape, fit) for path in paths]
+    return np.concatenate([picture_note(path, pixels, size, fit)
+                           for path, (pixels, size) in zip(paths, read, strict=True)])
+
+
+def picture_note(path: str, pixels: np.ndarray, size: tuple[int, int], fit: str) -> np.ndarray:
+    """``pixels`` again, after a note on stderr when the picture had another size."""
+    from numbacnn.io.image_files import describe_fit
+
+    H, W = pixels.shape[-2:]
+    if size != (W, H):
+        click.echo(f"note: {path}: {size[0]}x{size[1]} pixels, {describe_fit(fit)} to "
+                   f"{W}x{H} (the model's input; --fit)", err=True)
+    return pixels
 
 
 def _label_name(label: int, names: list[str]) -> str:

@@ -21,6 +21,7 @@ from click.core import ParameterSource
 from numbacnn.device import DEVICES
 from numbacnn.errors import NumbacnnError
 from numbacnn.io.datasets import SPLITS
+from numbacnn.io.image_files import DEFAULT_FIT, FITS
 from numbacnn.limits import Bounds
 
 
@@ -49,6 +50,14 @@ def split_option(name: str, help: str) -> Callable[[Any], Any]:
     """An option ``name`` choosing a dataset split (numbacnn.io.datasets.SPLITS), default test."""
     return click.option(name, type=click.Choice(SPLITS), default="test", show_default=True,
                         help=help)
+
+
+def fit_option(what: str) -> Callable[[Any], Any]:
+    """``--fit``: how a picture of another aspect ratio is fitted (numbacnn.io.image_files)."""
+    return click.option("--fit", type=click.Choice(FITS), default=DEFAULT_FIT,
+                        show_default=True, help=f"How {what} of another size or aspect ratio "
+                        "is fitted: scaled to cover and centre-cropped (crop), or scaled to fit "
+                        "and padded with black (pad).")
 
 
 batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=256,

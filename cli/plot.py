@@ -17,6 +17,7 @@ import click
 from numbacnn_cli.options import (
     batch_option,
     device_option,
+    fit_option,
     int_range,
     map_library_errors,
     split_option,
@@ -81,7 +82,8 @@ class _PlotCommand(click.Command):
 @split_option("--split", "Split of --data (features, confusion).")
 @click.option("--image", default="0", show_default=True,
               help="features: index N into the --split of --data, or an image file "
-              "(.png, .jpg, .npy).")
+              "(a picture of any size: .png, .jpg, .bmp, .gif, .webp; or a .npy).")
+@fit_option("a features --image picture")
 @click.option("--maps", type=click.IntRange(min=1), default=16, show_default=True,
               help="features: activation maps shown per layer; filters: slices shown per "
               "filter.")
@@ -99,8 +101,8 @@ class _PlotCommand(click.Command):
 @device_option()
 def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
          size: tuple[int, int] | None, dpi: int, data: str | None,
-         split: str, image: str, maps: int, layer: int | None, rgb: bool, test_accuracy: bool,
-         per_step: bool, seed: int,
+         split: str, image: str, fit: str, maps: int, layer: int | None, rgb: bool,
+         test_accuracy: bool, per_step: bool, seed: int,
          batch_size: int, device: str) -> None:
     """Draw WHAT about MODEL into a PNG, SVG or PDF file (-o).
 
@@ -144,7 +146,7 @@ def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
                      else load_model(source, "cpu" if quick else device))  # quick: no GPU
         draw = {"curves": _curves, "filters": _filters, "features": _features,
                 "confusion": _confusion, ACTIVATIONS: _activations}[what]
-        figure = draw(net, info, source=source, data=data, split=split, image=image,
+        figure = draw(net, info, source=source, data=data, split=split, image=image, fit=fit,
                       maps=maps, layer=layer, rgb=rgb, test_accuracy=test_accuracy,
                       per_step=per_step, untrained_seed=seed if untrained else None,
                       batch_size=batch_size)
@@ -269,13 +271,19 @@ def _filters(net: Any, info: Any, *, source: Path, layer: int | None, maps: int,
 
 
 def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str, image: str,
-              maps: int, untrained_seed: int | None, **_: Any) -> Any:
+              maps: int, untrained_seed: int | None, fit: str, **_: Any) -> Any:
     from numbacnn.errors import DataError
-    from numbacnn.io.images import load_images
+    from numbacnn.io.images import is_picture, load_images, load_picture
+    from numbacnn.limits import exists
     from numbacnn.tools import layer_pictures
 
     name = source.name if untrained_seed is None else str(source)
-    if image.isdigit():
+    index = image.isascii() and image.isdigit()  # not "²" or "①", which int() refuses
+    if not index and not exists(Path(image)):
+        raise DataError(f"--image {image}: neither an image index (0, 1, 2, ...) nor an "
+                        "existing file; give an index into --data's --split, or a picture "
+                        "or .npy file")
+    if index:
         if untrained_seed is not None and data is None:
             raise DataError(f"--image {image}: a spec has no dataset of its own; give --data "
                             "DATASET, or an image file as --image", field="data")
@@ -290,7 +298,12 @@ def _features(net: Any, info: Any, *, source: Path, data: str | None, split: str
                  else f", true class {info.class_names[int(labels[n])]}")
         title = f"{name}: image {n} of {where} ({split}){label}"
     else:
-        picked = load_images(image, info.input_shape, split)[0][:1]
+        if is_picture(image):  # any size, fitted to the model's input with a note
+            from numbacnn_cli.model import picture_note
+
+            picked = picture_note(image, *load_picture(image, info.input_shape, fit), fit)
+        else:
+            picked = load_images(image, info.input_shape, split)[0][:1]
         if len(picked) == 0:
             raise DataError(f"--image {image}: holds no image; give a file with one")
         title, shown_as = f"{name}: {Path(image).name}", image

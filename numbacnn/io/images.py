@@ -2,8 +2,10 @@
 
 ``numbacnn predict``, ``evaluate`` and ``plot features`` take an INPUT that may be a
 dataset (by name, .h5 or dataset .npz: its test or train split, with labels), a .npy or
-.npz array of images (N×C×H×W, N×H×W, N×H×W×C, or one image), or a PNG/JPEG file
-(Pillow). Pixels stay raw uint8 0–255: the model's own normalization applies later.
+.npz array of images (N×C×H×W, N×H×W, N×H×W×C, or one image), or a picture file
+(PNG, JPEG, BMP, GIF, WebP; Pillow) of any size, fitted to the model's input the way
+``numbacnn data import-folder`` fits it (:mod:`numbacnn.io.image_files`). Pixels stay
+raw uint8 0–255: the model's own normalization applies later.
 """
 
 from __future__ import annotations
@@ -15,21 +17,35 @@ import numpy as np
 from numbacnn.errors import DataError
 from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.io.dataset_files import load_dataset
+from numbacnn.io.image_files import DEFAULT_FIT, PICTURE_SUFFIXES, read_picture
 from numbacnn.io.numpy_files import read_npy, read_npz
 from numbacnn.limits import check_regular_file, exists
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = PICTURE_SUFFIXES
 DATASET_SUFFIXES = (".h5", ".hdf5")
 
 
-def load_images(source: str, input_shape: tuple[int, int, int],
-                split: str = "test") -> tuple[np.ndarray, np.ndarray | None]:
+def is_picture(source: str | Path) -> bool:
+    """Whether ``source`` is named as a picture file (.png, .jpg, ...)."""
+    return Path(source).suffix.lower() in IMAGE_SUFFIXES
+
+
+def load_picture(source: str | Path, input_shape: tuple[int, int, int],
+                 fit: str = DEFAULT_FIT) -> tuple[np.ndarray, tuple[int, int]]:
+    """(uint8 1×C×H×W, the file's own (width, height)) of one picture file of any size,
+    fitted to ``input_shape`` (C, H, W) by ``fit`` (image_files.FITS)."""
+    pixels, size = read_picture(source, input_shape, fit)
+    return pixels[None], size
+
+
+def load_images(source: str, input_shape: tuple[int, int, int], split: str = "test",
+                fit: str = DEFAULT_FIT) -> tuple[np.ndarray, np.ndarray | None]:
     """(uint8 images N×C×H×W, int64 labels or None) from ``source`` (see the module doc);
     DataError naming the file and the fix when it does not fit ``input_shape``."""
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return _read_image(path, input_shape), None
+        return load_picture(path, input_shape, fit)[0], None
     if suffix == ".npy":
         return _as_batch(_read_npy(path), input_shape, str(path)), None
     if suffix == ".npz":
@@ -38,7 +54,7 @@ def load_images(source: str, input_shape: tuple[int, int, int],
             return _as_batch(single, input_shape, str(path)), None
     elif _is_file(path) and suffix not in DATASET_SUFFIXES:
         raise DataError(f"{path}: unknown input type {suffix or '(no suffix)'}; give a .npy, "
-                        ".npz, .h5 dataset, .png or .jpg file")
+                        ".npz, .h5 dataset or a picture (.png, .jpg, .bmp, .gif, .webp)")
     return load_dataset(source).split(split)
 
 
@@ -96,26 +112,3 @@ def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int], where: str)
                         f"(N, {C}, {H}, {W}), (N, {H}, {W}, {C})"
                         + (f", (N, {H}, {W})" if C == 1 else "") + " or one image")
     return np.ascontiguousarray(images)
-
-
-def _read_image(path: Path, input_shape: tuple[int, int, int]) -> np.ndarray:
-    try:
-        from PIL import Image
-    except ImportError:
-        raise DataError(f"{path}: reading PNG/JPEG images needs Pillow: pip install pillow "
-                        "(or give the pixels as a uint8 .npy)") from None
-    if not path.is_file():
-        raise DataError(f"{path}: no such image file; check the path")
-    C, H, W = input_shape
-    modes = {1: "L", 3: "RGB"}
-    if C not in modes:
-        raise DataError(f"{path}: the model takes {C}-channel images; give them as a .npy")
-    try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert(modes[C]), dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the image ({exc})") from None
-    if pixels.shape[:2] != (H, W):
-        raise DataError(f"{path}: image is {pixels.shape[1]}x{pixels.shape[0]} pixels but the "
-                        f"model takes {W}x{H}; resize it first")
-    return _as_batch(pixels if C == 1 else pixels.transpose(2, 0, 1), input_shape, str(path))

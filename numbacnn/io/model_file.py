@@ -236,6 +236,21 @@ def load_model(path: str | Path, device: str = "auto",
                              "truncated or corrupt: train it again or use another copy") from None
 
 
+def is_model_file(path: str | Path) -> bool:
+    """Whether ``path`` is, by its content, a numbacnn model file: a regular file (a FIFO
+    is never opened) that is HDF5 with this format attribute. Reads nothing else."""
+    path = Path(path)
+    try:
+        check_regular_file(path, "model file", ModelFileError)
+        with open(path, "rb") as fh:
+            if fh.read(len(SIGNATURE)) != SIGNATURE:
+                return False
+        with h5py.File(path, "r") as f:
+            return text(f.attrs.get("format", "")) == FORMAT
+    except (ModelFileError, OSError, ValueError, TypeError, KeyError, RuntimeError):
+        return False
+
+
 def _check_signature(path: Path) -> None:
     check_regular_file(path, "model file", ModelFileError,
                        "check the path, or save a trained model there")
