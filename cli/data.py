@@ -1,4 +1,5 @@
-"""``numbacnn data``: import, subset and inspect datasets (HDF5 layout in docs/hdf5.md).
+"""``numbacnn data``: import, subset and inspect datasets (HDF5 layout in docs/hdf5.md;
+the importers of CIFAR-10/100 and of picture folders in docs/data.md).
 
 SOURCE arguments take what :func:`numbacnn.io.dataset_files.load_dataset` takes:
 ``fashion-mnist-mini``, ``fashion-mnist``, ``fashion-mnist:DIR``, a directory of

@@ -307,3 +307,15 @@ def test_folders_without_cifar_and_cut_archives(tmp_path: Path) -> None:
                      "not a readable tar archive")
     assert_one_error(run("data", "import-cifar10", tmp_path / "absent.tar.gz",
                          tmp_path / "o.h5"), "no such archive or folder")
+
+
+def test_python2_cpickle_of_an_array_is_read() -> None:
+    """The opcodes Python 2's cPickle wrote for {'data': uint8 2×3 array, 'labels': [1, 2]}:
+    byte strings (SHORT_BINSTRING), numpy 1's module name numpy.core.multiarray."""
+    raw = (b"\x80\x02}q\x00(U\x04dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02"
+           b"cnumpy\nndarray\nK\x00\x85U\x01b\x87R(K\x01K\x02K\x03\x86cnumpy\ndtype\nU\x02u1"
+           b"K\x00K\x01\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89"
+           b"U\x06abcdeftbU\x06labelsq\x03]q\x04(K\x01K\x02eu.")
+    batch = safe_loads(raw)
+    assert batch[b"labels"] == [1, 2]
+    np.testing.assert_array_equal(batch[b"data"], np.frombuffer(b"abcdef", np.uint8).reshape(2, 3))

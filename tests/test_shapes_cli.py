@@ -121,6 +121,8 @@ def test_every_conv_has_f_f_d_k_weights_and_k_biases() -> None:
     ("fmnist", ["28x28x32", "28x28x32", "14x14x32", "14x14x64", "14x14x64", "7x7x64", "128",
                 "128", "128", "10", "10"]),
     ("lecture-example", ["32x32x10"]),
+    ("cifar10", ["32x32x32", "32x32x32", "16x16x32", "16x16x64", "16x16x64", "8x8x64", "128",
+                 "128", "128", "10", "10"]),
 ])
 def test_preset_shapes(name: str, outputs: list[str]) -> None:
     assert [row.output_text for row in shape_table(name).rows] == outputs
