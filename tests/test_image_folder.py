@@ -212,3 +212,24 @@ def test_find_pictures_orders_classes_and_files(tmp_path: Path) -> None:
     assert [(p.relative_to(root).as_posix(), k) for p, k in splits["train"]] == [
         ("blue/01.jpg", 0), ("blue/nested/00.png", 0), ("green/01.bmp", 1),
         ("green/nested/00.jpg", 1), ("red/01.gif", 2), ("red/nested/00.bmp", 2)]
+
+
+def test_interrupted_import_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from numbacnn.io import image_folder
+
+    root = colour_folder(tmp_path / "c", per_class=3)
+    out = tmp_path / "c.h5"
+    out.write_bytes(b"the old file")
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return read_picture(*args, **kwargs)
+
+    monkeypatch.setattr(image_folder, "read_picture", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        import_folder(root, out, (8, 8))
+    assert out.read_bytes() == b"the old file" and len(calls) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "c.h5"]  # no temporary left

@@ -145,3 +145,15 @@ def test_features_fifo_and_bomb(work: Path, tmp_path: Path) -> None:
                  tmp_path / "bomb.png")
     assert_one_error(result, "declares more than")
     assert "Warning" not in result.stderr and not (tmp_path / "o.png").exists()
+
+
+def test_predict_picture_without_pillow_says_how_to_install(
+        work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    for name in [m for m in sys.modules if m == "PIL" or m.startswith("PIL.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    assert_one_error(run("predict", work / "model.h5", work / "new-red.jpg"),
+                     "new-red.jpg: reading a picture needs Pillow: pip install "
+                     "'numbacnn[images]' (or pip install pillow)")
