@@ -23,7 +23,8 @@ the R, G and B planes of a 32×32 image, rows top to bottom, which is already th
 ``coarse_labels``). Pickles are read by :mod:`numbacnn.io.safe_pickle`, which builds
 only plain data and numpy arrays and never calls anything else.
 
-Tar members are read in memory, never extracted; a link, device or FIFO member is
+Tar members are read in memory, never extracted, only those a distribution names (their
+total checked against the free memory); a link, device or FIFO member is
 refused, and so is any member over :data:`MAX_MEMBER_BYTES`. Every fault (a missing
 batch, a record cut short, a label out of range, a pickle that is not plain data) is one
 :class:`~numbacnn.errors.DataError` line, raised before anything is written.
@@ -79,6 +80,7 @@ _MARKERS = {"data_batch_1.bin": 0, "batches.meta.txt": 0, "test_batch.bin": 0,
             "data_batch_1": 1, "batches.meta": 1, "test_batch": 1,
             "train.bin": 2, "fine_label_names.txt": 2, "coarse_label_names.txt": 2,
             "meta": 3, "train": 3}  # a file that tells the distribution apart
+_WANTED = {f for layout in _LAYOUTS for f in layout.files}  # all that is ever read
 
 
 def import_cifar(source: str | Path, labels: str = "fine", name: str | None = None) -> Dataset:
@@ -126,7 +128,7 @@ def _folder_files(path: Path) -> Iterator[tuple[str, Any]]:
     if not any((path / marker).exists() for marker in _MARKERS) and len(inner) == 1:
         path = inner[0]
     for entry in sorted(path.iterdir()):
-        if entry.name in _MARKERS or entry.name.startswith(("data_batch", "test")):
+        if entry.name in _WANTED:
             yield entry.name, (lambda entry=entry: _read_file(entry))
 
 
@@ -144,6 +146,7 @@ def _archive_files(path: Path) -> Iterator[tuple[str, Any]]:
     check_regular_file(path, "CIFAR archive", DataError,
                        "give the .tar.gz as downloaded or its extracted folder")
     found: dict[str, bytes] = {}
+    total = 0
     try:
         with tarfile.open(path, mode="r:*") as tar:  # members read in order: no seek back
             for member in tar:
@@ -156,12 +159,15 @@ def _archive_files(path: Path) -> Iterator[tuple[str, Any]]:
                     raise DataError(f"{shown_path(path)}: member {shown_path(member.name)} is a "
                                     f"{kind}; a CIFAR archive holds only plain files: download "
                                     "it again")
-                if base not in _MARKERS and not base.startswith(("data_batch", "test")):
+                if base not in _WANTED:
                     continue
                 if base in found:
                     raise DataError(f"{shown_path(path)}: holds {base} twice; give one "
                                     "CIFAR archive")
                 _check_size(member.size, f"{shown_path(path)}: {shown_path(member.name)}")
+                total += member.size
+                check_memory(2 * total, f"{shown_path(path)}: its CIFAR files", DataError,
+                             "use a machine with more memory")
                 fh = tar.extractfile(member)
                 data = fh.read(member.size) if fh is not None else b""
                 if len(data) != member.size:
