@@ -9,9 +9,10 @@ h5py) is imported inside the commands so that other subcommands start fast.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
-from numbacnn_cli.options import int_range
+from numbacnn_cli.options import echo_replaced, force_option, int_range
 
 from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.limits import SEEDS
@@ -21,22 +22,26 @@ _OUT = click.Path(dir_okay=False, path_type=Path)
 _OUT_SUFFIXES = (".h5", ".hdf5")
 
 
-def _check_out(out: Path, *sources: str | Path) -> None:
-    """Refuse an OUT that is not .h5 (load_dataset would read a .npz name as zip) or
-    that is one of the sources (it would be overwritten while being read)."""
-    import os
-
+def _check_out(out: Path, *sources: str | Path, force: bool = False) -> Any:
+    """Refuse an OUT that is not .h5 (load_dataset would read a .npz name as zip), that
+    is one of the sources (it would be overwritten while being read), or that exists
+    (without --force): numbacnn.io.output_policy; returns its OutputTarget."""
     from numbacnn.errors import DataError
-    from numbacnn.limits import exists
+    from numbacnn.io.output_policy import REFUSE, plan_output
 
     if out.suffix.lower() not in _OUT_SUFFIXES:
         raise DataError(f"{out}: a dataset file is HDF5 and must be named .h5 or .hdf5; "
                         f"choose another OUT, e.g. {out.with_suffix('.h5')}")
-    for source in sources:
-        source = Path(source)
-        if exists(out) and exists(source) and os.path.samefile(out, source):
-            raise DataError(f"{out}: is the source {source} itself; write the dataset to "
-                            "another file")
+    return plan_output(out, inputs=sources, existing=REFUSE, force=force, what="dataset",
+                       field="out", error=DataError, example="data.h5")
+
+
+def _idx_files(directory: Path) -> list[Path]:
+    """The files of an IDX directory that import-idx may read (OUT must not be one)."""
+    try:
+        return [p for p in directory.iterdir() if "ubyte" in p.name or "idx" in p.name]
+    except OSError:
+        return []
 
 
 @click.group("data")
@@ -48,13 +53,15 @@ def data() -> None:
 @click.argument("directory", type=_PATH)
 @click.argument("out", type=_OUT)
 @click.option("--name", default=None, help="Dataset name (default: from the directory).")
-def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
+@force_option("OUT")
+def import_idx_command(directory: Path, out: Path, name: str | None, force: bool) -> None:
     """Convert the four IDX files in DIRECTORY (MNIST layout) to the HDF5 file OUT."""
     from numbacnn.io.dataset_files import import_idx, save_dataset
 
-    _check_out(out)
+    target = _check_out(out, *_idx_files(directory), force=force)
     ds = import_idx(directory, name=name)
-    save_dataset(ds, out)
+    save_dataset(ds, target.path)
+    echo_replaced(target)
     click.echo(f"wrote {out}: {_summary(ds)}")
 
 
@@ -62,13 +69,15 @@ def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
 @click.argument("file", type=_PATH)
 @click.argument("out", type=_OUT)
 @click.option("--name", default=None, help="Dataset name (default: the file's stem).")
-def import_npz_command(file: Path, out: Path, name: str | None) -> None:
+@force_option("OUT")
+def import_npz_command(file: Path, out: Path, name: str | None, force: bool) -> None:
     """Convert FILE.npz (x_train, y_train, x_test, y_test) to the HDF5 file OUT."""
     from numbacnn.io.dataset_files import import_npz, save_dataset
 
-    _check_out(out, file)
+    target = _check_out(out, file, force=force)
     ds = import_npz(file, name=name)
-    save_dataset(ds, out)
+    save_dataset(ds, target.path)
+    echo_replaced(target)
     click.echo(f"wrote {out}: {_summary(ds)}")
 
 
@@ -83,8 +92,10 @@ def import_npz_command(file: Path, out: Path, name: str | None) -> None:
               help="Seed of the random subset.")
 @click.option("--level", type=click.IntRange(0, 9), default=9, show_default=True,
               help="gzip level (0-9) of the images.")
+@force_option("OUT")
 def make_mini_command(
-    source: str, out: Path, train_per_class: int, test_per_class: int, seed: int, level: int
+    source: str, out: Path, train_per_class: int, test_per_class: int, seed: int, level: int,
+    force: bool,
 ) -> None:
     """Write a stratified random subset of SOURCE to the HDF5 file OUT.
 
@@ -94,9 +105,11 @@ def make_mini_command(
     from numbacnn.io.dataset_files import load_dataset, save_dataset
     from numbacnn.io.datasets import make_mini
 
-    _check_out(out, source)
+    source_files = _idx_files(Path(source)) if Path(source).is_dir() else []
+    target = _check_out(out, source, *source_files, force=force)
     mini = make_mini(load_dataset(source), train_per_class, test_per_class, seed)
-    save_dataset(mini, out, compression=level)
+    save_dataset(mini, target.path, compression=level)
+    echo_replaced(target)
     click.echo(f"wrote {out}: {_summary(mini)}")
 
 

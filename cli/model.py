@@ -17,7 +17,13 @@ from typing import Any
 
 import click
 import numpy as np
-from numbacnn_cli.options import batch_option, device_option, split_option
+from numbacnn_cli.options import (
+    batch_option,
+    device_option,
+    echo_replaced,
+    force_option,
+    split_option,
+)
 
 _PATH = click.Path(path_type=Path)
 
@@ -114,10 +120,11 @@ def _confusion_table(matrix: np.ndarray) -> str:
 @split_option("--data-split", "Split of a dataset INPUT.")
 @click.option("--limit", type=click.IntRange(min=1), help="Predict only the first N images.")
 @click.option("--save-proba", type=_PATH, help="Also write the N x K probabilities (.npy).")
+@force_option("--save-proba file")
 @batch_option
 @device_option()
 def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | None,
-            save_proba: Path | None, batch_size: int, device: str) -> None:
+            save_proba: Path | None, force: bool, batch_size: int, device: str) -> None:
     """Top-k classes of each image of INPUT; several MODELs average their probabilities.
 
     INPUT: a .npy of uint8 images (N x H x W, N x C x H x W or a single image), a .npz
@@ -132,8 +139,7 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
 
     if len(paths) < 2:
         raise click.UsageError("give at least one MODEL and an INPUT")
-    if save_proba is not None:
-        _check_npy_path(save_proba)
+    target = None if save_proba is None else _check_npy_path(save_proba, paths, force)
     loaded = _load_models([Path(p) for p in paths[:-1]], device)
     info = loaded[0][1]
     images, labels = load_images(paths[-1], info.input_shape, data_split)
@@ -143,8 +149,9 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, limit: int | No
     if len(images) == 0:
         raise DataError(f"{paths[-1]}: holds no images to predict; give at least one")
     proba = ensemble_proba(loaded, images, batch_size, paths[-1])
-    if save_proba is not None:
-        _save_npy(save_proba, proba)
+    if target is not None:
+        _save_npy(target.path, proba)
+        echo_replaced(target)
     names = info.class_names
     if labels is not None:
         check_labels(labels, len(names), paths[-1])
@@ -165,16 +172,18 @@ def _label_name(label: int, names: list[str]) -> str:
     return names[label] if 0 <= label < len(names) else str(label)
 
 
-def _check_npy_path(path: Path) -> None:
+def _check_npy_path(path: Path, inputs: tuple[str, ...], force: bool) -> Any:
     """--save-proba writes NumPy's .npy format: refuse another name (np.save would add
-    .npy silently) and an unwritable place, before any work is done."""
+    .npy silently), an unwritable place and what the writing policy refuses (the models
+    or images read, numbacnn.io.output_policy), before any work is done."""
     from numbacnn.errors import DataError
-    from numbacnn.io.atomic_file import check_writable
+    from numbacnn.io.output_policy import REPLACE, plan_output
 
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: --save-proba writes a .npy file; give a name ending in .npy, "
                         f"e.g. {path.with_suffix('.npy').name}")
-    check_writable(path, "save_proba")
+    return plan_output(path, inputs=inputs, existing=REPLACE, force=force,
+                       what="probabilities file", field="save_proba", example="proba.npy")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
