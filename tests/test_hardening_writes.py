@@ -193,10 +193,18 @@ def test_a_device_fifo_or_socket_is_never_written(writer: str, kind: str, here: 
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
-def test_dev_null_itself_is_refused(here: Path) -> None:
-    assert_one_error(run("export", here / "tiny.h5", os.devnull),
-                     "/dev/null: is a character device, not a regular file")
-    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+def test_a_device_named_directly_is_refused(here: Path) -> None:
+    """A character device given as the output itself (as root, ``export MODEL /dev/null``
+    replaced /dev/null). Tried on a null device node made for the test, never on the
+    system's /dev/null: a writer that gets it wrong replaces only the copy."""
+    device = here / "null"
+    try:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except OSError:
+        pytest.skip("making a device node needs root (CAP_MKNOD)")
+    assert_one_error(run("export", here / "tiny.h5", device),
+                     f"{device}: is a character device, not a regular file")
+    assert stat.S_ISCHR(os.stat(device).st_mode)
 
 
 def test_a_symlinked_output_replaces_its_target_and_keeps_the_link(here: Path) -> None:
