@@ -183,7 +183,7 @@ def _check_npy_path(path: Path, inputs: tuple[str, ...], force: bool) -> Any:
         raise DataError(f"{path}: --save-proba writes a .npy file; give a name ending in .npy, "
                         f"e.g. {path.with_suffix('.npy').name}")
     return plan_output(path, inputs=inputs, existing=REPLACE, force=force,
-                       what="probabilities file", field="save_proba", example="proba.npy")
+                       what="probabilities", field="save_proba", example="proba.npy")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -79,7 +79,7 @@ def plan_output(path: str | Path, *, inputs: Iterable[str | Path] = (),
             raise error(f"{shown_path(given)}: exists already; {advice}", field=field)
         if _holds_hdf5(target):
             raise error(f"{shown_path(given)}: holds an HDF5 file (a model or a dataset), "
-                        f"which a {what} replaces only when forced; {advice}", field=field)
+                        f"replaced only when forced; {advice}", field=field)
     return OutputTarget(given, target, present)
 
 
