@@ -37,9 +37,10 @@ def _check_out(out: Path, *sources: str | Path, force: bool = False) -> Any:
 
 
 def _idx_files(directory: Path) -> list[Path]:
-    """The files of an IDX directory that import-idx may read (OUT must not be one)."""
+    """The files of an IDX directory that import-idx may read (train-*, t10k-*): OUT
+    must not be one."""
     try:
-        return [p for p in directory.iterdir() if "ubyte" in p.name or "idx" in p.name]
+        return [p for p in directory.iterdir() if p.name.startswith(("train-", "t10k-"))]
     except OSError:
         return []
 

@@ -208,8 +208,10 @@ def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: 
         click.get_current_context().exit(130)
     finally:
         progress.clear()
-    for target in targets[:1] + targets[1:] * (trainer.state.best_epoch > 0):
-        echo_replaced(target)  # the model, and the best model when one was saved
+    if targets and trainer.world.is_root:  # rank 0 alone wrote them
+        echo_replaced(targets[0])
+        if trainer.state.best_epoch > 0:  # the best model was saved over the old one
+            echo_replaced(targets[1])
     _report(trainer, time.perf_counter() - started)
 
 
