@@ -148,6 +148,23 @@ def test_derived_outputs_are_replaced_and_say_so(here: Path) -> None:
     assert result.exit_code == 0 and "replaced" not in result.output, result.output
 
 
+def test_the_benchmark_suite_output_follows_the_policy(here: Path) -> None:
+    """python bench/suite.py --output: checked before the benchmark runs, like numbacnn
+    bench --output (it used to write over anything, after the run)."""
+    suite = Path(__file__).resolve().parents[1] / "bench" / "suite.py"
+    before = snapshot(here)
+    for output, fragment in ((here / "tiny.h5", "tiny.h5: holds an HDF5 file"),
+                             (here / "net.spec", "is the source"),
+                             (here / "missing" / "run.json", "does not exist")):
+        done = subprocess.run([sys.executable, str(suite), str(here / "net.spec"), "--quick",
+                               "--device", "cpu", "--output", str(output)],
+                              capture_output=True, text=True, timeout=300)
+        lines = done.stderr.splitlines()  # one line: no "bench: ..." log, nothing was run
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert snapshot(here) == before
+
+
 # ----------------------------------------------------------------------------- special files
 
 WRITERS = {
