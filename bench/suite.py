@@ -36,6 +36,8 @@ from targets import evaluate_targets
 from traffic import step_traffic
 
 from numbacnn.errors import NumbacnnError
+from numbacnn.io.atomic_file import replace_atomically
+from numbacnn.io.output_policy import REPLACE, plan_output
 from numbacnn.training.profiler import profile_training, spec_label
 
 DEFAULT_SPECS = ("fmnist", "alexnet")
@@ -193,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", dest="as_json", action="store_true",
                         help="print the result as JSON")
     parser.add_argument("--output", type=Path, default=None,
-                        help="also write the JSON result to this file")
+                        help="also write the JSON result to this file (an existing one is "
+                             "replaced; a model or dataset only with --force)")
+    parser.add_argument("--force", action="store_true",
+                        help="let --output replace a model or dataset file (never a SPEC file)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes (fmnist batch 32, 2 steps; alexnet only when named)")
     parser.add_argument("--layers", action=argparse.BooleanOptionalAction, default=True,
@@ -207,9 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("batch", "iterations", "warmup"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
-    if args.output is not None and not args.output.parent.is_dir():
-        parser.error(f"--output {args.output}: {args.output.parent} is not a directory")
     try:
+        target = None if args.output is None else plan_output(
+            args.output, inputs=args.specs, existing=REPLACE, force=args.force,
+            what="benchmark result", field="output", example="run.json")
         result = run_benchmarks(
             args.specs, batch=args.batch, iterations=args.iterations, warmup=args.warmup,
             device=args.device, compare_with=args.compare_with, quick=args.quick,
@@ -220,8 +226,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = json.dumps(result, indent=2)
-    if args.output is not None:
-        args.output.write_text(text + "\n", encoding="utf-8")
+    if target is not None:
+        data = (text + "\n").encode("utf-8")
+        try:
+            replace_atomically(target.path, lambda fh: fh.write(data), NumbacnnError,
+                               "benchmark result")
+        except NumbacnnError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if target.replaces:
+            print(f"replaced {target.given}", file=sys.stderr)
     print(text if args.as_json else format_text(result))
     return 0
 

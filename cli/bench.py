@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from numbacnn_cli.options import device_option
+from numbacnn_cli.options import device_option, echo_replaced, force_option
 
 from numbacnn.training.bench_result import bench_result, bench_result_text  # imports no numba
 from numbacnn.training.settings import TrainSettings
@@ -34,11 +34,12 @@ SUITE = "python bench/suite.py"  # the benchmark suite, run from the source tree
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the JSON result to this file (for numbacnn plot bench).")
+@force_option("--output file")
 @click.option("--compare", "compare_with", type=click.Choice(["torch"]), default=None,
               help=f"Not here: PyTorch beside numbacnn is the benchmark suite's ({SUITE} "
                    "--compare torch, in the source tree).")
 def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, device: str,
-          tf32: bool, layers: bool, as_json: bool, output: Path | None,
+          tf32: bool, layers: bool, as_json: bool, output: Path | None, force: bool,
           compare_with: str | None) -> None:
     """Profile training of SPEC networks (presets, spec files or spec text; default
     fmnist): per-layer forward and backward ms, images/s and the JIT warm-up.
@@ -54,10 +55,12 @@ def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, devi
     from numbacnn.device import precision, resolve_device, set_tf32
     from numbacnn.training.profiler import format_profile, profile_spec, spec_label
 
+    target = None
     if output is not None:  # refused now, not after the whole benchmark ran
-        from numbacnn.io.atomic_file import check_writable
+        from numbacnn.io.output_policy import REPLACE, plan_output
 
-        check_writable(output, "output")
+        target = plan_output(output, inputs=specs, existing=REPLACE, force=force,
+                             what="benchmark result", field="output", example="bench.json")
     chosen = resolve_device(device)
     set_tf32(tf32, chosen)
     networks = []
@@ -68,12 +71,14 @@ def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, devi
     result = bench_result(networks, device=chosen, precision=precision(chosen), batch=batch,
                           iterations=iterations, warmup=warmup)
     text = bench_result_text(result)
-    if output is not None:
+    if target is not None:
         from numbacnn.errors import NumbacnnError
         from numbacnn.io.atomic_file import replace_atomically
 
         data = (text + "\n").encode("utf-8")
-        replace_atomically(output, lambda fh: fh.write(data), NumbacnnError, "benchmark result")
+        replace_atomically(target.path, lambda fh: fh.write(data), NumbacnnError,
+                           "benchmark result")
+        echo_replaced(target)
     click.echo(text if as_json else "\n\n".join(format_profile(n) for n in networks))
 
 

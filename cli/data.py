@@ -10,9 +10,10 @@ h5py) is imported inside the commands so that other subcommands start fast.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
-from numbacnn_cli.options import fit_option, int_range
+from numbacnn_cli.options import echo_replaced, fit_option, force_option, int_range
 
 from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.limits import SEEDS
@@ -22,22 +23,27 @@ _OUT = click.Path(dir_okay=False, path_type=Path)
 _OUT_SUFFIXES = (".h5", ".hdf5")
 
 
-def _check_out(out: Path, *sources: str | Path) -> None:
-    """Refuse an OUT that is not .h5 (load_dataset would read a .npz name as zip) or
-    that is one of the sources (it would be overwritten while being read)."""
-    import os
-
+def _check_out(out: Path, *sources: str | Path, force: bool = False) -> Any:
+    """Refuse an OUT that is not .h5 (load_dataset would read a .npz name as zip), that
+    is one of the sources (it would be overwritten while being read), or that exists
+    (without --force): numbacnn.io.output_policy; returns its OutputTarget."""
     from numbacnn.errors import DataError
-    from numbacnn.limits import exists
+    from numbacnn.io.output_policy import REFUSE, plan_output
 
     if out.suffix.lower() not in _OUT_SUFFIXES:
         raise DataError(f"{out}: a dataset file is HDF5 and must be named .h5 or .hdf5; "
                         f"choose another OUT, e.g. {out.with_suffix('.h5')}")
-    for source in sources:
-        source = Path(source)
-        if exists(out) and exists(source) and os.path.samefile(out, source):
-            raise DataError(f"{out}: is the source {source} itself; write the dataset to "
-                            "another file")
+    return plan_output(out, inputs=sources, existing=REFUSE, force=force, what="dataset",
+                       field="out", error=DataError, example="data.h5")
+
+
+def _idx_files(directory: Path) -> list[Path]:
+    """The files of an IDX directory that import-idx may read (train-*, t10k-*): OUT
+    must not be one."""
+    try:
+        return [p for p in directory.iterdir() if p.name.startswith(("train-", "t10k-"))]
+    except OSError:
+        return []
 
 
 @click.group("data")
@@ -49,13 +55,15 @@ def data() -> None:
 @click.argument("directory", type=_PATH)
 @click.argument("out", type=_OUT)
 @click.option("--name", default=None, help="Dataset name (default: from the directory).")
-def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
+@force_option("OUT")
+def import_idx_command(directory: Path, out: Path, name: str | None, force: bool) -> None:
     """Convert the four IDX files in DIRECTORY (MNIST layout) to the HDF5 file OUT."""
     from numbacnn.io.dataset_files import import_idx, save_dataset
 
-    _check_out(out)
+    target = _check_out(out, *_idx_files(directory), force=force)
     ds = import_idx(directory, name=name)
-    save_dataset(ds, out)
+    save_dataset(ds, target.path)
+    echo_replaced(target)
     click.echo(f"wrote {out}: {_summary(ds)}")
 
 
@@ -63,13 +71,15 @@ def import_idx_command(directory: Path, out: Path, name: str | None) -> None:
 @click.argument("file", type=_PATH)
 @click.argument("out", type=_OUT)
 @click.option("--name", default=None, help="Dataset name (default: the file's stem).")
-def import_npz_command(file: Path, out: Path, name: str | None) -> None:
+@force_option("OUT")
+def import_npz_command(file: Path, out: Path, name: str | None, force: bool) -> None:
     """Convert FILE.npz (x_train, y_train, x_test, y_test) to the HDF5 file OUT."""
     from numbacnn.io.dataset_files import import_npz, save_dataset
 
-    _check_out(out, file)
+    target = _check_out(out, file, force=force)
     ds = import_npz(file, name=name)
-    save_dataset(ds, out)
+    save_dataset(ds, target.path)
+    echo_replaced(target)
     click.echo(f"wrote {out}: {_summary(ds)}")
 
 
@@ -79,16 +89,19 @@ def import_npz_command(file: Path, out: Path, name: str | None) -> None:
 @click.option("--labels", type=click.Choice(["fine", "coarse"]), default="fine",
               show_default=True, help="CIFAR-100 only: its 100 fine or 20 coarse classes.")
 @click.option("--name", default=None, help="Dataset name (default: cifar10, cifar100-fine ...).")
-def import_cifar_command(source: Path, out: Path, labels: str, name: str | None) -> None:
+@force_option("OUT")
+def import_cifar_command(source: Path, out: Path, labels: str, name: str | None,
+                         force: bool) -> None:
     """Convert CIFAR-10 or CIFAR-100 (SOURCE: the official .tar.gz, binary or python
     version, or its extracted folder) to the HDF5 file OUT. The python version's pickles
     are read without running anything they name (docs/data.md)."""
     from numbacnn.io.cifar import import_cifar
     from numbacnn.io.dataset_files import save_dataset
 
-    _check_out(out, source)
+    target = _check_out(out, source, force=force)
     ds = import_cifar(source, labels=labels, name=name)
-    save_dataset(ds, out)
+    save_dataset(ds, target.path)
+    echo_replaced(target)
     click.echo(f"wrote {out}: {_summary(ds)}")
 
 
@@ -124,8 +137,10 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--strict", is_flag=True, help="Refuse the import at the first unreadable "
               "picture instead of skipping it.")
 @click.option("--name", default=None, help="Dataset name (default: the folder's name).")
+@force_option("OUT")
 def import_folder_command(directory: Path, out: Path, size_text: str, channels: str, fit: str,
-                          test_split: float, seed: int, strict: bool, name: str | None) -> None:
+                          test_split: float, seed: int, strict: bool, name: str | None,
+                          force: bool) -> None:
     """Convert a folder of pictures, one subfolder per class (DIRECTORY/cat/1.png, or
     DIRECTORY/train/cat/... and DIRECTORY/test/cat/...), to the HDF5 file OUT.
 
@@ -138,7 +153,7 @@ def import_folder_command(directory: Path, out: Path, size_text: str, channels: 
     from numbacnn.io.image_folder import import_folder
 
     size = _size(size_text)
-    _check_out(out, directory)
+    target = _check_out(out, directory, force=force)
     require_pillow("numbacnn data import-folder")
     bars: list[tqdm] = []
 
@@ -148,13 +163,14 @@ def import_folder_command(directory: Path, out: Path, size_text: str, channels: 
         bars[0].update(done - bars[0].n)
 
     try:
-        result = import_folder(directory, out, size, int(channels), test_split, seed, fit,
+        result = import_folder(directory, target.path, size, int(channels), test_split, seed, fit,
                                strict, name, progress=progress)
     finally:
         for bar in bars:
             bar.close()
     for _, reason in result.skipped:
         click.echo(f"skipped {reason}", err=True)
+    echo_replaced(target)
     W, H = size
     click.echo(f"wrote {out}: {result.train} train + {result.test} test images of "
                f"{W}x{H}x{channels} ({VOLUME_AXES}), {len(result.class_names)} classes; "
@@ -176,8 +192,10 @@ def import_folder_command(directory: Path, out: Path, size_text: str, channels: 
               help="Seed of the random subset.")
 @click.option("--level", type=click.IntRange(0, 9), default=9, show_default=True,
               help="gzip level (0-9) of the images.")
+@force_option("OUT")
 def make_mini_command(
-    source: str, out: Path, train_per_class: int, test_per_class: int, seed: int, level: int
+    source: str, out: Path, train_per_class: int, test_per_class: int, seed: int, level: int,
+    force: bool,
 ) -> None:
     """Write a stratified random subset of SOURCE to the HDF5 file OUT.
 
@@ -187,9 +205,11 @@ def make_mini_command(
     from numbacnn.io.dataset_files import load_dataset, save_dataset
     from numbacnn.io.datasets import make_mini
 
-    _check_out(out, source)
+    source_files = _idx_files(Path(source)) if Path(source).is_dir() else []
+    target = _check_out(out, source, *source_files, force=force)
     mini = make_mini(load_dataset(source), train_per_class, test_per_class, seed)
-    save_dataset(mini, out, compression=level)
+    save_dataset(mini, target.path, compression=level)
+    echo_replaced(target)
     click.echo(f"wrote {out}: {_summary(mini)}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from numbacnn_cli.options import echo_replaced, force_option
 
 from numbacnn.io.onnx_export import DEFAULT_OPSET, MIN_OPSET  # imports no onnx
 
@@ -22,16 +23,21 @@ _PATH = click.Path(path_type=Path)
 @click.option("--opset", type=click.IntRange(min=MIN_OPSET), default=DEFAULT_OPSET,
               show_default=True, help=f"ONNX opset of the graph ({MIN_OPSET} or newer, up to "
               "what the installed onnx knows).")
-def export(model: Path, out: Path, opset: int) -> None:
+@force_option("OUT.onnx")
+def export(model: Path, out: Path, opset: int, force: bool) -> None:
     """Write MODEL as the ONNX file OUT.onnx: input pixels (float32 N x C x H x W, 0-255),
     the model's normalization, every layer, output probabilities (N x K); class names
     in the metadata. Needs the onnx package (pip install 'numbacnn[onnx]')."""
     from numbacnn.io.model_file import load_model
-    from numbacnn.io.onnx_export import export_onnx, require_onnx
+    from numbacnn.io.onnx_export import ExportError, export_onnx, require_onnx
+    from numbacnn.io.output_policy import REPLACE, plan_output
 
+    target = plan_output(out, inputs=[model], existing=REPLACE, force=force,
+                         what="ONNX graph", error=ExportError, example="model.onnx")
     require_onnx()  # before reading a large model
     net, info = load_model(model, "cpu")  # the weights only need to reach the host
-    summary = export_onnx(net, info, out, opset=opset)
+    summary = export_onnx(net, info, target.path, opset=opset)
+    echo_replaced(target)
     C, H, W = summary.input_shape
     click.echo(f"wrote {out}: ONNX opset {summary.opset}, {summary.nodes} nodes, "
                f"{summary.parameters:,} parameters, {summary.bytes / 2**20:.1f} MiB; input "

@@ -70,12 +70,12 @@ class NumbacnnGroup(click.Group):
         except NumbacnnError as exc:
             _echo_error(str(exc) + _advice(exc))
             ctx.exit(2)
-        except KeyboardInterrupt:
-            _echo_error("interrupted", prefix="")
+        except KeyboardInterrupt as exc:
+            _echo_error("interrupted" + _written_in_full(exc), prefix="")
             ctx.exit(130)
-        except Terminated:
-            _echo_error("terminated by SIGTERM; files being written were left as they were "
-                        "(saves are atomic)")
+        except Terminated as exc:
+            _echo_error("terminated by SIGTERM" + (_written_in_full(exc) or "; files being "
+                        "written were left as they were (saves are atomic)"))
             ctx.exit(143)
         except OSError as exc:
             if exc.errno == errno.EPIPE:  # the reader went away (| head): not our error
@@ -93,6 +93,19 @@ class NumbacnnGroup(click.Group):
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+
+
+def _written_in_full(interrupt: BaseException) -> str:
+    """" after FILE was written in full" when the interrupt arrived during a save and was
+    held back until the file was complete (numbacnn.io.atomic_file); "" otherwise."""
+    from numbacnn.errors import shown_path
+    from numbacnn.io.atomic_file import written_before
+
+    written = written_before(interrupt)
+    if not written:
+        return ""
+    files = " and ".join(shown_path(path) for path in written)
+    return f" after {files} {'was' if len(written) == 1 else 'were'} written in full"
 
 
 def _advice(exc: NumbacnnError) -> str:

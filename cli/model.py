@@ -17,7 +17,14 @@ from typing import Any
 
 import click
 import numpy as np
-from numbacnn_cli.options import batch_option, device_option, fit_option, split_option
+from numbacnn_cli.options import (
+    batch_option,
+    device_option,
+    echo_replaced,
+    fit_option,
+    force_option,
+    split_option,
+)
 
 _PATH = click.Path(path_type=Path)
 
@@ -115,10 +122,11 @@ def _confusion_table(matrix: np.ndarray) -> str:
 @fit_option("a picture")
 @click.option("--limit", type=click.IntRange(min=1), help="Predict only the first N images.")
 @click.option("--save-proba", type=_PATH, help="Also write the N x K probabilities (.npy).")
+@force_option("--save-proba file")
 @batch_option
 @device_option()
 def predict(paths: tuple[str, ...], top_k: int, data_split: str, fit: str, limit: int | None,
-            save_proba: Path | None, batch_size: int, device: str) -> None:
+            save_proba: Path | None, force: bool, batch_size: int, device: str) -> None:
     """Top-k classes of each image of INPUT; several MODELs average their probabilities.
 
     INPUT: a .npy of uint8 images (N x H x W, N x C x H x W or a single image), a .npz
@@ -140,8 +148,7 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, fit: str, limit
     inputs = [p for p, model in zip(paths, is_model, strict=True) if not model]
     if not inputs:
         raise click.UsageError("give at least one MODEL and an INPUT")
-    if save_proba is not None:
-        _check_npy_path(save_proba)
+    target = None if save_proba is None else _check_npy_path(save_proba, paths, force)
     loaded = _load_models([Path(p) for p in models], device)
     info = loaded[0][1]
     names: list[str] | None = None
@@ -156,8 +163,9 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, fit: str, limit
     if len(images) == 0:
         raise DataError(f"{where}: holds no images to predict; give at least one")
     proba = ensemble_proba(loaded, images, batch_size, where)
-    if save_proba is not None:
-        _save_npy(save_proba, proba)
+    if target is not None:
+        _save_npy(target.path, proba)
+        echo_replaced(target)
     classes = info.class_names
     if labels is not None:
         check_labels(labels, len(classes), where)
@@ -212,16 +220,18 @@ def _label_name(label: int, names: list[str]) -> str:
     return names[label] if 0 <= label < len(names) else str(label)
 
 
-def _check_npy_path(path: Path) -> None:
+def _check_npy_path(path: Path, inputs: tuple[str, ...], force: bool) -> Any:
     """--save-proba writes NumPy's .npy format: refuse another name (np.save would add
-    .npy silently) and an unwritable place, before any work is done."""
+    .npy silently), an unwritable place and what the writing policy refuses (the models
+    or images read, numbacnn.io.output_policy), before any work is done."""
     from numbacnn.errors import DataError
-    from numbacnn.io.atomic_file import check_writable
+    from numbacnn.io.output_policy import REPLACE, plan_output
 
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: --save-proba writes a .npy file; give a name ending in .npy, "
                         f"e.g. {path.with_suffix('.npy').name}")
-    check_writable(path, "save_proba")
+    return plan_output(path, inputs=inputs, existing=REPLACE, force=force,
+                       what="probabilities", field="save_proba", example="proba.npy")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -114,3 +114,17 @@ def with_command(exc: NumbacnnError, advice: str) -> NumbacnnError:
     command a user runs to fix it. Library messages say how in the library's terms; the
     CLI adds its commands."""
     return type(exc)(f"{exc}; {advice}", field=exc.field)
+
+
+def force_option(what: str) -> Callable[[Any], Any]:
+    """``--force``: let the command replace an existing ``what`` that the writing policy
+    (numbacnn.io.output_policy) protects; never one of the command's own inputs."""
+    return click.option("--force", is_flag=True, help=f"Replace an existing {what} that is "
+                        "protected (a model or a dataset); never the command's own input.")
+
+
+def echo_replaced(target: Any) -> None:
+    """Say ``replaced FILE`` (on stderr) when a write replaced an existing file
+    (``target``: a numbacnn.io.output_policy.OutputTarget)."""
+    if target.replaces:
+        click.echo(f"replaced {target.given}", err=True)

@@ -17,7 +17,9 @@ import click
 from numbacnn_cli.options import (
     batch_option,
     device_option,
+    echo_replaced,
     fit_option,
+    force_option,
     int_range,
     map_library_errors,
     split_option,
@@ -97,12 +99,13 @@ class _PlotCommand(click.Command):
               "within epochs (every few steps), not only per epoch.")
 @click.option("--seed", type=int_range(SEEDS), default=0, show_default=True,
               help="features of a SPEC: seed of its untrained (He-initialized) weights.")
+@force_option("-o file")
 @batch_option
 @device_option()
 def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
          size: tuple[int, int] | None, dpi: int, data: str | None,
          split: str, image: str, fit: str, maps: int, layer: int | None, rgb: bool,
-         test_accuracy: bool, per_step: bool, seed: int,
+         test_accuracy: bool, per_step: bool, seed: int, force: bool,
          batch_size: int, device: str) -> None:
     """Draw WHAT about MODEL into a PNG, SVG or PDF file (-o).
 
@@ -124,6 +127,7 @@ def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
     from numbacnn.tools import plots
 
     plots.check_output(output)
+    target = _plan_picture(output, [source, *more, data, image], force)
     if more and what != "curves":
         raise click.UsageError(f"plot {what} takes one MODEL; only curves overlays several")
     plots.require_matplotlib()
@@ -151,6 +155,7 @@ def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
                       per_step=per_step, untrained_seed=seed if untrained else None,
                       batch_size=batch_size)
     width, height = plots.save_figure(figure, output, size, dpi)
+    echo_replaced(target)
     click.echo(f"wrote {output}: {what} of {source}, {width}x{height} pixels")
 
 
@@ -176,8 +181,9 @@ def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
               help="Pixels per inch.")
 @click.option("--frame-ms", type=click.IntRange(20, 10000), default=800, show_default=True,
               help="GIF: milliseconds per frame (the last is held three times as long).")
+@force_option("-o file")
 def plot_conv(input_size: int, filter_size: int, stride: int, pad: int, depth: int,
-              bias: int, seed: int, output: Path, dpi: int, frame_ms: int) -> None:
+              bias: int, seed: int, output: Path, dpi: int, frame_ms: int, force: bool) -> None:
     """Draw the lecture's convolution figure into -o: the filter sliding over the
     zero-padded input, each output cell filled in with its arithmetic.
 
@@ -188,9 +194,11 @@ def plot_conv(input_size: int, filter_size: int, stride: int, pad: int, depth: i
     from numbacnn.tools import conv_drawing, conv_figure, plots
 
     conv_drawing.check_output(output)
+    target = _plan_picture(output, [], force)
     data = conv_figure.conv_frames(input_size, filter_size, stride, pad, depth, seed, bias)
     plots.require_matplotlib()
     width, height, frames = conv_drawing.save_conv_figure(data, output, dpi, frame_ms)
+    echo_replaced(target)
     OH, OW = data.output.shape
     click.echo(f"wrote {output}: convolution of a {input_size}x{input_size}x{depth} input "
                f"(pad {pad}) by a {filter_size}x{filter_size}x{depth} filter, stride {stride}"
@@ -198,6 +206,18 @@ def plot_conv(input_size: int, filter_size: int, stride: int, pad: int, depth: i
 
 
 plot_conv = map_library_errors(plot_conv)
+
+
+def _plan_picture(output: Path, inputs: list[Any], force: bool) -> Any:
+    """The writing policy (numbacnn.io.output_policy) for -o: never an input, never a
+    device, FIFO or socket; an existing picture is replaced, a model or dataset only
+    with --force."""
+    from numbacnn.io.output_policy import REPLACE, plan_output
+    from numbacnn.tools.plots import PlotError
+
+    return plan_output(output, inputs=[i for i in inputs if i is not None], existing=REPLACE,
+                       force=force, what="picture", field="output", error=PlotError,
+                       example="plot.png")
 
 
 def _bench(source: Path) -> Any:

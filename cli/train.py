@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from numbacnn_cli.options import device_option, error_text, float_range, int_range
+from numbacnn_cli.options import (
+    device_option,
+    echo_replaced,
+    error_text,
+    float_range,
+    int_range,
+)
 
 from numbacnn.training.optim import OPTIMIZERS
 from numbacnn.training.settings import BOUNDS, CHOICES, TYPES  # imports no kernel, no h5py
@@ -183,12 +189,13 @@ def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: 
     device = resolve_device(device)
     set_tf32(tf32, device)
     progress = _Progress()
+    data = chosen.get("data")
     if resume is not None:
-        if out is not None and not _same_file(out, resume):
-            _refuse_overwrite(out, force)
+        targets = ([] if out is None or _same_file(out, resume)
+                   else _plan_out(out, force, [resume, spec, data]))
         trainer = _resume(resume, spec, out, chosen, progress, device)
     else:
-        _refuse_overwrite(out or DEFAULT_OUT, force)
+        targets = _plan_out(out or DEFAULT_OUT, force, [spec, data])
         trainer = _start(spec, out or DEFAULT_OUT, chosen, progress, device)
     started = time.perf_counter()
     try:
@@ -201,6 +208,10 @@ def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: 
         click.get_current_context().exit(130)
     finally:
         progress.clear()
+    if targets and trainer.world.is_root:  # rank 0 alone wrote them
+        echo_replaced(targets[0])
+        if trainer.state.best_epoch > 0:  # the best model was saved over the old one
+            echo_replaced(targets[1])
     _report(trainer, time.perf_counter() - started)
 
 
@@ -213,20 +224,21 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _refuse_overwrite(out: Path, force: bool) -> None:
-    """A finished model is work: never replace it (or its best model) without --force."""
+def _plan_out(out: Path, force: bool, inputs: list[Any]) -> list[Any]:
+    """The writing policy (numbacnn.io.output_policy) for the model and its best model:
+    a finished model is work, never replaced without --force; never an input (the spec
+    file, the dataset, the checkpoint resumed), not even with --force. Returns their
+    OutputTargets."""
     from numbacnn.errors import ModelFileError
-    from numbacnn.io.model_file import best_path, check_model_writable
-    from numbacnn.limits import exists
+    from numbacnn.io.model_file import best_path
+    from numbacnn.io.output_policy import REFUSE, plan_output
 
-    check_model_writable(out)
-    if force:
-        return
-    for path in (out, best_path(out)):
-        if exists(path):
-            raise ModelFileError(f"{path}: exists already; pass --force to replace it (and "
-                                 f"{best_path(out).name}), --resume {out} to continue that "
-                                 "run, or choose another --out")
+    advice = (f"pass --force to replace it (and {best_path(out).name}), --resume {out} to "
+              "continue that run, or choose another --out")
+    return [plan_output(path, inputs=[i for i in inputs if i is not None], existing=REFUSE,
+                        force=force, what="model", field="out", error=ModelFileError,
+                        example="model.h5", advice=advice)
+            for path in (out, best_path(out))]
 
 
 def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress,

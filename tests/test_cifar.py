@@ -319,3 +319,17 @@ def test_python2_cpickle_of_an_array_is_read() -> None:
     batch = safe_loads(raw)
     assert batch[b"labels"] == [1, 2]
     np.testing.assert_array_equal(batch[b"data"], np.frombuffer(b"abcdef", np.uint8).reshape(2, 3))
+
+
+def test_an_existing_dataset_is_replaced_only_with_force(tmp_path: Path) -> None:
+    """The writing policy of the other importers (docs/reliability.md §3)."""
+    archive = write_tar(tmp_path / "cifar.tar.gz", FOLDER["binary"],
+                        cifar10_files("binary", batches(n=4)))
+    out = tmp_path / "cifar10.h5"
+    out.write_bytes(b"an older dataset")
+    assert_one_error(run("data", "import-cifar10", archive, out), "exists already", "--force")
+    assert out.read_bytes() == b"an older dataset"
+    result = run("data", "import-cifar10", archive, out, "--force")
+    assert_ok(result)
+    assert f"replaced {out}" in result.stderr.splitlines()
+    assert load_dataset(out).num_classes == 10

@@ -233,3 +233,17 @@ def test_interrupted_import_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
         import_folder(root, out, (8, 8))
     assert out.read_bytes() == b"the old file" and len(calls) == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "c.h5"]  # no temporary left
+
+
+def test_an_existing_dataset_is_replaced_only_with_force(tmp_path: Path) -> None:
+    """The writing policy of the other importers (docs/reliability.md §3)."""
+    root = colour_folder(tmp_path / "pictures", per_class=2)
+    out = tmp_path / "colours.h5"
+    out.write_bytes(b"an older dataset")
+    args = ["data", "import-folder", root, out, "--size", "8x8"]
+    assert_one_error(run(*args), "exists already", "--force")
+    assert out.read_bytes() == b"an older dataset"
+    result = run(*args, "--force")
+    assert_ok(result)
+    assert f"replaced {out}" in result.stderr.splitlines()
+    assert load_dataset(out).num_classes == 3

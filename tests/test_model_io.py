@@ -316,7 +316,9 @@ def test_load_corrupt_weights_detected_by_checksum(trained, tmp_path: Path) -> N
     with open(path, "r+b") as fh:
         fh.seek(offset + 16)
         fh.write(b"\xff\x00\xff\x00")
-    with pytest.raises(ModelFileError, match=r"corrupt\.h5: .*truncated or corrupt"):
+    with pytest.raises(ModelFileError, match=r"corrupt\.h5: layer 4 \(fc\) weights "
+                                             r"\(layers/03_fc/W\): checksum mismatch — the "
+                                             "file is damaged; retrain or restore a copy$"):
         load_model(path)
 
 

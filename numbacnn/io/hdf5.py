@@ -29,6 +29,11 @@ class Damaged(Exception):
     NumbacnnError that names the file and the fix."""
 
 
+class ChecksumMismatch(Damaged):
+    """An array's data no longer matches its Fletcher-32 checksum (a flipped bit on the
+    disk or in transfer); the message names the array."""
+
+
 def group(parent: h5py.Group, name: str) -> h5py.Group:
     """The subgroup ``name`` of ``parent``; Damaged when it is missing or an array."""
     item = parent.get(name)
@@ -115,10 +120,13 @@ def float_vector(attrs: h5py.AttributeManager, key: str, length: int) -> np.ndar
 
 
 def read_floats(dataset: Any, shape: tuple[int, ...] | None, where: str = "",
-                ndim: int | None = None, nan_ok: bool = False) -> np.ndarray:
-    """A float array, checked for type, shape and size before it is read and for
-    NaN and infinity after (``nan_ok``: NaN means "none", as in the history's
-    validation columns when there is no validation split)."""
+                ndim: int | None = None, nan_ok: bool = False,
+                label: str | None = None) -> np.ndarray:
+    """A float array, checked for type, shape and size before it is read, against its
+    checksum while it is read (when it was written with one: :func:`write_floats`) and
+    for NaN and infinity after (``nan_ok``: NaN means "none", as in the history's
+    validation columns when there is no validation split). ``label`` names the array
+    for a checksum mismatch ("layer 1 (conv) weights"; :class:`ChecksumMismatch`)."""
     if not isinstance(dataset, h5py.Dataset):
         raise Damaged(f"{getattr(dataset, 'name', dataset)} is not an array")
     name = dataset.name
@@ -131,7 +139,14 @@ def read_floats(dataset: Any, shape: tuple[int, ...] | None, where: str = "",
         raise Damaged(f"{name} has shape {tuple(dataset.shape)}, expected {ndim} dimension")
     check_memory(array_bytes(dataset.shape, dataset.dtype.itemsize), name, ModelFileError,
                  "the file is damaged: use another copy")
-    array = dataset[()]
+    try:
+        array = dataset[()]
+    except OSError as exc:
+        # the checksum is the only filter on these arrays: its failure is a mismatch
+        if dataset.fletcher32 and "filter returned failure" in str(exc):
+            raise ChecksumMismatch(f"{label} ({name.lstrip('/')})" if label
+                                   else name.lstrip("/")) from None
+        raise
     if not np.all(np.isfinite(array) | (nan_ok & np.isnan(array))):
         raise Damaged(f"{name} holds {'infinite' if nan_ok else 'NaN or infinite'} values")
     return array

@@ -35,6 +35,7 @@ from numbacnn.io.atomic_file import check_writable, hdf5_bytes, replace_atomical
 from numbacnn.io.datasets import normalize
 from numbacnn.io.hdf5 import (
     SIGNATURE,
+    ChecksumMismatch,
     Damaged,
     first_line,
     float_vector,
@@ -61,6 +62,7 @@ HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds
 STATE_GROUP = "state"  # layers/NN_kind/state/KEY: a layer's non-trainable arrays
 CHECKPOINT_GROUPS = ("optimizer", "training")  # written and read by the training floor
 _LAYER_ATTRS = ("index", "kind", "init")  # layer-group attributes that are not hyperparameters
+_ARRAY_NAMES = {"W": "weights", "b": "biases"}  # as messages name a layer's arrays
 
 
 class CheckpointPart(Protocol):
@@ -228,6 +230,9 @@ def load_model(path: str | Path, device: str = "auto",
         with f:
             _check_format(f, path)
             return _read_model(f, path, device, parts or {})
+    except ChecksumMismatch as exc:
+        raise ModelFileError(f"{path}: {exc}: checksum mismatch — the file is damaged; "
+                             "retrain or restore a copy") from None
     except Damaged as exc:
         raise ModelFileError(f"{path}: {exc}; the file is damaged or was not written by "
                              "numbacnn: train it again or use another copy") from None
@@ -374,7 +379,7 @@ def _read_network(f: h5py.File, path: Path, device: str) -> tuple[Network, list[
     check_memory(2 * weights, f"the weights of {path}", ModelFileError,
                  "use a machine with more memory")
     B = net.backend()
-    for layer_group, layer in zip(groups, net.layers, strict=True):
+    for index, (layer_group, layer) in enumerate(zip(groups, net.layers, strict=True)):
         expected = layer.param_shapes()
         stored = {k for k, v in layer_group.items() if isinstance(v, h5py.Dataset)}
         has_state = (STATE_GROUP in layer_group
@@ -383,14 +388,21 @@ def _read_network(f: h5py.File, path: Path, device: str) -> tuple[Network, list[
             raise Damaged(f"{layer_group.name} holds {sorted(layer_group) or 'no arrays'} but "
                           f"{layer.describe()} needs {sorted(expected) or 'none'}")
         for key, shape in expected.items():
-            array = read_floats(layer_group[key], tuple(shape), where=layer.describe())
+            array = read_floats(layer_group[key], tuple(shape), where=layer.describe(),
+                                label=array_label(index, layer.kind, key))
             layer.params[key] = B.to_device(np.ascontiguousarray(array, np.float32))
             layer.grads[key] = B.zeros(shape)
-        _read_state(layer_group, layer, B)
+        _read_state(layer_group, layer, B, index)
     return net, names
 
 
-def _read_state(group: h5py.Group, layer: Any, B: Any) -> None:
+def array_label(index: int, kind: str, key: str) -> str:
+    """How a message names layer ``index``'s (0-based) array ``key``: "layer 1 (conv)
+    weights", numbered as numbacnn shapes numbers the layers (from 1)."""
+    return f"layer {index + 1} ({kind}) {_ARRAY_NAMES.get(key, key)}"
+
+
+def _read_state(group: h5py.Group, layer: Any, B: Any, index: int) -> None:
     """A layer's non-trainable arrays from ``group/state``; a file written before the
     layer had state (or by an older numbacnn) keeps the initial values."""
     expected = layer.state_shapes()
@@ -404,7 +416,8 @@ def _read_state(group: h5py.Group, layer: Any, B: Any) -> None:
         raise Damaged(f"{state.name} holds {sorted(stored) or 'nothing'} but "
                        f"{layer.describe()} keeps {sorted(expected) or 'no state'}")
     for key, shape in expected.items():
-        array = read_floats(state[key], tuple(shape), where=layer.describe())
+        array = read_floats(state[key], tuple(shape), where=layer.describe(),
+                            label=array_label(index, layer.kind, f"running statistic {key}"))
         layer.state[key] = B.to_device(np.ascontiguousarray(array, np.float32))
 
 

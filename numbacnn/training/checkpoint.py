@@ -37,7 +37,7 @@ from numbacnn.io.hdf5 import (
     string_attr,
     write_floats,
 )
-from numbacnn.io.model_file import ModelInfo, load_model
+from numbacnn.io.model_file import ModelInfo, array_label, load_model
 from numbacnn.network import Network
 from numbacnn.training.optim import OPTIMIZERS, Optimizer
 from numbacnn.training.schedules import LRSchedule
@@ -117,8 +117,10 @@ class OptimizerState:
                     param = f"{list(layer_names).index(layer_name)}.{key}"
                     if param not in shapes:
                         raise Damaged(f"{layer_group.name}/{shown(key)} names no parameter")
+                    index = list(layer_names).index(layer_name)
+                    label = f"optimizer {slot} of {array_label(index, net.layers[index].kind, key)}"
                     table[param] = read_floats(layer_group[key], shapes[param],
-                                               where="the parameter")
+                                               where="the parameter", label=label)
         return cls(name, hyper, t, slots)
 
 
