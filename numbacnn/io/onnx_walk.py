@@ -84,6 +84,10 @@ class Walk:
     def check_chain(self, nodes: Sequence[Node]) -> None:
         """``nodes`` (one layer's) take only the current tensor and each other's
         outputs, and nothing else in the graph takes those (no branch, no residual)."""
+        if self.current not in nodes[0].inputs:
+            raise refuse(nodes[0], f"does not take the previous layer's output "
+                         f"{excerpt(self.current)}; numbacnn imports a chain of layers from the "
+                         "input (computed constants and side branches are not supported)")
         inside = {t for n in nodes for t in n.outputs if t}
         for node in nodes:
             for name in self.computed(node):
