@@ -45,7 +45,7 @@ VOLUME_PRESETS = {"lecture-example"}  # ends in a volume: export refuses it (no 
 ROUND_TRIPS = {
     **{name: (name, 4 if name == "alexnet" else 100) for name in list_presets()},
     "every-kind": (EVERY_KIND, 100), "every-option": (EVERY_OPTION, 100),
-    **{f"case-{kind}": (case.network_spec(), 50) for kind, case in LAYER_CASES.items()},
+    **{f"case-{kind}": (case.network_spec(), 200) for kind, case in LAYER_CASES.items()},
 }
 
 
