@@ -113,19 +113,21 @@ def _read_nodes(walk: Walk) -> None:
             raise refuse(node, "comes after the softmax; numbacnn's softmax ends the network")
         group, read = next(((found, read) for match, read in PATTERNS.get(node.op, ())
                             if (found := match(walk, nodes, i))), ([], None))
-        if read is not None:
-            walk.check_chain(group)
-            read(walk, group)
-        else:
+        if read is None:
             handler = OPS.get(node.op)
             if handler is None:
                 raise refuse(node, "this operator is not supported (numbacnn has no layer for "
                              "it); docs/onnx.md lists the operators numbacnn imports")
             if not node.outputs or not node.outputs[0]:
                 raise refuse(node, "has no output")
-            group = [node]
-            walk.check_chain(group)
-            handler(walk, node)
+            group, read = [node], lambda walk, group: handler(walk, group[0])  # noqa: B023
+        walk.check_chain(group)
+        try:
+            read(walk, group)
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError,
+                OverflowError) as exc:  # attribute values of a form ONNX does not allow
+            raise refuse(group[0], f"has attributes or inputs of an unexpected form "
+                         f"({type(exc).__name__}); the file is not a valid ONNX graph") from None
         walk.advance(group)
         i += len(group)
     last = nodes[-1]
