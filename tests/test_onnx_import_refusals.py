@@ -45,6 +45,9 @@ CAPABILITIES = {
     "rectangular": (lambda: declares("conv", "size", "3x5") and declares("conv", "stride", "1x2")
                     and declares("conv", "pad", "1x2"),
                     "conv takes no rectangular size=FHxFW, stride=SHxSW, pad=PHxPW yet"),
+    "pad-sides": (lambda: declares("conv", "pad", "0,0,1,1"),
+                  "conv takes no pad=top,left,bottom,right yet"),
+    "conv-round": (lambda: declares("conv", "round", "floor"), "conv has no round= option yet"),
     "pool-pad": (lambda: declares("maxpool", "pad") and declares("avgpool", "count_pad"),
                  "pooling has no pad= and count_pad= options yet"),
     "pool-round": (lambda: declares("maxpool", "round"), "pooling has no round= option yet"),
@@ -88,14 +91,21 @@ REFUSALS: dict[str, tuple[Callable[[], GraphBuilder], tuple[str, ...], str | Non
                            ("(Conv)", "kernel_shape=[3, 5] is not supported",
                             "size must be an integer"), "rectangular"),
     "asymmetric-pads": (lambda: _conv_graph(pads=[0, 0, 1, 1]),
-                        ("(Conv)", "pads=[0, 0, 1, 1] is not supported", "both sides"), None),
+                        ("(Conv)", "pads=[0, 0, 1, 1] is not supported"), "pad-sides"),
+    "conv-not-whole": (lambda: _conv_graph(size=8, strides=[2, 2]),
+                       ("(Conv)", "rounding=floor is not supported", "no round option"),
+                       "conv-round"),
     "pool-pads": (lambda: _pool_graph("MaxPool", kernel_shape=[3, 3], strides=[2, 2],
                                       pads=[1, 1, 1, 1]),
                   ("(MaxPool)", "pads=[1, 1, 1, 1] is not supported"), "pool-pad"),
     "ceil-mode": (lambda: _pool_graph("AveragePool", kernel_shape=[2, 2], strides=[2, 2],
                                       ceil_mode=1),
-                  ("(AveragePool)", "ceil_mode=1 is not supported"), "pool-round"),
-    "storage-order": (lambda: _pool_graph("MaxPool", kernel_shape=[2, 2], strides=[2, 2],
+                  ("(AveragePool)", "ceil_mode=1 is not supported", "no round option"),
+                  "pool-round"),
+    "pool-not-whole": (lambda: _pool_graph("MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
+                       ("(MaxPool)", "ceil_mode=0 is not supported", "no round option"),
+                       "pool-round"),
+    "storage-order": (lambda: _pool_graph("MaxPool", kernel_shape=[3, 3], strides=[2, 2],
                                           storage_order=1),
                       ("(MaxPool)", "storage_order=1 is not supported"), None),
     "gemm-alpha": (lambda: _conv_graph().op("Gemm", np.eye(5, dtype=np.float32), alpha=2.0),
@@ -213,6 +223,22 @@ def test_dilated_convolution(tmp_path: Path) -> None:
 @needs("rectangular")
 def test_rectangular_convolution(tmp_path: Path) -> None:
     import_and_compare(_conv_graph(F=(3, 5), strides=[1, 2], pads=[1, 2, 1, 2]), tmp_path)
+
+
+@needs("pad-sides")
+def test_convolution_with_unequal_padding(tmp_path: Path) -> None:
+    import_and_compare(_conv_graph(pads=[0, 0, 1, 1]), tmp_path)
+
+
+@needs("conv-round")
+def test_convolution_whose_size_onnx_floors(tmp_path: Path) -> None:
+    import_and_compare(_conv_graph(size=8, strides=[2, 2]), tmp_path)
+
+
+@needs("pool-round")
+def test_pooling_whose_size_onnx_floors(tmp_path: Path) -> None:
+    import_and_compare(_pool_graph("MaxPool", image=8, kernel_shape=[3, 3], strides=[2, 2]),
+                       tmp_path)
 
 
 @needs("pool-pad")

@@ -27,7 +27,11 @@ class Attribute:
     """ONNX attribute ``name`` (``default`` when the node leaves it out) → spec option
     ``option`` written as ``text(value)`` (None: the value has no spec text, ``why``).
     ``needed(value, values, shape)``: whether only the option can express the value
-    (False: numbacnn computes it without the option)."""
+    (False: numbacnn computes it without the option); ``only_when_needed``: write the
+    option only then (the rounding of a size that is whole anyway). ``missing``: why it
+    is refused while the layer lacks the option ('' for "KIND has no OPTION option").
+    ``synthetic``: not an ONNX attribute but what the operator always does (Conv floors
+    its output size), so a node cannot set it."""
 
     name: str
     default: Any
@@ -36,6 +40,9 @@ class Attribute:
     needed: Callable[[Any, dict[str, Any], tuple[int, int, int]], bool] = (
         lambda value, values, shape: True)
     why: str = ""
+    only_when_needed: bool = False
+    missing: str = ""
+    synthetic: bool = False
 
 
 def _pair(value: Any) -> str | None:
@@ -46,9 +53,12 @@ def _pair(value: Any) -> str | None:
 
 
 def _pads(value: Any) -> str | None:
-    """ONNX pads [top, left, bottom, right] → the pair, when both sides match."""
-    if len(value) != 4 or list(value[:2]) != list(value[2:]):
+    """ONNX pads [top, left, bottom, right] → the pair when both ends of each axis match,
+    else 'top,left,bottom,right'."""
+    if len(value) != 4:
         return None
+    if list(value[:2]) != list(value[2:]):
+        return ",".join(str(v) for v in value)
     return _pair(value[:2])
 
 
@@ -63,16 +73,19 @@ def _other_than(default: Any) -> Callable[[Any, dict[str, Any], Any], bool]:
         np.atleast_1d(default))
 
 
-def _ceil_changes(value: Any, values: dict[str, Any], shape: tuple[int, int, int]) -> bool:
-    """ceil_mode=1 changes the output size (a window would hang over the edge)."""
-    if not value:
-        return False
+def _not_whole(value: Any, values: dict[str, Any], shape: tuple[int, int, int]) -> bool:
+    """(W + pads − D·(F − 1) − 1)/S is not whole on an axis: ONNX then floors it (ceils it
+    with ceil_mode=1), numbacnn needs its round option for either."""
     pads, dilations = values["pads"], values.get("dilations", [1, 1])
     for size, F, S, before, after, d in zip(shape[1:], values["kernel_shape"], values["strides"],
                                             pads[:2], pads[2:], dilations, strict=False):
         if (size + before + after - (F - 1) * d - 1) % S:
             return True
     return False
+
+
+_ROUNDING = ("ONNX rounds (W − F + 2P)/S + 1 where it is not whole, and {kind} has no round "
+             "option")
 
 
 _PAIR_WHY = "a 2-D window is needed"
@@ -84,13 +97,16 @@ _WINDOW = (
     Attribute("dilations", [1, 1], "dilation", _pair, _other_than([1, 1]), _PAIR_WHY),
 )
 _POOL = (*_WINDOW,
-         Attribute("ceil_mode", 0, "round", lambda v: "ceil" if v else "floor", _ceil_changes))
+         Attribute("ceil_mode", 0, "round", lambda v: "ceil" if v else "floor", _not_whole,
+                   only_when_needed=True, missing=_ROUNDING))
 ATTRIBUTES: dict[str, tuple[Attribute, ...]] = {
-    "Conv": (*_WINDOW, Attribute("group", 1, "groups", str, _other_than(1))),
+    "Conv": (*_WINDOW, Attribute("group", 1, "groups", str, _other_than(1)),
+             Attribute("rounding", "floor", "round", str, _not_whole, only_when_needed=True,
+                       missing=_ROUNDING, synthetic=True)),
     "MaxPool": (*_POOL, Attribute("storage_order", 0, None, needed=_other_than(0))),
     "AveragePool": (*_POOL, Attribute(
         "count_include_pad", 0, "count_pad", lambda v: "yes" if v else "no",
-        lambda value, values, shape: bool(value) and any(values["pads"]))),
+        lambda value, values, shape: any(values["pads"]), only_when_needed=True)),
     "LRN": (Attribute("size", None, "size"), Attribute("alpha", 1e-4, "alpha", number),
             Attribute("beta", 0.75, "beta", number), Attribute("bias", 1.0, "k", number)),
     "BatchNormalization": (
@@ -110,7 +126,7 @@ def attribute_values(node: Node, table: tuple[Attribute, ...],
                      defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """The node's value of every attribute of ``table`` (ONNX's default, or
     ``defaults``, where it leaves one out); refused for an attribute not in the table."""
-    names = {row.name for row in table} | set(defaults or {})
+    names = {row.name for row in table if not row.synthetic} | set(defaults or {})
     for name in node.attributes:
         if name not in names:
             raise refuse(node, f"attribute {name} is not supported")

@@ -184,23 +184,27 @@ class Walk:
         written: dict[str, str] = {}
         for row in table:
             value = values[row.name]
+            needed = row.needed(value, values, self.shape)
+            if row.only_when_needed and not needed:
+                continue
             option = syntax.option(row.option) if row.option else None
             text = row.text(value) if option is not None else None
             if option is not None and text is not None:
                 try:
                     converted = option.convert(text)
                 except ValueError:
-                    converted = None
+                    pass
                 else:
                     if option.required or converted != option.default:
-                        written[row.option] = text
+                        written[option.key] = text
                     continue
-            if not row.needed(value, values, self.shape):
+            if not needed:
                 continue
             if row.option is None:
                 why = "numbacnn has no such option"
             elif option is None:
-                why = f"{kind} has no {row.option} option"
+                why = (row.missing or "{kind} has no {option} option").format(
+                    kind=kind, option=row.option)
             elif text is None:
                 why = row.why
             else:
