@@ -75,13 +75,17 @@ def test_export_import_round_trip(spec: str, count: int, tmp_path: Path) -> None
     for source, bare in ((out, False), (without_metadata(path), True)):
         net, got = (read_onnx(source)[:2] if bare else load_model(source, "cpu"))
         kept = [layer for layer in before.layers if not (bare and layer.kind == "dropout")]
-        assert [layer.describe() for layer in net.layers] == [layer.describe() for layer in kept]
+        # from the graph alone a layer may be written otherwise but computes the same
+        assert [(layer.kind, layer.output_shape) for layer in net.layers] == [
+            (layer.kind, layer.output_shape) for layer in kept]
         for old, new in zip(kept, net.layers, strict=True):
             for key in old.params:
                 assert np.array_equal(to_host(old.params[key]), to_host(new.params[key]))
             for key in old.state:
                 assert np.array_equal(to_host(old.state[key]), to_host(new.state[key]))
         if not bare:  # the metadata gives these back exactly
+            assert [layer.describe() for layer in net.layers] == [
+                layer.describe() for layer in kept]
             assert got.spec_text == info.spec_text
             assert [layer.init for layer in net.layers] == [layer.init for layer in kept]
             assert got.class_names == info.class_names

@@ -84,16 +84,15 @@ def read_onnx(path: str | Path, input_shape: Shape | None = None
     graph_text = "\n".join([f"input {format_input(walk.layers[0].layer.input_shape)}",
                             *(layer.line for layer in walk.layers),
                             *(["softmax"] if scores else [])]) + "\n"
-    spec = parse_spec(graph_text)
-    spec_text, spec_from = spec.to_text(), "graph"
-    stored = _stored_spec(graph, walk)
-    if stored is not None:
-        spec, spec_text, spec_from = stored, graph.metadata["spec"], "metadata"
-    net = _network(walk, spec, spec_text)
-    class_names, names_from = _class_names(graph, net.num_classes if scores else 0)
+    class_names, names_from = _class_names(graph, walk.shape[0] if scores else 0)
     mean, std, normalization_from = _normalization(graph, walk)
-    info = ModelInfo(spec_text=spec_text, input_shape=net.input_shape,  # type: ignore[arg-type]
+    info = ModelInfo(spec_text="", input_shape=walk.layers[0].layer.input_shape,
                      class_names=class_names, mean=mean, std=std)
+    net, spec_from = _stored_spec(graph, walk, info), "metadata"
+    if net is None:
+        text = parse_spec(graph_text).to_text()
+        net, spec_from = _network(walk, parse_spec(text), text), "graph"
+    info.spec_text = net.spec_text or ""
     summary = ImportSummary(
         layers=len(net.layers), parameters=net.num_params(),
         input_shape=net.input_shape, classes=len(class_names),  # type: ignore[arg-type]
@@ -156,34 +155,32 @@ def _input_shape(graph: Graph, given: Shape | None) -> Shape:
     return fixed  # type: ignore[return-value]
 
 
-def _stored_spec(graph: Graph, walk: Walk) -> Spec | None:
-    """The metadata's spec when it describes the layers read from the graph (dropout,
-    which export leaves out, aside; floats compared as the float32 the graph holds)."""
+def _stored_spec(graph: Graph, walk: Walk, info: ModelInfo) -> Network | None:
+    """The network of the metadata's spec with the weights read from the graph, when
+    numbacnn export writes exactly the graph's operators and attributes for it (the
+    same layers, dropout aside, which export leaves out); else None."""
+    from numbacnn.io.onnx_export import MIN_OPSET, build_onnx_model
+
     text = graph.metadata.get("spec", "")
+    if not text or graph.opset < MIN_OPSET:
+        return None
     try:
-        spec = parse_spec(text)
-        spec.build(walk.layers and walk.layers[0].layer.input_shape)
-    except (NumbacnnError, ValueError):
+        net = _network(walk, parse_spec(text), text)
+        exported = build_onnx_model(net, info, opset=graph.opset)
+    except (NumbacnnError, ValueError, KeyError, IndexError):
         return None
-    theirs = [e for e in spec.layers if e.name not in ("dropout", "softmax")]
-    ours = [layer for layer in walk.layers if layer.kind != "dropout"]
-    if len(theirs) != len(ours) or spec.input_shape not in (None, walk.layers[0].layer.input_shape):
-        return None
-    for entry, layer in zip(theirs, ours, strict=True):
-        if entry.name != layer.kind:
-            return None
-        for key, value in layer.layer.hyperparameters().items():
-            other = entry.kwargs.get(key)
-            same = (np.float32(other) == np.float32(value) if isinstance(value, float)
-                    else other == value)
-            if not same:
-                return None
-    return spec
+    from onnx import helper
+
+    ours = [(n.op_type, {a.name: helper.get_attribute_value(a) for a in n.attribute})
+            for n in exported.graph.node if n.op_type != "Constant"]
+    theirs = [(n.op, n.attributes) for n in graph.nodes]
+    return net if ours == theirs else None
 
 
 def _network(walk: Walk, spec: Spec, spec_text: str) -> Network:
-    """The network of ``spec`` on the CPU with the weights read by ``walk`` (matched to
-    its layers in order, dropout layers the graph does not have aside)."""
+    """The network of ``spec`` on the CPU with the weights read by ``walk``, matched to
+    its layers in order (a dropout layer the graph has no node for aside); ValueError
+    when they do not fit."""
     input_shape = walk.layers[0].layer.input_shape
     net = Network(spec.build(input_shape), input_shape=input_shape, spec_text=spec_text,
                   device="cpu")
@@ -192,12 +189,20 @@ def _network(walk: Walk, spec: Spec, spec_text: str) -> Network:
     for layer in net.layers:
         if layer.kind == "dropout" and (not read or read[0].kind != "dropout"):
             continue  # numbacnn export writes no node for a dropout layer
+        if not read or read[0].kind != layer.kind:
+            raise ValueError(f"{layer.describe()} has no layer in the graph")
         imported = read.pop(0)
         for key, shape in layer.param_shapes().items():
+            if imported.params[key].shape != tuple(shape):
+                raise ValueError(f"{layer.describe()}: {key} does not fit")
             layer.params[key] = B.to_device(imported.params[key])
             layer.grads[key] = B.zeros(shape)
-        for key in layer.state_shapes():
+        for key, shape in layer.state_shapes().items():
+            if imported.state[key].shape != tuple(shape):
+                raise ValueError(f"{layer.describe()}: {key} does not fit")
             layer.state[key] = B.to_device(imported.state[key])
+    if read:
+        raise ValueError(f"the graph has more layers than {spec_text!r}")
     return net
 
 
