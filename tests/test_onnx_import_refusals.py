@@ -290,3 +290,20 @@ def test_torchvision_style_network_exported_by_pytorch(tmp_path: Path) -> None:
         expected = torch.softmax(model(torch.from_numpy(x.astype(np.float32))), 1).numpy()
     net, info = load_model(out, "cpu")
     np.testing.assert_allclose(predict_images(net, info, x), expected, rtol=0, atol=1e-4)
+
+
+def test_node_without_output_and_graph_output_elsewhere(tmp_path: Path) -> None:
+    from onnx import helper
+
+    g = GraphBuilder(1, 6, 6, opset=17)
+    g.conv(2, 3)
+    model = g.model()
+    model.graph.node.append(helper.make_node("Relu", [g.x], [], name="silent"))
+    onnx.save(model, str(tmp_path / "a.onnx"))
+    assert_one_error(run("import", tmp_path / "a.onnx", tmp_path / "a.h5"),
+                     "node 'silent' (Relu): has no output")
+    g.op("Relu")
+    model = g.model()
+    model.graph.output[0].name = "conv_3"  # the graph's output is the conv's, not the relu's
+    onnx.save(model, str(tmp_path / "b.onnx"))
+    assert_one_error(run("import", tmp_path / "b.onnx", tmp_path / "b.h5"), "graph's output")

@@ -32,7 +32,7 @@ import numpy as np
 from numbacnn.errors import NumbacnnError
 from numbacnn.geometry import volume
 from numbacnn.io.model_file import ModelInfo, check_model_writable, save_model
-from numbacnn.io.onnx_graph import Graph, OnnxImportError, load_graph
+from numbacnn.io.onnx_graph import Graph, Node, OnnxImportError, load_graph
 from numbacnn.io.onnx_ops import OPS
 from numbacnn.io.onnx_patterns import PATTERNS
 from numbacnn.io.onnx_walk import ImportedLayer, Walk, refuse
@@ -105,27 +105,19 @@ def _read_nodes(walk: Walk) -> None:
     """Walk the graph's nodes in order: each group numbacnn export writes for one layer,
     else each node on its own (OPS); refused at the first node that does not fit."""
     nodes = walk.graph.nodes
+    for node in nodes:
+        if not node.outputs or not node.outputs[0]:
+            raise refuse(node, "has no output; the file is not a valid ONNX graph")
     i = 0
     while i < len(nodes):
         node = nodes[i]
         if walk.softmax is not None and node.op != "Identity":
             raise refuse(node, "comes after the softmax; numbacnn's softmax ends the network")
-        group, read = next(((found, read) for match, read in PATTERNS.get(node.op, ())
-                            if (found := match(walk, nodes, i))), ([], None))
-        if read is None:
-            handler = OPS.get(node.op)
-            if handler is None:
-                raise refuse(node, "this operator is not supported (numbacnn has no layer for "
-                             "it); docs/onnx.md lists the operators numbacnn imports")
-            if not node.outputs or not node.outputs[0]:
-                raise refuse(node, "has no output")
-            group, read = [node], lambda walk, group: handler(walk, group[0])  # noqa: B023
-        walk.check_chain(group)
         try:
-            read(walk, group)
+            group = _read_group(walk, nodes, i)
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError,
                 OverflowError) as exc:  # attribute values of a form ONNX does not allow
-            raise refuse(group[0], f"has attributes or inputs of an unexpected form "
+            raise refuse(node, f"has attributes or inputs of an unexpected form "
                          f"({type(exc).__name__}); the file is not a valid ONNX graph") from None
         walk.advance(group)
         i += len(group)
@@ -136,6 +128,23 @@ def _read_nodes(walk: Walk) -> None:
     walk.flatten_pending(last)
     if not walk.layers:
         raise refuse(last, "the graph has no layer numbacnn can import")
+
+
+def _read_group(walk: Walk, nodes: list[Node], i: int) -> list[Node]:
+    """Read the layer starting at ``nodes[i]``: a group numbacnn export writes for one
+    layer (PATTERNS), else the node on its own (OPS); returns the nodes read."""
+    node = nodes[i]
+    group, read = next(((found, read) for match, read in PATTERNS.get(node.op, ())
+                        if (found := match(walk, nodes, i))), ([], None))
+    if read is None:
+        handler = OPS.get(node.op)
+        if handler is None:
+            raise refuse(node, "this operator is not supported (numbacnn has no layer for "
+                         "it); docs/onnx.md lists the operators numbacnn imports")
+        group, read = [node], lambda walk, group: handler(walk, group[0])
+    walk.check_chain(group)
+    read(walk, group)
+    return group
 
 
 def _input_shape(graph: Graph, given: Shape | None) -> Shape:
