@@ -173,10 +173,22 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from numbacnn_cli import bench, compare, data, devices, export, model, plot, shapes, train
+    from numbacnn_cli import (
+        bench,
+        compare,
+        data,
+        devices,
+        export,
+        import_onnx,
+        model,
+        plot,
+        shapes,
+        train,
+    )
     from numbacnn_cli.options import map_library_errors
 
-    for module in (bench, compare, data, devices, export, model, plot, shapes, train):
+    for module in (bench, compare, data, devices, export, import_onnx, model, plot, shapes,
+                   train):
         for command in module.COMMANDS:
             cli.add_command(map_library_errors(command))
 
