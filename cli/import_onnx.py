@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from numbacnn_cli.options import with_command
+from numbacnn_cli.options import echo_replaced, force_option, with_command
 
 from numbacnn.errors import SpecError
 from numbacnn.geometry import volume
@@ -25,12 +25,15 @@ _FROM = {"metadata": "from the metadata", "graph": "from the graph",
 @click.argument("out", type=_PATH, metavar="OUT.h5")
 @click.option("--input", "input_shape", metavar="WxHxD", default=None,
               help="Input size, e.g. 224x224x3, where the graph leaves it symbolic.")
-def import_(model: Path, out: Path, input_shape: str | None) -> None:
+@force_option("OUT.h5")
+def import_(model: Path, out: Path, input_shape: str | None, force: bool) -> None:
     """Read the ONNX graph MODEL.onnx (raw pixels 0-255 in, as numbacnn export writes it)
     and write it as the model file OUT.h5 for shapes, inspect, evaluate, predict, plot and
     further training. An operator or attribute numbacnn lacks, or a graph that is not a
     chain, is refused and nothing is written. Needs the onnx package."""
+    from numbacnn.errors import ModelFileError
     from numbacnn.io.onnx_import import OnnxImportError, import_onnx
+    from numbacnn.io.output_policy import REFUSE, plan_output
     from numbacnn.spec import parse_input_size
 
     shape = None
@@ -39,12 +42,15 @@ def import_(model: Path, out: Path, input_shape: str | None) -> None:
             shape = parse_input_size(input_shape)
         except SpecError as exc:
             raise click.BadParameter(str(exc), param_hint="--input") from None
+    target = plan_output(out, inputs=[model], existing=REFUSE, force=force, what="model",
+                         error=ModelFileError, example="model.h5")
     try:
-        summary = import_onnx(model, out, shape)
+        summary = import_onnx(model, target.path, shape)
     except OnnxImportError as exc:
         if exc.field == "input_shape" and shape is None:
             raise with_command(exc, f"run: numbacnn import {model} {out} --input WxHxD") from None
         raise
+    echo_replaced(target)
     scores = f"{summary.classes} classes" if summary.classes else "ends in a volume"
     click.echo(f"wrote {out}: {summary.layers} layers, {summary.parameters:,} parameters, input "
                f"{volume(summary.input_shape)}, {scores}")

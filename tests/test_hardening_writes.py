@@ -104,6 +104,8 @@ PROTECTED = {
     "make-mini over a dataset": (["data", "make-mini", "{d}/data.npz", "{d}/data.h5",
                                   "--train-per-class", "2", "--test-per-class", "1"], "data.h5",
                                  "exists already"),
+    "import over a model": (["import", "{d}/tiny.onnx", "{d}/tiny.best.h5"], "tiny.best.h5",
+                            "exists already"),
     "train over a model": (["train", SPEC, "--data", "{d}/data.npz", "--out", "{d}/tiny.h5",
                             "--epochs", "1"], "tiny.h5", "exists already"),
 }
@@ -112,9 +114,11 @@ PROTECTED = {
 @pytest.mark.parametrize("args, name, fragment", PROTECTED.values(), ids=PROTECTED.keys())
 def test_models_and_datasets_are_replaced_only_with_force(args: list[str], name: str,
                                                           fragment: str, here: Path) -> None:
-    if args[0] == "export" and not HAS_ONNX:
+    if args[0] in ("export", "import") and not HAS_ONNX:
         pytest.skip("needs onnx")
     write_idx_dir(here / "idx")
+    if args[0] == "import":
+        assert run("export", here / "tiny.h5", here / "tiny.onnx").exit_code == 0
     before = snapshot(here)
     assert_one_error(run(*args_in(here, *args)), f"{name}: {fragment}", "--force")
     assert snapshot(here) == before
@@ -125,7 +129,7 @@ def test_models_and_datasets_are_replaced_only_with_force(args: list[str], name:
     assert f"replaced {here / name}" in result.stderr.splitlines()
     if args[0] == "data":
         load_dataset(here / name)
-    elif args[0] == "train":
+    elif args[0] in ("train", "import"):
         load_model(here / name)
 
 

@@ -139,7 +139,8 @@ def test_an_existing_file_is_left_as_it_was(tmp_path: Path) -> None:
     path = _conv_graph().op("Abs").save(tmp_path / "model.onnx")
     out = tmp_path / "model.h5"
     out.write_bytes(b"previous")
-    assert_one_error(run("import", path, out), "(Abs)")
+    assert_one_error(run("import", path, out), "exists already", "--force")
+    assert_one_error(run("import", path, out, "--force"), "(Abs)")
     assert out.read_bytes() == b"previous"
 
 
