@@ -51,7 +51,14 @@ from numbacnn.io.hdf5 import (
     write_floats,
 )
 from numbacnn.io.step_history import StepHistory, read_step_history, write_step_history
-from numbacnn.limits import MAX_INT, array_bytes, check_memory, check_regular_file
+from numbacnn.limits import (
+    MAX_INT,
+    NORMALIZATION_MEAN,
+    NORMALIZATION_STD,
+    array_bytes,
+    check_memory,
+    check_regular_file,
+)
 from numbacnn.network import Network
 from numbacnn.version import __version__
 
@@ -283,8 +290,12 @@ def _read_model(f: h5py.File, path: Path, device: str,
         numbacnn_version=string_attr(f.attrs, "numbacnn_version", ""),
         path=path,
     )
-    if not np.all(info.std > 0):
-        raise Damaged(f"the normalization needs {C} positive stds, got {_numbers(info.std)}")
+    for name, values, bounds in (("mean", info.mean, NORMALIZATION_MEAN),
+                                 ("std", info.std, NORMALIZATION_STD)):
+        bad = [c for c, v in enumerate(values) if float(v) not in bounds]
+        if bad:  # within the bounds (x/255 - mean)/std stays finite in float32
+            raise Damaged(f"the normalization's {name} must be {bounds.text()}, got "
+                          f"{float(values[bad[0]]):g} for channel {bad[0]}")
     if net.ends_in_scores and len(info.class_names) != net.num_classes:  # a volume: no K
         raise Damaged(f"{len(info.class_names)} class names for {net.num_classes} outputs")
     if "training" in f:
@@ -390,6 +401,8 @@ def _read_state(group: h5py.Group, layer: Any, B: Any) -> None:
                        f"{layer.describe()} keeps {sorted(expected) or 'no state'}")
     for key, shape in expected.items():
         array = read_floats(state[key], tuple(shape), where=layer.describe())
+        if key in layer.nonnegative_state and np.any(array < 0):
+            raise Damaged(f"{state.name}/{key} holds negative values, but it is a variance")
         layer.state[key] = B.to_device(np.ascontiguousarray(array, np.float32))
 
 
@@ -409,5 +422,3 @@ def _option_value(option: Any, value: Any, where: str) -> Any:
         raise Damaged(f"{where}: {exc}") from None
 
 
-def _numbers(values: np.ndarray) -> str:
-    return ", ".join(f"{v:g}" for v in values)
