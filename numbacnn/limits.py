@@ -73,7 +73,10 @@ SEEDS = Bounds(0, 2**63 - 1)
 
 
 def human_bytes(n: float) -> str:
-    """1161600 → '1.1 MiB' (binary prefixes, up to EiB)."""
+    """1161600 → '1.1 MiB' (binary prefixes, up to EiB; a damaged header's 2**8000
+    is 'more than 1024 EiB')."""
+    if n >= 2**70:
+        return "more than 1024 EiB"
     for unit, scale in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30),
                         ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
