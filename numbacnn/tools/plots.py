@@ -99,9 +99,25 @@ def save_figure(figure: Any, path: str | Path, size: tuple[int, int] | None = No
     width, height = (int(round(v * dpi)) for v in figure.get_size_inches())
     _printable_texts(figure)
     # savefig takes the temporary file as a path or as an open binary file alike
-    replace_atomically(path, lambda target: figure.savefig(target, format=fmt, dpi=dpi),
+    replace_atomically(path, lambda target: _render(figure, target, fmt, dpi, (width, height)),
                        PlotError, "picture")
     return width, height
+
+
+def _render(figure: Any, target: Any, fmt: str, dpi: int, size: tuple[int, int]) -> None:
+    """``figure.savefig``; PlotError (``field`` "size") when the picture is too small for
+    what it shows (matplotlib would only warn, and draw its panels on top of each other)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figure.savefig(target, format=fmt, dpi=dpi)
+    for warning in caught:
+        if "constrained_layout not applied" in str(warning.message):
+            raise PlotError(f"a picture of {size[0]}x{size[1]} pixels is too small for what it "
+                            "shows; give a larger size, or leave the size out", field="size")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)  # any other: seen, so that tests catch it
 
 
 def _printable_texts(figure: Any) -> None:
