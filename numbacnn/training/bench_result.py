@@ -179,6 +179,10 @@ _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a bool
                int: "an integer", float: "a number", type(None): "null"}
 
 
+def _number(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
 def _described(error: Any) -> str:
     """A jsonschema ValidationError in one line that quotes at most 40 characters of
     the file (jsonschema's own message quotes the whole offending value)."""
@@ -197,9 +201,8 @@ def _described(error: Any) -> str:
         return "no list of networks" if missing == "networks" else f"{place} lacks {missing!r}"
     if rule in ("minimum", "maximum"):
         shown = f"{value:g}" if isinstance(value, float) else excerpt(str(value), 30)
-        low = error.schema.get("minimum")
-        high = error.schema.get("maximum")
-        return f"{place} is {shown.strip(chr(39))}, expected a number in [{low:g}, {high:g}]"
+        low, high = (_number(error.schema[k]) for k in ("minimum", "maximum"))
+        return f"{place} is {shown.strip(chr(39))}, expected a number in [{low}, {high}]"
     if rule in ("maxItems", "minItems"):
         most = "at most" if rule == "maxItems" else "at least"
         return f"{place} has {len(value)} items, {most} {bound} allowed"
