@@ -148,9 +148,9 @@ def check_regular_file(path: Path, what: str, error: type[NumbacnnError],
 # ----------------------------------------------------------------------------- user files
 # Bounds of what a file may claim, checked by its reader before anything is allocated.
 
-# Classes of a dataset or model: its labels index them and tables, counts and class-name
-# lists grow with them (a label of 2**40 would ask for 2**40 names). ImageNet-21k has
-# 21,841; the datasets numbacnn trains on have 10 to 1000.
+# Classes of a dataset: its labels index them, and tables, counts and class-name
+# lists grow with them (a label of 2**40 would ask for 2**40 names). Ten times
+# ImageNet-1k's 1000; the datasets numbacnn trains on have 10 to 1000.
 MAX_CLASSES = 10_000
 
 # A benchmark result file (numbacnn bench --output, bench/suite.py --json): a result of
