@@ -295,6 +295,25 @@ def test_export_refuses_weights_that_overflow(work: Path, tmp_path: Path, value:
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.parametrize("kind", ["features", "activations", "filters"])
+def test_pictures_of_weights_that_overflow_are_one_error(work: Path, tmp_path: Path,
+                                                         kind: str) -> None:
+    def change(f):
+        for name in f["layers"]:
+            if "W" in f["layers"][name]:
+                weights = f["layers"][name]["W"][()]
+                weights.reshape(-1)[::2], weights.reshape(-1)[1::2] = 3e38, -3e38
+                del f["layers"][name]["W"]
+                f["layers"][name].create_dataset("W", data=weights)
+
+    model = tampered_model(work, tmp_path, "bn.h5", change)
+    result = run("plot", kind, model, "-o", tmp_path / "p.png", "--data", work / "data.npz")
+    if kind == "filters":  # the weights themselves are drawn, scaled: nothing overflows
+        assert_ok(result)
+    else:  # matplotlib warned of overflows, and the histogram raised ValueError
+        assert_one_error(result, "NaN or infinite", "overflow float32")
+
+
 # ----------------------------------------------------------------------------- messages
 
 

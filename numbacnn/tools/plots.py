@@ -142,6 +142,15 @@ def drawn_text(text: object, limit: int = 60) -> str:
     return line[:limit - 1 - limit // 3] + "…" + line[len(line) - limit // 3:]
 
 
+def overflowed(values: np.ndarray, index: int, layer: Any, what: str) -> None:
+    """PlotError when a layer's outputs (or gradients) ``values`` hold NaN or inf: weights
+    beyond float32's range make them, and matplotlib would only warn and draw nothing."""
+    if not np.all(np.isfinite(values)):
+        raise PlotError(f"layer {index + 1} ({layer.describe()}) computes NaN or infinite "
+                        f"values on {what} (the model's weights overflow float32); train "
+                        "it again with a lower learning rate")
+
+
 def new_figure(width_in: float, height_in: float) -> Any:
     figure_module = require_matplotlib()
     return figure_module.Figure(figsize=(width_in, height_in), layout="constrained")
