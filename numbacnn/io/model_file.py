@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Protocol
 import h5py
 import numpy as np
 
-from numbacnn.device import resolve_device
+from numbacnn.device import resolve_device, to_host
 from numbacnn.errors import DataError, ModelFileError, NotAModelError, NumbacnnError
 from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.init import INITIALIZERS
@@ -280,6 +280,11 @@ def _read_model(f: h5py.File, path: Path, device: str,
             f["layers"], h5py.Group):
         raise Damaged("group layers is missing")
     net, names = _read_network(f, path, device)
+    for index, layer in enumerate(net.layers):
+        for key in layer.nonnegative_state:  # a variance below 0 would be blamed on the lr
+            if key in layer.state and np.any(np.asarray(to_host(layer.state[key])) < 0):
+                raise Damaged(f"layer {index + 1} ({layer.kind}) running statistic {key} holds "
+                              "negative values, but it is a variance")
     C = net.input_shape[0]  # type: ignore[index]
     info = ModelInfo(
         spec_text=string_attr(f.attrs, "spec", ""),
@@ -401,8 +406,6 @@ def _read_state(group: h5py.Group, layer: Any, B: Any) -> None:
                        f"{layer.describe()} keeps {sorted(expected) or 'no state'}")
     for key, shape in expected.items():
         array = read_floats(state[key], tuple(shape), where=layer.describe())
-        if key in layer.nonnegative_state and np.any(array < 0):
-            raise Damaged(f"{state.name}/{key} holds negative values, but it is a variance")
         layer.state[key] = B.to_device(np.ascontiguousarray(array, np.float32))
 
 
