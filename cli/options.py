@@ -73,8 +73,11 @@ def option_error(exc: NumbacnnError, ctx: click.Context) -> Exception:
     """Click's error for the parameter of ``ctx``'s command that ``exc.field`` names,
     when the user gave it; ``exc`` itself otherwise (it is printed as it is)."""
     param = next((p for p in ctx.command.params if p.name == exc.field), None)
-    if exc.field is None or param is None or ctx.get_parameter_source(exc.field) not in _GIVEN:
+    if exc.field is None or param is None:
         return exc
+    if ctx.get_parameter_source(exc.field) not in _GIVEN:  # the option that would set it
+        return (with_command(exc, f"give it with {param.opts[0]}")
+                if isinstance(param, click.Option) and param.opts[0] not in str(exc) else exc)
     return click.BadParameter(str(exc), ctx=ctx, param=param)
 
 

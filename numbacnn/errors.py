@@ -8,9 +8,11 @@ with status 2; nothing else should ever print a traceback.
 
 def excerpt(text: str, limit: int = 60) -> str:
     """``text`` quoted for a message: control characters escaped, at most ``limit``
-    characters (a hostile 100 KB line is not echoed in full)."""
-    shown = repr(text[:limit])
-    return shown if len(text) <= limit else shown[:-1] + "…" + shown[-1]
+    characters of it, elided in the middle (a hostile 100 KB line is not echoed in
+    full, and its end, often what differs, still shows)."""
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit - 1 - limit // 3] + "…" + text[len(text) - limit // 3:])
 
 
 def shown_path(path: object, limit: int = 200) -> str:

@@ -73,7 +73,10 @@ SEEDS = Bounds(0, 2**63 - 1)
 
 
 def human_bytes(n: float) -> str:
-    """1161600 → '1.1 MiB' (binary prefixes, up to EiB)."""
+    """1161600 → '1.1 MiB' (binary prefixes, up to EiB; a damaged header's 2**8000
+    is 'more than 1024 EiB')."""
+    if n >= 2**70:
+        return "more than 1024 EiB"
     for unit, scale in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30),
                         ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
@@ -140,3 +143,45 @@ def check_regular_file(path: Path, what: str, error: type[NumbacnnError],
     if not stat.S_ISREG(mode):
         raise error(f"{shown}: is not a regular file (a FIFO, socket or device), not a "
                     f"{what}; {hint}")
+
+
+# ----------------------------------------------------------------------------- user files
+# Bounds of what a file may claim, checked by its reader before anything is allocated.
+
+# Classes of a dataset: its labels index them, and tables, counts and class-name
+# lists grow with them (a label of 2**40 would ask for 2**40 names). Ten times
+# ImageNet-1k's 1000; the datasets numbacnn trains on have 10 to 1000.
+MAX_CLASSES = 10_000
+
+# A benchmark result file (numbacnn bench --output, bench/suite.py --json): a result of
+# a few networks is tens of KiB; numbacnn plot bench draws at most MAX_BENCH_NETWORKS
+# networks and MAX_BENCH_ROWS per-layer bars in all (each bar is about 32 pixels of
+# the picture's height, whose limit is 10,000 pixels).
+MAX_BENCH_RESULT_BYTES = 4 * 2**20
+MAX_BENCH_NETWORKS = 16
+MAX_BENCH_ROWS = 256
+# Milliseconds, counts and sizes in a benchmark result: finite, ≥ 0 and at most this
+# (a week in ms; far beyond any real step, small enough that sums stay exact in float64)
+MAX_BENCH_NUMBER = 1e12
+
+# The normalization a model file stores (units of pixel value / 255): datasets give a
+# mean in [0, 1] and a std in (0, 0.5] (1 for a constant channel). Wider bounds take any
+# hand-made model; within them (x / 255 − mean) / std of a uint8 image stays finite in
+# float32 (its largest value is about 1e13).
+NORMALIZATION_MEAN = Bounds(-1e3, 1e3)
+NORMALIZATION_STD = Bounds(1e-10, 1e3)
+
+# Largest |weight| (and running statistic) an exported model may hold: trained weights
+# stay below 100; at 3e38 a runtime's first product already overflows float32 into inf
+# and NaN.
+MAX_ABS_EXPORTED_VALUE = 1e8
+
+
+def float32_value(x: float) -> float:
+    """``x`` as the float32 kernels compute with: 0 for 1e-300 and for subnormals such
+    as 1e-45 (GPUs flush those to zero), inf for 1e300; without numpy's warning."""
+    import numpy as np
+
+    with np.errstate(over="ignore", under="ignore"):
+        value = float(np.float32(x))
+    return 0.0 if abs(value) < float(np.finfo(np.float32).tiny) else value

@@ -346,6 +346,30 @@ def load_spec(spec: str | os.PathLike[str]) -> Spec:
                     f"{_suggest(name, list_presets())}presets: {', '.join(list_presets())}")
 
 
+def spec_difference(given: str, stored: str) -> str | None:
+    """Where the spec ``given`` (a preset, file or text, as :func:`load_spec` takes it)
+    builds another network than ``stored``: "layer 3 is `maxpool 3`, not `maxpool 2`",
+    or None when both parse to the same network (however they are written: newlines
+    or ``;``, spacing, defaults left out). Text that does not parse is compared as it
+    is."""
+    if given == stored:
+        return None
+    try:
+        a, b = load_spec(given), load_spec(stored)
+    except NumbacnnError:
+        return f"{excerpt(given)} is not {excerpt(stored)}"
+    if a == b:
+        return None
+    if a.input_shape != b.input_shape:
+        shown = [format_input(s) if s else "none" for s in (a.input_shape, b.input_shape)]
+        return f"the input is {shown[0]}, not {shown[1]}"
+    for index, (x, y) in enumerate(zip(a.layers, b.layers, strict=False)):
+        if x != y:
+            return (f"layer {index + 1} is {_quoted(x.to_text(), 40)}, not "
+                    f"{_quoted(y.to_text(), 40)}")
+    return f"it has {len(a.layers)} layers, not {len(b.layers)}"
+
+
 def _load_file(path: Path) -> Spec:
     try:
         check_regular_file(path, "spec file", SpecError, "give a preset, a spec file or text")

@@ -4,6 +4,8 @@ several test files train on."""
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +25,24 @@ CLASSES = ["top left", "top right", "bottom left", "bottom right"]
 
 def run(*args: object, env: dict[str, str | None] | None = None) -> Result:
     """``numbacnn ARGS`` in this process (arguments turned into strings), with ``env``
-    overriding environment variables (None removes one)."""
-    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+    overriding environment variables (None removes one). Python warnings (numpy's
+    RuntimeWarning, matplotlib's missing glyphs) are written to its stderr as a user
+    would see them, not collected by pytest, so that the checks below see them."""
+
+    def shown(message, category, filename, lineno, file=None, line=None) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = shown
+        return CliRunner().invoke(cli, [str(a) for a in args], env=env)
 
 
 def assert_ok(result: Result) -> str:
     """Exit 0 and no error printed; returns the output."""
     assert result.exit_code == 0, result.output
     assert "error" not in result.output
+    assert "Warning" not in result.stderr, result.stderr  # warnings are errors or silence
     return result.output
 
 
@@ -42,7 +54,7 @@ def assert_one_error(result: Result, *fragments: str, code: int = 2) -> str:
     lines = [line for line in result.stderr.splitlines()
              if not line.startswith("bench: ")]  # bench's progress log, not an error
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and "Warning" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]

@@ -18,6 +18,7 @@ from numbacnn.errors import ShapeError, SpecError
 from numbacnn.layers import LAYERS, Conv2D, Dense, Layer, MaxPool2D, ReLU, Tanh
 from numbacnn.layers.base import register
 from numbacnn.layers.syntax import ACTIVATIONS, LayerSyntax
+from numbacnn.limits import float32_value
 from numbacnn.spec import (
     SYNTAX,
     LayerEntry,
@@ -340,7 +341,15 @@ def _numbers(kind: type, low_open: bool, high: float | None) -> st.SearchStrateg
     if kind is int:
         return st.integers(1, 64)
     return st.floats(0.0, 10.0 if high is None else high, exclude_min=low_open,
-                     exclude_max=high is not None, allow_nan=False, allow_infinity=False)
+                     exclude_max=high is not None, allow_nan=False, allow_infinity=False,
+                     ).filter(lambda x: _fits_float32(x, low_open, high))
+
+
+def _fits_float32(x: float, low_open: bool, high: float | None) -> bool:
+    """Within the bounds also as the float32 the layers compute with (a value > 0 may be
+    0 there, one < 1 may be 1): those are refused, tested in test_fuzz_readers.py."""
+    stored = float32_value(x)
+    return (stored > 0 or not low_open) and (high is None or stored < high)
 
 
 @st.composite

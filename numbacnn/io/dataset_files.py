@@ -35,7 +35,13 @@ from numbacnn.io.atomic_file import hdf5_bytes, replace_atomically
 from numbacnn.io.datasets import Dataset, validate
 from numbacnn.io.hdf5 import SIGNATURE, first_line, shown, text
 from numbacnn.io.numpy_files import read_npz
-from numbacnn.limits import array_bytes, check_memory, check_regular_file, exists
+from numbacnn.limits import (
+    MAX_CLASSES,
+    array_bytes,
+    check_memory,
+    check_regular_file,
+    exists,
+)
 
 FORMAT = "numbacnn-dataset"
 FORMAT_VERSION = 1
@@ -98,21 +104,42 @@ def _read_idx_stream(fh: Any, path: Path) -> np.ndarray:
         raise DataError(f"{path}: IDX header is truncated or has no dimensions; get a good copy")
     dims = struct.unpack(f">{ndim}I", dims_raw)
     expected = array_bytes(dims, dtype.itemsize)  # exact: no int64 overflow
-    check_memory(expected, f"{path}: the IDX header's dims {dims}", DataError,
+    check_memory(expected, f"{path}: the IDX header's dims {_dims_text(dims)}", DataError,
                  "the file is damaged or not an IDX file: download it again")
     if array_bytes((d for d in dims if d), dtype.itemsize) >= 2**62:
-        raise DataError(f"{path}: IDX header's dims {dims} describe no array numpy can hold; "
+        raise DataError(f"{path}: IDX header's dims {_dims_text(dims)} describe no array numpy "
+                        "can hold; "
                         "the file is damaged: download it again")
     data = fh.read(expected + 1)
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "longer than its header says"
         found = f"{len(data)}" if len(data) < expected else f"more than {expected}"
         raise DataError(
-            f"{path}: IDX file is {what}: dims {dims} need {expected} data bytes, "
+            f"{path}: IDX file is {what}: dims {_dims_text(dims)} need {expected} data bytes, "
             f"found {found}; download the file again"
         )
     array = np.frombuffer(data, dtype=dtype, count=math.prod(dims))
     return array.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
+
+
+def _dims_text(dims: tuple[int, ...]) -> str:
+    """An IDX header's dims for a message: all of a few, the ends of many (a damaged
+    header may declare 255)."""
+    if len(dims) <= 6:
+        return str(tuple(dims))
+    return f"({', '.join(map(str, dims[:3]))}, …, {', '.join(map(str, dims[-2:]))}: " \
+           f"{len(dims)} dims)"
+
+
+def _class_names(labels: list[np.ndarray], where: str) -> list[str]:
+    """"0", "1", ... up to the largest label, checked against MAX_CLASSES before a name
+    is made (a label of 2**40 would ask for 2**40 of them)."""
+    top = max(_max_label(y) for y in labels)
+    if top >= MAX_CLASSES:
+        raise DataError(f"{where}: label {top} would make {top + 1} classes, more than the "
+                        f"{MAX_CLASSES} numbacnn takes; fix the labels (class indices 0, 1, "
+                        "...)")
+    return [str(i) for i in range(top + 1)]
 
 
 def _find_idx(directory: Path, prefix: str, kind: str, ndim: int) -> Path | None:
@@ -165,8 +192,7 @@ def import_idx(
         if fashion:
             class_names = list(FASHION_MNIST_CLASSES)
         else:
-            top = max(_max_label(arrays["y_train"]), _max_label(arrays["y_test"]))
-            class_names = [str(i) for i in range(top + 1)]
+            class_names = _class_names([arrays["y_train"], arrays["y_test"]], str(directory))
     if name is None:
         name = FASHION_MNIST if fashion else directory.resolve().name
     ds = Dataset(class_names=class_names, name=name, **arrays)
@@ -224,10 +250,13 @@ def import_npz(path: str | Path, name: str | None = None) -> Dataset:
         y = arrays[key]
         ys[key] = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
     if "class_names" in arrays:
-        class_names = [str(n) for n in np.asarray(arrays["class_names"]).reshape(-1)]
+        names = np.asarray(arrays["class_names"]).reshape(-1)
+        if names.size > MAX_CLASSES:
+            raise DataError(f"{path}: class_names holds {names.size} names, more than the "
+                            f"{MAX_CLASSES} classes numbacnn takes; save one name per class")
+        class_names = [str(n) for n in names]
     else:
-        top = max(_max_label(ys["y_train"]), _max_label(ys["y_test"]))
-        class_names = [str(i) for i in range(top + 1)]
+        class_names = _class_names([ys["y_train"], ys["y_test"]], str(path))
     ds = Dataset(
         x_train=_to_nchw(arrays["x_train"], f"{path} x_train"),
         y_train=ys["y_train"],
@@ -307,9 +336,13 @@ def read_h5(path: str | Path) -> Dataset:
                 f"numbacnn reads version {FORMAT_VERSION}); upgrade numbacnn or re-create the "
                 "file"
             )
-        names = f.attrs.get("class_names")
-        if names is None:
+        if "class_names" not in f.attrs:
             raise DataError(f"{path}: class_names attribute is missing; re-create the file")
+        count = math.prod(f.attrs.get_id("class_names").shape or ())
+        if count > MAX_CLASSES:  # checked before the names are read
+            raise DataError(f"{path}: class_names holds {count} names, more than the "
+                            f"{MAX_CLASSES} classes numbacnn takes; re-create the file")
+        names = f.attrs.get("class_names")
         names = np.asarray(names).reshape(-1)
         if names.dtype.kind not in "OSU" or not all(isinstance(n, str | bytes) for n in names):
             raise DataError(f"{path}: class_names is {shown(names)}, not strings; re-create "

@@ -19,7 +19,7 @@ import numpy as np
 
 from numbacnn.errors import DataError
 from numbacnn.geometry import VOLUME_AXES, volume
-from numbacnn.limits import SEEDS, Bounds
+from numbacnn.limits import MAX_CLASSES, SEEDS, Bounds
 
 SPLITS = ("train", "test")  # the splits of a dataset (Dataset.split)
 
@@ -71,6 +71,9 @@ def validate(ds: Dataset, where: str) -> Dataset:
     """
     if not ds.class_names or not all(isinstance(n, str) for n in ds.class_names):
         raise DataError(f"{where}: class names must be a non-empty list of strings")
+    if len(ds.class_names) > MAX_CLASSES:
+        raise DataError(f"{where}: {len(ds.class_names)} classes, more than the {MAX_CLASSES} "
+                        "numbacnn takes; merge classes or fix the labels")
     for split in ("train", "test"):
         x = getattr(ds, f"x_{split}")
         y = getattr(ds, f"y_{split}")
@@ -79,6 +82,11 @@ def validate(ds: Dataset, where: str) -> Dataset:
             raise DataError(
                 f"{where}: {split} images are {got}, expected uint8 N x C x H x W "
                 "(pixel values 0-255); convert them with np.uint8 before importing"
+            )
+        if 0 in x.shape[1:]:  # HDF5 cannot chunk them, and no layer takes them
+            raise DataError(
+                f"{where}: {split} images are {volume(x.shape[1:])} ({VOLUME_AXES}); width, "
+                "height and depth must each be at least 1"
             )
         if not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype.kind not in "iu":
             got = f"{y.dtype} {y.shape}" if isinstance(y, np.ndarray) else type(y).__name__

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Protocol
 import h5py
 import numpy as np
 
-from numbacnn.device import resolve_device
+from numbacnn.device import resolve_device, to_host
 from numbacnn.errors import DataError, ModelFileError, NotAModelError, NumbacnnError
 from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.init import INITIALIZERS
@@ -52,7 +52,14 @@ from numbacnn.io.hdf5 import (
     write_floats,
 )
 from numbacnn.io.step_history import StepHistory, read_step_history, write_step_history
-from numbacnn.limits import MAX_INT, array_bytes, check_memory, check_regular_file
+from numbacnn.limits import (
+    MAX_INT,
+    NORMALIZATION_MEAN,
+    NORMALIZATION_STD,
+    array_bytes,
+    check_memory,
+    check_regular_file,
+)
 from numbacnn.network import Network
 from numbacnn.version import __version__
 
@@ -293,6 +300,11 @@ def _read_model(f: h5py.File, path: Path, device: str,
             f["layers"], h5py.Group):
         raise Damaged("group layers is missing")
     net, names = _read_network(f, path, device)
+    for index, layer in enumerate(net.layers):
+        for key in layer.nonnegative_state:  # a variance below 0 would be blamed on the lr
+            if key in layer.state and np.any(np.asarray(to_host(layer.state[key])) < 0):
+                raise Damaged(f"layer {index + 1} ({layer.kind}) running statistic {key} holds "
+                              "negative values, but it is a variance")
     C = net.input_shape[0]  # type: ignore[index]
     info = ModelInfo(
         spec_text=string_attr(f.attrs, "spec", ""),
@@ -303,8 +315,12 @@ def _read_model(f: h5py.File, path: Path, device: str,
         numbacnn_version=string_attr(f.attrs, "numbacnn_version", ""),
         path=path,
     )
-    if not np.all(info.std > 0):
-        raise Damaged(f"the normalization needs {C} positive stds, got {_numbers(info.std)}")
+    for name, values, bounds in (("mean", info.mean, NORMALIZATION_MEAN),
+                                 ("std", info.std, NORMALIZATION_STD)):
+        bad = [c for c, v in enumerate(values) if float(v) not in bounds]
+        if bad:  # within the bounds (x/255 - mean)/std stays finite in float32
+            raise Damaged(f"the normalization's {name} must be {bounds.text()}, got "
+                          f"{float(values[bad[0]]):g} for channel {bad[0]}")
     if net.ends_in_scores and len(info.class_names) != net.num_classes:  # a volume: no K
         raise Damaged(f"{len(info.class_names)} class names for {net.num_classes} outputs")
     if "training" in f:
@@ -437,5 +453,3 @@ def _option_value(option: Any, value: Any, where: str) -> Any:
         raise Damaged(f"{where}: {exc}") from None
 
 
-def _numbers(values: np.ndarray) -> str:
-    return ", ".join(f"{v:g}" for v in values)

@@ -29,6 +29,7 @@ import numpy as np
 
 from numbacnn.errors import NumbacnnError
 from numbacnn.io.atomic_file import replace_atomically
+from numbacnn.limits import MAX_ABS_EXPORTED_VALUE, NORMALIZATION_MEAN, NORMALIZATION_STD
 from numbacnn.version import __version__
 
 if TYPE_CHECKING:
@@ -159,10 +160,11 @@ def build_onnx_model(net: Network, info: ModelInfo, opset: int = DEFAULT_OPSET) 
     if weight_bytes >= MAX_BYTES:
         raise ExportError(f"the model's weights take {weight_bytes / 2**30:.1f} GiB, more than "
                           "the 2 GiB a single ONNX file can hold; export a smaller network")
-    builder = OnnxBuilder(opset)
-    builder.scope = "normalize"
     mean = np.asarray(info.mean, np.float32).reshape(-1)
     std = np.asarray(info.std, np.float32).reshape(-1)
+    _check_values(net, mean, std)
+    builder = OnnxBuilder(opset)
+    builder.scope = "normalize"
     scale = (1.0 / (255.0 * std)).reshape(1, -1, 1, 1)  # as numbacnn.io.datasets.normalize
     shift = (mean / std).reshape(1, -1, 1, 1)
     x = builder.node("Mul", [INPUT_NAME, builder.constant("scale", scale)])
@@ -205,6 +207,32 @@ def build_onnx_model(net: Network, info: ModelInfo, opset: int = DEFAULT_OPSET) 
         raise ExportError(f"onnx.checker refused the exported graph ({first}); nothing was "
                           "written: please report this as a numbacnn bug") from None
     return model
+
+
+def _check_values(net: Network, mean: np.ndarray, std: np.ndarray) -> None:
+    """ExportError unless the normalization is within its bounds and every weight and
+    running statistic within ±MAX_ABS_EXPORTED_VALUE: beyond them the exported graph
+    computes inf and NaN (numbacnn's own load refuses the first, predict the second)."""
+    from numbacnn.device import to_host
+
+    for name, values, bounds in (("mean", mean, NORMALIZATION_MEAN),
+                                 ("std", std, NORMALIZATION_STD)):
+        bad = [c for c, v in enumerate(values) if float(v) not in bounds]
+        if bad:
+            raise ExportError(f"the normalization's {name} must be {bounds.text()}, got "
+                              f"{float(values[bad[0]]):g} for channel {bad[0]}; nothing was "
+                              "written: export a model trained by numbacnn")
+    for index, layer in enumerate(net.layers):
+        for key, array in (*layer.params.items(), *getattr(layer, "state", {}).items()):
+            values = np.asarray(to_host(array))
+            if values.size and not np.all(np.abs(values) <= MAX_ABS_EXPORTED_VALUE):
+                worst = values.reshape(-1)[int(np.argmax(np.nan_to_num(
+                    np.abs(values), nan=np.inf).reshape(-1)))]
+                raise ExportError(
+                    f"layer {index + 1} ({layer.describe()}) has {key} = {float(worst):g}, "
+                    f"beyond ±{MAX_ABS_EXPORTED_VALUE:g}: the exported graph would compute "
+                    "inf and NaN; nothing was written: train the model again with a lower "
+                    "learning rate")
 
 
 def _ir_version_for(onnx: Any, opset: int) -> int:

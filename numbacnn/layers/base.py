@@ -53,6 +53,7 @@ class Layer:
     numbered_with: ClassVar[str] = ""  # kind whose count it shares (FC6 after CONV5)
     spatial: ClassVar[bool] = False  # outputs an image volume again (after flat fc layers)
     bias_keys: ClassVar[tuple[str, ...]] = ()  # params counted as biases, the rest weights
+    nonnegative_state: ClassVar[tuple[str, ...]] = ()  # state never < 0 (a variance)
     # params/state key → the name of the same tensor in the PyTorch twin (torch_module)
     torch_names: ClassVar[dict[str, str]] = {"W": "weight", "b": "bias"}
     # draws random numbers when training: the network sets ``seed`` before each training

@@ -33,6 +33,7 @@ class BatchNorm(FusesFollowingReLU, Layer):
     drivers = ("batch_statistics", "inverse_std", "batchnorm_forward",
                "batchnorm_parameter_grads", "batchnorm_backward")
     bias_keys = ("beta",)
+    nonnegative_state = ("var",)  # a variance: a file with var < 0 is damaged
     torch_names = {"gamma": "weight", "beta": "bias", "mean": "running_mean",
                    "var": "running_var"}
 

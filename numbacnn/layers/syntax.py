@@ -21,7 +21,7 @@ import numpy as np
 
 from numbacnn.errors import excerpt
 from numbacnn.init import INITIALIZERS
-from numbacnn.limits import MAX_INT
+from numbacnn.limits import MAX_INT, float32_value
 
 _INTEGER = re.compile(r"[0-9]+")
 _NUMBER = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -115,11 +115,19 @@ class Option:
         value = self.kind(raw)
         if self.kind is int and value > MAX_INT:
             raise ValueError(f"{self.key} must be ≤ {MAX_INT}, got {excerpt(raw, 30)}")
-        too_low = value <= self.low if self.low_open else value < self.low
-        too_high = self.high is not None and value >= self.high
-        if not math.isfinite(value) or too_low or too_high:
-            raise ValueError(f"{self.key} must be {self.rule()}, got {raw}")
+        self._check_range(value, raw)
         return value
+
+    def _check_range(self, value: float, shown: object) -> None:
+        """ValueError unless ``value`` is finite and within the bounds, also as the
+        float32 the layers compute with (eps=1e-300 is 0 there, momentum=0.9999999999
+        is 1 and eps=1e300 is inf)."""
+        for x in (value, float32_value(value)) if self.kind is float else (value,):
+            too_low = x <= self.low if self.low_open else x < self.low
+            too_high = self.high is not None and x >= self.high
+            if not math.isfinite(x) or too_low or too_high:
+                in_float32 = f" ({x:g} in float32)" if x != value else ""
+                raise ValueError(f"{self.key} must be {self.rule()}, got {shown}{in_float32}")
 
     def check(self, value: Any) -> Any:
         """A Python value for this option (a constructor argument): checked against the
@@ -145,10 +153,7 @@ class Option:
                 raise ValueError(f"{self.key} must be ≤ {MAX_INT}, got {value}")
         else:
             value = float(value)
-        too_low = value <= self.low if self.low_open else value < self.low
-        too_high = self.high is not None and value >= self.high
-        if not math.isfinite(value) or too_low or too_high:
-            raise ValueError(f"{self.key} must be {self.rule()}, got {value}")
+        self._check_range(value, value)
         return value
 
 

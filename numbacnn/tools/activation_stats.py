@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from numbacnn.device import to_host
-from numbacnn.tools.plots import PlotError, require_matplotlib
+from numbacnn.tools.plots import PlotError, overflowed, require_matplotlib
 
 KIND = "activations"  # numbacnn plot activations MODEL
 HISTOGRAM_BINS = 60
@@ -93,14 +93,16 @@ def layer_statistics(net: Any, x: np.ndarray, labels: np.ndarray) -> list[LayerS
                         f"got {len(x)} images and {len(labels)} labels")
     outputs = []
     h = x
-    for layer in net.layers:
+    for index, layer in enumerate(net.layers):
         h = layer.forward(h, training=False)
         outputs.append(np.array(to_host(h), np.float32))  # a copy: buffers are reused
+        overflowed(outputs[-1], index, layer, "these images")
     net.loss.forward(h, labels)
     dy = net.loss.backward()
     gradients: list[np.ndarray] = [np.empty(0, np.float32)] * len(net.layers)
     for index in range(len(net.layers) - 1, -1, -1):
         gradients[index] = np.array(to_host(dy), np.float32).reshape(outputs[index].shape)
+        overflowed(gradients[index], index, net.layers[index], "these images' gradients")
         dy = net.layers[index].backward(dy, need_dx=index > 0)
     stats = []
     for index, layer in enumerate(net.layers):

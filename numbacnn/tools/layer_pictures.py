@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from numbacnn.tools.plots import PlotError, new_figure
+from numbacnn.tools.plots import PlotError, drawn_text, new_figure, overflowed
 
 SEPARATOR = (0.78, 0.86, 0.95)  # pale blue lines between filter tiles, RGB 0…1
 WEIGHT_GAP = (0.7, 0.7, 0.7)  # grey between weight tiles: not a colour of RdBu_r
@@ -192,6 +192,7 @@ def activation_maps(net: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     maps = []
     for index, layer in enumerate(net.layers):
         x = layer.forward(x, training=False)
+        overflowed(to_host(x), index, layer, "this image")
         if layer.feature_map:
             fused = " + relu" if getattr(layer, "fused_relu", False) else ""
             maps.append((f"layer {index + 1}: {layer.describe()}{fused}",
@@ -278,7 +279,7 @@ def _probability_bars(axes: Any, probabilities: np.ndarray, class_names: Sequenc
     for i, k in enumerate(shown):
         axes.text(probabilities[k] + 0.01, i, f"{100 * probabilities[k]:.1f}%",
                   va="center", fontsize=7)
-    axes.set_yticks(y, [names[k] for k in shown], fontsize=7)
+    axes.set_yticks(y, [drawn_text(names[k]) for k in shown], fontsize=7)
     axes.invert_yaxis()
     axes.set_xlim(0, 1.15)
     axes.set_xticks([0, 0.25, 0.5, 0.75, 1])

@@ -97,10 +97,58 @@ def save_figure(figure: Any, path: str | Path, size: tuple[int, int] | None = No
     if size is not None:
         figure.set_size_inches(size[0] / dpi, size[1] / dpi)
     width, height = (int(round(v * dpi)) for v in figure.get_size_inches())
+    _printable_texts(figure)
     # savefig takes the temporary file as a path or as an open binary file alike
-    replace_atomically(path, lambda target: figure.savefig(target, format=fmt, dpi=dpi),
+    replace_atomically(path, lambda target: _render(figure, target, fmt, dpi, (width, height)),
                        PlotError, "picture")
     return width, height
+
+
+def _render(figure: Any, target: Any, fmt: str, dpi: int, size: tuple[int, int]) -> None:
+    """``figure.savefig``; PlotError (``field`` "size") when the picture is too small for
+    what it shows (matplotlib would only warn, and draw its panels on top of each other)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figure.savefig(target, format=fmt, dpi=dpi)
+    for warning in caught:
+        if "constrained_layout not applied" in str(warning.message):
+            raise PlotError(f"a picture of {size[0]}x{size[1]} pixels is too small for what it "
+                            "shows; give a larger size, or leave the size out", field="size")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)  # any other: seen, so that tests catch it
+
+
+def _printable_texts(figure: Any) -> None:
+    """Leave unprintable characters out of every text of ``figure`` (a file or class name
+    with a control character would make matplotlib warn of a missing glyph)."""
+    from matplotlib.text import Text
+
+    for artist in figure.findobj(Text):
+        text = artist.get_text()
+        if not text.isprintable():
+            artist.set_text("".join(c for c in text if c.isprintable() or c == "\n"))
+
+
+def drawn_text(text: object, limit: int = 60) -> str:
+    """``text`` as a picture shows it: control and other unprintable characters left out
+    (no font has a glyph for them: matplotlib would warn), at most ``limit`` characters,
+    elided in the middle."""
+    line = "".join(c if c.isprintable() else " " for c in str(text))
+    line = " ".join(line.split())
+    if len(line) <= limit:
+        return line
+    return line[:limit - 1 - limit // 3] + "…" + line[len(line) - limit // 3:]
+
+
+def overflowed(values: np.ndarray, index: int, layer: Any, what: str) -> None:
+    """PlotError when a layer's outputs (or gradients) ``values`` hold NaN or inf: weights
+    beyond float32's range make them, and matplotlib would only warn and draw nothing."""
+    if not np.all(np.isfinite(values)):
+        raise PlotError(f"layer {index + 1} ({layer.describe()}) computes NaN or infinite "
+                        f"values on {what} (the model's weights overflow float32); train "
+                        "it again with a lower learning rate")
 
 
 def new_figure(width_in: float, height_in: float) -> Any:
@@ -188,10 +236,10 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str 
                           color="white" if fractions[i, j] > 0.5 else "black")
     accuracy = [f"{100 * matrix[k, k] / totals[k]:.1f}%" if totals[k] else "—"
                 for k in range(K)]
-    axes.set_xticks(range(K), [str(n) for n in class_names], rotation=45, ha="right",
+    names = [drawn_text(n) for n in class_names]
+    axes.set_xticks(range(K), names, rotation=45, ha="right", fontsize=8)
+    axes.set_yticks(range(K), [f"{n} ({a})" for n, a in zip(names, accuracy, strict=True)],
                     fontsize=8)
-    axes.set_yticks(range(K), [f"{n} ({a})" for n, a in zip(class_names, accuracy,
-                                                             strict=True)], fontsize=8)
     axes.set(xlabel="predicted class", ylabel="true class (per-class accuracy)")
     overall = np.trace(matrix) / max(int(matrix.sum()), 1)
     axes.set_title(title or f"confusion matrix, accuracy {100 * overall:.2f}% "
@@ -221,8 +269,8 @@ def bench_figure(result: dict[str, Any], where: str = "the bench result") -> Any
         sides = [("numbacnn", net)]
         if torch.get("layers") and len(torch["layers"]) == len(net["layers"]):
             sides.append(("PyTorch", torch))
-        labels = [f"{row['index']}: {row['layer']}" for row in net["layers"]] + [
-            net.get("loss_name", "softmax loss")]
+        labels = [f"{row['index']}: {drawn_text(row['layer'])}" for row in net["layers"]] + [
+            drawn_text(net.get("loss_name", "softmax loss"))]
         y = np.arange(len(labels))
         height = 0.8 / len(sides)
         for s, (name, side) in enumerate(sides):
@@ -238,11 +286,12 @@ def bench_figure(result: dict[str, Any], where: str = "the bench result") -> Any
         axes.set_xlabel("ms per training step")
         axes.grid(axis="x", alpha=0.3)
         axes.legend(fontsize=8, loc="lower right")
-        note = "" if len(sides) > 1 else (f" (PyTorch {torch['skipped']})" if torch.get("skipped")
-                                          else "")
-        axes.set_title(f"{net.get('spec', '?')}, batch {net.get('batch', '?')}{note}",
-                       fontsize=10)
+        note = "" if len(sides) > 1 else (f" (PyTorch {drawn_text(torch['skipped'])})"
+                                          if torch.get("skipped") else "")
+        axes.set_title(f"{drawn_text(net.get('spec', '?'))}, batch {net.get('batch', '?')}"
+                       f"{note}", fontsize=10)
     env = result.get("environment", {})
-    device = result.get("config", {}).get("device", "")
-    figure.suptitle(f"per-layer times, {device} {env.get('cpu', '')}".strip(), fontsize=10)
+    device = drawn_text(result.get("config", {}).get("device", ""))
+    figure.suptitle(f"per-layer times, {device} {drawn_text(env.get('cpu', ''))}".strip(),
+                    fontsize=10)
     return figure

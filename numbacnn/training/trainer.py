@@ -60,6 +60,7 @@ from numbacnn.io.step_history import StepHistory, points_every
 from numbacnn.limits import check_memory
 from numbacnn.network import Network
 from numbacnn.shapes import training_bytes
+from numbacnn.spec import spec_difference
 from numbacnn.training.checkpoint import OptimizerState, TrainingState, load_checkpoint
 from numbacnn.training.distributed import GradientAllreduce, World
 from numbacnn.training.distributed import world as current_world
@@ -176,7 +177,13 @@ class Trainer:
         settings = TrainSettings.from_dict(info.settings)
         for key, value in (expect or {}).items():
             stored = getattr(settings, key)
-            if value != stored:
+            if key == "spec" and value != stored:  # the same network may be written otherwise
+                difference = spec_difference(value, stored)
+                if difference is not None:
+                    raise TrainingError(f"spec differs from the checkpoint's: {difference}; a "
+                                        f"resumed run keeps the network of {path}: leave spec "
+                                        "out, or start a new run", field=key)
+            elif value != stored:
                 raise TrainingError(f"{key} {value} differs from the checkpoint's {stored}; a "
                                     f"resumed run keeps the settings of {path}: leave {key} as "
                                     "it is, or start a new run", field=key)
