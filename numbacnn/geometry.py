@@ -182,7 +182,9 @@ def window_arithmetic(input_shape: tuple[int, int, int], F: Pair, S: Pair, P: Pa
     top, left, bottom, right = pads4(P)
     width = formula(W, FW, SW, left, pad_end=right, dilation=DW, rounding=rounding)
     height = formula(H, FH, SH, top, pad_end=bottom, dilation=DH, rounding=rounding)
-    dilated = [f"F' = {D}·({F1} − 1) + 1 = {effective_size(F1, D)}"
-               for F1, D in dict.fromkeys(((FH, DH), (FW, DW))) if D != 1]
+    axes = {"height": (FH, DH), "width": (FW, DW)}
+    same = axes["height"] == axes["width"]
+    dilated = [f"{'' if same else name + ' '}F' = {D}·({F1} − 1) + 1 = {effective_size(F1, D)}"
+               for name, (F1, D) in list(axes.items())[same:] if D != 1]
     text = width if width == height else f"width {width}, height {height}"
     return "; ".join([*dilated, text])

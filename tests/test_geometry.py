@@ -68,6 +68,8 @@ def test_per_axis_sizes_and_padding_sides() -> None:
     assert window_arithmetic((1, 8, 8), 3, 1, 1) == "(8 − 3 + 2·1)/1 + 1 = 8"
     assert window_arithmetic((1, 9, 9), 3, 1, 0, dilation=2) == \
         "F' = 2·(3 − 1) + 1 = 5; (9 − 5 + 2·0)/1 + 1 = 5"
+    assert window_arithmetic((1, 9, 9), (3, 5), 1, 0, dilation=(2, 1)) == \
+        "height F' = 2·(3 − 1) + 1 = 5; (9 − 5 + 2·0)/1 + 1 = 5"
     assert window_arithmetic((1, 8, 9), (3, 1), 1, 0) == \
         "width (9 − 1 + 2·0)/1 + 1 = 9, height (8 − 3 + 2·0)/1 + 1 = 6"
 

@@ -30,7 +30,7 @@ from numbacnn.spec import (
     parse_spec,
 )
 
-PRESETS = ("alexnet", "fmnist", "lecture-example", "lenet")
+PRESETS = ("alexnet", "alexnet-groups", "fmnist", "lecture-example", "lenet")
 
 
 def names(spec: Spec) -> list[str]:
