@@ -187,4 +187,4 @@ def window_arithmetic(input_shape: tuple[int, int, int], F: Pair, S: Pair, P: Pa
     dilated = [f"{'' if same else name + ' '}F' = {D}·({F1} − 1) + 1 = {effective_size(F1, D)}"
                for name, (F1, D) in list(axes.items())[same:] if D != 1]
     text = width if width == height else f"width {width}, height {height}"
-    return "; ".join([*dilated, text])
+    return f"{', '.join(dilated)}; {text}" if dilated else text

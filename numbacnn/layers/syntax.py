@@ -130,7 +130,11 @@ class Option:
             return raw.lower()
         parts = self._parts(raw)
         if parts is not None:
-            return collapse(tuple(self._convert_one(part) for part in parts))
+            try:
+                return collapse(tuple(self._convert_one(part) for part in parts))
+            except ValueError:  # the whole value in the message, not the bad part
+                raise ValueError(f"{self.key} must be {self.rule()}, got {excerpt(raw)}") \
+                    from None
         return self._convert_one(raw)
 
     def _convert_one(self, raw: str) -> Any:
