@@ -182,9 +182,11 @@ def col2im_at(t, lo, hi, dx, dcols, H, W, geo, OH, OW):
             oy_hi = min(OH - 1, (y + PT) // SH)
             i0 = y * W + ddx  # input column ox·SW + ddx of row y is plane[i0 + ox·SW]
             for oy in range(oy_lo, oy_hi + 1):
-                fy, off = split(y + PT - oy * SH, DH)  # the tap on row y, if one is
-                if off != 0:
-                    continue
+                fy = y + PT - oy * SH  # the tap on row y, times DH
+                if DH != 1:  # dilated: a tap only where DH divides it
+                    fy, off = split(fy, DH)
+                    if off != 0:
+                        continue
                 src = dcols[(c * FH + fy) * FW + fx]
                 j0 = (n * OH + oy) * OW
                 for ox in range(ox_lo, ox_hi):
