@@ -404,9 +404,10 @@ def _read_state(group: h5py.Group, layer: Any, B: Any) -> None:
 def _option_value(option: Any, value: Any, where: str) -> Any:
     """A stored hyperparameter, checked as its spec option: an integer option takes
     only an integer (a stored stride of 1.5 is refused, not read as 1), or for a value
-    per axis or side its spec text ("3x5"); a word option its text."""
-    if isinstance(value, str | bytes) and (option.kind is str or option.axes or option.sides
-                                           or value in option.words):
+    per axis or side its spec text ("3x5", "1,2,0,1"); a text option its text."""
+    per_axis = isinstance(value, str | bytes) and (
+        (option.axes and "x" in text(value).lower()) or (option.sides and "," in text(value)))
+    if (isinstance(value, str | bytes) and option.kind is str) or per_axis:
         try:
             return option.convert(text(value))
         except ValueError as exc:
