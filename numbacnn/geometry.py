@@ -133,11 +133,13 @@ def suggest(W: int, F: int, S: int, P: int, *, pad_end: int | None = None,
 
 
 def output_size(W: int, F: int, S: int, P: int, what: str = "layer", *,
-                pad_end: int | None = None, dilation: int = 1, rounding: str = "exact") -> int:
+                pad_end: int | None = None, dilation: int = 1, rounding: str = "exact",
+                window: str | None = None) -> int:
     """Outputs of a window of F taps D = ``dilation`` apart, stride S, over W pixels
     padded by P before and ``pad_end`` after (P when None): (W − F' + P1 + P2)/S + 1,
     rounded as ``rounding`` says (module docstring). ShapeError showing the arithmetic
-    and a fix when it is not whole under ``exact``, or the window does not fit."""
+    and a fix when it is not whole under ``exact``, or the window (named ``window`` in
+    the message, FxF by default) does not fit."""
     P2 = P if pad_end is None else pad_end
     if F < 1 or S < 1 or P < 0 or P2 < 0 or dilation < 1:
         raise ShapeError(f"{what}: size, stride and dilation must be ≥ 1 and pad ≥ 0 "
@@ -147,7 +149,8 @@ def output_size(W: int, F: int, S: int, P: int, what: str = "layer", *,
                          f"got {rounding!r}")
     Fe = effective_size(F, dilation)
     if Fe > W + P + P2:
-        covers = f"{F}x{F}" if dilation == 1 else f"{F}x{F} dilated by {dilation} ({Fe} pixels)"
+        shape = window or f"{F}x{F}"
+        covers = shape if dilation == 1 else f"{shape} dilated by {dilation} ({Fe} pixels)"
         pads = f"2·{P}" if P2 == P else f"{P} + {P2}"
         raise ShapeError(
             f"{what}: the {covers} window is larger than its padded input {W + P + P2} "
@@ -165,10 +168,11 @@ def output_hw(H: int, W: int, F: Pair, S: Pair, P: Pads, what: str = "layer", *,
     ``dilation`` an int or (height, width), P as :func:`pads4` takes it."""
     (FH, FW), (SH, SW), (DH, DW) = pair(F), pair(S), pair(dilation)
     top, left, bottom, right = pads4(P)
+    window = f"{FH}x{FW}"  # as the spec writes a size: rows x columns
     OH = output_size(H, FH, SH, top, f"{what} (height)", pad_end=bottom, dilation=DH,
-                     rounding=rounding)
+                     rounding=rounding, window=window)
     OW = output_size(W, FW, SW, left, f"{what} (width)", pad_end=right, dilation=DW,
-                     rounding=rounding)
+                     rounding=rounding, window=window)
     return OH, OW
 
 
