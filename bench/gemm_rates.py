@@ -70,7 +70,7 @@ def conv_rates(net: Any, rows: list[dict[str, Any]], batch: int,
         if layer.kind != "conv":
             continue
         K, OH, OW = layer.output_shape
-        CFF = layer.input_shape[0] * layer.size * layer.size
+        CFF = layer.input_shape[0] // layer.groups * layer.taps()  # a filter's weights
         flops = 2.0 * K * CFF * batch * OH * OW
         t_conv = row["forward_ms"] / 1e3
         t_gemm, reference = sgemm_seconds(K, CFF, batch * OH * OW, max(3, iterations),

@@ -209,7 +209,8 @@ def _rows(layers: list[Layer], input_shape: Shape, batch: int) -> list[ShapeRow]
 def params_formula(param_shapes: dict[str, tuple[int, ...]], input_shape: Shape) -> str:
     """The lecture's (F·F·D1)·K + K with the numbers in, read from a layer's learnable
     array shapes: an array (K, …) of K filters or units is (fan-in)·K, the fan-in written
-    as the volume one filter covers, F·F·D1 for a conv's (K, D1, F, F) and W·H·D of the
+    as the volume one filter covers, F·F·D1 for a conv's (K, D1, F, F) (F·F·D1/G for a
+    conv in G groups, (K, D1/G, F, F)) and W·H·D of the
     input volume for a fully connected layer's (K, W·H·D); a vector (K,) is K.
     '(5·5·3)·10 + 10 = 760', '(6·6·256)·4096 + 4096 = 37,752,832'; '' for no parameters."""
     terms = []
@@ -223,6 +224,8 @@ def params_formula(param_shapes: dict[str, tuple[int, ...]], input_shape: Shape)
             covered = [W, H, C]  # an fc layer's filter spans the whole input volume
         else:
             covered = fan_in[::-1]  # (D1, F, F) → F·F·D1, as the lecture writes it
+            if len(fan_in) == 3 and fan_in[0] != C and C % fan_in[0] == 0:
+                covered[-1] = f"{C}/{C // fan_in[0]}"  # G groups: a filter sees D1/G
         inner = "·".join(str(d) for d in covered)
         terms.append(f"({inner})·{K}" if len(covered) > 1 else f"{inner}·{K}")
     if not terms:

@@ -247,8 +247,11 @@ def _resolve(name: str, given: dict[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{syntax.name} needs {' and '.join(missing)} "
                          f"(usage: {syntax.usage()}, e.g. `{syntax.example}`)")
-    return LAYERS[name].derive_options({o.key: given.get(o.key, o.default)
-                                        for o in syntax.arguments})
+    values = LAYERS[name].derive_options({o.key: given.get(o.key, o.default)
+                                          for o in syntax.arguments})
+    # options added later stay out while at their default (the layer's ``arguments()``)
+    return {key: value for key, value in values.items()
+            if not ((o := syntax.option(key)) and o.quiet_default and value == o.default)}
 
 
 def _parse_line(number: int, text: str, source: str) -> list[LayerEntry]:

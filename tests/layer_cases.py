@@ -91,7 +91,10 @@ erf = np.vectorize(math.erf, otypes=[np.float64])  # float64 erf of an array, fo
 # One line per registered layer kind. Shapes are tiny: the CUDA simulator runs each GPU
 # thread as a Python thread, and the gradient check perturbs every input element.
 _CASES = [
-    LayerCase("conv 2 3 stride=2", (1, 2, 5, 7)),
+    # every option of conv at once: a 3x2 window, its rows dilated by 2, 2 groups, unequal
+    # strides and padding, and 3 output rows rounded down from (7 − 5 + 1 + 2)/2 + 1 = 3.5
+    LayerCase("conv 4 3x2 stride=2x1 pad=1,0,2,1 groups=2 dilation=2x1 round=floor",
+              (1, 2, 7, 6)),
     LayerCase("maxpool 3 stride=2", (1, 1, 5, 7), "distinct"),
     LayerCase("avgpool 3 stride=2", (1, 2, 5, 7)),
     LayerCase("lrn size=3 alpha=0.5 beta=0.75 k=1", (2, 4, 2, 3)),

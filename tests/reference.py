@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 from layer_cases import LAYER_CASES
+from reference_conv import conv2d_backward, conv2d_forward
 
-# --- convolution ----------------------------------------------------------------------
+# --- convolution: tests/reference_conv.py ----------------------------------------------
 
 
 def _out_size(size: int, window: int, stride: int, pad: int) -> int:
@@ -36,43 +37,6 @@ def _out_size(size: int, window: int, stride: int, pad: int) -> int:
 
 def _pad(x: np.ndarray, pad: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-
-
-def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1,
-                   pad: int = 0) -> np.ndarray:
-    """y[n, k, oy, ox] = b[k] + Σ_{c, fy, fx} w[k, c, fy, fx] · xpad[n, c, oy·S + fy, ox·S + fx]."""
-    x, w, b = (np.asarray(a, np.float64) for a in (x, w, b))
-    N, C, H, W = x.shape
-    K, C2, F, F2 = w.shape
-    assert C == C2 and F == F2
-    OH, OW = _out_size(H, F, stride, pad), _out_size(W, F, stride, pad)
-    xp = _pad(x, pad)
-    y = np.zeros((N, K, OH, OW))
-    for fy in range(F):
-        for fx in range(F):
-            taps = xp[:, :, fy:fy + stride * OH:stride, fx:fx + stride * OW:stride]
-            y += np.einsum("nchw,kc->nkhw", taps, w[:, :, fy, fx])
-    return y + b[None, :, None, None]
-
-
-def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, stride: int = 1,
-                    pad: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dx, dw, db): each filter tap scatters its share of dy back to the padded input."""
-    x, w, dy = (np.asarray(a, np.float64) for a in (x, w, dy))
-    N, C, H, W = x.shape
-    F = w.shape[2]
-    OH, OW = dy.shape[2:]
-    xp = _pad(x, pad)
-    dxp = np.zeros_like(xp)
-    dw = np.zeros_like(w)
-    for fy in range(F):
-        for fx in range(F):
-            rows = slice(fy, fy + stride * OH, stride)
-            cols = slice(fx, fx + stride * OW, stride)
-            dw[:, :, fy, fx] = np.einsum("nkhw,nchw->kc", dy, xp[:, :, rows, cols])
-            dxp[:, :, rows, cols] += np.einsum("nkhw,kc->nchw", dy, w[:, :, fy, fx])
-    dx = dxp[:, :, pad:pad + H, pad:pad + W]
-    return dx, dw, dy.sum(axis=(0, 2, 3))
 
 
 # --- pooling ----------------------------------------------------------------------------
@@ -385,9 +349,10 @@ class Reference:
 # each case of tests/layer_cases.py but the loss has one). A new layer adds its entry here.
 REFERENCES: dict[str, Reference] = {
     "conv": Reference(
-        lambda L, x, p, m: conv2d_forward(x, p["W"], p["b"], L.stride, L.pad),
-        lambda L, x, dy, p, m: _named(conv2d_backward(x, p["W"], dy, L.stride, L.pad),
-                                      "W", "b")),
+        lambda L, x, p, m: conv2d_forward(x, p["W"], p["b"], L.stride, L.pad, L.groups,
+                                          L.dilation, L.round),
+        lambda L, x, dy, p, m: _named(conv2d_backward(x, p["W"], dy, L.stride, L.pad,
+                                                      L.groups, L.dilation, L.round), "W", "b")),
     "fc": Reference(
         lambda L, x, p, m: dense_forward(x, p["W"], p["b"]),
         lambda L, x, dy, p, m: _named(dense_backward(x, p["W"], dy), "W", "b")),

@@ -31,6 +31,10 @@ from numbacnn.layers import (
 # Geometries beyond tests/layer_cases.py's one case per kind (those come first, named
 # "case-<kind>").
 VARIANTS: dict[str, LayerCase] = {
+    "conv-f3-s2": LayerCase("conv 2 3 stride=2", (1, 2, 5, 7)),
+    "conv-ceil-rectangular": LayerCase("conv 3 3x5 stride=2x3 pad=0x1 round=ceil", (2, 3, 8, 10)),
+    "conv-groups-dilated-same": LayerCase("conv 6 3 pad=same groups=3 dilation=2", (2, 3, 7, 6)),
+    "conv-3x3-same-groups": LayerCase("conv 4 3 pad=1 groups=2", (2, 4, 5, 5)),
     "conv-f3-s2-p1-nonsquare": LayerCase("conv 4 3 stride=2 pad=1", (2, 3, 7, 5)),
     "conv-f3-s3-p1-odd-batch1": LayerCase("conv 3 3 stride=3 pad=1", (1, 2, 10, 7)),
     "conv-f3-s1-p2": LayerCase("conv 2 3 stride=1 pad=2", (2, 2, 5, 4)),

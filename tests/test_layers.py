@@ -57,6 +57,10 @@ def build(layer: Layer, shape: tuple[int, ...], rng: np.random.Generator,
 # Geometries beyond tests/layer_cases.py's one case per kind (those come first, named
 # "case-<kind>").
 VARIANTS: dict[str, LayerCase] = {
+    "conv-f3-s2": LayerCase("conv 2 3 stride=2", (1, 2, 5, 7)),
+    "conv-ceil-rectangular": LayerCase("conv 3 3x5 stride=2x3 pad=0x1 round=ceil", (2, 3, 8, 10)),
+    "conv-groups-dilated-same": LayerCase("conv 6 3 pad=same groups=3 dilation=2", (2, 3, 7, 6)),
+    "conv-3x3-same-groups": LayerCase("conv 4 3 pad=1 groups=2", (2, 4, 5, 5)),
     "conv-f5-p2": LayerCase("conv 16 5 stride=1 pad=2", (4, 3, 16, 12)),
     "conv-f3-s2-odd": LayerCase("conv 8 3 stride=2", (3, 4, 15, 11)),
     "conv-f4-s4": LayerCase("conv 6 4 stride=4", (2, 2, 12, 8)),

@@ -110,6 +110,12 @@ EXPORTS = {
     "every-kind-opset18": (EVERY_KIND, 200, 18),  # ReduceMax takes its axes as an input
     # from opset 18 on; then each layer kind alone in a tiny classifier
     **{f"case-{kind}": (case.network_spec(), 200, 17) for kind, case in LAYER_CASES.items()},
+    # conv's options beyond its case: ceil rounding (pads reaching past the declared
+    # ones), dilation with groups, and the paper's grouped AlexNet
+    "conv-ceil": ("input 10x8x3; conv 3 3x5 stride=2x3 pad=0x1 round=ceil; fc 3", 200, 17),
+    "conv-dilated-groups": ("input 6x7x3; conv 6 3 pad=same groups=3 dilation=2; relu; fc 3",
+                            200, 17),
+    "alexnet-groups": ("alexnet-groups", 8, 17),
 }
 
 
@@ -128,8 +134,8 @@ def test_onnxruntime_matches_predict(spec: str, count: int, opset: int,
     meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["class_names"]) == info.class_names
     assert [n.op_type for n in proto.graph.node[:2]] == ["Mul", "Sub"]  # the normalization
-    expected = predict_images(net, info, x, batch_size=4 if spec == "alexnet" else 256)
-    got = onnx_proba(out, x, batch=4 if spec == "alexnet" else 256)
+    expected = predict_images(net, info, x, batch_size=4 if spec.startswith("alexnet") else 256)
+    got = onnx_proba(out, x, batch=4 if spec.startswith("alexnet") else 256)
     assert got.shape == (count, net.num_classes)
     # far from uniform (sharpened), so agreement means something
     assert expected.max(axis=1).mean() > 2.0 / net.num_classes

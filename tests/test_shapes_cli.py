@@ -111,7 +111,8 @@ def test_every_conv_has_f_f_d_k_weights_and_k_biases() -> None:
         for row, entry in zip(report.rows, load_spec(name).layers, strict=True):
             if row.type == "conv":
                 F, K = entry.kwargs["size"], entry.kwargs["filters"]
-                assert (row.weights, row.biases) == ((F * F * depth) * K, K), (name, row)
+                G = entry.kwargs.get("groups", 1)  # in G groups a filter sees D/G channels
+                assert (row.weights, row.biases) == ((F * F * depth // G) * K, K), (name, row)
             depth = row.output[2]
 
 

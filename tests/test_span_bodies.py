@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from numbacnn.backends import cpu
+from numbacnn.geometry import output_hw
 from numbacnn.kernels import batchnorm, conv, lrn, maxout, pool
 
 
@@ -36,14 +37,23 @@ def cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, int, 
     N, C, H, W = 2, 3, 7, 6
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
     out = []
-    for F, S, P in ((3, 1, 1), (3, 2, 0), (2, 2, 1), (5, 3, 2)):
-        OH, OW = (H - F + 2 * P) // S + 1, (W - F + 2 * P) // S + 1
-        cols = np.zeros((C * F * F, N * OH * OW), np.float32)
-        out.append((f"im2col F{F}S{S}P{P}", conv.im2col_at, cpu.im2col, C * F * F * N, OH * OW,
-                    [cols, x.reshape(N, C, H * W), H, W, F, S, P, OH, OW]))
+    # (size, stride, pad top, left, bottom, right, dilation, rounding): the first is the
+    # drivers' constant 3x3 "same" path; the fifth a stride-1 same-size plane (the shifted
+    # copy) dilated and padded unequally; the last has windows past the end (ceil)
+    for F, S, P, D, rounding in (((3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "floor"),
+                                 ((3, 3), (2, 2), (0, 0, 0, 0), (1, 1), "floor"),
+                                 ((2, 2), (2, 2), (1, 1, 1, 1), (1, 1), "floor"),
+                                 ((5, 5), (3, 3), (2, 2, 2, 2), (1, 1), "floor"),
+                                 ((3, 2), (1, 1), (2, 1, 2, 0), (2, 1), "floor"),
+                                 ((2, 3), (2, 2), (0, 1, 0, 1), (1, 2), "ceil")):
+        OH, OW = output_hw(H, W, F, S, P, dilation=D, rounding=rounding)
+        geo = (*F, *S, *P[:2], *D)
+        cols = np.zeros((C * F[0] * F[1], N * OH * OW), np.float32)
+        out.append((f"im2col {geo}", conv.im2col_at, cpu.im2col, cols.shape[0] * N, OH * OW,
+                    [cols, x.reshape(N, C, H * W), H, W, geo, OH, OW]))
         dcols = rng.standard_normal(cols.shape).astype(np.float32)
-        out.append((f"col2im F{F}S{S}P{P}", conv.col2im_at, cpu.col2im, N * C, H * W,
-                    [np.zeros((N, C, H * W), np.float32), dcols, H, W, F, S, P, OH, OW]))
+        out.append((f"col2im {geo}", conv.col2im_at, cpu.col2im, N * C, H * W,
+                    [np.zeros((N, C, H * W), np.float32), dcols, H, W, geo, OH, OW]))
     K, Pn = 4, 5
     gemm_out = rng.standard_normal((K, N * Pn)).astype(np.float32)
     bias = rng.standard_normal(K).astype(np.float32)

@@ -31,7 +31,7 @@ from numbacnn.spec import (
     parse_spec,
 )
 
-PRESETS = ("alexnet", "cifar10", "fmnist", "lecture-example", "lenet")
+PRESETS = ("alexnet", "alexnet-groups", "cifar10", "fmnist", "lecture-example", "lenet")
 
 
 def names(spec: Spec) -> list[str]:
@@ -115,7 +115,8 @@ def test_constructors_take_what_the_spec_takes() -> None:
     assert Conv2D(8, 5, pad="same").pad == 2
     with pytest.raises(ShapeError, match=r"conv: pad=same needs an odd size, got size 4"):
         Conv2D(8, 4, pad="same")
-    with pytest.raises(ShapeError, match="conv: pad must be an integer ≥ 0 or same or valid, "
+    with pytest.raises(ShapeError, match="conv: pad must be an integer ≥ 0 or HxW or "
+                                         "top,left,bottom,right or same or valid, "
                                          "got 'full'"):
         Conv2D(8, 3, pad="full")
 
@@ -189,8 +190,9 @@ def test_build_without_an_input_size() -> None:
     ("input 8x8x1; conv 4", "line 2 .*conv needs size"),
     ("input 8x8x1; fc", "line 2 .*fc needs units"),
     ("input 8x8x1; conv 4 3 sride=2", "no key 'sride'; did you mean 'stride'"),
-    ("input 8x8x1; conv 4 3 stride=1.5", "stride must be an integer ≥ 1, got '1.5'"),
-    ("input 8x8x1; conv 4 3 pad=-1", "pad must be an integer ≥ 0 or same or valid, got -1"),
+    ("input 8x8x1; conv 4 3 stride=1.5", "stride must be an integer ≥ 1 or HxW, got '1.5'"),
+    ("input 8x8x1; conv 4 3 pad=-1", "pad must be an integer ≥ 0 or HxW or top,left,bottom,right "
+                                     "or same or valid, got -1"),
     ("input 8x8x1; leaky -0.1", "alpha must be a number ≥ 0, got -0.1"),
     ("input 8x8x1; dropout 1", r"p must be a number in \[0, 1\), got 1"),
     ("input 8x8x1; elu inf", "alpha must be a number ≥ 0, got inf"),
@@ -365,6 +367,10 @@ def layer_lines(draw: st.DrawFn) -> tuple[str, dict]:
             value = draw(st.sampled_from([None, "he", "xavier", "normal", "zeros"]))
         elif opt.key == "pad":
             value = draw(st.integers(0, 5))
+        elif opt.key == "groups":  # must divide the filters
+            value = draw(st.sampled_from([g for g in (1, 2, 3) if kwargs["filters"] % g == 0]))
+        elif opt.choices:
+            value = draw(st.sampled_from(list(opt.choices)))
         else:
             value = draw(_numbers(opt.kind, opt.low_open, opt.high))
         give = value is not None and (opt.required or draw(st.booleans()))
@@ -380,6 +386,9 @@ def layer_lines(draw: st.DrawFn) -> tuple[str, dict]:
         else:
             keyed = True
             words.append(f"{opt.key}={shown}")
+    # options added later (groups, dilation, round) are left out at their defaults
+    kwargs = {key: value for key, value in kwargs.items()
+              if not ((o := syntax.option(key)) and o.quiet_default and value == o.default)}
     return " ".join(words), kwargs
 
 

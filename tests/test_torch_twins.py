@@ -49,3 +49,16 @@ def test_each_layer_kind_alone_agrees_with_its_twin(kind: str):
     case = LAYER_CASES[kind]
     net = Network.from_spec(case.network_spec()).initialize(seed=2)
     assert_twin_agrees(net, case.draw(np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("spec", [
+    # ceil: the last window runs past the end; the twin pads bottom and right that far
+    "input 10x8x3; conv 3 3x5 stride=2x3 pad=0x1 round=ceil; fc 3",
+    "input 6x7x3; conv 6 3 pad=same groups=3 dilation=2; fc 3",
+    "input 9x9x4; conv 4 2 stride=2 pad=0,1,1,0 groups=4; fc 3",
+])
+def test_conv_options_agree_with_their_twin(spec: str):
+    net = Network.from_spec(spec).initialize(seed=2)
+    C, H, W = net.input_shape
+    assert_twin_agrees(net, np.random.default_rng(0).standard_normal((2, C, H, W))
+                       .astype(np.float32))

@@ -162,59 +162,62 @@ def _gemm_in_parts(sgemm, trans_a, trans_b, M, N, K, a, b, out, parts):
 
 
 def conv_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray, y: np.ndarray,
-                 ws: dict[str, np.ndarray], F: int, S: int, P: int, OH: int, OW: int,
+                 ws: dict[str, np.ndarray], geo: tuple, groups: int, OH: int, OW: int,
                  relu: int) -> None:
     """y (N×K×OH×OW, passed flat) = the convolution of x (N×C×H×W, passed as N×C×(H·W))
-    with w2 (K × C·F·F) plus b, then ReLU when ``relu``; ``ws`` holds the buffers of
-    :func:`conv_workspace`: a chunk of images at a time, or the whole batch."""
+    with w2 (K × (C/G)·FH·FW, ``groups`` G) plus b, then ReLU when ``relu``; ``geo`` =
+    (FH, FW, SH, SW, PT, PL, DH, DW) as ``kernels/conv.py`` takes it; ``ws`` holds the
+    buffers of :func:`conv_workspace`: a chunk of images at a time, or the whole batch."""
     if "cols" in ws:
-        whole_batch.forward(sys.modules[__name__], x, H, W, w2, b, y, ws["cols"], ws["out"], F,
-                            S, P, OH, OW, relu)
+        whole_batch.forward(sys.modules[__name__], x, H, W, w2, b, y, ws["cols"], ws["out"],
+                            geo, groups, OH, OW, relu)
     else:
-        cpu_conv.forward_in_chunks(x, H, W, w2, b, y, ws, F, S, P, OH, OW, relu)
+        cpu_conv.forward_in_chunks(x, H, W, w2, b, y, ws, geo, groups, OH, OW, relu)
 
 
 def conv_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
                   dy: np.ndarray, dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
-                  ws: dict[str, np.ndarray], F: int, S: int, P: int, OH: int, OW: int,
+                  ws: dict[str, np.ndarray], geo: tuple, groups: int, OH: int, OW: int,
                   relu: int) -> None:
-    """dw2 (K × C·F·F), db (K) and, unless it is None, dx (N×C×(H·W), like x) from dy
+    """dw2 (K × (C/G)·FH·FW), db (K) and, unless it is None, dx (N×C×(H·W), like x) from dy
     (N×K×OH×OW, passed flat like y), with the forward pass's input x and output y (its
     ReLU, when ``relu``). With the whole-batch buffers, ws["cols"] must hold the forward
     pass's columns (they are overwritten when dx is computed)."""
     if "cols" in ws:
         whole_batch.backward(sys.modules[__name__], x, H, W, w2, y, dy, dw2, db, dx, ws["cols"],
-                             ws["out"], F, S, P, OH, OW, relu)
+                             ws["out"], geo, groups, OH, OW, relu)
     else:
-        cpu_conv.backward_in_chunks(x, H, W, w2, y, dy, dw2, db, dx, ws, F, S, P, OH, OW, relu)
+        cpu_conv.backward_in_chunks(x, H, W, w2, y, dy, dw2, db, dx, ws, geo, groups, OH, OW,
+                                    relu)
 
 
-# im2col and col2im call their body with F, S and P as constants for the usual 3×3
+# im2col and col2im call their body with the geometry as a constant for the usual 3×3
 # stride-1 "same" convolution (LLVM then unrolls the window loops).
 @njit(parallel=True, fastmath=True, cache=True)
-def im2col(n, L, cols, x, H, W, F, S, P, OH, OW):
-    if F == 3 and S == 1 and P == 1:
+def im2col(n, L, cols, x, H, W, geo, OH, OW):
+    if conv.is_3x3_same(geo):
         for t in prange(n):
-            conv.im2col_at(t, 0, L, cols, x, H, W, 3, 1, 1, OH, OW)
+            conv.im2col_at(t, 0, L, cols, x, H, W, conv.GEO_3X3_SAME, OH, OW)
     else:
         for t in prange(n):
-            conv.im2col_at(t, 0, L, cols, x, H, W, F, S, P, OH, OW)
+            conv.im2col_at(t, 0, L, cols, x, H, W, geo, OH, OW)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def col2im(n, L, dx, dcols, H, W, F, S, P, OH, OW):
+def col2im(n, L, dx, dcols, H, W, geo, OH, OW):
     # Planes in (c, n) order, not the body's (n, c): consecutive planes then read
     # neighbouring stretches of the same F·F rows of dcols instead of jumping F·F rows
     # (F·F·N·OH·OW floats) ahead. fmnist's conv2, one thread: 7.8 ms → 4.2 ms.
     N = dx.shape[0]
     C = dx.shape[1]
-    if F == 3 and S == 1 and P == 1:
+    if conv.is_3x3_same(geo):
         for u in prange(n):
             c = u // N
-            conv.col2im_at((u - c * N) * C + c, 0, L, dx, dcols, H, W, 3, 1, 1, OH, OW)
+            conv.col2im_at((u - c * N) * C + c, 0, L, dx, dcols, H, W, conv.GEO_3X3_SAME, OH,
+                           OW)
     else:
         for u in prange(n):
             c = u // N
-            conv.col2im_at((u - c * N) * C + c, 0, L, dx, dcols, H, W, F, S, P, OH, OW)
+            conv.col2im_at((u - c * N) * C + c, 0, L, dx, dcols, H, W, geo, OH, OW)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def gemm_to_nchw(n, L, y, out, b, K, P, relu):

@@ -34,81 +34,91 @@ CHUNK_BYTES = 1 << 19  # columns and GEMM output of one chunk: a quarter of a co
 CHUNK_MAX_WEIGHT_BYTES = 1 << 20
 
 
-def conv_in_chunks(C: int, K: int, F: int) -> bool:
-    """Whether a convolution of C channels to K with F×F filters runs in chunks."""
-    return cblas.sgemm() is not None and 4 * K * C * F * F <= CHUNK_MAX_WEIGHT_BYTES
+def _taps(F: int | tuple[int, int]) -> int:
+    """FH·FW of a filter size given as one number F (F×F) or as (FH, FW)."""
+    return F * F if isinstance(F, int) else F[0] * F[1]
 
 
-def conv_chunk(N: int, C: int, K: int, F: int, OH: int, OW: int, parts: int) -> int:
+def conv_in_chunks(C: int, K: int, F: int | tuple[int, int], groups: int = 1) -> bool:
+    """Whether a convolution of C channels to K with F×F (or FH×FW) filters in
+    ``groups`` groups runs in chunks."""
+    return (cblas.sgemm() is not None
+            and 4 * K * C // groups * _taps(F) <= CHUNK_MAX_WEIGHT_BYTES)
+
+
+def conv_chunk(N: int, C: int, K: int, F: int | tuple[int, int], OH: int, OW: int,
+               parts: int) -> int:
     """Images per chunk: columns and GEMM output within CHUNK_BYTES (at least one
     image), and no more than a part's share of the batch."""
-    per_image = 4 * (C * F * F + K) * OH * OW
+    per_image = 4 * (C * _taps(F) + K) * OH * OW
     return max(1, min(CHUNK_BYTES // per_image, -(-N // parts)))
 
 
-def conv_workspace(N: int, C: int, K: int, F: int, OH: int, OW: int) -> dict[str, tuple]:
+def conv_workspace(N: int, C: int, K: int, F: int | tuple[int, int], OH: int, OW: int,
+                   groups: int = 1) -> dict[str, tuple]:
     """Shapes of the float32 buffers :func:`conv_forward` and :func:`conv_backward` need
     for a batch of N: per part a chunk's columns and GEMM output, and its gradient sums;
     the whole-batch columns and GEMM output otherwise (see conv_in_chunks)."""
-    CFF, L = C * F * F, OH * OW
-    if not conv_in_chunks(C, K, F):
+    CFF, L = C * _taps(F), OH * OW
+    if not conv_in_chunks(C, K, F, groups):
         return {"cols": (CFF, N * L), "out": (K, N * L)}
     parts = numba.get_num_threads()
     chunk = conv_chunk(N, C, K, F, OH, OW, parts)
     return {"chunk_cols": (parts, CFF * chunk * L), "chunk_out": (parts, K * chunk * L),
-            "dW_parts": (parts, K, CFF), "db_parts": (parts, K)}
+            "dW_parts": (parts, K, CFF // groups), "db_parts": (parts, K)}
 
 
 def forward_in_chunks(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray,
-                      y: np.ndarray, ws: dict[str, np.ndarray], F: int, S: int, P: int, OH: int,
-                      OW: int, relu: int) -> None:
+                      y: np.ndarray, ws: dict[str, np.ndarray], geo: tuple, groups: int,
+                      OH: int, OW: int, relu: int) -> None:
     """``cpu.conv_forward`` with the chunk buffers of :func:`conv_workspace`."""
     N, C, K = x.shape[0], x.shape[1], w2.shape[0]
-    chunk = conv_chunk(N, C, K, F, OH, OW, ws["chunk_cols"].shape[0])
+    chunk = conv_chunk(N, C, K, geo[:2], OH, OW, ws["chunk_cols"].shape[0])
     with cblas.one_blas_thread():
         _conv_forward_chunks(cblas.sgemm(), x, H, W, w2, b, y, ws["chunk_cols"],
-                             ws["chunk_out"], F, S, P, OH, OW, relu, chunk)
+                             ws["chunk_out"], geo, groups, OH, OW, relu, chunk)
 
 
 def backward_in_chunks(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
                        dy: np.ndarray, dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
-                       ws: dict[str, np.ndarray], F: int, S: int, P: int, OH: int, OW: int,
+                       ws: dict[str, np.ndarray], geo: tuple, groups: int, OH: int, OW: int,
                        relu: int) -> None:
     """``cpu.conv_backward`` with the chunk buffers of :func:`conv_workspace`."""
     N, C, K = x.shape[0], x.shape[1], w2.shape[0]
-    chunk = conv_chunk(N, C, K, F, OH, OW, ws["chunk_cols"].shape[0])
+    chunk = conv_chunk(N, C, K, geo[:2], OH, OW, ws["chunk_cols"].shape[0])
     with cblas.one_blas_thread():
         _conv_backward_chunks(cblas.sgemm(), x, w2, y, dy, dw2, db,
                               x if dx is None else dx, dx is not None, H, W,
                               ws["chunk_cols"], ws["chunk_out"], ws["dW_parts"], ws["db_parts"],
-                              F, S, P, OH, OW, relu, chunk)
+                              geo, groups, OH, OW, relu, chunk)
 
 
 # A chunk's passes: plain (not parallel) functions each core calls on its own chunk,
 # compiled once and shared by the forward and backward drivers (inlined into both, the
 # backward driver alone took 26 s to compile).
 @njit(fastmath=True, cache=True)
-def _im2col_chunk(cols, x, H, W, F, S, P, OH, OW):
+def _im2col_chunk(cols, x, H, W, geo, OH, OW):
     planes = cols.shape[0] * x.shape[0]
-    if F == 3 and S == 1 and P == 1:
+    if conv.is_3x3_same(geo):
         for t in range(planes):
-            conv.im2col_at(t, 0, OH * OW, cols, x, H, W, 3, 1, 1, OH, OW)
+            conv.im2col_at(t, 0, OH * OW, cols, x, H, W, conv.GEO_3X3_SAME, OH, OW)
     else:
         for t in range(planes):
-            conv.im2col_at(t, 0, OH * OW, cols, x, H, W, F, S, P, OH, OW)
+            conv.im2col_at(t, 0, OH * OW, cols, x, H, W, geo, OH, OW)
 
 
 @njit(fastmath=True, cache=True)
-def _col2im_chunk(dx, dcols, H, W, F, S, P, OH, OW):
+def _col2im_chunk(dx, dcols, H, W, geo, OH, OW):
     m, C = dx.shape[0], dx.shape[1]
-    if F == 3 and S == 1 and P == 1:
+    if conv.is_3x3_same(geo):
         for u in range(m * C):  # (c, n) order, as col2im
             c = u // m
-            conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, 3, 1, 1, OH, OW)
+            conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, conv.GEO_3X3_SAME,
+                           OH, OW)
     else:
         for u in range(m * C):
             c = u // m
-            conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, F, S, P, OH, OW)
+            conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, geo, OH, OW)
 
 
 @njit(fastmath=True, cache=True)
@@ -134,11 +144,12 @@ def _chunk_of(part, parts, N, chunk):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _conv_forward_chunks(sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, F, S, P, OH, OW,
-                         relu, chunk):
+def _conv_forward_chunks(sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, geo, groups, OH,
+                         OW, relu, chunk):
     parts = chunk_cols.shape[0]
     N = x.shape[0]
-    K, CFF = w2.shape
+    K, gCFF = w2.shape  # a group's filters: (K/G) × (C/G)·FH·FW of w2's rows
+    Kg, CFF = K // groups, groups * gCFF
     L = OH * OW
     for part in prange(parts):
         ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
@@ -147,26 +158,28 @@ def _conv_forward_chunks(sgemm, x, H, W, w2, b, yf, chunk_cols, chunk_out, F, S,
             m = min(N, n0 + chunk) - n0
             cols = chunk_cols[part, :CFF * m * L].reshape(CFF, m * L)
             out = chunk_out[part, :K * m * L].reshape(K, m * L)
-            _im2col_chunk(cols, x[n0:n0 + m], H, W, F, S, P, OH, OW)
-            sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, K, m * L, CFF,
-                  np.float32(1.0), w2.ctypes, CFF, cols.ctypes, m * L, np.float32(0.0),
-                  out.ctypes, m * L)
+            _im2col_chunk(cols, x[n0:n0 + m], H, W, geo, OH, OW)
+            for g in range(groups):  # out's rows of group g = its filters @ its columns
+                sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, Kg, m * L, gCFF,
+                      np.float32(1.0), w2[g * Kg:].ctypes, gCFF, cols[g * gCFF:].ctypes, m * L,
+                      np.float32(0.0), out[g * Kg:].ctypes, m * L)
             _gemm_to_nchw_chunk(yf[n0 * K * L:(n0 + m) * K * L], out, b, L, relu)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _conv_backward_chunks(sgemm, x, w2, yf, dyf, dw2, db, dx, need_dx, H, W, chunk_cols,
-                          chunk_out, dW_parts, db_parts, F, S, P, OH, OW, relu, chunk):
+                          chunk_out, dW_parts, db_parts, geo, groups, OH, OW, relu, chunk):
     parts = chunk_cols.shape[0]
     N = x.shape[0]
-    K, CFF = w2.shape
+    K, gCFF = w2.shape  # a group's filters: (K/G) × (C/G)·FH·FW of w2's rows
+    Kg, CFF = K // groups, groups * gCFF
     L = OH * OW
     for part in prange(parts):
         dWp = dW_parts[part]
         dbp = db_parts[part]
         for k in range(K):
             dbp[k] = np.float32(0.0)
-            for e in range(CFF):
+            for e in range(gCFF):
                 dWp[k, e] = np.float32(0.0)
         ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
         for ci in range(ci_lo, ci_hi):
@@ -178,19 +191,22 @@ def _conv_backward_chunks(sgemm, x, w2, yf, dyf, dw2, db, dx, need_dx, H, W, chu
             _nchw_to_gemm_chunk(dy2, dyf[span_lo:span_hi], yf[span_lo:span_hi], L, relu)
             for k in range(K):
                 dbp[k] += reduce.row_sum_span(k, 0, m * L, 1, dy2)
-            _im2col_chunk(cols, x[n0:n0 + m], H, W, F, S, P, OH, OW)
-            sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, CFF, m * L, np.float32(1.0),
-                  dy2.ctypes, m * L, cols.ctypes, m * L, np.float32(1.0), dWp.ctypes, CFF)
+            _im2col_chunk(cols, x[n0:n0 + m], H, W, geo, OH, OW)
+            for g in range(groups):
+                sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, Kg, gCFF, m * L,
+                      np.float32(1.0), dy2[g * Kg:].ctypes, m * L, cols[g * gCFF:].ctypes, m * L,
+                      np.float32(1.0), dWp[g * Kg:].ctypes, gCFF)
             if need_dx:  # the columns are spent: the input gradient's columns in their place
-                sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, CFF, m * L, K,
-                      np.float32(1.0), w2.ctypes, CFF, dy2.ctypes, m * L, np.float32(0.0),
-                      cols.ctypes, m * L)
-                _col2im_chunk(dx[n0:n0 + m], cols, H, W, F, S, P, OH, OW)
+                for g in range(groups):
+                    sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, gCFF, m * L, Kg,
+                          np.float32(1.0), w2[g * Kg:].ctypes, gCFF, dy2[g * Kg:].ctypes, m * L,
+                          np.float32(0.0), cols[g * gCFF:].ctypes, m * L)
+                _col2im_chunk(dx[n0:n0 + m], cols, H, W, geo, OH, OW)
     for r in prange(K):  # the parts' sums, added in order
         db[r] = db_parts[0, r]
         for part in range(1, parts):
             db[r] += db_parts[part, r]
-        for e in range(CFF):
+        for e in range(gCFF):
             acc = dW_parts[0, r, e]
             for part in range(1, parts):
                 acc += dW_parts[part, r, e]

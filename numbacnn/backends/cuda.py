@@ -160,30 +160,34 @@ def _sum_splits(out: Any, parts: Any) -> None:
 # --- convolution ---------------------------------------------------------------------------
 
 
-def conv_workspace(N: int, C: int, K: int, F: int, OH: int, OW: int) -> dict[str, tuple]:
+def conv_workspace(N: int, C: int, K: int, F: int | tuple[int, int], OH: int, OW: int,
+                   groups: int = 1) -> dict[str, tuple]:
     """Shapes of the buffers of :func:`conv_forward` and :func:`conv_backward`: the
-    batch's im2col columns (C·F·F × N·OH·OW) and the GEMM output (K × N·OH·OW)."""
-    return {"cols": (C * F * F, N * OH * OW), "out": (K, N * OH * OW)}
+    batch's im2col columns (C·FH·FW × N·OH·OW) and the GEMM output (K × N·OH·OW); F is
+    the filter size, one number or (FH, FW)."""
+    FH, FW = (F, F) if isinstance(F, int) else F
+    return {"cols": (C * FH * FW, N * OH * OW), "out": (K, N * OH * OW)}
 
 
-def conv_forward(x: Any, H: int, W: int, w2: Any, b: Any, y: Any, ws: dict[str, Any], F: int,
-                 S: int, P: int, OH: int, OW: int, relu: int) -> None:
+def conv_forward(x: Any, H: int, W: int, w2: Any, b: Any, y: Any, ws: dict[str, Any],
+                 geo: tuple, groups: int, OH: int, OW: int, relu: int) -> None:
     """y (N×K×OH×OW, passed flat) = the convolution of x (N×C×H×W, passed as N×C×(H·W))
-    with w2 (K × C·F·F) plus b, then ReLU when ``relu``: im2col, one GEMM, the bias/ReLU
-    reorder over the whole batch (``whole_batch.py``; the CPU backend runs the same bodies
+    with w2 (K × (C/G)·FH·FW, ``groups`` G) plus b, then ReLU when ``relu``; ``geo`` as
+    ``kernels/conv.py`` takes it: im2col, one GEMM per group, the bias/ReLU reorder
+    over the whole batch (``whole_batch.py``; the CPU backend runs the same bodies
     a chunk of images at a time)."""
-    whole_batch.forward(sys.modules[__name__], x, H, W, w2, b, y, ws["cols"], ws["out"], F, S,
-                        P, OH, OW, relu)
+    whole_batch.forward(sys.modules[__name__], x, H, W, w2, b, y, ws["cols"], ws["out"], geo,
+                        groups, OH, OW, relu)
 
 
 def conv_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db: Any,
-                  dx: Any, ws: dict[str, Any], F: int, S: int, P: int, OH: int, OW: int,
+                  dx: Any, ws: dict[str, Any], geo: tuple, groups: int, OH: int, OW: int,
                   relu: int) -> None:
     """dw2, db and, unless it is None, dx from dy (y and dy passed flat, x and dx as
     N×C×(H·W)); ws["cols"] holds the forward pass's columns and is overwritten by the
     input gradient's columns when dx is computed."""
     whole_batch.backward(sys.modules[__name__], x, H, W, w2, y, dy, dw2, db, dx, ws["cols"],
-                         ws["out"], F, S, P, OH, OW, relu)
+                         ws["out"], geo, groups, OH, OW, relu)
 
 
 # --- kernels ---------------------------------------------------------------------------------
@@ -211,16 +215,16 @@ if not config.ENABLE_CUDASIM:  # inlined into the kernels like the bodies (typed
 
 
 @grid_stride_spans
-def im2col(n, L, cols, x, H, W, F, S, P, OH, OW):
+def im2col(n, L, cols, x, H, W, geo, OH, OW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        conv.im2col_at(t, lo, lo + 1, cols, x, H, W, F, S, P, OH, OW)
+        conv.im2col_at(t, lo, lo + 1, cols, x, H, W, geo, OH, OW)
 
 @grid_stride_spans
-def col2im(n, L, dx, dcols, H, W, F, S, P, OH, OW):
+def col2im(n, L, dx, dcols, H, W, geo, OH, OW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        conv.col2im_at(t, lo, lo + 1, dx, dcols, H, W, F, S, P, OH, OW)
+        conv.col2im_at(t, lo, lo + 1, dx, dcols, H, W, geo, OH, OW)
 
 @grid_stride_spans
 def gemm_to_nchw(n, L, y, out, b, K, P, relu):

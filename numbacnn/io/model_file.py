@@ -52,6 +52,7 @@ from numbacnn.io.hdf5 import (
     write_floats,
 )
 from numbacnn.io.step_history import StepHistory, read_step_history, write_step_history
+from numbacnn.layers.syntax import format_value
 from numbacnn.limits import (
     MAX_INT,
     NORMALIZATION_MEAN,
@@ -191,7 +192,11 @@ def _write_model(f: h5py.File, net: Network, info: ModelInfo) -> None:
         group_.attrs["kind"] = layer.kind
         group_.attrs["init"] = layer.init or ""
         for key, value in layer.hyperparameters().items():
-            group_.attrs[key] = value
+            option = layer.syntax.option(key)
+            if option is not None and option.quiet_default and value == option.default:
+                continue  # an option added later, at its default: the file stays as before
+            # a value per axis or per side as its spec text ("3x5", "1,2,0,1")
+            group_.attrs[key] = format_value(value) if isinstance(value, tuple) else value
         for key, value in layer.params.items():
             write_floats(group_, key, value)
         if layer.state:
@@ -372,7 +377,8 @@ def _read_network(f: h5py.File, path: Path, device: str) -> tuple[Network, list[
             layer = LAYERS[kind](**hyper)
         except (TypeError, NumbacnnError) as exc:
             raise Damaged(f"{layer_group.name}: bad hyperparameters {hyper} ({exc})") from None
-        missing = sorted(set(layer.hyperparameters()) - set(hyper))
+        missing = sorted(key for key in set(layer.hyperparameters()) - set(hyper)
+                         if not SYNTAX[kind].option(key).quiet_default)  # type: ignore[union-attr]
         if missing:  # numbacnn writes them all: a default would silently replace one
             raise Damaged(f"{layer_group.name} lacks attribute{'s' if len(missing) > 1 else ''} "
                           f"{', '.join(missing)}")
@@ -441,7 +447,15 @@ def _read_state(group: h5py.Group, layer: Any, B: Any, index: int) -> None:
 
 def _option_value(option: Any, value: Any, where: str) -> Any:
     """A stored hyperparameter, checked as its spec option: an integer option takes
-    only an integer (a stored stride of 1.5 is refused, not read as 1)."""
+    only an integer (a stored stride of 1.5 is refused, not read as 1), or for a value
+    per axis or side its spec text ("3x5", "1,2,0,1"); a text option its text."""
+    per_axis = isinstance(value, str | bytes) and (
+        (option.axes and "x" in text(value).lower()) or (option.sides and "," in text(value)))
+    if (isinstance(value, str | bytes) and option.kind is str) or per_axis:
+        try:
+            return option.convert(text(value))
+        except ValueError as exc:
+            raise Damaged(f"{where}: {exc}") from None
     if option.kind is int and not is_int(value):
         raise Damaged(f"{where} is {shown(value)}, not an integer")
     if option.kind is float and not is_real(value):

@@ -1,9 +1,13 @@
 """Convolution bodies: im2col, col2im and the reorders around the GEMM.
 
-Geometry: input x is N×C×H×W, filters are K×C×F×F, stride S, zero padding P,
-output N×K×OH×OW with OH = (H − F + 2P)/S + 1. The column matrix ``cols`` is
-(C·F·F) × (N·OH·OW): row r = (c, fy, fx), column j = (n, oy, ox), so the forward
-pass is one GEMM  W(K × CFF) @ cols → (K × N·OH·OW).
+Geometry: input x is N×C×H×W, filters are K×(C/G)×FH×FW, stride SH×SW, dilation
+DH×DW (a window's taps DH rows and DW columns apart), zero padding PT rows on top and
+PL columns on the left (the bottom and right padding only decide OH and OW: what
+lies past the input is 0), output N×K×OH×OW (``numbacnn/geometry.py``). The
+bodies take it as one tuple ``geo`` = (FH, FW, SH, SW, PT, PL, DH, DW). The column
+matrix ``cols`` is (C·FH·FW) × (N·OH·OW): row r = (c, fy, fx), column j = (n, oy, ox),
+so the forward pass is one GEMM  W(K × C·FH·FW) @ cols → (K × N·OH·OW), or with G
+groups one per group on its blocks of rows (the columns are the same).
 
 Each body computes a span ``lo … hi − 1`` of one plane or row t of its output, so it
 can be launched the way each device wants: the CPU calls it once per plane with the
@@ -19,32 +23,47 @@ from numba import njit
 
 from numbacnn.kernels.index import split
 
+# geo of the usual 3×3 stride-1 "same" convolution: the CPU drivers pass it as a
+# constant (LLVM then unrolls the window loops); see ``is_3x3_same``.
+GEO_3X3_SAME = (3, 3, 1, 1, 1, 1, 1, 1)
+
 
 @njit(inline="always")
-def im2col_at(t, lo, hi, cols, x, H, W, F, S, P, OH, OW):
-    """Plane t = (r, n) of cols, t < C·F·F·N, elements lo … hi − 1 of its OH·OW columns
-    cols[r, n·OH·OW + oy·OW + ox] = x[n, c, oy·S − P + fy, ox·S − P + fx], 0 in the padding.
-    x is N×C×(H·W): each input plane flat.
+def is_3x3_same(geo):
+    """Whether geo is GEO_3X3_SAME."""
+    FH, FW, SH, SW, PT, PL, DH, DW = geo
+    return (FH == 3 and FW == 3 and SH == 1 and SW == 1 and PT == 1 and PL == 1
+            and DH == 1 and DW == 1)
+
+
+@njit(inline="always")
+def im2col_at(t, lo, hi, cols, x, H, W, geo, OH, OW):
+    """Plane t = (r, n) of cols, t < C·FH·FW·N, elements lo … hi − 1 of its OH·OW columns
+    cols[r, n·OH·OW + oy·OW + ox] = x[n, c, oy·SH − PT + fy·DH, ox·SW − PL + fx·DW], 0 in
+    the padding. x is N×C×(H·W): each input plane flat.
     """
+    FH, FW, SH, SW, PT, PL, DH, DW = geo
     N = x.shape[0]
     r, n = split(t, N)
-    c, rest = split(r, F * F)
-    fy, fx = split(rest, F)
-    # ox whose input column ox·S − P + fx lies inside 0 … W − 1
-    ox_lo = min(OW, max(0, (P - fx + S - 1) // S))
-    ox_hi = min(OW, max(ox_lo, (W - 1 + P - fx) // S + 1))
+    c, rest = split(r, FH * FW)
+    fy, fx = split(rest, FW)
+    dy = fy * DH - PT  # input row oy·SH + dy, input column ox·SW + dx
+    dx = fx * DW - PL
+    # ox whose input column ox·SW + dx lies inside 0 … W − 1
+    ox_lo = min(OW, max(0, (SW - 1 - dx) // SW))
+    ox_hi = min(OW, max(ox_lo, (W - 1 - dx) // SW + 1))
     dst = cols[r]
     src = x[n, c]
-    if S == 1 and OW == W and OH == H and lo == 0 and hi == OH * OW:
+    if SH == 1 and SW == 1 and OW == W and OH == H and lo == 0 and hi == OH * OW:
         # A whole plane of a stride-1 "same" convolution (the CPU's case): the input plane
-        # shifted by d = (fy − P)·W + fx − P as one flat copy, then 0 in the columns whose
+        # shifted by d = dy·W + dx as one flat copy, then 0 in the columns whose
         # input column wrapped into the neighbouring row. fmnist's conv2 a chunk at a
         # time, one thread: 2.3 ms → 1.0 ms a pass over the batch (row by row, the loop
         # overhead of rows of 14 cost more than the copying).
         j0 = n * OH * OW
-        d = (fy - P) * W + fx - P
-        oy_lo = max(0, P - fy)  # the rows with an input row
-        oy_hi = max(oy_lo, min(H, H + P - fy))
+        d = dy * W + dx
+        oy_lo = max(0, -dy)  # the rows with an input row
+        oy_hi = max(oy_lo, min(H, H - dy))
         q0 = max(oy_lo * W, -d)
         q1 = max(q0, min(oy_hi * W, H * W - d))
         for p in range(q0):
@@ -70,68 +89,73 @@ def im2col_at(t, lo, hi, cols, x, H, W, F, S, P, OH, OW):
         a = a0 if oy == oy0 else 0
         b = b1 + 1 if oy == oy1 else OW
         j0 = (n * OH + oy) * OW
-        iy = oy * S - P + fy
+        iy = oy * SH + dy
         if iy < 0 or iy >= H:
             for ox in range(a, b):
                 dst[np.uint64(j0 + ox)] = np.float32(0.0)
             continue
-        i0 = iy * W - P + fx  # input column ox·S − P + fx of row iy is src[i0 + ox·S]
+        i0 = iy * W + dx  # input column ox·SW + dx of row iy is src[i0 + ox·SW]
         for ox in range(a, min(ox_lo, b)):
             dst[np.uint64(j0 + ox)] = np.float32(0.0)
         for ox in range(max(a, ox_lo), min(ox_hi, b)):
-            dst[np.uint64(j0 + ox)] = src[np.uint64(i0 + ox * S)]
+            dst[np.uint64(j0 + ox)] = src[np.uint64(i0 + ox * SW)]
         for ox in range(max(a, ox_hi), b):
             dst[np.uint64(j0 + ox)] = np.float32(0.0)
     # The rows it covers whole, the CPU's case, without clipping: a clipped loop measured
     # 2.3 ms against 1.8 ms for this one on fmnist's conv2 (batch 128, 2 cores).
     for oy in range(oy0 + cut_first, oy1 + 1 - cut_last):
         j0 = (n * OH + oy) * OW
-        iy = oy * S - P + fy
+        iy = oy * SH + dy
         if iy < 0 or iy >= H:
             for ox in range(OW):
                 dst[np.uint64(j0 + ox)] = np.float32(0.0)
             continue
-        i0 = iy * W - P + fx
+        i0 = iy * W + dx
         for ox in range(ox_lo):
             dst[np.uint64(j0 + ox)] = np.float32(0.0)
         for ox in range(ox_lo, ox_hi):
-            dst[np.uint64(j0 + ox)] = src[np.uint64(i0 + ox * S)]
+            dst[np.uint64(j0 + ox)] = src[np.uint64(i0 + ox * SW)]
         for ox in range(ox_hi, OW):
             dst[np.uint64(j0 + ox)] = np.float32(0.0)
 
 
 @njit(inline="always")
-def col2im_at(t, lo, hi, dx, dcols, H, W, F, S, P, OH, OW):
+def col2im_at(t, lo, hi, dx, dcols, H, W, geo, OH, OW):
     """Plane t = (n, c) of dx, elements lo … hi − 1 of its H·W, gather form: dx[n, c, y, x]
     sums every dcols entry that x[n, c, y, x] was copied to by im2col, in the order of fx,
     then oy. Only this call writes these elements. dx is N×C×(H·W): each plane flat."""
+    FH, FW, SH, SW, PT, PL, DH, DW = geo
     C = dx.shape[1]
     n, c = split(t, C)
     plane = dx[n, c]
-    if S == 1 and OW == W and OH == H and 2 * P < W and lo == 0 and hi == H * W:
+    if (SH == 1 and SW == 1 and OW == W and OH == H and (FW - 1) * DW < W and lo == 0
+            and hi == H * W):
         # A whole plane of a stride-1 "same" convolution (the CPU's case): each tap's
-        # stretch of dcols added to the plane shifted by d = (fy − P)·W + fx − P, one flat
-        # loop per tap. The tap's entries whose input column wrapped into the
+        # stretch of dcols added to the plane shifted by d = (fy·DH − PT)·W + fx·DW − PL,
+        # one flat loop per tap. The tap's entries whose input column wrapped into the
         # neighbouring row (padding in im2col, their gradient discarded) are set to 0
         # first, so they add nothing. Only this call reads or writes this image's
         # stretch of these rows of dcols. fmnist's conv2 forward and backward a chunk at a
-        # time, one thread: 22.3 → 21.2 ms.
+        # time, one thread: 22.3 → 21.2 ms. (FW − 1)·DW < W, i.e. PL + PR < W: every
+        # tap's clipped columns lie within the row.
         j0 = n * OH * OW
         for q in range(H * W):
             plane[np.uint64(q)] = np.float32(0.0)
-        for fx in range(F):
-            ox_lo = max(0, P - fx)  # outputs whose input column lies inside the row
-            ox_hi = min(OW, W + P - fx)
-            for fy in range(F - 1, -1, -1):  # oy ascending for each input row
-                src = dcols[(c * F + fy) * F + fx]
-                oy_lo = max(0, P - fy)  # outputs whose input row lies inside the plane
-                oy_hi = max(oy_lo, min(OH, H + P - fy))
+        for fx in range(FW):
+            ddx = fx * DW - PL
+            ox_lo = max(0, -ddx)  # outputs whose input column lies inside the row
+            ox_hi = min(OW, W - ddx)
+            for fy in range(FH - 1, -1, -1):  # oy ascending for each input row
+                ddy = fy * DH - PT
+                src = dcols[(c * FH + fy) * FW + fx]
+                oy_lo = max(0, -ddy)  # outputs whose input row lies inside the plane
+                oy_hi = max(oy_lo, min(OH, H - ddy))
                 for oy in range(oy_lo, oy_hi):
                     for ox in range(ox_lo):
                         src[np.uint64(j0 + oy * OW + ox)] = np.float32(0.0)
                     for ox in range(ox_hi, OW):
                         src[np.uint64(j0 + oy * OW + ox)] = np.float32(0.0)
-                d = (fy - P) * W + fx - P
+                d = ddy * W + ddx
                 p0 = max(oy_lo * OW, -d)
                 p1 = min(oy_hi * OW, H * W - d)
                 for p in range(p0, p1):
@@ -144,22 +168,29 @@ def col2im_at(t, lo, hi, dx, dcols, H, W, F, S, P, OH, OW):
         xb = hi - y * W if y == y1 else W
         for xx in range(xa, xb):
             plane[np.uint64(y * W + xx)] = np.float32(0.0)
-    for fx in range(F):
+    reach = (FH - 1) * DH  # a window's rows span oy·SH − PT … oy·SH − PT + reach
+    for fx in range(FW):
+        ddx = fx * DW - PL
         for y in range(y0, y1 + 1):
             xa = lo - y * W if y == y0 else 0
             xb = hi - y * W if y == y1 else W
-            # output columns ox whose input column ox·S − P + fx lies in xa … xb − 1
-            ox_lo = max(0, -((fx - P - xa) // S))  # ⌈(xa + P − fx) / S⌉
-            ox_hi = min(OW, (xb - 1 + P - fx) // S + 1)
-            # output rows oy whose window covers input row y: oy·S − P ≤ y ≤ oy·S − P + F − 1
-            oy_lo = max(0, (y + P - F + S) // S)
-            oy_hi = min(OH - 1, (y + P) // S)
-            i0 = y * W - P + fx  # input column ox·S − P + fx of row y is plane[i0 + ox·S]
+            # output columns ox whose input column ox·SW + ddx lies in xa … xb − 1
+            ox_lo = max(0, -((ddx - xa) // SW))  # ⌈(xa − ddx) / SW⌉
+            ox_hi = min(OW, (xb - 1 - ddx) // SW + 1)
+            # output rows oy whose window covers input row y: oy·SH − PT ≤ y ≤ … + reach
+            oy_lo = max(0, (y + PT - reach + SH - 1) // SH)
+            oy_hi = min(OH - 1, (y + PT) // SH)
+            i0 = y * W + ddx  # input column ox·SW + ddx of row y is plane[i0 + ox·SW]
             for oy in range(oy_lo, oy_hi + 1):
-                src = dcols[(c * F + y + P - oy * S) * F + fx]
+                fy = y + PT - oy * SH  # the tap on row y, times DH
+                if DH != 1:  # dilated: a tap only where DH divides it
+                    fy, off = split(fy, DH)
+                    if off != 0:
+                        continue
+                src = dcols[(c * FH + fy) * FW + fx]
                 j0 = (n * OH + oy) * OW
                 for ox in range(ox_lo, ox_hi):
-                    plane[np.uint64(i0 + ox * S)] += src[np.uint64(j0 + ox)]
+                    plane[np.uint64(i0 + ox * SW)] += src[np.uint64(j0 + ox)]
 
 
 @njit(inline="always")

@@ -207,12 +207,18 @@ class Layer:
     def hyperparameters(self) -> dict[str, Any]:
         """The declared options' values (without ``init``), in the order the spec writes
         them."""
-        return {o.key: getattr(self, o.key) for o in self._options() if o.hyperparameter}
+        return {o.key: getattr(self, o.key) for o in self._stated() if o.hyperparameter}
 
     def arguments(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this layer: its hyperparameters and its
         ``init`` (when it has weights to initialize)."""
-        return {o.key: getattr(self, o.key) for o in self._options()}
+        return {o.key: getattr(self, o.key) for o in self._stated()}
+
+    def _stated(self) -> list[Option]:
+        """The options the layer states: all but a ``quiet_default`` one at its default
+        (an option added later: left out, as in the spec text)."""
+        return [o for o in self._options()
+                if not (o.quiet_default and getattr(self, o.key) == o.default)]
 
     def describe(self) -> str:
         """Spec text of this layer, e.g. 'conv 96 11 stride=4 pad=0'."""

@@ -1,7 +1,11 @@
-"""Conv2D: im2col + one GEMM forward, GEMM + col2im backward.
+"""Conv2D: im2col + one GEMM per group forward, GEMM + col2im backward.
 
-Input N×C×H×W, filters W: K×C×F×F, biases b: K, output N×K×OH×OW with
-OH = (H − F + 2P)/S + 1. Parameters: (F·F·C)·K weights + K biases.
+Input N×C×H×W, filters W: K×(C/G)×FH×FW, biases b: K, output N×K×OH×OW with
+OH = (H − FH' + PT + PB)/SH + 1, FH' = DH·(FH − 1) + 1 (``numbacnn/geometry.py``;
+``round=floor|ceil`` rounds a count that is not whole). Parameters:
+(FH·FW·C/G)·K weights + K biases. Groups G: filters k of group g = k // (K/G) see only
+the input channels of that group, g·C/G … (g + 1)·C/G − 1; the column matrix is the
+same as ungrouped, and the GEMM runs once per group on its block of rows.
 Kernel bodies: ``numbacnn/kernels/conv.py``; the passes are ``conv_forward`` and
 ``conv_backward`` of ``numbacnn/backends/cpu.py`` (a chunk of images at a time, in
 each core's cache) and ``cuda.py`` (the whole batch at once).
@@ -12,16 +16,19 @@ from __future__ import annotations
 from typing import Any
 
 from numbacnn.errors import ShapeError
-from numbacnn.geometry import output_size, window_arithmetic
+from numbacnn.geometry import effective_size, output_hw, pads4, pair, window_arithmetic
 from numbacnn.layers.activation import FusesFollowingReLU
 from numbacnn.layers.base import Layer, Shape, register
-from numbacnn.layers.syntax import ACTIVATION, INIT, PAD, LayerSyntax, int_option
+from numbacnn.layers.syntax import ACTIVATION, INIT, PAD, ROUND, LayerSyntax, collapse, int_option
 
 
 @register
 class Conv2D(FusesFollowingReLU, Layer):
-    syntax = LayerSyntax("conv", (int_option("filters"), int_option("size"),
-                                  int_option("stride", 1), PAD, INIT, ACTIVATION), 2,
+    syntax = LayerSyntax("conv", (int_option("filters"), int_option("size", axes=True),
+                                  int_option("stride", 1, axes=True), PAD,
+                                  int_option("groups", 1, quiet_default=True),
+                                  int_option("dilation", 1, axes=True, quiet_default=True),
+                                  ROUND, INIT, ACTIVATION), 2,
                          "conv 96 11 stride=4 pad=0")
 
     table_name, spatial, bias_keys = "CONV", True, ("b",)
@@ -30,62 +37,109 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     @classmethod
     def derive_options(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """``pad=valid`` is 0; ``pad=same`` is (F − 1)/2, which keeps a stride-1 output the
-        size of the input (F must be odd)."""
+        """``pad=valid`` is 0; ``pad=same`` is (F' − 1)/2 per axis, F' = D·(F − 1) + 1,
+        which keeps a stride-1 output the size of the input (F' must be odd). The
+        groups must divide the filters."""
+        if values["filters"] % values["groups"]:
+            raise ValueError(f"groups={values['groups']} must divide the {values['filters']} "
+                             f"filters (each group has K/G of them)")
         if values["pad"] == "valid":
             return {**values, "pad": 0}
         if values["pad"] == "same":
-            F = values["size"]
-            if F % 2 == 0:
-                raise ValueError(f"pad=same needs an odd size, got size {F}: (F − 1)/2 = "
-                                 f"{(F - 1) / 2:g} is not whole; give pad=N instead")
-            return {**values, "pad": (F - 1) // 2}
+            pads = []
+            for F, D in zip(pair(values["size"]), pair(values["dilation"]), strict=True):
+                Fe = effective_size(F, D)
+                if Fe % 2 == 0:
+                    raise ValueError(f"pad=same needs an odd size, got size {F}"
+                                     f"{'' if D == 1 else f' dilated by {D} ({Fe} pixels)'}: "
+                                     f"(F − 1)/2 = {(Fe - 1) / 2:g} is not whole; give pad=N "
+                                     f"instead")
+                pads.append((Fe - 1) // 2)
+            return {**values, "pad": collapse(tuple(pads))}
         return values
 
     def _setup(self) -> None:
         self._cols_hold_input = False  # False once backward reused the columns for dcols
         self._x: Any = None  # the last forward pass's input
 
+    # --- the window, per axis ---------------------------------------------------------
+    @property
+    def geometry(self) -> tuple[int, int, int, int, int, int, int, int]:
+        """(FH, FW, SH, SW, PT, PL, DH, DW): what the kernels need (the bottom and right
+        padding only decide OH and OW)."""
+        (FH, FW), (SH, SW), (DH, DW) = pair(self.size), pair(self.stride), pair(self.dilation)
+        PT, PL, _, _ = pads4(self.pad)
+        return (FH, FW, SH, SW, PT, PL, DH, DW)
+
+    def taps(self) -> int:
+        """FH·FW, the weights of one filter in one input channel."""
+        FH, FW = pair(self.size)
+        return FH * FW
+
+    def used_pads(self) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) padding that the windows reach, for frameworks
+        that round down (ONNX, PyTorch): bottom and right as far as the last window
+        reaches, (O − 1)·S + F' − W − P1 (at least 0). The declared padding under
+        exact and floor; more under ceil (its last window runs past the end)."""
+        FH, FW, SH, SW, PT, PL, DH, DW = self.geometry
+        _, H, W = self.input_shape  # type: ignore[misc]
+        _, OH, OW = self.output_shape  # type: ignore[misc]
+        bottom = max(0, (OH - 1) * SH + effective_size(FH, DH) - H - PT)
+        right = max(0, (OW - 1) * SW + effective_size(FW, DW) - W - PL)
+        return (PT, PL, bottom, right)
+
     def torch_module(self) -> Any:
         from torch import nn
 
-        return nn.Conv2d(self.input_shape[0], self.filters, self.size,  # type: ignore[index]
-                         stride=self.stride, padding=self.pad)
+        FH, FW, SH, SW, PT, PL, DH, DW = self.geometry
+        conv = nn.Conv2d(self.input_shape[0], self.filters, (FH, FW),  # type: ignore[index]
+                         stride=(SH, SW), dilation=(DH, DW), groups=self.groups)
+        top, left, bottom, right = self.used_pads()
+        if (top, left) == (bottom, right):
+            conv.padding = (top, left)
+            return conv
+        return nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), conv)
 
     def arithmetic(self) -> str:
-        return window_arithmetic(self.input_shape, self.size, self.stride, self.pad)  # type: ignore[arg-type]
+        return window_arithmetic(self.input_shape, self.size, self.stride, self.pad,  # type: ignore[arg-type]
+                                 dilation=self.dilation, rounding=self.round)
 
     def workspace_bytes(self, batch: int) -> int:
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C = self.input_shape[0]  # type: ignore[index]
-        return 4 * batch * OH * OW * (C * self.size * self.size + K)  # columns, GEMM output
+        return 4 * batch * OH * OW * (C * self.taps() + K)  # columns, GEMM output
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        _, H, W = input_shape
-        F, S, P = self.size, self.stride, self.pad
-        OH = output_size(H, F, S, P, f"{self.describe()} (height)")
-        OW = output_size(W, F, S, P, f"{self.describe()} (width)")
+        C, H, W = input_shape
+        if C % self.groups:
+            raise ShapeError(f"{self.describe()}: groups={self.groups} must divide the "
+                             f"{C} input channels (each group sees C/G of them)")
+        OH, OW = output_hw(H, W, self.size, self.stride, self.pad, self.describe(),
+                           dilation=self.dilation, rounding=self.round)
         return (self.filters, OH, OW)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         C = self.input_shape[0]  # type: ignore[index]
-        return {"W": (self.filters, C, self.size, self.size), "b": (self.filters,)}
+        return {"W": (self.filters, C // self.groups, *pair(self.size)), "b": (self.filters,)}
 
     def fans(self) -> tuple[int, int]:
         C = self.input_shape[0]  # type: ignore[index]
-        return C * self.size * self.size, self.filters * self.size * self.size
+        return C // self.groups * self.taps(), self.filters * self.taps()
 
     def flops(self) -> int:
         K, OH, OW = self.output_shape  # type: ignore[misc]
-        return 2 * K * OH * OW * self.input_shape[0] * self.size * self.size  # type: ignore[index]
+        return 2 * K * OH * OW * self.input_shape[0] // self.groups * self.taps()  # type: ignore[index]
 
     def window(self) -> tuple[int, int]:
-        return (self.size, self.stride)
+        """(F', S) of the wider axis (a rectangular window: the larger of each)."""
+        FH, FW, SH, SW, _, _, DH, DW = self.geometry
+        return (max(effective_size(FH, DH), effective_size(FW, DW)), max(SH, SW))
 
     def _workspace(self, N: int) -> dict[str, Any]:
         """The backend's convolution buffers for a batch of N (``conv_workspace``)."""
         K, OH, OW = self.output_shape  # type: ignore[misc]
-        shapes = self._backend().conv_workspace(N, self.input_shape[0], K, self.size, OH, OW)  # type: ignore[index]
+        shapes = self._backend().conv_workspace(N, self.input_shape[0], K, self.size, OH, OW,  # type: ignore[index]
+                                                self.groups)
         return {key: self._buffer(key, shape) for key, shape in shapes.items()}
 
     def forward(self, x: Any, training: bool = True) -> Any:
@@ -94,12 +148,11 @@ class Conv2D(FusesFollowingReLU, Layer):
         N = x.shape[0]
         C, H, W = self.input_shape  # type: ignore[misc]
         K, OH, OW = self.output_shape  # type: ignore[misc]
-        F, S, P = self.size, self.stride, self.pad
         y = self._buffer("y", (N, K, OH, OW))
         x3 = self._reshaped(x, (N, C, H * W))  # im2col reads each input plane flat
-        B.conv_forward(x3, H, W, self._reshaped(self.params["W"], (K, C * F * F)),
-                       self.params["b"], self._flat(y), self._workspace(N), F, S, P, OH, OW,
-                       int(self.fused_relu))
+        w2 = self._reshaped(self.params["W"], (K, C // self.groups * self.taps()))
+        B.conv_forward(x3, H, W, w2, self.params["b"], self._flat(y), self._workspace(N),
+                       self.geometry, self.groups, OH, OW, int(self.fused_relu))
         self._x = x3  # the CPU computes each chunk's columns again in backward
         self._cols_hold_input = True
         return y
@@ -110,23 +163,31 @@ class Conv2D(FusesFollowingReLU, Layer):
         N = dy.shape[0]
         C, H, W = self.input_shape  # type: ignore[misc]
         K, OH, OW = self.output_shape  # type: ignore[misc]
-        F, S, P = self.size, self.stride, self.pad
         if not self._cols_hold_input or self._x.shape[0] != N:
             raise ShapeError(f"{self.describe()}: backward needs the same batch's forward first")
         dx = self._buffer("dx", (N, C, H, W)) if need_dx else None
         self._cols_hold_input = not need_dx  # computing dx overwrites the columns
-        B.conv_backward(self._x, H, W, self._reshaped(self.params["W"], (K, C * F * F)),
+        CFF = C // self.groups * self.taps()
+        B.conv_backward(self._x, H, W, self._reshaped(self.params["W"], (K, CFF)),
                         self._flat(self._buffers["y"]), self._flat(dy),
-                        self._reshaped(self.grads["W"], (K, C * F * F)), self.grads["b"],
+                        self._reshaped(self.grads["W"], (K, CFF)), self.grads["b"],
                         None if dx is None else self._reshaped(dx, (N, C, H * W)),
-                        self._workspace(N), F, S, P, OH, OW, int(self.fused_relu))
+                        self._workspace(N), self.geometry, self.groups, OH, OW,
+                        int(self.fused_relu))
         return dx
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
-        """ONNX export: Conv (W K×C×F×F, b K, strides S, pads P on every side), then Relu
-        when a following ReLU is fused into this convolution."""
-        F, S, P = self.size, self.stride, self.pad
+        """ONNX export: Conv (W K×C/G×FH×FW, b K, kernel_shape, strides, dilations, group,
+        pads top, left, bottom, right as far as the windows reach: ONNX rounds down),
+        then Relu when a following ReLU is fused into this convolution."""
+        FH, FW, SH, SW, _, _, DH, DW = self.geometry
+        top, left, bottom, right = self.used_pads()
+        attributes: dict[str, Any] = {"kernel_shape": [FH, FW], "strides": [SH, SW],
+                                      "pads": [top, left, bottom, right]}
+        if (DH, DW) != (1, 1):
+            attributes["dilations"] = [DH, DW]
+        if self.groups != 1:
+            attributes["group"] = self.groups
         y = builder.node("Conv", [input_name, builder.constant("W", self.params["W"]),
-                                  builder.constant("b", self.params["b"])],
-                         kernel_shape=[F, F], strides=[S, S], pads=[P, P, P, P])
+                                  builder.constant("b", self.params["b"])], **attributes)
         return self.onnx_fused_relu(builder, y)

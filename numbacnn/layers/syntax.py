@@ -67,7 +67,12 @@ class Option:
     ``derive_options``). ``hyperparameter`` False: an argument that does not change
     what the layer computes (``init=``), left out of ``describe()``. ``layer_after``:
     spec shorthand whose value names a layer put right after this one
-    (``activation=relu``), not an argument of the layer itself.
+    (``activation=relu``), not an argument of the layer itself. ``axes``: an integer
+    option that also takes one value per axis, ``HxW`` (``3x5``, a Python pair (3, 5));
+    ``sides``: also one per side, ``top,left,bottom,right``. Equal parts collapse
+    (``3x3`` is 3, ``1,2,1,2`` is 1x2), so a value has one canonical text.
+    ``quiet_default``: left out of the spec text while it has its default value (an
+    option added later: older specs and files keep their text).
     """
 
     key: str
@@ -80,6 +85,9 @@ class Option:
     words: tuple[str, ...] = ()
     hyperparameter: bool = True
     layer_after: bool = False
+    axes: bool = False
+    sides: bool = False
+    quiet_default: bool = False
 
     @property
     def required(self) -> bool:
@@ -94,7 +102,23 @@ class Option:
             rule = f"{noun} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g})"
         else:
             rule = f"{noun} {'>' if self.low_open else '≥'} {self.low:g}"
-        return rule + "".join(f" or {word}" for word in self.words)
+        forms = [*(["HxW"] if self.axes else []), *(["top,left,bottom,right"] if self.sides
+                                                     else []), *self.words]
+        return rule + "".join(f" or {form}" for form in forms)
+
+    def _parts(self, raw: str) -> list[str] | None:
+        """The per-axis (HxW) or per-side (a,b,c,d) parts of ``raw``; None for one value."""
+        if self.axes and "x" in raw.lower():
+            parts = raw.lower().split("x")
+            if len(parts) == 2:
+                return parts
+        elif self.sides and "," in raw:
+            parts = raw.split(",")
+            if len(parts) == 4:
+                return parts
+        else:
+            return None
+        raise ValueError(f"{self.key} must be {self.rule()}, got {excerpt(raw)}")
 
     def convert(self, raw: str) -> Any:
         """The value of ``raw``; ValueError naming the rule when it does not fit."""
@@ -104,6 +128,16 @@ class Option:
             return raw.lower()
         if raw.lower() in self.words:
             return raw.lower()
+        parts = self._parts(raw)
+        if parts is not None:
+            try:
+                return collapse(tuple(self._convert_one(part) for part in parts))
+            except ValueError:  # the whole value in the message, not the bad part
+                raise ValueError(f"{self.key} must be {self.rule()}, got {excerpt(raw)}") \
+                    from None
+        return self._convert_one(raw)
+
+    def _convert_one(self, raw: str) -> Any:
         # Only what docs/spec.md describes: ASCII digits, no sign, no '_', no nan/inf
         # (int() and float() alone would take '+3', '1_0' and other scripts' digits).
         number = _INTEGER if self.kind is int else _NUMBER
@@ -143,6 +177,14 @@ class Option:
             return value.lower()
         if isinstance(value, str) and value.lower() in self.words:
             return value.lower()
+        if (self.axes or self.sides) and isinstance(value, tuple | list):
+            lengths = ((2,) if self.axes else ()) + ((4,) if self.sides else ())
+            if len(value) not in lengths:
+                raise ValueError(f"{self.key} must be {self.rule()}, got {value!r}")
+            return collapse(tuple(self._check_one(v) for v in value))
+        return self._check_one(value)
+
+    def _check_one(self, value: Any) -> Any:
         if isinstance(value, bool | str) or not isinstance(value, int | float | np.number):
             raise ValueError(f"{self.key} must be {self.rule()}, got {value!r}")
         if self.kind is int:
@@ -180,7 +222,7 @@ class LayerSyntax:
         parts = [self.name]
         for index, opt in enumerate(self.options):
             value = kwargs.get(opt.key)
-            if value is None:
+            if value is None or (opt.quiet_default and value == opt.default):
                 continue
             parts.append(format_value(value) if index < self.positional
                          else f"{opt.key}={format_value(value)}")
@@ -197,17 +239,32 @@ class LayerSyntax:
         return " ".join(parts)
 
 
+def collapse(parts: tuple) -> Any:
+    """Per-side values (top, left, bottom, right) → (height, width) when top = bottom
+    and left = right; (height, width) → one number when they are equal."""
+    if len(parts) == 4 and parts[:2] == parts[2:]:
+        parts = parts[:2]
+    if len(parts) == 2 and parts[0] == parts[1]:
+        return parts[0]
+    return parts
+
+
 def format_value(value: Any) -> str:
-    """A value as the spec writes it: floats as short as parses back exactly."""
+    """A value as the spec writes it: floats as short as parses back exactly, a pair
+    per axis as HxW, four sides as top,left,bottom,right."""
+    if isinstance(value, tuple):
+        return ("x" if len(value) == 2 else ",").join(format_value(v) for v in value)
     if isinstance(value, float):
         short = f"{value:g}"
         return short if float(short) == value else repr(value)
     return str(value)
 
 
-def int_option(key: str, default: Any = _REQUIRED, low: int = 1) -> Option:
-    """An integer option ≥ ``low``; required unless a default is given."""
-    return Option(key, int, default, low)
+def int_option(key: str, default: Any = _REQUIRED, low: int = 1, axes: bool = False,
+               quiet_default: bool = False) -> Option:
+    """An integer option ≥ ``low``; required unless a default is given; ``axes``: it
+    also takes HxW (one per axis)."""
+    return Option(key, int, default, low, axes=axes, quiet_default=quiet_default)
 
 
 def float_option(key: str, default: float, low: float = 0, low_open: bool = False,
@@ -218,6 +275,8 @@ def float_option(key: str, default: float, low: float = 0, low_open: bool = Fals
 
 # Options several layers share. ``pad=same|valid`` is turned into a number by the layer
 # that declares PAD (it knows its window size), in its ``derive_options``.
-PAD = Option("pad", int, 0, words=("same", "valid"))
+PAD = Option("pad", int, 0, words=("same", "valid"), axes=True, sides=True)
+# How a window count that is not whole is rounded (numbacnn/geometry.py).
+ROUND = Option("round", str, "exact", choices=("exact", "floor", "ceil"), quiet_default=True)
 INIT = Option("init", str, None, choices=INITIALIZERS, hyperparameter=False)
 ACTIVATION = Option("activation", str, None, choices=ACTIVATIONS, layer_after=True)
