@@ -41,7 +41,7 @@ ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install 
 EVERY_KIND = ("input 12x12x3; conv 8 3 pad=1 activation=relu; lrn size=3 alpha=0.5 beta=0.75 k=1;"
               " maxpool 2; relu; conv 8 3 pad=1; batchnorm momentum=0.5; leaky 0.1;"
               " lrn size=4 alpha=0.5 beta=0.6 k=1.5;"
-              " avgpool 2; conv 6 1 activation=elu; tanh; maxout 2; sigmoid; flatten;"
+              " avgpool 2; conv 6 1 activation=elu; tanh; maxout 2; sigmoid; gelu; flatten;"
               " fc 16; batchnorm; relu; dropout 0.5; fc 8 activation=tanh; fc 5; softmax")
 TOLERANCE = 1e-4
 

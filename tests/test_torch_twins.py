@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed (benchmark
 
 EVERY_KIND = ("input 9x9x2; conv 4 3 pad=1; relu; maxout 2; lrn size=3; maxpool 2 stride=1; "
               "leaky 0.1; conv 3 2 stride=2; batchnorm; avgpool 2 stride=1; sigmoid; tanh; "
-              "elu 0.5; dropout 0.3; flatten; fc 5; relu; fc 3")
+              "elu 0.5; gelu; dropout 0.3; flatten; fc 5; relu; fc 3")
 
 
 def assert_twin_agrees(net: Network, x: np.ndarray) -> None:
