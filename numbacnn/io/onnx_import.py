@@ -14,7 +14,7 @@ spec is written from the graph.
 Anything else (an operator or attribute numbacnn lacks, a branch or residual
 connection, a symbolic input size without ``input_shape``) raises
 :class:`OnnxImportError`, one line naming the node, and nothing is written. Reading is
-:func:`numbacnn.io.onnx_graph.load_graph` (size limits, no external data); writing is
+:func:`numbacnn.io.onnx_graph.load_graph` (size limits, external data only beside it); writing is
 :func:`numbacnn.io.model_file.save_model` (atomic).
 
     net, info, summary = read_onnx("model.onnx")            # needs the onnx package
