@@ -74,7 +74,9 @@ def test_torchvision_style_network_exported_by_pytorch(exporter: str, tmp_path: 
     path = tmp_path / "torch.onnx"
     _export(torch, model, path, exporter)
     out = tmp_path / "torch.h5"
-    assert "softmax" in assert_ok(run("import", path, out))
+    output = assert_ok(run("import", path, out))
+    assert "softmax" in output and f"numbacnn shapes {out}" in output
+    assert "16x16x8" in assert_ok(run("shapes", out))
     x = np.random.default_rng(0).integers(0, 256, (100, 3, 16, 16), dtype=np.uint8)
     with torch.no_grad():
         expected = torch.softmax(model(torch.from_numpy(x.astype(np.float32))), 1).numpy()
