@@ -94,15 +94,16 @@ class Trainer:
     """Trains ``net`` on ``dataset`` with ``settings``, saving checkpoints to ``out``.
 
     ``resume``: the ModelInfo of a checkpoint whose weights ``net`` holds (use
-    :meth:`from_checkpoint`). ``on_batch``/``on_epoch`` are called after every batch and
-    every epoch (for progress bars and summary lines).
+    :meth:`from_checkpoint`); ``weights``: of a model whose weights ``net`` holds, for a new
+    run from them with its normalization and class names (numbacnn.training.fine_tune).
+    ``on_batch``/``on_epoch`` are called after every batch and every epoch.
     """
 
     def __init__(self, net: Network, dataset: Dataset, settings: TrainSettings,
                  out: str | Path | None = None, resume: ModelInfo | None = None,
                  on_batch: Callable[[BatchProgress], None] | None = None,
                  on_epoch: Callable[[EpochRecord], None] | None = None,
-                 world: World | None = None) -> None:
+                 world: World | None = None, weights: ModelInfo | None = None) -> None:
         self.net, self.settings = net, dataclasses.replace(settings).checked()
         settings = self.settings
         self.out = Path(out) if out is not None else None
@@ -121,8 +122,13 @@ class Trainer:
                      f"training {settings.spec} with batch size {batch}",
                      TrainingError, "lower batch_size or use a smaller network", "batch_size")
         if resume is None:
-            self.mean, self.std = normalization(x_fit)
-            net.initialize(settings.seed, settings.init)
+            if weights is None:
+                self.mean, self.std = normalization(x_fit)
+                net.initialize(settings.seed, settings.init)
+            else:
+                self.mean, self.std, self.class_names = weights.mean, weights.std, list(
+                    weights.class_names)
+                net.seed, net.step = settings.seed, 0
             self.optimizer = settings.make_optimizer()
             self.schedule = settings.schedule()
             self.state = TrainingState(lr=self.schedule.lr)
