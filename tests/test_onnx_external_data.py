@@ -133,6 +133,14 @@ def test_external_data_imports_as_embedded(tmp_path: Path) -> None:
                                   proba_of(tmp_path / "b.h5", g, 20))
 
 
+def test_the_external_data_file_is_never_the_output(tmp_path: Path) -> None:
+    path = _save_external(_graph(), tmp_path)
+    data = tmp_path / "m.onnx.data"
+    before = data.read_bytes()
+    assert_one_error(run("import", path, data, "--force"), "holds the graph's weights")
+    assert data.read_bytes() == before
+
+
 def _hostile(case: str, folder: Path) -> dict[str, str]:
     """The external_data entries of ``case``, after making the files it needs."""
     size = (folder / "m.onnx.data").stat().st_size

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -31,11 +31,13 @@ _COUNT = re.compile(r"[0-9]{1,19}")  # a byte count: digits only, no sign, < 2**
 @dataclass
 class ExternalData:
     """Reads external tensor data for the model file at ``model`` (its folder bounds
-    every location); ``error`` is the exception class, ``total`` the bytes read so far."""
+    every location); ``error`` is the exception class, ``total`` the bytes read so far,
+    ``files`` the real paths read (inputs a command must not write)."""
 
     model: Path
     error: type[NumbacnnError]
     total: int = 0
+    files: set[str] = field(default_factory=set)
 
     def read(self, tensor: Any, what: str, nbytes: int) -> bytes:
         """The ``nbytes`` bytes of ``tensor`` (a TensorProto whose data is external)."""
@@ -77,6 +79,7 @@ class ExternalData:
             raise self.error(f"{where}: the external file {excerpt(location)} ended early; "
                              "it changed while being read")
         self.total += nbytes
+        self.files.add(path)
         return data
 
     def _inside(self, where: str, location: str) -> str:

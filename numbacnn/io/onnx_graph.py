@@ -66,7 +66,8 @@ class Graph:
     ``constants``: initializers and Constant nodes' values by tensor name (numpy);
     ``nodes``: every other node in the file's (topological) order; ``input_dims``: the
     input's dimensions, an int where the graph fixes it, else None (symbolic);
-    ``metadata``: ``metadata_props`` as a dict.
+    ``metadata``: ``metadata_props`` as a dict; ``data_files``: the external data files
+    read (real paths).
     """
 
     path: Path
@@ -77,6 +78,7 @@ class Graph:
     nodes: list[Node]
     constants: dict[str, np.ndarray]
     metadata: dict[str, str] = field(default_factory=dict)
+    data_files: list[Path] = field(default_factory=list)
 
 
 def load_graph(path: str | Path) -> Graph:
@@ -138,7 +140,8 @@ def load_graph(path: str | Path) -> Graph:
     return Graph(path=path, opset=opset, input_name=inputs[0].name,
                  input_dims=_input_dims(onnx, inputs[0], where),
                  output_name=graph.output[0].name, nodes=nodes, constants=constants,
-                 metadata={p.key: p.value for p in model.metadata_props})
+                 metadata={p.key: p.value for p in model.metadata_props},
+                 data_files=[Path(f) for f in sorted(external.files)])
 
 
 def _array(onnx: Any, tensor: Any, what: str, where: str, external: ExternalData
