@@ -25,6 +25,8 @@ from numbacnn.limits import check_memory, human_bytes
 
 MAX_EXTERNAL_BYTES = 2**31  # all tensors together: what a single .onnx file holds
 _KEYS = ("location", "offset", "length", "checksum")  # ONNX's external_data keys
+_NOT_REGULAR = ("is not a regular file (a directory, FIFO, socket or device); give the "
+                ".data file the exporter wrote")
 _COUNT = re.compile(r"[0-9]{1,19}")  # a byte count: digits only, no sign, < 2**63
 
 
@@ -98,7 +100,7 @@ class ExternalData:
                              f"leaves the model's folder (..); {folder}")
         base = os.path.realpath(self.model.parent)
         real = os.path.realpath(os.path.join(base, location))
-        if os.path.commonpath([base, real]) != base or real == base:
+        if os.path.commonpath([base, real]) != base:
             raise self.error(f"{where} keeps its data in the external file {shown}, a "
                              f"symbolic link that leads out of the model's folder; {folder}")
         return real
@@ -118,8 +120,7 @@ class ExternalData:
         shown = f"{where}: its external file {excerpt(location)}"
         try:
             if not stat.S_ISREG(os.stat(path).st_mode):
-                raise self.error(f"{shown} is not a regular file (a FIFO, socket or device); "
-                                 "give the .data file the exporter wrote")
+                raise self.error(f"{shown} {_NOT_REGULAR}")
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
                          | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
         except FileNotFoundError:
@@ -130,8 +131,7 @@ class ExternalData:
                              "permissions") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise self.error(f"{shown} is not a regular file (a FIFO, socket or device); "
-                             "give the .data file the exporter wrote")
+            raise self.error(f"{shown} {_NOT_REGULAR}")
         return fd
 
 
