@@ -200,6 +200,7 @@ class Network(numbacnn.network.Network):
         weights = self.info if self.loaded else None  # fine-tuning a loaded model
         if weights is not None:
             check_data(self, weights, dataset, source, "the loaded model")
+            self.seed = seed  # what initialize would set: dropout's streams
         self.info = None  # the weights are drawn again: the last run's info is no more theirs
         self.step = 0  # a new run: dropout's streams start as in a freshly built network
         progress = _ProgressBar(verbose)

@@ -46,6 +46,7 @@ def weights_trainer(weights: str | Path, settings: TrainSettings, spec: str | No
     if dataset is None:
         dataset = load_dataset(settings.data)
     check_data(net, info, dataset, settings.data, f"the model {weights}")
+    net.seed, net.step = settings.seed, 0  # dropout's streams as in a new run
     return Trainer(net, dataset, settings, out=out, weights=info, **callbacks)
 
 

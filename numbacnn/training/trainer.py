@@ -95,8 +95,7 @@ class Trainer:
 
     ``resume``: the ModelInfo of a checkpoint whose weights ``net`` holds (use
     :meth:`from_checkpoint`); ``weights``: of a model whose weights ``net`` holds, for a new
-    run from them with its normalization and class names (numbacnn.training.fine_tune).
-    ``on_batch``/``on_epoch`` are called after every batch and every epoch.
+    run from them (fine_tune.py). ``on_batch``/``on_epoch``: called after each batch, epoch.
     """
 
     def __init__(self, net: Network, dataset: Dataset, settings: TrainSettings,
@@ -111,7 +110,7 @@ class Trainer:
         if self.out is not None:
             check_model_writable(self.out)
         self.dataset = dataset
-        self.class_names = list(dataset.class_names)
+        self.class_names = list((weights or dataset).class_names)  # a model keeps its names
         check_fits(net, dataset, settings.data)
         x_fit, y_fit, x_val, y_val = self._split(dataset)
         seeds = np.random.SeedSequence(settings.seed).spawn(2)
@@ -122,13 +121,9 @@ class Trainer:
                      f"training {settings.spec} with batch size {batch}",
                      TrainingError, "lower batch_size or use a smaller network", "batch_size")
         if resume is None:
-            if weights is None:
-                self.mean, self.std = normalization(x_fit)
+            self.mean, self.std = (weights.mean, weights.std) if weights else normalization(x_fit)
+            if weights is None:  # else a new run from the weights net holds (its seed is set)
                 net.initialize(settings.seed, settings.init)
-            else:
-                self.mean, self.std, self.class_names = weights.mean, weights.std, list(
-                    weights.class_names)
-                net.seed, net.step = settings.seed, 0
             self.optimizer = settings.make_optimizer()
             self.schedule = settings.schedule()
             self.state = TrainingState(lr=self.schedule.lr)
