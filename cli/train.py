@@ -155,11 +155,16 @@ def _setting(name: str) -> click.ParamType:
 @click.option("--out", type=_PATH, help=f"Checkpoint file [default: {DEFAULT_OUT}, or the "
               "--resume file]; the best model goes beside it as NAME.best.h5.")
 @click.option("--resume", type=_PATH, help="Continue training from this checkpoint.")
+@click.option("--weights", type=_PATH, help="Start from this model file's network and "
+              "weights (fine-tuning; e.g. one numbacnn import wrote): its normalization and "
+              "classes are kept, optimizer and lr schedule start afresh. SPEC may be left out "
+              "(or be the model file); one given must describe the same layers.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file and its best "
               "model (without it, train refuses to overwrite them).")
 def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
-          force: bool, **options: Any) -> None:
-    """Train SPEC (a preset, a .spec file or spec text; default fmnist) on --data.
+          force: bool, weights: Path | None, **options: Any) -> None:
+    """Train SPEC (a preset, a .spec file or spec text; default fmnist) on --data; or a
+    model file's network from its weights (--weights MODEL.h5, or MODEL.h5 as SPEC).
 
     Prints one line per epoch (train and validation loss and accuracy, lr, seconds),
     writes a checkpoint every epoch and the test accuracy at the end. Under mpirun (or
@@ -173,15 +178,32 @@ def train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: P
     ranks.resume_advice = RESUME_COMMAND
     ctx = click.get_current_context()
     with errors_said_once(ranks, _say_error, lambda exc: error_text(exc, ctx)):
-        _train(spec, device, tf32, out, resume, force, options)
+        spec, weights = _weights(spec, weights, resume)
+        _train(spec, device, tf32, out, resume, force, options, weights)
 
 
 def _say_error(text: str) -> None:
     click.echo(f"error: {text}", err=True)
 
 
+def _weights(spec: str | None, weights: Path | None, resume: Path | None
+             ) -> tuple[str | None, Path | None]:
+    """(spec, weights): a model file given as SPEC is the --weights (by content)."""
+    import os
+
+    if weights is None and spec is not None and os.path.isfile(spec):
+        from numbacnn.io.model_file import is_model_file
+
+        if is_model_file(spec):
+            spec, weights = None, Path(spec)
+    if weights is not None and resume is not None:
+        raise click.UsageError("--resume continues a checkpoint with its own weights; give "
+                               "--weights (a model to start a new run from) or --resume")
+    return spec, weights
+
+
 def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: Path | None,
-           force: bool, options: dict[str, Any]) -> None:
+           force: bool, options: dict[str, Any], weights: Path | None = None) -> None:
     from numbacnn.device import resolve_device, set_tf32
     from numbacnn.training.trainer import Interrupted
 
@@ -195,8 +217,8 @@ def _train(spec: str | None, device: str, tf32: bool, out: Path | None, resume: 
                    else _plan_out(out, force, [resume, spec, data]))
         trainer = _resume(resume, spec, out, chosen, progress, device)
     else:
-        targets = _plan_out(out or DEFAULT_OUT, force, [spec, data])
-        trainer = _start(spec, out or DEFAULT_OUT, chosen, progress, device)
+        targets = _plan_out(out or DEFAULT_OUT, force, [spec, data, weights])
+        trainer = _start(spec, out or DEFAULT_OUT, chosen, progress, device, weights)
     started = time.perf_counter()
     try:
         trainer.run()
@@ -242,11 +264,19 @@ def _plan_out(out: Path, force: bool, inputs: list[Any]) -> list[Any]:
 
 
 def _start(spec: str | None, out: Path, chosen: dict[str, Any], progress: _Progress,
-           device: str) -> Any:
+           device: str, weights: Path | None = None) -> Any:
+    from numbacnn.training.fine_tune import weights_trainer
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer
 
     settings = TrainSettings(**chosen)
+    if weights is not None:  # fine-tuning: the model's network, its weights
+        trainer = weights_trainer(weights, settings, spec, out=out, device=device,
+                                  on_batch=progress.batch, on_epoch=progress.epoch)
+        _header(trainer, f"the weights of {weights}")
+        _compile_kernels(trainer)
+        _initial_state(trainer)
+        return trainer
     if spec is not None:
         settings.spec = spec
     trainer = Trainer.from_settings(settings, out=out, device=device, on_batch=progress.batch,
@@ -278,7 +308,7 @@ def _resume(path: Path, spec: str | None, out: Path | None, chosen: dict[str, An
     return trainer
 
 
-def _header(trainer: Any) -> None:
+def _header(trainer: Any, network: str | None = None) -> None:
     from numbacnn.device import precision
     from numbacnn.geometry import volume
 
@@ -290,7 +320,7 @@ def _header(trainer: Any) -> None:
         ranks += (", gradients through pinned host memory" if reduce.staged
                   else ", gradients as GPU buffers (CUDA-aware MPI)")
     optimizer = (f"sgd momentum {s.momentum:g}" if s.optimizer == "sgd" else "adam")
-    click.echo(f"training {s.spec} on {s.data}: {len(trainer.y_fit)} training and "
+    click.echo(f"training {network or s.spec} on {s.data}: {len(trainer.y_fit)} training and "
                f"{len(trainer.y_val)} validation images of {volume(net.input_shape)}, "
                f"{net.num_classes} classes, {net.num_params():,} parameters")
     epochs = f"{s.epochs} epoch" + ("s" if s.epochs != 1 else "")

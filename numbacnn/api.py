@@ -30,6 +30,7 @@ from numbacnn.io.datasets import Dataset, validate
 from numbacnn.io.model_file import HISTORY_KEYS, ModelInfo, save_model
 from numbacnn.io.model_file import load_model as load_core_model
 from numbacnn.tools.scoring import EVAL_BATCH, Score, score_models
+from numbacnn.training.fine_tune import check_data
 from numbacnn.training.progress import BatchProgress, EpochRecord
 from numbacnn.training.settings import TrainSettings
 from numbacnn.training.trainer import Trainer
@@ -161,6 +162,7 @@ class Network(numbacnn.network.Network):
     """
 
     info: ModelInfo | None = None  # a class default: the subclass adds no __init__
+    loaded: bool = False  # from load_model: fit() starts from the weights it holds
 
     def fit(self, data: Any = "fashion-mnist-mini", epochs: int = 6, batch_size: int = 64,
             lr: float | None = None, validation_split: float = 0.1, seed: int = 0,
@@ -169,7 +171,10 @@ class Network(numbacnn.network.Network):
         Fashion-MNIST subset) and return its :class:`History`.
 
         Every call is a new run, as ``numbacnn train`` is: the weights are drawn afresh
-        from ``seed`` (with ``init``), and the same seed gives the same result on the CPU.
+        from ``seed`` (with ``init``), and the same seed gives the same result on the CPU;
+        a network from :func:`load_model` instead starts from its weights, as ``numbacnn
+        train --weights`` does (fine-tuning: its normalization and class names kept, the
+        data must have its input size and classes; optimizer and schedule start afresh).
         ``validation_split``: fraction of the training images held out to validate on.
         Other keywords are :class:`~numbacnn.training.settings.TrainSettings` fields
         (``optimizer``, ``momentum``, ``weight_decay``, ``init``, ``lr_policy``,
@@ -192,12 +197,16 @@ class Network(numbacnn.network.Network):
         run = TrainSettings(spec=self.spec_text or self.to_spec_text(), data=source,
                             epochs=epochs, batch_size=batch_size, lr=lr,
                             val_split=validation_split, seed=seed, **settings).checked()
+        weights = self.info if self.loaded else None  # fine-tuning a loaded model
+        if weights is not None:
+            check_data(self, weights, dataset, source, "the loaded model")
+            self.seed = seed  # what initialize would set: dropout's streams
         self.info = None  # the weights are drawn again: the last run's info is no more theirs
         self.step = 0  # a new run: dropout's streams start as in a freshly built network
         progress = _ProgressBar(verbose)
         try:
             trainer = Trainer(self, dataset, run, on_batch=progress.batch,
-                              on_epoch=progress.epoch)
+                              on_epoch=progress.epoch, weights=weights)
             trainer.run()
         finally:
             progress.close()
@@ -262,6 +271,7 @@ def load_model(path: str | Path, device: str = "auto") -> Network:
     net, info = load_core_model(path, device=device)
     net.__class__ = Network
     net.info = info  # type: ignore[attr-defined]
+    net.loaded = True  # type: ignore[attr-defined]
     return net  # type: ignore[return-value]
 
 

@@ -163,6 +163,24 @@ def test_global_max_pool_reshape_identity_and_old_dropout(tmp_path: Path) -> Non
     assert import_and_compare(g, tmp_path).classes == 6
 
 
+@pytest.mark.parametrize("op, opset, keepdims", [("ReduceMean", 18, 0), ("ReduceMean", 14, 1),
+                                                 ("ReduceMax", 18, 1)])
+def test_reduce_over_the_plane_is_global_pooling(op: str, opset: int, keepdims: int,
+                                                 tmp_path: Path) -> None:
+    """PyTorch's AdaptiveAvgPool2d(1) / x.mean((2, 3)); axes an input from opset 18."""
+    g = GraphBuilder(2, 6, 6, opset=opset, seed=6)
+    g.conv(5, 3).op("Relu")
+    axes = [-2, -1] if keepdims else [2, 3]
+    if opset >= 18:
+        g.op(op, np.asarray(axes, np.int64), keepdims=keepdims)
+    else:
+        g.op(op, axes=axes, keepdims=keepdims)
+    if keepdims:
+        g.op("Reshape", np.asarray([-1, 5], np.int64), allowzero=1)
+    g.gemm(4, trans_b=True)
+    assert import_and_compare(g, tmp_path).layers == 4  # conv, relu, pool, fc
+
+
 def test_flatten_before_softmax_becomes_a_flatten_layer(tmp_path: Path) -> None:
     g = GraphBuilder(1, 8, 8, opset=13, seed=4)
     g.conv(2, 3, pads=[1, 1, 1, 1]).op("MaxPool", kernel_shape=[4, 4], strides=[4, 4])

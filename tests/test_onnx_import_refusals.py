@@ -172,18 +172,6 @@ def test_computed_weights_are_refused(tmp_path: Path) -> None:
                      "(Identity)", "does not take the previous layer's output")
 
 
-def test_external_data_is_refused(tmp_path: Path) -> None:
-    g = _conv_graph()
-    model = g.model()
-    tensor = model.graph.initializer[0]
-    tensor.ClearField("raw_data")
-    tensor.data_location = onnx.TensorProto.EXTERNAL
-    entry = tensor.external_data.add()
-    entry.key, entry.value = "location", "/etc/passwd"
-    onnx.save(model, str(tmp_path / "m.onnx"))
-    assert_one_error(run("import", tmp_path / "m.onnx", tmp_path / "m.h5"), "external file")
-
-
 def test_huge_claimed_dimensions_are_refused(tmp_path: Path) -> None:
     model = _conv_graph().model()
     tensor = model.graph.initializer[0]
@@ -262,35 +250,6 @@ def test_ceil_mode_that_changes_nothing_is_taken(tmp_path: Path) -> None:
     """ceil_mode=1 where every window fits (PyTorch writes it so) is plain pooling."""
     import_and_compare(_pool_graph("MaxPool", image=10, kernel_shape=[2, 2], strides=[2, 2],
                                    ceil_mode=1), tmp_path)
-
-
-def test_torchvision_style_network_exported_by_pytorch(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch", reason="needs torch to export a PyTorch network")
-    from torch import nn
-
-    from numbacnn.io.model_file import load_model
-    from numbacnn.tools.inference import predict_images
-
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
-        nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(16, 10))
-    for module in model:
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    model.eval()
-    path = tmp_path / "torch.onnx"
-    torch.onnx.export(model, torch.zeros(1, 3, 16, 16), str(path), input_names=["x"],
-                      output_names=["logits"], dynamic_axes={"x": {0: "N"}}, opset_version=17)
-    out = tmp_path / "torch.h5"
-    assert "softmax" in run("import", path, out).output
-    x = np.random.default_rng(0).integers(0, 256, (100, 3, 16, 16), dtype=np.uint8)
-    with torch.no_grad():
-        expected = torch.softmax(model(torch.from_numpy(x.astype(np.float32))), 1).numpy()
-    net, info = load_model(out, "cpu")
-    np.testing.assert_allclose(predict_images(net, info, x), expected, rtol=0, atol=1e-4)
 
 
 def test_node_without_output_and_graph_output_elsewhere(tmp_path: Path) -> None:

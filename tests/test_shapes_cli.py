@@ -197,6 +197,32 @@ def test_spec_file_argument(tmp_path: Path) -> None:
     assert [r.formula for r in report.rows[1:]] == ["4/2 = 2", "12·12·2 = 288", "288 → 5"]
 
 
+def test_model_file_argument(tmp_path: Path) -> None:
+    """A model file (recognised by content, whatever its name) prints its network's
+    table: the same rows as its spec, titled with the path; --input is refused."""
+    import numpy as np
+
+    from numbacnn.io.model_file import ModelInfo, save_model
+
+    spec = "input 12x12x3\nconv 4 3 pad=same\nmaxpool 2\nfc 5\nsoftmax\n"
+    net = Network.from_spec(spec).initialize(seed=0)
+    info = ModelInfo(spec_text=spec, input_shape=net.input_shape,
+                     class_names=[str(k) for k in range(5)],
+                     mean=np.zeros(3, np.float32), std=np.ones(3, np.float32))
+    path = tmp_path / "trained.model"
+    save_model(path, net, info)
+    expected = run(spec)
+    result = run(str(path))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith(f"{path}: input 12x12x3")
+    assert result.output.splitlines()[1:] == expected.output.splitlines()[1:]
+    data = json.loads(run(str(path), "--format", "json").output)
+    assert [row["output"] for row in data["layers"]] == [[12, 12, 4], [6, 6, 4], [1, 1, 5],
+                                                         [1, 1, 5]]
+    refused = run(str(path), "--input", "8x8x3")
+    assert refused.exit_code == 2 and "is a model file" in refused.output
+
+
 def test_human_bytes() -> None:
     assert [human_bytes(n) for n in (40, 1024, 1161600, 3 * 2**30)] == [
         "40 B", "1.0 KiB", "1.1 MiB", "3.0 GiB"]

@@ -4,9 +4,10 @@ the graph as plain Python (nodes, constants, the one input and output).
 Only the ``onnx`` package reads the file (protobuf parsing; no operator runs, no code
 from the file executes). Before parsing, the file must be a regular file under 2 GiB
 (protobuf's limit) that fits in memory three times over; while reading, every tensor
-must keep its data in the file (external-data tensors are refused: they would make
-the importer open other paths), have dimensions in 0…MAX_INT whose product is at most
-MAX_ELEMENTS, and hold exactly the bytes its dimensions claim. Every problem raises
+must have dimensions in 0…MAX_INT whose product is at most MAX_ELEMENTS and hold
+exactly the bytes its dimensions claim, in the file or in an external data file inside
+the model's own folder (:mod:`numbacnn.io.onnx_external`: PyTorch's exporter writes
+one; nothing outside the folder, no FIFO, only byte ranges inside the file). Every problem raises
 :class:`OnnxImportError` with one line; onnx is imported inside the functions.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from numbacnn.errors import NumbacnnError, excerpt, shown_path
+from numbacnn.io.onnx_external import ExternalData
 from numbacnn.limits import MAX_INT, check_memory, check_regular_file
 
 MAX_FILE_BYTES = 2**31  # protobuf cannot parse a larger message
@@ -64,7 +66,8 @@ class Graph:
     ``constants``: initializers and Constant nodes' values by tensor name (numpy);
     ``nodes``: every other node in the file's (topological) order; ``input_dims``: the
     input's dimensions, an int where the graph fixes it, else None (symbolic);
-    ``metadata``: ``metadata_props`` as a dict.
+    ``metadata``: ``metadata_props`` as a dict; ``data_files``: the external data files
+    read (real paths).
     """
 
     path: Path
@@ -75,6 +78,7 @@ class Graph:
     nodes: list[Node]
     constants: dict[str, np.ndarray]
     metadata: dict[str, str] = field(default_factory=dict)
+    data_files: list[Path] = field(default_factory=list)
 
 
 def load_graph(path: str | Path) -> Graph:
@@ -111,7 +115,8 @@ def load_graph(path: str | Path) -> Graph:
     if len(graph.sparse_initializer):
         raise OnnxImportError(f"{where}: sparse initializers are not supported; store the "
                               "weights as dense tensors")
-    constants = {t.name: _array(onnx, t, f"initializer {excerpt(t.name)}", where)
+    external = ExternalData(path, OnnxImportError)
+    constants = {t.name: _array(onnx, t, f"initializer {excerpt(t.name)}", where, external)
                  for t in graph.initializer}
     nodes = []
     for index, proto in enumerate(graph.node):
@@ -122,9 +127,10 @@ def load_graph(path: str | Path) -> Graph:
                                   f"{excerpt(proto.domain)} are not supported; numbacnn reads "
                                   "only standard ONNX operators")
         if proto.op_type == "Constant":
-            constants[proto.output[0]] = _constant(onnx, proto, node, where)
+            constants[proto.output[0]] = _constant(onnx, proto, node, where, external)
             continue
-        node.attributes = {a.name: _attribute(onnx, a, node, where) for a in proto.attribute}
+        node.attributes = {a.name: _attribute(onnx, a, node, where, external)
+                           for a in proto.attribute}
         nodes.append(node)
     inputs = [v for v in graph.input if v.name not in constants]
     if len(inputs) != 1 or len(graph.output) != 1:
@@ -134,17 +140,15 @@ def load_graph(path: str | Path) -> Graph:
     return Graph(path=path, opset=opset, input_name=inputs[0].name,
                  input_dims=_input_dims(onnx, inputs[0], where),
                  output_name=graph.output[0].name, nodes=nodes, constants=constants,
-                 metadata={p.key: p.value for p in model.metadata_props})
+                 metadata={p.key: p.value for p in model.metadata_props},
+                 data_files=[Path(f) for f in sorted(external.files)])
 
 
-def _array(onnx: Any, tensor: Any, what: str, where: str) -> np.ndarray:
+def _array(onnx: Any, tensor: Any, what: str, where: str, external: ExternalData
+           ) -> np.ndarray:
     """A TensorProto as numpy, after the checks of the module docstring."""
     from onnx import numpy_helper
 
-    if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
-        raise OnnxImportError(f"{where}: {what} keeps its data in an external file; numbacnn "
-                              "reads only self-contained .onnx files (save the model with "
-                              "onnx.save(model, path, save_as_external_data=False))")
     dims = [int(d) for d in tensor.dims]
     if any(d < 0 or d > MAX_INT for d in dims) or math.prod(dims) > MAX_ELEMENTS:
         raise OnnxImportError(f"{where}: {what} claims dimensions {dims}, more than numbacnn "
@@ -152,6 +156,9 @@ def _array(onnx: Any, tensor: Any, what: str, where: str) -> np.ndarray:
     if tensor.data_type not in _NUMERIC:
         raise OnnxImportError(f"{where}: {what} holds {_type_name(onnx, tensor.data_type)} "
                               "values; numbacnn reads float and integer tensors")
+    if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+        data = external.read(tensor, what, math.prod(dims) * _ITEM_BYTES[tensor.data_type])
+        tensor = _embedded(onnx, tensor, data)
     try:
         return np.asarray(numpy_helper.to_array(tensor))
     except Exception as exc:  # raw data of the wrong length, bad field contents
@@ -160,8 +167,19 @@ def _array(onnx: Any, tensor: Any, what: str, where: str) -> np.ndarray:
                               "is damaged") from None
 
 
-# float, uint8, int8, uint16, int16, int32, int64, float16, double
-_NUMERIC = (1, 2, 3, 4, 5, 6, 7, 10, 11)
+# float, uint8, int8, uint16, int16, int32, int64, float16, double: bytes per value
+_ITEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 10: 2, 11: 8}
+_NUMERIC = tuple(_ITEM_BYTES)
+
+
+def _embedded(onnx: Any, tensor: Any, data: bytes) -> Any:
+    """A copy of the external-data ``tensor`` holding ``data`` as its raw bytes."""
+    copy = onnx.TensorProto()
+    copy.CopyFrom(tensor)
+    copy.ClearField("external_data")
+    copy.data_location = onnx.TensorProto.DEFAULT
+    copy.raw_data = data
+    return copy
 
 
 def _type_name(onnx: Any, data_type: int) -> str:
@@ -171,13 +189,14 @@ def _type_name(onnx: Any, data_type: int) -> str:
         return f"type {data_type}"
 
 
-def _constant(onnx: Any, proto: Any, node: Node, where: str) -> np.ndarray:
+def _constant(onnx: Any, proto: Any, node: Node, where: str, external: ExternalData
+              ) -> np.ndarray:
     """The value of a Constant node (a tensor, or a float/int list attribute)."""
     if len(proto.output) != 1 or len(proto.attribute) != 1:
         raise OnnxImportError(f"{where}: {node} must have one output and one value")
     attr = proto.attribute[0]
     if attr.name == "value":
-        return _array(onnx, attr.t, str(node), where)
+        return _array(onnx, attr.t, str(node), where, external)
     if attr.name in ("value_float", "value_floats"):
         return np.asarray(onnx.helper.get_attribute_value(attr), np.float32)
     if attr.name in ("value_int", "value_ints"):
@@ -186,11 +205,12 @@ def _constant(onnx: Any, proto: Any, node: Node, where: str) -> np.ndarray:
                           "supported (numbacnn reads numeric constants)")
 
 
-def _attribute(onnx: Any, attr: Any, node: Node, where: str) -> Any:
+def _attribute(onnx: Any, attr: Any, node: Node, where: str, external: ExternalData) -> Any:
     """An attribute's value as int, float, str or a list of them; a tensor as numpy."""
     kinds = onnx.AttributeProto
     if attr.type == kinds.TENSOR:
-        return _array(onnx, attr.t, f"{node}: attribute {excerpt(attr.name)}", where)
+        return _array(onnx, attr.t, f"{node}: attribute {excerpt(attr.name)}", where,
+                      external)
     if attr.type in (kinds.GRAPH, kinds.GRAPHS, kinds.SPARSE_TENSOR, kinds.SPARSE_TENSORS,
                      kinds.TENSORS, kinds.TYPE_PROTO, kinds.TYPE_PROTOS):
         return None  # no operator numbacnn reads takes one: the op itself is refused

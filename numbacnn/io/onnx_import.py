@@ -14,7 +14,7 @@ spec is written from the graph.
 Anything else (an operator or attribute numbacnn lacks, a branch or residual
 connection, a symbolic input size without ``input_shape``) raises
 :class:`OnnxImportError`, one line naming the node, and nothing is written. Reading is
-:func:`numbacnn.io.onnx_graph.load_graph` (size limits, no external data); writing is
+:func:`numbacnn.io.onnx_graph.load_graph` (size limits, external data only beside it); writing is
 :func:`numbacnn.io.model_file.save_model` (atomic).
 
     net, info, summary = read_onnx("model.onnx")            # needs the onnx package
@@ -24,6 +24,7 @@ connection, a symbolic input size without ``input_shape``) raises
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class ImportSummary:
     normalization_from: str
     added_softmax: bool
     path: Path | None = None
+    data_files: tuple[Path, ...] = ()  # the external data files read
 
 
 def import_onnx(path: str | Path, out: str | Path,
@@ -68,6 +70,11 @@ def import_onnx(path: str | Path, out: str | Path,
     where the graph leaves it symbolic."""
     check_model_writable(out)
     net, info, summary = read_onnx(path, input_shape)
+    for data in summary.data_files:
+        if Path(out).exists() and os.path.samefile(out, data):
+            raise OnnxImportError(f"{out} is the file that holds the graph's weights (its "
+                                  "external data), an input: choose another output path",
+                                  field="out")
     save_model(out, net, info)
     summary.path = Path(out)
     return summary
@@ -97,7 +104,8 @@ def read_onnx(path: str | Path, input_shape: Shape | None = None
         layers=len(net.layers), parameters=net.num_params(),
         input_shape=net.input_shape, classes=len(class_names),  # type: ignore[arg-type]
         spec_from=spec_from, class_names_from=names_from,
-        normalization_from=normalization_from, added_softmax=scores and walk.softmax is None)
+        normalization_from=normalization_from, added_softmax=scores and walk.softmax is None,
+        data_files=tuple(graph.data_files))
     return net, info, summary
 
 

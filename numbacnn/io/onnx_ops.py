@@ -194,6 +194,24 @@ def _global_pool(kind: str) -> Callable[[Walk, Node], None]:
     return read
 
 
+def _reduce(kind: str) -> Callable[[Walk, Node], None]:
+    """ReduceMean/ReduceMax over H and W (PyTorch's export of AdaptiveAvgPool2d(1) and of
+    x.mean((2, 3))): the global pooling, flattened when keepdims=0."""
+    def read(walk: Walk, node: Node) -> None:
+        walk.need_volume(node)
+        values = attribute_values(node, (), {"axes": None, "keepdims": 1,
+                                             "noop_with_empty_axes": 0})
+        axes = values["axes"]
+        if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+            axes = [int(a) for a in np.asarray(walk.constant(node, 1, "axes")).reshape(-1)]
+        if sorted(a % 4 for a in (axes or [])) != [2, 3]:
+            raise refuse(node, f"a {node.op} over axes {axes} is not supported (numbacnn "
+                         "reads it over H and W, axes [2, 3]: a global pooling)")
+        _global_pool(kind)(walk, Node(node.name, node.op, node.inputs[:1], node.outputs, {}))
+        walk.flat = not values["keepdims"]
+    return read
+
+
 def _lrn(walk: Walk, node: Node) -> None:
     walk.need_volume(node)
     values = attribute_values(node, ATTRIBUTES["LRN"])
@@ -270,8 +288,11 @@ def _flatten(walk: Walk, node: Node) -> None:
 
 def _reshape(walk: Walk, node: Node) -> None:
     """A Reshape that flattens (N×C·H·W, N×C·H·W×1×1) or changes nothing."""
-    attribute_values(node, (), {"allowzero": 0})
+    values = attribute_values(node, (), {"allowzero": 0})
     target = [int(d) for d in np.asarray(walk.constant(node, 1, "shape")).reshape(-1)]
+    if values["allowzero"] and 0 in target:
+        raise refuse(node, "allowzero=1 with a 0 in the shape is not supported (numbacnn "
+                     "reshapes only to flatten an image volume)")
     C, H, W = walk.shape
     size = C * H * W
     batch_ok = len(target) > 1 and (target[0] in (0, -1) or target[0] > 0)
@@ -328,6 +349,7 @@ def _affine(walk: Walk, node: Node) -> None:
 OPS: dict[str, Callable[[Walk, Node], None]] = {
     "Conv": _conv, "MaxPool": _pool("maxpool"), "AveragePool": _pool("avgpool"),
     "GlobalMaxPool": _global_pool("maxpool"), "GlobalAveragePool": _global_pool("avgpool"),
+    "ReduceMean": _reduce("avgpool"), "ReduceMax": _reduce("maxpool"),
     "LRN": _lrn, "BatchNormalization": _batchnorm, "Gemm": _gemm,
     "Relu": _activation("relu"), "LeakyRelu": _activation("leaky"), "Elu": _activation("elu"),
     "Sigmoid": _activation("sigmoid"), "Tanh": _activation("tanh"), "Gelu": _gelu,

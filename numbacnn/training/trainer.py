@@ -95,15 +95,15 @@ class Trainer:
     """Trains ``net`` on ``dataset`` with ``settings``, saving checkpoints to ``out``.
 
     ``resume``: the ModelInfo of a checkpoint whose weights ``net`` holds (use
-    :meth:`from_checkpoint`). ``on_batch``/``on_epoch`` are called after every batch and
-    every epoch (for progress bars and summary lines).
+    :meth:`from_checkpoint`); ``weights``: of a model whose weights ``net`` holds, for a new
+    run from them (fine_tune.py). ``on_batch``/``on_epoch``: called after each batch, epoch.
     """
 
     def __init__(self, net: Network, dataset: Dataset, settings: TrainSettings,
                  out: str | Path | None = None, resume: ModelInfo | None = None,
                  on_batch: Callable[[BatchProgress], None] | None = None,
                  on_epoch: Callable[[EpochRecord], None] | None = None,
-                 world: World | None = None) -> None:
+                 world: World | None = None, weights: ModelInfo | None = None) -> None:
         self.net, self.settings = net, dataclasses.replace(settings).checked()
         settings = self.settings
         self.out = Path(out) if out is not None else None
@@ -111,7 +111,7 @@ class Trainer:
         if self.out is not None:
             check_model_writable(self.out)
         self.dataset = dataset
-        self.class_names = list(dataset.class_names)
+        self.class_names = list((weights or dataset).class_names)  # a model keeps its names
         check_fits(net, dataset, settings.data)
         x_fit, y_fit, x_val, y_val = self._split(dataset)
         seeds = np.random.SeedSequence(settings.seed).spawn(2)
@@ -122,8 +122,9 @@ class Trainer:
                      f"training {settings.spec} with batch size {batch}",
                      TrainingError, "lower batch_size or use a smaller network", "batch_size")
         if resume is None:
-            self.mean, self.std = normalization(x_fit)
-            net.initialize(settings.seed, settings.init)
+            self.mean, self.std = (weights.mean, weights.std) if weights else normalization(x_fit)
+            if weights is None:  # else a new run from the weights net holds (its seed is set)
+                net.initialize(settings.seed, settings.init)
             self.optimizer = settings.make_optimizer()
             self.schedule = settings.schedule()
             self.state = TrainingState(lr=self.schedule.lr)
