@@ -284,7 +284,8 @@ def test_a_library_error_about_a_given_option_is_reported_as_that_option(tmp_pat
 def test_a_library_error_about_an_option_not_given_keeps_the_library_terms(
         tmp_path: Path) -> None:
     """A model that does not say what it was trained on: without --data the library's
-    words; with an empty --data the error is the option's."""
+    words and the option that gives it (issue 24); with an empty --data the error is the
+    option's."""
     from numbacnn.io.model_file import save_model
 
     net, info = model(1)
@@ -292,7 +293,7 @@ def test_a_library_error_about_an_option_not_given_keeps_the_library_terms(
     result = run("evaluate", tmp_path / "m.h5")
     assert result.exit_code == 2
     assert result.stderr.strip() == (f"error: {tmp_path / 'm.h5'}: does not say what data it "
-                                     "was trained on; name the dataset to use")
+                                     "was trained on; name the dataset to use; give it with --data")
     result = run("evaluate", tmp_path / "m.h5", "--data", "")
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("error: Invalid value for '--data': ")
