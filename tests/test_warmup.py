@@ -18,7 +18,7 @@ import numpy as np
 
 from numbacnn.io.dataset_files import save_dataset
 from numbacnn.io.datasets import Dataset
-from numbacnn.training.warmup import CompilePlan
+from numbacnn.training.warmup import COMPILE_SECONDS, DEFAULT_SECONDS, CompilePlan
 
 SPEC = "input 6x6x1; fc 8 activation=relu; fc 3; softmax"
 COMPILE_LINE = "compiling the CPU kernels for this machine (first run only, ~"
@@ -108,11 +108,45 @@ def test_the_run_loads_every_driver_the_workers_compiled(tmp_path: Path) -> None
 
 
 def test_shares_balance_the_compile_time() -> None:
-    names = ["_conv_backward_chunks", "_conv_forward_chunks", "max_pool_backward",
-             "max_pool_forward", "fill", "adam", "multiply"]
+    names = ["_conv_backward_chunks", "_conv_forward_chunks", "_max_pool_backward_2x2",
+             "_max_pool_forward_2x2", "fill", "adam", "multiply", "lrn_backward",
+             "lrn_forward", "batchnorm_backward"]
     plan = CompilePlan(names, 2, 0.0, "spec", {}, (1, 4, 4), 2)
     shares = plan.shares()
     assert sorted(n for share in shares for n in share) == sorted(names)
-    assert shares[0][0] == "_conv_backward_chunks" and shares[1][0] == "_conv_forward_chunks"
-    assert "max_pool_forward" in shares[0] and "max_pool_backward" in shares[1]
+    # the two convolution drivers call the same chunk functions: one process compiles both
+    assert shares[0][:2] == ["_conv_backward_chunks", "_conv_forward_chunks"]
+    assert {"_max_pool_backward_2x2", "_max_pool_forward_2x2", "batchnorm_backward",
+            "lrn_backward"} <= set(shares[1])
+    loads = [sum(COMPILE_SECONDS.get(n, DEFAULT_SECONDS) for n in share) for share in shares]
+    assert max(loads) - min(loads) <= max(COMPILE_SECONDS.values())
     assert CompilePlan(names[:1], 3, 0.0, "spec", {}, (1, 4, 4), 2).shares() == [names[:1]]
+
+
+def test_a_run_needs_the_pooling_drivers_of_its_windows_only(tmp_path: Path) -> None:
+    """Each max-pooling window kind is its own compiled driver (one prange loop each);
+    the plan names those of the network's windows, so a cold run compiles no other."""
+    from numbacnn.backends import cpu
+    from numbacnn.network import Network
+    from numbacnn.training.settings import TrainSettings
+    from numbacnn.training.trainer import Trainer
+    from numbacnn.training.warmup import drivers_of
+
+    spec = "input 6x6x1; maxpool 2 stride=1; maxpool 3 stride=2; fc 3; softmax"
+    data = small_dataset(tmp_path / "small.h5")
+    from numbacnn.io.dataset_files import load_dataset
+
+    trainer = Trainer(Network.from_spec(spec, device="cpu"), load_dataset(data),
+                      TrainSettings(spec=spec, data=str(data)))
+    pooling = sorted(name for name in drivers_of(trainer) if "pool" in name)
+    assert pooling == ["_max_pool_backward_3x3s2", "_max_pool_backward_any",
+                       "_max_pool_forward_3x3s2", "_max_pool_forward_any"]
+    assert cpu.max_pool_forward.choose(2, 2) is cpu._max_pool_forward_2x2
+    assert cpu.max_pool_backward.choose(3, 2) is cpu._max_pool_backward_3x3s2
+    assert cpu.max_pool_forward.choose(2, 1) is cpu._max_pool_forward_any
+
+    fmnist_like = "input 6x6x1; maxpool 2; fc 3; softmax"
+    trainer = Trainer(Network.from_spec(fmnist_like, device="cpu"), load_dataset(data),
+                      TrainSettings(spec=fmnist_like, data=str(data)))
+    assert sorted(n for n in drivers_of(trainer) if "pool" in n) == [
+        "_max_pool_backward_2x2", "_max_pool_forward_2x2"]

@@ -89,26 +89,16 @@ def backward_in_chunks(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndar
 # backward driver alone took 26 s to compile).
 @njit(fastmath=True, cache=True)
 def _im2col_chunk(cols, x, H, W, F, S, P, OH, OW):
-    planes = cols.shape[0] * x.shape[0]
-    if F == 3 and S == 1 and P == 1:
-        for t in range(planes):
-            conv.im2col_at(t, 0, OH * OW, cols, x, H, W, 3, 1, 1, OH, OW)
-    else:
-        for t in range(planes):
-            conv.im2col_at(t, 0, OH * OW, cols, x, H, W, F, S, P, OH, OW)
+    for t in range(cols.shape[0] * x.shape[0]):
+        conv.im2col_at(t, 0, OH * OW, cols, x, H, W, F, S, P, OH, OW)
 
 
 @njit(fastmath=True, cache=True)
 def _col2im_chunk(dx, dcols, H, W, F, S, P, OH, OW):
     m, C = dx.shape[0], dx.shape[1]
-    if F == 3 and S == 1 and P == 1:
-        for u in range(m * C):  # (c, n) order, as col2im
-            c = u // m
-            conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, 3, 1, 1, OH, OW)
-    else:
-        for u in range(m * C):
-            c = u // m
-            conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, F, S, P, OH, OW)
+    for u in range(m * C):  # (c, n) order, as col2im
+        c = u // m
+        conv.col2im_at((u - c * m) * C + c, 0, H * W, dx, dcols, H, W, F, S, P, OH, OW)
 
 
 @njit(fastmath=True, cache=True)
@@ -186,7 +176,7 @@ def _conv_backward_chunks(sgemm, x, w2, yf, dyf, dw2, db, dx, need_dx, H, W, chu
                       np.float32(1.0), w2.ctypes, CFF, dy2.ctypes, m * L, np.float32(0.0),
                       cols.ctypes, m * L)
                 _col2im_chunk(dx[n0:n0 + m], cols, H, W, F, S, P, OH, OW)
-    for r in prange(K):  # the parts' sums, added in order
+    for r in range(K):  # the parts' sums, added in order (too little work to share)
         db[r] = db_parts[0, r]
         for part in range(1, parts):
             db[r] += db_parts[part, r]

@@ -35,15 +35,21 @@ from numba.core.registry import CPUDispatcher
 
 from numbacnn.backends import kernel_cache
 
-# Seconds each driver took to compile on its first call (nested chunk functions
-# included), fmnist's first step, scaled to the 25 s it takes on a quiet 2-core machine;
-# a driver not listed counts DEFAULT_SECONDS.
+# CPU seconds each driver took to compile on its first call, the chunk functions it
+# calls included (im2col's with the forward convolution, called first), fmnist's first
+# step in one process on the shared 2-core machine (bench/RESULTS.md, "Cold start,
+# 2026-12-06"); a driver not listed counts DEFAULT_SECONDS.
 COMPILE_SECONDS = {
-    "_conv_backward_chunks": 8.3, "_conv_forward_chunks": 4.9, "max_pool_backward": 4.8,
-    "max_pool_forward": 2.5, "batchnorm_backward": 2.0, "lrn_backward": 1.5,
-    "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.55,
-    "softmax_cross_entropy_backward": 0.55,
+    "_conv_backward_chunks": 5.0, "_conv_forward_chunks": 4.0,
+    "_max_pool_backward_2x2": 1.5, "_max_pool_backward_3x3s2": 1.5,
+    "_max_pool_backward_any": 1.5, "_max_pool_forward_2x2": 1.0,
+    "_max_pool_forward_3x3s2": 1.0, "_max_pool_forward_any": 1.0, "batchnorm_backward": 2.0,
+    "lrn_backward": 1.5, "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.55,
+    "softmax_cross_entropy_backward": 0.55, "_gemm_in_parts": 0.6,
 }
+# Drivers that call the same compiled chunk functions (backends/cpu_conv.py): one process
+# compiles them all, or each process would compile those functions again.
+COMPILED_TOGETHER = ({"_conv_forward_chunks", "_conv_backward_chunks"},)
 DEFAULT_SECONDS = 0.4
 START_SECONDS = 1.5  # a spawned process imports numpy, numba and numbacnn
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
@@ -100,12 +106,18 @@ def drivers_of(trainer: Any) -> dict[str, Any]:
     ``trainer`` call, from what its layers, loss and optimizer declare."""
     from numbacnn.backends import cpu
 
-    names = list(TRAINER_DRIVERS) + list(OPTIMIZER_DRIVERS.get(trainer.settings.optimizer, ()))
+    calls: list[tuple[str, Any]] = [(name, None) for name in (
+        *TRAINER_DRIVERS, *OPTIMIZER_DRIVERS.get(trainer.settings.optimizer, ()))]
     for layer in [*trainer.net.layers, trainer.net.loss]:
-        names.extend(getattr(layer, "drivers", ()))
+        calls.extend((name, layer) for name in getattr(layer, "drivers", ()))
     found: dict[str, Any] = {}
-    for name in dict.fromkeys(names):
-        for dispatcher in _dispatchers(getattr(cpu, name, None)):
+    for name, layer in calls:
+        function = getattr(cpu, name, None)
+        if hasattr(function, "choose"):  # one compiled driver per pooling window: the layer's
+            dispatchers = [function.choose(*layer.window())] if hasattr(layer, "window") else []
+        else:
+            dispatchers = _dispatchers(function)
+        for dispatcher in dispatchers:
             found[_key(dispatcher)] = dispatcher
     return found
 
@@ -131,13 +143,22 @@ class CompilePlan:
                 and os.environ.get(ENV_SWITCH, "1").strip() != "0")
 
     def shares(self) -> list[list[str]]:
-        """``names`` in ``workers`` lists of about equal compile time, longest first."""
+        """``names`` in ``workers`` lists of about equal compile time, longest first; the
+        drivers of a set in :data:`COMPILED_TOGETHER` in the same list."""
+        units: list[list[str]] = []
+        for name in self.names:
+            group = next((g for g in COMPILED_TOGETHER if name in g), set())
+            unit = next((u for u in units if u[0] in group), None)
+            if unit is None:
+                units.append([name])
+            else:
+                unit.append(name)
         loads = [0.0] * self.workers
         shares: list[list[str]] = [[] for _ in range(self.workers)]
-        for name in sorted(self.names, key=lambda n: -COMPILE_SECONDS.get(n, DEFAULT_SECONDS)):
+        for unit in sorted(units, key=lambda u: -_seconds(u)):
             least = loads.index(min(loads))
-            loads[least] += COMPILE_SECONDS.get(name, DEFAULT_SECONDS)
-            shares[least].append(name)
+            loads[least] += _seconds(unit)
+            shares[least].extend(sorted(unit, key=lambda n: -_seconds([n])))
         return [share for share in shares if share]
 
     def run(self) -> float:
@@ -178,6 +199,10 @@ class CompilePlan:
         return time.perf_counter() - started
 
 
+def _seconds(names: list[str]) -> float:
+    return sum(COMPILE_SECONDS.get(name, DEFAULT_SECONDS) for name in names)
+
+
 def compile_plan(trainer: Any) -> CompilePlan | None:
     """What the CPU drivers of ``trainer``'s run cost before its first step: None when
     the network does not run on the CPU or numba's cache holds every driver it calls."""
@@ -197,10 +222,9 @@ def compile_plan(trainer: Any) -> CompilePlan | None:
     plan = CompilePlan(missing, workers, 0.0, spec_text, asdict(trainer.settings),
                        tuple(trainer.net.input_shape), trainer.net.num_classes)
     if plan.parallel:
-        plan.seconds = START_SECONDS + max(sum(COMPILE_SECONDS.get(n, DEFAULT_SECONDS)
-                                               for n in share) for share in plan.shares())
+        plan.seconds = START_SECONDS + max(_seconds(share) for share in plan.shares())
     else:
-        plan.seconds = sum(COMPILE_SECONDS.get(n, DEFAULT_SECONDS) for n in missing)
+        plan.seconds = _seconds(missing)
     return plan
 
 
