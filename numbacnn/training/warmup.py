@@ -4,8 +4,9 @@ and doing it on all cores at once.
 numba compiles each ``@njit(parallel=True, cache=True)`` driver of the CPU backend the
 first time it is called and keeps it in its on-disk cache (``backends/kernel_cache.py``);
 later processes load it in milliseconds. Called one after the other, the drivers of the
-default fmnist network took 25 s (quiet 2-core machine) before the first training step;
-each is compiled by one core. :func:`compile_plan` names the drivers a training run
+default fmnist network take about 16 CPU seconds to compile before the first training
+step (``bench/compile_profile.py``; 25–30 before each max-pooling window got its own
+driver); each is compiled by one core. :func:`compile_plan` names the drivers a training run
 calls (the layers' declared ``drivers``, the loss, the optimizer's update) that the cache
 does not hold yet; :meth:`CompilePlan.run` shares them between 'spawn' processes, one
 per core, each of which runs one training step and one evaluation of a copy of the run
