@@ -8,11 +8,11 @@ default fmnist network take about 16 CPU seconds to compile before the first tra
 step (``bench/compile_profile.py``; 25–30 before each max-pooling window got its own
 driver); each is compiled by one core. :func:`compile_plan` names the drivers a training run
 calls (the layers' declared ``drivers``, the loss, the optimizer's update) that the cache
-does not hold yet; :meth:`CompilePlan.run` shares them between 'spawn' processes, one
-per core, each of which runs one training step and one evaluation of a copy of the run
-on a few images, with the drivers of the other shares replaced by no-ops: each driver
-is compiled by one process, with the argument types of the real calls, into the
-shared cache, and the run then loads them all from there.
+does not hold yet; :meth:`CompilePlan.run` shares them between this process and new
+ones, one per core, each of which runs one training step and one evaluation of a copy
+of the run on a few images, with the drivers of the other shares replaced by no-ops:
+each driver is compiled by one process, with the argument types of the real calls, into
+the shared cache, and the run then loads the others' from there.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FunctionType, ModuleType
@@ -170,26 +171,28 @@ class CompilePlan:
             return 0.0
         started = time.perf_counter()
         shares = self.shares()
-        workers = []
-        for share in shares:
-            job = {"spec_text": self.spec_text, "settings": self.settings,
-                   "input_shape": list(self.input_shape), "num_classes": self.num_classes,
-                   "share": share, "skip": [n for other in shares if other is not share
-                                            for n in other]}
-            # a new interpreter, not multiprocessing's: that would run the caller's
-            # __main__ again (a script without a __main__ guard would start over)
-            workers.append(subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(job)],
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            stdin=subprocess.DEVNULL, text=True))
+        jobs = [{"spec_text": self.spec_text, "settings": self.settings,
+                 "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+                 "share": share, "skip": [n for other in shares if other is not share
+                                          for n in other]} for share in shares]
+        # the first share (the longest) compiles in this process, which has its modules
+        # loaded already, the others each in a new interpreter; not multiprocessing's:
+        # that would run the caller's __main__ again (a script without a __main__ guard
+        # would start over)
+        workers = [subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(job)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, text=True) for job in jobs[1:]]
         used: set[str] = set()
         try:
+            try:
+                used.update(compile_share(**jobs[0]))
+            except Exception as exc:  # the run compiles what is missing on its own
+                return self._failed(str(exc).splitlines()[0] if str(exc) else repr(exc), started)
             for worker in workers:
                 output, errors = worker.communicate()
-                if worker.returncode != 0:  # the run compiles what is missing on its own
+                if worker.returncode != 0:
                     failed = errors.strip().splitlines()[-1:] or [f"exit {worker.returncode}"]
-                    warnings.warn(f"compiling the CPU drivers in parallel failed ({failed[0]}); "
-                                  "they compile on their first call instead", stacklevel=2)
-                    return time.perf_counter() - started
+                    return self._failed(failed[0], started)
                 used.update(json.loads(output.strip().splitlines()[-1]))
             _remember_drivers(self.spec_text, self.settings, sorted(used))
         finally:  # Ctrl-C or an error here: no compiler is left running
@@ -197,6 +200,12 @@ class CompilePlan:
                 if worker.poll() is None:
                     worker.kill()
                     worker.wait()
+        return time.perf_counter() - started
+
+    @staticmethod
+    def _failed(why: str, started: float) -> float:
+        warnings.warn(f"compiling the CPU drivers in parallel failed ({why}); they compile on "
+                      "their first call instead", stacklevel=3)
         return time.perf_counter() - started
 
 
@@ -272,11 +281,12 @@ def _named_dispatchers(names: list[str]) -> dict[str, Any]:
     return found
 
 
-def _replace_drivers(skip: list[str], called: set[str]) -> None:
-    """In this process, make the drivers named in ``skip`` no-ops that add their name to
-    ``called`` (they are another process's share) and ``empty`` hand out zeros, so that
-    indices read from arrays those drivers would have written (max-pooling's argmax)
-    stay in bounds."""
+@contextmanager
+def _drivers_replaced(skip: list[str], called: set[str]) -> Iterator[None]:
+    """While in the block, the drivers named in ``skip`` are no-ops that add their name
+    to ``called`` (they are another process's share) and ``empty`` hands out zeros, so
+    that indices read from arrays those drivers would have written (max-pooling's
+    argmax) stay in bounds."""
     from numbacnn.backends import cpu
 
     def no_op(name: str) -> Any:
@@ -284,25 +294,32 @@ def _replace_drivers(skip: list[str], called: set[str]) -> None:
             called.add(name)
         return nothing
 
+    replaced = [(cpu, "empty", cpu.empty)]
     for module in _backend_modules():
         for attr, value in list(vars(module).items()):
             if isinstance(value, CPUDispatcher) and _key(value) in skip:
+                replaced.append((module, attr, value))
                 setattr(module, attr, no_op(_key(value)))
     cpu.empty = cpu.zeros
+    try:
+        yield
+    finally:
+        for module, attr, value in replaced:
+            setattr(module, attr, value)
 
 
 def compile_share(spec_text: str, settings: dict[str, Any], input_shape: list[int],
                   num_classes: int, share: list[str], skip: list[str]) -> list[str]:
-    """Run in a worker process: compile the drivers of ``share`` into numba's cache by
-    one training step and one evaluation of the run on four random images; the drivers
-    in ``skip`` do nothing here. Returns the names of the drivers the run called."""
+    """Compile the drivers of ``share`` into numba's cache (and this process) by one
+    training step and one evaluation of a copy of the run on four random images; the
+    drivers in ``skip`` do nothing meanwhile. Returns the names of the drivers the copy
+    called."""
     from numbacnn.io.datasets import Dataset
     from numbacnn.network import Network
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer
 
     called: set[str] = set()
-    _replace_drivers(skip, called)
     rng = np.random.default_rng(0)
     n = 4
     x = rng.integers(0, 256, (n, *input_shape), dtype=np.uint8)
@@ -311,7 +328,7 @@ def compile_share(spec_text: str, settings: dict[str, Any], input_shape: list[in
     chosen = dataclasses.replace(TrainSettings.from_dict(settings), limit=None, val_split=0.25,
                                  augment=False, epochs=1)
     trainer = Trainer(Network.from_spec(spec_text, device="cpu"), dataset, chosen)
-    with np.errstate(all="ignore"):
+    with _drivers_replaced(skip, called), np.errstate(all="ignore"):
         trainer._train_batch(np.arange(n - 1))
         trainer.net.backend().fill(2, trainer._stats, np.float32(0.0))
         trainer.score(trainer.x_val, trainer.y_val)
