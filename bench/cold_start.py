@@ -108,10 +108,13 @@ def main() -> None:
                 if kind == "parallel":  # the same cache, now full
                     warm = timed_run(args, cache, True, work)
                     results["warm"].append(warm)
-                    print(f"{'':8s} warm  first step {warm['first_step']:6.1f} s", flush=True)
+                    print(f"{'':8s} warm  first step {warm['first_step']:6.1f} s  (run "
+                          f"{warm['total']:5.1f} s, CPU {warm['cpu']:5.1f} s)", flush=True)
     for kind, runs in results.items():
         median = statistics.median(r["first_step"] for r in runs)
-        print(f"median {kind:8s}: {median:.1f} s to the first step ({len(runs)} runs)")
+        cpu = statistics.median(r["cpu"] for r in runs)
+        print(f"median {kind:8s}: {median:.1f} s to the first step, {cpu:.1f} CPU seconds in "
+              f"the run ({len(runs)} runs)")
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} "
           "cores")
 

@@ -28,13 +28,15 @@ from numbacnn.errors import ShapeError
 from numbacnn.layers import LAYERS, Layer
 
 # name → whether it launches a compiled kernel (a numba dispatcher on the CPU, a
-# launcher on the GPU: both carry ``py_func``), for the public callables a backend
-# module defines (numba's own njit, typeof, ... are left out)
+# launcher on the GPU: both carry ``py_func``; or a CPU driver that calls the compiled
+# driver of its window, ``choose``), for the public callables a backend module defines
+# (numba's own njit, typeof, ... are left out)
 _LIST_FUNCTIONS = """
 import importlib, json, sys
 module = importlib.import_module(sys.argv[1])
 print(json.dumps({
-    name: hasattr(value, "py_func") for name, value in vars(module).items()
+    name: hasattr(value, "py_func") or hasattr(value, "choose")
+    for name, value in vars(module).items()
     if not name.startswith("_") and callable(value) and not isinstance(value, type)
     and getattr(value, "__module__", "").startswith("numbacnn.backends")}))
 """

@@ -18,7 +18,7 @@ import numpy as np
 
 from numbacnn.io.dataset_files import save_dataset
 from numbacnn.io.datasets import Dataset
-from numbacnn.training.warmup import CompilePlan
+from numbacnn.training.warmup import COMPILE_SECONDS, DEFAULT_SECONDS, CompilePlan
 
 SPEC = "input 6x6x1; fc 8 activation=relu; fc 3; softmax"
 COMPILE_LINE = "compiling the CPU kernels for this machine (first run only, ~"
@@ -72,17 +72,27 @@ settings = TrainSettings(spec=spec, data=data, epochs=1, batch_size=16)
 trainer = Trainer(Network.from_spec(spec, device="cpu"), load_dataset(data), settings)
 plan = compile_plan(trainer)
 plan.workers = 2  # in parallel even on one core
+
+
+def counts():  # {driver: (cache hits, cache misses)} of this process's compiled drivers
+    found = {}
+    for module in [m for n, m in sys.modules.items() if n.startswith("numbacnn.backends.")]:
+        for value in vars(module).values():
+            if isinstance(value, CPUDispatcher) and value.signatures:
+                found[value.py_func.__name__] = (sum(value.stats.cache_hits.values()),
+                                                 sum(value.stats.cache_misses.values()))
+    return found
+
+
 if compile_first:
     plan.run()
+before = counts()  # what plan.run compiled in this process (its first share)
 trainer.run()
 trainer.test_accuracy()
-found = {}
-for module in [m for name, m in sys.modules.items() if name.startswith("numbacnn.backends.")]:
-    for value in vars(module).values():
-        if isinstance(value, CPUDispatcher) and value.signatures:
-            found[value.py_func.__name__] = (sum(value.stats.cache_hits.values()),
-                                             sum(value.stats.cache_misses.values()))
-print(json.dumps({"planned": plan.names, "shares": plan.shares(), "drivers": found}))
+found = {name: (hits, misses - before.get(name, (0, 0))[1])
+         for name, (hits, misses) in counts().items()}
+print(json.dumps({"planned": plan.names, "shares": plan.shares(), "drivers": found,
+                  "compiled_first": sorted(before)}))
 """
 
 
@@ -96,7 +106,11 @@ def test_the_run_loads_every_driver_the_workers_compiled(tmp_path: Path) -> None
     assert not compiled_here, f"compiled by the run itself: {compiled_here}"
     assert {"_gemm_in_parts", "relu_forward", "relu_backward", "softmax_cross_entropy_forward",
             "sgd_momentum", "batch_stats"} <= set(result["planned"])
-    assert set(result["planned"]) <= {name for name, (hits, _) in drivers.items() if hits}
+    # the first share compiled in this process, the other in a worker: loaded from the cache
+    first, other = result["shares"]
+    assert set(first) <= set(result["compiled_first"])
+    assert not set(other) & set(result["compiled_first"])
+    assert set(other) <= {name for name, (hits, _) in drivers.items() if hits}
     # what the workers' run called is kept beside the cache, for the next run's check
     remembered = list((tmp_path / "cache").glob("*/runs/*.json"))
     assert len(remembered) == 1 and set(json.loads(remembered[0].read_text())) == set(
@@ -108,11 +122,45 @@ def test_the_run_loads_every_driver_the_workers_compiled(tmp_path: Path) -> None
 
 
 def test_shares_balance_the_compile_time() -> None:
-    names = ["_conv_backward_chunks", "_conv_forward_chunks", "max_pool_backward",
-             "max_pool_forward", "fill", "adam", "multiply"]
+    names = ["_conv_backward_chunks", "_conv_forward_chunks", "_max_pool_backward_2x2",
+             "_max_pool_forward_2x2", "fill", "adam", "multiply", "lrn_backward",
+             "lrn_forward", "batchnorm_backward"]
     plan = CompilePlan(names, 2, 0.0, "spec", {}, (1, 4, 4), 2)
     shares = plan.shares()
     assert sorted(n for share in shares for n in share) == sorted(names)
-    assert shares[0][0] == "_conv_backward_chunks" and shares[1][0] == "_conv_forward_chunks"
-    assert "max_pool_forward" in shares[0] and "max_pool_backward" in shares[1]
+    # the two convolution drivers call the same chunk functions: one process compiles both
+    assert shares[0][:2] == ["_conv_backward_chunks", "_conv_forward_chunks"]
+    assert {"_max_pool_backward_2x2", "_max_pool_forward_2x2", "batchnorm_backward",
+            "lrn_backward"} <= set(shares[1])
+    loads = [sum(COMPILE_SECONDS.get(n, DEFAULT_SECONDS) for n in share) for share in shares]
+    assert max(loads) - min(loads) <= max(COMPILE_SECONDS.values())
     assert CompilePlan(names[:1], 3, 0.0, "spec", {}, (1, 4, 4), 2).shares() == [names[:1]]
+
+
+def test_a_run_needs_the_pooling_drivers_of_its_windows_only(tmp_path: Path) -> None:
+    """Each max-pooling window kind is its own compiled driver (one prange loop each);
+    the plan names those of the network's windows, so a cold run compiles no other."""
+    from numbacnn.backends import cpu
+    from numbacnn.network import Network
+    from numbacnn.training.settings import TrainSettings
+    from numbacnn.training.trainer import Trainer
+    from numbacnn.training.warmup import drivers_of
+
+    spec = "input 6x6x1; maxpool 2 stride=1; maxpool 3 stride=2; fc 3; softmax"
+    data = small_dataset(tmp_path / "small.h5")
+    from numbacnn.io.dataset_files import load_dataset
+
+    trainer = Trainer(Network.from_spec(spec, device="cpu"), load_dataset(data),
+                      TrainSettings(spec=spec, data=str(data)))
+    pooling = sorted(name for name in drivers_of(trainer) if "pool" in name)
+    assert pooling == ["_max_pool_backward_3x3s2", "_max_pool_backward_any",
+                       "_max_pool_forward_3x3s2", "_max_pool_forward_any"]
+    assert cpu.max_pool_forward.choose(2, 2) is cpu._max_pool_forward_2x2
+    assert cpu.max_pool_backward.choose(3, 2) is cpu._max_pool_backward_3x3s2
+    assert cpu.max_pool_forward.choose(2, 1) is cpu._max_pool_forward_any
+
+    fmnist_like = "input 6x6x1; maxpool 2; fc 3; softmax"
+    trainer = Trainer(Network.from_spec(fmnist_like, device="cpu"), load_dataset(data),
+                      TrainSettings(spec=fmnist_like, data=str(data)))
+    assert sorted(n for n in drivers_of(trainer) if "pool" in n) == [
+        "_max_pool_backward_2x2", "_max_pool_forward_2x2"]

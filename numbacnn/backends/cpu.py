@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import nullcontext
+from typing import Any
 
 import numba
 import numpy as np
@@ -239,33 +240,64 @@ def col_sum(n, out, m):
     for c in prange(n):
         out[c] = reduce.col_sum_span(c, 0, m.shape[0], 1, m)
 
-# The pooling drivers call their body with F and S as constants for the usual windows
+# The max-pooling drivers call their body with F and S as constants for the usual windows
 # (2×2 stride 2, 3×3 stride 2): inlined, LLVM then unrolls and vectorizes the window
 # loops. fmnist's first pooling forward, one thread: 2.4 ms with F and S as variables,
-# 0.7 ms as constants.
-@njit(parallel=True, fastmath=True, cache=True)
-def max_pool_forward(n, L, y, argmax, x, F, S):
-    if F == 2 and S == 2:
-        for t in prange(n):
-            pool.max_pool_forward_at(t, 0, L, y, argmax, x, 2, 2)
-    elif F == 3 and S == 2:
-        for t in prange(n):
-            pool.max_pool_forward_at(t, 0, L, y, argmax, x, 3, 2)
-    else:
-        for t in prange(n):
-            pool.max_pool_forward_at(t, 0, L, y, argmax, x, F, S)
+# 0.7 ms as constants. One compiled driver per window, chosen in Python (_ByWindow), so a
+# network compiles only those of its windows: the three loops in one driver took a
+# third of fmnist's first-run compile (9.7 of 29 CPU seconds, 3.2 with one loop).
+class _ByWindow:
+    """A pooling driver ``name(n, L, *args, F, S)`` that calls the compiled driver of its
+    window: :meth:`choose`."""
+
+    def __init__(self, constant: dict[tuple[int, int], str], general: str) -> None:
+        self._constant = constant  # (F, S) → the name of this module's driver for it
+        self._general = general
+
+    def choose(self, F: int, S: int) -> Any:
+        """The numba driver that runs F×F windows of stride S (looked up in this module
+        at each call: the compile workers of training/warmup.py replace drivers)."""
+        return globals()[self._constant.get((F, S), self._general)]
+
+    def __call__(self, *args: Any) -> None:
+        self.choose(*args[-2:])(*args)
+
 
 @njit(parallel=True, fastmath=True, cache=True)
-def max_pool_backward(n, L, dx, dy, argmax, F, S):
-    if F == 2 and S == 2:
-        for t in prange(n):
-            pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 2, 2)
-    elif F == 3 and S == 2:
-        for t in prange(n):
-            pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 3, 2)
-    else:
-        for t in prange(n):
-            pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, F, S)
+def _max_pool_forward_2x2(n, L, y, argmax, x, F, S):
+    for t in prange(n):
+        pool.max_pool_forward_at(t, 0, L, y, argmax, x, 2, 2)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _max_pool_forward_3x3s2(n, L, y, argmax, x, F, S):
+    for t in prange(n):
+        pool.max_pool_forward_at(t, 0, L, y, argmax, x, 3, 2)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _max_pool_forward_any(n, L, y, argmax, x, F, S):
+    for t in prange(n):
+        pool.max_pool_forward_at(t, 0, L, y, argmax, x, F, S)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _max_pool_backward_2x2(n, L, dx, dy, argmax, F, S):
+    for t in prange(n):
+        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 2, 2)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _max_pool_backward_3x3s2(n, L, dx, dy, argmax, F, S):
+    for t in prange(n):
+        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 3, 2)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _max_pool_backward_any(n, L, dx, dy, argmax, F, S):
+    for t in prange(n):
+        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, F, S)
+
+# max_pool_forward(n, L, y, argmax, x, F, S) and max_pool_backward(n, L, dx, dy, argmax, F, S)
+max_pool_forward = _ByWindow({(2, 2): "_max_pool_forward_2x2", (3, 2): "_max_pool_forward_3x3s2"},
+                             "_max_pool_forward_any")
+max_pool_backward = _ByWindow({(2, 2): "_max_pool_backward_2x2",
+                               (3, 2): "_max_pool_backward_3x3s2"}, "_max_pool_backward_any")
 
 @njit(parallel=True, fastmath=True, cache=True)
 def avg_pool_forward(n, L, y, x, F, S):

@@ -4,14 +4,15 @@ and doing it on all cores at once.
 numba compiles each ``@njit(parallel=True, cache=True)`` driver of the CPU backend the
 first time it is called and keeps it in its on-disk cache (``backends/kernel_cache.py``);
 later processes load it in milliseconds. Called one after the other, the drivers of the
-default fmnist network took 25 s (quiet 2-core machine) before the first training step;
-each is compiled by one core. :func:`compile_plan` names the drivers a training run
+default fmnist network take about 16 CPU seconds to compile before the first training
+step (``bench/compile_profile.py``; 25–30 before each max-pooling window got its own
+driver); each is compiled by one core. :func:`compile_plan` names the drivers a training run
 calls (the layers' declared ``drivers``, the loss, the optimizer's update) that the cache
-does not hold yet; :meth:`CompilePlan.run` shares them between 'spawn' processes, one
-per core, each of which runs one training step and one evaluation of a copy of the run
-on a few images, with the drivers of the other shares replaced by no-ops: each driver
-is compiled by one process, with the argument types of the real calls, into the
-shared cache, and the run then loads them all from there.
+does not hold yet; :meth:`CompilePlan.run` shares them between this process and new
+ones, one per core, each of which runs one training step and one evaluation of a copy
+of the run on a few images, with the drivers of the other shares replaced by no-ops:
+each driver is compiled by one process, with the argument types of the real calls, into
+the shared cache, and the run then loads the others' from there.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FunctionType, ModuleType
@@ -35,15 +37,21 @@ from numba.core.registry import CPUDispatcher
 
 from numbacnn.backends import kernel_cache
 
-# Seconds each driver took to compile on its first call (nested chunk functions
-# included), fmnist's first step, scaled to the 25 s it takes on a quiet 2-core machine;
-# a driver not listed counts DEFAULT_SECONDS.
+# CPU seconds each driver took to compile on its first call, the chunk functions it
+# calls included (im2col's with the forward convolution, called first), fmnist's first
+# step in one process on the shared 2-core machine (bench/RESULTS.md, "Cold start,
+# 2026-12-06"); a driver not listed counts DEFAULT_SECONDS.
 COMPILE_SECONDS = {
-    "_conv_backward_chunks": 8.3, "_conv_forward_chunks": 4.9, "max_pool_backward": 4.8,
-    "max_pool_forward": 2.5, "batchnorm_backward": 2.0, "lrn_backward": 1.5,
-    "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.55,
-    "softmax_cross_entropy_backward": 0.55,
+    "_conv_backward_chunks": 5.0, "_conv_forward_chunks": 4.0,
+    "_max_pool_backward_2x2": 1.5, "_max_pool_backward_3x3s2": 1.5,
+    "_max_pool_backward_any": 1.5, "_max_pool_forward_2x2": 1.0,
+    "_max_pool_forward_3x3s2": 1.0, "_max_pool_forward_any": 1.0, "batchnorm_backward": 2.0,
+    "lrn_backward": 1.5, "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.55,
+    "softmax_cross_entropy_backward": 0.55, "_gemm_in_parts": 0.6,
 }
+# Drivers that call the same compiled chunk functions (backends/cpu_conv.py): one process
+# compiles them all, or each process would compile those functions again.
+COMPILED_TOGETHER = ({"_conv_forward_chunks", "_conv_backward_chunks"},)
 DEFAULT_SECONDS = 0.4
 START_SECONDS = 1.5  # a spawned process imports numpy, numba and numbacnn
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
@@ -100,12 +108,18 @@ def drivers_of(trainer: Any) -> dict[str, Any]:
     ``trainer`` call, from what its layers, loss and optimizer declare."""
     from numbacnn.backends import cpu
 
-    names = list(TRAINER_DRIVERS) + list(OPTIMIZER_DRIVERS.get(trainer.settings.optimizer, ()))
+    calls: list[tuple[str, Any]] = [(name, None) for name in (
+        *TRAINER_DRIVERS, *OPTIMIZER_DRIVERS.get(trainer.settings.optimizer, ()))]
     for layer in [*trainer.net.layers, trainer.net.loss]:
-        names.extend(getattr(layer, "drivers", ()))
+        calls.extend((name, layer) for name in getattr(layer, "drivers", ()))
     found: dict[str, Any] = {}
-    for name in dict.fromkeys(names):
-        for dispatcher in _dispatchers(getattr(cpu, name, None)):
+    for name, layer in calls:
+        function = getattr(cpu, name, None)
+        if hasattr(function, "choose"):  # one compiled driver per pooling window: the layer's
+            dispatchers = [function.choose(*layer.window())] if hasattr(layer, "window") else []
+        else:
+            dispatchers = _dispatchers(function)
+        for dispatcher in dispatchers:
             found[_key(dispatcher)] = dispatcher
     return found
 
@@ -131,13 +145,22 @@ class CompilePlan:
                 and os.environ.get(ENV_SWITCH, "1").strip() != "0")
 
     def shares(self) -> list[list[str]]:
-        """``names`` in ``workers`` lists of about equal compile time, longest first."""
+        """``names`` in ``workers`` lists of about equal compile time, longest first; the
+        drivers of a set in :data:`COMPILED_TOGETHER` in the same list."""
+        units: list[list[str]] = []
+        for name in self.names:
+            group = next((g for g in COMPILED_TOGETHER if name in g), set())
+            unit = next((u for u in units if u[0] in group), None)
+            if unit is None:
+                units.append([name])
+            else:
+                unit.append(name)
         loads = [0.0] * self.workers
         shares: list[list[str]] = [[] for _ in range(self.workers)]
-        for name in sorted(self.names, key=lambda n: -COMPILE_SECONDS.get(n, DEFAULT_SECONDS)):
+        for unit in sorted(units, key=lambda u: -_seconds(u)):
             least = loads.index(min(loads))
-            loads[least] += COMPILE_SECONDS.get(name, DEFAULT_SECONDS)
-            shares[least].append(name)
+            loads[least] += _seconds(unit)
+            shares[least].extend(sorted(unit, key=lambda n: -_seconds([n])))
         return [share for share in shares if share]
 
     def run(self) -> float:
@@ -148,26 +171,28 @@ class CompilePlan:
             return 0.0
         started = time.perf_counter()
         shares = self.shares()
-        workers = []
-        for share in shares:
-            job = {"spec_text": self.spec_text, "settings": self.settings,
-                   "input_shape": list(self.input_shape), "num_classes": self.num_classes,
-                   "share": share, "skip": [n for other in shares if other is not share
-                                            for n in other]}
-            # a new interpreter, not multiprocessing's: that would run the caller's
-            # __main__ again (a script without a __main__ guard would start over)
-            workers.append(subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(job)],
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            stdin=subprocess.DEVNULL, text=True))
+        jobs = [{"spec_text": self.spec_text, "settings": self.settings,
+                 "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+                 "share": share, "skip": [n for other in shares if other is not share
+                                          for n in other]} for share in shares]
+        # the first share (the longest) compiles in this process, which has its modules
+        # loaded already, the others each in a new interpreter; not multiprocessing's:
+        # that would run the caller's __main__ again (a script without a __main__ guard
+        # would start over)
+        workers = [subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(job)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, text=True) for job in jobs[1:]]
         used: set[str] = set()
         try:
+            try:
+                used.update(compile_share(**jobs[0]))
+            except Exception as exc:  # the run compiles what is missing on its own
+                return self._failed(str(exc).splitlines()[0] if str(exc) else repr(exc), started)
             for worker in workers:
                 output, errors = worker.communicate()
-                if worker.returncode != 0:  # the run compiles what is missing on its own
+                if worker.returncode != 0:
                     failed = errors.strip().splitlines()[-1:] or [f"exit {worker.returncode}"]
-                    warnings.warn(f"compiling the CPU drivers in parallel failed ({failed[0]}); "
-                                  "they compile on their first call instead", stacklevel=2)
-                    return time.perf_counter() - started
+                    return self._failed(failed[0], started)
                 used.update(json.loads(output.strip().splitlines()[-1]))
             _remember_drivers(self.spec_text, self.settings, sorted(used))
         finally:  # Ctrl-C or an error here: no compiler is left running
@@ -176,6 +201,16 @@ class CompilePlan:
                     worker.kill()
                     worker.wait()
         return time.perf_counter() - started
+
+    @staticmethod
+    def _failed(why: str, started: float) -> float:
+        warnings.warn(f"compiling the CPU drivers in parallel failed ({why}); they compile on "
+                      "their first call instead", stacklevel=3)
+        return time.perf_counter() - started
+
+
+def _seconds(names: list[str]) -> float:
+    return sum(COMPILE_SECONDS.get(name, DEFAULT_SECONDS) for name in names)
 
 
 def compile_plan(trainer: Any) -> CompilePlan | None:
@@ -197,10 +232,9 @@ def compile_plan(trainer: Any) -> CompilePlan | None:
     plan = CompilePlan(missing, workers, 0.0, spec_text, asdict(trainer.settings),
                        tuple(trainer.net.input_shape), trainer.net.num_classes)
     if plan.parallel:
-        plan.seconds = START_SECONDS + max(sum(COMPILE_SECONDS.get(n, DEFAULT_SECONDS)
-                                               for n in share) for share in plan.shares())
+        plan.seconds = START_SECONDS + max(_seconds(share) for share in plan.shares())
     else:
-        plan.seconds = sum(COMPILE_SECONDS.get(n, DEFAULT_SECONDS) for n in missing)
+        plan.seconds = _seconds(missing)
     return plan
 
 
@@ -247,11 +281,12 @@ def _named_dispatchers(names: list[str]) -> dict[str, Any]:
     return found
 
 
-def _replace_drivers(skip: list[str], called: set[str]) -> None:
-    """In this process, make the drivers named in ``skip`` no-ops that add their name to
-    ``called`` (they are another process's share) and ``empty`` hand out zeros, so that
-    indices read from arrays those drivers would have written (max-pooling's argmax)
-    stay in bounds."""
+@contextmanager
+def _drivers_replaced(skip: list[str], called: set[str]) -> Iterator[None]:
+    """While in the block, the drivers named in ``skip`` are no-ops that add their name
+    to ``called`` (they are another process's share) and ``empty`` hands out zeros, so
+    that indices read from arrays those drivers would have written (max-pooling's
+    argmax) stay in bounds."""
     from numbacnn.backends import cpu
 
     def no_op(name: str) -> Any:
@@ -259,25 +294,32 @@ def _replace_drivers(skip: list[str], called: set[str]) -> None:
             called.add(name)
         return nothing
 
+    replaced = [(cpu, "empty", cpu.empty)]
     for module in _backend_modules():
         for attr, value in list(vars(module).items()):
             if isinstance(value, CPUDispatcher) and _key(value) in skip:
+                replaced.append((module, attr, value))
                 setattr(module, attr, no_op(_key(value)))
     cpu.empty = cpu.zeros
+    try:
+        yield
+    finally:
+        for module, attr, value in replaced:
+            setattr(module, attr, value)
 
 
 def compile_share(spec_text: str, settings: dict[str, Any], input_shape: list[int],
                   num_classes: int, share: list[str], skip: list[str]) -> list[str]:
-    """Run in a worker process: compile the drivers of ``share`` into numba's cache by
-    one training step and one evaluation of the run on four random images; the drivers
-    in ``skip`` do nothing here. Returns the names of the drivers the run called."""
+    """Compile the drivers of ``share`` into numba's cache (and this process) by one
+    training step and one evaluation of a copy of the run on four random images; the
+    drivers in ``skip`` do nothing meanwhile. Returns the names of the drivers the copy
+    called."""
     from numbacnn.io.datasets import Dataset
     from numbacnn.network import Network
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer
 
     called: set[str] = set()
-    _replace_drivers(skip, called)
     rng = np.random.default_rng(0)
     n = 4
     x = rng.integers(0, 256, (n, *input_shape), dtype=np.uint8)
@@ -286,7 +328,7 @@ def compile_share(spec_text: str, settings: dict[str, Any], input_shape: list[in
     chosen = dataclasses.replace(TrainSettings.from_dict(settings), limit=None, val_split=0.25,
                                  augment=False, epochs=1)
     trainer = Trainer(Network.from_spec(spec_text, device="cpu"), dataset, chosen)
-    with np.errstate(all="ignore"):
+    with _drivers_replaced(skip, called), np.errstate(all="ignore"):
         trainer._train_batch(np.arange(n - 1))
         trainer.net.backend().fill(2, trainer._stats, np.float32(0.0))
         trainer.score(trainer.x_val, trainer.y_val)
