@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import assert_one_error, run
-from layer_cases import LAYER_CASES
+from layer_cases import LAYER_CASES, POOL_OPTION_CASES
 
 from numbacnn.device import to_host
 from numbacnn.io.dataset_files import load_dataset
@@ -110,6 +110,7 @@ EXPORTS = {
     "every-kind-opset18": (EVERY_KIND, 200, 18),  # ReduceMax takes its axes as an input
     # from opset 18 on; then each layer kind alone in a tiny classifier
     **{f"case-{kind}": (case.network_spec(), 200, 17) for kind, case in LAYER_CASES.items()},
+    **{name: (case.network_spec(), 200, 17) for name, case in POOL_OPTION_CASES.items()},
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from layer_cases import LAYER_CASES
+from layer_cases import LAYER_CASES, POOL_OPTION_CASES
 
 from numbacnn.layers import LAYERS
 from numbacnn.network import Network
@@ -44,8 +44,9 @@ def test_every_layer_kind_has_a_twin_that_agrees():
                        .astype(np.float32))
 
 
-@pytest.mark.parametrize("kind", LAYER_CASES)
+@pytest.mark.parametrize("kind", [*LAYER_CASES, *POOL_OPTION_CASES])
 def test_each_layer_kind_alone_agrees_with_its_twin(kind: str):
-    case = LAYER_CASES[kind]
+    """Each kind, and pooling with each of its options (padding, rounding, count_pad)."""
+    case = LAYER_CASES.get(kind) or POOL_OPTION_CASES[kind]
     net = Network.from_spec(case.network_spec()).initialize(seed=2)
     assert_twin_agrees(net, case.draw(np.random.default_rng(0)))

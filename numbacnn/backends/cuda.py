@@ -255,28 +255,28 @@ def col_sum(n, out, m):
             out[c] = total
 
 @grid_stride_spans
-def max_pool_forward(n, L, y, argmax, x, F, S):
+def max_pool_forward(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        pool.max_pool_forward_at(t, lo, lo + 1, y, argmax, x, F, S)
+        pool.max_pool_forward_at(t, lo, lo + 1, y, argmax, x, FH, FW, SH, SW, PH, PW)
 
 @grid_stride_spans
-def max_pool_backward(n, L, dx, dy, argmax, F, S):
+def max_pool_backward(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        pool.max_pool_backward_at(t, lo, lo + 1, dx, dy, argmax, F, S)
+        pool.max_pool_backward_at(t, lo, lo + 1, dx, dy, argmax, FH, FW, SH, SW, PH, PW)
 
 @grid_stride_spans
-def avg_pool_forward(n, L, y, x, F, S):
+def avg_pool_forward(n, L, y, x, FH, FW, SH, SW, PH, PW, count_pad):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        pool.avg_pool_forward_at(t, lo, lo + 1, y, x, F, S)
+        pool.avg_pool_forward_at(t, lo, lo + 1, y, x, FH, FW, SH, SW, PH, PW, count_pad)
 
 @grid_stride_spans
-def avg_pool_backward(n, L, dx, dy, F, S):
+def avg_pool_backward(n, L, dx, dy, FH, FW, SH, SW, PH, PW, count_pad):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        pool.avg_pool_backward_at(t, lo, lo + 1, dx, dy, F, S)
+        pool.avg_pool_backward_at(t, lo, lo + 1, dx, dy, FH, FW, SH, SW, PH, PW, count_pad)
 
 @block_per_row
 def batch_statistics(n, mean, inv_std, running_mean, running_var, x, momentum, eps):

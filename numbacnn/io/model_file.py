@@ -336,7 +336,8 @@ def _read_network(f: h5py.File, path: Path, device: str) -> tuple[Network, list[
             layer = LAYERS[kind](**hyper)
         except (TypeError, NumbacnnError) as exc:
             raise Damaged(f"{layer_group.name}: bad hyperparameters {hyper} ({exc})") from None
-        missing = sorted(set(layer.hyperparameters()) - set(hyper))
+        missing = sorted(set(layer.hyperparameters()) - set(hyper)
+                         - {o.key for o in SYNTAX[kind].options if o.quiet_default})
         if missing:  # numbacnn writes them all: a default would silently replace one
             raise Damaged(f"{layer_group.name} lacks attribute{'s' if len(missing) > 1 else ''} "
                           f"{', '.join(missing)}")
@@ -397,7 +398,18 @@ def _read_state(group: h5py.Group, layer: Any, B: Any) -> None:
 
 def _option_value(option: Any, value: Any, where: str) -> Any:
     """A stored hyperparameter, checked as its spec option: an integer option takes
-    only an integer (a stored stride of 1.5 is refused, not read as 1)."""
+    only an integer (a stored stride of 1.5 is refused, not read as 1); a pair option
+    also two (a rectangular window, stored as h, w); a text option its words."""
+    written = None  # the value as a spec writes it, where repr() is not that
+    if option.pair and np.ndim(value) == 1 and len(value) == 2 and all(map(is_int, value)):
+        written = "x".join(str(int(v)) for v in value)
+    elif option.kind is str:
+        written = text(value)
+    if written is not None:
+        try:
+            return option.convert(written)
+        except ValueError as exc:
+            raise Damaged(f"{where}: {exc}") from None
     if option.kind is int and not is_int(value):
         raise Damaged(f"{where} is {shown(value)}, not an integer")
     if option.kind is float and not is_real(value):

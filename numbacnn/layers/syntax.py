@@ -67,7 +67,12 @@ class Option:
     ``derive_options``). ``hyperparameter`` False: an argument that does not change
     what the layer computes (``init=``), left out of ``describe()``. ``layer_after``:
     spec shorthand whose value names a layer put right after this one
-    (``activation=relu``), not an argument of the layer itself.
+    (``activation=relu``), not an argument of the layer itself. ``pair``: an integer
+    option that also takes one value per axis, ``HxW`` in a spec or a tuple (h, w) in
+    Python (a pooling window 3x2); the value is an int when both are equal, else the
+    tuple. ``quiet_default``: an option added after layers were saved without it, whose
+    default is what they did: ``describe()`` leaves it out at its default and a model
+    file may lack it (pooling's ``pad=0 round=exact``).
     """
 
     key: str
@@ -80,6 +85,8 @@ class Option:
     words: tuple[str, ...] = ()
     hyperparameter: bool = True
     layer_after: bool = False
+    pair: bool = False
+    quiet_default: bool = False
 
     @property
     def required(self) -> bool:
@@ -94,10 +101,17 @@ class Option:
             rule = f"{noun} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g})"
         else:
             rule = f"{noun} {'>' if self.low_open else '≥'} {self.low:g}"
+        if self.pair:
+            rule += ", or one per axis as HxW"
         return rule + "".join(f" or {word}" for word in self.words)
 
     def convert(self, raw: str) -> Any:
         """The value of ``raw``; ValueError naming the rule when it does not fit."""
+        if self.pair and re.fullmatch(r"[^xX]+[xX][^xX]+", raw):
+            try:
+                return _pair(*(self.convert(part) for part in re.split("[xX]", raw)))
+            except ValueError:
+                raise ValueError(f"{self.key} must be {self.rule()}, got {excerpt(raw)}") from None
         if self.choices:
             if raw.lower() not in self.choices:
                 raise ValueError(f"{self.key} must be {self.rule()}, got {excerpt(raw)}")
@@ -129,6 +143,11 @@ class Option:
             if self.default is None:
                 return None
             raise ValueError(f"{self.key} must be {self.rule()}, got None")
+        if self.pair and isinstance(value, tuple | list) and len(value) == 2:
+            try:
+                return _pair(*(self.check(v) for v in value))
+            except ValueError:
+                raise ValueError(f"{self.key} must be {self.rule()}, got {value!r}") from None
         if self.choices:
             if not isinstance(value, str) or value.lower() not in self.choices:
                 raise ValueError(f"{self.key} must be {self.rule()}, got {value!r}")
@@ -175,7 +194,7 @@ class LayerSyntax:
         parts = [self.name]
         for index, opt in enumerate(self.options):
             value = kwargs.get(opt.key)
-            if value is None:
+            if value is None or (opt.quiet_default and value == opt.default):
                 continue
             parts.append(format_value(value) if index < self.positional
                          else f"{opt.key}={format_value(value)}")
@@ -197,7 +216,21 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         short = f"{value:g}"
         return short if float(short) == value else repr(value)
+    if isinstance(value, tuple):  # a pair option's (h, w): 3x2
+        return "x".join(str(v) for v in value)
     return str(value)
+
+
+def _pair(h: int, w: int) -> int | tuple[int, int]:
+    """A pair option's value: one int when both axes agree, else (h, w)."""
+    if not (isinstance(h, int) and isinstance(w, int)):
+        raise ValueError("a pair is two integers")
+    return h if h == w else (h, w)
+
+
+def per_axis(value: int | tuple[int, int]) -> tuple[int, int]:
+    """A pair option's value as (h, w): 3 → (3, 3)."""
+    return value if isinstance(value, tuple) else (value, value)
 
 
 def int_option(key: str, default: Any = _REQUIRED, low: int = 1) -> Option:
