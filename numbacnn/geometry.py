@@ -42,7 +42,7 @@ def formula(W: int, F: int, S: int, P: int, rounding: str = "exact") -> str:
         return f"⌊{text}⌋ + 1 = {(W - F + 2 * P) // S + 1}"
     count = -(-(W - F + 2 * P) // S) + 1
     if (count - 1) * S >= W + P:  # the last window would start in the right padding
-        return f"⌈{text}⌉ + 1 − 1 = {count - 1} (a last window must start before the right padding)"
+        return f"⌈{text}⌉ + 1 − 1 = {count - 1} (the last would start in the padding)"
     return f"⌈{text}⌉ + 1 = {count}"
 
 

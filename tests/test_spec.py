@@ -45,8 +45,8 @@ def test_positional_keys_and_defaults() -> None:
     assert spec.input_shape == (3, 227, 227)
     assert [(e.name, e.kwargs) for e in spec.layers] == [
         ("conv", {"filters": 96, "size": 11, "stride": 4, "pad": 0, "init": None}),
-        ("maxpool", {"size": 3, "stride": 2}),
-        ("maxpool", {"size": 2, "stride": 2}),
+        ("maxpool", {"size": 3, "stride": 2, "pad": 0, "round": "exact"}),
+        ("maxpool", {"size": 2, "stride": 2, "pad": 0, "round": "exact"}),
         ("lrn", {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}),
         ("dropout", {"p": 0.5}),
         ("fc", {"units": 4096, "init": None}),
@@ -356,8 +356,12 @@ def layer_lines(draw: st.DrawFn) -> tuple[str, dict]:
             value = draw(st.sampled_from([None, "he", "xavier", "normal", "zeros"]))
         elif opt.key == "pad":
             value = draw(st.integers(0, 5))
+        elif opt.choices:
+            value = draw(st.sampled_from(list(opt.choices)))
         else:
             value = draw(_numbers(opt.kind, opt.low_open, opt.high))
+        if opt.pair and draw(st.booleans()):  # one per axis, HxW (one number when equal)
+            value = (value, draw(st.integers(0 if opt.key == "pad" else 1, 64)))
         give = value is not None and (opt.required or draw(st.booleans()))
         kwargs[opt.key] = value if give else opt.default
         if opt.key == "stride" and kwargs["stride"] is None:
@@ -366,6 +370,9 @@ def layer_lines(draw: st.DrawFn) -> tuple[str, dict]:
             keyed = keyed or index >= syntax.positional
             continue
         shown = repr(value) if isinstance(value, float) else str(value)
+        if isinstance(value, tuple):
+            shown = f"{value[0]}x{value[1]}"
+            kwargs[opt.key] = value if value[0] != value[1] else value[0]
         if index < syntax.positional and not keyed and draw(st.booleans()):
             words.append(shown)
         else:

@@ -107,10 +107,30 @@ class _Pool2D(Layer):
         return dx
 
     def _onnx_window(self) -> dict[str, Any]:
-        """kernel_shape, strides, pads (begin then end per axis) and ceil_mode."""
+        """kernel_shape, strides, pads (begin then end per axis) and ceil_mode.
+
+        ONNX's shape inference (onnx 1.23, which the exporter's checker runs) rounds up
+        without dropping a last window that starts in the right padding, where PyTorch,
+        onnxruntime and numbacnn drop it. So ceil_mode=1 is written only where onnx
+        infers numbacnn's size; otherwise the same windows are floor windows with more
+        padding at the end (never a max, and not counted with count_pad=no)."""
         (FH, FW), (SH, SW), (PH, PW) = self.geometry()
-        return {"kernel_shape": [FH, FW], "strides": [SH, SW], "pads": [PH, PW, PH, PW],
-                "ceil_mode": int(self.round == "ceil")}
+        _, H, W = self.input_shape  # type: ignore[misc]
+        _, OH, OW = self.output_shape  # type: ignore[misc]
+        axes = ((H, FH, SH, PH, OH), (W, FW, SW, PW, OW))
+        ends, ceil = [PH, PW], 0
+        if self.round == "ceil":
+            if all(-(-(n + 2 * P - F) // S) + 1 == O for n, F, S, P, O in axes):
+                ceil = 1
+            else:
+                ends = [P + max(0, (O - 1) * S + F - (n + 2 * P)) for n, F, S, P, O in axes]
+                if ends != [PH, PW] and self.count_pad == "yes":
+                    raise NotImplementedError(
+                        "ONNX has no form of this window with count_pad=yes (its shape "
+                        "inference keeps a window that starts in the right padding); use "
+                        "count_pad=no, or a pad or stride that rounds the same on both axes")
+        return {"kernel_shape": [FH, FW], "strides": [SH, SW], "pads": [PH, PW, *ends],
+                "ceil_mode": ceil}
 
 
 @register
