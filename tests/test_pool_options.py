@@ -10,10 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from numbacnn.errors import ShapeError
-from numbacnn.geometry import output_size
 from numbacnn.layers import AvgPool2D, MaxPool2D
-from numbacnn.spec import parse_spec
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
