@@ -106,7 +106,7 @@ def cli_ok_or_one_error(result) -> None:
 
 # Every layer keyword (one per case of tests/layer_cases.py), then options and punctuation
 WORDS = ["input", *LAYER_CASES, "stride=", "pad=", "size=", "alpha=", "init=", "activation=",
-         "pad=same", "init=he", "#", "=", "x"]
+         "pad=same", "init=he", "round=", "round=ceil", "count_pad=no", "3x2", "#", "=", "x"]
 NUMBERS = ["0", "1", "2", "3", "8", "28x28x1", "8x8x1", "-1", "+3", "1_0", "\u0663", "1e3",
            ".5", "0.5", "nan", "inf", "1e400", "99999999999x99999999999x99999999999",
            "4611686018427387904", "2147483648", "10000000000000000000000", "0x10"]

@@ -36,7 +36,7 @@ class _Pool2D(Layer):
 
     table_name, numbered_with, spatial = "POOL", "maxpool", True
     feature_map = True
-    count_pad = "yes"  # average pooling's option; max pooling never counts cells
+    count_pad = "yes"  # average pooling's option (max pooling has none and counts no cells)
 
     def arithmetic(self) -> str:
         return window_arithmetic(self.input_shape, self.size, self.stride, self.pad,  # type: ignore[arg-type]
@@ -124,7 +124,7 @@ class _Pool2D(Layer):
                 ceil = 1
             else:
                 ends = [P + max(0, (O - 1) * S + F - (n + 2 * P)) for n, F, S, P, O in axes]
-                if ends != [PH, PW] and self.count_pad == "yes":
+                if ends != [PH, PW] and not self.keeps_argmax and self.count_pad == "yes":
                     raise NotImplementedError(
                         "ONNX has no form of this window with count_pad=yes (its shape "
                         "inference keeps a window that starts in the right padding); use "
