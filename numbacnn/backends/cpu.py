@@ -264,15 +264,25 @@ def max_pool_backward(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
         for t in prange(n):
             pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW)
 
+# Average pooling's 2×2 stride 2 (lenet's) likewise: with variables alone its forward
+# took 0.40 ms against 0.22 ms before padding came (lenet's first pooling, one thread).
 @njit(parallel=True, fastmath=True, cache=True)
 def avg_pool_forward(n, L, y, x, FH, FW, SH, SW, PH, PW, count_pad):
-    for t in prange(n):
-        pool.avg_pool_forward_at(t, 0, L, y, x, FH, FW, SH, SW, PH, PW, count_pad)
+    if FH == 2 and FW == 2 and SH == 2 and SW == 2 and PH == 0 and PW == 0:
+        for t in prange(n):
+            pool.avg_pool_forward_at(t, 0, L, y, x, 2, 2, 2, 2, 0, 0, count_pad)
+    else:
+        for t in prange(n):
+            pool.avg_pool_forward_at(t, 0, L, y, x, FH, FW, SH, SW, PH, PW, count_pad)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def avg_pool_backward(n, L, dx, dy, FH, FW, SH, SW, PH, PW, count_pad):
-    for t in prange(n):
-        pool.avg_pool_backward_at(t, 0, L, dx, dy, FH, FW, SH, SW, PH, PW, count_pad)
+    if FH == 2 and FW == 2 and SH == 2 and SW == 2 and PH == 0 and PW == 0:
+        for t in prange(n):
+            pool.avg_pool_backward_at(t, 0, L, dx, dy, 2, 2, 2, 2, 0, 0, count_pad)
+    else:
+        for t in prange(n):
+            pool.avg_pool_backward_at(t, 0, L, dx, dy, FH, FW, SH, SW, PH, PW, count_pad)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def batch_statistics(n, mean, inv_std, running_mean, running_var, x, momentum, eps):

