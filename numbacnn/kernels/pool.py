@@ -7,8 +7,9 @@ rounds OH and OW, see ``numbacnn/geometry.py``, so that each window holds an inp
 padded cells never win. Each body computes a span lo … hi − 1 of one plane t = (n, c):
 the CPU passes whole planes, the GPU one element per thread (see ``kernels/conv.py``).
 Where no window needs clipping (no padding, and the windows end inside the input: every
-exact or floor geometry without padding) a body runs the loops it always had, which the
-CPU driver compiles with constant windows (``backends/cpu.py``).
+exact or floor geometry without padding) a body runs the loops it always had (its
+``*_inside_at`` part, which the CPU drivers also call alone with constant windows,
+``backends/cpu.py``), else its ``*_clipped_at`` part.
 """
 
 import numpy as np
@@ -27,51 +28,75 @@ def windows_inside(H, W, OH, OW, FH, FW, SH, SW, PH, PW):
 def max_pool_forward_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, PH, PW):
     """Outputs lo … hi − 1 of plane t = (n, c) of y: the max of each window, over its
     input cells only, and where it was (the first of equal maxima in row order)."""
+    if windows_inside(x.shape[2], x.shape[3], y.shape[2], y.shape[3], FH, FW, SH, SW, PH, PW):
+        max_pool_forward_inside_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW)
+    else:
+        max_pool_forward_clipped_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, PH, PW)
+
+
+@njit(inline="always")
+def max_pool_forward_inside_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW):
+    """``max_pool_forward_at`` where every window lies inside the input (the CPU
+    driver's constant windows call it alone: it compiles in half the time of both)."""
     C = x.shape[1]
-    H = x.shape[2]
     W = x.shape[3]
-    OH = y.shape[2]
     OW = y.shape[3]
     n, c = split(t, C)
     plane = x[n, c]
-    inside = windows_inside(H, W, OH, OW, FH, FW, SH, SW, PH, PW)
     oy, a = split(lo, OW)
     while oy * OW + a < hi:
         b = min(OW, hi - oy * OW)
         y_row = y[n, c, oy]
         at_row = argmax[n, c, oy]
-        if inside:
-            for ox in range(a, b):
-                best = plane[oy * SH, ox * SW]
-                best_at = oy * SH * W + ox * SW
-                for fy in range(FH):
-                    row = plane[oy * SH + fy]
-                    for fx in range(FW):
-                        v = row[np.uint64(ox * SW + fx)]
-                        if v > best:
-                            best = v
-                            best_at = (oy * SH + fy) * W + ox * SW + fx
-                y_row[np.uint64(ox)] = best
-                at_row[np.uint64(ox)] = best_at
-        else:  # padded cells are −∞: the window clipped to the input
-            y0 = oy * SH - PH
-            y_lo = max(y0, 0)
-            y_hi = min(y0 + FH, H)
-            for ox in range(a, b):
-                x0 = ox * SW - PW
-                x_lo = max(x0, 0)
-                x_hi = min(x0 + FW, W)
-                best = plane[y_lo, x_lo]
-                best_at = y_lo * W + x_lo
-                for iy in range(y_lo, y_hi):
-                    row = plane[iy]
-                    for ix in range(x_lo, x_hi):
-                        v = row[ix]
-                        if v > best:
-                            best = v
-                            best_at = iy * W + ix
-                y_row[np.uint64(ox)] = best
-                at_row[np.uint64(ox)] = best_at
+        for ox in range(a, b):
+            best = plane[oy * SH, ox * SW]
+            best_at = oy * SH * W + ox * SW
+            for fy in range(FH):
+                row = plane[oy * SH + fy]
+                for fx in range(FW):
+                    v = row[np.uint64(ox * SW + fx)]
+                    if v > best:
+                        best = v
+                        best_at = (oy * SH + fy) * W + ox * SW + fx
+            y_row[np.uint64(ox)] = best
+            at_row[np.uint64(ox)] = best_at
+        oy += 1
+        a = 0
+
+
+@njit(inline="always")
+def max_pool_forward_clipped_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, PH, PW):
+    """``max_pool_forward_at`` over padded or clipped windows: padded cells are −∞, so
+    each window is searched clipped to the input."""
+    C = x.shape[1]
+    H = x.shape[2]
+    W = x.shape[3]
+    OW = y.shape[3]
+    n, c = split(t, C)
+    plane = x[n, c]
+    oy, a = split(lo, OW)
+    while oy * OW + a < hi:
+        b = min(OW, hi - oy * OW)
+        y_row = y[n, c, oy]
+        at_row = argmax[n, c, oy]
+        y0 = oy * SH - PH
+        y_lo = max(y0, 0)
+        y_hi = min(y0 + FH, H)
+        for ox in range(a, b):
+            x0 = ox * SW - PW
+            x_lo = max(x0, 0)
+            x_hi = min(x0 + FW, W)
+            best = plane[y_lo, x_lo]
+            best_at = y_lo * W + x_lo
+            for iy in range(y_lo, y_hi):
+                row = plane[iy]
+                for ix in range(x_lo, x_hi):
+                    v = row[ix]
+                    if v > best:
+                        best = v
+                        best_at = iy * W + ix
+            y_row[np.uint64(ox)] = best
+            at_row[np.uint64(ox)] = best_at
         oy += 1
         a = 0
 
@@ -155,27 +180,42 @@ def window_cells(start, F, size, P, count_pad):
 def avg_pool_forward_at(t, lo, hi, y, x, FH, FW, SH, SW, PH, PW, count_pad):
     """Outputs lo … hi − 1 of plane t = (n, c) of y: the mean of each window (FH·FW cells
     when it lies inside the input; see ``window_cells`` for padded and clipped ones)."""
+    if windows_inside(x.shape[2], x.shape[3], y.shape[2], y.shape[3], FH, FW, SH, SW, PH, PW):
+        avg_pool_forward_inside_at(t, lo, hi, y, x, FH, FW, SH, SW)
+    else:
+        avg_pool_forward_clipped_at(t, lo, hi, y, x, FH, FW, SH, SW, PH, PW, count_pad)
+
+
+@njit(inline="always")
+def avg_pool_forward_inside_at(t, lo, hi, y, x, FH, FW, SH, SW):
+    """``avg_pool_forward_at`` where every window lies inside the input: FH·FW cells."""
+    C = x.shape[1]
+    OW = y.shape[3]
+    n, c = split(t, C)
+    inv = np.float32(1.0) / np.float32(FH * FW)
+    oy, a = split(lo, OW)
+    while oy * OW + a < hi:
+        b = min(OW, hi - oy * OW)
+        for ox in range(a, b):
+            acc = np.float32(0.0)
+            for fy in range(FH):
+                for fx in range(FW):
+                    acc += x[n, c, oy * SH + fy, ox * SW + fx]
+            y[n, c, oy, ox] = acc * inv
+        oy += 1
+        a = 0
+
+
+@njit(inline="always")
+def avg_pool_forward_clipped_at(t, lo, hi, y, x, FH, FW, SH, SW, PH, PW, count_pad):
+    """``avg_pool_forward_at`` over padded or clipped windows: the sum of the window's
+    input cells over its ``window_cells``."""
     C = x.shape[1]
     H = x.shape[2]
     W = x.shape[3]
-    OH = y.shape[2]
     OW = y.shape[3]
     n, c = split(t, C)
-    inside = windows_inside(H, W, OH, OW, FH, FW, SH, SW, PH, PW)
-    full = np.float32(1.0) / np.float32(FH * FW)
     oy, a = split(lo, OW)
-    if inside:  # the loops of unpadded pooling: 4 × faster than the clipped ones (lenet)
-        while oy * OW + a < hi:
-            b = min(OW, hi - oy * OW)
-            for ox in range(a, b):
-                acc = np.float32(0.0)
-                for fy in range(FH):
-                    for fx in range(FW):
-                        acc += x[n, c, oy * SH + fy, ox * SW + fx]
-                y[n, c, oy, ox] = acc * full
-            oy += 1
-            a = 0
-        return
     while oy * OW + a < hi:
         b = min(OW, hi - oy * OW)
         y0 = oy * SH - PH
@@ -196,37 +236,62 @@ def avg_pool_forward_at(t, lo, hi, y, x, FH, FW, SH, SW, PH, PW, count_pad):
 def avg_pool_backward_at(t, lo, hi, dx, dy, FH, FW, SH, SW, PH, PW, count_pad):
     """Elements lo … hi − 1 of plane t = (n, c) of dx, gather form: Σ dy / cells over the
     windows covering each element (cells as in ``avg_pool_forward_at``)."""
+    if windows_inside(dx.shape[2], dx.shape[3], dy.shape[2], dy.shape[3], FH, FW, SH, SW,
+                      PH, PW):
+        avg_pool_backward_inside_at(t, lo, hi, dx, dy, FH, FW, SH, SW)
+    else:
+        avg_pool_backward_clipped_at(t, lo, hi, dx, dy, FH, FW, SH, SW, PH, PW, count_pad)
+
+
+@njit(inline="always")
+def avg_pool_backward_inside_at(t, lo, hi, dx, dy, FH, FW, SH, SW):
+    """``avg_pool_backward_at`` where every window lies inside the input: Σ dy / (FH·FW)."""
+    C = dx.shape[1]
+    W = dx.shape[3]
+    OH = dy.shape[2]
+    OW = dy.shape[3]
+    n, c = split(t, C)
+    inv = np.float32(1.0) / np.float32(FH * FW)
+    yy, a = split(lo, W)
+    while yy * W + a < hi:
+        b = min(W, hi - yy * W)
+        for xx in range(a, b):
+            dx[n, c, yy, xx] = np.float32(0.0)
+        ox_lo = max(0, (a - FW + SW) // SW)
+        ox_hi = min(OW - 1, (b - 1) // SW)
+        for oy in range(max(0, (yy - FH + SH) // SH), min(OH - 1, yy // SH) + 1):
+            for ox in range(ox_lo, ox_hi + 1):
+                g = dy[n, c, oy, ox] * inv
+                for xx in range(max(a, ox * SW), min(b, ox * SW + FW)):
+                    dx[n, c, yy, xx] += g
+        yy += 1
+        a = 0
+
+
+@njit(inline="always")
+def avg_pool_backward_clipped_at(t, lo, hi, dx, dy, FH, FW, SH, SW, PH, PW, count_pad):
+    """``avg_pool_backward_at`` over padded or clipped windows: each window's dy over
+    its ``window_cells``, to its input cells."""
     C = dx.shape[1]
     H = dx.shape[2]
     W = dx.shape[3]
     OH = dy.shape[2]
     OW = dy.shape[3]
     n, c = split(t, C)
-    inside = windows_inside(H, W, OH, OW, FH, FW, SH, SW, PH, PW)
-    full = np.float32(1.0) / np.float32(FH * FW)
     yy, a = split(lo, W)
     while yy * W + a < hi:
         b = min(W, hi - yy * W)
         for xx in range(a, b):
             dx[n, c, yy, xx] = np.float32(0.0)
-        ox_lo = max(0, (a + PW - FW + SW) // SW)
+        ox_lo = max(0, (a + PW - FW + SW) // SW)  # windows that overlap columns a … b − 1
         ox_hi = min(OW - 1, (b - 1 + PW) // SW)
-        oy_lo = max(0, (yy + PH - FH + SH) // SH)
-        oy_hi = min(OH - 1, (yy + PH) // SH)
-        if inside:  # the loops of unpadded pooling, with one divisor
-            for oy in range(oy_lo, oy_hi + 1):
-                for ox in range(ox_lo, ox_hi + 1):
-                    g = dy[n, c, oy, ox] * full
-                    for xx in range(max(a, ox * SW), min(b, ox * SW + FW)):
-                        dx[n, c, yy, xx] += g
-        else:
-            for oy in range(oy_lo, oy_hi + 1):
-                rows = window_cells(oy * SH - PH, FH, H, PH, count_pad)
-                for ox in range(ox_lo, ox_hi + 1):
-                    x0 = ox * SW - PW
-                    cells = rows * window_cells(x0, FW, W, PW, count_pad)
-                    g = dy[n, c, oy, ox] * (np.float32(1.0) / np.float32(cells))
-                    for xx in range(max(a, x0), min(b, x0 + FW)):
-                        dx[n, c, yy, xx] += g
+        for oy in range(max(0, (yy + PH - FH + SH) // SH), min(OH - 1, (yy + PH) // SH) + 1):
+            rows = window_cells(oy * SH - PH, FH, H, PH, count_pad)
+            for ox in range(ox_lo, ox_hi + 1):
+                x0 = ox * SW - PW
+                cells = rows * window_cells(x0, FW, W, PW, count_pad)
+                g = dy[n, c, oy, ox] * (np.float32(1.0) / np.float32(cells))
+                for xx in range(max(a, x0), min(b, x0 + FW)):
+                    dx[n, c, yy, xx] += g
         yy += 1
         a = 0
