@@ -227,7 +227,12 @@ def check_loaded_or_refused(path: Path, resume: bool) -> None:
                                     net.layers, strict=True):
                 for key, value in layer.hyperparameters().items():
                     stored = group.attrs[key]
-                    assert type(value) is type(stored.item()) and value == stored, (key, stored)
+                    if isinstance(stored, str):  # a word (pooling's round=)
+                        assert value == stored, (key, stored)
+                    elif np.ndim(stored):  # a pair option's (h, w)
+                        assert value == tuple(v.item() for v in stored), (key, stored)
+                    else:
+                        assert type(value) is type(stored.item()) and value == stored, (key, stored)
         if resume and info.training is not None:
             try:
                 Trainer.from_checkpoint(path, epochs=info.training.epoch + 1)

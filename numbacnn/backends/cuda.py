@@ -31,7 +31,7 @@ functions.
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
+from types import FunctionType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -95,7 +95,16 @@ on_host = False  # arrays live in GPU memory: copy them with to_device/to_host
 if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodies' Python source
 
     def _python_bodies(module: Any) -> SimpleNamespace:
-        return SimpleNamespace(**{k: getattr(v, "py_func", v) for k, v in vars(module).items()})
+        # A body that calls another body of its module (pooling's _inside_at and
+        # _clipped_at parts) must reach its Python source too, a compiled one cannot take
+        # the simulator's arrays: the module's own bodies run with globals holding those.
+        own = {k: v.py_func for k, v in vars(module).items()
+               if getattr(getattr(v, "py_func", None), "__module__", None) == module.__name__}
+        scope = dict(vars(module))
+        scope.update({k: FunctionType(f.__code__, scope, f.__name__, f.__defaults__,
+                                      f.__closure__) for k, f in own.items()})
+        return SimpleNamespace(**{k: scope[k] if k in own else getattr(v, "py_func", v)
+                                  for k, v in vars(module).items()})
 
     batchnorm, conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce = map(  # noqa: F811
         _python_bodies,
