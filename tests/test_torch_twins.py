@@ -50,3 +50,22 @@ def test_each_layer_kind_alone_agrees_with_its_twin(kind: str):
     case = LAYER_CASES.get(kind) or POOL_OPTION_CASES[kind]
     net = Network.from_spec(case.network_spec()).initialize(seed=2)
     assert_twin_agrees(net, case.draw(np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("name", POOL_OPTION_CASES)
+def test_pooling_options_backward_agrees_with_torch_autograd(name: str):
+    """Padding, rounding, count_pad and rectangular windows: dx of numbacnn's gather-form
+    backward equals PyTorch's autograd through the twin module."""
+    case = POOL_OPTION_CASES[name]
+    layer = case.make()
+    layer.build(case.shape[1:])
+    rng = np.random.default_rng(4)
+    x = case.draw(rng)
+    y = np.asarray(layer.forward(x))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = np.asarray(layer.backward(dy))
+    x_t = torch.from_numpy(x).requires_grad_(True)
+    y_t = layer.torch_module()(x_t)
+    y_t.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(y, y_t.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-5, atol=1e-6)
