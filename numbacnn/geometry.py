@@ -64,6 +64,13 @@ def pads4(value: Pads) -> tuple[int, int, int, int]:
                      f"got {len(sides)} numbers")
 
 
+def windows_inside(H: int, W: int, OH: int, OW: int, FH: int, FW: int, SH: int, SW: int,
+                   PH: int, PW: int) -> bool:
+    """True when every one of OH×OW windows (FH×FW, stride SH×SW, padding PH×PW) lies
+    inside the H×W input: no padding, no window clipped by a ceil rounding."""
+    return PH == 0 and PW == 0 and (OH - 1) * SH + FH <= H and (OW - 1) * SW + FW <= W
+
+
 def effective_size(F: int, dilation: int = 1) -> int:
     """The pixels a window of F taps D apart covers: D·(F − 1) + 1."""
     return dilation * (F - 1) + 1
@@ -101,7 +108,7 @@ def formula(W: int, F: int, S: int, P: int, *, pad_end: int | None = None, dilat
     out = _result(W, F, S, P, pad_end, dilation, rounding)
     text = f"{left}({inner})/{S}{right} + 1"
     if rounding == "ceil" and out != -(-_padded_extent(W, F, P, pad_end, dilation) // S) + 1:
-        text += " − 1 (the last window would start in the padding)"
+        return f"{text} − 1 = {out} (the last window would start in the padding)"
     return f"{text} = {out}"
 
 

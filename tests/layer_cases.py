@@ -117,6 +117,25 @@ _CASES = [
 LAYER_CASES: dict[str, LayerCase] = {case.kind: case for case in _CASES}
 assert len(LAYER_CASES) == len(_CASES), "two cases for one layer kind"
 
+# Pooling's options beyond a plain window, each in one case at least: padding (never a max;
+# counted by an average or not), round=floor, round=ceil (a last window past the input's
+# edge, and past the padded edge: divided by its cells inside the padded input) and
+# rectangular windows. The reference (``tests/test_layers.py``), gradient, CUDA simulator
+# and PTX tests, ONNX export, PyTorch twins and model files run each of them too.
+POOL_OPTION_CASES: dict[str, LayerCase] = {
+    "maxpool-pad": LayerCase("maxpool 3 stride=2 pad=1", (1, 2, 5, 7), "distinct"),
+    "maxpool-floor": LayerCase("maxpool 3 stride=2 round=floor", (1, 1, 6, 8), "distinct"),
+    "maxpool-ceil": LayerCase("maxpool 2 round=ceil", (1, 2, 5, 7), "distinct"),
+    "maxpool-rect-pad-ceil": LayerCase("maxpool 3x2 stride=2x1 pad=1x0 round=ceil",
+                                       (1, 2, 6, 5), "distinct"),
+    "avgpool-pad-counted": LayerCase("avgpool 3 stride=2 pad=1", (1, 2, 5, 7)),
+    "avgpool-pad-not-counted": LayerCase("avgpool 3 stride=2 pad=1 count_pad=no", (1, 2, 5, 7)),
+    "avgpool-ceil-past-padding": LayerCase("avgpool 3 stride=2 pad=1 round=ceil", (1, 2, 6, 6)),
+    "avgpool-rect-ceil-not-counted": LayerCase("avgpool 2x3 stride=2 pad=1 round=ceil "
+                                               "count_pad=no", (1, 2, 5, 6)),
+    "avgpool-floor": LayerCase("avgpool 2 stride=3 round=floor", (2, 1, 7, 8)),
+}
+
 # The cases with a per-layer float64 reference (every kind but the loss).
 REFERENCE_CASES: dict[str, LayerCase] = {kind: case for kind, case in LAYER_CASES.items()
                                          if not case.loss}

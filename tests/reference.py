@@ -24,6 +24,13 @@ from typing import Any
 
 import numpy as np
 from layer_cases import LAYER_CASES
+from pool_reference import (
+    PoolGeometry,
+    avg_pool_backward,
+    avg_pool_forward,
+    max_pool_backward,
+    max_pool_forward,
+)
 from reference_conv import conv2d_backward, conv2d_forward
 
 # --- convolution: tests/reference_conv.py ----------------------------------------------
@@ -42,56 +49,7 @@ def _pad(x: np.ndarray, pad: int) -> np.ndarray:
 # --- pooling ----------------------------------------------------------------------------
 
 
-def _windows(H: int, W: int, size: int, stride: int):
-    """(oy, ox, rows, cols) of every pooling window (no padding)."""
-    for oy in range(_out_size(H, size, stride, 0)):
-        for ox in range(_out_size(W, size, stride, 0)):
-            yield (oy, ox, slice(oy * stride, oy * stride + size),
-                   slice(ox * stride, ox * stride + size))
-
-
-def max_pool_forward(x: np.ndarray, size: int, stride: int) -> np.ndarray:
-    """y[n, c, oy, ox] = max of the size×size window at (oy·stride, ox·stride)."""
-    x = np.asarray(x, np.float64)
-    N, C, H, W = x.shape
-    y = np.zeros((N, C, _out_size(H, size, stride, 0), _out_size(W, size, stride, 0)))
-    for oy, ox, rows, cols in _windows(H, W, size, stride):
-        y[:, :, oy, ox] = x[:, :, rows, cols].max(axis=(2, 3))
-    return y
-
-
-def max_pool_backward(x: np.ndarray, dy: np.ndarray, size: int, stride: int) -> np.ndarray:
-    """Each window sends its dy to the position of its maximum (inputs without ties)."""
-    x, dy = np.asarray(x, np.float64), np.asarray(dy, np.float64)
-    N, C, H, W = x.shape
-    dx = np.zeros_like(x)
-    for oy, ox, rows, cols in _windows(H, W, size, stride):
-        for n in range(N):
-            for c in range(C):
-                window = x[n, c, rows, cols]
-                fy, fx = np.unravel_index(np.argmax(window), window.shape)
-                dx[n, c, rows.start + fy, cols.start + fx] += dy[n, c, oy, ox]
-    return dx
-
-
-def avg_pool_forward(x: np.ndarray, size: int, stride: int) -> np.ndarray:
-    """y[n, c, oy, ox] = mean of the size×size window at (oy·stride, ox·stride)."""
-    x = np.asarray(x, np.float64)
-    N, C, H, W = x.shape
-    y = np.zeros((N, C, _out_size(H, size, stride, 0), _out_size(W, size, stride, 0)))
-    for oy, ox, rows, cols in _windows(H, W, size, stride):
-        y[:, :, oy, ox] = x[:, :, rows, cols].mean(axis=(2, 3))
-    return y
-
-
-def avg_pool_backward(x_shape: tuple[int, ...], dy: np.ndarray, size: int,
-                      stride: int) -> np.ndarray:
-    """Each window spreads dy / size² evenly over its inputs."""
-    dy = np.asarray(dy, np.float64)
-    dx = np.zeros(x_shape)
-    for oy, ox, rows, cols in _windows(x_shape[2], x_shape[3], size, stride):
-        dx[:, :, rows, cols] += dy[:, :, oy, ox][:, :, None, None] / (size * size)
-    return dx
+# float64 pooling over padded, rounded and rectangular windows: tests/pool_reference.py
 
 
 # --- local response normalization -------------------------------------------------------
@@ -357,11 +315,11 @@ REFERENCES: dict[str, Reference] = {
         lambda L, x, p, m: dense_forward(x, p["W"], p["b"]),
         lambda L, x, dy, p, m: _named(dense_backward(x, p["W"], dy), "W", "b")),
     "maxpool": Reference(
-        lambda L, x, p, m: max_pool_forward(x, L.size, L.stride),
-        lambda L, x, dy, p, m: (max_pool_backward(x, dy, L.size, L.stride), {})),
+        lambda L, x, p, m: max_pool_forward(x, PoolGeometry.of(L)),
+        lambda L, x, dy, p, m: (max_pool_backward(x, dy, PoolGeometry.of(L)), {})),
     "avgpool": Reference(
-        lambda L, x, p, m: avg_pool_forward(x, L.size, L.stride),
-        lambda L, x, dy, p, m: (avg_pool_backward(np.shape(x), dy, L.size, L.stride), {})),
+        lambda L, x, p, m: avg_pool_forward(x, PoolGeometry.of(L)),
+        lambda L, x, dy, p, m: (avg_pool_backward(np.shape(x), dy, PoolGeometry.of(L)), {})),
     "lrn": Reference(
         lambda L, x, p, m: lrn_forward(x, L.size, L.alpha, L.beta, L.k),
         lambda L, x, dy, p, m: (lrn_backward(x, dy, L.size, L.alpha, L.beta, L.k), {})),

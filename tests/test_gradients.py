@@ -20,7 +20,7 @@ import numeric_checks as checks
 import numpy as np
 import pytest
 import reference as ref
-from layer_cases import REFERENCE_CASES, LayerCase
+from layer_cases import POOL_OPTION_CASES, REFERENCE_CASES, LayerCase
 
 from numbacnn import to_device, to_host
 from numbacnn.layers import (
@@ -70,7 +70,8 @@ VARIANTS: dict[str, LayerCase] = {
     "batchnorm-fc": LayerCase("batchnorm eps=1e-3", (6, 4, 1, 1)),
     "batchnorm-batch1": LayerCase("batchnorm", (1, 3, 2, 3)),
 }
-CASES = {**{f"case-{kind}": case for kind, case in REFERENCE_CASES.items()}, **VARIANTS}
+CASES = {**{f"case-{kind}": case for kind, case in REFERENCE_CASES.items()}, **VARIANTS,
+         **POOL_OPTION_CASES}
 
 
 @dataclass

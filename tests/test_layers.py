@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import reference as ref
 import reference_optim as ref_optim
-from layer_cases import REFERENCE_CASES, LayerCase
+from layer_cases import POOL_OPTION_CASES, REFERENCE_CASES, LayerCase
 
 from numbacnn import to_device, to_host
 from numbacnn.layers import (
@@ -86,7 +86,8 @@ VARIANTS: dict[str, LayerCase] = {
     "batchnorm-fc": LayerCase("batchnorm momentum=0.5 eps=1e-3", (16, 10, 1, 1)),
     "batchnorm-one-image": LayerCase("batchnorm", (1, 3, 4, 5)),
 }
-CASES = {**{f"case-{kind}": case for kind, case in REFERENCE_CASES.items()}, **VARIANTS}
+CASES = {**{f"case-{kind}": case for kind, case in REFERENCE_CASES.items()}, **VARIANTS,
+         **POOL_OPTION_CASES}
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 from helpers import CLASSES, quadrant_dataset
-from layer_cases import LAYER_CASES
+from layer_cases import LAYER_CASES, POOL_OPTION_CASES
 
 from numbacnn.errors import DataError, ModelFileError, NotAModelError
 from numbacnn.io.atomic_file import WriteError, check_writable
@@ -139,11 +139,12 @@ def test_every_layer_kind_round_trips(tmp_path: Path) -> None:
     assert_round_trips(net, tmp_path / "all.h5")
 
 
-@pytest.mark.parametrize("kind", LAYER_CASES)
+@pytest.mark.parametrize("kind", [*LAYER_CASES, *POOL_OPTION_CASES])
 def test_each_layer_kind_round_trips(kind: str, tmp_path: Path) -> None:
     """tests/layer_cases.py's tiny classifier of each kind, after one training pass (which
-    moves what a layer keeps besides its parameters, e.g. running statistics)."""
-    case = LAYER_CASES[kind]
+    moves what a layer keeps besides its parameters, e.g. running statistics), and of
+    pooling with each of its options (a rectangular window is stored as two numbers)."""
+    case = LAYER_CASES.get(kind) or POOL_OPTION_CASES[kind]
     net = Network.from_spec(case.network_spec()).initialize(9, "he")
     net.forward(case.draw(np.random.default_rng(2)), training=True)
     assert_round_trips(net, tmp_path / f"{kind}.h5")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import assert_one_error, run
-from layer_cases import LAYER_CASES
+from layer_cases import LAYER_CASES, POOL_OPTION_CASES
 
 from numbacnn.device import to_host
 from numbacnn.io.dataset_files import load_dataset
@@ -116,6 +116,7 @@ EXPORTS = {
     "conv-dilated-groups": ("input 6x7x3; conv 6 3 pad=same groups=3 dilation=2; relu; fc 3",
                             200, 17),
     "alexnet-groups": ("alexnet-groups", 8, 17),
+    **{name: (case.network_spec(), 200, 17) for name, case in POOL_OPTION_CASES.items()},
 }
 
 

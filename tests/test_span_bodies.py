@@ -64,21 +64,31 @@ def cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, int, 
         y = rng.standard_normal(N * K * Pn).astype(np.float32)
         out.append((f"nchw_to_gemm relu={relu}", conv.nchw_to_gemm_at, cpu.nchw_to_gemm, K * N,
                     Pn, [np.zeros((K, N * Pn), np.float32), dy, y, K, Pn, relu]))
-    # (2, 2) and (3, 2) run the CPU drivers' constant-F, S paths; (2, 3) leaves gaps between windows
-    for F, S in ((2, 2), (3, 2), (3, 1), (2, 3), (3, 3)):
-        OH, OW = (H - F) // S + 1, (W - F) // S + 1
+    # (2, 2) and (3, 2) run the CPU drivers' constant-F, S paths; (2, 3) leaves gaps between
+    # windows; then padded, ceil-rounded (windows past the edge) and rectangular windows
+    # (FH, FW, SH, SW, PH, PW, OH, OW): H×W = 7×6
+    geometries = [(F, F, S, S, 0, 0, (H - F) // S + 1, (W - F) // S + 1)
+                  for F, S in ((2, 2), (3, 2), (3, 1), (2, 3), (3, 3))]
+    geometries += [(3, 3, 2, 2, 1, 1, 4, 4), (2, 2, 2, 2, 0, 0, 4, 3), (3, 2, 2, 1, 1, 0, 4, 5),
+                   (2, 3, 3, 2, 1, 1, 3, 4)]
+    for FH, FW, SH, SW, PH, PW, OH, OW in geometries:
+        window = (FH, FW, SH, SW, PH, PW)
         y = np.zeros((N, C, OH, OW), np.float32)
         argmax = np.zeros(y.shape, np.int32)
-        cpu.max_pool_forward(N * C, OH * OW, y, argmax, x, F, S)
+        cpu.max_pool_forward(N * C, OH * OW, y, argmax, x, *window)
         dy = rng.standard_normal(y.shape).astype(np.float32)
-        out.append((f"max_pool_forward F{F}S{S}", pool.max_pool_forward_at, cpu.max_pool_forward,
-                    N * C, OH * OW, [np.zeros_like(y), np.zeros_like(argmax), x, F, S]))
-        out.append((f"max_pool_backward F{F}S{S}", pool.max_pool_backward_at,
-                    cpu.max_pool_backward, N * C, H * W, [np.zeros_like(x), dy, argmax, F, S]))
-        out.append((f"avg_pool_forward F{F}S{S}", pool.avg_pool_forward_at, cpu.avg_pool_forward,
-                    N * C, OH * OW, [np.zeros_like(y), x, F, S]))
-        out.append((f"avg_pool_backward F{F}S{S}", pool.avg_pool_backward_at,
-                    cpu.avg_pool_backward, N * C, H * W, [np.zeros_like(x), dy, F, S]))
+        shown = "F{}x{}S{}x{}P{}x{}".format(*window)
+        out.append((f"max_pool_forward {shown}", pool.max_pool_forward_at, cpu.max_pool_forward,
+                    N * C, OH * OW, [np.zeros_like(y), np.zeros_like(argmax), x, *window]))
+        out.append((f"max_pool_backward {shown}", pool.max_pool_backward_at,
+                    cpu.max_pool_backward, N * C, H * W, [np.zeros_like(x), dy, argmax, *window]))
+        for count_pad in (1, 0):
+            out.append((f"avg_pool_forward {shown} count_pad={count_pad}",
+                        pool.avg_pool_forward_at, cpu.avg_pool_forward, N * C, OH * OW,
+                        [np.zeros_like(y), x, *window, count_pad]))
+            out.append((f"avg_pool_backward {shown} count_pad={count_pad}",
+                        pool.avg_pool_backward_at, cpu.avg_pool_backward, N * C, H * W,
+                        [np.zeros_like(x), dy, *window, count_pad]))
     rows = x.reshape(N, C, H * W)
     scale = np.zeros_like(rows)
     y = np.zeros_like(rows)

@@ -373,6 +373,8 @@ def layer_lines(draw: st.DrawFn) -> tuple[str, dict]:
             value = draw(st.sampled_from(list(opt.choices)))
         else:
             value = draw(_numbers(opt.kind, opt.low_open, opt.high))
+        if opt.axes and draw(st.booleans()):  # one per axis, HxW (one number when equal)
+            value = (value, draw(st.integers(0 if opt.key == "pad" else 1, 64)))
         give = value is not None and (opt.required or draw(st.booleans()))
         kwargs[opt.key] = value if give else opt.default
         if opt.key == "stride" and kwargs["stride"] is None:
@@ -381,6 +383,9 @@ def layer_lines(draw: st.DrawFn) -> tuple[str, dict]:
             keyed = keyed or index >= syntax.positional
             continue
         shown = repr(value) if isinstance(value, float) else str(value)
+        if isinstance(value, tuple):
+            shown = f"{value[0]}x{value[1]}"
+            kwargs[opt.key] = value if value[0] != value[1] else value[0]
         if index < syntax.positional and not keyed and draw(st.booleans()):
             words.append(shown)
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from layer_cases import LAYER_CASES
+from layer_cases import LAYER_CASES, POOL_OPTION_CASES
 
 from numbacnn.layers import LAYERS
 from numbacnn.network import Network
@@ -44,9 +44,10 @@ def test_every_layer_kind_has_a_twin_that_agrees():
                        .astype(np.float32))
 
 
-@pytest.mark.parametrize("kind", LAYER_CASES)
+@pytest.mark.parametrize("kind", [*LAYER_CASES, *POOL_OPTION_CASES])
 def test_each_layer_kind_alone_agrees_with_its_twin(kind: str):
-    case = LAYER_CASES[kind]
+    """Each kind, and pooling with each of its options (padding, rounding, count_pad)."""
+    case = LAYER_CASES.get(kind) or POOL_OPTION_CASES[kind]
     net = Network.from_spec(case.network_spec()).initialize(seed=2)
     assert_twin_agrees(net, case.draw(np.random.default_rng(0)))
 
@@ -62,3 +63,22 @@ def test_conv_options_agree_with_their_twin(spec: str):
     C, H, W = net.input_shape
     assert_twin_agrees(net, np.random.default_rng(0).standard_normal((2, C, H, W))
                        .astype(np.float32))
+
+
+@pytest.mark.parametrize("name", POOL_OPTION_CASES)
+def test_pooling_options_backward_agrees_with_torch_autograd(name: str):
+    """Padding, rounding, count_pad and rectangular windows: dx of numbacnn's gather-form
+    backward equals PyTorch's autograd through the twin module."""
+    case = POOL_OPTION_CASES[name]
+    layer = case.make()
+    layer.build(case.shape[1:])
+    rng = np.random.default_rng(4)
+    x = case.draw(rng)
+    y = np.asarray(layer.forward(x))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = np.asarray(layer.backward(dy))
+    x_t = torch.from_numpy(x).requires_grad_(True)
+    y_t = layer.torch_module()(x_t)
+    y_t.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(y, y_t.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-5, atol=1e-6)

@@ -140,7 +140,7 @@ def test_shares_balance_the_compile_time() -> None:
 def test_a_run_needs_the_pooling_drivers_of_its_windows_only(tmp_path: Path) -> None:
     """Each max-pooling window kind is its own compiled driver (one prange loop each);
     the plan names those of the network's windows, so a cold run compiles no other."""
-    from numbacnn.backends import cpu
+    from numbacnn.backends import cpu, cpu_pool
     from numbacnn.network import Network
     from numbacnn.training.settings import TrainSettings
     from numbacnn.training.trainer import Trainer
@@ -155,9 +155,12 @@ def test_a_run_needs_the_pooling_drivers_of_its_windows_only(tmp_path: Path) -> 
     pooling = sorted(name for name in drivers_of(trainer) if "pool" in name)
     assert pooling == ["_max_pool_backward_3x3s2", "_max_pool_backward_any",
                        "_max_pool_forward_3x3s2", "_max_pool_forward_any"]
-    assert cpu.max_pool_forward.choose(2, 2) is cpu._max_pool_forward_2x2
-    assert cpu.max_pool_backward.choose(3, 2) is cpu._max_pool_backward_3x3s2
-    assert cpu.max_pool_forward.choose(2, 1) is cpu._max_pool_forward_any
+    assert cpu.max_pool_forward.choose(2, 2, 2, 2, 0, 0, True) is cpu_pool._max_pool_forward_2x2
+    assert cpu.max_pool_backward.choose(3, 3, 2, 2, 0, 0, True) is cpu_pool._max_pool_backward_3x3s2
+    assert cpu.max_pool_forward.choose(2, 2, 1, 1, 0, 0, True) is cpu_pool._max_pool_forward_any
+    # a padded or clipped (ceil) window takes the general driver
+    assert cpu.max_pool_forward.choose(2, 2, 2, 2, 0, 0, False) is cpu_pool._max_pool_forward_any
+    assert cpu.avg_pool_forward.choose(2, 2, 2, 2, 0, 0, True) is cpu_pool._avg_pool_forward_2x2
 
     fmnist_like = "input 6x6x1; maxpool 2; fc 3; softmax"
     trainer = Trainer(Network.from_spec(fmnist_like, device="cpu"), load_dataset(data),

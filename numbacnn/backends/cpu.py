@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import nullcontext
-from typing import Any
 
 import numba
 import numpy as np
@@ -30,6 +29,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from numbacnn.backends import cblas, cpu_conv, kernel_cache, whole_batch
 from numbacnn.backends.cpu_conv import conv_in_chunks, conv_workspace  # noqa: F401
+from numbacnn.backends.cpu_pool import (  # noqa: F401
+    avg_pool_backward,
+    avg_pool_forward,
+    max_pool_backward,
+    max_pool_forward,
+)
 from numbacnn.kernels import (
     batchnorm,
     conv,
@@ -39,7 +44,6 @@ from numbacnn.kernels import (
     lrn,
     maxout,
     optim,
-    pool,
     reduce,
 )
 
@@ -240,74 +244,7 @@ def col_sum(n, out, m):
     for c in prange(n):
         out[c] = reduce.col_sum_span(c, 0, m.shape[0], 1, m)
 
-# The max-pooling drivers call their body with F and S as constants for the usual windows
-# (2×2 stride 2, 3×3 stride 2): inlined, LLVM then unrolls and vectorizes the window
-# loops. fmnist's first pooling forward, one thread: 2.4 ms with F and S as variables,
-# 0.7 ms as constants. One compiled driver per window, chosen in Python (_ByWindow), so a
-# network compiles only those of its windows: the three loops in one driver took a
-# third of fmnist's first-run compile (9.7 of 29 CPU seconds, 3.2 with one loop).
-class _ByWindow:
-    """A pooling driver ``name(n, L, *args, F, S)`` that calls the compiled driver of its
-    window: :meth:`choose`."""
-
-    def __init__(self, constant: dict[tuple[int, int], str], general: str) -> None:
-        self._constant = constant  # (F, S) → the name of this module's driver for it
-        self._general = general
-
-    def choose(self, F: int, S: int) -> Any:
-        """The numba driver that runs F×F windows of stride S (looked up in this module
-        at each call: the compile workers of training/warmup.py replace drivers)."""
-        return globals()[self._constant.get((F, S), self._general)]
-
-    def __call__(self, *args: Any) -> None:
-        self.choose(*args[-2:])(*args)
-
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _max_pool_forward_2x2(n, L, y, argmax, x, F, S):
-    for t in prange(n):
-        pool.max_pool_forward_at(t, 0, L, y, argmax, x, 2, 2)
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _max_pool_forward_3x3s2(n, L, y, argmax, x, F, S):
-    for t in prange(n):
-        pool.max_pool_forward_at(t, 0, L, y, argmax, x, 3, 2)
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _max_pool_forward_any(n, L, y, argmax, x, F, S):
-    for t in prange(n):
-        pool.max_pool_forward_at(t, 0, L, y, argmax, x, F, S)
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _max_pool_backward_2x2(n, L, dx, dy, argmax, F, S):
-    for t in prange(n):
-        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 2, 2)
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _max_pool_backward_3x3s2(n, L, dx, dy, argmax, F, S):
-    for t in prange(n):
-        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 3, 2)
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _max_pool_backward_any(n, L, dx, dy, argmax, F, S):
-    for t in prange(n):
-        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, F, S)
-
-# max_pool_forward(n, L, y, argmax, x, F, S) and max_pool_backward(n, L, dx, dy, argmax, F, S)
-max_pool_forward = _ByWindow({(2, 2): "_max_pool_forward_2x2", (3, 2): "_max_pool_forward_3x3s2"},
-                             "_max_pool_forward_any")
-max_pool_backward = _ByWindow({(2, 2): "_max_pool_backward_2x2",
-                               (3, 2): "_max_pool_backward_3x3s2"}, "_max_pool_backward_any")
-
-@njit(parallel=True, fastmath=True, cache=True)
-def avg_pool_forward(n, L, y, x, F, S):
-    for t in prange(n):
-        pool.avg_pool_forward_at(t, 0, L, y, x, F, S)
-
-@njit(parallel=True, fastmath=True, cache=True)
-def avg_pool_backward(n, L, dx, dy, F, S):
-    for t in prange(n):
-        pool.avg_pool_backward_at(t, 0, L, dx, dy, F, S)
+# The pooling drivers: numbacnn/backends/cpu_pool.py (one compiled driver per window).
 
 @njit(parallel=True, fastmath=True, cache=True)
 def batch_statistics(n, mean, inv_std, running_mean, running_var, x, momentum, eps):

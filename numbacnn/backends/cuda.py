@@ -31,7 +31,7 @@ functions.
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
+from types import FunctionType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -95,7 +95,16 @@ on_host = False  # arrays live in GPU memory: copy them with to_device/to_host
 if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodies' Python source
 
     def _python_bodies(module: Any) -> SimpleNamespace:
-        return SimpleNamespace(**{k: getattr(v, "py_func", v) for k, v in vars(module).items()})
+        # A body that calls another body of its module (pooling's _inside_at and
+        # _clipped_at parts) must reach its Python source too, a compiled one cannot take
+        # the simulator's arrays: the module's own bodies run with globals holding those.
+        own = {k: v.py_func for k, v in vars(module).items()
+               if getattr(getattr(v, "py_func", None), "__module__", None) == module.__name__}
+        scope = dict(vars(module))
+        scope.update({k: FunctionType(f.__code__, scope, f.__name__, f.__defaults__,
+                                      f.__closure__) for k, f in own.items()})
+        return SimpleNamespace(**{k: scope[k] if k in own else getattr(v, "py_func", v)
+                                  for k, v in vars(module).items()})
 
     batchnorm, conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce = map(  # noqa: F811
         _python_bodies,
@@ -259,28 +268,28 @@ def col_sum(n, out, m):
             out[c] = total
 
 @grid_stride_spans
-def max_pool_forward(n, L, y, argmax, x, F, S):
+def max_pool_forward(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        pool.max_pool_forward_at(t, lo, lo + 1, y, argmax, x, F, S)
+        pool.max_pool_forward_at(t, lo, lo + 1, y, argmax, x, FH, FW, SH, SW, PH, PW)
 
 @grid_stride_spans
-def max_pool_backward(n, L, dx, dy, argmax, F, S):
+def max_pool_backward(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        pool.max_pool_backward_at(t, lo, lo + 1, dx, dy, argmax, F, S)
+        pool.max_pool_backward_at(t, lo, lo + 1, dx, dy, argmax, FH, FW, SH, SW, PH, PW)
 
 @grid_stride_spans
-def avg_pool_forward(n, L, y, x, F, S):
+def avg_pool_forward(n, L, y, x, FH, FW, SH, SW, PH, PW, count_pad):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        pool.avg_pool_forward_at(t, lo, lo + 1, y, x, F, S)
+        pool.avg_pool_forward_at(t, lo, lo + 1, y, x, FH, FW, SH, SW, PH, PW, count_pad)
 
 @grid_stride_spans
-def avg_pool_backward(n, L, dx, dy, F, S):
+def avg_pool_backward(n, L, dx, dy, FH, FW, SH, SW, PH, PW, count_pad):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
         t, lo = index.split(i, L)
-        pool.avg_pool_backward_at(t, lo, lo + 1, dx, dy, F, S)
+        pool.avg_pool_backward_at(t, lo, lo + 1, dx, dy, FH, FW, SH, SW, PH, PW, count_pad)
 
 @block_per_row
 def batch_statistics(n, mean, inv_std, running_mean, running_var, x, momentum, eps):

@@ -177,7 +177,11 @@ def build_onnx_model(net: Network, info: ModelInfo, opset: int = DEFAULT_OPSET) 
                               "method); nothing was written: remove the layer or add the "
                               "method to its class")
         builder.scope = layer_scope(index, layer.kind, len(net.layers))
-        x = hook(builder, x)
+        try:
+            x = hook(builder, x)
+        except NotImplementedError as exc:  # an option ONNX cannot express
+            raise ExportError(f"layer {index + 1} ({layer.describe()}): {exc}; nothing was "
+                              "written") from None
     builder.scope = "softmax"
     x = net.loss.onnx_nodes(builder, x)
     builder.scope = ""

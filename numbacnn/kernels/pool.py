@@ -1,21 +1,42 @@
-"""Pooling bodies: max and average over F×F windows with stride S (no padding).
+"""Pooling bodies: max and average over FH×FW windows with stride SH×SW and padding PH×PW.
 
-x and dx are N×C×H×W, y and dy are N×C×OH×OW with OH = (H − F)/S + 1; ``argmax``
-(int32, N×C×OH×OW) holds the winner's position iy·W + ix inside its plane. Each body
-computes a span lo … hi − 1 of one plane t = (n, c): the CPU passes whole planes,
-the GPU one element per thread (see ``kernels/conv.py``).
+x and dx are N×C×H×W, y and dy are N×C×OH×OW; window (oy, ox) covers rows
+oy·SH − PH … oy·SH − PH + FH − 1 and columns likewise, clipped to the input (the layer
+rounds OH and OW, see ``numbacnn/geometry.py``, so that each window holds an input cell).
+``argmax`` (int32, N×C×OH×OW) holds the winner's position iy·W + ix inside its plane:
+padded cells never win. Each body computes a span lo … hi − 1 of one plane t = (n, c):
+the CPU passes whole planes, the GPU one element per thread (see ``kernels/conv.py``).
+Where no window needs clipping (no padding, and the windows end inside the input: every
+exact or floor geometry without padding) a body runs the loops it always had (its
+``*_inside_at`` part, which the CPU drivers also call alone with constant windows,
+``backends/cpu.py``), else its ``*_clipped_at`` part.
 """
 
 import numpy as np
 from numba import njit
 
+from numbacnn.geometry import windows_inside as _windows_inside
 from numbacnn.kernels.index import split
+
+# geometry's pure-Python rule, compiled into the bodies (the layer and the CPU driver
+# choice call the same function in Python)
+windows_inside = njit(inline="always")(_windows_inside)
 
 
 @njit(inline="always")
-def max_pool_forward_at(t, lo, hi, y, argmax, x, F, S):
-    """Outputs lo … hi − 1 of plane t = (n, c) of y: the max of each F×F window and where
-    it was."""
+def max_pool_forward_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, PH, PW):
+    """Outputs lo … hi − 1 of plane t = (n, c) of y: the max of each window, over its
+    input cells only, and where it was (the first of equal maxima in row order)."""
+    if windows_inside(x.shape[2], x.shape[3], y.shape[2], y.shape[3], FH, FW, SH, SW, PH, PW):
+        max_pool_forward_inside_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW)
+    else:
+        max_pool_forward_clipped_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, PH, PW)
+
+
+@njit(inline="always")
+def max_pool_forward_inside_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW):
+    """``max_pool_forward_at`` where every window lies inside the input (the CPU
+    driver's constant windows call it alone: it compiles in half the time of both)."""
     C = x.shape[1]
     W = x.shape[3]
     OW = y.shape[3]
@@ -27,15 +48,15 @@ def max_pool_forward_at(t, lo, hi, y, argmax, x, F, S):
         y_row = y[n, c, oy]
         at_row = argmax[n, c, oy]
         for ox in range(a, b):
-            best = plane[oy * S, ox * S]
-            best_at = oy * S * W + ox * S
-            for fy in range(F):
-                row = plane[oy * S + fy]
-                for fx in range(F):
-                    v = row[np.uint64(ox * S + fx)]
+            best = plane[oy * SH, ox * SW]
+            best_at = oy * SH * W + ox * SW
+            for fy in range(FH):
+                row = plane[oy * SH + fy]
+                for fx in range(FW):
+                    v = row[np.uint64(ox * SW + fx)]
                     if v > best:
                         best = v
-                        best_at = (oy * S + fy) * W + ox * S + fx
+                        best_at = (oy * SH + fy) * W + ox * SW + fx
             y_row[np.uint64(ox)] = best
             at_row[np.uint64(ox)] = best_at
         oy += 1
@@ -43,34 +64,74 @@ def max_pool_forward_at(t, lo, hi, y, argmax, x, F, S):
 
 
 @njit(inline="always")
-def max_pool_backward_at(t, lo, hi, dx, dy, argmax, F, S):
+def max_pool_forward_clipped_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, PH, PW):
+    """``max_pool_forward_at`` over padded or clipped windows: padded cells are −∞, so
+    each window is searched clipped to the input."""
+    C = x.shape[1]
+    H = x.shape[2]
+    W = x.shape[3]
+    OW = y.shape[3]
+    n, c = split(t, C)
+    plane = x[n, c]
+    oy, a = split(lo, OW)
+    while oy * OW + a < hi:
+        b = min(OW, hi - oy * OW)
+        y_row = y[n, c, oy]
+        at_row = argmax[n, c, oy]
+        y0 = oy * SH - PH
+        y_lo = max(y0, 0)
+        y_hi = min(y0 + FH, H)
+        for ox in range(a, b):
+            x0 = ox * SW - PW
+            x_lo = max(x0, 0)
+            x_hi = min(x0 + FW, W)
+            best = plane[y_lo, x_lo]
+            best_at = y_lo * W + x_lo
+            for iy in range(y_lo, y_hi):
+                row = plane[iy]
+                for ix in range(x_lo, x_hi):
+                    v = row[ix]
+                    if v > best:
+                        best = v
+                        best_at = iy * W + ix
+            y_row[np.uint64(ox)] = best
+            at_row[np.uint64(ox)] = best_at
+        oy += 1
+        a = 0
+
+
+@njit(inline="always")
+def max_pool_backward_at(t, lo, hi, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
     """Elements lo … hi − 1 of plane t = (n, c) of dx, gather form: each sums dy of the
     windows that cover it and chose it as their max. Only this call writes them.
 
-    A part of a row (the GPU's one element) scans the windows over it and adds the dy of
-    those whose winner it is. A whole row (the CPU's case) is written in the windows'
-    order instead, without a branch on the data: with windows that do not overlap
-    (S ≥ F) each element is stored once, dy of its window or 0; overlapping windows add
-    their dy, or 0, to every element they cover. On random data the branch of the scan
-    was mispredicted half the time: 8.2 ms against 1.0 ms for fmnist's first pooling
+    A part of a row (the GPU's one element), or any row of a padded or clipped geometry,
+    scans the windows over it and adds the dy of those whose winner it is. A whole row
+    of windows inside the input (the CPU's case) is written in the windows' order
+    instead, without a branch on the data: with windows that do not overlap (S ≥ F)
+    each element is stored once, dy of its window or 0; overlapping windows add their
+    dy, or 0, to every element they cover. On random data the branch of the scan was
+    mispredicted half the time: 8.2 ms against 1.0 ms for fmnist's first pooling
     (128×32×28×28, F = S = 2, one thread, with the CPU driver's constant F and S)."""
     C = dx.shape[1]
+    H = dx.shape[2]
     W = dx.shape[3]
     OH = dy.shape[2]
     OW = dy.shape[3]
     n, c = split(t, C)
+    inside = windows_inside(H, W, OH, OW, FH, FW, SH, SW, PH, PW)
     yy, a = split(lo, W)
     while yy * W + a < hi:
         b = min(W, hi - yy * W)
         dst = dx[n, c, yy]
         base = yy * W
-        oy_lo = max(0, (yy - F + S) // S)  # the rows of windows that cover row yy
-        oy_hi = min(OH - 1, yy // S)
-        if a > 0 or b < W or oy_lo > oy_hi:  # part of a row, or a row no window covers
+        oy_lo = max(0, (yy + PH - FH + SH) // SH)  # the rows of windows that cover row yy
+        oy_hi = min(OH - 1, (yy + PH) // SH)
+        if not inside or a > 0 or b < W or oy_lo > oy_hi:  # part of a row, a row no window covers
             for xx in range(a, b):
                 dst[np.uint64(xx)] = np.float32(0.0)
-            ox_lo = max(0, (a - F + S) // S)  # windows that overlap columns a … b − 1
-            ox_hi = min(OW - 1, (b - 1) // S)
+            ox_lo = max(0, (a + PW - FW + SW) // SW)  # windows that overlap columns a … b − 1
+            ox_hi = min(OW - 1, (b - 1 + PW) // SW)
             for oy in range(oy_lo, oy_hi + 1):
                 at_row = argmax[n, c, oy]
                 dy_row = dy[n, c, oy]
@@ -78,16 +139,16 @@ def max_pool_backward_at(t, lo, hi, dx, dy, argmax, F, S):
                     at = at_row[np.uint64(ox)] - base
                     if a <= at < b:
                         dst[np.uint64(at)] += dy_row[np.uint64(ox)]
-        elif S >= F:  # a whole row under one row of windows that do not overlap
+        elif SH >= FH and SW >= FW:  # a whole row under one row of windows that do not overlap
             at_row = argmax[n, c, oy_lo]
             dy_row = dy[n, c, oy_lo]
             for ox in range(OW):
                 at = at_row[np.uint64(ox)] - base
                 g = dy_row[np.uint64(ox)]
-                for fx in range(S):
-                    x0 = ox * S + fx
+                for fx in range(SW):
+                    x0 = ox * SW + fx
                     dst[np.uint64(x0)] = g if at == x0 else np.float32(0.0)
-            for xx in range(OW * S, W):
+            for xx in range(OW * SW, W):
                 dst[np.uint64(xx)] = np.float32(0.0)
         else:  # a whole row under overlapping windows
             for xx in range(W):
@@ -95,9 +156,9 @@ def max_pool_backward_at(t, lo, hi, dx, dy, argmax, F, S):
             for oy in range(oy_lo, oy_hi + 1):
                 at_row = argmax[n, c, oy]
                 dy_row = dy[n, c, oy]
-                for fx in range(F - 1, -1, -1):  # each element's windows in ascending ox, as above
+                for fx in range(FW - 1, -1, -1):  # each element's windows in ascending ox, as above
                     for ox in range(OW):
-                        x0 = ox * S + fx
+                        x0 = ox * SW + fx
                         hit = at_row[np.uint64(ox)] - base == x0
                         dst[np.uint64(x0)] += dy_row[np.uint64(ox)] if hit else np.float32(0.0)
         yy += 1
@@ -105,46 +166,131 @@ def max_pool_backward_at(t, lo, hi, dx, dy, argmax, F, S):
 
 
 @njit(inline="always")
-def avg_pool_forward_at(t, lo, hi, y, x, F, S):
-    """Outputs lo … hi − 1 of plane t = (n, c) of y: the mean of each F×F window."""
+def window_cells(start, F, size, P, count_pad):
+    """How many cells of one axis an average divides by for the window at ``start``
+    (may be < 0: in the left padding): with ``count_pad`` those inside the padded input
+    (PyTorch's and ONNX's count_include_pad), else those inside the input."""
+    if count_pad:
+        return min(start + F, size + P) - start
+    return min(start + F, size) - max(start, 0)
+
+
+@njit(inline="always")
+def avg_pool_forward_at(t, lo, hi, y, x, FH, FW, SH, SW, PH, PW, count_pad):
+    """Outputs lo … hi − 1 of plane t = (n, c) of y: the mean of each window (FH·FW cells
+    when it lies inside the input; see ``window_cells`` for padded and clipped ones)."""
+    if windows_inside(x.shape[2], x.shape[3], y.shape[2], y.shape[3], FH, FW, SH, SW, PH, PW):
+        avg_pool_forward_inside_at(t, lo, hi, y, x, FH, FW, SH, SW)
+    else:
+        avg_pool_forward_clipped_at(t, lo, hi, y, x, FH, FW, SH, SW, PH, PW, count_pad)
+
+
+@njit(inline="always")
+def avg_pool_forward_inside_at(t, lo, hi, y, x, FH, FW, SH, SW):
+    """``avg_pool_forward_at`` where every window lies inside the input: FH·FW cells."""
     C = x.shape[1]
     OW = y.shape[3]
     n, c = split(t, C)
-    inv = np.float32(1.0) / np.float32(F * F)
+    inv = np.float32(1.0) / np.float32(FH * FW)
     oy, a = split(lo, OW)
     while oy * OW + a < hi:
         b = min(OW, hi - oy * OW)
         for ox in range(a, b):
             acc = np.float32(0.0)
-            for fy in range(F):
-                for fx in range(F):
-                    acc += x[n, c, oy * S + fy, ox * S + fx]
+            for fy in range(FH):
+                for fx in range(FW):
+                    acc += x[n, c, oy * SH + fy, ox * SW + fx]
             y[n, c, oy, ox] = acc * inv
         oy += 1
         a = 0
 
 
 @njit(inline="always")
-def avg_pool_backward_at(t, lo, hi, dx, dy, F, S):
-    """Elements lo … hi − 1 of plane t = (n, c) of dx, gather form: Σ dy / F² over the
-    windows covering each element."""
+def avg_pool_forward_clipped_at(t, lo, hi, y, x, FH, FW, SH, SW, PH, PW, count_pad):
+    """``avg_pool_forward_at`` over padded or clipped windows: the sum of the window's
+    input cells over its ``window_cells``."""
+    C = x.shape[1]
+    H = x.shape[2]
+    W = x.shape[3]
+    OW = y.shape[3]
+    n, c = split(t, C)
+    oy, a = split(lo, OW)
+    while oy * OW + a < hi:
+        b = min(OW, hi - oy * OW)
+        y0 = oy * SH - PH
+        rows = window_cells(y0, FH, H, PH, count_pad)
+        for ox in range(a, b):
+            x0 = ox * SW - PW
+            inv = np.float32(1.0) / np.float32(rows * window_cells(x0, FW, W, PW, count_pad))
+            acc = np.float32(0.0)
+            for iy in range(max(y0, 0), min(y0 + FH, H)):
+                for ix in range(max(x0, 0), min(x0 + FW, W)):
+                    acc += x[n, c, iy, ix]
+            y[n, c, oy, ox] = acc * inv
+        oy += 1
+        a = 0
+
+
+@njit(inline="always")
+def avg_pool_backward_at(t, lo, hi, dx, dy, FH, FW, SH, SW, PH, PW, count_pad):
+    """Elements lo … hi − 1 of plane t = (n, c) of dx, gather form: Σ dy / cells over the
+    windows covering each element (cells as in ``avg_pool_forward_at``)."""
+    if windows_inside(dx.shape[2], dx.shape[3], dy.shape[2], dy.shape[3], FH, FW, SH, SW,
+                      PH, PW):
+        avg_pool_backward_inside_at(t, lo, hi, dx, dy, FH, FW, SH, SW)
+    else:
+        avg_pool_backward_clipped_at(t, lo, hi, dx, dy, FH, FW, SH, SW, PH, PW, count_pad)
+
+
+@njit(inline="always")
+def avg_pool_backward_inside_at(t, lo, hi, dx, dy, FH, FW, SH, SW):
+    """``avg_pool_backward_at`` where every window lies inside the input: Σ dy / (FH·FW)."""
     C = dx.shape[1]
     W = dx.shape[3]
     OH = dy.shape[2]
     OW = dy.shape[3]
     n, c = split(t, C)
-    inv = np.float32(1.0) / np.float32(F * F)
+    inv = np.float32(1.0) / np.float32(FH * FW)
     yy, a = split(lo, W)
     while yy * W + a < hi:
         b = min(W, hi - yy * W)
         for xx in range(a, b):
             dx[n, c, yy, xx] = np.float32(0.0)
-        ox_lo = max(0, (a - F + S) // S)
-        ox_hi = min(OW - 1, (b - 1) // S)
-        for oy in range(max(0, (yy - F + S) // S), min(OH - 1, yy // S) + 1):
+        ox_lo = max(0, (a - FW + SW) // SW)
+        ox_hi = min(OW - 1, (b - 1) // SW)
+        for oy in range(max(0, (yy - FH + SH) // SH), min(OH - 1, yy // SH) + 1):
             for ox in range(ox_lo, ox_hi + 1):
                 g = dy[n, c, oy, ox] * inv
-                for xx in range(max(a, ox * S), min(b, ox * S + F)):
+                for xx in range(max(a, ox * SW), min(b, ox * SW + FW)):
+                    dx[n, c, yy, xx] += g
+        yy += 1
+        a = 0
+
+
+@njit(inline="always")
+def avg_pool_backward_clipped_at(t, lo, hi, dx, dy, FH, FW, SH, SW, PH, PW, count_pad):
+    """``avg_pool_backward_at`` over padded or clipped windows: each window's dy over
+    its ``window_cells``, to its input cells."""
+    C = dx.shape[1]
+    H = dx.shape[2]
+    W = dx.shape[3]
+    OH = dy.shape[2]
+    OW = dy.shape[3]
+    n, c = split(t, C)
+    yy, a = split(lo, W)
+    while yy * W + a < hi:
+        b = min(W, hi - yy * W)
+        for xx in range(a, b):
+            dx[n, c, yy, xx] = np.float32(0.0)
+        ox_lo = max(0, (a + PW - FW + SW) // SW)  # windows that overlap columns a … b − 1
+        ox_hi = min(OW - 1, (b - 1 + PW) // SW)
+        for oy in range(max(0, (yy + PH - FH + SH) // SH), min(OH - 1, (yy + PH) // SH) + 1):
+            rows = window_cells(oy * SH - PH, FH, H, PH, count_pad)
+            for ox in range(ox_lo, ox_hi + 1):
+                x0 = ox * SW - PW
+                cells = rows * window_cells(x0, FW, W, PW, count_pad)
+                g = dy[n, c, oy, ox] * (np.float32(1.0) / np.float32(cells))
+                for xx in range(max(a, x0), min(b, x0 + FW)):
                     dx[n, c, yy, xx] += g
         yy += 1
         a = 0

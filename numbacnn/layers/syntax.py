@@ -257,6 +257,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         short = f"{value:g}"
         return short if float(short) == value else repr(value)
+    if isinstance(value, tuple):  # a pair option's (h, w): 3x2
+        return "x".join(str(v) for v in value)
     return str(value)
 
 
@@ -265,6 +267,11 @@ def int_option(key: str, default: Any = _REQUIRED, low: int = 1, axes: bool = Fa
     """An integer option ≥ ``low``; required unless a default is given; ``axes``: it
     also takes HxW (one per axis)."""
     return Option(key, int, default, low, axes=axes, quiet_default=quiet_default)
+
+
+def per_axis(value: int | tuple[int, int]) -> tuple[int, int]:
+    """An ``axes`` option's value as (h, w): 3 → (3, 3)."""
+    return value if isinstance(value, tuple) else (value, value)
 
 
 def float_option(key: str, default: float, low: float = 0, low_open: bool = False,

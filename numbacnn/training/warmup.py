@@ -116,7 +116,8 @@ def drivers_of(trainer: Any) -> dict[str, Any]:
     for name, layer in calls:
         function = getattr(cpu, name, None)
         if hasattr(function, "choose"):  # one compiled driver per pooling window: the layer's
-            dispatchers = [function.choose(*layer.window())] if hasattr(layer, "window") else []
+            dispatchers = ([function.choose(*layer.driver_window())]
+                           if hasattr(layer, "driver_window") else [])
         else:
             dispatchers = _dispatchers(function)
         for dispatcher in dispatchers:

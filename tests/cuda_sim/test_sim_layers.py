@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import reference as ref
 import reference_optim as ref_optim
-from layer_cases import REFERENCE_CASES, LayerCase
+from layer_cases import POOL_OPTION_CASES, REFERENCE_CASES, LayerCase
 
 import numbacnn
 import numbacnn.device
@@ -72,7 +72,8 @@ VARIANTS: dict[str, LayerCase] = {
     "maxpool-f2": LayerCase("maxpool 2", (2, 2, 4, 6), "distinct"),
     "batchnorm-fc": LayerCase("batchnorm momentum=0.5", (6, 3, 1, 1)),
 }
-CASES = {**{f"case-{kind}": case for kind, case in REFERENCE_CASES.items()}, **VARIANTS}
+CASES = {**{f"case-{kind}": case for kind, case in REFERENCE_CASES.items()}, **VARIANTS,
+         **POOL_OPTION_CASES}
 
 
 @pytest.mark.parametrize("name", CASES)
