@@ -53,6 +53,7 @@ from numbacnn.backends.cuda_grid import (
     block_per_row,
     blocks,
     grid_stride,
+    grid_stride_count,
     grid_stride_spans,
     one_block,
 )
@@ -214,17 +215,26 @@ if not config.ENABLE_CUDASIM:  # inlined into the kernels like the bodies (typed
 
 
 
-@grid_stride_spans
+# im2col: one thread per output position (c, n, oy, ox) copying its FH·FW taps; col2im:
+# one thread per element of dx, its sum in a register. The CPU's span bodies would compile
+# their whole-plane branch into the kernel (twice the registers, issue 22).
+@grid_stride_count(lambda n, L, cols, x, *rest: x.shape[0] * x.shape[1] * L)
 def im2col(n, L, cols, x, H, W, geo, OH, OW):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        conv.im2col_at(t, lo, lo + 1, cols, x, H, W, geo, OH, OW)
+    if conv.is_3x3_same(geo):  # the usual case with constant loops, as on the CPU
+        for i in range(cuda.grid(1), x.shape[0] * x.shape[1] * L, cuda.gridsize(1)):
+            conv.im2col_taps_at(i, cols, x, H, W, conv.GEO_3X3_SAME, OH, OW)
+    else:
+        for i in range(cuda.grid(1), x.shape[0] * x.shape[1] * L, cuda.gridsize(1)):
+            conv.im2col_taps_at(i, cols, x, H, W, geo, OH, OW)
 
 @grid_stride_spans
 def col2im(n, L, dx, dcols, H, W, geo, OH, OW):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        conv.col2im_at(t, lo, lo + 1, dx, dcols, H, W, geo, OH, OW)
+    if conv.is_3x3_same(geo):
+        for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+            conv.col2im_gather_at(i, dx, dcols, H, W, conv.GEO_3X3_SAME, OH, OW)
+    else:
+        for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+            conv.col2im_gather_at(i, dx, dcols, H, W, geo, OH, OW)
 
 @grid_stride_spans
 def gemm_to_nchw(n, L, y, out, b, K, P, relu):
