@@ -171,20 +171,22 @@ def test_channel_sums_cut_into_strided_spans_add_up(P: int, step: int):
             np.testing.assert_allclose(parts, want, rtol=1e-5, atol=1e-5, err_msg=f"parts {where}")
 
 
-# The GPU's one-element bodies (kernels/conv.py): body, number of
+# The GPU's one-element bodies (kernels/conv.py, kernels/pool.py): body, number of
 # elements from the span case's arguments
 ELEMENT_BODIES = {
     "im2col": (conv.im2col_taps_at, lambda args: args[1].shape[0] * args[1].shape[1]
                * args[5] * args[6]),
     "col2im": (conv.col2im_gather_at, lambda args: args[0].size),
+    "max_pool_forward": (pool.max_pool_forward_element_at, lambda args: args[0].size),
+    "max_pool_backward": (pool.max_pool_backward_element_at, lambda args: args[0].size),
 }
 
 
 def test_element_bodies_equal_the_cpu_drivers():
     """The GPU's element bodies, called once per element as the GPU does, give the CPU
     driver's result bit for bit (the gathers sum in the CPU's order) on every geometry of
-    the span cases (padding, strides, dilation, rectangular windows, ceil).
-    """
+    the span cases (padding, strides, dilation, rectangular windows, ceil; pooling windows
+    that overlap, tile or leave gaps)."""
     rng = np.random.default_rng(11)
     checked = 0
     for name, _, driver, n, L, args in cases(rng):
@@ -201,4 +203,4 @@ def test_element_bodies_equal_the_cpu_drivers():
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w, err_msg=name)
         checked += 1
-    assert checked == 12
+    assert checked == 22

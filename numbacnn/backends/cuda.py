@@ -214,10 +214,7 @@ if not config.ENABLE_CUDASIM:  # inlined into the kernels like the bodies (typed
     block_sum = njit(inline="always")(block_sum)
 
 
-
-# im2col: one thread per output position (c, n, oy, ox) copying its FH·FW taps; col2im:
-# one thread per element of dx, its sum in a register. The CPU's span bodies would compile
-# their whole-plane branch into the kernel (twice the registers, issue 22).
+# Element bodies, not the CPU's span bodies (their whole-plane branches, issue 22)
 @grid_stride_count(lambda n, L, cols, x, *rest: x.shape[0] * x.shape[1] * L)
 def im2col(n, L, cols, x, H, W, geo, OH, OW):
     if conv.is_3x3_same(geo):  # the usual case with constant loops, as on the CPU
@@ -271,14 +268,12 @@ def col_sum(n, out, m):
 @grid_stride_spans
 def max_pool_forward(n, L, y, argmax, x, F, S):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        pool.max_pool_forward_at(t, lo, lo + 1, y, argmax, x, F, S)
+        pool.max_pool_forward_element_at(i, y, argmax, x, F, S)
 
 @grid_stride_spans
 def max_pool_backward(n, L, dx, dy, argmax, F, S):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        pool.max_pool_backward_at(t, lo, lo + 1, dx, dy, argmax, F, S)
+        pool.max_pool_backward_element_at(i, dx, dy, argmax, F, S)
 
 @grid_stride_spans
 def avg_pool_forward(n, L, y, x, F, S):

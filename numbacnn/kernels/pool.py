@@ -148,3 +148,61 @@ def avg_pool_backward_at(t, lo, hi, dx, dy, F, S):
                     dx[n, c, yy, xx] += g
         yy += 1
         a = 0
+
+
+# --- the GPU's max-pooling bodies: one thread per output element ---------------------
+# The span bodies above compile their whole-row branches into a per-element kernel
+# (90 registers for the backward pass, issue 22); these gather in registers.
+
+
+@njit(inline="always")
+def max_pool_forward_element_at(i, y, argmax, x, F, S):
+    """Output i = (n, c, oy, ox) of y (i < N·C·OH·OW): the max of its F×F window and where
+    it was, the first of equal values in row-major order as :func:`max_pool_forward_at`."""
+    C = x.shape[1]
+    W = x.shape[3]
+    OH = y.shape[2]
+    OW = y.shape[3]
+    t, p = split(i, OH * OW)
+    n, c = split(t, C)
+    oy, ox = split(p, OW)
+    plane = x[n, c]
+    best = plane[oy * S, ox * S]
+    best_at = oy * S * W + ox * S
+    for fy in range(F):
+        row = plane[oy * S + fy]
+        for fx in range(F):
+            v = row[np.uint64(ox * S + fx)]
+            if v > best:
+                best = v
+                best_at = (oy * S + fy) * W + ox * S + fx
+    y[n, c, oy, np.uint64(ox)] = best
+    argmax[n, c, oy, np.uint64(ox)] = best_at
+
+
+@njit(inline="always")
+def max_pool_backward_element_at(i, dx, dy, argmax, F, S):
+    """Element i = (n, c, y, x) of dx (i < N·C·H·W), gather form: the sum, in a register,
+    of dy over the windows that cover it and chose it, in ascending (oy, ox) as
+    :func:`max_pool_backward_at`; stored once."""
+    C = dx.shape[1]
+    H = dx.shape[2]
+    W = dx.shape[3]
+    OH = dy.shape[2]
+    OW = dy.shape[3]
+    t, q = split(i, H * W)
+    n, c = split(t, C)
+    yy, xx = split(q, W)
+    # windows o with o·S ≤ coordinate ≤ o·S + F − 1
+    oy_lo = split(yy + S - F, S)[0] if yy + S >= F else 0
+    oy_hi = min(OH - 1, split(yy, S)[0])
+    ox_lo = split(xx + S - F, S)[0] if xx + S >= F else 0
+    ox_hi = min(OW - 1, split(xx, S)[0])
+    acc = np.float32(0.0)
+    for oy in range(oy_lo, oy_hi + 1):
+        for ox in range(ox_lo, OW):
+            if ox > ox_hi:
+                break  # a second exit: no runtime unrolling of this ≤ ⌈F/S⌉-trip loop
+            if argmax[n, c, oy, np.uint64(ox)] == q:
+                acc += dy[n, c, oy, np.uint64(ox)]
+    dx[n, c, yy, np.uint64(xx)] = acc
