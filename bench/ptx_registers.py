@@ -38,8 +38,9 @@ def find_ptxas() -> str | None:
 
 
 def hot_kernels() -> list[tuple[str, object, tuple]]:
-    """(label, kernel function, numba argument types) of im2col, col2im and max pooling
-    as the layers launch them (arrays C-contiguous, integers int64, geo a tuple)."""
+    """(label, kernel function, numba argument types) of im2col, col2im, max pooling and
+    the softmax forward as the layers launch them (arrays C-contiguous, integers int64,
+    geo a tuple)."""
     from numbacnn.backends import cuda as B
 
     f32 = np.float32
@@ -53,6 +54,9 @@ def hot_kernels() -> list[tuple[str, object, tuple]]:
         ("col2im", B.col2im, (1, 1, x3, cols, H, W, geo, H, W)),
         ("max_pool_forward", B.max_pool_forward, (1, 1, y4, at4, x4, 2, 2)),
         ("max_pool_backward", B.max_pool_backward, (1, 1, x4, y4, at4, 2, 2)),
+        ("softmax_cross_entropy_forward", B.softmax_cross_entropy_forward,
+         (N, np.zeros((N, 10), f32), np.zeros(N, f32), np.zeros((N, 10), f32),
+          np.zeros(N, np.int64))),
     ]
     out = []
     for label, launcher, args in table:

@@ -15,7 +15,7 @@ import pytest
 
 from numbacnn.backends import cpu
 from numbacnn.geometry import output_hw
-from numbacnn.kernels import batchnorm, conv, lrn, maxout, pool
+from numbacnn.kernels import batchnorm, conv, loss, lrn, maxout, pool
 
 
 def run_cut(body: Callable, n: int, L: int, args: tuple, cut: str,
@@ -204,3 +204,27 @@ def test_element_bodies_equal_the_cpu_drivers():
             np.testing.assert_array_equal(g, w, err_msg=name)
         checked += 1
     assert checked == 22
+
+
+@pytest.mark.parametrize("step", [1, 3, 256])
+def test_softmax_row_spans_combine_to_the_row_body(step: int):
+    """The GPU's softmax forward: threads tid = 0 … step − 1 of a block each take columns
+    tid, tid + step, … of a row; the block's max, then its Σ exp, combined between the
+    three spans, give the one-row body's probabilities and loss."""
+    rng = np.random.default_rng(step)
+    N, K = 3, 10
+    logits = (rng.standard_normal((N, K)) * 4).astype(np.float32)
+    labels = rng.integers(0, K, N).astype(np.int64)
+    want_p, want_l = np.zeros((N, K), np.float32), np.zeros(N, np.float32)
+    for n in range(N):
+        loss.softmax_cross_entropy_forward_at.py_func(n, want_p, want_l, logits, labels)
+    probs, losses = np.full((N, K), np.nan, np.float32), np.full(N, np.nan, np.float32)
+    for n in range(N):
+        m = max(loss.row_max_span.py_func(n, tid, step, logits) for tid in range(step))
+        total = np.float32(sum(loss.softmax_exp_span.py_func(n, tid, step, probs, logits, m)
+                               for tid in range(step)))
+        for tid in range(step):
+            loss.softmax_finish_span.py_func(n, tid, step, probs, losses, logits, labels, m,
+                                             total)
+    np.testing.assert_allclose(probs, want_p, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(losses, want_l, rtol=1e-5, atol=1e-6)

@@ -8,7 +8,8 @@ neighbouring addresses.
   thread t taking i = t, t + T, t + 2T … (T threads in the grid).
 * ``name(n, L, *args)`` (span bodies of n planes or rows of length L) runs
   ``name_at(i // L, i % L, i % L + 1, *args)`` for i < n·L: the same body the CPU
-  calls once per plane, here once per element.
+  calls once per plane, here once per element; im2col, col2im and max pooling run one-
+  element bodies (the span bodies' whole-plane branches doubled their registers).
 * Reductions (bias gradients, the batch's loss and accuracy) give each thread of a
   block a strided span of the body and add the partial sums in shared memory.
 
@@ -210,11 +211,25 @@ def block_sum(partial, tid):
     return total
 
 
+def block_max(partial, tid):
+    """max of partial[0 … REDUCE_THREADS − 1], as :func:`block_sum`."""
+    cuda.syncthreads()
+    width = REDUCE_THREADS // 2
+    while width > 0:
+        if tid < width:
+            partial[tid] = max(partial[tid], partial[tid + width])
+        cuda.syncthreads()
+        width //= 2
+    top = partial[0]
+    cuda.syncthreads()
+    return top
+
+
 if not config.ENABLE_CUDASIM:  # inlined into the kernels like the bodies (typed there)
     block_sum = njit(inline="always")(block_sum)
+    block_max = njit(inline="always")(block_max)
 
 
-# Element bodies, not the CPU's span bodies (their whole-plane branches, issue 22)
 @grid_stride_count(lambda n, L, cols, x, *rest: x.shape[0] * x.shape[1] * L)
 def im2col(n, L, cols, x, H, W, geo, OH, OW):
     if conv.is_3x3_same(geo):  # the usual case with constant loops, as on the CPU
@@ -430,10 +445,17 @@ def dropout_forward(n, y, mask, x, p, scale, seed):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         dropout.dropout_forward_at(i, y, mask, x, p, scale, seed)
 
-@grid_stride
+@block_per_row
 def softmax_cross_entropy_forward(n, probs, losses, logits, labels):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        loss.softmax_cross_entropy_forward_at(i, probs, losses, logits, labels)
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    for r in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        partial[tid] = loss.row_max_span(r, tid, REDUCE_THREADS, logits)
+        m = block_max(partial, tid)
+        partial[tid] = loss.softmax_exp_span(r, tid, REDUCE_THREADS, probs, logits, m)
+        total = block_sum(partial, tid)
+        loss.softmax_finish_span(r, tid, REDUCE_THREADS, probs, losses, logits, labels, m,
+                                 total)
 
 @grid_stride
 def softmax_cross_entropy_backward(n, dlogits, probs, labels, inv_n):
