@@ -317,3 +317,55 @@ def test_fast_launch_layout_check_can_fail():
     assert [SLOT_BYTES[c] for c in codes] == entry_parameter_bytes(ptx)
     assert [SLOT_BYTES[c] for c in codes[1:]] != entry_parameter_bytes(ptx)
     assert slot_codes((types.boolean,)) is None
+
+
+# The hottest element kernels (issue 22): at most 64 registers per thread, i.e. at least
+# 50 % occupancy on sm_90 (65,536 registers for 2,048 threads an SM), and a budget of PTX
+# instructions. Both catch a CPU-shaped body (whole planes, int64 range loops) compiled
+# into the kernel again: with the span bodies im2col took 122 registers and 2,049
+# instructions, col2im 96 and 1,353, max-pool backward 90 and 1,205
+# (bench/ptx_registers.py, bench/RESULTS.md).
+HOT_REGISTERS = 64
+HOT_PTX_INSTRUCTIONS = {"im2col": 1000, "col2im": 900, "max_pool_forward": 550,
+                        "max_pool_backward": 450}
+
+
+def ptx_instructions(ptx: str) -> int:
+    """Instructions of the PTX's kernel entry (statements, not declarations or labels)."""
+    body = ptx[ptx.index("{", ptx.index(".entry")):]
+    return sum(1 for line in body.splitlines()
+               if line.strip().endswith(";") and not line.strip().startswith((".", "//")))
+
+
+def test_ptx_instruction_count_reads_statements_only():
+    ptx = ".entry k(\n.param .u64 a\n)\n{\n.reg .b64 %rd<3>;\n$L1:\nadd.s64 %rd1, %rd2, 1;" \
+          "\n// note;\n@%p1 bra $L1;\nret;\n}"
+    assert ptx_instructions(ptx) == 3
+
+
+def test_hot_kernels_keep_registers_and_instructions_within_budget(compiled: list,
+                                                                   tmp_path: Path):
+    """im2col, col2im and max pooling (every signature the dry run launched): ≤ 64
+    registers, no spills, PTX instructions within HOT_PTX_INSTRUCTIONS."""
+    from numbacnn.backends import cuda as cuda_backend
+
+    hot = {getattr(cuda_backend, name).py_func: name for name in HOT_PTX_INSTRUCTIONS}
+    failures, seen = [], {}
+    for label, fn, _, ptx in compiled:
+        name = hot.get(fn)
+        if name is None:
+            continue
+        report = assemble(ptx, tmp_path)
+        registers = max(int(n) for n in re.findall(r"Used (\d+) registers", report))
+        spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", report)
+        count = ptx_instructions(ptx)
+        seen[label] = (registers, count)
+        if registers > HOT_REGISTERS:
+            failures.append(f"{label}: {registers} registers > {HOT_REGISTERS}")
+        if any(int(a) or int(b) for a, b in spills):
+            failures.append(f"{label}: spills {spills}")
+        if count > HOT_PTX_INSTRUCTIONS[name]:
+            failures.append(f"{label}: {count} PTX instructions > {HOT_PTX_INSTRUCTIONS[name]}")
+    print("registers, PTX instructions:", seen)
+    assert set(HOT_PTX_INSTRUCTIONS) <= {hot[fn] for _, fn, _, _ in compiled if fn in hot}
+    assert not failures, "\n".join(failures)

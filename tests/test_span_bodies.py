@@ -15,7 +15,7 @@ import pytest
 
 from numbacnn.backends import cpu
 from numbacnn.geometry import output_hw
-from numbacnn.kernels import batchnorm, conv, lrn, maxout, pool
+from numbacnn.kernels import batchnorm, conv, loss, lrn, maxout, pool
 
 
 def run_cut(body: Callable, n: int, L: int, args: tuple, cut: str,
@@ -179,3 +179,62 @@ def test_channel_sums_cut_into_strided_spans_add_up(P: int, step: int):
             where = f"c={c} masked={masked}"
             np.testing.assert_allclose(whole, want, rtol=1e-5, atol=1e-5, err_msg=f"whole {where}")
             np.testing.assert_allclose(parts, want, rtol=1e-5, atol=1e-5, err_msg=f"parts {where}")
+
+
+# The GPU's one-element bodies (kernels/conv.py, kernels/pool.py): body, number of
+# elements from the span case's arguments
+ELEMENT_BODIES = {
+    "im2col": (conv.im2col_taps_at, lambda args: args[1].shape[0] * args[1].shape[1]
+               * args[5] * args[6]),
+    "col2im": (conv.col2im_gather_at, lambda args: args[0].size),
+    "max_pool_forward": (pool.max_pool_forward_element_at, lambda args: args[0].size),
+    "max_pool_backward": (pool.max_pool_backward_element_at, lambda args: args[0].size),
+}
+
+
+def test_element_bodies_equal_the_cpu_drivers():
+    """The GPU's element bodies, called once per element as the GPU does, give the CPU
+    driver's result bit for bit (the gathers sum in the CPU's order) on every geometry of
+    the span cases (padding, strides, dilation, rectangular windows, ceil; pooling windows
+    that overlap, tile or leave gaps)."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    for name, _, driver, n, L, args in cases(rng):
+        kind = name.split()[0]
+        if kind not in ELEMENT_BODIES:
+            continue
+        body, count = ELEMENT_BODIES[kind]
+        outputs = OUTPUTS.get(kind, 1)
+        want = [a.copy() for a in args[:outputs]]
+        driver(n, L, *want, *args[outputs:])
+        got = [np.full_like(a, np.nan if a.dtype.kind == "f" else -7) for a in args[:outputs]]
+        for i in range(count(args)):
+            body.py_func(i, *got, *args[outputs:])
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+        checked += 1
+    assert checked == 30  # 22 convolution and pooling cases, 8 padded or clipped pooling
+
+
+@pytest.mark.parametrize("step", [1, 3, 256])
+def test_softmax_row_spans_combine_to_the_row_body(step: int):
+    """The GPU's softmax forward: threads tid = 0 … step − 1 of a block each take columns
+    tid, tid + step, … of a row; the block's max, then its Σ exp, combined between the
+    three spans, give the one-row body's probabilities and loss."""
+    rng = np.random.default_rng(step)
+    N, K = 3, 10
+    logits = (rng.standard_normal((N, K)) * 4).astype(np.float32)
+    labels = rng.integers(0, K, N).astype(np.int64)
+    want_p, want_l = np.zeros((N, K), np.float32), np.zeros(N, np.float32)
+    for n in range(N):
+        loss.softmax_cross_entropy_forward_at.py_func(n, want_p, want_l, logits, labels)
+    probs, losses = np.full((N, K), np.nan, np.float32), np.full(N, np.nan, np.float32)
+    for n in range(N):
+        m = max(loss.row_max_span.py_func(n, tid, step, logits) for tid in range(step))
+        total = np.float32(sum(loss.softmax_exp_span.py_func(n, tid, step, probs, logits, m)
+                               for tid in range(step)))
+        for tid in range(step):
+            loss.softmax_finish_span.py_func(n, tid, step, probs, losses, logits, labels, m,
+                                             total)
+    np.testing.assert_allclose(probs, want_p, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(losses, want_l, rtol=1e-5, atol=1e-6)

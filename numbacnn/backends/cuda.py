@@ -8,7 +8,8 @@ neighbouring addresses.
   thread t taking i = t, t + T, t + 2T … (T threads in the grid).
 * ``name(n, L, *args)`` (span bodies of n planes or rows of length L) runs
   ``name_at(i // L, i % L, i % L + 1, *args)`` for i < n·L: the same body the CPU
-  calls once per plane, here once per element.
+  calls once per plane, here once per element; im2col, col2im and max pooling run one-
+  element bodies (the span bodies' whole-plane branches doubled their registers).
 * Reductions (bias gradients, the batch's loss and accuracy) give each thread of a
   block a strided span of the body and add the partial sums in shared memory.
 
@@ -19,8 +20,9 @@ the rest under the same names:
 * ``cuda_grid.py``: grid geometry and the launcher decorators (no fastmath; launches
   after the first bypass numba's dispatcher, ``launch.py``);
 * ``cuda_memory.py``: allocations, host↔device copies, events;
-* ``gemm_choice.py``: cuBLAS through CuPy (``cublas.py``) or the numba SGEMM of
-  ``sgemm.py`` (``NUMBACNN_GEMM=cublas|numba``), and TF32;
+* ``cuda_gemm.py``: the matrix product, with ``gemm_choice.py`` picking cuBLAS through
+  CuPy (``cublas.py``) or the numba SGEMM of ``sgemm.py`` (``NUMBACNN_GEMM=cublas|numba``),
+  and TF32;
 * ``cuda_dry_run.py``: :func:`dry_run` (launches recorded instead of run, no GPU
   needed) and :data:`counters` of launches, copies and allocations.
 
@@ -37,22 +39,21 @@ from typing import Any
 import numpy as np
 from numba import config, cuda, float32, njit
 
-from numbacnn.backends import cublas, sgemm, whole_batch
-from numbacnn.backends import cuda_dry_run as dry
-
-# Public names of the backend that live in its helper modules (layers call B.<name>)
+from numbacnn.backends import whole_batch
 from numbacnn.backends.cuda_dry_run import (  # noqa: F401
     DryArray,
     counters,
     dry_run,
     reset_counters,
 )
+
+# Public names of the backend that live in its helper modules (layers call B.<name>)
+from numbacnn.backends.cuda_gemm import gemm  # noqa: F401
 from numbacnn.backends.cuda_grid import (
     REDUCE_THREADS,
-    THREADS_PER_BLOCK,
     block_per_row,
-    blocks,
     grid_stride,
+    grid_stride_count,
     grid_stride_spans,
     one_block,
 )
@@ -119,51 +120,7 @@ def zeros(shape: tuple[int, ...], dtype: type = np.float32) -> Any:
     return out
 
 
-# --- matrix product --------------------------------------------------------------------------
-
-
-_workspace: dict[str, Any] = {}
-
-
-def _split_workspace(size: int) -> Any:
-    """A flat float32 device buffer of at least ``size`` elements, kept across calls."""
-    buf = _workspace.get("splits")
-    if buf is None or buf.size < size:
-        buf = _workspace["splits"] = empty((max(size, 1),))
-    return buf
-
-
-def gemm(a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False) -> None:
-    """out (M × N) = op(a) @ op(b): cuBLAS SGEMM, or the numba SGEMM with split-K."""
-    M, N = out.shape
-    K = a.shape[0] if trans_a else a.shape[1]
-    if gemm_name() == "cublas" and K > 0:
-        counters["launches"] += 1
-        if not dry.active():
-            cublas.sgemm(a, b, out, trans_a, trans_b)
-        return
-    kernel = sgemm.sgemm_kernel(trans_a, trans_b)
-    splits, k_slice = sgemm.k_slices(M, N, K)
-    if splits == 1:
-        target = out.reshape(1, M, N)
-    else:
-        target = _split_workspace(splits * M * N)[:splits * M * N].reshape(splits, M, N)
-    counters["launches"] += 1
-    if dry.active():
-        dry.record(kernel.py_func, (a, b, target, M, N, K, k_slice))
-    elif M and N:
-        grid, threads = sgemm.launch_config(M, N, splits)
-        kernel[grid, threads](a, b, target, M, N, K, k_slice)
-    if splits > 1:
-        _sum_splits(out.reshape(-1), target.reshape(splits, M * N))
-
-
-def _sum_splits(out: Any, parts: Any) -> None:
-    counters["launches"] += 1
-    if dry.active():
-        dry.record(sgemm.sum_splits.py_func, (out, parts))
-        return
-    sgemm.sum_splits[blocks(out.size), THREADS_PER_BLOCK](out, parts)
+# --- matrix product: cuda_gemm.py (cuBLAS or the numba SGEMM) -------------------------
 
 
 # --- convolution ---------------------------------------------------------------------------
@@ -218,22 +175,43 @@ def block_sum(partial, tid):
     return total
 
 
+def block_max(partial, tid):
+    """max of partial[0 … REDUCE_THREADS − 1], as :func:`block_sum`."""
+    cuda.syncthreads()
+    width = REDUCE_THREADS // 2
+    while width > 0:
+        if tid < width:
+            partial[tid] = max(partial[tid], partial[tid + width])
+        cuda.syncthreads()
+        width //= 2
+    top = partial[0]
+    cuda.syncthreads()
+    return top
+
+
 if not config.ENABLE_CUDASIM:  # inlined into the kernels like the bodies (typed there)
     block_sum = njit(inline="always")(block_sum)
+    block_max = njit(inline="always")(block_max)
 
 
 
-@grid_stride_spans
+@grid_stride_count(lambda n, L, cols, x, *rest: x.shape[0] * x.shape[1] * L)
 def im2col(n, L, cols, x, H, W, geo, OH, OW):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        conv.im2col_at(t, lo, lo + 1, cols, x, H, W, geo, OH, OW)
+    if conv.is_3x3_same(geo):  # the usual case with constant loops, as on the CPU
+        for i in range(cuda.grid(1), x.shape[0] * x.shape[1] * L, cuda.gridsize(1)):
+            conv.im2col_taps_at(i, cols, x, H, W, conv.GEO_3X3_SAME, OH, OW)
+    else:
+        for i in range(cuda.grid(1), x.shape[0] * x.shape[1] * L, cuda.gridsize(1)):
+            conv.im2col_taps_at(i, cols, x, H, W, geo, OH, OW)
 
 @grid_stride_spans
 def col2im(n, L, dx, dcols, H, W, geo, OH, OW):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        conv.col2im_at(t, lo, lo + 1, dx, dcols, H, W, geo, OH, OW)
+    if conv.is_3x3_same(geo):
+        for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+            conv.col2im_gather_at(i, dx, dcols, H, W, conv.GEO_3X3_SAME, OH, OW)
+    else:
+        for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+            conv.col2im_gather_at(i, dx, dcols, H, W, geo, OH, OW)
 
 @grid_stride_spans
 def gemm_to_nchw(n, L, y, out, b, K, P, relu):
@@ -270,14 +248,12 @@ def col_sum(n, out, m):
 @grid_stride_spans
 def max_pool_forward(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        pool.max_pool_forward_at(t, lo, lo + 1, y, argmax, x, FH, FW, SH, SW, PH, PW)
+        pool.max_pool_forward_element_at(i, y, argmax, x, FH, FW, SH, SW, PH, PW)
 
 @grid_stride_spans
 def max_pool_backward(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
     for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        pool.max_pool_backward_at(t, lo, lo + 1, dx, dy, argmax, FH, FW, SH, SW, PH, PW)
+        pool.max_pool_backward_element_at(i, dx, dy, argmax, FH, FW, SH, SW, PH, PW)
 
 @grid_stride_spans
 def avg_pool_forward(n, L, y, x, FH, FW, SH, SW, PH, PW, count_pad):
@@ -434,10 +410,17 @@ def dropout_forward(n, y, mask, x, p, scale, seed):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         dropout.dropout_forward_at(i, y, mask, x, p, scale, seed)
 
-@grid_stride
+@block_per_row
 def softmax_cross_entropy_forward(n, probs, losses, logits, labels):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        loss.softmax_cross_entropy_forward_at(i, probs, losses, logits, labels)
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    for r in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        partial[tid] = loss.row_max_span(r, tid, REDUCE_THREADS, logits)
+        m = block_max(partial, tid)
+        partial[tid] = loss.softmax_exp_span(r, tid, REDUCE_THREADS, probs, logits, m)
+        total = block_sum(partial, tid)
+        loss.softmax_finish_span(r, tid, REDUCE_THREADS, probs, losses, logits, labels, m,
+                                 total)
 
 @grid_stride
 def softmax_cross_entropy_backward(n, dlogits, probs, labels, inv_n):

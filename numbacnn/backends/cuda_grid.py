@@ -81,6 +81,16 @@ def grid_stride_spans(fn: Callable) -> Callable:
                      f"CUDA launch of span body {fn.__name__}_at, one thread per element.")
 
 
+def grid_stride_count(count: Callable[..., int]) -> Callable[[Callable], Callable]:
+    """Like :func:`grid_stride_spans` for a kernel ``fn(n, L, *args)`` that runs one
+    thread per element of its output, ``count(n, L, *args)`` of them, not n·L."""
+    def decorate(fn: Callable) -> Callable:
+        return _launcher(fn, lambda n, args: _element_blocks(fn, count(n, *args)),
+                         THREADS_PER_BLOCK, f"CUDA launch of {fn.__name__}, one thread per "
+                         "output element.")
+    return decorate
+
+
 def block_per_row(fn: Callable) -> Callable:
     """Compile a reduction kernel ``fn(n, *args)`` that gives each of n rows to one block
     of REDUCE_THREADS threads (at most 65,536 blocks, block-stride over the rest)."""

@@ -218,3 +218,67 @@ def nchw_to_gemm_at(t, lo, hi, dy2, dy, y, K, P, relu):
         i = np.uint64((n * K + k) * P + p)
         g = dy[i] if (not relu or y[i] > np.float32(0.0)) else np.float32(0.0)
         dst[np.uint64(n * P + p)] = g
+
+
+# --- the GPU's bodies: one thread per output element ---------------------------------
+# The span bodies above are shaped for the CPU (whole planes, inner loops over
+# contiguous memory); called once per element on the GPU they cost ~260 PTX instructions
+# per copied float and their whole-plane branch doubles the registers (issue 22). These
+# compute one output element each, summing in a register, in the CPU's order.
+
+
+@njit(inline="always")
+def im2col_taps_at(i, cols, x, H, W, geo, OH, OW):
+    """Output position i = (c, n, oy, ox), i < C·N·OH·OW: its FH·FW taps, cols[(c·FH + fy)·FW
+    + fx, n·OH·OW + oy·OW + ox] = x[n, c, oy·SH − PT + fy·DH, ox·SW − PL + fx·DW], 0 in
+    the padding (Caffe's im2col_gpu_kernel). x is N×C×(H·W). Neighbouring i write
+    neighbouring addresses of each row of cols."""
+    FH, FW, SH, SW, PT, PL, DH, DW = geo
+    N = x.shape[0]
+    cn, p = split(i, OH * OW)
+    c, n = split(cn, N)
+    oy, ox = split(p, OW)
+    src = x[n, c]
+    j = np.uint64(n * OH * OW + p)
+    r = c * FH * FW
+    for fy in range(FH):
+        iy = oy * SH - PT + fy * DH
+        row_in = iy >= 0 and iy < H
+        for fx in range(FW):
+            ix = ox * SW - PL + fx * DW
+            v = np.float32(0.0)
+            if row_in and ix >= 0 and ix < W:
+                v = src[np.uint64(iy * W + ix)]
+            cols[np.uint64(r + fy * FW + fx), j] = v
+
+
+@njit(inline="always")
+def col2im_gather_at(i, dx, dcols, H, W, geo, OH, OW):
+    """Element i = (n, c, y, x) of dx (N×C×(H·W), i < N·C·H·W), gather form: the sum of
+    every dcols entry x[n, c, y, x] was copied to, in a register and in the CPU's order
+    (fx ascending, then oy ascending: :func:`col2im_at`), stored once."""
+    FH, FW, SH, SW, PT, PL, DH, DW = geo
+    C = dx.shape[1]
+    t, q = split(i, H * W)
+    n, c = split(t, C)
+    y, xx = split(q, W)
+    acc = np.float32(0.0)
+    for fx in range(FW):
+        tx = xx + PL - fx * DW  # ox·SW for the window whose tap fx lies on column xx
+        if tx < 0:
+            break  # tx falls as fx grows
+        ox, rx = split(tx, SW)
+        if rx != 0 or ox >= OW:
+            continue
+        for k in range(FH):
+            fy = FH - 1 - k  # oy ascending
+            ty = y + PT - fy * DH  # oy·SH
+            if ty < 0:
+                continue
+            oy, ry = split(ty, SH)
+            if oy >= OH:
+                break  # oy grows with k
+            if ry == 0:
+                acc += dcols[np.uint64((c * FH + fy) * FW + fx),
+                             np.uint64((n * OH + oy) * OW + ox)]
+    dx[n, c, np.uint64(q)] = acc

@@ -54,3 +54,40 @@ def batch_stats_span(lo, hi, step, losses, logits, labels):
         if best == labels[n]:
             correct += np.float32(1.0)
     return total, correct
+
+
+# --- the GPU's forward: one block per row --------------------------------------------
+# The body above walks a row alone; the GPU runs a block of threads per row instead,
+# thread tid on columns tid, tid + step, … (neighbouring threads on neighbouring
+# addresses), the block combining the max and the sum between the three spans.
+
+
+@njit(inline="always")
+def row_max_span(n, lo, step, logits):
+    """max of logits[n, k] over k = lo, lo + step, … < K; −inf where there is none."""
+    m = np.float32(-np.inf)
+    for k in range(lo, logits.shape[1], step):
+        m = max(m, logits[n, k])
+    return m
+
+
+@njit(inline="always")
+def softmax_exp_span(n, lo, step, probs, logits, m):
+    """probs[n, k] = exp(logits[n, k] − m) over the span; returns their sum."""
+    total = np.float32(0.0)
+    for k in range(lo, logits.shape[1], step):
+        e = math.exp(logits[n, k] - m)
+        probs[n, k] = e
+        total += e
+    return total
+
+
+@njit(inline="always")
+def softmax_finish_span(n, lo, step, probs, losses, logits, labels, m, total):
+    """probs[n, k] /= total over the span (the row's max m and Σ exp given); the span
+    starting at 0 also writes losses[n]."""
+    inv = np.float32(1.0) / total
+    for k in range(lo, logits.shape[1], step):
+        probs[n, k] *= inv
+    if lo == 0:
+        losses[n] = math.log(total) - (logits[n, labels[n]] - m)

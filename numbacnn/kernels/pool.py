@@ -294,3 +294,67 @@ def avg_pool_backward_clipped_at(t, lo, hi, dx, dy, FH, FW, SH, SW, PH, PW, coun
                     dx[n, c, yy, xx] += g
         yy += 1
         a = 0
+
+
+# --- the GPU's max-pooling bodies: one thread per output element ---------------------
+# The span bodies above compile their whole-row branches into a per-element kernel
+# (90 registers for the backward pass, issue 22); these gather in registers.
+
+
+@njit(inline="always")
+def max_pool_forward_element_at(i, y, argmax, x, FH, FW, SH, SW, PH, PW):
+    """Output i = (n, c, oy, ox) of y (i < N·C·OH·OW): the max of its FH×FW window over
+    its input cells only (padding never wins; a ceil window is clipped at the edge) and
+    where it was, the first of equal values in row-major order as
+    :func:`max_pool_forward_at`."""
+    C = x.shape[1]
+    H = x.shape[2]
+    W = x.shape[3]
+    OH = y.shape[2]
+    OW = y.shape[3]
+    t, p = split(i, OH * OW)
+    n, c = split(t, C)
+    oy, ox = split(p, OW)
+    iy, ix = oy * SH - PH, ox * SW - PW  # the window's first row and column
+    y_lo, x_lo = max(iy, 0), max(ix, 0)
+    y_hi, x_hi = min(iy + FH, H), min(ix + FW, W)
+    plane = x[n, c]
+    best = plane[y_lo, np.uint64(x_lo)]
+    best_at = y_lo * W + x_lo
+    for row_at in range(y_lo, y_hi):
+        row = plane[row_at]
+        for col in range(x_lo, x_hi):
+            v = row[np.uint64(col)]
+            if v > best:
+                best = v
+                best_at = row_at * W + col
+    y[n, c, oy, np.uint64(ox)] = best
+    argmax[n, c, oy, np.uint64(ox)] = best_at
+
+
+@njit(inline="always")
+def max_pool_backward_element_at(i, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
+    """Element i = (n, c, y, x) of dx (i < N·C·H·W), gather form: the sum, in a register,
+    of dy over the windows that cover it and chose it, in ascending (oy, ox) as
+    :func:`max_pool_backward_at`; stored once."""
+    C = dx.shape[1]
+    H = dx.shape[2]
+    W = dx.shape[3]
+    OH = dy.shape[2]
+    OW = dy.shape[3]
+    t, q = split(i, H * W)
+    n, c = split(t, C)
+    yy, xx = split(q, W)
+    # windows o with o·S − P ≤ coordinate ≤ o·S − P + F − 1
+    oy_lo = split(yy + PH + SH - FH, SH)[0] if yy + PH + SH >= FH else 0
+    oy_hi = min(OH - 1, split(yy + PH, SH)[0])
+    ox_lo = split(xx + PW + SW - FW, SW)[0] if xx + PW + SW >= FW else 0
+    ox_hi = min(OW - 1, split(xx + PW, SW)[0])
+    acc = np.float32(0.0)
+    for oy in range(oy_lo, oy_hi + 1):
+        for ox in range(ox_lo, OW):
+            if ox > ox_hi:
+                break  # a second exit: no runtime unrolling of this ≤ ⌈F/S⌉-trip loop
+            if argmax[n, c, oy, np.uint64(ox)] == q:
+                acc += dy[n, c, oy, np.uint64(ox)]
+    dx[n, c, yy, np.uint64(xx)] = acc
