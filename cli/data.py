@@ -32,8 +32,9 @@ def _check_out(out: Path, *sources: str | Path, force: bool = False) -> Any:
     from numbacnn.io.output_policy import REFUSE, plan_output
 
     if out.suffix.lower() not in _OUT_SUFFIXES:
+        example = out.with_suffix(".h5") if out.name else "data.h5"  # "" has no name
         raise DataError(f"{shown_path(out)}: a dataset file is HDF5 and must be named .h5 or "
-                        f".hdf5; choose another OUT, e.g. {shown_path(out.with_suffix('.h5'))}")
+                        f".hdf5; choose another OUT, e.g. {shown_path(example)}")
     return plan_output(out, inputs=sources, existing=REFUSE, force=force, what="dataset",
                        field="out", error=DataError, example="data.h5")
 

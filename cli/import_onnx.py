@@ -59,7 +59,8 @@ def import_(model: Path, out: Path, input_shape: str | None, force: bool) -> Non
     if summary.added_softmax:
         click.echo("note: the graph ends in class scores without Softmax; numbacnn adds its "
                    "softmax, so predict gives probabilities")
-    click.echo(f"look at it with: numbacnn shapes {out}; numbacnn inspect {out}")
+    click.echo(f"look at it with: numbacnn shapes {shown_path(out)}; numbacnn inspect "
+               f"{shown_path(out)}")
 
 
 COMMANDS = [import_]

@@ -232,8 +232,9 @@ def _check_npy_path(path: Path, inputs: tuple[str, ...], force: bool) -> Any:
     from numbacnn.io.output_policy import REPLACE, plan_output
 
     if path.suffix.lower() != ".npy":
-        raise DataError(f"{path}: --save-proba writes a .npy file; give a name ending in .npy, "
-                        f"e.g. {path.with_suffix('.npy').name}")
+        example = path.with_suffix(".npy").name if path.name else "proba.npy"  # "" has none
+        raise DataError(f"{shown_path(path)}: --save-proba writes a .npy file; give a name "
+                        f"ending in .npy, e.g. {shown_path(example)}")
     return plan_output(path, inputs=inputs, existing=REPLACE, force=force,
                        what="probabilities", field="save_proba", example="proba.npy")
 
