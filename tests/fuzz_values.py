@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 from helpers import CLASSES, run
 from hostile import snapshot, train_checkpoint
 
 from numbacnn.io.dataset_files import load_dataset, save_dataset
+from numbacnn.io.datasets import Dataset
 
+HOSTILE_NAMES = ["top\x1b[31m left", "top\tright", "bottom\x07 left", "bottom \u202eright"]
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -157,8 +160,14 @@ def make_zoo(directory: Path) -> dict[str, Path]:
     dataset = load_dataset(directory / "data.npz")
     save_dataset(dataset, directory / "data.h5")
     zoo = {"model": model, "npz": directory / "data.npz", "dataset": directory / "data.h5"}
-    shutil.copy(model, directory / "model2.h5")
-    zoo["model2"] = directory / "model2.h5"
+    # a model and a dataset whose texts hold control characters (printed escaped)
+    zoo["model2"] = Path(shutil.copy(model, directory / "model2.h5"))
+    with h5py.File(zoo["model2"], "r+") as f:
+        f.attrs.create("class_names", np.array(HOSTILE_NAMES, dtype=object),
+                       dtype=h5py.string_dtype())
+    zoo["names"] = directory / "names.h5"
+    save_dataset(Dataset(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
+                         HOSTILE_NAMES, name="quad\x1b[2Jrants\r"), zoo["names"])
     assert run("export", model, directory / "model.onnx").exit_code == 0
     zoo["onnx"] = directory / "model.onnx"
     zoo["npy"] = directory / "images.npy"

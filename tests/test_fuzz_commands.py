@@ -61,7 +61,7 @@ SCALE = int(os.environ.get("NUMBACNN_FUZZ_CASES", "1"))
 INT, FLOAT = ["1", "2", "3", "8"], ["0", "0.1", "0.5", "0.9"]
 SIZE2, SIZE3 = ["8x8", "12x6", "4x4", "8×8"], ["8x8x1", "16x16x3", "8X8×1", "8x8"]
 SPEC = SPECS + ["@spec", "fmnist", "lenet"]
-MODEL, DATA = ["@model", "@model2"], ["@dataset", "@npz", "@idx"]
+MODEL, DATA = ["@model", "@model2"], ["@dataset", "@npz", "@idx", "@names"]
 IMAGE = ["@npy", "@png", "@dataset"]
 TEXT = ["name", "ünï côdé"]
 DEVICES = ["cpu", "auto", "cuda", "CPU"]
@@ -200,9 +200,13 @@ def draw(rng: random.Random, name: str, command: Command, number: int, folder: P
                 changes.append(f"{option} {family}")
         elif operation < 0.8 and positionals:
             at = rng.randrange(len(positionals))
-            family, positionals[at][1] = _hostile(rng, positionals[at][0],
-                                                  name in ("train", "bench"))
-            changes.append(f"argument {at + 1} {family}")
+            kind = positionals[at][0]
+            if isinstance(kind, list) and rng.random() < 0.3:
+                positionals[at][1] = rng.choice(kind)
+                changes.append(f"argument {at + 1} valid")
+            else:
+                family, positionals[at][1] = _hostile(rng, kind, name in ("train", "bench"))
+                changes.append(f"argument {at + 1} {family}")
         elif operation < 0.88:
             droppable = [o for o in options if options[o] is not None and o not in command.fixed]
             if positionals and (not droppable or rng.random() < 0.3):
