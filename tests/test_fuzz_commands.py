@@ -20,9 +20,11 @@ lost, and a file written or replaced only where the writing policy allows (a
 successful case's outputs; an existing one only for a derived output that held no
 HDF5, or with --force).
 
-1,150 cases; the seed is fixed (0) so CI is deterministic: ``NUMBACNN_FUZZ_SEED=N``
-draws other cases, ``NUMBACNN_FUZZ_CASES=K`` multiplies their number. Time: measured
-in the report below (2-core machine, shared).
+1,110 cases (the count is asserted and printed, with each command's exits); the seed
+is fixed (0) so CI is deterministic: ``NUMBACNN_FUZZ_SEED=N`` draws other cases,
+``NUMBACNN_FUZZ_CASES=K`` K times as many. Time of the pass, seed 0, on the 2-core
+development machine shared with other work: 44 to 63 s, plus about 10 s for the zoo
+(one tiny training, one export); under heavy load up to 150 s.
 """
 
 from __future__ import annotations
