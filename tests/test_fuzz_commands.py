@@ -263,8 +263,6 @@ def draw(rng: random.Random, name: str, command: Command, number: int, folder: P
 def _resolve(word: str, zoo: dict[str, Path], folder: Path) -> str:
     if word.startswith("@") and word[1:] in zoo:
         return str(zoo[word[1:]])
-    if word.startswith("@") and word[1:] in ("missing",):
-        return str(zoo["missing"])
     if word.startswith("%"):
         return str(folder / word[1:])
     return word
