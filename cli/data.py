@@ -15,6 +15,7 @@ from typing import Any
 import click
 from numbacnn_cli.options import echo_replaced, fit_option, force_option, int_range
 
+from numbacnn.errors import printable, shown_path
 from numbacnn.geometry import VOLUME_AXES, volume
 from numbacnn.limits import SEEDS
 
@@ -31,8 +32,9 @@ def _check_out(out: Path, *sources: str | Path, force: bool = False) -> Any:
     from numbacnn.io.output_policy import REFUSE, plan_output
 
     if out.suffix.lower() not in _OUT_SUFFIXES:
-        raise DataError(f"{out}: a dataset file is HDF5 and must be named .h5 or .hdf5; "
-                        f"choose another OUT, e.g. {out.with_suffix('.h5')}")
+        example = out.with_suffix(".h5") if out.name else "data.h5"  # "" has no name
+        raise DataError(f"{shown_path(out)}: a dataset file is HDF5 and must be named .h5 or "
+                        f".hdf5; choose another OUT, e.g. {shown_path(example)}")
     return plan_output(out, inputs=sources, existing=REFUSE, force=force, what="dataset",
                        field="out", error=DataError, example="data.h5")
 
@@ -64,7 +66,7 @@ def import_idx_command(directory: Path, out: Path, name: str | None, force: bool
     ds = import_idx(directory, name=name)
     save_dataset(ds, target.path)
     echo_replaced(target)
-    click.echo(f"wrote {out}: {_summary(ds)}")
+    click.echo(f"wrote {shown_path(out)}: {_summary(ds)}")
 
 
 @data.command("import-npz")
@@ -80,7 +82,7 @@ def import_npz_command(file: Path, out: Path, name: str | None, force: bool) -> 
     ds = import_npz(file, name=name)
     save_dataset(ds, target.path)
     echo_replaced(target)
-    click.echo(f"wrote {out}: {_summary(ds)}")
+    click.echo(f"wrote {shown_path(out)}: {_summary(ds)}")
 
 
 @click.command("import-cifar10")
@@ -102,7 +104,7 @@ def import_cifar_command(source: Path, out: Path, labels: str, name: str | None,
     ds = import_cifar(source, labels=labels, name=name)
     save_dataset(ds, target.path)
     echo_replaced(target)
-    click.echo(f"wrote {out}: {_summary(ds)}")
+    click.echo(f"wrote {shown_path(out)}: {_summary(ds)}")
 
 
 data.add_command(import_cifar_command)
@@ -172,7 +174,7 @@ def import_folder_command(directory: Path, out: Path, size_text: str, channels: 
         click.echo(f"skipped {reason}", err=True)
     echo_replaced(target)
     W, H = size
-    click.echo(f"wrote {out}: {result.train} train + {result.test} test images of "
+    click.echo(f"wrote {shown_path(out)}: {result.train} train + {result.test} test images of "
                f"{W}x{H}x{channels} ({VOLUME_AXES}), {len(result.class_names)} classes; "
                f"test split: {result.test_from}; pictures {describe_fit(fit)} to {W}x{H}")
     if result.skipped:
@@ -210,7 +212,7 @@ def make_mini_command(
     mini = make_mini(load_dataset(source), train_per_class, test_per_class, seed)
     save_dataset(mini, target.path, compression=level)
     echo_replaced(target)
-    click.echo(f"wrote {out}: {_summary(mini)}")
+    click.echo(f"wrote {shown_path(out)}: {_summary(mini)}")
 
 
 @data.command("info")
@@ -220,21 +222,22 @@ def info_command(source: str) -> None:
     from numbacnn.io.dataset_files import load_dataset
 
     ds = load_dataset(source)
-    click.echo(f"name:        {ds.name}")
+    names = [printable(name) for name in ds.class_names]  # a file's text, escaped
+    click.echo(f"name:        {printable(ds.name)}")
     click.echo(f"input shape: {volume(ds.input_shape)} ({VOLUME_AXES}), uint8")
     click.echo(f"train:       {len(ds.x_train)} images")
     click.echo(f"test:        {len(ds.x_test)} images")
     click.echo(f"classes:     {ds.num_classes}")
-    width = max(len("class"), *(len(n) for n in ds.class_names))
+    width = max(len("class"), *(len(n) for n in names))
     click.echo(f"  {'#':>3}  {'class':<{width}}  {'train':>6}  {'test':>6}")
     train, test = ds.counts("train"), ds.counts("test")
-    for i, name in enumerate(ds.class_names):
+    for i, name in enumerate(names):
         click.echo(f"  {i:>3}  {name:<{width}}  {train[i]:>6}  {test[i]:>6}")
 
 
 def _summary(ds) -> str:
     return (
-        f"{ds.name}, {len(ds.x_train)} train + {len(ds.x_test)} test images of "
+        f"{printable(ds.name)}, {len(ds.x_train)} train + {len(ds.x_test)} test images of "
         f"{volume(ds.input_shape)} ({VOLUME_AXES}), {ds.num_classes} classes"
     )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from numbacnn_cli.options import echo_replaced, force_option
 
+from numbacnn.errors import shown_path
 from numbacnn.io.onnx_export import DEFAULT_OPSET, MIN_OPSET  # imports no onnx
 
 _PATH = click.Path(path_type=Path)
@@ -39,7 +40,7 @@ def export(model: Path, out: Path, opset: int, force: bool) -> None:
     summary = export_onnx(net, info, target.path, opset=opset)
     echo_replaced(target)
     C, H, W = summary.input_shape
-    click.echo(f"wrote {out}: ONNX opset {summary.opset}, {summary.nodes} nodes, "
+    click.echo(f"wrote {shown_path(out)}: ONNX opset {summary.opset}, {summary.nodes} nodes, "
                f"{summary.parameters:,} parameters, {summary.bytes / 2**20:.1f} MiB; input "
                f"pixels float32 N x {C} x {H} x {W} (0-255), output probabilities float32 "
                f"N x {summary.classes}")

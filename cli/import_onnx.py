@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from numbacnn_cli.options import echo_replaced, force_option, with_command
 
-from numbacnn.errors import SpecError
+from numbacnn.errors import SpecError, shown_path
 from numbacnn.geometry import volume
 
 _PATH = click.Path(path_type=Path)
@@ -52,14 +52,15 @@ def import_(model: Path, out: Path, input_shape: str | None, force: bool) -> Non
         raise
     echo_replaced(target)
     scores = f"{summary.classes} classes" if summary.classes else "ends in a volume"
-    click.echo(f"wrote {out}: {summary.layers} layers, {summary.parameters:,} parameters, input "
-               f"{volume(summary.input_shape)}, {scores}")
+    click.echo(f"wrote {shown_path(out)}: {summary.layers} layers, {summary.parameters:,} "
+               f"parameters, input {volume(summary.input_shape)}, {scores}")
     click.echo(f"spec {_FROM[summary.spec_from]}; class names {_FROM[summary.class_names_from]}; "
                f"normalization {_FROM[summary.normalization_from]}")
     if summary.added_softmax:
         click.echo("note: the graph ends in class scores without Softmax; numbacnn adds its "
                    "softmax, so predict gives probabilities")
-    click.echo(f"look at it with: numbacnn shapes {out}; numbacnn inspect {out}")
+    click.echo(f"look at it with: numbacnn shapes {shown_path(out)}; numbacnn inspect "
+               f"{shown_path(out)}")
 
 
 COMMANDS = [import_]

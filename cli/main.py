@@ -68,7 +68,9 @@ class NumbacnnGroup(click.Group):
         try:
             return super().invoke(ctx)
         except NumbacnnError as exc:
-            _echo_error(str(exc) + _advice(exc))
+            from numbacnn.errors import printable
+
+            _echo_error(printable(str(exc)) + _advice(exc))
             ctx.exit(2)
         except KeyboardInterrupt as exc:
             _echo_error("interrupted" + _written_in_full(exc), prefix="")

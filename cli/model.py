@@ -26,6 +26,8 @@ from numbacnn_cli.options import (
     split_option,
 )
 
+from numbacnn.errors import printable, shown_path
+
 _PATH = click.Path(path_type=Path)
 
 
@@ -93,6 +95,7 @@ def evaluate(models: tuple[Path, ...], data: str | None, split: str, ensemble: b
 
 
 def _per_class_table(score: Any, class_names: list[str]) -> str:
+    class_names = [printable(name) for name in class_names]  # a file's text, escaped
     width = max(len("class"), *(len(n) for n in class_names))
     totals = score.matrix.sum(axis=1)
     lines = [f"  {'#':>3}  {'class':<{width}}  {'images':>6}  {'accuracy':>8}"]
@@ -166,7 +169,7 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, fit: str, limit
     if target is not None:
         _save_npy(target.path, proba)
         echo_replaced(target)
-    classes = info.class_names
+    classes = [printable(name) for name in info.class_names]  # a file's text, escaped
     if labels is not None:
         check_labels(labels, len(classes), where)
     k = min(top_k, len(classes))
@@ -175,7 +178,8 @@ def predict(paths: tuple[str, ...], top_k: int, data_split: str, fit: str, limit
         best = np.argsort(-row, kind="stable")[:k]
         shown = "  ".join(f"{classes[c]} {100 * row[c]:.1f}%" for c in best)
         truth = "" if labels is None else f"  (true: {_label_name(labels[i], classes)})"
-        click.echo(f"{i:>{width}}  {shown}{truth}" if names is None else f"{names[i]}  {shown}")
+        click.echo(f"{i:>{width}}  {shown}{truth}" if names is None
+                   else f"{printable(names[i])}  {shown}")
     if labels is not None and len(labels):
         kind = f"ensemble of {len(loaded)} models" if len(loaded) > 1 else "model"
         click.echo(f"accuracy ({kind}): {100 * accuracy(proba, labels):.2f}% on "
@@ -228,8 +232,9 @@ def _check_npy_path(path: Path, inputs: tuple[str, ...], force: bool) -> Any:
     from numbacnn.io.output_policy import REPLACE, plan_output
 
     if path.suffix.lower() != ".npy":
-        raise DataError(f"{path}: --save-proba writes a .npy file; give a name ending in .npy, "
-                        f"e.g. {path.with_suffix('.npy').name}")
+        example = path.with_suffix(".npy").name if path.name else "proba.npy"  # "" has none
+        raise DataError(f"{shown_path(path)}: --save-proba writes a .npy file; give a name "
+                        f"ending in .npy, e.g. {shown_path(example)}")
     return plan_output(path, inputs=inputs, existing=REPLACE, force=force,
                        what="probabilities", field="save_proba", example="proba.npy")
 
@@ -255,19 +260,20 @@ def inspect(model: Path) -> None:
     from numbacnn.training.checkpoint import load_checkpoint
 
     net, info = load_checkpoint(model, "cpu")  # reading the weights needs no GPU
-    click.echo(f"{model}: numbacnn model (format 1), written by numbacnn "
+    click.echo(f"{shown_path(model)}: numbacnn model (format 1), written by numbacnn "
                f"{info.numbacnn_version or '?'}")
     click.echo(f"input: {volume(info.input_shape)} ({VOLUME_AXES}), uint8 pixels normalized "
                f"per channel with mean {_numbers(info.mean)} and std {_numbers(info.std)} "
                "(pixel / 255)")
-    click.echo(f"classes ({len(info.class_names)}): {', '.join(info.class_names)}")
+    click.echo(f"classes ({len(info.class_names)}): "
+               f"{', '.join(printable(name) for name in info.class_names)}")
     click.echo("")
     click.echo(format_table(shape_table(net)).rstrip("\n"))
     if info.spec_text:
         click.echo("")
         click.echo("spec:")
         for line in info.spec_text.strip().splitlines():
-            click.echo(f"  {line}")
+            click.echo(f"  {printable(line)}")
     if info.training is not None:
         click.echo("")
         click.echo(_training_text(info))
@@ -292,7 +298,7 @@ def _training_text(info: Any) -> str:
     if info.optimizer is not None:
         hyper = ", ".join(f"{k} {v:g}" for k, v in info.optimizer.hyperparameters.items())
         lines.append(f"optimizer: {info.optimizer.name} ({hyper}), {info.optimizer.t} updates")
-    shown = ", ".join(f"{key} {value}" for key, value in s.items())
+    shown = printable(", ".join(f"{key} {value}" for key, value in s.items()))
     lines.append(f"settings: {shown}")
     return "\n".join(lines)
 

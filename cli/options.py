@@ -19,7 +19,7 @@ import click
 from click.core import ParameterSource
 
 from numbacnn.device import DEVICES
-from numbacnn.errors import NumbacnnError
+from numbacnn.errors import NumbacnnError, shown_path
 from numbacnn.io.datasets import SPLITS
 from numbacnn.io.image_files import DEFAULT_FIT, FITS
 from numbacnn.limits import Bounds
@@ -130,4 +130,4 @@ def echo_replaced(target: Any) -> None:
     """Say ``replaced FILE`` (on stderr) when a write replaced an existing file
     (``target``: a numbacnn.io.output_policy.OutputTarget)."""
     if target.replaces:
-        click.echo(f"replaced {target.given}", err=True)
+        click.echo(f"replaced {shown_path(target.given)}", err=True)

@@ -26,6 +26,7 @@ from numbacnn_cli.options import (
     with_command,
 )
 
+from numbacnn.errors import shown_path
 from numbacnn.limits import SEEDS
 from numbacnn.tools.activation_stats import KIND as ACTIVATIONS
 from numbacnn.tools.conv_figure import (  # imports no matplotlib
@@ -156,7 +157,8 @@ def plot(what: str, source: Path, more: tuple[Path, ...], output: Path,
                       batch_size=batch_size)
     width, height = plots.save_figure(figure, output, size, dpi)
     echo_replaced(target)
-    click.echo(f"wrote {output}: {what} of {source}, {width}x{height} pixels")
+    click.echo(f"wrote {shown_path(output)}: {what} of {shown_path(source)}, "
+               f"{width}x{height} pixels")
 
 
 @click.command("conv")
@@ -200,8 +202,9 @@ def plot_conv(input_size: int, filter_size: int, stride: int, pad: int, depth: i
     width, height, frames = conv_drawing.save_conv_figure(data, output, dpi, frame_ms)
     echo_replaced(target)
     OH, OW = data.output.shape
-    click.echo(f"wrote {output}: convolution of a {input_size}x{input_size}x{depth} input "
-               f"(pad {pad}) by a {filter_size}x{filter_size}x{depth} filter, stride {stride}"
+    click.echo(f"wrote {shown_path(output)}: convolution of a "
+               f"{input_size}x{input_size}x{depth} input (pad {pad}) by a "
+               f"{filter_size}x{filter_size}x{depth} filter, stride {stride}"
                f" → {OW}x{OH}, {frames} frames, {width}x{height} pixels")
 
 

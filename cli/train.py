@@ -24,6 +24,7 @@ from numbacnn_cli.options import (
     int_range,
 )
 
+from numbacnn.errors import printable, shown_path
 from numbacnn.training.optim import OPTIMIZERS
 from numbacnn.training.settings import BOUNDS, CHOICES, TYPES  # imports no kernel, no h5py
 
@@ -320,14 +321,15 @@ def _header(trainer: Any, network: str | None = None) -> None:
         ranks += (", gradients through pinned host memory" if reduce.staged
                   else ", gradients as GPU buffers (CUDA-aware MPI)")
     optimizer = (f"sgd momentum {s.momentum:g}" if s.optimizer == "sgd" else "adam")
-    click.echo(f"training {network or s.spec} on {s.data}: {len(trainer.y_fit)} training and "
+    click.echo(f"training {printable(network or s.spec)} on {shown_path(s.data)}: "
+               f"{len(trainer.y_fit)} training and "
                f"{len(trainer.y_val)} validation images of {volume(net.input_shape)}, "
                f"{net.num_classes} classes, {net.num_params():,} parameters")
     epochs = f"{s.epochs} epoch" + ("s" if s.epochs != 1 else "")
     click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "
                f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {_inits(trainer)}, augment "
                f"{'on' if s.augment else 'off'}, seed {s.seed}, device {net.device} "
-               f"({precision(net.device)}){ranks}, checkpoint {trainer.out}")
+               f"({precision(net.device)}){ranks}, checkpoint {shown_path(trainer.out)}")
 
 
 def _initial_state(trainer: Any) -> None:
@@ -387,7 +389,7 @@ def _report(trainer: Any, seconds: float) -> None:
     from numbacnn.io.model_file import best_path
 
     state = trainer.state
-    click.echo(f"saved {trainer.out} (epoch {state.epoch})")
+    click.echo(f"saved {shown_path(trainer.out)} (epoch {state.epoch})")
     reduce = trainer.gradient_allreduce
     if reduce is not None and reduce.calls:  # tells whether more ranks would pay
         click.echo(f"gradient all-reduce on {trainer.world.size} ranks: "
@@ -397,11 +399,11 @@ def _report(trainer: Any, seconds: float) -> None:
     if state.best_epoch > 0:
         what = "validation" if len(trainer.y_val) else "training"
         click.echo(f"best {what} accuracy {100 * state.best_accuracy:.2f}% at epoch "
-                   f"{state.best_epoch}: {best_path(trainer.out)}")
+                   f"{state.best_epoch}: {shown_path(best_path(trainer.out))}")
     accuracy = trainer.test_accuracy()
     if accuracy is not None:
         click.echo(f"test accuracy {100 * accuracy:.2f}% ({len(trainer.dataset.y_test)} images "
-                   f"of {trainer.settings.data}, last epoch's weights)")
+                   f"of {shown_path(trainer.settings.data)}, last epoch's weights)")
 
 
 COMMANDS = [train]

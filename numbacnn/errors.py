@@ -15,6 +15,15 @@ def excerpt(text: str, limit: int = 60) -> str:
     return repr(text[:limit - 1 - limit // 3] + "…" + text[len(text) - limit // 3:])
 
 
+def printable(text: object) -> str:
+    """``text`` for a terminal line: each character that is not printable (an escape
+    sequence, a bell, a line break) written as its Python escape (``\\x1b``)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def shown_path(path: object, limit: int = 200) -> str:
     """A path for a message: as it is when printable and short, else :func:`excerpt`."""
     text = str(path)

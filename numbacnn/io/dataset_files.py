@@ -236,7 +236,7 @@ def import_npz(path: str | Path, name: str | None = None) -> Dataset:
     """
     path = Path(path)
     if not exists(path):
-        raise DataError(f"{path}: no such file; pass an existing .npz file")
+        raise DataError(f"{shown_path(path)}: no such file; pass an existing .npz file")
     check_regular_file(path, ".npz file", DataError, "pass an existing .npz file")
     arrays = read_npz(path)
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from numbacnn.errors import TrainingError, printable
 from numbacnn.geometry import volume
+from numbacnn.limits import Bounds, check_memory
 
 if TYPE_CHECKING:
     from numbacnn.network import Network
@@ -99,7 +101,7 @@ def random_batch(input_shape: tuple[int, ...], classes: int, batch: int,
 
 def spec_label(spec: str) -> str:
     """A short name for tables: a preset's name, or the first 40 characters of spec text."""
-    text = spec.strip().splitlines()[0] if spec.strip() else spec
+    text = printable(spec.strip().splitlines()[0] if spec.strip() else spec)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -142,6 +144,9 @@ def layer_table(descriptions: list[str], shapes: list[str], forward_s: np.ndarra
     }
 
 
+PROFILE_STEPS = Bounds(1, 1_000_000)  # timed or warm-up steps of one profile
+
+
 def profile_training(net: Network, batch: int, iterations: int = 10, warmup: int = 2,
                      layers: bool = True, seed: int = 0,
                      learning_rate: float = LEARNING_RATE) -> dict[str, Any]:
@@ -155,8 +160,13 @@ def profile_training(net: Network, batch: int, iterations: int = 10, warmup: int
     that ends in a volume has no loss: its backward starts from the gradient of the mean
     of its output (``loss_name`` in the profile says so).
     """
+    from numbacnn.shapes import training_bytes
     from numbacnn.training.optim import SGD
 
+    for name, steps in (("iterations", iterations), ("warmup", warmup)):
+        PROFILE_STEPS.check(name, steps, TrainingError)  # 2**63 steps would never end
+    check_memory(training_bytes(net, batch), f"a training step with batch {batch}",
+                 TrainingError, "lower the batch", "batch")  # before the batch is made
     B = net.backend()
     optimizer = SGD(momentum=0.9, weight_decay=5e-4)
     scores = net.ends_in_scores
