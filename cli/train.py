@@ -134,11 +134,14 @@ def _setting(name: str) -> click.ParamType:
 @click.option("--optimizer", type=_setting("optimizer"), help="Update rule.")
 @click.option("--lr-policy", type=_setting("lr_policy"),
               help="constant; step: × gamma every --lr-step epochs; plateau: ÷10 when "
-              "validation accuracy has not improved for --patience epochs.")
+              "validation accuracy has not improved for --patience epochs; cosine: half a "
+              "cosine from --lr towards 0 over the --epochs.")
 @click.option("--lr-step", type=_setting("lr_step"), help="Epochs between step reductions.")
 @click.option("--gamma", type=_setting("gamma"), help="Factor of each step reduction.")
 @click.option("--patience", type=_setting("patience"),
               help="Epochs without improvement before ÷10 (plateau).")
+@click.option("--label-smoothing", type=_setting("label_smoothing"),
+              help="ε of the training targets (1 − ε)·onehot + ε/K; 0: plain cross-entropy.")
 @click.option("--init", type=_setting("init"),
               help="Weight initializer of layers whose spec gives no init= (the layer "
               "feeding the softmax starts small, one feeding a maxout lecun: docs/spec.md).")
@@ -327,7 +330,9 @@ def _header(trainer: Any, network: str | None = None) -> None:
                f"{net.num_classes} classes, {net.num_params():,} parameters")
     epochs = f"{s.epochs} epoch" + ("s" if s.epochs != 1 else "")
     click.echo(f"{epochs}, batch {s.batch_size}, {optimizer}, weight decay "
-               f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), init {_inits(trainer)}, augment "
+               f"{s.weight_decay:g}, lr {s.lr:g} ({s.lr_policy}), "
+               + (f"label smoothing {s.label_smoothing:g}, " if s.label_smoothing else "")
+               + f"init {_inits(trainer)}, augment "
                f"{'on' if s.augment else 'off'}, seed {s.seed}, device {net.device} "
                f"({precision(net.device)}){ranks}, checkpoint {shown_path(trainer.out)}")
 

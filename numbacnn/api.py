@@ -177,9 +177,10 @@ class Network(numbacnn.network.Network):
         data must have its input size and classes; optimizer and schedule start afresh).
         ``validation_split``: fraction of the training images held out to validate on.
         Other keywords are :class:`~numbacnn.training.settings.TrainSettings` fields
-        (``optimizer``, ``momentum``, ``weight_decay``, ``init``, ``lr_policy``,
-        ``augment``, ``limit`` = train on the first ``limit`` images, ...). ``verbose``:
-        0 silent, 1 a progress bar and a line per epoch, 2 just the lines.
+        (``optimizer``, ``momentum``, ``weight_decay``, ``init``, ``lr_policy`` (e.g.
+        "cosine"), ``label_smoothing``, ``augment``, ``limit`` = train on the first
+        ``limit`` images, ...). ``verbose``: 0 silent, 1 a progress bar and a line per
+        epoch, 2 just the lines.
         A network built without an input shape takes the data's.
         """
         if verbose not in (0, 1, 2):

@@ -225,21 +225,31 @@ def dropout_mask(shape: tuple[int, ...], p: float, seed: int) -> np.ndarray:
 # --- loss ---------------------------------------------------------------------------------
 
 
-def softmax_cross_entropy_forward(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over the batch of −log softmax(logits)[label]."""
+def smoothed_targets(labels: np.ndarray, K: int, smoothing: float) -> np.ndarray:
+    """N×K targets (1 − ε)·onehot + ε/K (ε = 0: the one-hot labels)."""
+    t = np.full((len(labels), K), smoothing / K)
+    t[np.arange(len(labels)), labels] += 1.0 - smoothing
+    return t
+
+
+def softmax_cross_entropy_forward(logits: np.ndarray, labels: np.ndarray,
+                                  smoothing: float = 0.0) -> float:
+    """Mean over the batch of −Σ_k t[k] log softmax(logits)[k], t the smoothed targets
+    (ε = 0: −log softmax(logits)[label])."""
     z = np.asarray(logits, np.float64).reshape(len(labels), -1)
     m = z.max(axis=1, keepdims=True)
-    log_sum = np.log(np.exp(z - m).sum(axis=1)) + m[:, 0]
-    return float(np.mean(log_sum - z[np.arange(len(labels)), labels]))
+    log_p = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+    t = smoothed_targets(labels, z.shape[1], smoothing)
+    return float(np.mean(-(t * log_p).sum(axis=1)))
 
 
-def softmax_cross_entropy_backward(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """d(mean loss)/dlogits = (softmax − onehot)/N, shaped N×K."""
+def softmax_cross_entropy_backward(logits: np.ndarray, labels: np.ndarray,
+                                   smoothing: float = 0.0) -> np.ndarray:
+    """d(mean loss)/dlogits = (softmax − targets)/N, shaped N×K."""
     z = np.asarray(logits, np.float64).reshape(len(labels), -1)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     probs = e / e.sum(axis=1, keepdims=True)
-    probs[np.arange(len(labels)), labels] -= 1.0
-    return probs / len(labels)
+    return (probs - smoothed_targets(labels, z.shape[1], smoothing)) / len(labels)
 
 
 # --- batch normalization -----------------------------------------------------------------

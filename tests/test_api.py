@@ -65,6 +65,16 @@ def test_fit_trains_the_network_itself_and_the_same_seed_gives_the_same_run() ->
     assert not np.array_equal(other.layers[0].params["W"], weights)
 
 
+def test_fit_takes_label_smoothing_and_the_cosine_schedule_and_records_them() -> None:
+    net, history = fitted(epochs=2, label_smoothing=0.1, lr_policy="cosine")
+    assert net.loss.label_smoothing == 0.1
+    assert net.info.settings["label_smoothing"] == 0.1
+    assert history.lr == pytest.approx([0.05, 0.025])
+    plain, _ = fitted(epochs=2, lr_policy="cosine")
+    assert plain.loss.label_smoothing == 0.0
+    assert not np.array_equal(plain.layers[0].params["W"], net.layers[0].params["W"])
+
+
 def test_fit_builds_a_network_without_input_shape_from_the_data() -> None:
     from numbacnn.layers import Dense, ReLU
 

@@ -128,6 +128,21 @@ def test_predict_with_two_models_averages_their_probabilities(workdir: Path) -> 
     assert "mean of the 2 models" in scored.output
 
 
+def test_train_with_label_smoothing_and_cosine_schedule(workdir: Path, tmp_path: Path) -> None:
+    """--label-smoothing and --lr-policy cosine reach the run, its header and the model
+    file's settings; a smoothing of 1 is refused in one line."""
+    out = tmp_path / "smooth.h5"
+    result = run(*train_args(workdir / "data.npz", out, "--label-smoothing", 0.1,
+                             "--lr-policy", "cosine"))
+    assert_ok(result)
+    assert "lr 0.05 (cosine), label smoothing 0.1, init" in result.output
+    info = load_checkpoint(out)[1]
+    assert info.settings["label_smoothing"] == 0.1 and info.settings["lr_policy"] == "cosine"
+    assert info.history["lr"] == pytest.approx([0.05, 0.025])
+    bad = run(*train_args(workdir / "data.npz", tmp_path / "bad.h5", "--label-smoothing", 1))
+    assert_one_error(bad, "--label-smoothing", "1")
+
+
 def test_inspect_shows_architecture_settings_and_history(workdir: Path) -> None:
     result = run("inspect", workdir / "m1.h5")
     assert_ok(result)

@@ -99,6 +99,7 @@ def drive_every_kernel() -> list[Record]:
         net = Network(layers, input_shape=(2, 7, 7), device="cuda").initialize(seed=1)
         x = rng.standard_normal((2, 2, 7, 7)).astype(np.float32)
         net.train_step(x, np.array([0, 2]))
+        net.loss.label_smoothing = 0.1  # the smoothed loss's kernel too
         net.train_step_on_device(x, np.array([0, 2]), cuda_backend.zeros((2,)))
         for optimizer in (SGD(), Adam()):
             optimizer.step(net, 0.01)

@@ -101,7 +101,8 @@ class RecordingBackend:
 def run_layer(layer: Layer, rng: np.random.Generator) -> None:
     """Build ``layer`` for a small input and run every pass that reaches the backend:
     forward in training and in inference, each followed by backward; a loss layer's
-    forward with labels, backward, probabilities and batch statistics."""
+    forward with labels (plain, then with label smoothing), backward, probabilities and
+    batch statistics."""
     try:
         shape = layer.build((4, 6, 6))
     except ShapeError:  # a layer that takes only K×1×1 class scores (the loss)
@@ -113,6 +114,8 @@ def run_layer(layer: Layer, rng: np.random.Generator) -> None:
         layer.backward()
         layer.probabilities(x)  # type: ignore[attr-defined]
         layer.add_batch_stats(np.zeros(2, np.float32))  # type: ignore[attr-defined]
+        layer.label_smoothing = 0.1  # type: ignore[attr-defined]
+        layer.forward(x, np.array([0, 3]))  # type: ignore[call-arg]
         return
     for training in (True, False):
         layer.forward(x, training=training)

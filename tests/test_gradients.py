@@ -154,27 +154,37 @@ def loss_problem(N: int, K: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     return logits, rng.integers(0, K, N)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("name", LOSS_CASES)
-def test_loss_reference_gradient_matches_central_differences(name: str,
+def test_loss_reference_gradient_matches_central_differences(name: str, smoothing: float,
                                                               rng: np.random.Generator):
-    """d(mean cross-entropy)/dlogits of the reference equals central differences."""
+    """d(mean cross-entropy)/dlogits of the reference equals central differences, with
+    and without label smoothing."""
     logits, labels = loss_problem(*LOSS_CASES[name], rng)
     z = logits.astype(np.float64)
     numeric = checks.numerical_gradient(
-           lambda a: ref.softmax_cross_entropy_forward(a, labels), z.copy())
-    checks.assert_close(ref.softmax_cross_entropy_backward(z, labels), numeric, rtol=1e-6,
-                        atol_scale=1e-7)
+           lambda a: ref.softmax_cross_entropy_forward(a, labels, smoothing), z.copy())
+    checks.assert_close(ref.softmax_cross_entropy_backward(z, labels, smoothing), numeric,
+                        rtol=1e-6, atol_scale=1e-7)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("name", LOSS_CASES)
-def test_loss_layer_matches_reference(name: str, rng: np.random.Generator):
-    """SoftmaxCrossEntropy's mean loss and dlogits (N×K×1×1) equal the reference."""
+def test_loss_layer_matches_reference(name: str, smoothing: float, rng: np.random.Generator):
+    """SoftmaxCrossEntropy's mean loss and dlogits (N×K×1×1) equal the reference, with
+    and without label smoothing; its probabilities do not depend on the smoothing."""
     N, K = LOSS_CASES[name]
     logits, labels = loss_problem(N, K, rng)
     loss = SoftmaxCrossEntropy()
+    loss.label_smoothing = smoothing
     loss.build((K, 1, 1))
     value = loss.forward(to_device(logits.reshape(N, K, 1, 1)), labels)
-    assert value == pytest.approx(ref.softmax_cross_entropy_forward(logits, labels), rel=1e-5)
+    assert value == pytest.approx(ref.softmax_cross_entropy_forward(logits, labels, smoothing),
+                                  rel=1e-5)
     dlogits = to_host(loss.backward())
     assert dlogits.shape == (N, K, 1, 1)
-    checks.assert_close(dlogits.reshape(N, K), ref.softmax_cross_entropy_backward(logits, labels))
+    checks.assert_close(dlogits.reshape(N, K),
+                        ref.softmax_cross_entropy_backward(logits, labels, smoothing))
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    checks.assert_close(to_host(loss.probabilities(to_device(logits))),
+                        e / e.sum(axis=1, keepdims=True))

@@ -170,7 +170,8 @@ def test_bounds(bounds: Bounds, text: str, inside: list[float], outside: list[fl
     ("limit", 0, "limit must be ≥ 1, got 0"),
     ("optimizer", "rmsprop", "unknown optimizer 'rmsprop': choose one of sgd, adam"),
     ("init", "glorot", "unknown init 'glorot': choose one of"),
-    ("lr_policy", "cosine", "unknown lr_policy 'cosine'"),
+    ("lr_policy", "exponential", "unknown lr_policy 'exponential'"),
+    ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
     ("batch_size", 2.0, "batch_size must be an integer, got 2.0"),
 ])
 def test_settings_name_the_field_in_library_terms(field: str, value: object,

@@ -89,6 +89,34 @@ def test_ctrl_c_inside_an_epoch_saves_and_resumes_exactly(tmp_path: Path) -> Non
     assert_same_run(straight, stopped)
 
 
+def test_label_smoothing_and_cosine_resume_exactly(tmp_path: Path) -> None:
+    """A run with label smoothing and the cosine schedule, stopped inside its second
+    epoch, resumes (settings from the checkpoint) to the weights of the straight run;
+    the smoothing changes the run, and the trainer hands it to the loss layer."""
+    dataset = small_dataset()
+    straight, stopped, plain = tmp_path / "straight.h5", tmp_path / "stopped.h5", tmp_path / "p.h5"
+    smooth = settings(epochs=3, label_smoothing=0.2, lr_policy="cosine")
+    run = Trainer(small_network(), dataset, smooth, out=straight)
+    assert run.net.loss.label_smoothing == 0.2
+    run.run()
+    assert run.history["lr"] == pytest.approx([0.05, 0.0375, 0.0125])
+
+    def stop_at_batch_2(progress) -> None:
+        if progress.epoch == 2 and progress.batch == 2:
+            trainer.request_stop()
+
+    trainer = Trainer(small_network(), dataset, smooth, out=stopped, on_batch=stop_at_batch_2)
+    with pytest.raises(Interrupted):
+        trainer.run()
+    resumed = Trainer.from_checkpoint(stopped, dataset=dataset)
+    assert resumed.net.loss.label_smoothing == 0.2
+    resumed.run()
+    assert_same_run(straight, stopped)
+    Trainer(small_network(), dataset, settings(epochs=3, lr_policy="cosine"), out=plain).run()
+    assert not np.array_equal(weights(load_checkpoint(plain)[0])["0.W"],
+                              weights(load_checkpoint(straight)[0])["0.W"])
+
+
 def test_same_seed_same_weights_other_seed_other_weights() -> None:
     dataset = small_dataset()
     runs = []
@@ -203,9 +231,29 @@ def test_plateau_policy_divides_by_ten_after_patience_stale_epochs() -> None:
     assert restored == schedule and restored.end_epoch(9, 0.6) == schedule.end_epoch(9, 0.6)
 
 
+def test_cosine_policy_anneals_over_the_epochs_and_stretches_on_resume() -> None:
+    schedule = LRSchedule("cosine", 0.1, epochs=4)
+    rates = [schedule.lr] + [schedule.end_epoch(e, 0.5) for e in range(1, 6)]
+    half = [0.1 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert rates == pytest.approx([*half, half[3], half[3]])  # past the end: the last rate
+    assert TrainSettings(lr_policy="cosine", epochs=15, lr=0.05).schedule().epochs == 15
+    schedule = LRSchedule("cosine", 0.1, epochs=4)
+    schedule.end_epoch(1, 0.5)
+    schedule.set_epochs(4, 1)  # the same total: the same rate
+    assert schedule.lr == pytest.approx(half[1])
+    schedule.set_epochs(8, 1)  # 4 more epochs: the rest follows the longer curve
+    assert schedule.lr == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi / 8)))
+    step = LRSchedule("step", 0.1, step=1, gamma=0.5)
+    step.end_epoch(1, 0.5)
+    step.set_epochs(9, 1)  # other policies keep their rate
+    assert step.lr == pytest.approx(0.05)
+    with pytest.raises(TrainingError, match="^epochs must be ≥ 1, got 0$"):
+        LRSchedule("cosine", 0.1, epochs=0)
+
+
 def test_bad_policy_options_are_refused() -> None:
-    with pytest.raises(TrainingError, match="unknown lr policy 'cosine'"):
-        LRSchedule("cosine", 0.1)
+    with pytest.raises(TrainingError, match="unknown lr policy 'exponential'"):
+        LRSchedule("exponential", 0.1)
     with pytest.raises(TrainingError, match=r"^gamma must be in \(0, 1\], got 2.0$"):
         TrainSettings(lr_policy="step", gamma=2.0).checked()
     with pytest.raises(TrainingError, match="^lr must be > 0 and finite, got 0.0$"):

@@ -396,9 +396,14 @@ def softmax_cross_entropy_forward(n, probs, losses, logits, labels):
         loss.softmax_cross_entropy_forward_at(i, probs, losses, logits, labels)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def softmax_cross_entropy_backward(n, dlogits, probs, labels, inv_n):
+def softmax_cross_entropy_smoothing(n, losses, logits, labels, smoothing):
     for i in prange(n):
-        loss.softmax_cross_entropy_backward_at(i, dlogits, probs, labels, inv_n)
+        loss.label_smoothing_at(i, losses, logits, labels, smoothing)
+
+@njit(parallel=True, fastmath=True, cache=True)
+def softmax_cross_entropy_backward(n, dlogits, probs, labels, inv_n, smoothing):
+    for i in prange(n):
+        loss.softmax_cross_entropy_backward_at(i, dlogits, probs, labels, inv_n, smoothing)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def sgd_momentum(n, w, v, g, lr, momentum, weight_decay):

@@ -423,9 +423,14 @@ def softmax_cross_entropy_forward(n, probs, losses, logits, labels):
                                  total)
 
 @grid_stride
-def softmax_cross_entropy_backward(n, dlogits, probs, labels, inv_n):
+def softmax_cross_entropy_smoothing(n, losses, logits, labels, smoothing):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        loss.softmax_cross_entropy_backward_at(i, dlogits, probs, labels, inv_n)
+        loss.label_smoothing_at(i, losses, logits, labels, smoothing)
+
+@grid_stride
+def softmax_cross_entropy_backward(n, dlogits, probs, labels, inv_n, smoothing):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        loss.softmax_cross_entropy_backward_at(i, dlogits, probs, labels, inv_n, smoothing)
 
 @grid_stride
 def sgd_momentum(n, w, v, g, lr, momentum, weight_decay):

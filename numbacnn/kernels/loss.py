@@ -1,8 +1,12 @@
-"""Softmax cross-entropy. logits and probs are N × K, labels int64 (N,).
+"""Softmax cross-entropy, with label smoothing ε. logits and probs are N × K, labels
+int64 (N,).
 
 The forward body handles one row (sample) n: probabilities by the max-shifted
 softmax and losses[n] = log Σ exp(z − max) − (z[label] − max). The backward body
-gives dlogits[n, k] = (probs[n, k] − [k = label]) / N.
+gives dlogits[n, k] = (probs[n, k] − t[k]) / N for the targets t[k] = (1 − ε)·[k =
+label] + ε/K (ε = 0: the one-hot label, bit for bit). With ε > 0 the smoothing body
+turns the forward's losses into the smoothed ones, −Σ t[k] log p[k]: a separate pass,
+so that ε = 0 runs the forward exactly as before.
 """
 
 import math
@@ -31,11 +35,23 @@ def softmax_cross_entropy_forward_at(n, probs, losses, logits, labels):
 
 
 @njit(inline="always")
-def softmax_cross_entropy_backward_at(i, dlogits, probs, labels, inv_n):
+def label_smoothing_at(n, losses, logits, labels, smoothing):
+    """losses[n] += ε·(z[label] − mean_k z[k]): −Σ t[k] log p[k] = −log p[label] +
+    ε·(log p[label] − mean_k log p[k]), and log p[label] − log p[k] = z[label] − z[k]."""
+    K = logits.shape[1]
+    total = np.float32(0.0)
+    for k in range(K):
+        total += logits[n, k]
+    losses[n] += smoothing * (logits[n, labels[n]] - total / np.float32(K))
+
+
+@njit(inline="always")
+def softmax_cross_entropy_backward_at(i, dlogits, probs, labels, inv_n, smoothing):
     K = probs.shape[1]
     n, k = split(i, K)
     hit = np.float32(1.0) if labels[n] == k else np.float32(0.0)
-    dlogits[n, k] = (probs[n, k] - hit) * inv_n
+    target = (np.float32(1.0) - smoothing) * hit + smoothing / np.float32(K)
+    dlogits[n, k] = (probs[n, k] - target) * inv_n
 
 
 @njit(inline="always")

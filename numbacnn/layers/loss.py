@@ -2,6 +2,7 @@
 
 forward(logits, labels) → mean over the batch of −log softmax(logits)[label];
 backward() → dL/dlogits = (softmax − onehot)/N, shaped N×K×1×1 (N: ``mean_over`` when set).
+With ``label_smoothing`` ε > 0 the one-hot target becomes (1 − ε)·onehot + ε/K in both.
 Bodies: ``numbacnn/kernels/loss.py``.
 """
 
@@ -23,14 +24,18 @@ from numbacnn.layers.syntax import LayerSyntax
 class SoftmaxCrossEntropy(Layer):
     """``mean_over``: the number of images the gradient is averaged over; None (the
     default) is this batch, data-parallel training sets the global batch size so that
-    each rank's gradient is its share of the global mean (``numbacnn/training/distributed.py``)."""
+    each rank's gradient is its share of the global mean (``numbacnn/training/distributed.py``).
+    ``label_smoothing``: ε (0 ≤ ε < 1) of the training loss and its gradient, set by the
+    trainer from its settings; :meth:`probabilities` does not depend on it."""
 
     syntax = LayerSyntax("softmax")
     must_be_last = "it is the classifier's loss"
     init_of_input = OUTPUT_INIT  # small logits: the initial loss is near ln K
     drivers = ("upload", "fill", "softmax_cross_entropy_forward",
-               "softmax_cross_entropy_backward", "batch_stats")
+               "softmax_cross_entropy_smoothing", "softmax_cross_entropy_backward",
+               "batch_stats")
     mean_over: int | None = None
+    label_smoothing: float = 0.0
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape
@@ -75,7 +80,8 @@ class SoftmaxCrossEntropy(Layer):
         return probs
 
     def forward(self, logits: Any, labels: Any = None, training: bool = True) -> float:  # type: ignore[override]
-        """Mean cross-entropy loss of the batch (a host float: reads the losses back)."""
+        """Mean cross-entropy loss of the batch against the (smoothed) targets (a host
+        float: reads the losses back)."""
         self.forward_on_device(logits, labels)
         return float(to_host(self.losses).astype(np.float64).mean())
 
@@ -89,6 +95,9 @@ class SoftmaxCrossEntropy(Layer):
         probs = self._buffer("probs", (N, K))
         losses = self._buffer("losses", (N,))
         self._backend().softmax_cross_entropy_forward(N, probs, losses, logits, self._labels_dev)
+        if self.label_smoothing:
+            self._backend().softmax_cross_entropy_smoothing(
+                N, losses, logits, self._labels_dev, np.float32(self.label_smoothing))
         self.losses = losses
         return losses
 
@@ -108,7 +117,7 @@ class SoftmaxCrossEntropy(Layer):
         dlogits = self._buffer("dx", (N, K, 1, 1))
         self._backend().softmax_cross_entropy_backward(
             dlogits.size, self._reshaped(dlogits, (N, K)), probs, self._labels_dev,
-            np.float32(1.0 / (self.mean_over or N)))
+            np.float32(1.0 / (self.mean_over or N)), np.float32(self.label_smoothing))
         return dlogits
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:

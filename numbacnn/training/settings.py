@@ -38,11 +38,13 @@ class TrainSettings:
     the first epoch, None picks the optimizer's ``default_lr``. ``momentum``,
     ``weight_decay``: the optimizer's μ and L2 λ (an optimizer without momentum ignores
     it). ``lr_policy``, ``lr_step`` (epochs), ``gamma``, ``patience`` (epochs): the
-    schedule (:mod:`numbacnn.training.schedules`). ``init``: initializer of layers whose spec
-    names none. ``augment``: random crop with ``trainer.CROP_PAD`` pixels of padding and
-    horizontal flip. ``val_split``: fraction (0 ≤ f < 1) of the training split held out
-    for validation. ``seed``: of every random choice. ``limit``: use only the first
-    ``limit`` training images (None: all).
+    schedule (:mod:`numbacnn.training.schedules`; ``cosine`` anneals over ``epochs``).
+    ``label_smoothing``: ε of the training loss's targets, (1 − ε)·onehot + ε/K (0: plain
+    cross-entropy; validation and test losses are always plain). ``init``: initializer
+    of layers whose spec names none. ``augment``: random crop with ``trainer.CROP_PAD``
+    pixels of padding and horizontal flip. ``val_split``: fraction (0 ≤ f < 1) of the
+    training split held out for validation. ``seed``: of every random choice. ``limit``:
+    use only the first ``limit`` training images (None: all).
     """
 
     spec: str = "fmnist"
@@ -57,6 +59,7 @@ class TrainSettings:
     lr_step: int = 5
     gamma: float = 0.1
     patience: int = 2
+    label_smoothing: float = 0.0
     init: str = "he"
     augment: bool = False
     val_split: float = 0.1
@@ -103,7 +106,8 @@ class TrainSettings:
     def schedule(self) -> LRSchedule:
         """A fresh learning-rate schedule for these settings."""
         lr = OPTIMIZERS[self.optimizer].default_lr if self.lr is None else self.lr
-        return LRSchedule(self.lr_policy, float(lr), self.lr_step, self.gamma, self.patience)
+        return LRSchedule(self.lr_policy, float(lr), self.lr_step, self.gamma, self.patience,
+                          self.epochs)
 
     def make_optimizer(self) -> Optimizer:
         """The optimizer named by ``optimizer``, with the settings it declares (an
@@ -132,13 +136,14 @@ BOUNDS: dict[str, Bounds] = {
     "epochs": Bounds(1), "batch_size": Bounds(1), "lr": LR_BOUNDS,
     "momentum": Bounds(0, 1, high_open=True), "weight_decay": Bounds(0, math.inf, high_open=True),
     "lr_step": STEP_BOUNDS, "gamma": GAMMA_BOUNDS, "patience": PATIENCE_BOUNDS,
+    "label_smoothing": Bounds(0, 1, high_open=True),
     "val_split": Bounds(0, 1, high_open=True), "seed": SEEDS, "limit": Bounds(1),
 }
 # The type of each setting (int settings hold no bool; float ones take ints too)
 TYPES: dict[str, type] = {
     "spec": str, "data": str, "epochs": int, "batch_size": int, "lr": float,
     "momentum": float, "weight_decay": float, "optimizer": str, "lr_policy": str,
-    "lr_step": int, "gamma": float, "patience": int, "init": str, "augment": bool,
-    "val_split": float, "seed": int, "limit": int,
+    "lr_step": int, "gamma": float, "patience": int, "label_smoothing": float, "init": str,
+    "augment": bool, "val_split": float, "seed": int, "limit": int,
 }
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}

@@ -132,6 +132,7 @@ class Trainer:
             self.steps = StepHistory(every=points_every(settings.epochs * self._batches(x_fit)))
         else:
             self._restore(resume, len(x_fit))
+        net.loss.label_smoothing = settings.label_smoothing
         self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
         self.x_val, self.y_val = normalize(x_val, self.mean, self.std), y_val
         B = net.backend()
@@ -240,6 +241,7 @@ class Trainer:
         self.mean, self.std = info.mean, info.std
         self.optimizer = info.optimizer.restore(self.net.device)
         self.schedule = LRSchedule.from_state(info.training.schedule)
+        self.schedule.set_epochs(s.epochs, info.training.epoch)  # cosine: over the new total
         self.state = info.training
         self.shuffle_rng.bit_generator.state = self.state.rng_states["shuffle"]
         self.augment_rng.bit_generator.state = self.state.rng_states["augment"]

@@ -128,19 +128,23 @@ def test_batchnorm_on_cuda_running_statistics_and_inference(rng: np.random.Gener
                                                           mean, var), what="inference y")
 
 
-def test_loss_on_cuda_matches_reference(rng: np.random.Generator):
-    """The softmax cross-entropy kernels give the reference loss and dlogits."""
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_loss_on_cuda_matches_reference(smoothing: float, rng: np.random.Generator):
+    """The softmax cross-entropy kernels give the reference loss and dlogits, with and
+    without label smoothing."""
     logits = rng.standard_normal((3, 4)).astype(np.float32)
     labels = np.array([3, 0, 1])
     loss = SoftmaxCrossEntropy()
     loss.device = DEVICE
+    loss.label_smoothing = smoothing
     loss.build((4, 1, 1))
     value = loss.forward(to_device(logits.reshape(3, 4, 1, 1)), labels)
-    assert value == pytest.approx(ref.softmax_cross_entropy_forward(logits, labels), rel=1e-5)
+    assert value == pytest.approx(ref.softmax_cross_entropy_forward(logits, labels, smoothing),
+                                  rel=1e-5)
     dlogits = loss.backward()
     assert is_device_array(dlogits)
     checks.assert_close(to_host(dlogits).reshape(3, 4),
-                        ref.softmax_cross_entropy_backward(logits, labels))
+                        ref.softmax_cross_entropy_backward(logits, labels, smoothing))
 
 
 def test_network_train_step_on_cuda_matches_reference(rng: np.random.Generator):
