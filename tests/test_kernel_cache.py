@@ -22,11 +22,24 @@ def test_every_backend_file_with_cached_drivers_is_hashed():
     assert found == set(kernel_cache.CACHED_DRIVER_FILES)
 
 
-@pytest.mark.parametrize("edited", ["kernels/conv.py", "backends/cpu.py", "backends/cpu_conv.py"])
+def test_every_file_a_kernel_compiles_in_is_hashed():
+    """A kernel body that calls a function jitted from outside kernels/ (pool.py's
+    windows_inside, from geometry.py) is stale when that file changes: it is hashed."""
+    imported = set()
+    for path in (PACKAGE / "kernels").glob("*.py"):
+        imported |= set(re.findall(r"^from numbacnn\.(\w+) import", path.read_text(), re.M))
+    assert {f"{name}.py" for name in imported - {"kernels"}} <= set(
+        kernel_cache.COMPILED_IN_FILES)
+
+
+@pytest.mark.parametrize("edited", ["kernels/conv.py", "backends/cpu.py", "backends/cpu_conv.py",
+                                    "backends/cpu_pool.py", "geometry.py"])
 def test_an_edited_source_changes_the_cache_folder(edited: str, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch):
     for folder in ("kernels", "backends"):
         shutil.copytree(PACKAGE / folder, tmp_path / folder)
+    for name in kernel_cache.COMPILED_IN_FILES:
+        shutil.copy(PACKAGE / name, tmp_path / name)
     monkeypatch.setattr(kernel_cache, "_PACKAGE", tmp_path)
     before = kernel_cache.source_hash()
     with open(tmp_path / edited, "a") as f:

@@ -19,15 +19,20 @@ from numba.core import config
 _PACKAGE = Path(__file__).resolve().parent.parent
 # Every backend file with a cached (``cache=True``) njit function: a new one belongs here, or an
 # edited body of it could be served stale from the cache
-CACHED_DRIVER_FILES = ("cpu.py", "cpu_conv.py")
+CACHED_DRIVER_FILES = ("cpu.py", "cpu_conv.py", "cpu_pool.py")
+# Files outside kernels/ whose functions are compiled into the kernel bodies
+# (kernels/pool.py jits geometry.windows_inside)
+COMPILED_IN_FILES = ("geometry.py",)
 
 
 def source_hash() -> str:
-    """SHA-1 (first 16 hex digits) of numbacnn/kernels/*.py and the CPU backend's files of
-    ``cache=True`` drivers (:data:`CACHED_DRIVER_FILES`)."""
+    """SHA-1 (first 16 hex digits) of numbacnn/kernels/*.py, the CPU backend's files of
+    ``cache=True`` drivers (:data:`CACHED_DRIVER_FILES`) and the files compiled into
+    the bodies (:data:`COMPILED_IN_FILES`)."""
     digest = hashlib.sha1()
     for path in (sorted((_PACKAGE / "kernels").glob("*.py"))
-                 + [_PACKAGE / "backends" / name for name in CACHED_DRIVER_FILES]):
+                 + [_PACKAGE / "backends" / name for name in CACHED_DRIVER_FILES]
+                 + [_PACKAGE / name for name in COMPILED_IN_FILES]):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
