@@ -34,6 +34,8 @@ class SoftmaxCrossEntropy(Layer):
     drivers = ("upload", "fill", "softmax_cross_entropy_forward",
                "softmax_cross_entropy_smoothing", "softmax_cross_entropy_backward",
                "batch_stats")
+    # a driver called only while the named attribute is set (a cold start compiles it then)
+    conditional_drivers = {"softmax_cross_entropy_smoothing": "label_smoothing"}
     mean_over: int | None = None
     label_smoothing: float = 0.0
 

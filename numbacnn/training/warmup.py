@@ -111,7 +111,9 @@ def drivers_of(trainer: Any) -> dict[str, Any]:
     calls: list[tuple[str, Any]] = [(name, None) for name in (
         *TRAINER_DRIVERS, *OPTIMIZER_DRIVERS.get(trainer.settings.optimizer, ()))]
     for layer in [*trainer.net.layers, trainer.net.loss]:
-        calls.extend((name, layer) for name in getattr(layer, "drivers", ()))
+        conditional = getattr(layer, "conditional_drivers", {})
+        calls.extend((name, layer) for name in getattr(layer, "drivers", ())
+                     if name not in conditional or getattr(layer, conditional[name]))
     found: dict[str, Any] = {}
     for name, layer in calls:
         function = getattr(cpu, name, None)
