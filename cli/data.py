@@ -39,6 +39,17 @@ def _check_out(out: Path, *sources: str | Path, force: bool = False) -> Any:
                        field="out", error=DataError, example="data.h5")
 
 
+def _write(ds: Any, target: Any, **save_options: Any) -> None:
+    """Save dataset ``ds`` to ``target`` (an OutputTarget of :func:`_check_out`;
+    ``save_options`` as save_dataset takes them) and say what was written, and what it
+    replaced."""
+    from numbacnn.io.dataset_files import save_dataset
+
+    save_dataset(ds, target.path, **save_options)
+    echo_replaced(target)
+    click.echo(f"wrote {shown_path(target.given)}: {_summary(ds)}")
+
+
 def _idx_files(directory: Path) -> list[Path]:
     """The files of an IDX directory that import-idx may read (train-*, t10k-*): OUT
     must not be one."""
@@ -60,13 +71,11 @@ def data() -> None:
 @force_option("OUT")
 def import_idx_command(directory: Path, out: Path, name: str | None, force: bool) -> None:
     """Convert the four IDX files in DIRECTORY (MNIST layout) to the HDF5 file OUT."""
-    from numbacnn.io.dataset_files import import_idx, save_dataset
+    from numbacnn.io.dataset_files import import_idx
 
     target = _check_out(out, *_idx_files(directory), force=force)
     ds = import_idx(directory, name=name)
-    save_dataset(ds, target.path)
-    echo_replaced(target)
-    click.echo(f"wrote {shown_path(out)}: {_summary(ds)}")
+    _write(ds, target)
 
 
 @data.command("import-npz")
@@ -76,13 +85,11 @@ def import_idx_command(directory: Path, out: Path, name: str | None, force: bool
 @force_option("OUT")
 def import_npz_command(file: Path, out: Path, name: str | None, force: bool) -> None:
     """Convert FILE.npz (x_train, y_train, x_test, y_test) to the HDF5 file OUT."""
-    from numbacnn.io.dataset_files import import_npz, save_dataset
+    from numbacnn.io.dataset_files import import_npz
 
     target = _check_out(out, file, force=force)
     ds = import_npz(file, name=name)
-    save_dataset(ds, target.path)
-    echo_replaced(target)
-    click.echo(f"wrote {shown_path(out)}: {_summary(ds)}")
+    _write(ds, target)
 
 
 @click.command("import-cifar10")
@@ -98,13 +105,10 @@ def import_cifar_command(source: Path, out: Path, labels: str, name: str | None,
     version, or its extracted folder) to the HDF5 file OUT. The python version's pickles
     are read without running anything they name (docs/data.md)."""
     from numbacnn.io.cifar import import_cifar
-    from numbacnn.io.dataset_files import save_dataset
 
     target = _check_out(out, source, force=force)
     ds = import_cifar(source, labels=labels, name=name)
-    save_dataset(ds, target.path)
-    echo_replaced(target)
-    click.echo(f"wrote {shown_path(out)}: {_summary(ds)}")
+    _write(ds, target)
 
 
 data.add_command(import_cifar_command)
@@ -204,15 +208,13 @@ def make_mini_command(
     The bundled set was made with: numbacnn data make-mini fashion-mnist
     data/fashion-mnist-mini.h5
     """
-    from numbacnn.io.dataset_files import load_dataset, save_dataset
+    from numbacnn.io.dataset_files import load_dataset
     from numbacnn.io.datasets import make_mini
 
     source_files = _idx_files(Path(source)) if Path(source).is_dir() else []
     target = _check_out(out, source, *source_files, force=force)
     mini = make_mini(load_dataset(source), train_per_class, test_per_class, seed)
-    save_dataset(mini, target.path, compression=level)
-    echo_replaced(target)
-    click.echo(f"wrote {shown_path(out)}: {_summary(mini)}")
+    _write(mini, target, compression=level)
 
 
 @data.command("info")

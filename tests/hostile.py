@@ -100,3 +100,25 @@ def numbacnn_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     code = "from numbacnn_cli.main import main; main()"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
                           text=True, timeout=120, **kwargs)
+
+
+def killed_save(path: Path) -> int:
+    """Start a process that saves ``path`` through replace_atomically, wait until it has
+    written half of it, SIGKILL it (which cannot be caught) and return its pid: its
+    temporary is left beside ``path``."""
+    code = ("import sys, time\n"
+            "from pathlib import Path\n"
+            "from numbacnn.io.atomic_file import replace_atomically\n"
+            "from numbacnn.errors import ModelFileError\n"
+            "def write(fh):\n"
+            "    fh.write(b'half a model'); fh.flush(); print('writing', flush=True)\n"
+            "    time.sleep(60)\n"
+            "replace_atomically(Path(sys.argv[1]), write, ModelFileError, 'model')\n")
+    saver = subprocess.Popen([sys.executable, "-c", code, str(path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert saver.stdout is not None and saver.stdout.readline() == "writing\n"
+    finally:
+        saver.kill()
+        saver.wait(timeout=30)
+    return saver.pid

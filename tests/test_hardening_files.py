@@ -23,7 +23,14 @@ import h5py
 import numpy as np
 import pytest
 from helpers import SPEC, assert_one_error, quadrants, run, write_dataset_npz
-from hostile import FullDisk, checkpoint_copy, numbacnn_cli, snapshot, trained_directory
+from hostile import (
+    FullDisk,
+    checkpoint_copy,
+    killed_save,
+    numbacnn_cli,
+    snapshot,
+    trained_directory,
+)
 
 from numbacnn.errors import ModelFileError
 from numbacnn.io import atomic_file
@@ -321,23 +328,9 @@ def test_a_save_killed_with_sigkill_is_cleaned_up_by_the_next_save(work: Path,
     intact, and the next save into the directory removes the temporary."""
     target = tmp_path / "model.h5"
     target.write_bytes(b"the previous model")
-    code = ("import sys, time\n"
-            "from pathlib import Path\n"
-            "from numbacnn.io.atomic_file import replace_atomically\n"
-            "from numbacnn.errors import ModelFileError\n"
-            "def write(fh):\n"
-            "    fh.write(b'half a model'); fh.flush(); print('writing', flush=True)\n"
-            "    time.sleep(60)\n"
-            "replace_atomically(Path(sys.argv[1]), write, ModelFileError, 'model')\n")
-    saver = subprocess.Popen([sys.executable, "-c", code, str(target)],
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        assert saver.stdout.readline() == "writing\n"
-    finally:
-        saver.kill()
-        saver.wait(timeout=30)
+    pid = killed_save(target)
     left = [p.name for p in tmp_path.iterdir() if p.name != "model.h5"]
-    assert len(left) == 1 and left[0].startswith(f".model.h5.tmp-{saver.pid}-")
+    assert len(left) == 1 and left[0].startswith(f".model.h5.tmp-{pid}-")
     assert target.read_bytes() == b"the previous model"
     net, info = load_checkpoint(work / "sgd.h5")
     save_model(target, net, info)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from dataset_samples import write_idx_dir
 from helpers import SPEC, assert_one_error, quadrants, run
-from hostile import numbacnn_cli, snapshot, trained_directory
+from hostile import killed_save, numbacnn_cli, snapshot, trained_directory
 
 from numbacnn.io import atomic_file
 from numbacnn.io.dataset_files import load_dataset
@@ -280,21 +280,7 @@ def test_a_killed_best_model_save_is_swept_by_the_next_checkpoint(work: Path,
                                                                    tmp_path: Path) -> None:
     """Issue 24: a rank killed while saving o.best.h5 left its 160 MB temporary, and
     later saves of o.h5 kept it."""
-    code = ("import sys, time\n"
-            "from pathlib import Path\n"
-            "from numbacnn.io.atomic_file import replace_atomically\n"
-            "from numbacnn.errors import ModelFileError\n"
-            "def write(fh):\n"
-            "    fh.write(b'half a model'); fh.flush(); print('writing', flush=True)\n"
-            "    time.sleep(60)\n"
-            "replace_atomically(Path(sys.argv[1]), write, ModelFileError, 'model')\n")
-    saver = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "o.best.h5")],
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        assert saver.stdout.readline() == "writing\n"
-    finally:
-        saver.kill()
-        saver.wait(timeout=30)
+    killed_save(tmp_path / "o.best.h5")
     assert [p.name[:len(".o.best.h5.tmp-")] for p in tmp_path.iterdir()] == [".o.best.h5.tmp-"]
     net, info = load_model(work / "sgd.h5")
     save_model(tmp_path / "o.h5", net, info)
