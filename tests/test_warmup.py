@@ -122,16 +122,15 @@ def test_the_run_loads_every_driver_the_workers_compiled(tmp_path: Path) -> None
 
 
 def test_shares_balance_the_compile_time() -> None:
-    names = ["_conv_backward_chunks", "_conv_forward_chunks", "_max_pool_backward_2x2",
+    names = ["_conv_backward_part", "_conv_forward_part", "_max_pool_backward_2x2",
              "_max_pool_forward_2x2", "fill", "adam", "multiply", "lrn_backward",
              "lrn_forward", "batchnorm_backward"]
     plan = CompilePlan(names, 2, 0.0, "spec", {}, (1, 4, 4), 2)
     shares = plan.shares()
     assert sorted(n for share in shares for n in share) == sorted(names)
     # the two convolution drivers call the same chunk functions: one process compiles both
-    assert shares[0][:2] == ["_conv_backward_chunks", "_conv_forward_chunks"]
-    assert {"_max_pool_backward_2x2", "_max_pool_forward_2x2", "batchnorm_backward",
-            "lrn_backward"} <= set(shares[1])
+    assert shares[0][:2] == ["_conv_backward_part", "_conv_forward_part"]
+    assert {"batchnorm_backward", "lrn_backward"} <= set(shares[1])
     loads = [sum(COMPILE_SECONDS.get(n, DEFAULT_SECONDS) for n in share) for share in shares]
     assert max(loads) - min(loads) <= max(COMPILE_SECONDS.values())
     assert CompilePlan(names[:1], 3, 0.0, "spec", {}, (1, 4, 4), 2).shares() == [names[:1]]

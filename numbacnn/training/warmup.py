@@ -42,7 +42,7 @@ from numbacnn.backends import kernel_cache
 # step in one process on the shared 2-core machine (bench/RESULTS.md, "Cold start,
 # 2026-12-06"); a driver not listed counts DEFAULT_SECONDS.
 COMPILE_SECONDS = {
-    "_conv_backward_chunks": 5.0, "_conv_forward_chunks": 4.0,
+    "_conv_backward_part": 2.3, "_conv_forward_part": 2.3,
     "_max_pool_backward_2x2": 1.5, "_max_pool_backward_3x3s2": 1.5,
     "_max_pool_backward_any": 1.5, "_max_pool_forward_2x2": 1.0,
     "_max_pool_forward_3x3s2": 1.0, "_max_pool_forward_any": 1.0, "batchnorm_backward": 2.0,
@@ -51,7 +51,7 @@ COMPILE_SECONDS = {
 }
 # Drivers that call the same compiled chunk functions (backends/cpu_conv.py): one process
 # compiles them all, or each process would compile those functions again.
-COMPILED_TOGETHER = ({"_conv_forward_chunks", "_conv_backward_chunks"},)
+COMPILED_TOGETHER = ({"_conv_forward_part", "_conv_backward_part"},)
 DEFAULT_SECONDS = 0.4
 START_SECONDS = 1.5  # a spawned process imports numpy, numba and numbacnn
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
@@ -80,7 +80,7 @@ def _dispatchers(function: Any, depth: int = 2) -> list[Any]:
     """The compiled drivers that calling the backend function ``function`` compiles:
     itself when it is one, else the drivers its Python code calls, directly or through a
     backend module's Python function (``conv_forward`` → ``cpu_conv.forward_in_chunks`` →
-    ``_conv_forward_chunks``), ``depth`` calls deep."""
+    ``_conv_forward_part``), ``depth`` calls deep."""
     if isinstance(function, CPUDispatcher):
         return [function]
     code = getattr(function, "__code__", None)

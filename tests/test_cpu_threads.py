@@ -1,0 +1,53 @@
+"""The helper threads the chunked CPU convolution runs its parts on (backends/cpu_threads.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from numbacnn.backends import cpu_threads
+
+
+def test_every_part_runs_once_each_on_its_own_thread() -> None:
+    seen: list[tuple[int, int, str, int]] = []
+    lock = threading.Lock()
+
+    def part(p: int, parts: int, tag: str) -> None:
+        with lock:
+            seen.append((p, parts, tag, threading.get_ident()))
+
+    for parts in (1, 2, 4, 3):
+        seen.clear()
+        cpu_threads.run_parts(part, parts, "x")
+        assert sorted(s[:3] for s in seen) == [(p, parts, "x") for p in range(parts)]
+        assert len({s[3] for s in seen}) == parts
+        last = next(s for s in seen if s[0] == parts - 1)
+        assert last[3] == threading.get_ident()  # the last part on the caller's thread
+
+
+def test_an_error_in_a_helper_part_reaches_the_caller_and_the_helpers_go_on() -> None:
+    def part(p: int, parts: int) -> None:
+        if p == 0:
+            raise ValueError("part 0 failed")
+
+    with pytest.raises(ValueError, match="part 0 failed"):
+        cpu_threads.run_parts(part, 2)
+    done: list[int] = []
+    cpu_threads.run_parts(lambda p, parts: done.append(p), 2)
+    assert sorted(done) == [0, 1]
+
+
+def test_the_caller_waits_for_every_part() -> None:
+    release = threading.Event()
+    finished: list[int] = []
+
+    def part(p: int, parts: int) -> None:
+        if p == 0:
+            release.wait(5)
+            finished.append(p)
+        else:
+            release.set()
+
+    cpu_threads.run_parts(part, 2)
+    assert finished == [0]
