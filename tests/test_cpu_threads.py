@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -51,3 +52,25 @@ def test_the_caller_waits_for_every_part() -> None:
 
     cpu_threads.run_parts(part, 2)
     assert finished == [0]
+
+
+def test_callers_on_several_threads_take_turns() -> None:
+    results: dict[int, list[int]] = {}
+
+    def part(p: int, parts: int, out: list[int], k: int) -> None:
+        time.sleep(0.0005)  # lets the other callers' threads run meanwhile
+        out.append(p * 10 + k)
+
+    def caller(k: int) -> None:
+        for _ in range(50):
+            got: list[int] = []
+            cpu_threads.run_parts(part, 2, got, k)
+            assert sorted(got) == [k, 10 + k]
+        results[k] = got
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(results) == [0, 1, 2]

@@ -47,13 +47,22 @@ class _PartThread:
         self._go.release()
 
     def join_part(self) -> None:
-        self._done.acquire()
+        interrupted: BaseException | None = None
+        while True:  # a Ctrl-C here still waits for the part (milliseconds): the next
+            try:     # call must not find its done-lock released by this one
+                self._done.acquire()
+                break
+            except BaseException as exc:
+                interrupted = exc
         error, self._error = self._error, None
         if error is not None:
             raise error
+        if interrupted is not None:
+            raise interrupted
 
 
 _threads: list[_PartThread] = []
+_one_call = threading.Lock()  # callers on several threads take turns with the helpers
 _threads_pid = -1  # the process that started them: a forked child needs its own
 
 
@@ -73,11 +82,18 @@ def run_parts(function: Any, parts: int, *args: Any) -> None:
     if parts <= 1:
         function(0, 1, *args)
         return
-    helpers = _helpers(parts - 1)
-    for part, helper in enumerate(helpers):
-        helper.start_part(function, (part, parts, *args))
-    try:
-        function(parts - 1, parts, *args)
-    finally:
-        for helper in helpers:
-            helper.join_part()
+    with _one_call:
+        helpers = _helpers(parts - 1)
+        for part, helper in enumerate(helpers):
+            helper.start_part(function, (part, parts, *args))
+        try:
+            function(parts - 1, parts, *args)
+        finally:
+            errors = []
+            for helper in helpers:
+                try:
+                    helper.join_part()
+                except BaseException as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
