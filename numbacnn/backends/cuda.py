@@ -10,6 +10,9 @@ neighbouring addresses.
   ``name_at(i // L, i % L, i % L + 1, *args)`` for i < n·L: the same body the CPU
   calls once per plane, here once per element; im2col, col2im and max pooling run one-
   element bodies (the span bodies' whole-plane branches doubled their registers).
+* The GEMM reorders (``gemm_to_nchw``, ``nchw_to_gemm``) run on a 3-D grid (x the
+  element of a plane, y the channel, z the image: ``cuda_grid.plane_grid``), so no
+  thread divides an index.
 * Reductions (bias gradients, the batch's loss and accuracy) give each thread of a
   block a strided span of the body and add the partial sums in shared memory.
 
@@ -56,6 +59,7 @@ from numbacnn.backends.cuda_grid import (
     grid_stride_count,
     grid_stride_spans,
     one_block,
+    plane_grid,
 )
 from numbacnn.backends.cuda_memory import (  # noqa: F401
     download,
@@ -213,17 +217,25 @@ def col2im(n, L, dx, dcols, H, W, geo, OH, OW):
         for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
             conv.col2im_gather_at(i, dx, dcols, H, W, geo, OH, OW)
 
-@grid_stride_spans
+@plane_grid
 def gemm_to_nchw(n, L, y, out, b, K, P, relu):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        conv.gemm_to_nchw_at(t, lo, lo + 1, y, out, b, K, P, relu)
+    k = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if k < K and p < P:
+        q = cuda.blockIdx.z * P  # n·P, image n = blockIdx.z, block-stride
+        while q < out.shape[1]:
+            conv.gemm_to_nchw_element_at(q, k, p, y, out, b, K, P, relu)
+            q += cuda.gridDim.z * P
 
-@grid_stride_spans
+@plane_grid
 def nchw_to_gemm(n, L, dy2, dy, y, K, P, relu):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        conv.nchw_to_gemm_at(t, lo, lo + 1, dy2, dy, y, K, P, relu)
+    k = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if k < K and p < P:
+        q = cuda.blockIdx.z * P
+        while q < dy2.shape[1]:
+            conv.nchw_to_gemm_element_at(q, k, p, dy2, dy, y, K, P, relu)
+            q += cuda.gridDim.z * P
 
 @block_per_row
 def row_sum(n, out, m):
