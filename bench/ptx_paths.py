@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, field
 
 _LABEL = re.compile(r"^(\$\w+):")
+# 64-bit integer arithmetic (no moves, no memory)
+INT64 = r"^(?!ld|st|cvta|mov)[a-z.]*\.[sub]64\b"
 # PTX instructions that sm_90 has no instruction for, weighted by their machine code:
 # the growth of a cubin's .text (16-byte instructions, to 8) when ptxas 13 assembles one
 # of them in a kernel of a load and a store (slow paths included: an upper bound).
@@ -49,8 +51,10 @@ class Block:
     instructions: list[str] = field(default_factory=list)
     successors: list[int] = field(default_factory=list)
 
-    @property
-    def cost(self) -> float:
+    def cost(self, only: re.Pattern | None = None) -> float:
+        """Its weighted instructions, or with ``only`` the count of those matching it."""
+        if only is not None:
+            return float(sum(1 for i in self.instructions if only.match(i)))
         return float(sum(weight(i) for i in self.instructions))
 
 
@@ -175,12 +179,13 @@ def _longest(nodes: dict[int, float], edges: dict[int, set[int]], start: int,
     return walk(start)
 
 
-def _collapse(blocks: list[Block], region: set[int], loops: list[Loop], cost_of: dict[int, float]
-              ) -> tuple[dict[int, float], dict[int, set[int]], dict[int, int]]:
+def _collapse(blocks: list[Block], region: set[int], loops: list[Loop], cost_of: dict[int, float],
+              only: re.Pattern | None) -> tuple[dict[int, float], dict[int, set[int]],
+                                               dict[int, int]]:
     """Nodes (blocks of ``region`` outside ``loops``, and each loop as its header) with
     their costs, and the edges between them."""
     owner = {b: loop.header for loop in loops for b in loop.body}
-    nodes = {b: blocks[b].cost for b in region if b not in owner}
+    nodes = {b: blocks[b].cost(only) for b in region if b not in owner}
     nodes.update({loop.header: cost_of[loop.header] for loop in loops})
     edges: dict[int, set[int]] = {}
     for b in region:
@@ -193,12 +198,12 @@ def _collapse(blocks: list[Block], region: set[int], loops: list[Loop], cost_of:
     return nodes, edges, owner
 
 
-def _iteration(blocks: list[Block], loop: Loop, trips: tuple[int, ...], marker: re.Pattern
-               ) -> float:
+def _iteration(blocks: list[Block], loop: Loop, trips: tuple[int, ...], marker: re.Pattern,
+               only: re.Pattern | None = None) -> float:
     """Instructions of one pass head → back edge of ``loop``, its inner loops counted."""
     cost_of = {}
     for child in loop.children:
-        once = _iteration(blocks, child, trips, marker)
+        once = _iteration(blocks, child, trips, marker, only)
         if child.depth - 1 >= len(trips):
             raise ValueError(f"a loop at depth {child.depth} but trips for {len(trips)} only")
         per = once
@@ -207,7 +212,7 @@ def _iteration(blocks: list[Block], loop: Loop, trips: tuple[int, ...], marker: 
                         if marker.match(ins))
             per = once / max(marks, 1)
         cost_of[child.header] = per * trips[child.depth - 1]
-    nodes, edges, owner = _collapse(blocks, loop.body, loop.children, cost_of)
+    nodes, edges, owner = _collapse(blocks, loop.body, loop.children, cost_of, only)
     for u in edges:
         edges[u].discard(loop.header)  # the back edges
     latches = {owner.get(b, b) for b in loop.latches}
@@ -227,12 +232,14 @@ class ElementCost:
 
 
 def element_costs(ptx: str, trips: tuple[int, ...] = (), marker: str = r"st\.global",
-                  inner: bool | None = None) -> list[ElementCost]:
+                  inner: bool | None = None, only: str | None = None) -> list[ElementCost]:
     """Per outermost loop of the kernel (those with inner loops or those without when
     ``inner`` says), the PTX instructions one element costs (see the module's
     docstring): inner loops run ``trips[d]`` times at depth d + 1, an innermost loop
-    counted per instruction matching ``marker``."""
+    counted per instruction matching ``marker``. With ``only``, the instructions matching
+    it are counted instead (e.g. :data:`INT64`), each as one, along the same paths."""
     blocks = entry_blocks(ptx)
+    selected = re.compile(only) if only is not None else None
     loops = find_loops(blocks)
     pattern = re.compile(marker)
     out = []
@@ -241,22 +248,22 @@ def element_costs(ptx: str, trips: tuple[int, ...] = (), marker: str = r"st\.glo
             continue
         others = set().union(*(lp.body for lp in loops if lp is not loop))
         region = set(range(len(blocks))) - others - (loop.body - {loop.header})
-        nodes = {b: blocks[b].cost for b in region}
+        nodes = {b: blocks[b].cost(selected) for b in region}
         nodes[loop.header] = 0.0  # counted in the iteration
         edges = {b: {s for s in blocks[b].successors if s in region} for b in region}
         edges[loop.header] = set()  # the path ends there
         prologue = _longest(nodes, edges, 0, {loop.header})
-        iteration = _iteration(blocks, loop, trips, pattern)
+        iteration = _iteration(blocks, loop, trips, pattern, selected)
         out.append(ElementCost(blocks[loop.header].label, bool(loop.children), prologue,
                                iteration))
     return out
 
 
 def per_element(ptx: str, inner: bool, trips: tuple[int, ...] = (),
-                marker: str = r"st\.global") -> int:
+                marker: str = r"st\.global", only: str | None = None) -> int:
     """The largest per-element cost over the kernel's outermost loops with inner loops
     (``inner``: the general geometry's path) or without (constant windows, reorders)."""
-    costs = [c.total for c in element_costs(ptx, trips, marker, inner)]
+    costs = [c.total for c in element_costs(ptx, trips, marker, inner, only)]
     if not costs:
         raise ValueError(f"no outermost loop {'with' if inner else 'without'} inner loops")
     return max(costs)

@@ -199,23 +199,32 @@ if not config.ENABLE_CUDASIM:  # inlined into the kernels like the bodies (typed
 
 
 
+# The hot element kernels step with while loops: a range() with a runtime step computes
+# its trip count with a signed 64-bit division in every thread (bench/ptx_paths.py).
 @grid_stride_count(lambda n, L, cols, x, *rest: x.shape[0] * x.shape[1] * L)
 def im2col(n, L, cols, x, H, W, geo, OH, OW):
+    total = x.shape[0] * x.shape[1] * L
+    i = cuda.grid(1)
     if conv.is_3x3_same(geo):  # the usual case with constant loops, as on the CPU
-        for i in range(cuda.grid(1), x.shape[0] * x.shape[1] * L, cuda.gridsize(1)):
+        while i < total:
             conv.im2col_taps_at(i, cols, x, H, W, conv.GEO_3X3_SAME, OH, OW)
+            i += cuda.gridsize(1)
     else:
-        for i in range(cuda.grid(1), x.shape[0] * x.shape[1] * L, cuda.gridsize(1)):
+        while i < total:
             conv.im2col_taps_at(i, cols, x, H, W, geo, OH, OW)
+            i += cuda.gridsize(1)
 
 @grid_stride_spans
 def col2im(n, L, dx, dcols, H, W, geo, OH, OW):
+    i = cuda.grid(1)
     if conv.is_3x3_same(geo):
-        for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        while i < n * L:
             conv.col2im_gather_at(i, dx, dcols, H, W, conv.GEO_3X3_SAME, OH, OW)
+            i += cuda.gridsize(1)
     else:
-        for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        while i < n * L:
             conv.col2im_gather_at(i, dx, dcols, H, W, geo, OH, OW)
+            i += cuda.gridsize(1)
 
 @plane_grid
 def gemm_to_nchw(n, L, y, out, b, K, P, relu):
@@ -259,13 +268,17 @@ def col_sum(n, out, m):
 
 @grid_stride_spans
 def max_pool_forward(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+    i = cuda.grid(1)
+    while i < n * L:
         pool.max_pool_forward_element_at(i, y, argmax, x, FH, FW, SH, SW, PH, PW)
+        i += cuda.gridsize(1)
 
 @grid_stride_spans
 def max_pool_backward(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+    i = cuda.grid(1)
+    while i < n * L:
         pool.max_pool_backward_element_at(i, dx, dy, argmax, FH, FW, SH, SW, PH, PW)
+        i += cuda.gridsize(1)
 
 @grid_stride_spans
 def avg_pool_forward(n, L, y, x, FH, FW, SH, SW, PH, PW, count_pad):
