@@ -3,7 +3,7 @@
     python bench/gpu_results.py probe                       # exit 3 and one line: no GPU
     python bench/gpu_results.py run numbacnn alexnet DIR    # FP32 then TF32, → DIR/*.json
     python bench/gpu_results.py run torch alexnet DIR
-    python bench/gpu_results.py collect DIR OUT.json        # device, driver, commit, ratios
+    python bench/gpu_results.py collect DIR OUT.json [--runs RUNS.json]  # the summary
 
 ``run`` trains ``--batch`` (128) random images of the spec on "cuda" for ``--iterations``
 steps after the warm-up, in true FP32 and then in TF32 (the same process, the kernels
@@ -82,7 +82,9 @@ def commit() -> str:
             or "unknown (no .git here: set GPU_CHECK_COMMIT)")
 
 
-def collect(in_dir: Path, out: Path) -> dict[str, Any]:
+def collect(in_dir: Path, out: Path, runs_out: Path | None = None) -> dict[str, Any]:
+    """Write the summary of the runs in ``in_dir`` to ``out`` (and, with ``runs_out``,
+    every run's whole result, per-layer tables included, to that file)."""
     smi = _command(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
                     "--format=csv,noheader"]).splitlines()
     name, driver, memory = ([s.strip() for s in smi[0].split(",")] + ["", "", ""])[:3] \
@@ -96,12 +98,13 @@ def collect(in_dir: Path, out: Path) -> dict[str, Any]:
     reason = no_gpu_reason()
     if reason is not None:
         summary["no_gpu"] = reason
+    runs = {}
     for path in sorted(in_dir.glob("*-*-*.json")):
         framework, rest = path.stem.split("-", 1)  # numbacnn-fmnist-bn-fp32
         spec, precision = rest.rsplit("-", 1)
         if framework not in ("numbacnn", "torch") or precision not in PRECISIONS:
             continue
-        result = json.loads(path.read_text())
+        result = runs[path.stem] = json.loads(path.read_text())
         entry = summary["networks"].setdefault(spec, {}).setdefault(precision, {})
         entry[f"{framework}_images_per_s"] = round(result["train"]["images_per_s"], 1)
         entry["batch"] = result.get("batch")
@@ -111,6 +114,8 @@ def collect(in_dir: Path, out: Path) -> dict[str, Any]:
             if ours and theirs:
                 entry["numbacnn_over_torch"] = round(ours / theirs, 3)
     out.write_text(json.dumps(summary, indent=1) + "\n")
+    if runs_out is not None:
+        runs_out.write_text(json.dumps(runs, indent=1, default=str) + "\n")
     return summary
 
 
@@ -128,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     both = sub.add_parser("collect", help="the summary of a directory of runs")
     both.add_argument("in_dir", type=Path)
     both.add_argument("out", type=Path)
+    both.add_argument("--runs", type=Path, default=None, help="every run's whole result")
     args = parser.parse_args(argv)
     if args.command == "collect":
-        summary = collect(args.in_dir, args.out)
+        summary = collect(args.in_dir, args.out, args.runs)
         print(json.dumps(summary, indent=1))
         return 0
     reason = no_gpu_reason()
