@@ -87,6 +87,21 @@ def test_parameters_gradients_and_slots_are_views_of_one_buffer_each():
     assert any(not np.array_equal(before[name], p) for name, p, _ in net.parameters())
 
 
+def test_packing_forgets_the_layers_views_of_the_old_arrays():
+    """A conv layer remembers a reshaped view of its weights; once they are views of the
+    flat buffer, nothing keeps the old arrays alive."""
+    import weakref
+
+    net = network()
+    conv = net.layers[0]
+    x = np.random.default_rng(0).standard_normal((2, 2, 10, 10)).astype(np.float32)
+    net.forward(x)
+    old = weakref.ref(conv.params["W"])
+    assert any(a is old() for a, _ in conv._views.values())
+    flat_arrays(net, "params")
+    assert old() is None
+
+
 def test_a_rebound_array_is_copied_into_its_view():
     """A gradient (or weight) handed in as a new array is copied into the flat buffer,
     which stays the same object: the all-reduce built on it stays valid."""

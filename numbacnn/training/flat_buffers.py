@@ -86,10 +86,12 @@ def flat_arrays(net: Any, role: str) -> Any:
         layout = FlatLayout.of(shapes)
         flat = net.backend().zeros((layout.size,))
         packed = _packed[net][role] = _Packed(flat, layout, layout.views(flat))
-    for (table, key), a, view in zip(tables, arrays, packed.views, strict=True):
+    layers = [layer for layer in net.layers for _ in layer.params]
+    for layer, (table, key), a, view in zip(layers, tables, arrays, packed.views, strict=True):
         if a is not view:
             copy_into(view, a)
             table[key] = view
+            layer.forget_views()  # its remembered reshapes of the old array
     return packed.flat
 
 
