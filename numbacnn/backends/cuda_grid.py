@@ -100,7 +100,7 @@ def plane_grid_shape(planes: int, K: int, P: int) -> tuple[tuple[int, int, int],
     """(blocks, threads) of a 3-D launch over ``planes`` = N·K planes of P elements: x the
     position in the plane, y the plane's k (several planes a block when P is short), z
     the image n (block-stride beyond MAX_GRID_Z). No thread divides an index."""
-    tx = min(THREADS_PER_BLOCK, -(-P // 32) * 32)  # whole warps
+    tx = min(THREADS_PER_BLOCK, max(1, -(-P // 32)) * 32)  # whole warps
     ty = THREADS_PER_BLOCK // tx
     by = -(-K // ty)
     if by > MAX_GRID_Y:
