@@ -66,6 +66,7 @@ def gpu_allreduce() -> None:
     from numbacnn.layers import Conv2D, Dense
     from numbacnn.network import Network
     from numbacnn.training.distributed import GradientAllreduce, world
+    from numbacnn.training.flat_buffers import network_layout
 
     ranks = world()
     ranks.start()  # reads NUMBACNN_MPI_CUDA_AWARE
@@ -84,12 +85,13 @@ def gpu_allreduce() -> None:
     reduce()
     assert reduce.calls == 1 and reduce.seconds > 0, "the all-reduce's own clock"
     np.testing.assert_array_equal(to_host(reduce.flat), 3 * expected)
-    offset = 0
-    for _, _, g in net.parameters():  # the layers' gradients are views of the flat buffer
+    layout = network_layout(net)  # each gradient a view at its aligned offset
+    for (_, _, g), offset in zip(net.parameters(), layout.offsets, strict=True):
         np.testing.assert_array_equal(to_host(g).ravel(), 3 * expected[offset:offset + g.size])
-        offset += g.size
+    gradient_floats = sum(g.size for _, _, g in net.parameters())
     path = "as the device buffer" if ranks.cuda_aware else "staged"
-    print(f"rank {ranks.rank}: gpu all-reduce of {reduce.size} floats ok ({path})", flush=True)
+    print(f"rank {ranks.rank}: gpu all-reduce of {gradient_floats} floats ok ({path})",
+          flush=True)
 
 
 def main(argv: list[str]) -> None:

@@ -8,6 +8,7 @@ element: a body that reads or writes outside its span, or misses part of it, fai
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -214,6 +215,30 @@ def test_element_bodies_equal_the_cpu_drivers():
             np.testing.assert_array_equal(g, w, err_msg=name)
         checked += 1
     assert checked == 30  # 22 convolution and pooling cases, 8 padded or clipped pooling
+
+
+REORDER_ELEMENT_BODIES = {"gemm_to_nchw": conv.gemm_to_nchw_element_at,
+                          "nchw_to_gemm": conv.nchw_to_gemm_element_at}
+
+
+def test_reorder_element_bodies_equal_the_cpu_drivers():
+    """The GEMM reorders' element bodies, called per (image, channel, position) as the
+    GPU's 3-D grid does (q = n·P), give the CPU drivers' result bit for bit."""
+    rng = np.random.default_rng(12)
+    checked = 0
+    for name, _, driver, n, L, args in cases(rng):
+        body = REORDER_ELEMENT_BODIES.get(name.split()[0])
+        if body is None:
+            continue
+        want = args[0].copy()
+        driver(n, L, want, *args[1:])
+        got = np.full_like(args[0], np.nan)
+        K, P = args[-3], args[-2]
+        for img, k, p in itertools.product(range(n // K), range(K), range(P)):
+            body.py_func(img * P, k, p, got, *args[1:])
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        checked += 1
+    assert checked == 4  # both reorders, with and without the fused ReLU
 
 
 @pytest.mark.parametrize("step", [1, 3, 256])

@@ -54,10 +54,11 @@ def test_trainer_step_allocates_nothing_and_reads_nothing_back(dry_cuda_cublas):
     assert update == {"launches": 1, "h2d_copies": 0, "d2h_copies": 1, "allocations": 0}
 
 
-@pytest.mark.parametrize("gemm, launches", [("cublas", 43), ("numba", 46)])
+@pytest.mark.parametrize("gemm, launches", [("cublas", 36), ("numba", 39)])
 def test_fmnist_step_traffic(gemm: str, launches: int):
     """The figures bench/RESULTS.md records for fmnist at batch 128 (numba: split-K adds a
-    reduction launch to three weight-gradient products)."""
+    reduction launch to three weight-gradient products; the optimizer's update is one
+    launch for the 8 parameters since the flat buffers, 43 and 46 before)."""
     counts = step_traffic("fmnist", 128, gemm)
     assert counts["per_step"] == {"launches": launches, "h2d_copies": 2, "d2h_copies": 0,
                                   "allocations": 0}

@@ -410,7 +410,11 @@ def sgd_momentum(n, w, v, g, lr, momentum, weight_decay):
     for i in prange(n):
         optim.sgd_momentum_at(i, w, v, g, lr, momentum, weight_decay)
 
-@njit(parallel=True, fastmath=True, cache=True)
+# Exact sqrt and division (no "afn"/"arcp"): with them the vectorized loop and its
+# scalar remainder rounded differently, so an element's update depended on where it fell
+# in its thread's share (the thread count, the flat buffer's layout). Now every element
+# gets the IEEE result, as on the GPU.
+@njit(parallel=True, fastmath={"nnan", "ninf", "nsz", "contract"}, cache=True)
 def adam(n, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay):
     for i in prange(n):
         optim.adam_at(i, w, m, v, g, lr_t, beta1, beta2, eps, weight_decay)

@@ -10,6 +10,9 @@ neighbouring addresses.
   ``name_at(i // L, i % L, i % L + 1, *args)`` for i < n·L: the same body the CPU
   calls once per plane, here once per element; im2col, col2im and max pooling run one-
   element bodies (the span bodies' whole-plane branches doubled their registers).
+* The GEMM reorders (``gemm_to_nchw``, ``nchw_to_gemm``) run on a 3-D grid (x the
+  element of a plane, y the channel, z the image: ``cuda_grid.plane_grid``), so no
+  thread divides an index.
 * Reductions (bias gradients, the batch's loss and accuracy) give each thread of a
   block a strided span of the body and add the partial sums in shared memory.
 
@@ -56,6 +59,7 @@ from numbacnn.backends.cuda_grid import (
     grid_stride_count,
     grid_stride_spans,
     one_block,
+    plane_grid,
 )
 from numbacnn.backends.cuda_memory import (  # noqa: F401
     download,
@@ -195,35 +199,52 @@ if not config.ENABLE_CUDASIM:  # inlined into the kernels like the bodies (typed
 
 
 
+# The hot element kernels step with while loops: a range() with a runtime step computes
+# its trip count with a signed 64-bit division in every thread (bench/ptx_paths.py).
 @grid_stride_count(lambda n, L, cols, x, *rest: x.shape[0] * x.shape[1] * L)
 def im2col(n, L, cols, x, H, W, geo, OH, OW):
+    total = x.shape[0] * x.shape[1] * L
+    i = cuda.grid(1)
     if conv.is_3x3_same(geo):  # the usual case with constant loops, as on the CPU
-        for i in range(cuda.grid(1), x.shape[0] * x.shape[1] * L, cuda.gridsize(1)):
+        while i < total:
             conv.im2col_taps_at(i, cols, x, H, W, conv.GEO_3X3_SAME, OH, OW)
+            i += cuda.gridsize(1)
     else:
-        for i in range(cuda.grid(1), x.shape[0] * x.shape[1] * L, cuda.gridsize(1)):
+        while i < total:
             conv.im2col_taps_at(i, cols, x, H, W, geo, OH, OW)
+            i += cuda.gridsize(1)
 
 @grid_stride_spans
 def col2im(n, L, dx, dcols, H, W, geo, OH, OW):
+    i = cuda.grid(1)
     if conv.is_3x3_same(geo):
-        for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        while i < n * L:
             conv.col2im_gather_at(i, dx, dcols, H, W, conv.GEO_3X3_SAME, OH, OW)
+            i += cuda.gridsize(1)
     else:
-        for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+        while i < n * L:
             conv.col2im_gather_at(i, dx, dcols, H, W, geo, OH, OW)
+            i += cuda.gridsize(1)
 
-@grid_stride_spans
+@plane_grid
 def gemm_to_nchw(n, L, y, out, b, K, P, relu):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        conv.gemm_to_nchw_at(t, lo, lo + 1, y, out, b, K, P, relu)
+    k = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if k < K and p < P:
+        q = cuda.blockIdx.z * P  # n·P, image n = blockIdx.z, block-stride
+        while q < out.shape[1]:
+            conv.gemm_to_nchw_element_at(q, k, p, y, out, b, K, P, relu)
+            q += cuda.gridDim.z * P
 
-@grid_stride_spans
+@plane_grid
 def nchw_to_gemm(n, L, dy2, dy, y, K, P, relu):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
-        t, lo = index.split(i, L)
-        conv.nchw_to_gemm_at(t, lo, lo + 1, dy2, dy, y, K, P, relu)
+    k = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if k < K and p < P:
+        q = cuda.blockIdx.z * P
+        while q < dy2.shape[1]:
+            conv.nchw_to_gemm_element_at(q, k, p, dy2, dy, y, K, P, relu)
+            q += cuda.gridDim.z * P
 
 @block_per_row
 def row_sum(n, out, m):
@@ -247,13 +268,17 @@ def col_sum(n, out, m):
 
 @grid_stride_spans
 def max_pool_forward(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+    i = cuda.grid(1)
+    while i < n * L:
         pool.max_pool_forward_element_at(i, y, argmax, x, FH, FW, SH, SW, PH, PW)
+        i += cuda.gridsize(1)
 
 @grid_stride_spans
 def max_pool_backward(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
-    for i in range(cuda.grid(1), n * L, cuda.gridsize(1)):
+    i = cuda.grid(1)
+    while i < n * L:
         pool.max_pool_backward_element_at(i, dx, dy, argmax, FH, FW, SH, SW, PH, PW)
+        i += cuda.gridsize(1)
 
 @grid_stride_spans
 def avg_pool_forward(n, L, y, x, FH, FW, SH, SW, PH, PW, count_pad):

@@ -20,6 +20,7 @@ from numbacnn.errors import DeviceError
 
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 65536
+MAX_GRID_Y = MAX_GRID_Z = 65535  # CUDA's limits of a grid's y and z dimensions
 REDUCE_THREADS = 256  # threads of a reduction block (a power of two)
 INDEX_LIMIT = 2**32  # kernels/index.py splits flat indices in unsigned 32-bit arithmetic
 
@@ -29,11 +30,12 @@ def blocks(n: int) -> int:
     return min(MAX_BLOCKS, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
 
 
-def _launcher(fn: Callable, blocks_for: Callable[[int, tuple], int], threads: int,
+def _launcher(fn: Callable, blocks_for: Callable[[int, tuple], Any], threads: Any,
               doc: str) -> Callable:
     """Compile ``fn(n, *args)`` (no fastmath) and return ``launch(n, *args)``, which runs it
     on ``blocks_for(n, args)`` blocks of ``threads`` (none when that is 0), records it in
-    a dry run, and counts it."""
+    a dry run, and counts it. A 2-D or 3-D launch: ``blocks_for`` returns
+    ((blocks_x, blocks_y, blocks_z), (threads_x, threads_y)) and ``threads`` is None."""
     kernel = cuda.jit(fastmath=False)(fn)
     fast = None if config.ENABLE_CUDASIM else FastLaunch(kernel)
 
@@ -42,12 +44,14 @@ def _launcher(fn: Callable, blocks_for: Callable[[int, tuple], int], threads: in
         if dry.active():
             dry.record(fn, (n, *args))
             return
-        count = blocks_for(n, args)
-        if count > 0:
+        count, block = blocks_for(n, args), threads
+        if block is None:
+            count, block = count
+        if (count if isinstance(count, int) else min(count)) > 0:
             if fast is None:
-                kernel[count, threads](n, *args)
+                kernel[count, block](n, *args)
             else:
-                fast(count, threads, (n, *args))
+                fast(count, block, (n, *args))
 
     launch.py_func = fn
     launch.fastmath = False
@@ -89,6 +93,29 @@ def grid_stride_count(count: Callable[..., int]) -> Callable[[Callable], Callabl
                          THREADS_PER_BLOCK, f"CUDA launch of {fn.__name__}, one thread per "
                          "output element.")
     return decorate
+
+
+def plane_grid_shape(planes: int, K: int, P: int) -> tuple[tuple[int, int, int],
+                                                           tuple[int, int]]:
+    """(blocks, threads) of a 3-D launch over ``planes`` = N·K planes of P elements: x the
+    position in the plane, y the plane's k (several planes a block when P is short), z
+    the image n (block-stride beyond MAX_GRID_Z). No thread divides an index."""
+    tx = min(THREADS_PER_BLOCK, max(1, -(-P // 32)) * 32)  # whole warps
+    ty = THREADS_PER_BLOCK // tx
+    by = -(-K // ty)
+    if by > MAX_GRID_Y:
+        raise DeviceError(f"{K:,} channels exceed a CUDA grid's y dimension "
+                          f"({MAX_GRID_Y:,} blocks of {ty})")
+    images = planes // K if K else 0
+    return (-(-P // tx), by, min(MAX_GRID_Z, images)), (tx, ty)
+
+
+def plane_grid(fn: Callable) -> Callable:
+    """Compile ``fn(n, L, *args, K, P, relu)`` (n = N·K planes of P elements; the
+    GEMM reorders) for the 3-D launch of :func:`plane_grid_shape`."""
+    return _launcher(fn, lambda n, args: plane_grid_shape(n, args[-3], args[-2]), None,
+                     f"3-D CUDA launch of {fn.__name__}: x the element, y the channel, z "
+                     "the image.")
 
 
 def block_per_row(fn: Callable) -> Callable:

@@ -83,7 +83,10 @@ class FastLaunch:
         self.kernel = kernel
         self.prepared: dict[tuple, _Prepared | None] = {}
 
-    def __call__(self, blocks: int, threads: int, args: tuple) -> None:
+    def __call__(self, blocks: int | tuple[int, ...], threads: int | tuple[int, ...],
+                 args: tuple) -> None:
+        """Launch on a grid of ``blocks`` blocks of ``threads`` threads (each an int, or
+        (x, y) or (x, y, z) for a 2-D or 3-D grid or block)."""
         key = signature_key(args)
         prepared = self.prepared.get(key, False)
         if prepared is False:
@@ -101,7 +104,8 @@ class FastLaunch:
         struct.pack_into(prepared.format, prepared.block, 0, *words)
         _launch(prepared.handle, blocks, threads, prepared.pointers_address)
 
-    def _prepare(self, blocks: int, threads: int, args: tuple, key: tuple) -> None:
+    def _prepare(self, blocks: int | tuple[int, ...], threads: int | tuple[int, ...],
+                 args: tuple, key: tuple) -> None:
         from numba.cuda.typing.typeof import Purpose, typeof
 
         self.kernel[blocks, threads](*args)  # compiles this signature and launches it
@@ -125,13 +129,24 @@ def signature_key(args: tuple) -> tuple:
 _driver_launch: Callable[..., Any] | None = None
 
 
-def _launch(handle: Any, blocks: int, threads: int, params_address: int) -> None:
+def dims3(size: int | tuple[int, ...]) -> tuple[int, int, int]:
+    """A grid or block size (x, or (x, y) or (x, y, z)) as CUDA's (x, y, z)."""
+    if isinstance(size, int):
+        return size, 1, 1
+    x, y, z = (*size, 1, 1)[:3]
+    return x, y, z
+
+
+def _launch(handle: Any, blocks: int | tuple[int, ...], threads: int | tuple[int, ...],
+            params_address: int) -> None:
     global _driver_launch
     if _driver_launch is None:
         from cuda.bindings import driver
 
-        def launch(handle: Any, blocks: int, threads: int, params: int) -> None:
-            err, = driver.cuLaunchKernel(handle, blocks, 1, 1, threads, 1, 1, 0, 0, params, 0)
+        def launch(handle: Any, blocks: int | tuple[int, ...], threads: int | tuple[int, ...],
+                   params: int) -> None:
+            err, = driver.cuLaunchKernel(handle, *dims3(blocks), *dims3(threads), 0, 0, params,
+                                         0)
             if err != driver.CUresult.CUDA_SUCCESS:
                 raise RuntimeError(f"cuLaunchKernel failed: {err!r}")
 

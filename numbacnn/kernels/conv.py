@@ -228,6 +228,25 @@ def nchw_to_gemm_at(t, lo, hi, dy2, dy, y, K, P, relu):
 
 
 @njit(inline="always")
+def gemm_to_nchw_element_at(q, k, p, y, out, b, K, P, relu):
+    """Element p of plane (n, k), q = n·P: y[n, k, p] = out[k, n·P + p] + b[k], then
+    max(·, 0) when ``relu`` ≠ 0; y flat. :func:`gemm_to_nchw_at` element by element, its
+    row split handed in (the GPU's 3-D grid gives n, k and p: no division)."""
+    floor = np.float32(0.0) if relu else np.float32(-np.inf)
+    y[np.uint64(q * K + k * P + p)] = max(out[k, np.uint64(q + p)] + b[k], floor)
+
+
+@njit(inline="always")
+def nchw_to_gemm_element_at(q, k, p, dy2, dy, y, K, P, relu):
+    """Element p of plane (n, k), q = n·P: dy2[k, n·P + p] = dy[n, k, p], 0 where the
+    output y ≤ 0 when ``relu`` ≠ 0; dy and y flat. :func:`nchw_to_gemm_at` element by
+    element, without its divisions."""
+    i = np.uint64(q * K + k * P + p)
+    g = dy[i] if (not relu or y[i] > np.float32(0.0)) else np.float32(0.0)
+    dy2[k, np.uint64(q + p)] = g
+
+
+@njit(inline="always")
 def im2col_taps_at(i, cols, x, H, W, geo, OH, OW):
     """Output position i = (c, n, oy, ox), i < C·N·OH·OW: its FH·FW taps, cols[(c·FH + fy)·FW
     + fx, n·OH·OW + oy·OW + ox] = x[n, c, oy·SH − PT + fy·DH, ox·SW − PL + fx·DW], 0 in

@@ -15,5 +15,5 @@ from numba import njit
 @njit(inline="always")
 def split(i, n):
     """(i // n, i % n) for 0 ≤ i < 2³² and 0 < n < 2³²."""
-    q = np.int64(np.uint32(i) // np.uint32(n))
-    return q, i - q * n
+    q = np.uint32(i) // np.uint32(n)
+    return np.int64(q), np.int64(np.uint32(np.uint32(i) - np.uint32(q * np.uint32(n))))

@@ -301,6 +301,11 @@ class Layer:
         self._views[key] = (a, view)
         return view
 
+    def forget_views(self) -> None:
+        """Drop the remembered views of :meth:`_reshaped`: after ``params`` or ``grads``
+        were replaced (``training/flat_buffers.py``) they would keep the old arrays alive."""
+        self._views.clear()
+
     def _flat(self, a: Any) -> Any:
         """``a`` as a 1-D array (a remembered view)."""
         return self._reshaped(a, (a.size,))

@@ -52,6 +52,7 @@ import numpy as np
 
 from numbacnn.device import to_host
 from numbacnn.errors import NumbacnnError
+from numbacnn.training.flat_buffers import flat_arrays
 
 DEFAULT_TIMEOUT = 300.0  # seconds a collective may wait for the other ranks
 EXIT_STATUS = 2  # what a rank exits with when its peers are gone (or on an error)
@@ -239,7 +240,8 @@ class GradientAllreduce:
     ranks with one ``MPI_Allreduce`` per step.
 
     Building it rebinds every ``layer.grads[key]`` to a view of :attr:`flat` (same shape;
-    the layers write their gradients there). On a GPU the sum goes device buffer →
+    the layers write their gradients there): ``flat_buffers.flat_arrays``, the buffer the
+    optimizer updates from too. On a GPU the sum goes device buffer →
     page-locked host buffer → Allreduce → device buffer, or straight on the device
     buffer when the MPI is CUDA-aware.
     """
@@ -248,15 +250,8 @@ class GradientAllreduce:
         self.world, self.net = world, net
         B = self.backend = net.backend()
         self.on_device = not B.on_host
-        self.size = sum(int(g.size) for _, _, g in net.parameters())  # floats
-        self.flat = B.zeros((self.size,))
-        offset = 0
-        for layer in net.layers:
-            for key in layer.params:
-                grad = layer.grads[key]
-                view = self.flat[offset:offset + grad.size].reshape(grad.shape)
-                layer.grads[key] = view
-                offset += grad.size
+        self.flat = flat_arrays(net, "grads")  # shared with the optimizer's update
+        self.size = int(self.flat.size)  # floats, alignment gaps included
         self.staged = self.on_device and not world.cuda_aware
         self.host = B.pinned_empty((self.size,)) if self.staged else None
         self.calls = 0

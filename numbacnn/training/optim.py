@@ -4,8 +4,11 @@ Every optimizer is an :class:`Optimizer`: it declares its name, its hyperparamet
 with their defaults (``defaults``, the one place they are written), the names of its
 per-parameter buffers (``slots``) and a default learning rate, and implements
 ``_update`` with its kernel. The base keeps the buffers on the network's device beside
-the parameters, counts updates (``t``), and gives ``state()``/``load_state()`` for
-saving; ``training/checkpoint.py`` saves any optimizer through them without knowing its class.
+the parameters, laid out like them (the parameters, gradients and each slot are views
+of one flat buffer each, ``flat_buffers.py``, so a step is one kernel launch whatever
+the number of parameters), counts updates (``t``), and gives ``state()``/``load_state()``
+(per parameter name, as before the flat buffers) for saving; ``training/checkpoint.py``
+saves any optimizer through them without knowing its class.
 ``OPTIMIZERS`` names every optimizer for the command line and the model files.
 Update bodies: ``numbacnn/kernels/optim.py``.
 """
@@ -19,6 +22,7 @@ import numpy as np
 
 from numbacnn.device import backend, resolve_device, to_host
 from numbacnn.errors import TrainingError
+from numbacnn.training.flat_buffers import copy_into, flat_arrays, network_layout
 
 if TYPE_CHECKING:
     from numbacnn.network import Network
@@ -50,7 +54,8 @@ class Optimizer:
             setattr(self, key, float(hyperparameters.get(key, default)))
         self.buffers: dict[str, dict[str, Any]] = {}
         self.t = 0
-        self._flat: dict[str, tuple[Any, Any, tuple[Any, ...]]] = {}
+        # (parameter names, flat slot buffers, their views) once packed
+        self._flat: tuple[list[str], tuple[Any, ...], list[list[Any]]] | None = None
 
     def hyperparameters(self) -> dict[str, float]:
         """{name: value} of every declared hyperparameter."""
@@ -61,32 +66,45 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
     def step(self, net: Network, lr: float) -> None:
-        """Apply one update to every parameter of ``net`` with learning rate ``lr``."""
+        """Apply one update to every parameter of ``net`` with learning rate ``lr``: one
+        kernel launch over the flat buffers whose views are the parameters, their
+        gradients and this optimizer's slots (``flat_buffers.py``)."""
         self.t += 1
         B = net.backend()
-        for key, w, g in net.parameters():
-            self._update(B, w.size, lr, *self._flat_views(key, w, g, B))
+        w = flat_arrays(net, "params")
+        g = flat_arrays(net, "grads")
+        if w.size:
+            self._update(B, w.size, lr, w, g, *self._flat_slots(net, B))
 
     def _update(self, B: Any, n: int, lr: float, w: Any, g: Any, *slots: Any) -> None:
         """Launch this optimizer's kernel over n elements of flat w, g and the slots."""
         raise NotImplementedError
 
-    def _flat_views(self, key: str, w: Any, g: Any, B: Any) -> tuple[Any, ...]:
-        """(w, g, *slot buffers) as 1-D arrays, made once per parameter: a numba device
-        array's reshape costs ~8 µs of Python, and this runs for every parameter every
-        step."""
-        hit = self._flat.get(key)
-        if hit is None or hit[0] is not w or hit[1] is not g:
-            views = (w.reshape(-1), g.reshape(-1),
-                     *(self._slot(slot, key, w, B).reshape(-1) for slot in self.slots))
-            hit = self._flat[key] = (w, g, views)
-        return hit[2]
-
-    def _slot(self, slot: str, key: str, like: Any, B: Any) -> Any:
-        table = self.buffers.setdefault(slot, {})
-        if key not in table:
-            table[key] = B.zeros(like.shape)
-        return table[key]
+    def _flat_slots(self, net: Network, B: Any) -> tuple[Any, ...]:
+        """One flat buffer per slot, laid out as the parameters' (``buffers[slot][name]``
+        are its views: ``state()`` keeps its per-parameter format); made on the first
+        step and after ``load_state``, whose arrays are copied in (the rest start at 0)."""
+        names = [name for name, _, _ in net.parameters()]
+        packed = self._flat
+        if packed is not None and packed[0] == names and all(
+                self.buffers.get(slot, {}).get(name) is view
+                for slot, views in zip(self.slots, packed[2], strict=True)
+                for name, view in zip(names, views, strict=True)):
+            return packed[1]
+        layout = network_layout(net)
+        flats, all_views = [], []
+        for slot in self.slots:
+            table = self.buffers.setdefault(slot, {})
+            flat = B.zeros((layout.size,))
+            views = layout.views(flat)
+            for name, view in zip(names, views, strict=True):
+                if name in table:
+                    copy_into(view, table[name])
+                table[name] = view
+            flats.append(flat)
+            all_views.append(views)
+        self._flat = (names, tuple(flats), all_views)
+        return self._flat[1]
 
     def state(self) -> dict[str, dict[str, np.ndarray]]:
         """Host copies of every buffer, {slot: {param name: array}}."""
@@ -100,7 +118,7 @@ class Optimizer:
         B = backend(resolve_device(device))
         self.buffers = {slot: {k: B.to_device(np.asarray(v, np.float32)) for k, v in table.items()}
                         for slot, table in state.items()}
-        self._flat.clear()
+        self._flat = None
         self.t = int(t)
 
 

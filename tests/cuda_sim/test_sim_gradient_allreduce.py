@@ -24,6 +24,7 @@ from numbacnn.device import is_device_array
 from numbacnn.layers import Conv2D, Dense
 from numbacnn.network import Network
 from numbacnn.training.distributed import GradientAllreduce, World
+from numbacnn.training.flat_buffers import network_layout
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("NUMBA_ENABLE_CUDASIM"),
@@ -78,13 +79,12 @@ def test_staged_through_pinned_host_memory(monkeypatch: pytest.MonkeyPatch) -> N
     if not config.ENABLE_CUDASIM:
         assert page_locked(reduce.host), "the staging buffer is pageable host memory"
     np.testing.assert_array_equal(to_host(reduce.flat), 2 * gradient)
-    offset = 0
-    for _, _, grad in reduce.net.parameters():  # every layer's gradient sees the sum
-        assert is_device_array(grad)
+    layout = network_layout(reduce.net)  # each gradient at its aligned offset
+    for (_, _, grad), offset in zip(reduce.net.parameters(), layout.offsets, strict=True):
+        assert is_device_array(grad)  # every layer's gradient sees the sum
         np.testing.assert_array_equal(to_host(grad).ravel(),
                                       2 * gradient[offset:offset + grad.size])
-        offset += grad.size
-    assert offset == reduce.size
+    assert layout.size == reduce.size
 
 
 def test_handed_to_a_cuda_aware_mpi_as_the_device_buffer(
