@@ -74,3 +74,15 @@ def test_callers_on_several_threads_take_turns() -> None:
     for t in threads:
         t.join(20)
     assert sorted(results) == [0, 1, 2]
+
+
+def test_no_argument_is_held_after_the_call() -> None:
+    import weakref
+
+    import numpy as np
+
+    a = np.zeros(4)
+    ref = weakref.ref(a)
+    cpu_threads.run_parts(lambda p, parts, arr: arr.fill(p), 2, a)
+    del a
+    assert ref() is None

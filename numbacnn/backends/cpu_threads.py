@@ -39,7 +39,8 @@ class _PartThread:
                 function(*args)
             except BaseException as exc:  # handed to the caller by join_part
                 self._error = exc
-            self._call = None
+            # the arrays are the caller's: hold none of them between calls
+            self._call = function = args = None
             self._done.release()
 
     def start_part(self, function: Any, args: tuple[Any, ...]) -> None:
