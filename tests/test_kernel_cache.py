@@ -4,8 +4,11 @@ served stale from the cache (numba itself checks only the decorated function's f
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,23 @@ def test_an_edited_source_changes_the_cache_folder(edited: str, tmp_path: Path,
     with open(tmp_path / edited, "a") as f:
         f.write("# edited\n")
     assert kernel_cache.source_hash() != before
+
+
+def test_every_cached_driver_is_cached_in_the_hashed_folder(tmp_path: Path):
+    """Each backend file of cached drivers points numba at the hashed folder while its
+    decorators run (cpu_pool.py, imported by cpu.py before cpu.py sets the folder, was
+    cached beside its own source and served stale after an edit of kernels/pool.py)."""
+    program = (
+        "from numbacnn.backends import cpu, cpu_conv, cpu_pool, kernel_cache\n"
+        "from numba.core.dispatcher import Dispatcher\n"
+        "root = str(kernel_cache.cache_root() / kernel_cache.source_hash())\n"
+        "for module in (cpu, cpu_conv, cpu_pool):\n"
+        "    for name, f in vars(module).items():\n"
+        "        if isinstance(f, Dispatcher) and f._cache.cache_path:\n"
+        "            if not f._cache.cache_path.startswith(root):\n"
+        "                print(module.__name__, name, f._cache.cache_path)\n")
+    env = {**os.environ, "NUMBACNN_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""

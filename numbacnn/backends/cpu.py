@@ -293,12 +293,12 @@ def batchnorm_backward(n, L, dx, dy, x, y, mean, inv_std, gamma, dgamma, dbeta, 
 @njit(parallel=True, fastmath=True, cache=True)
 def lrn_forward(n, L, y, scale, x, size, alpha_n, beta, k):
     for t in prange(n):
-        lrn.lrn_forward_at(t, 0, L, y, scale, x, size, alpha_n, beta, k)
+        lrn.lrn_forward_row(t, y, scale, x, size, alpha_n, beta, k)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def lrn_backward(n, L, dx, dy, x, y, scale, size, alpha_n, beta):
     for t in prange(n):
-        lrn.lrn_backward_at(t, 0, L, dx, dy, x, y, scale, size, alpha_n, beta)
+        lrn.lrn_backward_row(t, dx, dy, x, y, scale, size, alpha_n, beta)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def relu_forward(n, y, x):

@@ -15,8 +15,15 @@ from typing import Any
 
 from numba import njit, prange
 
+from numbacnn.backends import kernel_cache
 from numbacnn.geometry import windows_inside
 from numbacnn.kernels import pool
+
+# the drivers' cache folder is named after the kernel sources, as cpu.py's (which imports
+# this module before it sets the folder: without this, numba cached these drivers beside
+# this file, keyed by its own timestamp, and served them stale after an edit of
+# kernels/pool.py)
+_numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 
 # The pooling drivers call their body with the window as constants for the usual windows
@@ -27,7 +34,10 @@ from numbacnn.kernels import pool
 # constants; lenet's first average pooling 0.40 ms against 0.10 ms. One compiled driver
 # per window, chosen in Python (_ByWindow), so a network compiles only those of its
 # windows: the three loops in one driver took a third of fmnist's first-run compile (9.7
-# of 29 CPU seconds, 3.2 with one loop).
+# of 29 CPU seconds, 3.2 with one loop). Max pooling's backward for overlapping and
+# padded windows runs the scatter body (``max_pool_backward_plane``, any window: AlexNet's
+# three, one thread, 18.9 → 5.8 ms a step); 2×2 stride 2 keeps the row body, whose one
+# store per element was faster in fmnist's step (1.85 against 2.2 ms, its first pooling).
 class _ByWindow:
     """A pooling driver ``name(n, L, ...)`` that calls the compiled driver of its window:
     :meth:`choose`. ``arrays``: the positions of the input-sized and output-sized
@@ -78,12 +88,12 @@ def _max_pool_backward_2x2(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
 @njit(parallel=True, fastmath=True, cache=True)
 def _max_pool_backward_3x3s2(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
     for t in prange(n):
-        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 3, 3, 2, 2, 0, 0)
+        pool.max_pool_backward_plane(t, dx, dy, argmax)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _max_pool_backward_any(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
     for t in prange(n):
-        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW)
+        pool.max_pool_backward_plane(t, dx, dy, argmax)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _avg_pool_forward_2x2(n, L, y, x, FH, FW, SH, SW, PH, PW, count_pad):
@@ -115,3 +125,5 @@ avg_pool_forward = _ByWindow({(2, 2, 2, 2): "_avg_pool_forward_2x2"}, "_avg_pool
                              arrays=(3, 2), window=4)
 avg_pool_backward = _ByWindow({(2, 2, 2, 2): "_avg_pool_backward_2x2"},
                               "_avg_pool_backward_any", arrays=(2, 3), window=4)
+
+kernel_cache.restore(_numba_cache_dir)

@@ -103,7 +103,9 @@ def max_pool_forward_clipped_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, PH, PW)
 @njit(inline="always")
 def max_pool_backward_at(t, lo, hi, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
     """Elements lo … hi − 1 of plane t = (n, c) of dx, gather form: each sums dy of the
-    windows that cover it and chose it as their max. Only this call writes them.
+    windows that cover it and chose it as their max. Only this call writes them. (The
+    CPU runs it for 2×2 stride 2 only, :func:`max_pool_backward_plane` for other windows;
+    the GPU runs its element body.)
 
     A part of a row (the GPU's one element), or any row of a padded or clipped geometry,
     scans the windows over it and adds the dy of those whose winner it is. A whole row
@@ -163,6 +165,29 @@ def max_pool_backward_at(t, lo, hi, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
                         dst[np.uint64(x0)] += dy_row[np.uint64(ox)] if hit else np.float32(0.0)
         yy += 1
         a = 0
+
+
+@njit(inline="always")
+def max_pool_backward_plane(t, dx, dy, argmax):
+    """All of plane t = (n, c) of dx, scatter form (the CPU drivers but 2×2 stride 2): zeros,
+    then each window's dy added at its winner, windows in ascending (oy, ox) — the
+    order in which :func:`max_pool_backward_at` adds them, so the sums are the same.
+    No branch on the data, and each plane stays in L1: AlexNet's first pooling backward
+    (16×96×55×55, 3×3 stride 2, overlapping windows) 6.1 → 1.0 ms, one thread. A winner
+    outside the plane (an argmax not written by a forward pass) is skipped."""
+    C = dx.shape[1]
+    HW = dx.shape[2] * dx.shape[3]
+    L = dy.shape[2] * dy.shape[3]
+    n, c = split(t, C)
+    dst = dx[n, c].reshape(HW)
+    src = dy[n, c].reshape(L)
+    at = argmax[n, c].reshape(L)
+    for i in range(HW):
+        dst[np.uint64(i)] = np.float32(0.0)
+    for o in range(L):
+        i = at[np.uint64(o)]
+        if 0 <= i < HW:
+            dst[np.uint64(i)] += src[np.uint64(o)]
 
 
 @njit(inline="always")
