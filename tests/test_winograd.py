@@ -174,3 +174,34 @@ def test_a_few_training_steps_agree_under_both_algorithms() -> None:
     for key, expected in weights["im2col"].items():
         checks.assert_close(weights["winograd"][key], expected, what=key, rtol=1e-3,
                             atol_scale=1e-4)
+
+
+def test_the_commands_take_conv_algo(tmp_path) -> None:
+    """numbacnn train --conv-algo trains (the checkpoint keeps the setting); a bad value
+    is one line and exit 2; bench takes it too."""
+    from helpers import CLASSES, assert_ok, assert_one_error, quadrant_images, run
+
+    from numbacnn.training.checkpoint import load_checkpoint
+
+    rng = np.random.default_rng(7)
+    x, y = quadrant_images(32, rng, 8)
+    data = tmp_path / "data.npz"
+    np.savez(data, x_train=x, y_train=y, x_test=x[:8], y_test=y[:8],
+             class_names=np.array(CLASSES))
+    spec = "input 8x8x1\nconv 4 3 pad=1 activation=relu\nfc 4\nsoftmax"
+    out = tmp_path / "m.h5"
+    assert_ok(run("train", spec, "--data", data, "--out", out, "--epochs", 1, "--batch-size",
+                  16, "--conv-algo", "winograd", "--device", "cpu"))
+    assert load_checkpoint(out)[1].settings["conv_algo"] == "winograd"
+    assert_one_error(run("train", spec, "--data", data, "--conv-algo", "fft"), "--conv-algo",
+                     "winograd")
+    assert "--conv-algo" in run("bench", "--help").output
+
+
+def test_fit_passes_conv_algo_to_the_network() -> None:
+    import numbacnn
+
+    net = numbacnn.Network.from_spec("input 28x28x1\nconv 4 3 pad=1\nmaxpool 2\nfc 10\nsoftmax",
+                                     device="cpu")
+    net.fit("fashion-mnist-mini", epochs=1, limit=64, verbose=0, conv_algo="winograd")
+    assert net.layers[0].algorithm() == "winograd"
