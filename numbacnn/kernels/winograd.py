@@ -128,8 +128,9 @@ def input_tile_at(i, V, x, mask, relu, H, W, PT, PL, TH, TW):
     # A tile inside the input, unmasked, takes plain loads; the others clamped loads and a
     # select. Rows go through B in the order 0, 2, 1, 3, each stored as soon as it can
     # be, so that 8 values are live rather than 16: the GPU kernel takes 64 registers, not
-    # 96. (Loading all 16 first under one branch was faster on the CPU, 4.3 against 9 ms
-    # for 16 images of AlexNet's conv3 on one core, but the register budget comes first.)
+    # 96. (Loading all 16 first under one branch was faster on the CPU alone, 4.3 against
+    # 9 ms for 16 images of AlexNet's conv3 on one core, but a CPU driver with that order
+    # left the layer's time where it was: bench/RESULTS.md, "Winograd F(2×2, 3×3)".)
     inside = relu == 0 and y0 >= 0 and x0 >= 0 and y0 + 4 <= H and x0 + 4 <= W
     q = np.uint64(max(y0, 0) * W + max(x0, 0))  # the tile's first element, when inside
     w = np.uint64(W)
