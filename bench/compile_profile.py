@@ -10,6 +10,7 @@ machine they move far less with the load.
 
     NUMBA_NUM_THREADS=1 python bench/compile_profile.py            # fmnist
     NUMBA_NUM_THREADS=1 python bench/compile_profile.py data/specs/alexnet.spec 3x227x227 1000
+    NUMBA_NUM_THREADS=1 python bench/compile_profile.py --conv-algo winograd
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("spec", nargs="?", default="data/specs/fmnist.spec")
     parser.add_argument("input", nargs="?", default="1x28x28", help="C×H×W of the input")
     parser.add_argument("classes", nargs="?", type=int, default=10)
+    parser.add_argument("--conv-algo", default="im2col", help="the run's conv_algo")
     options = parser.parse_args()
     os.environ["NUMBACNN_CACHE_DIR"] = tempfile.mkdtemp(prefix="numbacnn-compile-")
 
@@ -56,7 +58,7 @@ def main() -> None:
 
     spec = Path(options.spec).read_text()
     started = time.process_time()
-    compile_share(spec, asdict(TrainSettings(spec=spec, data="-")),
+    compile_share(spec, asdict(TrainSettings(spec=spec, data="-", conv_algo=options.conv_algo)),
                   [int(v) for v in options.input.split("x")], options.classes, [], [])
     spent = time.process_time() - started
     print(f"{'compiled function':34s} {'own':>6s} {'with callees':>13s}  (CPU seconds)")

@@ -13,7 +13,7 @@ import click
 from numbacnn_cli.options import device_option, echo_replaced, force_option
 
 from numbacnn.training.bench_result import bench_result, bench_result_text  # imports no numba
-from numbacnn.training.settings import TrainSettings
+from numbacnn.training.settings import CHOICES, TrainSettings
 
 SUITE = "python bench/suite.py"  # the benchmark suite, run from the source tree
 
@@ -29,6 +29,9 @@ SUITE = "python bench/suite.py"  # the benchmark suite, run from the source tree
 @device_option()
 @click.option("--tf32", is_flag=True, help="On a GPU, let the matrix products use TF32 "
               "tensor cores; default true FP32.")
+@click.option("--conv-algo", type=click.Choice(tuple(CHOICES["conv_algo"])),
+              default=TrainSettings.conv_algo, show_default=True,
+              help="How the convolutions compute (a spec's algo= on a conv line wins).")
 @click.option("--layers/--no-layers", default=True, show_default=True,
               help="Time every layer, or only whole steps.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -39,7 +42,7 @@ SUITE = "python bench/suite.py"  # the benchmark suite, run from the source tree
               help=f"Not here: PyTorch beside numbacnn is the benchmark suite's ({SUITE} "
                    "--compare torch, in the source tree).")
 def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, device: str,
-          tf32: bool, layers: bool, as_json: bool, output: Path | None, force: bool,
+          tf32: bool, conv_algo: str, layers: bool, as_json: bool, output: Path | None, force: bool,
           compare_with: str | None) -> None:
     """Profile training of SPEC networks (presets, spec files or spec text; default
     fmnist): per-layer forward and backward ms, images/s and the JIT warm-up.
@@ -67,7 +70,8 @@ def bench(specs: tuple[str, ...], batch: int, iterations: int, warmup: int, devi
     for spec in specs or ("fmnist",):
         click.echo(f"bench: {spec_label(spec)}: batch {batch}, {warmup} warm-up + "
                    f"{iterations} steps", err=True)
-        networks.append(profile_spec(spec, batch, iterations, warmup, layers, device=chosen))
+        networks.append(profile_spec(spec, batch, iterations, warmup, layers, device=chosen,
+                                     conv_algo=conv_algo))
     result = bench_result(networks, device=chosen, precision=precision(chosen), batch=batch,
                           iterations=iterations, warmup=warmup)
     text = bench_result_text(result)

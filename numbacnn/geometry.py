@@ -25,6 +25,9 @@ from numbacnn.errors import ShapeError
 
 VOLUME_AXES = "W x H x D"  # the label that goes with a volume() in messages
 ROUNDINGS = ("exact", "floor", "ceil")
+# How a convolution is computed (numbacnn/layers/conv.py): im2col and one GEMM, Winograd
+# F(2×2, 3×3) (3×3 windows, stride 1, no dilation, one group), or chosen per layer
+CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 
 # An int for both axes, or one per axis (height, width).
 Pair = int | tuple[int, int]
@@ -69,6 +72,13 @@ def windows_inside(H: int, W: int, OH: int, OW: int, FH: int, FW: int, SH: int, 
     """True when every one of OH×OW windows (FH×FW, stride SH×SW, padding PH×PW) lies
     inside the H×W input: no padding, no window clipped by a ceil rounding."""
     return PH == 0 and PW == 0 and (OH - 1) * SH + FH <= H and (OW - 1) * SW + FW <= W
+
+
+def winograd_applies(F: Pair, S: Pair, dilation: Pair = 1, groups: int = 1) -> bool:
+    """Whether a convolution with an F window, stride S, ``dilation`` and ``groups`` can
+    run as Winograd F(2×2, 3×3): a 3×3 window, stride 1, dilation 1, one group (any
+    padding)."""
+    return pair(F) == (3, 3) and pair(S) == (1, 1) and pair(dilation) == (1, 1) and groups == 1
 
 
 def effective_size(F: int, dilation: int = 1) -> int:

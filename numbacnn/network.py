@@ -108,6 +108,19 @@ class Network:
         for layer in [*self.layers, self.loss]:
             layer.device = name
 
+    @property
+    def conv_algo(self) -> str:
+        """How the convolutions without their own ``algo=`` compute: "im2col" (the
+        default), "winograd" where a convolution can, or "auto" (``layers/conv.py``)."""
+        return next((layer.network_algo for layer in self.layers
+                     if hasattr(layer, "network_algo")), "im2col")
+
+    @conv_algo.setter
+    def conv_algo(self, name: str) -> None:
+        for layer in self.layers:
+            if hasattr(layer, "network_algo"):
+                layer.network_algo = name
+
     def backend(self) -> ModuleType:
         """The backend module of the network's device."""
         return backend(self.device)

@@ -21,7 +21,8 @@ from numbacnn.network import Network
 from numbacnn.training.optim import SGD
 
 net = Network([Tanh(), Conv2D(4, 3, stride=2, pad=1), ReLU(), Maxout(2), LRN(3), MaxPool2D(2),
-               LeakyReLU(0.1), Conv2D(4, 1), AvgPool2D(2, 1), Sigmoid(), ELU(), Dropout(0.5),
+               LeakyReLU(0.1), Conv2D(3, 3, pad=1, algo="winograd"), Conv2D(4, 1),
+               AvgPool2D(2, 1), Sigmoid(), ELU(), Dropout(0.5),
                Flatten(), Dense(6), ReLU(), Dense(3)], input_shape=(2, 15, 15),
               device="cpu").initialize(seed=1)
 rng = np.random.default_rng(0)

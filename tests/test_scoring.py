@@ -191,7 +191,7 @@ def test_every_setting_has_a_type_and_choices_or_bounds() -> None:
     assert set(TYPES) == names
     numbers = {n for n in names if TYPES[n] in (int, float)}
     assert set(BOUNDS) == numbers
-    assert set(CHOICES) == {"optimizer", "lr_policy", "init"}
+    assert set(CHOICES) == {"optimizer", "lr_policy", "init", "conv_algo"}
 
 
 # ----------------------------------------------------------------------------- devices

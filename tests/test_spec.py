@@ -45,7 +45,8 @@ def test_positional_keys_and_defaults() -> None:
                       "maxpool 2\nlrn\ndropout 0.5\nfc 4096\nleaky 0.1\nelu\nmaxout 2\nsoftmax")
     assert spec.input_shape == (3, 227, 227)
     assert [(e.name, e.kwargs) for e in spec.layers] == [
-        ("conv", {"filters": 96, "size": 11, "stride": 4, "pad": 0, "init": None}),
+        ("conv", {"filters": 96, "size": 11, "stride": 4, "pad": 0, "init": None,
+                  "algo": None}),
         ("maxpool", {"size": 3, "stride": 2}),
         ("maxpool", {"size": 2, "stride": 2}),
         ("lrn", {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}),

@@ -35,6 +35,11 @@ from numbacnn.backends.cpu_pool import (  # noqa: F401
     max_pool_backward,
     max_pool_forward,
 )
+from numbacnn.backends.cpu_winograd import (  # noqa: F401
+    winograd_backward,
+    winograd_forward,
+    winograd_workspace,
+)
 from numbacnn.kernels import (
     batchnorm,
     conv,
@@ -49,6 +54,10 @@ from numbacnn.kernels import (
 
 name = "cpu"
 on_host = True  # arrays are numpy arrays in host memory: nothing to copy
+# The smallest C·K at which ``algo=auto`` runs a 3×3 stride-1 convolution as Winograd
+# (layers/conv.py); None: at none. On the CPU im2col was faster for every layer measured,
+# fmnist's two and AlexNet's 13×13 conv3–5 (bench/RESULTS.md, "Winograd F(2×2, 3×3)").
+WINOGRAD_AUTO_MIN_CK: int | None = None
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 

@@ -74,3 +74,18 @@ def sgemm(a: Any, b: Any, out: Any, trans_a: bool, trans_b: bool) -> None:
     cublas.sgemm(_handle(), int(trans_b), int(trans_a), N, M, K, _ONE.ctypes.data,
                  device_pointer(b), b.shape[1], device_pointer(a), a.shape[1], _ZERO.ctypes.data,
                  device_pointer(out), N)
+
+
+def sgemm_strided_batched(a: Any, b: Any, out: Any, trans_a: bool, trans_b: bool) -> None:
+    """out[i] (M × N) = op(a[i]) @ op(b[i]) for every i of the leading axis, one
+    ``cublasSgemmStridedBatched`` call; a, b, out C-contiguous 3-D float32 device arrays."""
+    from cupy.cuda import cublas
+
+    batch, M, N = out.shape
+    K = a.shape[1] if trans_a else a.shape[2]
+    if batch == 0 or M == 0 or N == 0:
+        return
+    cublas.sgemmStridedBatched(_handle(), int(trans_b), int(trans_a), N, M, K, _ONE.ctypes.data,
+                               device_pointer(b), b.shape[2], b.shape[1] * b.shape[2],
+                               device_pointer(a), a.shape[2], a.shape[1] * a.shape[2],
+                               _ZERO.ctypes.data, device_pointer(out), N, M * N, batch)

@@ -36,13 +36,12 @@ functions.
 from __future__ import annotations
 
 import sys
-from types import FunctionType, SimpleNamespace
 from typing import Any
 
 import numpy as np
 from numba import config, cuda, float32, njit
 
-from numbacnn.backends import whole_batch
+from numbacnn.backends import cuda_winograd, whole_batch
 from numbacnn.backends.cuda_dry_run import (  # noqa: F401
     DryArray,
     counters,
@@ -60,6 +59,7 @@ from numbacnn.backends.cuda_grid import (
     grid_stride_spans,
     one_block,
     plane_grid,
+    python_bodies,
 )
 from numbacnn.backends.cuda_memory import (  # noqa: F401
     download,
@@ -98,21 +98,8 @@ name = "cuda"
 on_host = False  # arrays live in GPU memory: copy them with to_device/to_host
 
 if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodies' Python source
-
-    def _python_bodies(module: Any) -> SimpleNamespace:
-        # A body that calls another body of its module (pooling's _inside_at and
-        # _clipped_at parts) must reach its Python source too, a compiled one cannot take
-        # the simulator's arrays: the module's own bodies run with globals holding those.
-        own = {k: v.py_func for k, v in vars(module).items()
-               if getattr(getattr(v, "py_func", None), "__module__", None) == module.__name__}
-        scope = dict(vars(module))
-        scope.update({k: FunctionType(f.__code__, scope, f.__name__, f.__defaults__,
-                                      f.__closure__) for k, f in own.items()})
-        return SimpleNamespace(**{k: scope[k] if k in own else getattr(v, "py_func", v)
-                                  for k, v in vars(module).items()})
-
     batchnorm, conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce = map(  # noqa: F811
-        _python_bodies,
+        python_bodies,
         (batchnorm, conv, dropout, elementwise, index, loss, lrn, maxout, optim, pool, reduce))
 
 # --- memory (cuda_memory.py) ----------------------------------------------------------
@@ -158,6 +145,21 @@ def conv_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db
     input gradient's columns when dx is computed."""
     whole_batch.backward(sys.modules[__name__], x, H, W, w2, y, dy, dw2, db, dx, ws["cols"],
                          ws["out"], geo, groups, OH, OW, relu)
+
+
+# The smallest C·K at which ``algo=auto`` runs a 3×3 stride-1 convolution as Winograd
+# (layers/conv.py); None: at none, until a GPU measurement says otherwise.
+WINOGRAD_AUTO_MIN_CK: int | None = None
+winograd_workspace = cuda_winograd.winograd_workspace
+winograd_forward = cuda_winograd.winograd_forward
+
+
+def winograd_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db: Any,
+                      dx: Any, ws: dict[str, Any], geo: tuple, OH: int, OW: int,
+                      relu: int) -> None:
+    """``cuda_winograd.winograd_backward`` with this backend's row sums (the bias gradient)."""
+    cuda_winograd.winograd_backward(row_sum, x, H, W, w2, y, dy, dw2, db, dx, ws, geo, OH, OW,
+                                    relu)
 
 
 # --- kernels ---------------------------------------------------------------------------------

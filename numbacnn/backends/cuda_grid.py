@@ -10,6 +10,7 @@ numba's dispatcher (``launch.py``). ``launch.py_func`` is ``fn`` for ``compile_p
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import FunctionType, ModuleType, SimpleNamespace
 from typing import Any
 
 from numba import config, cuda
@@ -129,3 +130,18 @@ def one_block(fn: Callable) -> Callable:
     """Compile a reduction kernel ``fn(n, *args)`` over n items run by a single block."""
     return _launcher(fn, lambda n, args: 1 if n > 0 else 0, REDUCE_THREADS,
                      f"CUDA one-block reduction {fn.__name__}.")
+
+
+def python_bodies(module: ModuleType) -> SimpleNamespace:
+    """The bodies of a kernel module as Python functions, for the simulator
+    (``NUMBA_ENABLE_CUDASIM=1`` runs kernels as Python). A body that calls another body of
+    its module (pooling's _inside_at and _clipped_at parts) must reach its Python source
+    too, a compiled one cannot take the simulator's arrays: the module's own bodies run
+    with globals holding those."""
+    own = {k: v.py_func for k, v in vars(module).items()
+           if getattr(getattr(v, "py_func", None), "__module__", None) == module.__name__}
+    scope = dict(vars(module))
+    scope.update({k: FunctionType(f.__code__, scope, f.__name__, f.__defaults__,
+                                  f.__closure__) for k, f in own.items()})
+    return SimpleNamespace(**{k: scope[k] if k in own else getattr(v, "py_func", v)
+                              for k, v in vars(module).items()})

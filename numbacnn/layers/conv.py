@@ -9,6 +9,14 @@ same as ungrouped, and the GEMM runs once per group on its block of rows.
 Kernel bodies: ``numbacnn/kernels/conv.py``; the passes are ``conv_forward`` and
 ``conv_backward`` of ``numbacnn/backends/cpu.py`` (a chunk of images at a time, in
 each core's cache) and ``cuda.py`` (the whole batch at once).
+
+Algorithm (``algo=``, else the network's ``conv_algo``, :data:`CONV_ALGORITHMS`):
+``im2col`` as above, or ``winograd``, F(2×2, 3×3) (``numbacnn/kernels/winograd.py``;
+``winograd_forward``/``winograd_backward`` of each backend) for 3×3 windows of stride 1,
+dilation 1 and one group; ``auto`` picks Winograd where it applies and the backend's
+``WINOGRAD_AUTO_MIN_CK`` (the smallest C·K it measured Winograd faster at; None: at
+none) says so. A network-wide ``winograd`` leaves the convolutions it cannot run on
+im2col; ``algo=winograd`` on a layer that cannot use it is an error.
 """
 
 from __future__ import annotations
@@ -16,10 +24,31 @@ from __future__ import annotations
 from typing import Any
 
 from numbacnn.errors import ShapeError
-from numbacnn.geometry import effective_size, output_hw, pads4, pair, window_arithmetic
+from numbacnn.geometry import (
+    CONV_ALGORITHMS,
+    effective_size,
+    output_hw,
+    pads4,
+    pair,
+    window_arithmetic,
+    winograd_applies,
+)
 from numbacnn.layers.activation import FusesFollowingReLU
 from numbacnn.layers.base import Layer, Shape, register
-from numbacnn.layers.syntax import ACTIVATION, INIT, PAD, ROUND, LayerSyntax, collapse, int_option
+from numbacnn.layers.syntax import (
+    ACTIVATION,
+    INIT,
+    PAD,
+    ROUND,
+    LayerSyntax,
+    Option,
+    collapse,
+    int_option,
+)
+
+# How the layer computes (None: as its network says); not a hyperparameter: every
+# algorithm computes the same convolution, to float32 rounding
+ALGO = Option("algo", str, None, choices=CONV_ALGORITHMS, hyperparameter=False)
 
 
 @register
@@ -28,18 +57,30 @@ class Conv2D(FusesFollowingReLU, Layer):
                                   int_option("stride", 1, axes=True), PAD,
                                   int_option("groups", 1, quiet_default=True),
                                   int_option("dilation", 1, axes=True, quiet_default=True),
-                                  ROUND, INIT, ACTIVATION), 2,
+                                  ROUND, INIT, ALGO, ACTIVATION), 2,
                          "conv 96 11 stride=4 pad=0")
 
     table_name, spatial, bias_keys = "CONV", True, ("b",)
     feature_map = True
-    drivers = ("conv_workspace", "conv_forward", "conv_backward")
+    drivers = ("conv_workspace", "conv_forward", "conv_backward", "winograd_workspace",
+               "winograd_forward", "winograd_backward")
+    # the drivers of the algorithm the layer does not use are not called
+    conditional_drivers = {"conv_workspace": "uses_im2col", "conv_forward": "uses_im2col",
+                           "conv_backward": "uses_im2col",
+                           "winograd_workspace": "uses_winograd",
+                           "winograd_forward": "uses_winograd",
+                           "winograd_backward": "uses_winograd"}
 
     @classmethod
     def derive_options(cls, values: dict[str, Any]) -> dict[str, Any]:
         """``pad=valid`` is 0; ``pad=same`` is (F' − 1)/2 per axis, F' = D·(F − 1) + 1,
         which keeps a stride-1 output the size of the input (F' must be odd). The
-        groups must divide the filters."""
+        groups must divide the filters; ``algo=winograd`` needs a window it can run."""
+        if values.get("algo") == "winograd" and not winograd_applies(
+                values["size"], values["stride"], values["dilation"], values["groups"]):
+            raise ValueError("algo=winograd computes 3×3 windows of stride 1, dilation 1 and "
+                             "one group only; give algo=im2col or algo=auto for this "
+                             "convolution")
         if values["filters"] % values["groups"]:
             raise ValueError(f"groups={values['groups']} must divide the {values['filters']} "
                              f"filters (each group has K/G of them)")
@@ -61,6 +102,29 @@ class Conv2D(FusesFollowingReLU, Layer):
     def _setup(self) -> None:
         self._cols_hold_input = False  # False once backward reused the columns for dcols
         self._x: Any = None  # the last forward pass's input
+        self.network_algo = "im2col"  # the network's conv_algo, for algo=None
+
+    # --- the algorithm -----------------------------------------------------------------
+    def algorithm(self) -> str:
+        """"im2col" or "winograd": what this layer runs, from its ``algo`` (else the
+        network's) and its shapes (see the module's docstring)."""
+        wanted = self.algo or self.network_algo
+        if wanted == "im2col" or not winograd_applies(self.size, self.stride, self.dilation,
+                                                       self.groups):
+            return "im2col"
+        if wanted == "winograd":
+            return "winograd"
+        least = self._backend().WINOGRAD_AUTO_MIN_CK
+        C, K = self.input_shape[0], self.filters  # type: ignore[index]
+        return "winograd" if least is not None and C * K >= least else "im2col"
+
+    @property
+    def uses_winograd(self) -> bool:
+        return self.algorithm() == "winograd"
+
+    @property
+    def uses_im2col(self) -> bool:
+        return not self.uses_winograd
 
     # --- the window, per axis ---------------------------------------------------------
     @property
@@ -106,7 +170,10 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     def workspace_bytes(self, batch: int) -> int:
         K, OH, OW = self.output_shape  # type: ignore[misc]
-        C = self.input_shape[0]  # type: ignore[index]
+        C, H, W = self.input_shape  # type: ignore[misc]
+        if self.uses_winograd:  # at most the whole batch's V and M, for y's tiles or dx's
+            tiles = max((OH + 1) // 2 * ((OW + 1) // 2), (H + 1) // 2 * ((W + 1) // 2))
+            return 4 * 16 * (batch * tiles * (C + K) + K * C)
         return 4 * batch * OH * OW * (C * self.taps() + K)  # columns, GEMM output
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
@@ -135,11 +202,15 @@ class Conv2D(FusesFollowingReLU, Layer):
         FH, FW, SH, SW, _, _, DH, DW = self.geometry
         return (max(effective_size(FH, DH), effective_size(FW, DW)), max(SH, SW))
 
-    def _workspace(self, N: int) -> dict[str, Any]:
-        """The backend's convolution buffers for a batch of N (``conv_workspace``)."""
+    def _workspace(self, N: int, winograd: bool) -> dict[str, Any]:
+        """The backend's convolution buffers for a batch of N (``conv_workspace`` or
+        ``winograd_workspace``)."""
         K, OH, OW = self.output_shape  # type: ignore[misc]
-        shapes = self._backend().conv_workspace(N, self.input_shape[0], K, self.size, OH, OW,  # type: ignore[index]
-                                                self.groups)
+        C, H, W = self.input_shape  # type: ignore[misc]
+        if winograd:
+            shapes = self._backend().winograd_workspace(N, C, K, H, W, OH, OW)
+        else:
+            shapes = self._backend().conv_workspace(N, C, K, self.size, OH, OW, self.groups)
         return {key: self._buffer(key, shape) for key, shape in shapes.items()}
 
     def forward(self, x: Any, training: bool = True) -> Any:
@@ -151,8 +222,14 @@ class Conv2D(FusesFollowingReLU, Layer):
         y = self._buffer("y", (N, K, OH, OW))
         x3 = self._reshaped(x, (N, C, H * W))  # im2col reads each input plane flat
         w2 = self._reshaped(self.params["W"], (K, C // self.groups * self.taps()))
-        B.conv_forward(x3, H, W, w2, self.params["b"], self._flat(y), self._workspace(N),
-                       self.geometry, self.groups, OH, OW, int(self.fused_relu))
+        if self.uses_winograd:
+            B.winograd_forward(x3, H, W, w2, self.params["b"], self._flat(y),
+                               self._workspace(N, True), self.geometry, OH, OW,
+                               int(self.fused_relu))
+        else:
+            B.conv_forward(x3, H, W, w2, self.params["b"], self._flat(y),
+                           self._workspace(N, False), self.geometry, self.groups, OH, OW,
+                           int(self.fused_relu))
         self._x = x3  # the CPU computes each chunk's columns again in backward
         self._cols_hold_input = True
         return y
@@ -168,12 +245,16 @@ class Conv2D(FusesFollowingReLU, Layer):
         dx = self._buffer("dx", (N, C, H, W)) if need_dx else None
         self._cols_hold_input = not need_dx  # computing dx overwrites the columns
         CFF = C // self.groups * self.taps()
-        B.conv_backward(self._x, H, W, self._reshaped(self.params["W"], (K, CFF)),
-                        self._flat(self._buffers["y"]), self._flat(dy),
-                        self._reshaped(self.grads["W"], (K, CFF)), self.grads["b"],
-                        None if dx is None else self._reshaped(dx, (N, C, H * W)),
-                        self._workspace(N), self.geometry, self.groups, OH, OW,
-                        int(self.fused_relu))
+        args = (self._x, H, W, self._reshaped(self.params["W"], (K, CFF)),
+                self._flat(self._buffers["y"]), self._flat(dy),
+                self._reshaped(self.grads["W"], (K, CFF)), self.grads["b"],
+                None if dx is None else self._reshaped(dx, (N, C, H * W)))
+        if self.uses_winograd:
+            B.winograd_backward(*args, self._workspace(N, True), self.geometry, OH, OW,
+                                int(self.fused_relu))
+        else:
+            B.conv_backward(*args, self._workspace(N, False), self.geometry, self.groups, OH,
+                            OW, int(self.fused_relu))
         return dx
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:

@@ -219,13 +219,16 @@ def profile_training(net: Network, batch: int, iterations: int = 10, warmup: int
 
 
 def profile_spec(spec: str, batch: int, iterations: int = 10, warmup: int = 2,
-                 layers: bool = True, seed: int = 0, device: str = "auto") -> dict[str, Any]:
+                 layers: bool = True, seed: int = 0, device: str = "auto",
+                 conv_algo: str = "im2col") -> dict[str, Any]:
     """:func:`profile_training` of ``spec`` (a preset name, spec file or spec text) built
-    and initialized with ``seed`` on ``device`` ("auto", "cpu" or "cuda"); ``spec``
-    in the profile is the preset name or the spec's first line."""
+    and initialized with ``seed`` on ``device`` ("auto", "cpu" or "cuda"), its
+    convolutions computed by ``conv_algo`` (``Network.conv_algo``); ``spec`` in the
+    profile is the preset name or the spec's first line."""
     from numbacnn.network import Network
 
     net = Network.from_spec(spec, device=device).initialize(seed)
+    net.conv_algo = conv_algo
     profile = profile_training(net, batch, iterations, warmup, layers, seed)
     profile["spec"] = spec_label(spec)
     return profile

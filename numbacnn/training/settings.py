@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from numbacnn.errors import TrainingError
+from numbacnn.geometry import CONV_ALGORITHMS
 from numbacnn.init import INITIALIZERS
 from numbacnn.limits import SEEDS, Bounds
 from numbacnn.training.optim import OPTIMIZERS, Optimizer
@@ -44,7 +45,9 @@ class TrainSettings:
     of layers whose spec names none. ``augment``: random crop with ``trainer.CROP_PAD``
     pixels of padding and horizontal flip. ``val_split``: fraction (0 ≤ f < 1) of the
     training split held out for validation. ``seed``: of every random choice. ``limit``:
-    use only the first ``limit`` training images (None: all).
+    use only the first ``limit`` training images (None: all). ``conv_algo``: how the
+    convolutions without their own ``algo=`` compute (``im2col``, ``winograd`` where a
+    convolution can, ``auto``: ``numbacnn/layers/conv.py``).
     """
 
     spec: str = "fmnist"
@@ -65,6 +68,7 @@ class TrainSettings:
     val_split: float = 0.1
     seed: int = 0
     limit: int | None = None
+    conv_algo: str = "im2col"
 
     def checked(self) -> TrainSettings:
         """Validate every field (TrainingError naming the field, ``field`` set) and fill
@@ -130,6 +134,7 @@ class TrainSettings:
 # The names a text setting may take: the library's own registry and tuples
 CHOICES: dict[str, Collection[str]] = {
     "optimizer": OPTIMIZERS, "lr_policy": LR_POLICIES, "init": INITIALIZERS,
+    "conv_algo": CONV_ALGORITHMS,
 }
 # The valid range of each number setting
 BOUNDS: dict[str, Bounds] = {
@@ -144,6 +149,6 @@ TYPES: dict[str, type] = {
     "spec": str, "data": str, "epochs": int, "batch_size": int, "lr": float,
     "momentum": float, "weight_decay": float, "optimizer": str, "lr_policy": str,
     "lr_step": int, "gamma": float, "patience": int, "label_smoothing": float, "init": str,
-    "augment": bool, "val_split": float, "seed": int, "limit": int,
+    "augment": bool, "val_split": float, "seed": int, "limit": int, "conv_algo": str,
 }
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}

@@ -133,6 +133,7 @@ class Trainer:
         else:
             self._restore(resume, len(x_fit))
         net.loss.label_smoothing = settings.label_smoothing
+        net.conv_algo = settings.conv_algo  # how its convolutions compute (layers/conv.py)
         self.x_fit, self.y_fit = normalize(x_fit, self.mean, self.std), y_fit
         self.x_val, self.y_val = normalize(x_val, self.mean, self.std), y_val
         B = net.backend()

@@ -69,6 +69,8 @@ VARIANTS: dict[str, LayerCase] = {
     "conv-groups-dilated-same": LayerCase("conv 6 3 pad=same groups=3 dilation=2", (2, 3, 7, 6)),
     "conv-3x3-same-groups": LayerCase("conv 4 3 pad=1 groups=2", (2, 4, 5, 5)),
     "conv-f3-p1": LayerCase("conv 3 3 stride=1 pad=1", (2, 2, 5, 4)),
+    "conv-winograd-p1": LayerCase("conv 3 3 pad=1 algo=winograd", (2, 3, 5, 4)),
+    "conv-winograd-p0": LayerCase("conv 2 3 algo=winograd", (1, 2, 5, 6)),
     "maxpool-f2": LayerCase("maxpool 2", (2, 2, 4, 6), "distinct"),
     "batchnorm-fc": LayerCase("batchnorm momentum=0.5", (6, 3, 1, 1)),
 }

@@ -1,0 +1,260 @@
+"""The CPU's Winograd F(2×2, 3×3) convolution (bodies: ``numbacnn/kernels/winograd.py``).
+
+Each thread takes its share of the batch (a part) and works it a chunk of images at a
+time, like ``cpu_conv.py``: the chunk's input tiles transformed (V, 16 × C·T), 16
+products with the transformed filters (numpy's own CBLAS SGEMM called from numba,
+``cblas.py``), the output transform with the bias and the fused ReLU, while the chunk's
+tiles are in the core's cache. Backward recomputes a chunk's V, sums the filter
+gradient's 16 products per part (the parts added in order: repeatable bit for bit for a
+thread count) and computes dx as the convolution of the gradient with the flipped
+filters through the same transforms (see the kernel module).
+
+The parts are plain ``@njit(nogil=True, cache=True)`` functions run on Python threads,
+not ``prange`` loops: a ``prange`` loop compiles a gufunc besides (about twice the
+compile time), and this module's functions all compile on a run's first step
+(``bench/compile_profile.py``). Without a CBLAS function the whole batch runs in one
+chunk on this thread with numpy's batched ``matmul``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit
+
+from numbacnn.backends import cblas, cpu_threads, kernel_cache
+from numbacnn.kernels import winograd
+
+_numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
+
+# V and M of one chunk (both 16 × channels × tiles floats): within a core's L2
+CHUNK_BYTES = 1 << 20
+# Flags as int64 values, not literals: a literal 0 or 1 argument is its own type to numba,
+# and each function would compile once more for it
+NO_RELU = NO_BIAS = NO_FLIP = np.int64(0)
+WITH_BIAS = FLIP = np.int64(1)
+
+
+def tiles(OH: int, OW: int) -> tuple[int, int]:
+    """(TH, TW): the 2×2 output tiles covering OH×OW."""
+    return (OH + 1) // 2, (OW + 1) // 2
+
+
+def _chunk(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int, parts: int) -> int:
+    """Images per chunk: its V and M within CHUNK_BYTES (at least one image), no more
+    than a part's share of the batch."""
+    per_image = 4 * 16 * max((C + K) * _count(tiles(OH, OW)), (C + K) * _count(tiles(H, W)))
+    return max(1, min(CHUNK_BYTES // per_image, -(-N // parts)))
+
+
+def _count(hw: tuple[int, int]) -> int:
+    return hw[0] * hw[1]
+
+
+def winograd_workspace(N: int, C: int, K: int, H: int, W: int, OH: int,
+                       OW: int) -> dict[str, tuple]:
+    """Shapes of the float32 buffers of :func:`winograd_forward` and
+    :func:`winograd_backward` for a batch of N (N×C×H×W → N×K×OH×OW): per part a chunk's
+    V and M and its gradient sums, and the transformed filters U (16 × K·C)."""
+    tf, tb = _count(tiles(OH, OW)), _count(tiles(H, W))  # tiles per image: y, dx
+    parts = numba.get_num_threads() if cblas.sgemm() is not None else 1
+    chunk = _chunk(N, C, K, H, W, OH, OW, parts) if cblas.sgemm() is not None else N
+    return {"wino_V": (parts, 16 * chunk * max(C * tf, K * tb)),
+            "wino_M": (parts, 16 * chunk * max(K * tf, C * tb)),
+            "wino_U": (16, K * C), "wino_dU": (parts, 16, K * C), "wino_db": (parts, K)}
+
+
+def winograd_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray,
+                     y: np.ndarray, ws: dict[str, np.ndarray], geo: tuple, OH: int, OW: int,
+                     relu: int) -> None:
+    """y (N×K×OH×OW, passed flat) = the convolution of x (N×C×(H·W)) with w2 (K × C·9)
+    plus b, then ReLU when ``relu``; ``ws``: the buffers of :func:`winograd_workspace`."""
+    N, C, K = x.shape[0], x.shape[1], w2.shape[0]
+    PT, PL = geo[4], geo[5]
+    U, V, M = ws["wino_U"], ws["wino_V"], ws["wino_M"]
+    y3 = y.reshape(N, K, OH * OW)
+    _winograd_filters(U, w2, NO_FLIP)
+    sgemm = cblas.sgemm()
+    if sgemm is None:  # one chunk, numpy's batched matmul
+        TH, TW = tiles(OH, OW)
+        T = N * TH * TW
+        V2, M2 = V[0, :16 * C * T].reshape(16, C * T), M[0, :16 * K * T].reshape(16, K * T)
+        _winograd_inputs(V2, x, x, NO_RELU, H, W, PT, PL, TH, TW)
+        np.matmul(U.reshape(16, K, C), V2.reshape(16, C, T), out=M2.reshape(16, K, T))
+        _winograd_outputs(y3, M2, b, relu, WITH_BIAS, OH, OW, TH, TW)
+        return
+    chunk = _chunk(N, C, K, H, W, OH, OW, V.shape[0])
+    with cblas.one_blas_thread():
+        parts = V.shape[0]
+        cpu_threads.run_parts(_winograd_forward_part, parts, chunk, sgemm, x, H, W, U, b, y3,
+                              V, M, PT, PL, OH, OW, relu)
+
+
+def winograd_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
+                      dy: np.ndarray, dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
+                      ws: dict[str, np.ndarray], geo: tuple, OH: int, OW: int,
+                      relu: int) -> None:
+    """dw2 (K × C·9), db (K) and, unless it is None, dx (N×C×(H·W)) from dy (N×K×OH×OW,
+    passed flat like y), with the forward pass's input x and output y (its ReLU mask,
+    when ``relu``)."""
+    N, C, K = x.shape[0], x.shape[1], w2.shape[0]
+    PT, PL = geo[4], geo[5]
+    U, V, M, dU, dbp = ws["wino_U"], ws["wino_V"], ws["wino_M"], ws["wino_dU"], ws["wino_db"]
+    y3, dy3 = y.reshape(N, K, OH * OW), dy.reshape(N, K, OH * OW)
+    need_dx = dx is not None
+    if need_dx:
+        _winograd_filters(U, w2, FLIP)  # C × K: the flipped filters of dx's convolution
+    sgemm = cblas.sgemm()
+    if sgemm is None:
+        _backward_whole(x, H, W, U, y3, dy3, dw2, db, dx, V, M, dU[0], PT, PL, OH, OW, relu)
+        return
+    chunk = _chunk(N, C, K, H, W, OH, OW, V.shape[0])
+    with cblas.one_blas_thread():
+        parts = V.shape[0]
+        cpu_threads.run_parts(_winograd_backward_part, parts, chunk, sgemm, x, H, W, U, y3,
+                              dy3, x if dx is None else dx, need_dx, V, M, dU, dbp, PT, PL, OH,
+                              OW, relu)
+    _winograd_finish_grads(dw2, db, dU, dbp)
+
+
+def _backward_whole(x: np.ndarray, H: int, W: int, U: np.ndarray, y3: np.ndarray,
+                    dy3: np.ndarray, dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
+                    V: np.ndarray, M: np.ndarray, dU: np.ndarray, PT: int, PL: int, OH: int,
+                    OW: int, relu: int) -> None:
+    """:func:`winograd_backward` in one chunk with numpy's batched matmul (no CBLAS)."""
+    N, C, K = x.shape[0], x.shape[1], y3.shape[1]
+    TH, TW = tiles(OH, OW)
+    T = N * TH * TW
+    dM, V2 = M[0, :16 * K * T].reshape(16, K * T), V[0, :16 * C * T].reshape(16, C * T)
+    _winograd_output_grads(dM, dy3, y3, relu, OH, OW, TH, TW)
+    db[:] = dM[5].reshape(K, T).sum(axis=1)
+    _winograd_inputs(V2, x, x, NO_RELU, H, W, PT, PL, TH, TW)
+    np.matmul(dM.reshape(16, K, T), V2.reshape(16, C, T).transpose(0, 2, 1),
+              out=dU.reshape(16, K, C))
+    _winograd_filter_grads(dw2, dU.reshape(16, K * C))
+    if dx is not None:
+        BH, BW = tiles(H, W)
+        Tb = N * BH * BW
+        Vb, Mb = V[0, :16 * K * Tb].reshape(16, K * Tb), M[0, :16 * C * Tb].reshape(16, C * Tb)
+        _winograd_inputs(Vb, dy3, y3, relu, OH, OW, 2 - PT, 2 - PL, BH, BW)
+        np.matmul(U.reshape(16, C, K), Vb.reshape(16, K, Tb), out=Mb.reshape(16, C, Tb))
+        _winograd_outputs(dx, Mb, db, NO_RELU, NO_BIAS, H, W, BH, BW)
+
+
+# --- compiled loops over the bodies ---------------------------------------------------
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd_filters(U, w2, flip):
+    for i in range(w2.shape[0] * (w2.shape[1] // 9)):
+        winograd.filter_tile_at(i, U, w2, flip)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd_inputs(V, x, mask, relu, H, W, PT, PL, TH, TW):
+    for i in range(x.shape[1] * x.shape[0] * TH * TW):
+        winograd.input_tile_at(i, V, x, mask, relu, H, W, PT, PL, TH, TW)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd_outputs(y, M, b, relu, with_bias, OH, OW, TH, TW):
+    for i in range(y.shape[1] * y.shape[0] * TH * TW):
+        winograd.output_tile_at(i, y, M, b, relu, with_bias, OH, OW, TH, TW)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd_output_grads(dM, dy, y, relu, OH, OW, TH, TW):
+    for i in range(dy.shape[1] * dy.shape[0] * TH * TW):
+        winograd.output_grad_tile_at(i, dM, dy, y, relu, OH, OW, TH, TW)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd_filter_grads(dw2, dU):
+    for i in range(dw2.shape[0] * (dw2.shape[1] // 9)):
+        winograd.filter_grad_at(i, dw2, dU)
+
+
+@njit(inline="always")
+def _images_of(part, parts, N, chunk):
+    """The chunks ci_lo … ci_hi − 1 of part ``part`` of ``parts``."""
+    chunks = (N + chunk - 1) // chunk
+    return chunks * part // parts, chunks * (part + 1) // parts
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd_forward_part(part, parts, chunk, sgemm, x, H, W, U, b, y, V, M, PT, PL, OH, OW,
+                           relu):
+    N, C, K = x.shape[0], x.shape[1], y.shape[1]
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    ci_lo, ci_hi = _images_of(part, parts, N, chunk)
+    for ci in range(ci_lo, ci_hi):
+        n0 = ci * chunk
+        m = min(N, n0 + chunk) - n0
+        T = m * TH * TW
+        Vc = V[part, :16 * C * T].reshape(16, C * T)
+        Mc = M[part, :16 * K * T].reshape(16, K * T)
+        _winograd_inputs(Vc, x[n0:n0 + m], x[n0:n0 + m], NO_RELU, H, W, PT, PL, TH, TW)
+        for xi in range(16):  # M[ξ] (K × T) = U[ξ] (K × C) @ V[ξ] (C × T)
+            sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, K, T, C, np.float32(1.0),
+                  U[xi].ctypes, C, Vc[xi].ctypes, T, np.float32(0.0), Mc[xi].ctypes, T)
+        _winograd_outputs(y[n0:n0 + m], Mc, b, relu, WITH_BIAS, OH, OW, TH, TW)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, need_dx, V, M,
+                            dU_parts, db_parts, PT, PL, OH, OW, relu):
+    N, C, K = x.shape[0], x.shape[1], y.shape[1]
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    BH, BW = (H + 1) // 2, (W + 1) // 2  # dx's tiles
+    dUp, dbp = dU_parts[part], db_parts[part]
+    for xi in range(16):
+        for j in range(K * C):
+            dUp[xi, j] = np.float32(0.0)
+    for k in range(K):
+        dbp[k] = np.float32(0.0)
+    ci_lo, ci_hi = _images_of(part, parts, N, chunk)
+    for ci in range(ci_lo, ci_hi):
+        n0 = ci * chunk
+        m = min(N, n0 + chunk) - n0
+        T = m * TH * TW
+        dM = M[part, :16 * K * T].reshape(16, K * T)
+        Vc = V[part, :16 * C * T].reshape(16, C * T)
+        _winograd_output_grads(dM, dy[n0:n0 + m], y[n0:n0 + m], relu, OH, OW, TH, TW)
+        for k in range(K):  # position 5 of A·g·Aᵀ is the tile's sum
+            acc = np.float32(0.0)
+            for t in range(k * T, (k + 1) * T):
+                acc += dM[5, t]
+            dbp[k] += acc
+        _winograd_inputs(Vc, x[n0:n0 + m], x[n0:n0 + m], NO_RELU, H, W, PT, PL, TH, TW)
+        for xi in range(16):  # dU[ξ] (K × C) += dM[ξ] (K × T) @ V[ξ]ᵀ
+            sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, C, T, np.float32(1.0),
+                  dM[xi].ctypes, T, Vc[xi].ctypes, T, np.float32(1.0), dUp[xi].ctypes, C)
+        if need_dx:  # dx = the gradient convolved with the flipped filters U (16 × C·K)
+            Tb = m * BH * BW
+            Vb = V[part, :16 * K * Tb].reshape(16, K * Tb)
+            Mb = M[part, :16 * C * Tb].reshape(16, C * Tb)
+            _winograd_inputs(Vb, dy[n0:n0 + m], y[n0:n0 + m], relu, OH, OW, 2 - PT, 2 - PL,
+                             BH, BW)
+            for xi in range(16):
+                sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, C, Tb, K,
+                      np.float32(1.0), U[xi].ctypes, K, Vb[xi].ctypes, Tb, np.float32(0.0),
+                      Mb[xi].ctypes, Tb)
+            _winograd_outputs(dx[n0:n0 + m], Mb, dbp, NO_RELU, NO_BIAS, H, W, BH, BW)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd_finish_grads(dw2, db, dU_parts, db_parts):
+    """db and dw2 from the parts' sums, added in order; dw2 = Gᵀ·dU·G."""
+    parts, KC, K = dU_parts.shape[0], dU_parts.shape[2], db.shape[0]
+    dU = dU_parts[0]
+    for p in range(1, parts):
+        for xi in range(16):
+            for j in range(KC):
+                dU[xi, j] += dU_parts[p, xi, j]
+    for k in range(K):
+        acc = db_parts[0, k]
+        for p in range(1, parts):
+            acc += db_parts[p, k]
+        db[k] = acc
+    _winograd_filter_grads(dw2, dU)
+
+
+kernel_cache.restore(_numba_cache_dir)
