@@ -1,12 +1,13 @@
 """The first run's compile of the CPU drivers: whether it is needed, how long it takes,
 and doing it on all cores at once.
 
-numba compiles each ``@njit(parallel=True, cache=True)`` driver of the CPU backend the
-first time it is called and keeps it in its on-disk cache (``backends/kernel_cache.py``);
-later processes load it in milliseconds. Called one after the other, the drivers of the
-default fmnist network take about 16 CPU seconds to compile before the first training
-step (``bench/compile_profile.py``; 25–30 before each max-pooling window got its own
-driver); each is compiled by one core. :func:`compile_plan` names the drivers a training run
+numba compiles each ``cache=True`` driver of the CPU backend the first time it is
+called and keeps it in its on-disk cache (``backends/kernel_cache.py``); later processes
+load it in milliseconds. Called one after the other, the drivers of the default fmnist
+network take about 10 CPU seconds to compile before the first training step
+(``bench/compile_profile.py``; 25–30 before each max-pooling window got its own driver
+and the convolution's parts became plain functions on threads); each is compiled by one
+core. :func:`compile_plan` names the drivers a training run
 calls (the layers' declared ``drivers``, the loss, the optimizer's update) that the cache
 does not hold yet; :meth:`CompilePlan.run` shares them between this process and new
 ones, one per core, each of which runs one training step and one evaluation of a copy
