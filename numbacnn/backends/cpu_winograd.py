@@ -27,8 +27,12 @@ from numbacnn.kernels import winograd, winograd_rows
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
-# V and M of one chunk (both 16 × channels × tiles floats): within a core's L2
+# V and M of one chunk (both 16 × channels × tiles floats): within a core's L2 …
 CHUNK_BYTES = 1 << 20
+# … but with at least this many tiles: the products stream all of U (16 × K·C) once a
+# chunk, and at AlexNet's 384 channels and one image a chunk (49 tiles) they ran at 2/3
+# of their rate at 6 images (bench/RESULTS.md, "Winograd on the CPU, transforms by rows")
+MIN_CHUNK_TILES = 256
 # Flags as int64 values, not literals: a literal 0 or 1 argument is its own type to numba,
 # and each function would compile once more for it
 NO_RELU = NO_BIAS = np.int64(0)
@@ -46,10 +50,11 @@ def tiles(OH: int, OW: int) -> tuple[int, int]:
 
 
 def _chunk(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int, parts: int) -> int:
-    """Images per chunk: its V and M within CHUNK_BYTES (at least one image), no more
-    than a part's share of the batch."""
+    """Images per chunk: its V and M within CHUNK_BYTES, or else as many images as make
+    MIN_CHUNK_TILES tiles, no more than a part's share of the batch."""
     per_image = 4 * 16 * max((C + K) * _count(tiles(OH, OW)), (C + K) * _count(tiles(H, W)))
-    return max(1, min(CHUNK_BYTES // per_image, -(-N // parts)))
+    enough = -(-MIN_CHUNK_TILES // _count(tiles(OH, OW)))
+    return max(1, min(max(CHUNK_BYTES // per_image, enough), -(-N // parts)))
 
 
 def _count(hw: tuple[int, int]) -> int:
