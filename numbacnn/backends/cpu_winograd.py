@@ -7,7 +7,12 @@ products with the transformed filters (numpy's own CBLAS SGEMM called from numba
 tiles are in the core's cache. Backward recomputes a chunk's V, sums the filter
 gradient's 16 products per part (the parts added in order: repeatable bit for bit for a
 thread count) and computes dx as the convolution of the gradient with the flipped
-filters through the same transforms (see the kernel module).
+filters through the same transforms (see the kernel module); its products read the
+forward's filter transform, transposed and with positions permuted (``FLIPPED``).
+
+The transforms run the row bodies (``kernels/winograd_rows.py``: a row of tiles per
+call, vectorized across tiles), the GPU the element bodies; the 16 rows of V, M and U lie
+an odd number of cache lines apart (``pitch``). Phase by phase: bench/winograd_phases.py.
 
 The parts are plain ``@njit(nogil=True, cache=True)`` functions run on Python threads,
 not ``prange`` loops: a ``prange`` loop compiles a gufunc besides (about twice the
