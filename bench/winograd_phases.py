@@ -113,7 +113,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--chunk-mb", type=float, help="CHUNK_BYTES in MB (default: the driver's)")
+    parser.add_argument("--min-tiles", type=int, help="MIN_CHUNK_TILES (default: the driver's)")
     options = parser.parse_args()
+    if options.min_tiles is not None:
+        cw.MIN_CHUNK_TILES = options.min_tiles
     if options.chunk_mb:
         cw.CHUNK_BYTES = int(options.chunk_mb * (1 << 20))
     rng = np.random.default_rng(0)
