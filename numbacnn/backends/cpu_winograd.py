@@ -193,12 +193,12 @@ def _winograd_inputs(V, x, mask, relu, H, W, PT, PL, TH, TW):
 def _winograd_outputs(y, M, b, relu, with_bias, OH, OW, TH, TW):
     N, K = y.shape[0], y.shape[1]
     T = N * TH * TW
+    O = np.empty((4, TH * TW), np.float32)
     for k in range(K):
         bias = b[k] if with_bias else np.float32(0.0)
         for n in range(N):
-            for th in range(TH):
-                winograd_rows.output_tile_row(y[n, k], k * T + (n * TH + th) * TW, M, bias,
-                                              relu, 2 * th, OH, OW, TW)
+            winograd_rows.output_tile_plane(y[n, k], k * T + n * TH * TW, M, bias, relu, OH, OW,
+                                            TH, TW, O)
 
 
 @njit(nogil=True, fastmath=True, cache=True)

@@ -5,8 +5,12 @@ thread); each of their 16 values goes to its own row of V, M or dM, and a tile a
 plane's edge takes clamped, masked loads. Called in a loop on the CPU, that is scalar
 code. These bodies take all TW tiles of one row of tiles (one (channel, image, th)) at
 once: loads from a zero-padded copy of the plane (no edge tests), 16 stores each
-contiguous across the row, so LLVM vectorizes across tiles. Each tile's arithmetic is
-the element body's, in the same order (``tests/test_winograd_rows.py`` compares them).
+contiguous across the row, so LLVM vectorizes across tiles. The output transform takes a
+whole plane (its TH·TW columns of M are contiguous: a loop long enough for 16-wide
+vectors, where a row has 7 tiles at 13×13 and 14×14), then places the four outputs of
+each tile; the same two passes for the input and output-gradient transforms measured
+slower than their rows (bench/RESULTS.md). Each tile's arithmetic is the element body's,
+in the same order (``tests/test_winograd_rows.py`` compares them).
 
 Layouts as in ``winograd.py``: V 16 × (C·T), M and dM 16 × (K·T), column c·T + t,
 t = (n·TH + th)·TW + tw; planes flat (H·W).
@@ -89,30 +93,6 @@ def _output_values(M, col, bias, floor):
 
 
 @njit(inline="always")
-def output_tile_row(dst, col0, M, bias, relu, oy, OH, OW, TW):
-    """Output rows oy and oy + 1 (the second only when < OH) of the plane dst (OH·OW flat)
-    from M[:, col0 + tw], tw < TW: Aᵀ·m·A + bias, then max(·, 0) when ``relu`` ≠ 0."""
-    floor = ZERO if relu else np.float32(-np.inf)
-    top = _u(oy * OW)
-    two = oy + 1 < OH
-    bottom = _u((oy + 1) * OW) if two else top
-    full = OW // 2  # tiles with both columns inside
-    for tw in range(full):
-        v = _output_values(M, _u(col0 + tw), bias, floor)
-        x0 = _u(2 * tw)
-        dst[top + x0] = v[0]
-        dst[top + x0 + _u(1)] = v[1]
-        if two:
-            dst[bottom + x0] = v[2]
-            dst[bottom + x0 + _u(1)] = v[3]
-    if full < TW:  # OW odd: the last tile's left column only
-        v = _output_values(M, _u(col0 + full), bias, floor)
-        dst[top + _u(2 * full)] = v[0]
-        if two:
-            dst[bottom + _u(2 * full)] = v[2]
-
-
-@njit(inline="always")
 def _grad_tap(src, msk, relu, q, keep):
     """src[q] where ``keep`` (and, when ``relu`` ≠ 0, msk[q] > 0), else 0: both loads
     made, the choice a select (a branch per tap kept the loop scalar)."""
@@ -173,3 +153,38 @@ def filter_tile_row(U, w, k):
             U[4 * i + 1, col] = v[1]
             U[4 * i + 2, col] = v[2]
             U[4 * i + 3, col] = v[3]
+
+
+@njit(inline="always")
+def output_tile_plane(dst, col0, M, bias, relu, OH, OW, TH, TW, O):
+    """The whole plane dst (OH·OW flat) from M[:, col0 + t], t < TH·TW: Aᵀ·m·A + bias,
+    then max(·, 0) when ``relu`` ≠ 0. First the four outputs of every tile into O
+    (4 × TH·TW: top left, top right, bottom left, bottom right; one loop over all TH·TW
+    tiles, long enough to vectorize), then placed (a partial edge tile drops the rest)."""
+    floor = ZERO if relu else np.float32(-np.inf)
+    for t in range(TH * TW):
+        v = _output_values(M, _u(col0 + t), bias, floor)
+        q = _u(t)
+        O[0, q] = v[0]
+        O[1, q] = v[1]
+        O[2, q] = v[2]
+        O[3, q] = v[3]
+    full = OW // 2  # tiles with both columns inside
+    for th in range(TH):
+        top = _u(2 * th * OW)
+        two = 2 * th + 1 < OH
+        bottom = top + _u(OW)
+        first = _u(th * TW)
+        for tw in range(full):
+            q = first + _u(tw)
+            x0 = _u(2 * tw)
+            dst[top + x0] = O[0, q]
+            dst[top + x0 + _u(1)] = O[1, q]
+            if two:
+                dst[bottom + x0] = O[2, q]
+                dst[bottom + x0 + _u(1)] = O[3, q]
+        if full < TW:  # OW odd: the last tile's left column only
+            q = first + _u(full)
+            dst[top + _u(2 * full)] = O[0, q]
+            if two:
+                dst[bottom + _u(2 * full)] = O[2, q]
