@@ -55,9 +55,10 @@ from numbacnn.kernels import (
 name = "cpu"
 on_host = True  # arrays are numpy arrays in host memory: nothing to copy
 # The smallest C·K at which ``algo=auto`` runs a 3×3 stride-1 convolution as Winograd
-# (layers/conv.py); None: at none. On the CPU im2col was faster for every layer measured,
-# fmnist's two and AlexNet's 13×13 conv3–5 (bench/RESULTS.md, "Winograd F(2×2, 3×3)").
-WINOGRAD_AUTO_MIN_CK: int | None = None
+# (layers/conv.py); None: at none. Measured with the row transforms (bench/RESULTS.md,
+# "Winograd on the CPU, transforms by rows"): faster than im2col for fmnist's conv2
+# (C·K = 32·64) and AlexNet's conv3–5, slower for fmnist's conv1 (C·K = 1·32)
+WINOGRAD_AUTO_MIN_CK: int | None = 32 * 64
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 

@@ -7,7 +7,12 @@ products with the transformed filters (numpy's own CBLAS SGEMM called from numba
 tiles are in the core's cache. Backward recomputes a chunk's V, sums the filter
 gradient's 16 products per part (the parts added in order: repeatable bit for bit for a
 thread count) and computes dx as the convolution of the gradient with the flipped
-filters through the same transforms (see the kernel module).
+filters through the same transforms (see the kernel module); its products read the
+forward's filter transform, transposed and with positions permuted (``FLIPPED``).
+
+The transforms run the row bodies (``kernels/winograd_rows.py``: a row of tiles per
+call, vectorized across tiles), the GPU the element bodies; the 16 rows of V, M and U lie
+an odd number of cache lines apart (``pitch``). Phase by phase: bench/winograd_phases.py.
 
 The parts are plain ``@njit(nogil=True, cache=True)`` functions run on Python threads,
 not ``prange`` loops: a ``prange`` loop compiles a gufunc besides (about twice the
@@ -23,16 +28,25 @@ import numpy as np
 from numba import njit
 
 from numbacnn.backends import cblas, cpu_threads, kernel_cache
-from numbacnn.kernels import winograd
+from numbacnn.kernels import winograd, winograd_rows
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
-# V and M of one chunk (both 16 × channels × tiles floats): within a core's L2
+# V and M of one chunk (both 16 × channels × tiles floats): within a core's L2 …
 CHUNK_BYTES = 1 << 20
+# … but with at least this many tiles: the products stream all of U (16 × K·C) once a
+# chunk, and at AlexNet's 384 channels and one image a chunk (49 tiles) they ran at 2/3
+# of their rate at 6 images (bench/RESULTS.md, "Winograd on the CPU, transforms by rows")
+MIN_CHUNK_TILES = 256
 # Flags as int64 values, not literals: a literal 0 or 1 argument is its own type to numba,
 # and each function would compile once more for it
-NO_RELU = NO_BIAS = NO_FLIP = np.int64(0)
-WITH_BIAS = FLIP = np.int64(1)
+NO_RELU = NO_BIAS = np.int64(0)
+WITH_BIAS = np.int64(1)
+# dx's filters, G·rot180(g)·Gᵀ = P·(G·g·Gᵀ)·P with P the swap of rows 0 and 3: position ξ
+# of the flipped (c, k) filter is position FLIPPED[ξ] of the (k, c) one, so dx's products
+# take U transposed at FLIPPED[ξ] rather than a second filter transform
+FLIPPED = np.array([4 * (3 - i if i in (0, 3) else i) + (3 - j if j in (0, 3) else j)
+                    for i in range(4) for j in range(4)], np.int64)
 
 
 def tiles(OH: int, OW: int) -> tuple[int, int]:
@@ -41,14 +55,24 @@ def tiles(OH: int, OW: int) -> tuple[int, int]:
 
 
 def _chunk(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int, parts: int) -> int:
-    """Images per chunk: its V and M within CHUNK_BYTES (at least one image), no more
-    than a part's share of the batch."""
+    """Images per chunk: its V and M within CHUNK_BYTES, or else as many images as make
+    MIN_CHUNK_TILES tiles, no more than a part's share of the batch."""
     per_image = 4 * 16 * max((C + K) * _count(tiles(OH, OW)), (C + K) * _count(tiles(H, W)))
-    return max(1, min(CHUNK_BYTES // per_image, -(-N // parts)))
+    enough = -(-MIN_CHUNK_TILES // _count(tiles(OH, OW)))
+    return max(1, min(max(CHUNK_BYTES // per_image, enough), -(-N // parts)))
 
 
 def _count(hw: tuple[int, int]) -> int:
     return hw[0] * hw[1]
+
+
+def pitch(width: int) -> int:
+    """The row pitch (floats) of a 16-row buffer of ``width`` columns: an odd number of
+    64-byte lines. The transforms write (or read) all 16 rows at once; with a pitch a
+    multiple of 4 KB (AlexNet's 384·384 filters, 8 images of 384 channels) the 16
+    streams fell into one set of the L1 cache and each pass ran 6× slower."""
+    lines = -(-width // 16)
+    return 16 * (lines + 1 - lines % 2)
 
 
 def winograd_workspace(N: int, C: int, K: int, H: int, W: int, OH: int,
@@ -59,9 +83,10 @@ def winograd_workspace(N: int, C: int, K: int, H: int, W: int, OH: int,
     tf, tb = _count(tiles(OH, OW)), _count(tiles(H, W))  # tiles per image: y, dx
     parts = numba.get_num_threads() if cblas.sgemm() is not None else 1
     chunk = _chunk(N, C, K, H, W, OH, OW, parts) if cblas.sgemm() is not None else N
-    return {"wino_V": (parts, 16 * chunk * max(C * tf, K * tb)),
-            "wino_M": (parts, 16 * chunk * max(K * tf, C * tb)),
-            "wino_U": (16, K * C), "wino_dU": (parts, 16, K * C), "wino_db": (parts, K)}
+    return {"wino_V": (parts, 16 * pitch(chunk * max(C * tf, K * tb))),
+            "wino_M": (parts, 16 * pitch(chunk * max(K * tf, C * tb))),
+            "wino_U": (16, pitch(K * C)), "wino_dU": (parts, 16, pitch(K * C)),
+            "wino_db": (parts, K)}
 
 
 def winograd_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray,
@@ -73,14 +98,15 @@ def winograd_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarra
     PT, PL = geo[4], geo[5]
     U, V, M = ws["wino_U"], ws["wino_V"], ws["wino_M"]
     y3 = y.reshape(N, K, OH * OW)
-    _winograd_filters(U, w2, NO_FLIP)
+    _winograd_filters(U, w2)
     sgemm = cblas.sgemm()
     if sgemm is None:  # one chunk, numpy's batched matmul
         TH, TW = tiles(OH, OW)
         T = N * TH * TW
-        V2, M2 = V[0, :16 * C * T].reshape(16, C * T), M[0, :16 * K * T].reshape(16, K * T)
+        V2, M2 = V[0].reshape(16, -1), M[0].reshape(16, -1)
         _winograd_inputs(V2, x, x, NO_RELU, H, W, PT, PL, TH, TW)
-        np.matmul(U.reshape(16, K, C), V2.reshape(16, C, T), out=M2.reshape(16, K, T))
+        np.matmul(U[:, :K * C].reshape(16, K, C), V2[:, :C * T].reshape(16, C, T),
+                  out=M2[:, :K * T].reshape(16, K, T))
         _winograd_outputs(y3, M2, b, relu, WITH_BIAS, OH, OW, TH, TW)
         return
     chunk = _chunk(N, C, K, H, W, OH, OW, V.shape[0])
@@ -103,7 +129,7 @@ def winograd_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarr
     y3, dy3 = y.reshape(N, K, OH * OW), dy.reshape(N, K, OH * OW)
     need_dx = dx is not None
     if need_dx:
-        _winograd_filters(U, w2, FLIP)  # C × K: the flipped filters of dx's convolution
+        _winograd_filters(U, w2)  # K × C, read transposed and at FLIPPED by dx's products
     sgemm = cblas.sgemm()
     if sgemm is None:
         _backward_whole(x, H, W, U, y3, dy3, dw2, db, dx, V, M, dU[0], PT, PL, OH, OW, relu)
@@ -125,45 +151,65 @@ def _backward_whole(x: np.ndarray, H: int, W: int, U: np.ndarray, y3: np.ndarray
     N, C, K = x.shape[0], x.shape[1], y3.shape[1]
     TH, TW = tiles(OH, OW)
     T = N * TH * TW
-    dM, V2 = M[0, :16 * K * T].reshape(16, K * T), V[0, :16 * C * T].reshape(16, C * T)
+    dM, V2 = M[0].reshape(16, -1), V[0].reshape(16, -1)
     _winograd_output_grads(dM, dy3, y3, relu, OH, OW, TH, TW)
-    db[:] = dM[5].reshape(K, T).sum(axis=1)
+    db[:] = dM[5, :K * T].reshape(K, T).sum(axis=1)
     _winograd_inputs(V2, x, x, NO_RELU, H, W, PT, PL, TH, TW)
-    np.matmul(dM.reshape(16, K, T), V2.reshape(16, C, T).transpose(0, 2, 1),
-              out=dU.reshape(16, K, C))
-    _winograd_filter_grads(dw2, dU.reshape(16, K * C))
+    np.matmul(dM[:, :K * T].reshape(16, K, T),
+              V2[:, :C * T].reshape(16, C, T).transpose(0, 2, 1),
+              out=dU[:, :K * C].reshape(16, K, C))
+    _winograd_filter_grads(dw2, dU)
     if dx is not None:
         BH, BW = tiles(H, W)
         Tb = N * BH * BW
-        Vb, Mb = V[0, :16 * K * Tb].reshape(16, K * Tb), M[0, :16 * C * Tb].reshape(16, C * Tb)
-        _winograd_inputs(Vb, dy3, y3, relu, OH, OW, 2 - PT, 2 - PL, BH, BW)
-        np.matmul(U.reshape(16, C, K), Vb.reshape(16, K, Tb), out=Mb.reshape(16, C, Tb))
-        _winograd_outputs(dx, Mb, db, NO_RELU, NO_BIAS, H, W, BH, BW)
+        _winograd_inputs(V2, dy3, y3, relu, OH, OW, 2 - PT, 2 - PL, BH, BW)
+        np.matmul(U[:, :K * C].reshape(16, K, C)[FLIPPED].transpose(0, 2, 1),
+                  V2[:, :K * Tb].reshape(16, K, Tb), out=dM[:, :C * Tb].reshape(16, C, Tb))
+        _winograd_outputs(dx, dM, db, NO_RELU, NO_BIAS, H, W, BH, BW)
 
 
 # --- compiled loops over the bodies ---------------------------------------------------
 @njit(nogil=True, fastmath=True, cache=True)
-def _winograd_filters(U, w2, flip):
-    for i in range(w2.shape[0] * (w2.shape[1] // 9)):
-        winograd.filter_tile_at(i, U, w2, flip)
+def _winograd_filters(U, w2):
+    for k in range(w2.shape[0]):
+        winograd_rows.filter_tile_row(U, w2, k)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd_inputs(V, x, mask, relu, H, W, PT, PL, TH, TW):
-    for i in range(x.shape[1] * x.shape[0] * TH * TW):
-        winograd.input_tile_at(i, V, x, mask, relu, H, W, PT, PL, TH, TW)
+    """V (16 × C·T) from x (N×C×(H·W)): each plane zero-padded once, then a row of tiles
+    per call (the row bodies vectorize across tiles; the element bodies are the GPU's)."""
+    N, C = x.shape[0], x.shape[1]
+    T = N * TH * TW
+    P = np.empty((2 * TH + 2, 2 * TW + 2), np.float32)
+    for c in range(C):
+        for n in range(N):
+            winograd_rows.pad_plane(P, x[n, c], mask[n, c], relu, H, W, PT, PL)
+            for th in range(TH):
+                winograd_rows.input_tile_row(V, c * T + (n * TH + th) * TW, P, 2 * th, TW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd_outputs(y, M, b, relu, with_bias, OH, OW, TH, TW):
-    for i in range(y.shape[1] * y.shape[0] * TH * TW):
-        winograd.output_tile_at(i, y, M, b, relu, with_bias, OH, OW, TH, TW)
+    N, K = y.shape[0], y.shape[1]
+    T = N * TH * TW
+    O = np.empty((4, TH * TW), np.float32)
+    for k in range(K):
+        bias = b[k] if with_bias else np.float32(0.0)
+        for n in range(N):
+            winograd_rows.output_tile_plane(y[n, k], k * T + n * TH * TW, M, bias, relu, OH, OW,
+                                            TH, TW, O)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd_output_grads(dM, dy, y, relu, OH, OW, TH, TW):
-    for i in range(dy.shape[1] * dy.shape[0] * TH * TW):
-        winograd.output_grad_tile_at(i, dM, dy, y, relu, OH, OW, TH, TW)
+    N, K = dy.shape[0], dy.shape[1]
+    T = N * TH * TW
+    for k in range(K):
+        for n in range(N):
+            for th in range(TH):
+                winograd_rows.output_grad_tile_row(dM, k * T + (n * TH + th) * TW, dy[n, k],
+                                                   y[n, k], relu, 2 * th, OH, OW, TW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -189,8 +235,8 @@ def _winograd_forward_part(part, parts, chunk, sgemm, x, H, W, U, b, y, V, M, PT
         n0 = ci * chunk
         m = min(N, n0 + chunk) - n0
         T = m * TH * TW
-        Vc = V[part, :16 * C * T].reshape(16, C * T)
-        Mc = M[part, :16 * K * T].reshape(16, K * T)
+        Vc = V[part].reshape(16, V.shape[1] // 16)  # rows a pitch apart (see pitch())
+        Mc = M[part].reshape(16, M.shape[1] // 16)
         _winograd_inputs(Vc, x[n0:n0 + m], x[n0:n0 + m], NO_RELU, H, W, PT, PL, TH, TW)
         for xi in range(16):  # M[ξ] (K × T) = U[ξ] (K × C) @ V[ξ] (C × T)
             sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, K, T, C, np.float32(1.0),
@@ -215,8 +261,8 @@ def _winograd_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, ne
         n0 = ci * chunk
         m = min(N, n0 + chunk) - n0
         T = m * TH * TW
-        dM = M[part, :16 * K * T].reshape(16, K * T)
-        Vc = V[part, :16 * C * T].reshape(16, C * T)
+        dM = M[part].reshape(16, M.shape[1] // 16)  # rows a pitch apart (see pitch())
+        Vc = V[part].reshape(16, V.shape[1] // 16)
         _winograd_output_grads(dM, dy[n0:n0 + m], y[n0:n0 + m], relu, OH, OW, TH, TW)
         for k in range(K):  # position 5 of A·g·Aᵀ is the tile's sum
             acc = np.float32(0.0)
@@ -227,23 +273,23 @@ def _winograd_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, ne
         for xi in range(16):  # dU[ξ] (K × C) += dM[ξ] (K × T) @ V[ξ]ᵀ
             sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, C, T, np.float32(1.0),
                   dM[xi].ctypes, T, Vc[xi].ctypes, T, np.float32(1.0), dUp[xi].ctypes, C)
-        if need_dx:  # dx = the gradient convolved with the flipped filters U (16 × C·K)
+        if need_dx:  # dx = the gradient convolved with the flipped filters
             Tb = m * BH * BW
-            Vb = V[part, :16 * K * Tb].reshape(16, K * Tb)
-            Mb = M[part, :16 * C * Tb].reshape(16, C * Tb)
+            Vb, Mb = Vc, dM
             _winograd_inputs(Vb, dy[n0:n0 + m], y[n0:n0 + m], relu, OH, OW, 2 - PT, 2 - PL,
                              BH, BW)
-            for xi in range(16):
-                sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, C, Tb, K,
-                      np.float32(1.0), U[xi].ctypes, K, Vb[xi].ctypes, Tb, np.float32(0.0),
-                      Mb[xi].ctypes, Tb)
+            for xi in range(16):  # Mb[ξ] (C × Tb) = U[FLIPPED[ξ]]ᵀ @ Vb[ξ] (K × Tb)
+                sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, C, Tb, K,
+                      np.float32(1.0), U[FLIPPED[xi]].ctypes, C, Vb[xi].ctypes, Tb,
+                      np.float32(0.0), Mb[xi].ctypes, Tb)
             _winograd_outputs(dx[n0:n0 + m], Mb, dbp, NO_RELU, NO_BIAS, H, W, BH, BW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd_finish_grads(dw2, db, dU_parts, db_parts):
     """db and dw2 from the parts' sums, added in order; dw2 = Gᵀ·dU·G."""
-    parts, KC, K = dU_parts.shape[0], dU_parts.shape[2], db.shape[0]
+    parts, K = dU_parts.shape[0], db.shape[0]
+    KC = K * (dw2.shape[1] // 9)
     dU = dU_parts[0]
     for p in range(1, parts):
         for xi in range(16):

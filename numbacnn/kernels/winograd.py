@@ -30,8 +30,9 @@ Backward (the exact gradient of the computation above):
   output: the same three forward transforms (input, filter with ``flip``, output
   without bias), the gradient's ReLU mask applied as the input tiles are read.
 
-Each body computes one tile (input, output, gradient) or one filter pair (k, c), so the
-CPU calls it in a loop and the GPU once per thread. float32 throughout. Error against a
+Each body computes one tile (input, output, gradient) or one filter pair (k, c): the GPU
+runs one per thread; the CPU runs the row bodies of ``winograd_rows.py`` (a row of tiles
+per call, the same arithmetic) and ``filter_grad_at`` in a loop. float32 throughout. Error against a
 float64 convolution (``tests/test_winograd.py``, odd sizes, pads 0–2, C and K up to 256):
 max |error| / max |reference| 4.0e-7 for y, 3.7e-7 dx, 5.0e-7 dW, 1.3e-7 db — the
 transforms only add and halve, so about im2col's (4.3e-7, 1.8e-7, 3.9e-7, 1.6e-7).
