@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import numbacnn.layers
 from numbacnn.errors import ShapeError, SpecError
+from numbacnn.geometry import winograd_applies
 from numbacnn.layers import LAYERS, Conv2D, Dense, Layer, MaxPool2D, ReLU, Tanh
 from numbacnn.layers.base import register
 from numbacnn.layers.syntax import ACTIVATIONS, LayerSyntax
@@ -370,6 +371,10 @@ def layer_lines(draw: st.DrawFn) -> tuple[str, dict]:
             value = draw(st.integers(0, 5))
         elif opt.key == "groups":  # must divide the filters
             value = draw(st.sampled_from([g for g in (1, 2, 3) if kwargs["filters"] % g == 0]))
+        elif opt.key == "algo":  # winograd only where it computes (its refusal: test_winograd)
+            fits = winograd_applies(kwargs["size"], kwargs["stride"], kwargs["dilation"],
+                                    kwargs["groups"])
+            value = draw(st.sampled_from([None, "auto", "im2col", *(["winograd"] * fits)]))
         elif opt.choices:
             value = draw(st.sampled_from(list(opt.choices)))
         else:
