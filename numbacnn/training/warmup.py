@@ -39,21 +39,23 @@ from numba.core.registry import CPUDispatcher
 from numbacnn.backends import kernel_cache
 
 # CPU seconds each driver took to compile on its first call, the chunk functions it
-# calls included (im2col's with the forward convolution, called first), fmnist's first
-# step in one process on the shared 2-core machine (bench/RESULTS.md, "Cold start,
-# 2026-12-06"); a driver not listed counts DEFAULT_SECONDS.
+# calls included (im2col's with the forward convolution, called first): fmnist's first
+# step and evaluation in one process, one thread, quiet (``bench/compile_profile.py``
+# [--conv-algo winograd], 2026-12-06 11:58 UTC); the LRN, BatchNorm and other pooling
+# windows' figures are older ones of the shared machine. A driver not listed counts
+# DEFAULT_SECONDS. They only balance the shares and word the first run's line.
 COMPILE_SECONDS = {
-    "_conv_backward_part": 2.3, "_conv_forward_part": 2.3,
-    "_max_pool_backward_2x2": 1.5, "_max_pool_backward_3x3s2": 1.5,
-    "_max_pool_backward_any": 1.5, "_max_pool_forward_2x2": 1.0,
+    "_conv_backward_part": 2.0, "_conv_forward_part": 1.8,
+    "_max_pool_backward_2x2": 1.2, "_max_pool_backward_3x3s2": 1.5,
+    "_max_pool_backward_any": 1.5, "_max_pool_forward_2x2": 0.75,
     "_max_pool_forward_3x3s2": 1.0, "_max_pool_forward_any": 1.0, "batchnorm_backward": 2.0,
-    "lrn_backward": 1.5, "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.55,
-    "softmax_cross_entropy_backward": 0.55, "_gemm_in_parts": 0.6,
-    "_winograd_forward_part": 5.1, "_winograd_backward_part": 1.5,
-    "_winograd_finish_grads": 0.7,
+    "lrn_backward": 1.5, "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.4,
+    "softmax_cross_entropy_backward": 0.3, "_gemm_in_parts": 0.4,
+    "_winograd_forward_part": 2.0, "_winograd_backward_part": 1.2,
+    "_winograd_finish_grads": 0.8,
 }
-# Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one process
-# compiles them all, or each process would compile those functions again.
+# Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
+# process compiles them all, or each process would compile those functions again.
 COMPILED_TOGETHER = ({"_conv_forward_part", "_conv_backward_part"},
                      {"_winograd_forward_part", "_winograd_backward_part", "_winograd_inputs",
                       "_winograd_outputs", "_winograd_output_grads", "_winograd_filters",
@@ -240,8 +242,9 @@ def compile_plan(trainer: Any) -> CompilePlan | None:
     spec_text = getattr(trainer.net, "spec_text", None)
     plan = CompilePlan(missing, workers, 0.0, spec_text, asdict(trainer.settings),
                        tuple(trainer.net.input_shape), trainer.net.num_classes)
-    if plan.parallel:
-        plan.seconds = START_SECONDS + max(_seconds(share) for share in plan.shares())
+    if plan.parallel:  # the first share compiles in this process, the others start one each
+        first, *others = plan.shares()
+        plan.seconds = max([_seconds(first), *(START_SECONDS + _seconds(o) for o in others)])
     else:
         plan.seconds = _seconds(missing)
     return plan
