@@ -132,7 +132,7 @@ def _nchw_to_gemm_chunk(dy2, dy, y, L, relu):
 
 
 @njit(inline="always")
-def _chunk_of(part, parts, N, chunk):
+def chunks_of_part(part, parts, N, chunk):
     """The chunks ci_lo … ci_hi − 1 of part ``part`` of ``parts`` (chunks of ``chunk``
     images, the last one shorter)."""
     chunks = (N + chunk - 1) // chunk
@@ -149,7 +149,7 @@ def _conv_forward_part(part, parts, sgemm, x, H, W, w2, b, yf, chunk_cols, chunk
     K, gCFF = w2.shape  # a group's filters: (K/G) × (C/G)·FH·FW of w2's rows
     Kg, CFF = K // groups, groups * gCFF
     L = OH * OW
-    ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
+    ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
     for ci in range(ci_lo, ci_hi):
         n0 = ci * chunk
         m = min(N, n0 + chunk) - n0
@@ -178,7 +178,7 @@ def _conv_backward_part(part, parts, sgemm, x, w2, yf, dyf, dx, need_dx, H, W, c
         dbp[k] = np.float32(0.0)
         for e in range(gCFF):
             dWp[k, e] = np.float32(0.0)
-    ci_lo, ci_hi = _chunk_of(part, parts, N, chunk)
+    ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
     for ci in range(ci_lo, ci_hi):
         n0 = ci * chunk
         m = min(N, n0 + chunk) - n0

@@ -28,6 +28,7 @@ import numpy as np
 from numba import njit
 
 from numbacnn.backends import cblas, cpu_threads, kernel_cache
+from numbacnn.backends.cpu_conv import chunks_of_part
 from numbacnn.kernels import winograd, winograd_rows
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
@@ -218,19 +219,12 @@ def _winograd_filter_grads(dw2, dU):
         winograd.filter_grad_at(i, dw2, dU)
 
 
-@njit(inline="always")
-def _images_of(part, parts, N, chunk):
-    """The chunks ci_lo … ci_hi − 1 of part ``part`` of ``parts``."""
-    chunks = (N + chunk - 1) // chunk
-    return chunks * part // parts, chunks * (part + 1) // parts
-
-
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd_forward_part(part, parts, chunk, sgemm, x, H, W, U, b, y, V, M, PT, PL, OH, OW,
                            relu):
     N, C, K = x.shape[0], x.shape[1], y.shape[1]
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
-    ci_lo, ci_hi = _images_of(part, parts, N, chunk)
+    ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
     for ci in range(ci_lo, ci_hi):
         n0 = ci * chunk
         m = min(N, n0 + chunk) - n0
@@ -256,7 +250,7 @@ def _winograd_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, ne
             dUp[xi, j] = np.float32(0.0)
     for k in range(K):
         dbp[k] = np.float32(0.0)
-    ci_lo, ci_hi = _images_of(part, parts, N, chunk)
+    ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
     for ci in range(ci_lo, ci_hi):
         n0 = ci * chunk
         m = min(N, n0 + chunk) - n0

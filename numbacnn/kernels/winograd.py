@@ -192,6 +192,20 @@ def filter_tile_at(i, U, w, flip):
 
 
 @njit(inline="always")
+def output_values(M, col, bias, floor):
+    """The 2×2 outputs (top left, top right, bottom left, bottom right) of column col of
+    M: Aᵀ·m·A plus ``bias``, then max(·, floor) (``output_tile_at``, and the CPU's row bodies)."""
+    u0 = (M[0, col] + M[4, col] + M[8, col], M[1, col] + M[5, col] + M[9, col],
+          M[2, col] + M[6, col] + M[10, col], M[3, col] + M[7, col] + M[11, col])
+    u1 = (M[4, col] - M[8, col] - M[12, col], M[5, col] - M[9, col] - M[13, col],
+          M[6, col] - M[10, col] - M[14, col], M[7, col] - M[11, col] - M[15, col])
+    top = _at(u0[0], u0[1], u0[2], u0[3])
+    bottom = _at(u1[0], u1[1], u1[2], u1[3])
+    return (max(top[0] + bias, floor), max(top[1] + bias, floor),
+            max(bottom[0] + bias, floor), max(bottom[1] + bias, floor))
+
+
+@njit(inline="always")
 def output_tile_at(i, y, M, b, relu, with_bias, OH, OW, TH, TW):
     """Output tile i = (k, t), i < K·T: the inside part of Aᵀ·m·A (m = M[:, k·T + t]) into
     y (N×K×(OH·OW), planes flat), plus b[k] when ``with_bias`` ≠ 0, then max(·, 0) when
@@ -201,26 +215,19 @@ def output_tile_at(i, y, M, b, relu, with_bias, OH, OW, TH, TW):
     k, t = split(i, T)
     n, r = split(t, TH * TW)
     th, tw = split(r, TW)
-    col = np.uint64(k * T + t)
-    # Aᵀ over the rows, column by column: u0 = m0 + m1 + m2, u1 = m1 − m2 − m3
-    u0 = (M[0, col] + M[4, col] + M[8, col], M[1, col] + M[5, col] + M[9, col],
-          M[2, col] + M[6, col] + M[10, col], M[3, col] + M[7, col] + M[11, col])
-    u1 = (M[4, col] - M[8, col] - M[12, col], M[5, col] - M[9, col] - M[13, col],
-          M[6, col] - M[10, col] - M[14, col], M[7, col] - M[11, col] - M[15, col])
-    top = _at(u0[0], u0[1], u0[2], u0[3])
-    bottom = _at(u1[0], u1[1], u1[2], u1[3])
     bias = b[k] if with_bias else np.float32(0.0)
     floor = np.float32(0.0) if relu else np.float32(-np.inf)
+    v = output_values(M, np.uint64(k * T + t), bias, floor)
     dst = y[n, k]
     oy, ox = 2 * th, 2 * tw
     right = ox + 1 < OW
-    dst[np.uint64(oy * OW + ox)] = max(top[0] + bias, floor)
+    dst[np.uint64(oy * OW + ox)] = v[0]
     if right:
-        dst[np.uint64(oy * OW + ox + 1)] = max(top[1] + bias, floor)
+        dst[np.uint64(oy * OW + ox + 1)] = v[1]
     if oy + 1 < OH:
-        dst[np.uint64((oy + 1) * OW + ox)] = max(bottom[0] + bias, floor)
+        dst[np.uint64((oy + 1) * OW + ox)] = v[2]
         if right:
-            dst[np.uint64((oy + 1) * OW + ox + 1)] = max(bottom[1] + bias, floor)
+            dst[np.uint64((oy + 1) * OW + ox + 1)] = v[3]
 
 
 @njit(inline="always")

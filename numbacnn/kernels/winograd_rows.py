@@ -19,7 +19,7 @@ t = (n·TH + th)·TW + tw; planes flat (H·W).
 import numpy as np
 from numba import njit
 
-from numbacnn.kernels.winograd import _a, _at, _bt, _g
+from numbacnn.kernels.winograd import _a, _bt, _g, output_values
 
 ZERO = np.float32(0.0)
 
@@ -76,20 +76,6 @@ def input_tile_row(V, col0, P, r0, TW):
             V[4 + j, col] = t1[j] + t2[j]
             V[8 + j, col] = t2[j] - t1[j]
             V[12 + j, col] = t1[j] - t3[j]
-
-
-@njit(inline="always")
-def _output_values(M, col, bias, floor):
-    """The 2×2 outputs (top left, top right, bottom left, bottom right) of column col of
-    M: Aᵀ·m·A plus ``bias``, then max(·, floor) — ``output_tile_at``'s arithmetic."""
-    u0 = (M[0, col] + M[4, col] + M[8, col], M[1, col] + M[5, col] + M[9, col],
-          M[2, col] + M[6, col] + M[10, col], M[3, col] + M[7, col] + M[11, col])
-    u1 = (M[4, col] - M[8, col] - M[12, col], M[5, col] - M[9, col] - M[13, col],
-          M[6, col] - M[10, col] - M[14, col], M[7, col] - M[11, col] - M[15, col])
-    top = _at(u0[0], u0[1], u0[2], u0[3])
-    bottom = _at(u1[0], u1[1], u1[2], u1[3])
-    return (max(top[0] + bias, floor), max(top[1] + bias, floor),
-            max(bottom[0] + bias, floor), max(bottom[1] + bias, floor))
 
 
 @njit(inline="always")
@@ -163,7 +149,7 @@ def output_tile_plane(dst, col0, M, bias, relu, OH, OW, TH, TW, O):
     tiles, long enough to vectorize), then placed (a partial edge tile drops the rest)."""
     floor = ZERO if relu else np.float32(-np.inf)
     for t in range(TH * TW):
-        v = _output_values(M, _u(col0 + t), bias, floor)
+        v = output_values(M, _u(col0 + t), bias, floor)
         q = _u(t)
         O[0, q] = v[0]
         O[1, q] = v[1]
