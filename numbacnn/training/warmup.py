@@ -39,20 +39,18 @@ from numba.core.registry import CPUDispatcher
 from numbacnn.backends import kernel_cache
 
 # CPU seconds each driver took to compile on its first call, the chunk functions it
-# calls included (im2col's with the forward convolution, called first): fmnist's first
-# step and evaluation in one process, one thread, quiet (``bench/compile_profile.py``
-# [--conv-algo winograd], 2026-12-06 11:58 UTC); the LRN, BatchNorm and other pooling
-# windows' figures are older ones of the shared machine. A driver not listed counts
-# DEFAULT_SECONDS. They only balance the shares and word the first run's line.
+# calls included (im2col's with the forward convolution, called first), fmnist's first
+# step in one process on the shared 2-core machine (bench/RESULTS.md, "Cold start,
+# 2026-12-06"); a driver not listed counts DEFAULT_SECONDS.
 COMPILE_SECONDS = {
-    "_conv_backward_part": 2.0, "_conv_forward_part": 1.8,
-    "_max_pool_backward_2x2": 1.2, "_max_pool_backward_3x3s2": 1.5,
-    "_max_pool_backward_any": 1.5, "_max_pool_forward_2x2": 0.75,
+    "_conv_backward_part": 2.3, "_conv_forward_part": 2.3,
+    "_max_pool_backward_2x2": 1.5, "_max_pool_backward_3x3s2": 1.5,
+    "_max_pool_backward_any": 1.5, "_max_pool_forward_2x2": 1.0,
     "_max_pool_forward_3x3s2": 1.0, "_max_pool_forward_any": 1.0, "batchnorm_backward": 2.0,
-    "lrn_backward": 1.5, "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.4,
-    "softmax_cross_entropy_backward": 0.3, "_gemm_in_parts": 0.4,
-    "_winograd_forward_part": 2.0, "_winograd_backward_part": 1.2,
-    "_winograd_finish_grads": 0.8,
+    "lrn_backward": 1.5, "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.55,
+    "softmax_cross_entropy_backward": 0.55, "_gemm_in_parts": 0.6,
+    "_winograd_forward_part": 5.1, "_winograd_backward_part": 1.5,
+    "_winograd_finish_grads": 0.7,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.
@@ -61,7 +59,7 @@ COMPILED_TOGETHER = ({"_conv_forward_part", "_conv_backward_part"},
                       "_winograd_outputs", "_winograd_output_grads", "_winograd_filters",
                       "_winograd_filter_grads", "_winograd_finish_grads"})
 DEFAULT_SECONDS = 0.4
-START_SECONDS = 1.5  # a spawned process imports numpy, numba and numbacnn
+START_SECONDS = 0.8  # a spawned process imports numpy, numba and numbacnn (quiet machine)
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
 TRAINER_DRIVERS = ("fill", "batch_stats")  # the trainer's own calls (sums of loss, accuracy)
 WORKER = ("import json, sys; from numbacnn.training.warmup import compile_share; "
