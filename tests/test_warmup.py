@@ -152,10 +152,11 @@ def test_a_run_needs_the_pooling_drivers_of_its_windows_only(tmp_path: Path) -> 
     trainer = Trainer(Network.from_spec(spec, device="cpu"), load_dataset(data),
                       TrainSettings(spec=spec, data=str(data)))
     pooling = sorted(name for name in drivers_of(trainer) if "pool" in name)
-    assert pooling == ["_max_pool_backward_3x3s2", "_max_pool_backward_any",
-                       "_max_pool_forward_3x3s2", "_max_pool_forward_any"]
+    # both backward passes are the one scatter driver: the same loop is not compiled twice
+    assert pooling == ["_max_pool_backward_any", "_max_pool_forward_3x3s2",
+                       "_max_pool_forward_any"]
     assert cpu.max_pool_forward.choose(2, 2, 2, 2, 0, 0, True) is cpu_pool._max_pool_forward_2x2
-    assert cpu.max_pool_backward.choose(3, 3, 2, 2, 0, 0, True) is cpu_pool._max_pool_backward_3x3s2
+    assert cpu.max_pool_backward.choose(3, 3, 2, 2, 0, 0, True) is cpu_pool._max_pool_backward_any
     assert cpu.max_pool_forward.choose(2, 2, 1, 1, 0, 0, True) is cpu_pool._max_pool_forward_any
     # a padded or clipped (ceil) window takes the general driver
     assert cpu.max_pool_forward.choose(2, 2, 2, 2, 0, 0, False) is cpu_pool._max_pool_forward_any

@@ -86,11 +86,6 @@ def _max_pool_backward_2x2(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
         pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 2, 2, 2, 2, 0, 0)
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _max_pool_backward_3x3s2(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
-    for t in prange(n):
-        pool.max_pool_backward_plane(t, dx, dy, argmax)
-
-@njit(parallel=True, fastmath=True, cache=True)
 def _max_pool_backward_any(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
     for t in prange(n):
         pool.max_pool_backward_plane(t, dx, dy, argmax)
@@ -118,8 +113,9 @@ def _avg_pool_backward_any(n, L, dx, dy, FH, FW, SH, SW, PH, PW, count_pad):
 max_pool_forward = _ByWindow({(2, 2, 2, 2): "_max_pool_forward_2x2",
                               (3, 3, 2, 2): "_max_pool_forward_3x3s2"},
                              "_max_pool_forward_any", arrays=(4, 2), window=5)
-max_pool_backward = _ByWindow({(2, 2, 2, 2): "_max_pool_backward_2x2",
-                               (3, 3, 2, 2): "_max_pool_backward_3x3s2"},
+# 3x3 stride 2 has no backward driver of its own: the scatter body of every window but
+# 2x2 stride 2 (``_max_pool_backward_any``) needs no window: it adds dy at its argmax
+max_pool_backward = _ByWindow({(2, 2, 2, 2): "_max_pool_backward_2x2"},
                               "_max_pool_backward_any", arrays=(2, 3), window=5)
 avg_pool_forward = _ByWindow({(2, 2, 2, 2): "_avg_pool_forward_2x2"}, "_avg_pool_forward_any",
                              arrays=(3, 2), window=4)

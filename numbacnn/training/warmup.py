@@ -44,8 +44,7 @@ from numbacnn.backends import kernel_cache
 # 2026-12-06"); a driver not listed counts DEFAULT_SECONDS.
 COMPILE_SECONDS = {
     "_conv_backward_part": 2.3, "_conv_forward_part": 2.3,
-    "_max_pool_backward_2x2": 1.5, "_max_pool_backward_3x3s2": 1.5,
-    "_max_pool_backward_any": 1.5, "_max_pool_forward_2x2": 1.0,
+    "_max_pool_backward_2x2": 1.5, "_max_pool_backward_any": 1.5, "_max_pool_forward_2x2": 1.0,
     "_max_pool_forward_3x3s2": 1.0, "_max_pool_forward_any": 1.0, "batchnorm_backward": 2.0,
     "lrn_backward": 1.5, "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.55,
     "softmax_cross_entropy_backward": 0.55, "_gemm_in_parts": 0.6,
