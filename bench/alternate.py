@@ -43,9 +43,10 @@ FRAMEWORKS = ("numbacnn", "torch")
 
 
 def child(framework: str, spec: str, batch: int, steps: int, warmup: int,
-          inference: bool = False) -> dict[str, Any]:
+          inference: bool = False, conv_algo: str | None = None) -> dict[str, Any]:
     """Train ``spec`` in this process with one framework (``inference``: run inference
-    forward passes instead, no gradients); images/s of the timed steps."""
+    forward passes instead, no gradients; ``conv_algo``: numbacnn's convolution
+    algorithm, None for its default); images/s of the timed steps."""
     sys.path.insert(0, str(ROOT))
     from numbacnn.network import Network
     from numbacnn.training.profiler import LEARNING_RATE, random_batch
@@ -55,6 +56,8 @@ def child(framework: str, spec: str, batch: int, steps: int, warmup: int,
         from numbacnn.training.optim import SGD
 
         net.initialize(0)
+        if conv_algo is not None:
+            net.conv_algo = conv_algo
         x, y = random_batch(net.input_shape, net.num_classes, batch)
         opt = SGD(momentum=0.9, weight_decay=5e-4)
 
@@ -96,6 +99,10 @@ def child(framework: str, spec: str, batch: int, steps: int, warmup: int,
                        for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     except ImportError:
         pass
+    if framework == "numbacnn":
+        from numbacnn.device import backend
+
+        out["gemm"] = backend("cpu").gemm_label()  # the SGEMM numbacnn's drivers call
     return out
 
 
@@ -129,7 +136,8 @@ def child_env(threads: int) -> dict[str, str]:
 def run_child(framework: str, spec: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", framework, spec, "--batch", str(args.batch),
            "--steps", str(args.steps), "--warmup", str(args.warmup),
-           *(["--inference"] if args.inference else [])]
+           *(["--inference"] if args.inference else []),
+           *(["--conv-algo", args.conv_algo] if args.conv_algo else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args.threads),
                           timeout=args.timeout)
     if proc.returncode != 0:
@@ -146,7 +154,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return {"runs": 0, "error": errors[0] if errors else "no runs"}
     return {"runs": len(rates), "median": statistics.median(rates), "min": min(rates),
             "max": max(rates), "errors": len(errors),
-            "blas": next((r["blas"] for r in runs if "blas" in r), None)}
+            "blas": next((r["blas"] for r in runs if "blas" in r), None),
+            "gemm": next((r["gemm"] for r in runs if "gemm" in r), None)}
 
 
 def compare(spec: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -168,7 +177,7 @@ def compare(spec: str, args: argparse.Namespace) -> dict[str, Any]:
             loader.kill()
             loader.wait()
     result = {"spec": spec, "batch": args.batch, "threads": args.threads, "steps": args.steps,
-              "inference": bool(args.inference),
+              "inference": bool(args.inference), "conv_algo": args.conv_algo,
               "load": bool(args.load), "load_before": load_before,
               "load_after": os.getloadavg(),
               "summary": {fw: summarize(runs[fw]) for fw in FRAMEWORKS}}
@@ -191,6 +200,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
     for r in results:
         ratio = f"{r['ratio_of_medians']:.2f}" if "ratio_of_medians" in r else "—"
         what = f"{r['spec']} (inference)" if r.get("inference") else r["spec"]
+        details = [d for d in (r["summary"]["numbacnn"].get("gemm"), r.get("conv_algo")) if d]
+        what += f" ({', '.join(details)})" if details else ""
         lines.append(f"| {what} | {r['batch']} | {r['threads']} | "
                      f"{'a second training' if r['load'] else 'none'} | "
                      f"{cell(r['summary']['numbacnn'])} | {cell(r['summary']['torch'])} | "
@@ -211,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true", help="print a RESULTS.md table")
     p.add_argument("--inference", action="store_true",
                    help="time inference forward passes instead of training steps")
+    p.add_argument("--conv-algo", choices=("im2col", "winograd", "auto"), default=None,
+                   help="numbacnn's convolution algorithm (default: the library's)")
     p.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     p.add_argument("--busy", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -219,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child:
         print(json.dumps(child(args.child, args.specs[0], args.batch, args.steps,
-                               args.warmup, args.inference)))
+                               args.warmup, args.inference, args.conv_algo)))
         return 0
     results = [compare(spec, args) for spec in args.specs]
     print(markdown(results) if args.markdown else json.dumps(results, indent=2))

@@ -130,8 +130,7 @@ def run_benchmarks(specs: list[str] | tuple[str, ...] = (), batch: int | None = 
         import torch_models
 
         threads = torch_models.compute_threads()
-    gemm = "numpy BLAS" if dev == "cpu" else (
-        "cuBLAS" if backend(dev).gemm_name() == "cublas" else "numba SGEMM")
+    gemm = backend(dev).gemm_label()
     result: dict[str, Any] = {
         "suite": "bench/suite.py", "quick": quick, "environment": environment(dev),
         "config": {"specs": [spec_label(s) for s in specs], "iterations": iterations,

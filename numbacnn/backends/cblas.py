@@ -1,4 +1,5 @@
-"""numpy's own BLAS SGEMM as a C function the CPU drivers call from inside numba.
+"""The BLAS SGEMM the CPU drivers call from inside numba: Intel MKL's when the ``mkl``
+wheel is installed (``pip install -e ".[mkl]"``), else numpy's own.
 
 The blocked convolution of ``cpu_conv.py`` multiplies one cache-sized chunk of images at a
 time on each core, inside a ``prange`` loop, so it needs SGEMM without Python. numpy
@@ -9,6 +10,12 @@ a driver as an argument (an argument, not a global, so the driver still goes to
 numba's on-disk cache). Where no such function is found, :func:`sgemm` is None and the
 convolution falls back to im2col over the whole batch and one ``gemm`` call.
 
+MKL's SGEMM is 1.2–1.9× OpenBLAS's on one core of an AVX-512 Xeon for the products of
+fmnist and AlexNet (bench/RESULTS.md, 2026-12-06): it is taken from the ``mkl`` wheel's
+``libmkl_rt`` in its sequential threading layer (one thread per call, as the drivers
+want). ``NUMBACNN_BLAS=numpy`` keeps numpy's BLAS, ``NUMBACNN_BLAS=mkl`` insists on
+MKL; the default ``auto`` takes MKL where it is installed.
+
 The caller keeps BLAS on one thread while the drivers run (:func:`one_blas_thread`):
 each core makes its own calls.
 """
@@ -17,7 +24,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import glob
 import os
+import site
+import sys
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -30,6 +40,47 @@ TRANS = 112
 # (symbol, width of its integer arguments in bits), tried in this order
 _SYMBOLS = (("scipy_cblas_sgemm64_", 64), ("cblas_sgemm64_", 64), ("scipy_cblas_sgemm", 32),
             ("cblas_sgemm", 32))
+
+
+MKL_THREADING_SEQUENTIAL = 1  # MKL_Set_Threading_Layer's value for "no threads of its own"
+
+
+def blas_choice() -> str:
+    """``NUMBACNN_BLAS``: "auto" (MKL where installed), "mkl" or "numpy"."""
+    choice = os.environ.get("NUMBACNN_BLAS", "auto").strip().lower() or "auto"
+    if choice not in ("auto", "mkl", "numpy"):
+        raise ValueError(f"NUMBACNN_BLAS={choice!r}: use auto, mkl or numpy")
+    return choice
+
+
+def mkl_library() -> str | None:
+    """Path of the ``mkl`` wheel's ``libmkl_rt`` (pip puts it in the environment's
+    ``lib``, the base installation's under a venv, or the user base's), or None where
+    it is not installed."""
+    names = ("libmkl_rt.so.*", "libmkl_rt.so", "libmkl_rt.*.dylib", "mkl_rt.*.dll")
+    roots = dict.fromkeys([sys.prefix, sys.base_prefix, getattr(site, "USER_BASE", None) or ""])
+    for root in roots:
+        for folder in (os.path.join(root, "lib"), os.path.join(root, "Library", "bin")):
+            for name in names:
+                found = sorted(glob.glob(os.path.join(folder, name)))
+                if found:
+                    return found[-1]
+    return None
+
+
+@functools.cache
+def _mkl() -> ctypes.CDLL | None:
+    """libmkl_rt, loaded with its sequential threading layer, or None."""
+    path = mkl_library()
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(path)
+        lib.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
+        lib.MKL_Set_Threading_Layer(MKL_THREADING_SEQUENTIAL)
+    except (OSError, AttributeError):
+        return None
+    return lib
 
 
 def _libraries() -> list[str]:
@@ -48,15 +99,26 @@ def sgemm() -> Any:
     ``np.matmul``). ``NUMBACNN_BLOCKED_CONV=0`` turns it off."""
     if os.environ.get("NUMBACNN_BLOCKED_CONV", "1").strip() == "0":
         return None
-    try:
-        libraries = _libraries()
-    except Exception:  # threadpoolctl could not inspect the process
-        return None
-    for path in libraries:
+    choice = blas_choice()
+    candidates: list[ctypes.CDLL] = []
+    if choice in ("auto", "mkl"):
+        mkl = _mkl()
+        if mkl is None and choice == "mkl":
+            raise RuntimeError("NUMBACNN_BLAS=mkl but MKL is not installed: "
+                               "pip install mkl (or unset NUMBACNN_BLAS)")
+        if mkl is not None:
+            candidates.append(mkl)
+    if not candidates:
         try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+            libraries = _libraries()
+        except Exception:  # threadpoolctl could not inspect the process
+            return None
+        for path in libraries:
+            try:
+                candidates.append(ctypes.CDLL(path))
+            except OSError:
+                continue
+    for lib in candidates:
         for symbol, bits in _SYMBOLS:
             address = getattr(lib, symbol, None)
             if address is None:
@@ -99,3 +161,26 @@ def one_blas_thread() -> AbstractContextManager[object]:
     if _blas_controller is None:
         _blas_controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
     return _blas_controller.limit(limits=1)
+
+
+def name() -> str:
+    """Which SGEMM the CPU drivers call, for benchmark reports: "MKL 2026.2",
+    "OpenBLAS 0.3.31 (SkylakeX)", or "numpy matmul" where no CBLAS function is used."""
+    function = sgemm()
+    if function is None:
+        return "numpy matmul"
+    mkl = _mkl() if blas_choice() != "numpy" else None
+    if mkl is not None and ctypes.cast(function, ctypes.c_void_p).value == ctypes.cast(
+            mkl.cblas_sgemm, ctypes.c_void_p).value:
+        version = ctypes.create_string_buffer(256)
+        mkl.MKL_Get_Version_String(version, 256)
+        words = version.value.decode(errors="replace").split()
+        number = next((w for w in words if w[:1].isdigit()), "").split("-")[0]
+        return f"MKL {number}".strip()
+    infos = [info for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
+    if not infos:
+        return "CBLAS"
+    info = infos[0]
+    library = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}.get(
+        info.get("internal_api", ""), "BLAS")
+    return f"{library} {info.get('version', '')} ({info.get('architecture', '?')})"

@@ -109,6 +109,12 @@ def tf32_label() -> str:
     return "fp32"
 
 
+def gemm_label() -> str:
+    """The SGEMM in use, for benchmark reports: "MKL 2026.2", "OpenBLAS 0.3.31
+    (SkylakeX)", ... (``cblas.name``)."""
+    return cblas.name()
+
+
 def synchronize() -> None:
     """Wait for queued work (nothing to wait for on the CPU)."""
 

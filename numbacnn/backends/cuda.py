@@ -74,6 +74,7 @@ from numbacnn.backends.cuda_memory import (  # noqa: F401
 from numbacnn.backends.gemm_choice import (  # noqa: F401
     GEMM_CHOICES,
     gemm_choice,
+    gemm_label,
     gemm_name,
     set_gemm,
     set_tf32,

@@ -54,6 +54,11 @@ def gemm_name() -> str:
     return _gemm_impl[0]
 
 
+def gemm_label() -> str:
+    """The GEMM in use, for benchmark reports: "cuBLAS" or "numbacnn SGEMM"."""
+    return "cuBLAS" if gemm_name() == "cublas" else "numbacnn SGEMM"
+
+
 def set_gemm(name: str, check: bool = True) -> None:
     """Use cuBLAS ("cublas") or the numba SGEMM ("numba") from now on (``check``: that
     CuPy is usable; a dry run needs no GPU and may skip it)."""

@@ -193,7 +193,8 @@ def profile_training(net: Network, batch: int, iterations: int = 10, warmup: int
 
     profile: dict[str, Any] = {
         "spec": spec_label(net.spec_text or "network"), "framework": "numbacnn",
-        "device": net.device, "precision": B.tf32_label(), "batch": batch,
+        "device": net.device, "precision": B.tf32_label(), "gemm": B.gemm_label(),
+        "batch": batch,
         "iterations": iterations, "warmup": warmup, "params": int(net.num_params()),
         "gflop_per_image": sum(layer.flops() for layer in net.layers) / 1e9,
     }
@@ -241,7 +242,8 @@ TABLE_WIDTH = 77  # characters of every line of layer_table_lines
 
 def profile_heading(profile: dict[str, Any]) -> str:
     """One line: the network, batch, device, steps, parameters and forward GFLOP/image."""
-    return (f"{profile['spec']}: batch {profile['batch']} on {profile['device']}, "
+    gemm = f" ({profile['gemm']})" if profile.get("gemm") else ""
+    return (f"{profile['spec']}: batch {profile['batch']} on {profile['device']}{gemm}, "
             f"{profile['iterations']} steps after {profile['warmup']} warm-up; "
             f"{profile['params']:,} parameters, {profile['gflop_per_image']:.3f} GFLOP/image "
             "forward")
