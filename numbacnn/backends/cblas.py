@@ -100,20 +100,29 @@ def sgemm() -> Any:
     if os.environ.get("NUMBACNN_BLOCKED_CONV", "1").strip() == "0":
         return None
     choice = blas_choice()
-    candidates: list[ctypes.CDLL] = []
     if choice in ("auto", "mkl"):
-        mkl = _mkl()
-        if mkl is None and choice == "mkl":
+        function = library_sgemm("mkl")
+        if function is None and choice == "mkl":
             raise RuntimeError("NUMBACNN_BLAS=mkl but MKL is not installed: "
                                "pip install mkl (or unset NUMBACNN_BLAS)")
-        if mkl is not None:
-            candidates.append(mkl)
-    if not candidates:
+        if function is not None:
+            return function
+    return library_sgemm("numpy")
+
+
+def library_sgemm(library: str) -> Any:
+    """The ``cblas_sgemm`` of ``library`` ("mkl": the mkl wheel's; "numpy": numpy's BLAS)
+    as a ctypes function, or None where it has none (:func:`sgemm` picks one of them)."""
+    candidates: list[ctypes.CDLL] = []
+    if library == "mkl":
+        mkl = _mkl()
+        candidates = [mkl] if mkl is not None else []
+    else:
         try:
-            libraries = _libraries()
+            paths = _libraries()
         except Exception:  # threadpoolctl could not inspect the process
             return None
-        for path in libraries:
+        for path in paths:
             try:
                 candidates.append(ctypes.CDLL(path))
             except OSError:
