@@ -4,8 +4,9 @@ The element bodies of ``winograd.py`` transform one tile each (the GPU runs one 
 thread); each of their 16 values goes to its own row of V, M or dM, and a tile at the
 plane's edge takes clamped, masked loads. Called in a loop on the CPU, that is scalar
 code. These bodies take all TW tiles of one row of tiles (one (channel, image, th)) at
-once: loads from a zero-padded copy of the plane (no edge tests), 16 stores each
-contiguous across the row, so LLVM vectorizes across tiles. The output transform takes a
+once: loads from a zero-padded copy of the plane (no edge tests; the output gradient's
+tiles and dx's input tiles from one padded, masked copy of the gradient's plane), 16
+stores each contiguous across the row. The output transform takes a
 whole plane (its TH·TW columns of M are contiguous: a loop long enough for 16-wide
 vectors, where a row has 7 tiles at 13×13 and 14×14), then places the four outputs of
 each tile; the same two passes for the input and output-gradient transforms measured
