@@ -2,9 +2,10 @@
 
 For each case the driver's own chunk of images (``cpu_winograd._chunk``) is run through
 each phase alone, over the whole batch chunk by chunk: the input transform, the 16
-products, the output transform (forward); the output-gradient transform, the input
-transform again, the 16 dU products, dx's input transform (of dy), its 16 products and
-its output transform (backward). Each figure is the minimum CPU time
+products, the output transform (forward); the output-gradient transform, the same pass
+over dy also making dx's input tiles (it replaces the first), the input transform again,
+the 16 dU products, dx's 16 products and its output transform (backward); the sum counts
+both gradient passes. Each figure is the minimum CPU time
 (``time.process_time``) of the repetitions, in ms per batch:
 
     NUMBA_NUM_THREADS=1 python bench/winograd_phases.py [--reps 9]
@@ -90,14 +91,16 @@ def phases(N: int, C: int, K: int, H: int, rng: np.random.Generator) -> dict:
             y.copy()[n0:n0 + m] if False else dx[:0] if False else _yout[n0:n0 + m],
             mm(K, m), b, np.int64(1), cw.WITH_BIAS, OH, OW, TH, TW)),
         "bwd filter-grad transform": lambda: cw._winograd_filter_grads(dw2, dU),
-        "bwd output-grad transform": each(lambda n0, m: cw._winograd_output_grads(
-            mm(K, m), dy[n0:n0 + m], y[n0:n0 + m], np.int64(1), OH, OW, TH, TW)),
+        "bwd output-grad transform": each(lambda n0, m: cw._winograd_grad_tiles(
+            mm(K, m), v(K, m), dy[n0:n0 + m], y[n0:n0 + m], np.int64(1), False, H, W, 1, 1, OH,
+            OW)),
         "bwd input transform": each(lambda n0, m: cw._winograd_inputs(
             v(C, m), x[n0:n0 + m], x[n0:n0 + m], cw.NO_RELU, H, W, 1, 1, TH, TW)),
         "bwd 16 dU products": each(lambda n0, m: _products(
             sgemm, mm(K, m), v(C, m), dU, K, C, m * TH * TW, True, one)),
-        "bwd dx input transform": each(lambda n0, m: cw._winograd_inputs(
-            v(K, m), dy[n0:n0 + m], y[n0:n0 + m], np.int64(1), OH, OW, 1, 1, TH, TW)),
+        "bwd same with dx's input": each(lambda n0, m: cw._winograd_grad_tiles(
+            mm(K, m), v(K, m), dy[n0:n0 + m], y[n0:n0 + m], np.int64(1), True, H, W, 1, 1, OH,
+            OW)),
         "bwd dx 16 products": each(lambda n0, m: _products(
             sgemm, U, v(K, m), mm(C, m), C, m * TH * TW, K, False, -one)),
         "bwd dx output transform": each(lambda n0, m: cw._winograd_outputs(

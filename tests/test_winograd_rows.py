@@ -1,7 +1,8 @@
 """The CPU's Winograd row bodies (``kernels/winograd_rows.py``, run by the loops of
 ``backends/cpu_winograd.py``) against the element bodies the GPU runs
 (``kernels/winograd.py``), called tile by tile: the input, output and output-gradient
-transforms at odd plane sizes (partial tiles), pads 0–2, with and without the ReLU mask;
+transforms at odd plane sizes (partial tiles), pads 0–2, with and without the ReLU mask (the
+output gradient's tiles and dx's input tiles from one pass over dy);
 the filter transform, and the flipped filters as the CPU reads them (``FLIPPED``).
 
 The row bodies write each tile's arithmetic in the element body's order, but both are
@@ -97,17 +98,46 @@ def test_output_rows_equal_the_element_body(case, relu, with_bias,
 
 @pytest.mark.parametrize("relu", [0, 1])
 @pytest.mark.parametrize("case", PLANES, ids=lambda s: "N{}K{}-{}x{}-p{}".format(*s))
-def test_output_grad_rows_equal_the_element_body(case, relu, rng: np.random.Generator) -> None:
-    N, K, OH, OW, _ = case
+def test_gradient_tiles_equal_the_element_bodies(case, relu, rng: np.random.Generator) -> None:
+    """One pass over dy gives the output gradient's tiles dM and dx's input tiles Vb
+    (dy padded 2 − pad): each as the element bodies compute it."""
+    N, K, H, W, pad = case
+    OH, OW = H + 2 * pad - 2, W + 2 * pad - 2
     TH, TW = cw.tiles(OH, OW)
+    BH, BW = cw.tiles(H, W)
     dy, y = _plane_case(N, K, OH, OW, rng)
-    width = K * N * TH * TW
+    width, width_b = K * N * TH * TW, K * N * BH * BW
     rows = np.full((16, cw.pitch(width)), np.nan, np.float32)
+    rows_b = np.full((16, cw.pitch(width_b)), np.nan, np.float32)
     tiles = np.full((16, width), np.nan, np.float32)
-    cw._winograd_output_grads(rows, dy, y, np.int64(relu), OH, OW, TH, TW)
+    tiles_b = np.full((16, width_b), np.nan, np.float32)
+    cw._winograd_grad_tiles(rows, rows_b, dy, y, np.int64(relu), True, H, W, pad, pad, OH, OW)
     _output_grads_by_tile(tiles, dy, y, np.int64(relu), OH, OW, TH, TW)
+    _inputs_by_tile(tiles_b, dy, y, np.int64(relu), OH, OW, 2 - pad, 2 - pad, BH, BW)
     assert_near(rows[:, :width], tiles)
     assert np.isnan(rows[:, width:]).all()
+    assert_near(rows_b[:, :width_b], tiles_b)
+    assert np.isnan(rows_b[:, width_b:]).all()
+    untouched = np.full_like(rows_b, np.nan)  # without dx, Vb is left alone
+    cw._winograd_grad_tiles(rows, untouched, dy, y, np.int64(relu), False, H, W, pad, pad, OH,
+                            OW)
+    assert np.isnan(untouched).all()
+
+
+def test_parts_split_the_batch_evenly_in_even_chunks() -> None:
+    """Each part gets its share of the batch (±1 image) in chunks of at most ``chunk``
+    images, equal but for the last; every image once, in order."""
+    for N, parts, chunk in [(16, 2, 6), (128, 2, 6), (1, 2, 4), (7, 3, 2), (16, 1, 12)]:
+        seen = []
+        for part in range(parts):
+            lo, hi, size = cw._part_chunks(part, parts, N, chunk)
+            assert hi - lo in (N // parts, -(-N // parts))
+            assert 1 <= size <= chunk
+            starts = list(range(lo, hi, size))
+            assert len(starts) == -(-(hi - lo) // chunk)
+            seen += [n for n0 in starts for n in range(n0, min(hi, n0 + size))]
+        assert seen == list(range(N))
+    assert cw._part_chunks(1, 2, 16, 6) == (8, 16, 4)  # not 10 images against 6
 
 
 @pytest.mark.parametrize("K, C", [(5, 3), (1, 7), (16, 16)])

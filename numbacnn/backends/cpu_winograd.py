@@ -1,14 +1,17 @@
 """The CPU's Winograd F(2×2, 3×3) convolution (bodies: ``numbacnn/kernels/winograd.py``).
 
-Each thread takes its share of the batch (a part) and works it a chunk of images at a
-time, like ``cpu_conv.py``: the chunk's input tiles transformed (V, 16 × C·T), 16
-products with the transformed filters (numpy's own CBLAS SGEMM called from numba,
-``cblas.py``), the output transform with the bias and the fused ReLU, while the chunk's
-tiles are in the core's cache. Backward recomputes a chunk's V, sums the filter
-gradient's 16 products per part (the parts added in order: repeatable bit for bit for a
-thread count) and computes dx as the convolution of the gradient with the flipped
-filters through the same transforms (see the kernel module); its products read the
-forward's filter transform, transposed and with positions permuted (``FLIPPED``).
+Each thread takes its share of the batch (a part: the parts differ by one image at
+most) and works it a chunk of images at a time, like ``cpu_conv.py``: the chunk's input
+tiles transformed (V, 16 × C·T), 16 products with the transformed filters (the CBLAS
+SGEMM of ``cblas.py``, MKL's where installed, called from numba), the output transform
+with the bias and the fused ReLU, while the chunk's tiles are in the core's cache.
+Backward reads the forward's filter transform U again (backward follows the forward of
+the same batch with the same weights), pads and masks each plane of the gradient once
+for both its own tiles (dM) and dx's input tiles (Vb), recomputes a chunk's V, sums the
+filter gradient's 16 products per part (the parts added in order: repeatable bit for bit
+for a thread count) and computes dx as the convolution of the gradient with the flipped
+filters through the same transforms (see the kernel module); its products read U
+transposed and with positions permuted (``FLIPPED``).
 
 The transforms run the row bodies (``kernels/winograd_rows.py``: a row of tiles per
 call, vectorized across tiles), the GPU the element bodies; the 16 rows of V, M and U lie
@@ -28,7 +31,6 @@ import numpy as np
 from numba import njit
 
 from numbacnn.backends import cblas, cpu_threads, kernel_cache
-from numbacnn.backends.cpu_conv import chunks_of_part
 from numbacnn.kernels import winograd, winograd_rows
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
@@ -39,6 +41,10 @@ CHUNK_BYTES = 1 << 20
 # chunk, and at AlexNet's 384 channels and one image a chunk (49 tiles) they ran at 2/3
 # of their rate at 6 images (bench/RESULTS.md, "Winograd on the CPU, transforms by rows")
 MIN_CHUNK_TILES = 256
+# … and with V and M at least this many times U's bytes: U is streamed from memory once a
+# chunk. AlexNet's conv4 (U 9.4 MB, V and M 2.4 MB an image), one thread, products of 16
+# images: 21.9 ms in one chunk, 24.1 in chunks of 8, 25.7 of 6 and of 4 (2026-12-06)
+MIN_CHUNK_OVER_U = 3
 # Flags as int64 values, not literals: a literal 0 or 1 argument is its own type to numba,
 # and each function would compile once more for it
 NO_RELU = NO_BIAS = np.int64(0)
@@ -56,11 +62,24 @@ def tiles(OH: int, OW: int) -> tuple[int, int]:
 
 
 def _chunk(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int, parts: int) -> int:
-    """Images per chunk: its V and M within CHUNK_BYTES, or else as many images as make
-    MIN_CHUNK_TILES tiles, no more than a part's share of the batch."""
+    """Images per chunk at most: its V and M within CHUNK_BYTES, or else as many images as
+    make MIN_CHUNK_TILES tiles and MIN_CHUNK_OVER_U times U's bytes, no more than a part's
+    share of the batch (:func:`_part_chunks` evens the chunks out)."""
     per_image = 4 * 16 * max((C + K) * _count(tiles(OH, OW)), (C + K) * _count(tiles(H, W)))
-    enough = -(-MIN_CHUNK_TILES // _count(tiles(OH, OW)))
+    enough = max(-(-MIN_CHUNK_TILES // _count(tiles(OH, OW))),
+                 -(-MIN_CHUNK_OVER_U * 4 * 16 * K * C // per_image))
     return max(1, min(max(CHUNK_BYTES // per_image, enough), -(-N // parts)))
+
+
+@njit(nogil=True, cache=True)
+def _part_chunks(part, parts, N, chunk):
+    """(first image, end, images per chunk) of part ``part``: the batch split into parts
+    that differ by one image at most, each in chunks of at most ``chunk`` images and
+    equal but for the last (chunks of the whole batch dealt out to the parts left
+    AlexNet's batch of 16 in chunks of 6 as 6 images on one thread and 10 on the other)."""
+    lo, hi = N * part // parts, N * (part + 1) // parts
+    count = -(-(hi - lo) // chunk)
+    return lo, hi, max(1, -(-(hi - lo) // max(count, 1)))
 
 
 def _count(hw: tuple[int, int]) -> int:
@@ -84,8 +103,9 @@ def winograd_workspace(N: int, C: int, K: int, H: int, W: int, OH: int,
     tf, tb = _count(tiles(OH, OW)), _count(tiles(H, W))  # tiles per image: y, dx
     parts = numba.get_num_threads() if cblas.sgemm() is not None else 1
     chunk = _chunk(N, C, K, H, W, OH, OW, parts) if cblas.sgemm() is not None else N
-    return {"wino_V": (parts, 16 * pitch(chunk * max(C * tf, K * tb))),
-            "wino_M": (parts, 16 * pitch(chunk * max(K * tf, C * tb))),
+    return {"wino_V": (parts, 16 * pitch(chunk * C * max(tf, tb))),
+            "wino_Vb": (parts, 16 * pitch(chunk * K * tb)),
+            "wino_M": (parts, 16 * pitch(chunk * K * tf)),
             "wino_U": (16, pitch(K * C)), "wino_dU": (parts, 16, pitch(K * C)),
             "wino_db": (parts, K)}
 
@@ -126,34 +146,34 @@ def winograd_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarr
     when ``relu``)."""
     N, C, K = x.shape[0], x.shape[1], w2.shape[0]
     PT, PL = geo[4], geo[5]
-    U, V, M, dU, dbp = ws["wino_U"], ws["wino_V"], ws["wino_M"], ws["wino_dU"], ws["wino_db"]
+    U, V, Vb, M = ws["wino_U"], ws["wino_V"], ws["wino_Vb"], ws["wino_M"]
+    dU, dbp = ws["wino_dU"], ws["wino_db"]
     y3, dy3 = y.reshape(N, K, OH * OW), dy.reshape(N, K, OH * OW)
     need_dx = dx is not None
-    if need_dx:
-        _winograd_filters(U, w2)  # K × C, read transposed and at FLIPPED by dx's products
     sgemm = cblas.sgemm()
     if sgemm is None:
-        _backward_whole(x, H, W, U, y3, dy3, dw2, db, dx, V, M, dU[0], PT, PL, OH, OW, relu)
+        _backward_whole(x, H, W, U, y3, dy3, dw2, db, dx, V, Vb, M, dU[0], PT, PL, OH, OW,
+                        relu)
         return
     chunk = _chunk(N, C, K, H, W, OH, OW, V.shape[0])
     with cblas.one_blas_thread():
         parts = V.shape[0]
         cpu_threads.run_parts(_winograd_backward_part, parts, chunk, sgemm, x, H, W, U, y3,
-                              dy3, x if dx is None else dx, need_dx, V, M, dU, dbp, PT, PL, OH,
-                              OW, relu)
+                              dy3, x if dx is None else dx, need_dx, V, Vb, M, dU, dbp, PT, PL,
+                              OH, OW, relu)
     _winograd_finish_grads(dw2, db, dU, dbp)
 
 
 def _backward_whole(x: np.ndarray, H: int, W: int, U: np.ndarray, y3: np.ndarray,
                     dy3: np.ndarray, dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
-                    V: np.ndarray, M: np.ndarray, dU: np.ndarray, PT: int, PL: int, OH: int,
-                    OW: int, relu: int) -> None:
+                    V: np.ndarray, Vb: np.ndarray, M: np.ndarray, dU: np.ndarray, PT: int,
+                    PL: int, OH: int, OW: int, relu: int) -> None:
     """:func:`winograd_backward` in one chunk with numpy's batched matmul (no CBLAS)."""
     N, C, K = x.shape[0], x.shape[1], y3.shape[1]
     TH, TW = tiles(OH, OW)
     T = N * TH * TW
-    dM, V2 = M[0].reshape(16, -1), V[0].reshape(16, -1)
-    _winograd_output_grads(dM, dy3, y3, relu, OH, OW, TH, TW)
+    dM, V2, Vb2 = M[0].reshape(16, -1), V[0].reshape(16, -1), Vb[0].reshape(16, -1)
+    _winograd_grad_tiles(dM, Vb2, dy3, y3, relu, dx is not None, H, W, PT, PL, OH, OW)
     db[:] = dM[5, :K * T].reshape(K, T).sum(axis=1)
     _winograd_inputs(V2, x, x, NO_RELU, H, W, PT, PL, TH, TW)
     np.matmul(dM[:, :K * T].reshape(16, K, T),
@@ -163,10 +183,9 @@ def _backward_whole(x: np.ndarray, H: int, W: int, U: np.ndarray, y3: np.ndarray
     if dx is not None:
         BH, BW = tiles(H, W)
         Tb = N * BH * BW
-        _winograd_inputs(V2, dy3, y3, relu, OH, OW, 2 - PT, 2 - PL, BH, BW)
         np.matmul(U[:, :K * C].reshape(16, K, C)[FLIPPED].transpose(0, 2, 1),
-                  V2[:, :K * Tb].reshape(16, K, Tb), out=dM[:, :C * Tb].reshape(16, C, Tb))
-        _winograd_outputs(dx, dM, db, NO_RELU, NO_BIAS, H, W, BH, BW)
+                  Vb2[:, :K * Tb].reshape(16, K, Tb), out=V2[:, :C * Tb].reshape(16, C, Tb))
+        _winograd_outputs(dx, V2, db, NO_RELU, NO_BIAS, H, W, BH, BW)
 
 
 # --- compiled loops over the bodies ---------------------------------------------------
@@ -186,8 +205,16 @@ def _winograd_inputs(V, x, mask, relu, H, W, PT, PL, TH, TW):
     for c in range(C):
         for n in range(N):
             winograd_rows.pad_plane(P, x[n, c], mask[n, c], relu, H, W, PT, PL)
-            for th in range(TH):
-                winograd_rows.input_tile_row(V, c * T + (n * TH + th) * TW, P, 2 * th, TW)
+            _winograd_plane_inputs(V, c * T + n * TH * TW, P, TH, TW)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd_plane_inputs(V, col0, P, TH, TW):
+    """V[:, col0 + th·TW + tw] = the input tiles of the padded plane P (:func:`pad_plane`),
+    a row of tiles per call: a function of its own, compiled once for the forward's
+    input and dx's (the gradient's) input."""
+    for th in range(TH):
+        winograd_rows.input_tile_row(V, col0 + th * TW, P, 2 * th, TW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -203,14 +230,24 @@ def _winograd_outputs(y, M, b, relu, with_bias, OH, OW, TH, TW):
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _winograd_output_grads(dM, dy, y, relu, OH, OW, TH, TW):
+def _winograd_grad_tiles(dM, Vb, dy, y, relu, need_dx, H, W, PT, PL, OH, OW):
+    """From one pass over the gradient dy (N×K×(OH·OW), masked by y > 0 when ``relu``):
+    dM (16 × K·T, the output gradient's tiles) and, when ``need_dx``, Vb (16 × K·Tb: dx's
+    input tiles, dy padded 2 − PT, 2 − PL). Each plane is padded and masked once."""
     N, K = dy.shape[0], dy.shape[1]
-    T = N * TH * TW
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    BH, BW = (H + 1) // 2, (W + 1) // 2
+    T, Tb = N * TH * TW, N * BH * BW
+    QT, QL = 2 - PT, 2 - PL  # where dy's plane starts in P
+    P = np.empty((max(2 * BH + 2, QT + 2 * TH), max(2 * BW + 2, QL + 2 * TW)), np.float32)
     for k in range(K):
         for n in range(N):
+            winograd_rows.pad_plane(P, dy[n, k], y[n, k], relu, OH, OW, QT, QL)
             for th in range(TH):
-                winograd_rows.output_grad_tile_row(dM, k * T + (n * TH + th) * TW, dy[n, k],
-                                                   y[n, k], relu, 2 * th, OH, OW, TW)
+                winograd_rows.output_grad_tile_row(dM, k * T + (n * TH + th) * TW, P,
+                                                   QT + 2 * th, QL, TW)
+            if need_dx:
+                _winograd_plane_inputs(Vb, k * Tb + n * BH * BW, P, BH, BW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -224,10 +261,9 @@ def _winograd_forward_part(part, parts, chunk, sgemm, x, H, W, U, b, y, V, M, PT
                            relu):
     N, C, K = x.shape[0], x.shape[1], y.shape[1]
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
-    ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
-    for ci in range(ci_lo, ci_hi):
-        n0 = ci * chunk
-        m = min(N, n0 + chunk) - n0
+    lo, hi, size = _part_chunks(part, parts, N, chunk)
+    for n0 in range(lo, hi, size):
+        m = min(hi, n0 + size) - n0
         T = m * TH * TW
         Vc = V[part].reshape(16, V.shape[1] // 16)  # rows a pitch apart (see pitch())
         Mc = M[part].reshape(16, M.shape[1] // 16)
@@ -239,8 +275,8 @@ def _winograd_forward_part(part, parts, chunk, sgemm, x, H, W, U, b, y, V, M, PT
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _winograd_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, need_dx, V, M,
-                            dU_parts, db_parts, PT, PL, OH, OW, relu):
+def _winograd_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, need_dx, V, Vb,
+                            M, dU_parts, db_parts, PT, PL, OH, OW, relu):
     N, C, K = x.shape[0], x.shape[1], y.shape[1]
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
     BH, BW = (H + 1) // 2, (W + 1) // 2  # dx's tiles
@@ -250,33 +286,31 @@ def _winograd_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, ne
             dUp[xi, j] = np.float32(0.0)
     for k in range(K):
         dbp[k] = np.float32(0.0)
-    ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
-    for ci in range(ci_lo, ci_hi):
-        n0 = ci * chunk
-        m = min(N, n0 + chunk) - n0
+    dM = M[part].reshape(16, M.shape[1] // 16)  # rows a pitch apart (see pitch())
+    Vc = V[part].reshape(16, V.shape[1] // 16)
+    Vbc = Vb[part].reshape(16, Vb.shape[1] // 16)
+    lo, hi, size = _part_chunks(part, parts, N, chunk)
+    for n0 in range(lo, hi, size):
+        m = min(hi, n0 + size) - n0
         T = m * TH * TW
-        dM = M[part].reshape(16, M.shape[1] // 16)  # rows a pitch apart (see pitch())
-        Vc = V[part].reshape(16, V.shape[1] // 16)
-        _winograd_output_grads(dM, dy[n0:n0 + m], y[n0:n0 + m], relu, OH, OW, TH, TW)
+        _winograd_grad_tiles(dM, Vbc, dy[n0:n0 + m], y[n0:n0 + m], relu, need_dx, H, W, PT, PL,
+                             OH, OW)
         for k in range(K):  # position 5 of A·g·Aᵀ is the tile's sum
             acc = np.float32(0.0)
             for t in range(k * T, (k + 1) * T):
                 acc += dM[5, t]
             dbp[k] += acc
+        if need_dx:  # dx = the gradient convolved with the flipped filters
+            Tb = m * BH * BW
+            for xi in range(16):  # Mb[ξ] (C × Tb) = U[FLIPPED[ξ]]ᵀ @ Vb[ξ] (K × Tb), in V
+                sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, C, Tb, K,
+                      np.float32(1.0), U[FLIPPED[xi]].ctypes, C, Vbc[xi].ctypes, Tb,
+                      np.float32(0.0), Vc[xi].ctypes, Tb)
+            _winograd_outputs(dx[n0:n0 + m], Vc, dbp, NO_RELU, NO_BIAS, H, W, BH, BW)
         _winograd_inputs(Vc, x[n0:n0 + m], x[n0:n0 + m], NO_RELU, H, W, PT, PL, TH, TW)
         for xi in range(16):  # dU[ξ] (K × C) += dM[ξ] (K × T) @ V[ξ]ᵀ
             sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, C, T, np.float32(1.0),
                   dM[xi].ctypes, T, Vc[xi].ctypes, T, np.float32(1.0), dUp[xi].ctypes, C)
-        if need_dx:  # dx = the gradient convolved with the flipped filters
-            Tb = m * BH * BW
-            Vb, Mb = Vc, dM
-            _winograd_inputs(Vb, dy[n0:n0 + m], y[n0:n0 + m], relu, OH, OW, 2 - PT, 2 - PL,
-                             BH, BW)
-            for xi in range(16):  # Mb[ξ] (C × Tb) = U[FLIPPED[ξ]]ᵀ @ Vb[ξ] (K × Tb)
-                sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, C, Tb, K,
-                      np.float32(1.0), U[FLIPPED[xi]].ctypes, C, Vb[xi].ctypes, Tb,
-                      np.float32(0.0), Mb[xi].ctypes, Tb)
-            _winograd_outputs(dx[n0:n0 + m], Mb, dbp, NO_RELU, NO_BIAS, H, W, BH, BW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)

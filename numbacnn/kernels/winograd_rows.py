@@ -4,8 +4,9 @@ The element bodies of ``winograd.py`` transform one tile each (the GPU runs one 
 thread); each of their 16 values goes to its own row of V, M or dM, and a tile at the
 plane's edge takes clamped, masked loads. Called in a loop on the CPU, that is scalar
 code. These bodies take all TW tiles of one row of tiles (one (channel, image, th)) at
-once: loads from a zero-padded copy of the plane (no edge tests), 16 stores each
-contiguous across the row, so LLVM vectorizes across tiles. The output transform takes a
+once: loads from a zero-padded copy of the plane (no edge tests; the output gradient's
+tiles and dx's input tiles from one padded, masked copy of the gradient's plane), 16
+stores each contiguous across the row. The output transform takes a
 whole plane (its TH·TW columns of M are contiguous: a loop long enough for 16-wide
 vectors, where a row has 7 tiles at 13×13 and 14×14), then places the four outputs of
 each tile; the same two passes for the input and output-gradient transforms measured
@@ -79,34 +80,18 @@ def input_tile_row(V, col0, P, r0, TW):
 
 
 @njit(inline="always")
-def _grad_tap(src, msk, relu, q, keep):
-    """src[q] where ``keep`` (and, when ``relu`` ≠ 0, msk[q] > 0), else 0: both loads
-    made, the choice a select (a branch per tap kept the loop scalar)."""
-    v = src[q]
-    m = msk[q]
-    return v if keep & ((relu == 0) | (m > ZERO)) else ZERO
-
-
-@njit(inline="always")
-def output_grad_tile_row(dM, col0, src, msk, relu, oy, OH, OW, TW):
-    """dM[:, col0 + tw] = A·g·Aᵀ for tw < TW, g the 2×2 tile at row oy, column 2·tw of
-    the gradient plane src (OH·OW flat; 0 outside, and where msk ≤ 0 when ``relu`` ≠ 0):
-    ``output_grad_tile_at``'s arithmetic. Loads outside read a clamped index."""
-    two = oy + 1 < OH
-    top = _u(oy * OW)
-    bottom = _u(min(oy + 1, OH - 1) * OW)
+def output_grad_tile_row(dM, col0, P, r0, s0, TW):
+    """dM[:, col0 + tw] = A·g·Aᵀ for tw < TW, g the 2×2 tile at rows r0, r0 + 1 and
+    columns s0 + 2·tw, s0 + 2·tw + 1 of the padded gradient plane P (:func:`pad_plane`:
+    0 outside the plane, and where the ReLU's mask is): ``output_grad_tile_at``'s
+    arithmetic with plain loads (dx's input tiles are read from the same P)."""
+    top, bottom = P[r0], P[r0 + 1]
     for tw in range(TW):
-        x0 = 2 * tw
-        right = x0 + 1 < OW
-        xl = _u(x0)
-        xr = _u(min(x0 + 1, OW - 1))
-        g00 = _grad_tap(src, msk, relu, top + xl, True)
-        g01 = _grad_tap(src, msk, relu, top + xr, right)
-        g10 = _grad_tap(src, msk, relu, bottom + xl, two)
-        g11 = _grad_tap(src, msk, relu, bottom + xr, two and right)
+        x0 = _u(s0 + 2 * tw)
+        x1 = x0 + _u(1)
         col = _u(col0 + tw)
-        left = _a(g00, g10)
-        rgt = _a(g01, g11)
+        left = _a(top[x0], bottom[x0])
+        rgt = _a(top[x1], bottom[x1])
         for i in range(4):
             v = _a(left[i], rgt[i])
             dM[4 * i, col] = v[0]

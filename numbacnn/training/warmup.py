@@ -48,15 +48,18 @@ COMPILE_SECONDS = {
     "_max_pool_forward_3x3s2": 1.0, "_max_pool_forward_any": 1.0, "batchnorm_backward": 2.0,
     "lrn_backward": 1.5, "lrn_forward": 1.0, "softmax_cross_entropy_forward": 0.55,
     "softmax_cross_entropy_backward": 0.55, "_gemm_in_parts": 0.6,
-    "_winograd_forward_part": 5.1, "_winograd_backward_part": 1.5,
-    "_winograd_finish_grads": 0.7,
+    # Winograd's: bench/compile_profile.py --conv-algo winograd (bench/RESULTS.md,
+    # "Winograd on the CPU: balanced parts, one pass over dy")
+    "_winograd_forward_part": 2.5, "_winograd_backward_part": 1.6,
+    "_winograd_finish_grads": 0.9,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.
 COMPILED_TOGETHER = ({"_conv_forward_part", "_conv_backward_part"},
                      {"_winograd_forward_part", "_winograd_backward_part", "_winograd_inputs",
-                      "_winograd_outputs", "_winograd_output_grads", "_winograd_filters",
-                      "_winograd_filter_grads", "_winograd_finish_grads"})
+                      "_winograd_plane_inputs", "_winograd_outputs", "_winograd_grad_tiles",
+                      "_winograd_filters", "_winograd_filter_grads", "_winograd_finish_grads",
+                      "_part_chunks"})
 DEFAULT_SECONDS = 0.4
 START_SECONDS = 0.8  # a spawned process imports numpy, numba and numbacnn (quiet machine)
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
