@@ -82,10 +82,14 @@ def winograd_applies(F: Pair, S: Pair, dilation: Pair = 1, groups: int = 1) -> b
     return pair(F) == (3, 3) and pair(S) == (1, 1) and pair(dilation) == (1, 1) and groups == 1
 
 
-def direct_applies(S: Pair) -> bool:
-    """Whether a convolution with stride S can run as the direct convolution
-    (``kernels/direct_conv.py``): stride 1 (any window, padding, dilation, groups)."""
-    return pair(S) == (1, 1)
+def direct_applies(F: Pair, S: Pair, pad: Pads, dilation: Pair = 1) -> bool:
+    """Whether a convolution with an F window, stride S, padding ``pad`` (one number, per
+    axis or per side) and ``dilation`` can run as the direct convolution
+    (``kernels/direct_conv.py``): stride 1 and an output as wide as the input, i.e. left
+    and right padding that add up to the window's reach (F' − 1, ``pad=same`` and the
+    like); any window, padding on top and bottom, dilation and groups."""
+    _, PL, _, PR = pads4(pad)
+    return pair(S) == (1, 1) and PL + PR == effective_size(pair(F)[1], pair(dilation)[1]) - 1
 
 
 def effective_size(F: int, dilation: int = 1) -> int:

@@ -27,12 +27,14 @@ TOLERANCE = {"rtol": 1e-4, "atol_scale": 2e-5}
 
 # (N, C, spec line, H, W, fused ReLU)
 CASES = [(3, 1, "conv 5 3 pad=same", 9, 8, True),        # fmnist's conv1, small
+         (2, 1, "conv 4 3 pad=same", 28, 28, True),      # fmnist's conv1's planes
          (2, 3, "conv 4 3 pad=1", 7, 9, False),           # cifar's first layer, 3 channels
-         (1, 2, "conv 3 3", 6, 5, True),                  # pad 0, batch 1
-         (2, 1, "conv 6 5 pad=2", 8, 8, False),           # lenet-like 5×5
+         (1, 2, "conv 3 3 pad=1", 6, 5, True),            # batch 1
+         (2, 1, "conv 6 5 pad=2", 8, 8, False),           # lenet's 5×5
          (2, 2, "conv 3 3x5 pad=1x2", 7, 6, True),        # rectangular window
-         (2, 3, "conv 4 3 pad=0,1,2,0", 6, 7, False),     # per-side padding
-         (2, 2, "conv 3 2 pad=3", 4, 5, False),           # padding past the window's reach
+         (2, 3, "conv 4 3 pad=0,1,2,1", 6, 7, False),     # other padding on top and bottom
+         (2, 2, "conv 3 3 pad=3,0,0,2", 4, 5, False),     # top past the window's reach
+         (2, 2, "conv 3 5 pad=2", 3, 1, True),            # padding as wide as the plane
          (2, 2, "conv 4 3 pad=same dilation=2", 9, 8, True),   # dilated
          (2, 4, "conv 6 3 pad=1 groups=2", 5, 6, False),  # groups
          (2, 6, "conv 6 3 pad=same groups=3 dilation=2x1", 7, 6, True)]
@@ -99,19 +101,27 @@ def test_direct_without_dx_gives_the_same_weight_gradients(rng: np.random.Genera
     np.testing.assert_array_equal(layer.grads["b"], db)
 
 
-def test_direct_asked_for_a_strided_convolution_is_an_error() -> None:
-    with pytest.raises(SpecError, match="algo=direct computes convolutions of stride 1 only"):
-        parse_spec("input 8x8x4\nconv 4 3 stride=2 algo=direct\n").build()
+@pytest.mark.parametrize("spec", ["conv 4 3 stride=2 pad=1 algo=direct", "conv 4 3 algo=direct",
+                                  "conv 4 3 pad=1,1,1,0 algo=direct",
+                                  "conv 4 3 dilation=2 pad=1 algo=direct"])
+def test_direct_asked_for_a_convolution_it_cannot_run_is_an_error(spec: str) -> None:
+    """Stride 2, no padding (the output narrower than the input), one-sided padding,
+    padding short of a dilated window's reach."""
+    with pytest.raises(SpecError, match="algo=direct computes stride-1 convolutions that keep"):
+        parse_spec(f"input 8x8x4\n{spec}\n").build()
+
+
+def test_the_constructor_refuses_direct_where_it_cannot_run() -> None:
     with pytest.raises(ShapeError, match="give algo=im2col or algo=auto"):
-        Conv2D(4, 3, stride=2, algo="direct")
+        Conv2D(4, 3, stride=2, pad=1, algo="direct")
 
 
 def test_the_network_choice_and_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     """A network-wide direct leaves a stride-2 convolution on im2col; auto runs direct
-    where C/G·FH·FW is at most the backend's DIRECT_AUTO_MAX_TAPS (and stride 1)."""
+    where it applies and C/G·FH·FW is at most the backend's DIRECT_AUTO_MAX_TAPS."""
     monkeypatch.setattr(numbacnn.backends.cpu, "DIRECT_AUTO_MAX_TAPS", 9)
     monkeypatch.setattr(numbacnn.backends.cpu, "WINOGRAD_AUTO_MIN_CK", 4 * 4)
-    net = Network.from_spec("input 13x13x1\nconv 4 3 pad=1\nconv 4 3 stride=2\n"
+    net = Network.from_spec("input 13x13x1\nconv 4 3 pad=1\nconv 4 3 stride=2 pad=1\n"
                             "conv 4 3 pad=1\nconv 4 3 pad=1 algo=im2col\nfc 2\nsoftmax",
                             device="cpu")
     convs = [layer for layer in net.layers if isinstance(layer, Conv2D)]
@@ -127,7 +137,7 @@ def test_a_direct_layer_calls_the_direct_drivers(monkeypatch: pytest.MonkeyPatch
                                                  rng: np.random.Generator) -> None:
     recorder = RecordingBackend(numbacnn.backends.cpu)
     monkeypatch.setattr(Layer, "_backend", lambda self: recorder)
-    run_layer(Conv2D(3, 3, algo="direct"), rng)
+    run_layer(Conv2D(3, 3, pad=1, algo="direct"), rng)
     assert {"direct_workspace", "direct_forward", "direct_backward"} <= recorder.called
     assert not recorder.called & {"conv_workspace", "conv_forward", "conv_backward"}
 

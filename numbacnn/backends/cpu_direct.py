@@ -1,14 +1,15 @@
 """The CPU's direct convolution (``algo=direct``; bodies: ``numbacnn/kernels/direct_conv.py``).
 
-For stride-1 convolutions with few taps per output (C/G·FH·FW), where im2col and one GEMM
-with an inner dimension of 9 run far below the GEMM's rate. Each thread takes its share
-of the batch (a part, whole images): an image's input planes copied into zero-padded
-"wide" planes, then each output plane correlated from them in one vectorized loop, the
-bias and the fused ReLU added as the wide plane is cut to the output's width. Backward:
-the (masked) output gradient of each filter in the wide layout, its dot products with
-the shifted input planes summed per part into the weight gradient (the parts added in
-order: repeatable bit for bit for a thread count), and the input gradient as the
-correlation of the padded output gradient with the filters rotated by 180°.
+For stride-1 convolutions that keep the input's width (``pad=same`` and the like) with
+few taps per output (C/G·FH·FW), where im2col and a GEMM with an inner dimension of 9
+run far below the GEMM's rate. Each thread takes its share of the batch (a part, whole
+images): an image's input planes copied with zero rows above and below (one copy per
+filter column, ``shifted_copies_at``), then each output plane computed in one vectorized
+flat loop with the bias and the fused ReLU, written once. Backward reads each output
+gradient plane once for all its weight gradients and its bias gradient, summed per part
+(the parts added in order: repeatable bit for bit for a thread count); the input
+gradient is the correlation of the output gradient's copies with the filters rotated
+by 180°.
 
 3×3 windows without dilation run the bodies with the window as constants (LLVM unrolls
 the taps and vectorizes the positions); other windows run the tap-by-tap bodies. The
@@ -32,23 +33,24 @@ _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end
 NO_MASK = np.int64(0)
 
 
-def _wide(geo: tuple, OH: int, OW: int, H: int, W: int) -> tuple[int, int, int, int]:
-    """(HP, WP, HQ, WQ): the padded planes of the input (forward, weight gradient) and of
-    the output gradient (input gradient)."""
+def _copy_floats(rows: int, W: int, geo: tuple) -> int:
+    """Floats of one shifted copy (``shifted_copies_at``) of a plane of W columns for an
+    output of ``rows`` rows: the padded rows and S = (FW − 1)·DW zeros at either end."""
     FH, FW, _, _, _, _, DH, DW = geo
-    return OH + (FH - 1) * DH, OW + (FW - 1) * DW, H + (FH - 1) * DH, W + (FW - 1) * DW
+    return (rows + (FH - 1) * DH) * W + 2 * (FW - 1) * DW
 
 
 def direct_workspace(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int, geo: tuple,
                      groups: int) -> dict[str, tuple]:
     """Shapes of the float32 buffers of :func:`direct_forward` and :func:`direct_backward`:
-    per part an image's padded planes, a wide plane to sum in and one of the output
-    gradient, its gradient sums; the filters rotated by 180° (K × (C/G)·FH·FW)."""
-    HP, WP, HQ, WQ = _wide(geo, OH, OW, H, W)
+    per part the shifted copies of an image's input planes (or of its output gradient's,
+    for dx), a plane to sum channels in, its gradient sums; the filters rotated by 180°
+    (K × (C/G)·FH·FW)."""
+    FH, FW = geo[0], geo[1]
     parts = numba.get_num_threads()
-    taps = C // groups * geo[0] * geo[1]
-    return {"direct_pad": (parts, max(C * HP * WP, K * HQ * WQ)),
-            "direct_acc": (parts, max(OH * WP, H * WQ)), "direct_grad": (parts, OH * WP),
+    taps = C // groups * FH * FW
+    copies = max(C * _copy_floats(OH, W, geo), K * _copy_floats(H, W, geo))
+    return {"direct_copies": (parts, FW * copies), "direct_acc": (parts, max(OH, H) * W),
             "direct_dW": (parts, K, taps), "direct_db": (parts, K), "direct_wf": (K, taps)}
 
 
@@ -58,10 +60,10 @@ def direct_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray,
     """y (N×K×OH×OW, passed flat) = the stride-1 convolution of x (N×C×(H·W)) with w2
     (K × (C/G)·FH·FW) plus b, then ReLU when ``relu``; ``ws``: :func:`direct_workspace`."""
     N, K = x.shape[0], w2.shape[0]
-    pad = ws["direct_pad"]
-    cpu_threads.run_parts(_direct_forward_part, pad.shape[0], x, H, W, w2, b,
-                          y.reshape(N, K, OH * OW), pad, ws["direct_acc"], geo, groups, OH,
-                          OW, np.int64(relu))
+    copies = ws["direct_copies"]
+    cpu_threads.run_parts(_direct_forward_part, copies.shape[0], x, H, W, w2, b,
+                          y.reshape(N, K, OH * OW), copies, ws["direct_acc"], geo, groups, OH,
+                          np.int64(relu))
 
 
 def direct_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
@@ -73,101 +75,108 @@ def direct_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray
     ReLU mask, when ``relu``)."""
     N, K = x.shape[0], w2.shape[0]
     T = geo[0] * geo[1]
-    wf, pad = ws["direct_wf"], ws["direct_pad"]
+    wf, copies = ws["direct_wf"], ws["direct_copies"]
     if dx is not None:  # each filter's taps in reverse order: rotated by 180°
         np.copyto(wf.reshape(K, -1, T), w2.reshape(K, -1, T)[:, :, ::-1])
-    cpu_threads.run_parts(_direct_backward_part, pad.shape[0], x, w2, wf,
+    cpu_threads.run_parts(_direct_backward_part, copies.shape[0], x, w2, wf,
                           y.reshape(N, K, OH * OW), dy.reshape(N, K, OH * OW),
-                          x if dx is None else dx, dx is not None, H, W, pad, ws["direct_acc"],
-                          ws["direct_grad"], ws["direct_dW"], ws["direct_db"], geo, groups, OH,
-                          OW, np.int64(relu))
+                          x if dx is None else dx, dx is not None, H, W, copies,
+                          ws["direct_acc"], ws["direct_dW"], ws["direct_db"], geo, groups, OH,
+                          np.int64(relu))
     # the parts' sums, added in part order (as cpu_conv.backward_in_chunks)
     np.sum(ws["direct_db"], axis=0, out=db)
     np.sum(ws["direct_dW"], axis=0, out=dw2)
 
 
 @njit(inline="always")
-def _correlate(out, inp, w, w0, FH, FW, DH, DW, WP, L, first):
-    """The correlation body with the window as constants where it is 3×3 undilated."""
+def _correlate(y, acc, cp, w, w0, bias, relu, FH, FW, DH, DW, W, left, L, first, last):
+    """``direct_conv.correlate_at`` with the window as constants where it is 3×3
+    undilated; else the tap-by-tap body into acc, finished into y when ``last``."""
     if FH == 3 and FW == 3 and DH == 1 and DW == 1:
-        direct_conv.correlate_at(out, inp, w, w0, 3, 3, 1, 1, WP, L, first)
-    else:
-        direct_conv.correlate_taps_at(out, inp, w, w0, FH, FW, DH, DW, WP, L, first)
+        direct_conv.correlate_at(y, acc, cp, w, w0, bias, relu, 3, 3, 1, 1, 2, W, left, L,
+                                 first, last)
+        return
+    direct_conv.correlate_taps_at(acc, cp, w, w0, FH, FW, DH, DW, (FW - 1) * DW, W, left, L,
+                                  first)
+    if last:
+        direct_conv.finish_at(y, acc, bias, relu, L)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _direct_forward_part(part, parts, x, H, W, w2, b, y3, pad, acc, geo, groups, OH, OW,
-                         relu):
+def _direct_forward_part(part, parts, x, H, W, w2, b, y3, copies, acc, geo, groups, OH, relu):
     FH, FW, SH, SW, PT, PL, DH, DW = geo
     N, C = x.shape[0], x.shape[1]
     K = w2.shape[0]
-    T = FH * FW
+    T, S = FH * FW, (FW - 1) * DW
     Cg, Kg = C // groups, K // groups
-    HP, WP = OH + (FH - 1) * DH, OW + (FW - 1) * DW
-    PP, L = HP * WP, (OH - 1) * WP + OW
-    xp, a = pad[part], acc[part]
+    RP = OH + (FH - 1) * DH
+    E = RP * W + 2 * S  # floats of one copy
+    cps = copies[part, :C * FW * E].reshape(C * FW, E)
+    a = acc[part]
     n_lo, n_hi = chunks_of_part(part, parts, N, 1)
     for n in range(n_lo, n_hi):
         for c in range(C):
-            direct_conv.pad_plane_at(xp[c * PP:(c + 1) * PP], x[n, c], x[n, c], NO_MASK, H, W,
-                                     PT, PL, HP, WP)
+            direct_conv.shifted_copies_at(cps[c * FW:(c + 1) * FW], S, x[n, c], x[n, c], NO_MASK,
+                                          H, W, PT, PL, FW, DW, RP)
         for k in range(K):
             c0 = (k // Kg) * Cg
             for cl in range(Cg):
-                _correlate(a, xp[(c0 + cl) * PP:(c0 + cl + 1) * PP], w2[k], cl * T, FH, FW, DH,
-                           DW, WP, L, cl == 0)
-            direct_conv.unwide_at(y3[n, k], a, b[k], relu, OH, OW, WP)
+                _correlate(y3[n, k], a, cps[(c0 + cl) * FW:(c0 + cl + 1) * FW], w2[k], cl * T,
+                           b[k], relu, FH, FW, DH, DW, W, PL, OH * W, cl == 0, cl == Cg - 1)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _direct_backward_part(part, parts, x, w2, wf, y3, dy3, dx, need_dx, H, W, pad, acc, grad,
-                          dW_parts, db_parts, geo, groups, OH, OW, relu):
+def _direct_backward_part(part, parts, x, w2, wf, y3, dy3, dx, need_dx, H, W, copies, acc,
+                          dW_parts, db_parts, geo, groups, OH, relu):
     """Part ``part``'s images: their weight and bias gradient sums into
     ``dW_parts[part]``, ``db_parts[part]`` and their input gradient."""
     FH, FW, SH, SW, PT, PL, DH, DW = geo
     N, C = x.shape[0], x.shape[1]
     K = w2.shape[0]
-    T = FH * FW
+    T, S = FH * FW, (FW - 1) * DW
     Cg, Kg = C // groups, K // groups
-    HP, WP, HQ, WQ = OH + (FH - 1) * DH, OW + (FW - 1) * DW, H + (FH - 1) * DH, W + (FW - 1) * DW
-    PP, L, PQ, LQ = HP * WP, (OH - 1) * WP + OW, HQ * WQ, (H - 1) * WQ + W
-    buf, a, g = pad[part], acc[part], grad[part]
+    RP, RQ = OH + (FH - 1) * DH, H + (FH - 1) * DH  # rows of the input's, dy's copies
+    E, EQ = RP * W + 2 * S, RQ * W + 2 * S
+    cps = copies[part, :C * FW * E].reshape(C * FW, E)
+    gcps = copies[part, :K * FW * EQ].reshape(K * FW, EQ)
+    a = acc[part]
     dWp, dbp = dW_parts[part], db_parts[part]
     dWp[:] = np.float32(0.0)
     dbp[:] = np.float32(0.0)
     n_lo, n_hi = chunks_of_part(part, parts, N, 1)
     for n in range(n_lo, n_hi):
         for c in range(C):
-            direct_conv.pad_plane_at(buf[c * PP:(c + 1) * PP], x[n, c], x[n, c], NO_MASK, H, W,
-                                     PT, PL, HP, WP)
+            direct_conv.shifted_copies_at(cps[c * FW:(c + 1) * FW], S, x[n, c], x[n, c], NO_MASK,
+                                          H, W, PT, PL, FW, DW, RP)
         for k in range(K):
-            # the masked output gradient, wide (0 in the dropped columns)
-            direct_conv.pad_plane_at(g, dy3[n, k], y3[n, k], relu, OH, OW, 0, 0, OH, WP)
-            total = np.float32(0.0)
-            for p in range(OH * WP):
-                total += g[p]
-            dbp[k] += total
             c0 = (k // Kg) * Cg
             for cl in range(Cg):
-                inp = buf[(c0 + cl) * PP:(c0 + cl + 1) * PP]
+                cp = cps[(c0 + cl) * FW:(c0 + cl + 1) * FW]
                 if FH == 3 and FW == 3 and DH == 1 and DW == 1:
-                    direct_conv.weight_grads_3x3_at(dWp[k], cl * T, g, inp, WP, L)
+                    total = direct_conv.weight_grads_3x3_at(dWp[k], cl * T, dy3[n, k], y3[n, k],
+                                                            relu, cp, 2, W, PL, OH * W)
                 else:
-                    direct_conv.weight_grads_at(dWp[k], cl * T, g, inp, FH, FW, DH, DW, WP, L)
+                    total = direct_conv.weight_grads_at(dWp[k], cl * T, dy3[n, k], y3[n, k],
+                                                        relu, cp, FH, FW, DH, DW, S, W, PL,
+                                                        OH * W)
+                if cl == 0:
+                    dbp[k] += total
         if not need_dx:
             continue
-        # the input gradient: the output gradient padded by the window's reach less the
-        # padding, correlated with the rotated filters (buf's input planes are spent)
+        # the input gradient: the output gradient's copies (the input's are spent),
+        # correlated with the rotated filters: dx[iy, ix] sums w[fh, fw]·g[iy + PT − fh·DH,
+        # ix + PL − fw·DW], i.e. top and left offsets of the window's reach less PT, PL
         for k in range(K):
-            direct_conv.pad_plane_at(buf[k * PQ:(k + 1) * PQ], dy3[n, k], y3[n, k], relu, OH,
-                                     OW, (FH - 1) * DH - PT, (FW - 1) * DW - PL, HQ, WQ)
+            direct_conv.shifted_copies_at(gcps[k * FW:(k + 1) * FW], S, dy3[n, k], y3[n, k],
+                                          relu, OH, W, (FH - 1) * DH - PT, (FW - 1) * DW - PL, FW,
+                                          DW, RQ)
         for c in range(C):
             grp, cl = c // Cg, c % Cg
             for kk in range(Kg):
                 k = grp * Kg + kk
-                _correlate(a, buf[k * PQ:(k + 1) * PQ], wf[k], cl * T, FH, FW, DH, DW, WQ, LQ,
-                           kk == 0)
-            direct_conv.unwide_at(dx[n, c], a, np.float32(0.0), NO_MASK, H, W, WQ)
+                _correlate(dx[n, c], a, gcps[k * FW:(k + 1) * FW], wf[k], cl * T,
+                           np.float32(0.0), NO_MASK, FH, FW, DH, DW, W, (FW - 1) * DW - PL,
+                           H * W, kk == 0, kk == Kg - 1)
 
 
 kernel_cache.restore(_numba_cache_dir)

@@ -82,6 +82,19 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     @classmethod
     def derive_options(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The options worked out (:meth:`_derived_options`); ``algo=direct`` needs a
+        convolution it can run."""
+        values = cls._derived_options(values)
+        if values.get("algo") == "direct" and not direct_applies(
+                values["size"], values["stride"], values["pad"], values["dilation"]):
+            raise ValueError("algo=direct computes stride-1 convolutions that keep the input's "
+                             "width (left + right padding = the window's width − 1, e.g. "
+                             "pad=same) only; give algo=im2col or algo=auto for this "
+                             "convolution")
+        return values
+
+    @classmethod
+    def _derived_options(cls, values: dict[str, Any]) -> dict[str, Any]:
         """``pad=valid`` is 0; ``pad=same`` is (F' − 1)/2 per axis, F' = D·(F − 1) + 1,
         which keeps a stride-1 output the size of the input (F' must be odd). The
         groups must divide the filters; ``algo=winograd`` needs a window it can run."""
@@ -90,9 +103,6 @@ class Conv2D(FusesFollowingReLU, Layer):
             raise ValueError("algo=winograd computes 3×3 windows of stride 1, dilation 1 and "
                              "one group only; give algo=im2col or algo=auto for this "
                              "convolution")
-        if values.get("algo") == "direct" and not direct_applies(values["stride"]):
-            raise ValueError("algo=direct computes convolutions of stride 1 only; give "
-                             "algo=im2col or algo=auto for this convolution")
         if values["filters"] % values["groups"]:
             raise ValueError(f"groups={values['groups']} must divide the {values['filters']} "
                              f"filters (each group has K/G of them)")
@@ -121,9 +131,10 @@ class Conv2D(FusesFollowingReLU, Layer):
         """"im2col", "winograd" or "direct": what this layer runs, from its ``algo``
         (else the network's) and its shapes (see the module's docstring)."""
         wanted = self.algo or self.network_algo
-        if wanted == "direct" and direct_applies(self.stride):
+        direct = direct_applies(self.size, self.stride, self.pad, self.dilation)
+        if wanted == "direct" and direct:
             return "direct"
-        if wanted == "auto" and direct_applies(self.stride):
+        if wanted == "auto" and direct:
             most = self._backend().DIRECT_AUTO_MAX_TAPS
             if most is not None and self.input_shape[0] // self.groups * self.taps() <= most:  # type: ignore[index]
                 return "direct"
