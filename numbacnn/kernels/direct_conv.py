@@ -178,24 +178,27 @@ def forward_element_at(i, y, x, w2, b, H, W, geo, groups, OH, OW, relu):
     x is N×C×(H·W)."""
     FH, FW, SH, SW, PT, PL, DH, DW = geo
     K = w2.shape[0]
-    Cg = w2.shape[1] // (FH * FW)
+    Cg = split(w2.shape[1], FH * FW)[0]  # unsigned 32-bit divisions (index.py)
     t, p = split(i, OH * OW)
     n, k = split(t, K)
     oy, ox = split(p, OW)
-    c0 = (k // (K // groups)) * Cg
+    c0 = split(k, split(K, groups)[0])[0] * Cg
     acc = b[k]
-    for c in range(Cg):
-        src = x[n, c0 + c]
-        for fh in range(FH):
-            iy = oy - PT + fh * DH
-            if iy < 0 or iy >= H:
+    wk = w2[k]
+    for fh in range(FH):
+        iy = oy - PT + fh * DH
+        if iy < 0 or iy >= H:
+            continue
+        for fw in range(FW):
+            ix = ox - PL + fw * DW
+            if ix < 0 or ix >= W:
                 continue
-            for fw in range(FW):
-                ix = ox - PL + fw * DW
-                if ix >= 0 and ix < W:
-                    acc += w2[k, (c * FH + fh) * FW + fw] * src[np.uint64(iy * W + ix)]
-    floor = np.float32(0.0) if relu else np.float32(-np.inf)
-    y[np.uint64(i)] = max(acc, floor)
+            q = np.uint64(iy * W + ix)
+            for c in range(Cg):
+                acc += wk[(c * FH + fh) * FW + fw] * x[n, c0 + c, q]
+    if relu and acc < np.float32(0.0):
+        acc = np.float32(0.0)
+    y[np.uint64(i)] = acc
 
 
 @njit(inline="always")
@@ -206,7 +209,7 @@ def input_grad_element_at(i, dx, dy, y, w2, H, W, geo, groups, OH, OW, relu):
     FH, FW, SH, SW, PT, PL, DH, DW = geo
     C = dx.shape[1]
     K = w2.shape[0]
-    Cg, Kg = C // groups, K // groups
+    Cg, Kg = split(C, groups)[0], split(K, groups)[0]
     t, q = split(i, H * W)
     n, c = split(t, C)
     iy, ix = split(q, W)
@@ -237,7 +240,7 @@ def image_grads_at(i, dw_images, x, dy, y, H, W, geo, groups, OH, OW, relu):
     C = x.shape[1]
     E = dw_images.shape[2]
     K = dw_images.shape[1]
-    Cg = C // groups
+    Cg = split(C, groups)[0]
     t, e = split(i, E)
     n, k = split(t, K)
     base = (n * K + k) * OH * OW
@@ -249,7 +252,7 @@ def image_grads_at(i, dw_images, x, dy, y, H, W, geo, groups, OH, OW, relu):
         return
     cl, tap = split(e, FH * FW)
     fh, fw = split(tap, FW)
-    src = x[n, (k // (K // groups)) * Cg + cl]
+    src = x[n, split(k, split(K, groups)[0])[0] * Cg + cl]
     for oy in range(OH):
         iy = oy - PT + fh * DH
         if iy < 0 or iy >= H:
