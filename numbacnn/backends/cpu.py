@@ -66,8 +66,10 @@ on_host = True  # arrays are numpy arrays in host memory: nothing to copy
 WINOGRAD_AUTO_MIN_CK: int | None = 32 * 64
 # The largest C/G·FH·FW (taps per output) at which ``algo=auto`` runs a stride-1
 # convolution as the direct one (layers/conv.py); None: at none. Measured against
-# im2col, forward and backward (bench/RESULTS.md, "Direct convolution")
-DIRECT_AUTO_MAX_TAPS: int | None = 27
+# im2col, forward and backward, batch 128 (bench/RESULTS.md, "Direct convolution"):
+# faster for fmnist's conv1 (one channel, 3×3), even at 2 channels without dx, slower
+# at 3·9 and with an input gradient, and for 5×5 windows (not unrolled)
+DIRECT_AUTO_MAX_TAPS: int | None = 9
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 
