@@ -121,6 +121,7 @@ def _plane(y, acc, cps, w, bias, relu, FH, FW, DH, DW, W, left, L, channels):
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _direct_forward_part(part, parts, x, H, W, w2, b, y3, copies, acc, geo, groups, OH, relu):
+    """Part ``part``'s images: their input planes' copies, then each output plane."""
     FH, FW, SH, SW, PT, PL, DH, DW = geo
     N, C = x.shape[0], x.shape[1]
     K = w2.shape[0]

@@ -88,8 +88,8 @@ class Conv2D(FusesFollowingReLU, Layer):
         if values.get("algo") == "direct" and not direct_applies(
                 values["size"], values["stride"], values["pad"], values["dilation"]):
             raise ValueError("algo=direct computes stride-1 convolutions that keep the input's "
-                             "width (left + right padding = the window's width − 1, e.g. "
-                             "pad=same) only; give algo=im2col or algo=auto for this "
+                             "width (left + right padding = the dilated window's width − 1, "
+                             "e.g. pad=same) only; give algo=im2col or algo=auto for this "
                              "convolution")
         return values
 
