@@ -14,7 +14,8 @@ Algorithm (``algo=``, else the network's ``conv_algo``, :data:`CONV_ALGORITHMS`)
 ``im2col`` as above, ``winograd``, F(2×2, 3×3) (``numbacnn/kernels/winograd.py``;
 ``winograd_forward``/``winograd_backward`` of each backend) for 3×3 windows of stride 1,
 dilation 1 and one group, or ``direct`` (``numbacnn/kernels/direct_conv.py``;
-``direct_forward``/``direct_backward``) for stride 1; ``auto`` picks the direct
+``direct_forward``/``direct_backward``) for stride 1 and an output as wide as the input
+(``geometry.direct_applies``: ``pad=same`` and the like); ``auto`` picks the direct
 convolution where it applies and C/G·FH·FW is at most the backend's
 ``DIRECT_AUTO_MAX_TAPS``, else Winograd where it applies and the backend's
 ``WINOGRAD_AUTO_MIN_CK`` (the smallest C·K it measured Winograd faster at; None: at
