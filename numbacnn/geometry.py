@@ -26,8 +26,9 @@ from numbacnn.errors import ShapeError
 VOLUME_AXES = "W x H x D"  # the label that goes with a volume() in messages
 ROUNDINGS = ("exact", "floor", "ceil")
 # How a convolution is computed (numbacnn/layers/conv.py): im2col and one GEMM, Winograd
-# F(2×2, 3×3) (3×3 windows, stride 1, no dilation, one group), or chosen per layer
-CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+# F(2×2, 3×3) (3×3 windows, stride 1, no dilation, one group), direct (stride 1), or
+# chosen per layer
+CONV_ALGORITHMS = ("auto", "im2col", "winograd", "direct")
 
 # An int for both axes, or one per axis (height, width).
 Pair = int | tuple[int, int]
@@ -79,6 +80,16 @@ def winograd_applies(F: Pair, S: Pair, dilation: Pair = 1, groups: int = 1) -> b
     run as Winograd F(2×2, 3×3): a 3×3 window, stride 1, dilation 1, one group (any
     padding)."""
     return pair(F) == (3, 3) and pair(S) == (1, 1) and pair(dilation) == (1, 1) and groups == 1
+
+
+def direct_applies(F: Pair, S: Pair, pad: Pads, dilation: Pair = 1) -> bool:
+    """Whether a convolution with an F window, stride S, padding ``pad`` (one number, per
+    axis or per side) and ``dilation`` can run as the direct convolution
+    (``kernels/direct_conv.py``): stride 1 and an output as wide as the input, i.e. left
+    and right padding that add up to the window's reach (F' − 1, ``pad=same`` and the
+    like); any window, padding on top and bottom, dilation and groups."""
+    _, PL, _, PR = pads4(pad)
+    return pair(S) == (1, 1) and PL + PR == effective_size(pair(F)[1], pair(dilation)[1]) - 1
 
 
 def effective_size(F: int, dilation: int = 1) -> int:

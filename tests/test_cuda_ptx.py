@@ -113,6 +113,10 @@ def drive_every_kernel() -> list[Record]:
         winograd = Network.from_spec("input 7x7x2\ntanh\nconv 3 3 pad=1 algo=winograd "
                                      "activation=relu\nfc 3\nsoftmax", device="cuda")
         winograd.initialize(seed=1).train_step(x, np.array([0, 2]))
+        # the direct convolution's kernels (a fused ReLU; dx after the tanh)
+        direct = Network.from_spec("input 7x7x2\ntanh\nconv 3 3 pad=1 algo=direct "
+                                   "activation=relu\nfc 3\nsoftmax", device="cuda")
+        direct.initialize(seed=1).train_step(x, np.array([0, 2]))
         B = cuda_backend
         for trans_a, trans_b in itertools.product((False, True), repeat=2):
             a = np.ones((3, 5) if trans_a else (5, 3), np.float32)
@@ -134,11 +138,11 @@ def records() -> list[Record]:
 def expected_kernels() -> dict[Callable, str]:
     """Every kernel function of the CUDA backend: its drivers and the 4 SGEMM variants."""
     from numbacnn.backends import cuda as cuda_backend
-    from numbacnn.backends import cuda_winograd
+    from numbacnn.backends import cuda_direct, cuda_winograd
     from numbacnn.backends.sgemm import sgemm_kernel, sum_splits
 
     # launchers carry py_func; device functions (numba dispatchers) are compiled inside them
-    kernels = {obj.py_func: name for module in (cuda_backend, cuda_winograd)
+    kernels = {obj.py_func: name for module in (cuda_backend, cuda_winograd, cuda_direct)
                for name, obj in vars(module).items()
                if callable(obj) and hasattr(obj, "py_func") and not hasattr(obj, "targetoptions")}
     for trans_a, trans_b in itertools.product((False, True), repeat=2):
@@ -397,4 +401,26 @@ def test_winograd_kernels_keep_within_64_registers(compiled: list, tmp_path: Pat
             failures.append(f"{label}: {registers} registers, spills {spills}")
     print("Winograd registers:", seen)
     assert set(seen) == set(kernels.values()) and len(seen) == 5
+    assert not failures, "\n".join(failures)
+
+
+def test_direct_convolution_kernels_keep_within_64_registers(compiled: list, tmp_path: Path):
+    """The direct convolution's kernels (one thread per output, weight or input element)
+    assemble within HOT_REGISTERS registers and without spills."""
+    from numbacnn.backends import cuda_direct
+
+    kernels = {obj.py_func: name for name, obj in vars(cuda_direct).items()
+               if name.startswith("direct_") and hasattr(obj, "py_func")}
+    failures, seen = [], {}
+    for label, fn, _, ptx in compiled:
+        if fn not in kernels:
+            continue
+        report = assemble(ptx, tmp_path)
+        registers = max(int(n) for n in re.findall(r"Used (\d+) registers", report))
+        spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", report)
+        seen[kernels[fn]] = registers
+        if registers > HOT_REGISTERS or any(int(a) or int(b) for a, b in spills):
+            failures.append(f"{label}: {registers} registers, spills {spills}")
+    print("registers:", seen)
+    assert set(seen) == set(kernels.values()), f"not recorded: {set(kernels.values()) - set(seen)}"
     assert not failures, "\n".join(failures)

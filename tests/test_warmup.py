@@ -167,3 +167,24 @@ def test_a_run_needs_the_pooling_drivers_of_its_windows_only(tmp_path: Path) -> 
                       TrainSettings(spec=fmnist_like, data=str(data)))
     assert sorted(n for n in drivers_of(trainer) if "pool" in n) == [
         "_max_pool_backward_2x2", "_max_pool_forward_2x2"]
+
+
+def test_a_direct_convolution_plans_its_own_drivers(tmp_path: Path) -> None:
+    """A network whose first convolution runs direct (auto, one input channel) plans the
+    direct drivers and, with no other convolution on im2col, not im2col's; each has its
+    measured compile seconds."""
+    from numbacnn.io.dataset_files import load_dataset
+    from numbacnn.network import Network
+    from numbacnn.training.settings import TrainSettings
+    from numbacnn.training.trainer import Trainer
+    from numbacnn.training.warmup import drivers_of
+
+    spec = ("input 6x6x1; conv 4 3 pad=same activation=relu; conv 4 3 pad=1 algo=direct; "
+            "fc 3; softmax")
+    data = small_dataset(tmp_path / "small.h5")
+    trainer = Trainer(Network.from_spec(spec, device="cpu"), load_dataset(data),
+                      TrainSettings(spec=spec, data=str(data), conv_algo="auto"))
+    convolution = sorted(n for n in drivers_of(trainer) if "direct" in n or "conv" in n)
+    assert convolution == ["_direct_forward_part", "_direct_input_grads_part",
+                           "_direct_weight_grads_part"]
+    assert set(convolution) <= set(COMPILE_SECONDS)

@@ -113,7 +113,8 @@ def test_the_constructor_refuses_winograd_where_it_cannot_run() -> None:
         Conv2D(4, 3, stride=2, algo="winograd")
 
 
-def test_the_network_choice_applies_where_winograd_can_run() -> None:
+def test_the_network_choice_applies_where_winograd_can_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A network-wide winograd leaves a stride-2 convolution on im2col; a layer's own
     algo= wins over the network's; auto follows the backend's rule (C·K ≥ 2048 on the CPU)."""
     net = Network.from_spec("input 13x13x3\nconv 4 3 pad=1\nconv 4 3 stride=2\n"
@@ -124,6 +125,7 @@ def test_the_network_choice_applies_where_winograd_can_run() -> None:
     assert net.conv_algo == "winograd"
     assert [c.algorithm() for c in convs] == ["winograd", "im2col", "im2col"]
     net.conv_algo = "auto"
+    monkeypatch.setattr(numbacnn.backends.cpu, "DIRECT_AUTO_MAX_TAPS", None)  # Winograd's rule
     assert numbacnn.backends.cpu.WINOGRAD_AUTO_MIN_CK > 3 * 4  # too few channels here
     assert [c.algorithm() for c in convs] == ["im2col"] * 3
 

@@ -29,6 +29,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from numbacnn.backends import cblas, cpu_conv, kernel_cache, whole_batch
 from numbacnn.backends.cpu_conv import conv_in_chunks, conv_workspace  # noqa: F401
+from numbacnn.backends.cpu_direct import (  # noqa: F401
+    direct_backward,
+    direct_forward,
+    direct_workspace,
+)
 from numbacnn.backends.cpu_pool import (  # noqa: F401
     avg_pool_backward,
     avg_pool_forward,
@@ -59,6 +64,12 @@ on_host = True  # arrays are numpy arrays in host memory: nothing to copy
 # "Winograd on the CPU, transforms by rows"): faster than im2col for fmnist's conv2
 # (C·K = 32·64) and AlexNet's conv3–5, slower for fmnist's conv1 (C·K = 1·32)
 WINOGRAD_AUTO_MIN_CK: int | None = 32 * 64
+# The largest C/G·FH·FW (taps per output) at which ``algo=auto`` runs a stride-1
+# convolution as the direct one (layers/conv.py); None: at none. Measured against
+# im2col, forward and backward, batch 128 (bench/RESULTS.md, "Direct convolution"):
+# faster for fmnist's conv1 (one channel, 3×3), even at 2 channels without dx, slower
+# at 3·9 and with an input gradient, and for 5×5 windows (not unrolled)
+DIRECT_AUTO_MAX_TAPS: int | None = 9
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 

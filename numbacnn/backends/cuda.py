@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from numba import config, cuda, float32, njit
 
-from numbacnn.backends import cuda_winograd, whole_batch
+from numbacnn.backends import cuda_direct, cuda_winograd, whole_batch
 from numbacnn.backends.cuda_dry_run import (  # noqa: F401
     DryArray,
     counters,
@@ -149,10 +149,13 @@ def conv_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db
 
 
 # The smallest C·K at which ``algo=auto`` runs a 3×3 stride-1 convolution as Winograd
-# (layers/conv.py); None: at none, until a GPU measurement says otherwise.
+# (layers/conv.py); None: at none, until a GPU measurement says otherwise. Also the
+# direct convolution's largest C/G·FH·FW (cuda_direct.py).
 WINOGRAD_AUTO_MIN_CK: int | None = None
 winograd_workspace = cuda_winograd.winograd_workspace
 winograd_forward = cuda_winograd.winograd_forward
+direct_workspace, direct_forward = cuda_direct.direct_workspace, cuda_direct.direct_forward
+direct_backward, DIRECT_AUTO_MAX_TAPS = cuda_direct.direct_backward, None  # not measured
 
 
 def winograd_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db: Any,

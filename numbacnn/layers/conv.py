@@ -11,21 +11,28 @@ Kernel bodies: ``numbacnn/kernels/conv.py``; the passes are ``conv_forward`` and
 each core's cache) and ``cuda.py`` (the whole batch at once).
 
 Algorithm (``algo=``, else the network's ``conv_algo``, :data:`CONV_ALGORITHMS`):
-``im2col`` as above, or ``winograd``, F(2×2, 3×3) (``numbacnn/kernels/winograd.py``;
+``im2col`` as above, ``winograd``, F(2×2, 3×3) (``numbacnn/kernels/winograd.py``;
 ``winograd_forward``/``winograd_backward`` of each backend) for 3×3 windows of stride 1,
-dilation 1 and one group; ``auto`` picks Winograd where it applies and the backend's
+dilation 1 and one group, or ``direct`` (``numbacnn/kernels/direct_conv.py``;
+``direct_forward``/``direct_backward``) for stride 1 and an output as wide as the input
+(``geometry.direct_applies``: ``pad=same`` and the like); ``auto`` picks the direct
+convolution where it applies and C/G·FH·FW is at most the backend's
+``DIRECT_AUTO_MAX_TAPS``, else Winograd where it applies and the backend's
 ``WINOGRAD_AUTO_MIN_CK`` (the smallest C·K it measured Winograd faster at; None: at
-none) says so. A network-wide ``winograd`` leaves the convolutions it cannot run on
-im2col; ``algo=winograd`` on a layer that cannot use it is an error.
+none) says so. A network-wide ``winograd`` or ``direct`` leaves the convolutions it
+cannot run on im2col; ``algo=winograd`` or ``algo=direct`` on a layer that cannot use it
+is an error.
 """
 
 from __future__ import annotations
 
+from math import prod
 from typing import Any
 
 from numbacnn.errors import ShapeError
 from numbacnn.geometry import (
     CONV_ALGORITHMS,
+    direct_applies,
     effective_size,
     output_hw,
     pads4,
@@ -63,16 +70,32 @@ class Conv2D(FusesFollowingReLU, Layer):
     table_name, spatial, bias_keys = "CONV", True, ("b",)
     feature_map = True
     drivers = ("conv_workspace", "conv_forward", "conv_backward", "winograd_workspace",
-               "winograd_forward", "winograd_backward")
+               "winograd_forward", "winograd_backward", "direct_workspace", "direct_forward",
+               "direct_backward")
     # the drivers of the algorithm the layer does not use are not called
     conditional_drivers = {"conv_workspace": "uses_im2col", "conv_forward": "uses_im2col",
                            "conv_backward": "uses_im2col",
                            "winograd_workspace": "uses_winograd",
                            "winograd_forward": "uses_winograd",
-                           "winograd_backward": "uses_winograd"}
+                           "winograd_backward": "uses_winograd",
+                           "direct_workspace": "uses_direct", "direct_forward": "uses_direct",
+                           "direct_backward": "uses_direct"}
 
     @classmethod
     def derive_options(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The options worked out (:meth:`_derived_options`); ``algo=direct`` needs a
+        convolution it can run."""
+        values = cls._derived_options(values)
+        if values.get("algo") == "direct" and not direct_applies(
+                values["size"], values["stride"], values["pad"], values["dilation"]):
+            raise ValueError("algo=direct computes stride-1 convolutions that keep the input's "
+                             "width (left + right padding = the dilated window's width − 1, "
+                             "e.g. pad=same) only; give algo=im2col or algo=auto for this "
+                             "convolution")
+        return values
+
+    @classmethod
+    def _derived_options(cls, values: dict[str, Any]) -> dict[str, Any]:
         """``pad=valid`` is 0; ``pad=same`` is (F' − 1)/2 per axis, F' = D·(F − 1) + 1,
         which keeps a stride-1 output the size of the input (F' must be odd). The
         groups must divide the filters; ``algo=winograd`` needs a window it can run."""
@@ -106,11 +129,18 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     # --- the algorithm -----------------------------------------------------------------
     def algorithm(self) -> str:
-        """"im2col" or "winograd": what this layer runs, from its ``algo`` (else the
-        network's) and its shapes (see the module's docstring)."""
+        """"im2col", "winograd" or "direct": what this layer runs, from its ``algo``
+        (else the network's) and its shapes (see the module's docstring)."""
         wanted = self.algo or self.network_algo
-        if wanted == "im2col" or not winograd_applies(self.size, self.stride, self.dilation,
-                                                       self.groups):
+        direct = direct_applies(self.size, self.stride, self.pad, self.dilation)
+        if wanted == "direct" and direct:
+            return "direct"
+        if wanted == "auto" and direct:
+            most = self._backend().DIRECT_AUTO_MAX_TAPS
+            if most is not None and self.input_shape[0] // self.groups * self.taps() <= most:  # type: ignore[index]
+                return "direct"
+        if wanted in ("im2col", "direct") or not winograd_applies(
+                self.size, self.stride, self.dilation, self.groups):
             return "im2col"
         if wanted == "winograd":
             return "winograd"
@@ -123,8 +153,12 @@ class Conv2D(FusesFollowingReLU, Layer):
         return self.algorithm() == "winograd"
 
     @property
+    def uses_direct(self) -> bool:
+        return self.algorithm() == "direct"
+
+    @property
     def uses_im2col(self) -> bool:
-        return not self.uses_winograd
+        return self.algorithm() == "im2col"
 
     # --- the window, per axis ---------------------------------------------------------
     @property
@@ -171,9 +205,14 @@ class Conv2D(FusesFollowingReLU, Layer):
     def workspace_bytes(self, batch: int) -> int:
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
-        if self.uses_winograd:  # at most the whole batch's V and M, for y's tiles or dx's
+        algo = self.algorithm()
+        if algo == "winograd":  # at most the whole batch's V and M, for y's tiles or dx's
             tiles = max((OH + 1) // 2 * ((OW + 1) // 2), (H + 1) // 2 * ((W + 1) // 2))
             return 4 * 16 * (batch * tiles * (C + K) + K * C)
+        if algo == "direct":  # per part a few padded planes (per image on the GPU)
+            shapes = self._backend().direct_workspace(batch, C, K, H, W, OH, OW,
+                                                      self.geometry, self.groups)
+            return 4 * sum(prod(shape) for shape in shapes.values())
         return 4 * batch * OH * OW * (C * self.taps() + K)  # columns, GEMM output
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
@@ -202,12 +241,15 @@ class Conv2D(FusesFollowingReLU, Layer):
         FH, FW, SH, SW, _, _, DH, DW = self.geometry
         return (max(effective_size(FH, DH), effective_size(FW, DW)), max(SH, SW))
 
-    def _workspace(self, N: int, winograd: bool) -> dict[str, Any]:
-        """The backend's convolution buffers for a batch of N (``conv_workspace`` or
-        ``winograd_workspace``)."""
+    def _workspace(self, N: int, algo: str) -> dict[str, Any]:
+        """The backend's convolution buffers for a batch of N (``conv_workspace``,
+        ``winograd_workspace`` or ``direct_workspace``)."""
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
-        if winograd:
+        if algo == "direct":
+            shapes = self._backend().direct_workspace(N, C, K, H, W, OH, OW, self.geometry,
+                                                      self.groups)
+        elif algo == "winograd":
             shapes = self._backend().winograd_workspace(N, C, K, H, W, OH, OW)
         else:
             shapes = self._backend().conv_workspace(N, C, K, self.size, OH, OW, self.groups)
@@ -222,14 +264,15 @@ class Conv2D(FusesFollowingReLU, Layer):
         y = self._buffer("y", (N, K, OH, OW))
         x3 = self._reshaped(x, (N, C, H * W))  # im2col reads each input plane flat
         w2 = self._reshaped(self.params["W"], (K, C // self.groups * self.taps()))
-        if self.uses_winograd:
+        algo = self.algorithm()
+        if algo == "winograd":
             B.winograd_forward(x3, H, W, w2, self.params["b"], self._flat(y),
-                               self._workspace(N, True), self.geometry, OH, OW,
+                               self._workspace(N, algo), self.geometry, OH, OW,
                                int(self.fused_relu))
         else:
-            B.conv_forward(x3, H, W, w2, self.params["b"], self._flat(y),
-                           self._workspace(N, False), self.geometry, self.groups, OH, OW,
-                           int(self.fused_relu))
+            forward = B.direct_forward if algo == "direct" else B.conv_forward
+            forward(x3, H, W, w2, self.params["b"], self._flat(y), self._workspace(N, algo),
+                    self.geometry, self.groups, OH, OW, int(self.fused_relu))
         self._x = x3  # the CPU computes each chunk's columns again in backward
         self._cols_hold_input = True
         return y
@@ -249,12 +292,14 @@ class Conv2D(FusesFollowingReLU, Layer):
                 self._flat(self._buffers["y"]), self._flat(dy),
                 self._reshaped(self.grads["W"], (K, CFF)), self.grads["b"],
                 None if dx is None else self._reshaped(dx, (N, C, H * W)))
-        if self.uses_winograd:
-            B.winograd_backward(*args, self._workspace(N, True), self.geometry, OH, OW,
+        algo = self.algorithm()
+        if algo == "winograd":
+            B.winograd_backward(*args, self._workspace(N, algo), self.geometry, OH, OW,
                                 int(self.fused_relu))
         else:
-            B.conv_backward(*args, self._workspace(N, False), self.geometry, self.groups, OH,
-                            OW, int(self.fused_relu))
+            backward = B.direct_backward if algo == "direct" else B.conv_backward
+            backward(*args, self._workspace(N, algo), self.geometry, self.groups, OH, OW,
+                     int(self.fused_relu))
         return dx
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:

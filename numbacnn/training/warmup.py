@@ -52,6 +52,9 @@ COMPILE_SECONDS = {
     # "Winograd on the CPU: balanced parts, one pass over dy")
     "_winograd_forward_part": 2.5, "_winograd_backward_part": 1.6,
     "_winograd_finish_grads": 0.9,
+    # the direct convolution's (bench/compile_profile.py, one thread, "with callees")
+    "_direct_forward_part": 1.9, "_direct_weight_grads_part": 1.3,
+    "_direct_input_grads_part": 2.1,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.

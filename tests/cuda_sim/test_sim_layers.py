@@ -71,6 +71,9 @@ VARIANTS: dict[str, LayerCase] = {
     "conv-f3-p1": LayerCase("conv 3 3 stride=1 pad=1", (2, 2, 5, 4)),
     "conv-winograd-p1": LayerCase("conv 3 3 pad=1 algo=winograd", (2, 3, 5, 4)),
     "conv-winograd-p0": LayerCase("conv 2 3 algo=winograd", (1, 2, 5, 6)),
+    "conv-direct-same": LayerCase("conv 3 3 pad=same algo=direct", (2, 2, 5, 4)),
+    "conv-direct-groups-dilated": LayerCase("conv 4 3 pad=2,2,0,2 groups=2 dilation=2x2 "
+                                            "algo=direct", (2, 2, 5, 6)),
     "maxpool-f2": LayerCase("maxpool 2", (2, 2, 4, 6), "distinct"),
     "batchnorm-fc": LayerCase("batchnorm momentum=0.5", (6, 3, 1, 1)),
 }
