@@ -40,6 +40,11 @@ from numbacnn.backends.cpu_winograd import (  # noqa: F401
     winograd_forward,
     winograd_workspace,
 )
+from numbacnn.backends.cpu_winograd5 import (  # noqa: F401
+    winograd5_backward,
+    winograd5_forward,
+    winograd5_workspace,
+)
 from numbacnn.kernels import (
     batchnorm,
     conv,
@@ -59,6 +64,9 @@ on_host = True  # arrays are numpy arrays in host memory: nothing to copy
 # "Winograd on the CPU, transforms by rows"): faster than im2col for fmnist's conv2
 # (C·K = 32·64) and AlexNet's conv3–5, slower for fmnist's conv1 (C·K = 1·32)
 WINOGRAD_AUTO_MIN_CK: int | None = 32 * 64
+# The same for a 5×5 stride-1 convolution (Winograd F(2×2, 5×5)): bench/RESULTS.md,
+# "Winograd F(2×2, 5×5)"
+WINOGRAD5_AUTO_MIN_CK: int | None = None
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from numba import config, cuda, float32, njit
 
-from numbacnn.backends import cuda_winograd, whole_batch
+from numbacnn.backends import cuda_winograd, cuda_winograd5, whole_batch
 from numbacnn.backends.cuda_dry_run import (  # noqa: F401
     DryArray,
     counters,
@@ -161,6 +161,9 @@ def winograd_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any
     """``cuda_winograd.winograd_backward`` with this backend's row sums (the bias gradient)."""
     cuda_winograd.winograd_backward(row_sum, x, H, W, w2, y, dy, dw2, db, dx, ws, geo, OH, OW,
                                     relu)
+# Winograd F(2×2, 5×5) (cuda_winograd5.py; no auto rule until a GPU measures one)
+WINOGRAD5_AUTO_MIN_CK, winograd5_workspace, winograd5_forward, winograd5_backward = (
+    cuda_winograd5.backend_drivers(lambda: row_sum))
 
 
 # --- kernels ---------------------------------------------------------------------------------

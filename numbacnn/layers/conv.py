@@ -13,10 +13,12 @@ each core's cache) and ``cuda.py`` (the whole batch at once).
 Algorithm (``algo=``, else the network's ``conv_algo``, :data:`CONV_ALGORITHMS`):
 ``im2col`` as above, or ``winograd``, F(2×2, 3×3) (``numbacnn/kernels/winograd.py``;
 ``winograd_forward``/``winograd_backward`` of each backend) for 3×3 windows of stride 1,
-dilation 1 and one group; ``auto`` picks Winograd where it applies and the backend's
-``WINOGRAD_AUTO_MIN_CK`` (the smallest C·K it measured Winograd faster at; None: at
-none) says so. A network-wide ``winograd`` leaves the convolutions it cannot run on
-im2col; ``algo=winograd`` on a layer that cannot use it is an error.
+dilation 1 and one group, F(2×2, 5×5) (``kernels/winograd5.py``; ``winograd5_forward``/
+``winograd5_backward``) for such 5×5 windows; ``auto`` picks Winograd where it applies
+and the backend's ``WINOGRAD_AUTO_MIN_CK`` (``WINOGRAD5_AUTO_MIN_CK`` for 5×5: the
+smallest C·K it measured Winograd faster at; None: at none) says so. A network-wide
+``winograd`` leaves the convolutions it cannot run on im2col; ``algo=winograd`` on a
+layer that cannot use it is an error.
 """
 
 from __future__ import annotations
@@ -63,13 +65,17 @@ class Conv2D(FusesFollowingReLU, Layer):
     table_name, spatial, bias_keys = "CONV", True, ("b",)
     feature_map = True
     drivers = ("conv_workspace", "conv_forward", "conv_backward", "winograd_workspace",
-               "winograd_forward", "winograd_backward")
+               "winograd_forward", "winograd_backward", "winograd5_workspace",
+               "winograd5_forward", "winograd5_backward")
     # the drivers of the algorithm the layer does not use are not called
     conditional_drivers = {"conv_workspace": "uses_im2col", "conv_forward": "uses_im2col",
                            "conv_backward": "uses_im2col",
                            "winograd_workspace": "uses_winograd",
                            "winograd_forward": "uses_winograd",
-                           "winograd_backward": "uses_winograd"}
+                           "winograd_backward": "uses_winograd",
+                           "winograd5_workspace": "uses_winograd5",
+                           "winograd5_forward": "uses_winograd5",
+                           "winograd5_backward": "uses_winograd5"}
 
     @classmethod
     def derive_options(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -78,9 +84,9 @@ class Conv2D(FusesFollowingReLU, Layer):
         groups must divide the filters; ``algo=winograd`` needs a window it can run."""
         if values.get("algo") == "winograd" and not winograd_applies(
                 values["size"], values["stride"], values["dilation"], values["groups"]):
-            raise ValueError("algo=winograd computes 3×3 windows of stride 1, dilation 1 and "
-                             "one group only; give algo=im2col or algo=auto for this "
-                             "convolution")
+            raise ValueError("algo=winograd computes 3×3 and 5×5 windows of stride 1, "
+                             "dilation 1 and one group only; give algo=im2col or algo=auto "
+                             "for this convolution")
         if values["filters"] % values["groups"]:
             raise ValueError(f"groups={values['groups']} must divide the {values['filters']} "
                              f"filters (each group has K/G of them)")
@@ -114,17 +120,24 @@ class Conv2D(FusesFollowingReLU, Layer):
             return "im2col"
         if wanted == "winograd":
             return "winograd"
-        least = self._backend().WINOGRAD_AUTO_MIN_CK
+        B = self._backend()
+        least = B.WINOGRAD_AUTO_MIN_CK if self.taps() == 9 else B.WINOGRAD5_AUTO_MIN_CK
         C, K = self.input_shape[0], self.filters  # type: ignore[index]
         return "winograd" if least is not None and C * K >= least else "im2col"
 
     @property
     def uses_winograd(self) -> bool:
-        return self.algorithm() == "winograd"
+        """Winograd F(2×2, 3×3)."""
+        return self.algorithm() == "winograd" and self.taps() == 9
+
+    @property
+    def uses_winograd5(self) -> bool:
+        """Winograd F(2×2, 5×5)."""
+        return self.algorithm() == "winograd" and self.taps() == 25
 
     @property
     def uses_im2col(self) -> bool:
-        return not self.uses_winograd
+        return self.algorithm() == "im2col"
 
     # --- the window, per axis ---------------------------------------------------------
     @property
@@ -171,8 +184,11 @@ class Conv2D(FusesFollowingReLU, Layer):
     def workspace_bytes(self, batch: int) -> int:
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
-        if self.uses_winograd:  # at most the whole batch's V and M, for y's tiles or dx's
+        if self.algorithm() == "winograd":  # at most the whole batch's V and M, for y's
+            # tiles or dx's (16 or 36 positions), and the transformed filters (two for 5×5)
             tiles = max((OH + 1) // 2 * ((OW + 1) // 2), (H + 1) // 2 * ((W + 1) // 2))
+            if self.taps() == 25:
+                return 4 * 36 * (batch * tiles * (C + K) + 2 * K * C)
             return 4 * 16 * (batch * tiles * (C + K) + K * C)
         return 4 * batch * OH * OW * (C * self.taps() + K)  # columns, GEMM output
 
@@ -203,11 +219,13 @@ class Conv2D(FusesFollowingReLU, Layer):
         return (max(effective_size(FH, DH), effective_size(FW, DW)), max(SH, SW))
 
     def _workspace(self, N: int, winograd: bool) -> dict[str, Any]:
-        """The backend's convolution buffers for a batch of N (``conv_workspace`` or
-        ``winograd_workspace``)."""
+        """The backend's convolution buffers for a batch of N (``conv_workspace``,
+        ``winograd_workspace`` or ``winograd5_workspace``)."""
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
-        if winograd:
+        if winograd and self.taps() == 25:
+            shapes = self._backend().winograd5_workspace(N, C, K, H, W, OH, OW)
+        elif winograd:
             shapes = self._backend().winograd_workspace(N, C, K, H, W, OH, OW)
         else:
             shapes = self._backend().conv_workspace(N, C, K, self.size, OH, OW, self.groups)
@@ -222,7 +240,11 @@ class Conv2D(FusesFollowingReLU, Layer):
         y = self._buffer("y", (N, K, OH, OW))
         x3 = self._reshaped(x, (N, C, H * W))  # im2col reads each input plane flat
         w2 = self._reshaped(self.params["W"], (K, C // self.groups * self.taps()))
-        if self.uses_winograd:
+        if self.uses_winograd5:
+            B.winograd5_forward(x3, H, W, w2, self.params["b"], self._flat(y),
+                                self._workspace(N, True), self.geometry, OH, OW,
+                                int(self.fused_relu))
+        elif self.uses_winograd:
             B.winograd_forward(x3, H, W, w2, self.params["b"], self._flat(y),
                                self._workspace(N, True), self.geometry, OH, OW,
                                int(self.fused_relu))
@@ -249,7 +271,10 @@ class Conv2D(FusesFollowingReLU, Layer):
                 self._flat(self._buffers["y"]), self._flat(dy),
                 self._reshaped(self.grads["W"], (K, CFF)), self.grads["b"],
                 None if dx is None else self._reshaped(dx, (N, C, H * W)))
-        if self.uses_winograd:
+        if self.uses_winograd5:
+            B.winograd5_backward(*args, self._workspace(N, True), self.geometry, OH, OW,
+                                 int(self.fused_relu))
+        elif self.uses_winograd:
             B.winograd_backward(*args, self._workspace(N, True), self.geometry, OH, OW,
                                 int(self.fused_relu))
         else:

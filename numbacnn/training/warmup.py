@@ -50,13 +50,20 @@ COMPILE_SECONDS = {
     "softmax_cross_entropy_backward": 0.55, "_gemm_in_parts": 0.6,
     "_winograd_forward_part": 5.1, "_winograd_backward_part": 1.5,
     "_winograd_finish_grads": 0.7,
+    # Winograd F(2×2, 5×5), cpu_winograd5.py: one thread, empty cache (bench/RESULTS.md,
+    # "Winograd F(2×2, 5×5)"); the forward part with the filter, input and output loops
+    "_winograd5_forward_part": 4.8, "_winograd5_backward_part": 1.6,
+    "_winograd5_finish_grads": 0.8,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.
 COMPILED_TOGETHER = ({"_conv_forward_part", "_conv_backward_part"},
                      {"_winograd_forward_part", "_winograd_backward_part", "_winograd_inputs",
                       "_winograd_outputs", "_winograd_output_grads", "_winograd_filters",
-                      "_winograd_filter_grads", "_winograd_finish_grads"})
+                      "_winograd_filter_grads", "_winograd_finish_grads"},
+                     {"_winograd5_forward_part", "_winograd5_backward_part", "_winograd5_inputs",
+                      "_winograd5_outputs", "_winograd5_output_grads", "_winograd5_filters",
+                      "_winograd5_filter_grads", "_winograd5_finish_grads"})
 DEFAULT_SECONDS = 0.4
 START_SECONDS = 0.8  # a spawned process imports numpy, numba and numbacnn (quiet machine)
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}

@@ -71,6 +71,10 @@ VARIANTS: dict[str, LayerCase] = {
     "conv-f3-p1": LayerCase("conv 3 3 stride=1 pad=1", (2, 2, 5, 4)),
     "conv-winograd-p1": LayerCase("conv 3 3 pad=1 algo=winograd", (2, 3, 5, 4)),
     "conv-winograd-p0": LayerCase("conv 2 3 algo=winograd", (1, 2, 5, 6)),
+    "conv-winograd5-p2": LayerCase("conv 3 5 pad=2 algo=winograd", (2, 2, 5, 4),
+                                   atol_scale=5e-5),
+    "conv-winograd5-p0": LayerCase("conv 2 5 algo=winograd", (1, 2, 7, 6),
+                                   atol_scale=5e-5),
     "maxpool-f2": LayerCase("maxpool 2", (2, 2, 4, 6), "distinct"),
     "batchnorm-fc": LayerCase("batchnorm momentum=0.5", (6, 3, 1, 1)),
 }

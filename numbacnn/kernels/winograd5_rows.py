@@ -1,0 +1,136 @@
+"""The CPU's row bodies of Winograd F(2×2, 5×5): a whole row of tiles per call.
+
+The 5×5 counterparts of ``winograd_rows.py`` (the reasons are there): the input
+transform takes all TW tiles of one row of tiles from a zero-padded plane
+(``winograd_rows.pad_plane``, tile (th, tw) at rows 2·th …, columns 2·tw …), 36 stores
+each contiguous across the row; the output transform a whole plane. Each tile's
+arithmetic is the element body's (``winograd5.py``), the input transform's in another
+order; tests/test_winograd5.py compares them.
+
+Layouts as in ``winograd5.py``: V 36 × (C·T), M and dM 36 × (K·T), column c·T + t,
+t = (n·TH + th)·TW + tw; planes flat (H·W).
+"""
+
+import numpy as np
+from numba import njit
+
+from numbacnn.kernels.winograd5 import (
+    bt6,
+    filter_values,
+    output_values,
+    store_filter,
+    store_output_grad,
+)
+
+ZERO = np.float32(0.0)
+
+
+@njit(inline="always")
+def _u(i):
+    return np.uint64(i)
+
+
+@njit(inline="always")
+def input_tile_row(V, col0, P, r0, TW, Q):
+    """V[:, col0 + tw] = Bᵀ·d·B for tw < TW, d the 6×6 tile at rows r0 …, columns 2·tw …
+    of the padded plane P (``winograd_rows.pad_plane``). Two passes: Bᵀ over the six
+    rows r0 … r0 + 5 into Q (6 × P's width; each column on its own, a loop that
+    vectorizes), then B over each row of Q, tile by tile. The element body applies B
+    first: the same values to float32 rounding (3.3× faster than that order here, whose
+    loop stayed scalar: 21.6 against 6.6 ms for 2 images of 256 planes, 27×27)."""
+    p0, p1, p2, p3, p4, p5 = P[r0], P[r0 + 1], P[r0 + 2], P[r0 + 3], P[r0 + 4], P[r0 + 5]
+    q0, q1, q2, q3, q4, q5 = Q[0], Q[1], Q[2], Q[3], Q[4], Q[5]
+    for s in range(P.shape[1]):
+        v = bt6(p0[s], p1[s], p2[s], p3[s], p4[s], p5[s])
+        q0[s] = v[0]
+        q1[s] = v[1]
+        q2[s] = v[2]
+        q3[s] = v[3]
+        q4[s] = v[4]
+        q5[s] = v[5]
+    for i in range(6):
+        q = Q[i]
+        v0, v1, v2 = V[6 * i], V[6 * i + 1], V[6 * i + 2]
+        v3, v4, v5 = V[6 * i + 3], V[6 * i + 4], V[6 * i + 5]
+        for tw in range(TW):
+            s = _u(2 * tw)
+            v = bt6(q[s], q[s + _u(1)], q[s + _u(2)], q[s + _u(3)], q[s + _u(4)], q[s + _u(5)])
+            col = _u(col0 + tw)
+            v0[col] = v[0]
+            v1[col] = v[1]
+            v2[col] = v[2]
+            v3[col] = v[3]
+            v4[col] = v[4]
+            v5[col] = v[5]
+
+
+@njit(inline="always")
+def _grad_tap(src, msk, relu, q, keep):
+    """src[q] where ``keep`` (and, when ``relu`` ≠ 0, msk[q] > 0), else 0 (a select)."""
+    v = src[q]
+    m = msk[q]
+    return v if keep & ((relu == 0) | (m > ZERO)) else ZERO
+
+
+@njit(inline="always")
+def output_grad_tile_row(dM, col0, src, msk, relu, oy, OH, OW, TW):
+    """dM[:, col0 + tw] = A·g·Aᵀ for tw < TW, g the 2×2 tile at row oy, column 2·tw of
+    the gradient plane src (OH·OW flat; 0 outside, and where msk ≤ 0 when ``relu`` ≠ 0)."""
+    two = oy + 1 < OH
+    top = _u(oy * OW)
+    bottom = _u(min(oy + 1, OH - 1) * OW)
+    for tw in range(TW):
+        x0 = 2 * tw
+        right = x0 + 1 < OW
+        xl = _u(x0)
+        xr = _u(min(x0 + 1, OW - 1))
+        store_output_grad(dM, _u(col0 + tw), _grad_tap(src, msk, relu, top + xl, True),
+                          _grad_tap(src, msk, relu, top + xr, right),
+                          _grad_tap(src, msk, relu, bottom + xl, two),
+                          _grad_tap(src, msk, relu, bottom + xr, two and right))
+
+
+@njit(inline="always")
+def filter_tile_row(U, w, outer, flip):
+    """``flip`` = 0: U[:, k·C + c] = G·g·Gᵀ for every c < C, k = ``outer``, g the 5×5 filter
+    (k, c) of w (K × C·25). ``flip`` ≠ 0: U[:, c·K + k] for every k < K, c = ``outer``, g
+    rotated by 180° (dx's filters). Consecutive columns either way."""
+    K, C = w.shape[0], w.shape[1] // 25
+    for inner in range(K if flip else C):
+        k, c = (inner, outer) if flip else (outer, inner)
+        store_filter(U, _u(outer * (K if flip else C) + inner),
+                     filter_values(w[k], c * 25, flip))
+
+
+@njit(inline="always")
+def output_tile_plane(dst, col0, M, bias, relu, OH, OW, TH, TW, O):
+    """The whole plane dst (OH·OW flat) from M[:, col0 + t], t < TH·TW: Aᵀ·m·A + bias,
+    then max(·, 0) when ``relu`` ≠ 0; the four outputs of every tile into O (4 × TH·TW)
+    first, then placed (``winograd_rows.output_tile_plane``)."""
+    floor = ZERO if relu else np.float32(-np.inf)
+    for t in range(TH * TW):
+        v = output_values(M, _u(col0 + t), bias, floor)
+        q = _u(t)
+        O[0, q] = v[0]
+        O[1, q] = v[1]
+        O[2, q] = v[2]
+        O[3, q] = v[3]
+    full = OW // 2  # tiles with both columns inside
+    for th in range(TH):
+        top = _u(2 * th * OW)
+        two = 2 * th + 1 < OH
+        bottom = top + _u(OW)
+        first = _u(th * TW)
+        for tw in range(full):
+            q = first + _u(tw)
+            x0 = _u(2 * tw)
+            dst[top + x0] = O[0, q]
+            dst[top + x0 + _u(1)] = O[1, q]
+            if two:
+                dst[bottom + x0] = O[2, q]
+                dst[bottom + x0 + _u(1)] = O[3, q]
+        if full < TW:  # OW odd: the last tile's left column only
+            q = first + _u(full)
+            dst[top + _u(2 * full)] = O[0, q]
+            if two:
+                dst[bottom + _u(2 * full)] = O[2, q]
