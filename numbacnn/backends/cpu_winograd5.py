@@ -162,22 +162,25 @@ def _winograd5_outputs(y, M, b, relu, with_bias, OH, OW, TH, TW):
     N, K = y.shape[0], y.shape[1]
     T = N * TH * TW
     O = np.empty((4, TH * TW), np.float32)
+    S = np.empty((12, TH * TW), np.float32)
     for k in range(K):
         bias = b[k] if with_bias else np.float32(0.0)
         for n in range(N):
             winograd5_rows.output_tile_plane(y[n, k], k * T + n * TH * TW, M, bias, relu, OH,
-                                             OW, TH, TW, O)
+                                             OW, TH, TW, O, S)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd5_output_grads(dM, dy, y, relu, OH, OW, TH, TW):
     N, K = dy.shape[0], dy.shape[1]
     T = N * TH * TW
+    G = np.empty((2, 2 * TW), np.float32)
+    R = np.empty((6, 2 * TW), np.float32)
     for k in range(K):
         for n in range(N):
             for th in range(TH):
                 winograd5_rows.output_grad_tile_row(dM, k * T + (n * TH + th) * TW, dy[n, k],
-                                                    y[n, k], relu, 2 * th, OH, OW, TW)
+                                                    y[n, k], relu, 2 * th, OH, OW, TW, G, R)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
