@@ -64,9 +64,11 @@ on_host = True  # arrays are numpy arrays in host memory: nothing to copy
 # "Winograd on the CPU, transforms by rows"): faster than im2col for fmnist's conv2
 # (C·K = 32·64) and AlexNet's conv3–5, slower for fmnist's conv1 (C·K = 1·32)
 WINOGRAD_AUTO_MIN_CK: int | None = 32 * 64
-# The same for a 5×5 stride-1 convolution (Winograd F(2×2, 5×5)): bench/RESULTS.md,
-# "Winograd F(2×2, 5×5)"
-WINOGRAD5_AUTO_MIN_CK: int | None = None
+# The same for a 5×5 stride-1 convolution (Winograd F(2×2, 5×5)), measured by
+# bench/winograd5_layers.py (bench/RESULTS.md, "Winograd F(2×2, 5×5)"): faster than im2col
+# for cifar10's conv2 (C·K = 32·64) and AlexNet's conv2 (96·256), slower for cifar10's
+# conv1 (3·32), even for lenet's conv2 (6·16)
+WINOGRAD5_AUTO_MIN_CK: int | None = 32 * 64
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 

@@ -50,10 +50,11 @@ COMPILE_SECONDS = {
     "softmax_cross_entropy_backward": 0.55, "_gemm_in_parts": 0.6,
     "_winograd_forward_part": 5.1, "_winograd_backward_part": 1.5,
     "_winograd_finish_grads": 0.7,
-    # Winograd F(2×2, 5×5), cpu_winograd5.py: one thread, empty cache (bench/RESULTS.md,
-    # "Winograd F(2×2, 5×5)"); the forward part with the filter, input and output loops
-    "_winograd5_forward_part": 4.8, "_winograd5_backward_part": 1.6,
-    "_winograd5_finish_grads": 0.8,
+    # Winograd F(2×2, 5×5), cpu_winograd5.py: one thread, empty cache, CPU seconds, two
+    # runs (bench/RESULTS.md, "Winograd F(2×2, 5×5)"); the forward part with the filter,
+    # input and output loops, the backward part with the output-gradient loop
+    "_winograd5_forward_part": 4.3, "_winograd5_backward_part": 2.6,
+    "_winograd5_finish_grads": 0.9,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.
