@@ -14,7 +14,13 @@ t = (n·TH + th)·TW + tw; planes flat (H·W).
 import numpy as np
 from numba import njit
 
-from numbacnn.kernels.winograd5 import a6, at6, bt6, filter_values, store_filter
+from numbacnn.kernels.winograd5 import (
+    at6,
+    bt6,
+    filter_values,
+    store_filter,
+    store_output_grad,
+)
 
 ZERO = np.float32(0.0)
 
@@ -30,8 +36,9 @@ def input_tile_row(V, col0, P, r0, TW, Q):
     of the padded plane P (``winograd_rows.pad_plane``). Two passes: Bᵀ over the six
     rows r0 … r0 + 5 into Q (6 × P's width; each column on its own, a loop that
     vectorizes), then B over each row of Q, tile by tile. The element body applies B
-    first: the same values to float32 rounding (3.3× faster than that order here, whose
-    loop stayed scalar: 21.6 against 6.6 ms for 2 images of 256 planes, 27×27)."""
+    first: the same values to float32 rounding. 1.2× faster than one pass in that order
+    (a chunk of AlexNet's conv2, 2 images of 27×27: 0.56 against 0.67 ms for x's 96
+    planes, 1.53 against 1.84 for the masked gradient's 256; bench/RESULTS.md)."""
     p0, p1, p2, p3, p4, p5 = P[r0], P[r0 + 1], P[r0 + 2], P[r0 + 3], P[r0 + 4], P[r0 + 5]
     q0, q1, q2, q3, q4, q5 = Q[0], Q[1], Q[2], Q[3], Q[4], Q[5]
     for s in range(P.shape[1]):
@@ -59,47 +66,30 @@ def input_tile_row(V, col0, P, r0, TW, Q):
 
 
 @njit(inline="always")
-def output_grad_tile_row(dM, col0, src, msk, relu, oy, OH, OW, TW, G, R):
+def _grad_tap(src, msk, relu, q, keep):
+    """src[q] where ``keep`` (and, when ``relu`` ≠ 0, msk[q] > 0), else 0 (a select)."""
+    v = src[q]
+    m = msk[q]
+    return v if keep & ((relu == 0) | (m > ZERO)) else ZERO
+
+
+@njit(inline="always")
+def output_grad_tile_row(dM, col0, src, msk, relu, oy, OH, OW, TW):
     """dM[:, col0 + tw] = A·g·Aᵀ for tw < TW, g the 2×2 tile at row oy, column 2·tw of
     the gradient plane src (OH·OW flat; 0 outside, and where msk ≤ 0 when ``relu`` ≠ 0).
-    Three passes whose loops vectorize: the tile row's two rows, masked, into G (2 × 2·TW,
-    0 past the plane); A over them column by column into R (6 × 2·TW); A over each row
-    of R, tile by tile (12.3 ms by tiles, 2.5 ms so, for 2 images of 256 planes, 27×27)."""
-    for r in range(2):
-        g = G[r]
-        if oy + r < OH:
-            at = (oy + r) * OW
-            for s in range(OW):
-                v = src[_u(at + s)]
-                g[_u(s)] = v if (relu == 0) | (msk[_u(at + s)] > ZERO) else ZERO
-            for s in range(OW, 2 * TW):
-                g[_u(s)] = ZERO
-        else:
-            for s in range(2 * TW):
-                g[_u(s)] = ZERO
-    top, bottom = G[0], G[1]
-    r0, r1, r2, r3, r4, r5 = R[0], R[1], R[2], R[3], R[4], R[5]
-    for s in range(2 * TW):
-        v = a6(top[s], bottom[s])
-        r0[s] = v[0]
-        r1[s] = v[1]
-        r2[s] = v[2]
-        r3[s] = v[3]
-        r4[s] = v[4]
-        r5[s] = v[5]
-    for i in range(6):
-        q = R[i]
-        d0, d1, d2 = dM[6 * i], dM[6 * i + 1], dM[6 * i + 2]
-        d3, d4, d5 = dM[6 * i + 3], dM[6 * i + 4], dM[6 * i + 5]
-        for tw in range(TW):
-            v = a6(q[_u(2 * tw)], q[_u(2 * tw + 1)])
-            col = _u(col0 + tw)
-            d0[col] = v[0]
-            d1[col] = v[1]
-            d2[col] = v[2]
-            d3[col] = v[3]
-            d4[col] = v[4]
-            d5[col] = v[5]
+    One pass, tile by tile (passes as the input transform's measured 5% slower)."""
+    two = oy + 1 < OH
+    top = _u(oy * OW)
+    bottom = _u(min(oy + 1, OH - 1) * OW)
+    for tw in range(TW):
+        x0 = 2 * tw
+        right = x0 + 1 < OW
+        xl = _u(x0)
+        xr = _u(min(x0 + 1, OW - 1))
+        store_output_grad(dM, _u(col0 + tw), _grad_tap(src, msk, relu, top + xl, True),
+                          _grad_tap(src, msk, relu, top + xr, right),
+                          _grad_tap(src, msk, relu, bottom + xl, two),
+                          _grad_tap(src, msk, relu, bottom + xr, two and right))
 
 
 @njit(inline="always")
@@ -121,8 +111,8 @@ def output_tile_plane(dst, col0, M, bias, relu, OH, OW, TH, TW, O, S):
     run over all TH·TW tiles and vectorize: Aᵀ over each column j of m into S (12 × TH·TW,
     rows 2·j, 2·j + 1), Aᵀ over those into the four outputs of every tile in O (4 × TH·TW:
     top left, top right, bottom left, bottom right), then placed (a partial edge tile
-    drops the rest). (One pass over M's 36 rows stayed scalar: 9.3 ms for 2 images of 256
-    planes, 27×27.)"""
+    drops the rest). 1.36× faster than one pass over M's 36 rows (0.68 against 0.92 ms for
+    2 images of 256 planes, 27×27)."""
     floor = ZERO if relu else np.float32(-np.inf)
     tiles = TH * TW
     for j in range(6):
