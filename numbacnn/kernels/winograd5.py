@@ -33,8 +33,10 @@ flipped filters' transform is not a permutation of the unflipped one (as the 3×
 dx transforms the flipped filters (``flip``).
 
 Each body computes one tile or one filter pair (the GPU runs one per thread; the CPU the
-row bodies of ``winograd5_rows.py``, the same arithmetic). float32 error against a
-float64 convolution (tests/test_winograd5.py): see that module's docstring.
+row bodies of ``winograd5_rows.py``, the same arithmetic; the input transform in
+another order). float32 error against a float64 convolution (tests/test_winograd5.py):
+up to 6.3e-6 of max |reference| for y, 7.8e-6 dx, 1.4e-5 dW, 1.4e-7 db at C = 96–256
+(im2col: 4.0e-7, 3.0e-7, 7.4e-7, 2.1e-7).
 """
 
 import numpy as np
