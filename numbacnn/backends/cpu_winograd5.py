@@ -4,9 +4,12 @@ Built as ``cpu_winograd.py`` (read that first): each thread takes its share of t
 and works it a chunk of images at a time, the chunk's input tiles transformed (V,
 36 × C·T), 36 CBLAS products with the transformed filters, the output transform with the
 bias and the fused ReLU. Backward recomputes a chunk's V, sums the filter gradient's 36
-products per part (added in order after the parts) and computes dx as the convolution
-of the gradient with the flipped filters; unlike the 3×3's, their transform is not a
-permutation of the forward's, so backward transforms them (``wino_Uf``, C × K columns).
+products per part (added in order after the parts) and computes dx backward through the
+forward's transforms: the gradient of V, dV[ξ] (C × T) = U[ξ]ᵀ @ dM[ξ] from the same dM,
+then each tile's B·dV·Bᵀ added into the (padded) input plane. The GPU instead convolves
+the gradient with the flipped filters (``cuda_winograd5.py``); here that cost a second
+input transform over K planes and one of the flipped filters (their transform is not a
+permutation of the forward's, as the 3×3's is): bench/RESULTS.md.
 Without a CBLAS function the whole batch runs in one chunk with numpy's batched matmul.
 """
 
@@ -28,15 +31,15 @@ POSITIONS = 36  # the 6×6 transformed tile
 # products stream all of U once a chunk): as cpu_winograd.py, measured for AlexNet's conv2
 CHUNK_BYTES = 1 << 20
 MIN_CHUNK_TILES = 256
-NO_RELU = NO_BIAS = NO_FLIP = np.int64(0)
-WITH_BIAS = FLIP = np.int64(1)
+NO_RELU = np.int64(0)
+WITH_BIAS = np.int64(1)
 BIAS_POSITION = 7  # position 6·1 + 1 of A·g·Aᵀ: the tile's sum
 
 
 def _chunk(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int, parts: int) -> int:
     """Images per chunk (``cpu_winograd._chunk`` with 36 positions)."""
-    tf, tb = tiles(OH, OW), tiles(H, W)
-    per_image = 4 * POSITIONS * (C + K) * max(tf[0] * tf[1], tb[0] * tb[1])
+    tf = tiles(OH, OW)
+    per_image = 4 * POSITIONS * (C + K) * tf[0] * tf[1]
     enough = -(-MIN_CHUNK_TILES // (tf[0] * tf[1]))
     return max(1, min(max(CHUNK_BYTES // per_image, enough), -(-N // parts)))
 
@@ -45,16 +48,14 @@ def winograd5_workspace(N: int, C: int, K: int, H: int, W: int, OH: int,
                         OW: int) -> dict[str, tuple]:
     """Shapes of the float32 buffers of :func:`winograd5_forward` and
     :func:`winograd5_backward` for a batch of N: per part a chunk's V and M and its
-    gradient sums, the transformed filters U (36 × K·C) and dx's flipped ones Uf (C·K)."""
-    tf, tb = tiles(OH, OW), tiles(H, W)
-    tf, tb = tf[0] * tf[1], tb[0] * tb[1]
+    gradient sums and the transformed filters U (36 × K·C)."""
+    TH, TW = tiles(OH, OW)
     parts = numba.get_num_threads() if cblas.sgemm() is not None else 1
     chunk = _chunk(N, C, K, H, W, OH, OW, parts) if cblas.sgemm() is not None else N
     P = POSITIONS
-    return {"wino_V": (parts, P * pitch(chunk * max(C * tf, K * tb))),
-            "wino_M": (parts, P * pitch(chunk * max(K * tf, C * tb))),
-            "wino_U": (P, pitch(K * C)), "wino_Uf": (P, pitch(K * C)),
-            "wino_dU": (parts, P, pitch(K * C)), "wino_db": (parts, K)}
+    return {"wino_V": (parts, P * pitch(chunk * C * TH * TW)),  # V, and dV for dx
+            "wino_M": (parts, P * pitch(chunk * K * TH * TW)),
+            "wino_U": (P, pitch(K * C)), "wino_dU": (parts, P, pitch(K * C)), "wino_db": (parts, K)}
 
 
 def winograd5_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray,
@@ -66,7 +67,7 @@ def winograd5_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarr
     PT, PL = geo[4], geo[5]
     U, V, M = ws["wino_U"], ws["wino_V"], ws["wino_M"]
     y3 = y.reshape(N, K, OH * OW)
-    _winograd5_filters(U, w2, NO_FLIP)
+    _winograd5_filters(U, w2)
     sgemm = cblas.sgemm()
     if sgemm is None:  # one chunk, numpy's batched matmul
         TH, TW = tiles(OH, OW)
@@ -91,24 +92,24 @@ def winograd5_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndar
     passed flat like y), with the forward pass's input x and output y (its ReLU mask)."""
     N, C, K = x.shape[0], x.shape[1], w2.shape[0]
     PT, PL = geo[4], geo[5]
-    Uf, V, M, dU, dbp = ws["wino_Uf"], ws["wino_V"], ws["wino_M"], ws["wino_dU"], ws["wino_db"]
+    U, V, M, dU, dbp = ws["wino_U"], ws["wino_V"], ws["wino_M"], ws["wino_dU"], ws["wino_db"]
     y3, dy3 = y.reshape(N, K, OH * OW), dy.reshape(N, K, OH * OW)
     need_dx = dx is not None
     if need_dx:
-        _winograd5_filters(Uf, w2, FLIP)  # C × K: dx's filters, rotated by 180°
+        _winograd5_filters(U, w2)  # as forward made them (the weights may have moved since)
     sgemm = cblas.sgemm()
     if sgemm is None:
-        _backward_whole(x, H, W, Uf, y3, dy3, dw2, db, dx, V, M, dU[0], PT, PL, OH, OW, relu)
+        _backward_whole(x, H, W, U, y3, dy3, dw2, db, dx, V, M, dU[0], PT, PL, OH, OW, relu)
         return
     chunk = _chunk(N, C, K, H, W, OH, OW, V.shape[0])
     with cblas.one_blas_thread():
-        cpu_threads.run_parts(_winograd5_backward_part, V.shape[0], chunk, sgemm, x, H, W, Uf,
+        cpu_threads.run_parts(_winograd5_backward_part, V.shape[0], chunk, sgemm, x, H, W, U,
                               y3, dy3, x if dx is None else dx, need_dx, V, M, dU, dbp, PT, PL,
                               OH, OW, relu)
     _winograd5_finish_grads(dw2, db, dU, dbp)
 
 
-def _backward_whole(x: np.ndarray, H: int, W: int, Uf: np.ndarray, y3: np.ndarray,
+def _backward_whole(x: np.ndarray, H: int, W: int, U: np.ndarray, y3: np.ndarray,
                     dy3: np.ndarray, dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
                     V: np.ndarray, M: np.ndarray, dU: np.ndarray, PT: int, PL: int, OH: int,
                     OW: int, relu: int) -> None:
@@ -124,22 +125,39 @@ def _backward_whole(x: np.ndarray, H: int, W: int, Uf: np.ndarray, y3: np.ndarra
               V2[:, :C * T].reshape(-1, C, T).transpose(0, 2, 1),
               out=dU[:, :K * C].reshape(-1, K, C))
     _winograd5_filter_grads(dw2, dU)
-    if dx is not None:
-        BH, BW = tiles(H, W)
-        Tb = N * BH * BW
-        _winograd5_inputs(V2, dy3, y3, relu, OH, OW, 4 - PT, 4 - PL, BH, BW)
-        np.matmul(Uf[:, :K * C].reshape(-1, C, K), V2[:, :K * Tb].reshape(-1, K, Tb),
-                  out=dM[:, :C * Tb].reshape(-1, C, Tb))
-        _winograd5_outputs(dx, dM, db, NO_RELU, NO_BIAS, H, W, BH, BW)
+    if dx is not None:  # dV[ξ] = U[ξ]ᵀ @ dM[ξ], then each tile's B·dV·Bᵀ
+        np.matmul(U[:, :K * C].reshape(-1, K, C).transpose(0, 2, 1),
+                  dM[:, :K * T].reshape(-1, K, T), out=V2[:, :C * T].reshape(-1, C, T))
+        _winograd5_input_grads(dx, V2, H, W, PT, PL, TH, TW)
 
 
 # --- compiled loops over the bodies ---------------------------------------------------
 @njit(nogil=True, fastmath=True, cache=True)
-def _winograd5_filters(U, w2, flip):
-    """U (36 × K·C) from w2 (K × C·25); with ``flip``, dx's filters (columns c·K + k)."""
-    K, C = w2.shape[0], w2.shape[1] // 25
-    for outer in range(C if flip else K):
-        winograd5_rows.filter_tile_row(U, w2, outer, flip)
+def _winograd5_filters(U, w2):
+    """U (36 × K·C) from w2 (K × C·25)."""
+    for k in range(w2.shape[0]):
+        winograd5_rows.filter_tile_row(U, w2, k)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd5_input_grads(dx, dV, H, W, PT, PL, TH, TW):
+    """dx (N×C×(H·W)) from dV (36 × C·T): each plane's tiles' B·dv·Bᵀ summed in a padded
+    plane (tile (th, tw) at rows 2·th …, columns 2·tw …), then its inside copied out."""
+    N, C = dx.shape[0], dx.shape[1]
+    T = N * TH * TW
+    P = np.empty((2 * TH + 4, 2 * TW + 4), np.float32)
+    Q = np.empty((6, 2 * TW + 4), np.float32)
+    for c in range(C):
+        for n in range(N):
+            P[:] = np.float32(0.0)
+            for th in range(TH):
+                winograd5_rows.input_grad_tile_row(P, 2 * th, dV, c * T + (n * TH + th) * TW,
+                                                   TW, Q)
+            dst = dx[n, c]
+            for iy in range(H):
+                row = P[iy + PT]
+                for ix in range(W):
+                    dst[iy * W + ix] = row[ix + PL]
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -207,11 +225,10 @@ def _winograd5_forward_part(part, parts, chunk, sgemm, x, H, W, U, b, y, V, M, P
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _winograd5_backward_part(part, parts, chunk, sgemm, x, H, W, Uf, y, dy, dx, need_dx, V, M,
+def _winograd5_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, need_dx, V, M,
                              dU_parts, db_parts, PT, PL, OH, OW, relu):
     N, C, K = x.shape[0], x.shape[1], y.shape[1]
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
-    BH, BW = (H + 1) // 2, (W + 1) // 2  # dx's tiles
     dUp, dbp = dU_parts[part], db_parts[part]
     for xi in range(36):
         for j in range(K * C):
@@ -235,15 +252,11 @@ def _winograd5_backward_part(part, parts, chunk, sgemm, x, H, W, Uf, y, dy, dx, 
         for xi in range(36):  # dU[ξ] (K × C) += dM[ξ] (K × T) @ V[ξ]ᵀ
             sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, C, T, np.float32(1.0),
                   dM[xi].ctypes, T, Vc[xi].ctypes, T, np.float32(1.0), dUp[xi].ctypes, C)
-        if need_dx:  # dx = the gradient convolved with the flipped filters
-            Tb = m * BH * BW
-            _winograd5_inputs(Vc, dy[n0:n0 + m], y[n0:n0 + m], relu, OH, OW, 4 - PT, 4 - PL,
-                              BH, BW)
-            for xi in range(36):  # M[ξ] (C × Tb) = Uf[ξ] (C × K) @ V[ξ] (K × Tb)
-                sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.NO_TRANS, C, Tb, K,
-                      np.float32(1.0), Uf[xi].ctypes, K, Vc[xi].ctypes, Tb,
-                      np.float32(0.0), dM[xi].ctypes, Tb)
-            _winograd5_outputs(dx[n0:n0 + m], dM, dbp, NO_RELU, NO_BIAS, H, W, BH, BW)
+        if need_dx:  # dV[ξ] (C × T) = U[ξ]ᵀ @ dM[ξ] (K × T), into V's buffer; B·dV·Bᵀ
+            for xi in range(36):
+                sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, C, T, K, np.float32(1.0),
+                      U[xi].ctypes, C, dM[xi].ctypes, T, np.float32(0.0), Vc[xi].ctypes, T)
+            _winograd5_input_grads(dx[n0:n0 + m], Vc, H, W, PT, PL, TH, TW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)

@@ -26,16 +26,18 @@ V is 36 × (C·T), U 36 × (K·C), M 36 × (K·T), as in ``winograd.py``.
 
 Backward: dM = A·g·Aᵀ of each 2×2 gradient tile (position 7 = 6·1 + 1 is the tile's
 sum: the bias gradient is the row sum of dM[7]); dU[ξ] = dM[ξ] @ V[ξ]ᵀ and
-dW = Gᵀ·dU·G (6×6 → 5×5); dx is the convolution of the gradient with the filters flipped
-and transposed (W'[c, k, fy, fx] = W[k, c, 4 − fy, 4 − fx]), padding 4 − PT, 4 − PL, onto
-H×W, through the same forward transforms. The points are not closed under x → 1/x, so the
-flipped filters' transform is not a permutation of the unflipped one (as the 3×3's is):
-dx transforms the flipped filters (``flip``).
+dW = Gᵀ·dU·G (6×6 → 5×5). dx, on the GPU: the convolution of the gradient with the
+filters flipped and transposed (W'[c, k, fy, fx] = W[k, c, 4 − fy, 4 − fx]), padding
+4 − PT, 4 − PL, onto H×W, through the same forward transforms; the points are not closed
+under x → 1/x, so the flipped filters' transform is no permutation of the unflipped one
+(as the 3×3's is): their own transform (``flip``). On the CPU: backward through the input
+transform, dV[ξ] = U[ξ]ᵀ @ dM[ξ] and each tile's B·dV·Bᵀ (``b6``) summed into the input
+(``winograd5_rows.input_grad_tile_row``): no second input transform over K planes.
 
 Each body computes one tile or one filter pair (the GPU runs one per thread; the CPU the
 row bodies of ``winograd5_rows.py``, the same arithmetic; the input transform in
 another order). float32 error against a float64 convolution (tests/test_winograd5.py):
-up to 6.3e-6 of max |reference| for y, 7.8e-6 dx, 1.4e-5 dW, 1.4e-7 db at C = 96–256
+up to 6.5e-6 of max |reference| for y, 7.8e-6 dx, 1.4e-5 dW, 1.4e-7 db at C = 96–256
 (im2col: 4.0e-7, 3.0e-7, 7.4e-7, 2.1e-7).
 """
 
@@ -65,6 +67,17 @@ def bt6(d0, d1, d2, d3, d4, d5):
     e = TWO * (d3 - d1)
     return (FOUR * d0 - FIVE * d2 + d4, a + b, a - b, c + e, c - e,
             FOUR * d1 - FIVE * d3 + d5)
+
+
+@njit(inline="always")
+def b6(v0, v1, v2, v3, v4, v5):
+    """B · (v0 … v5): the transpose of Bᵀ (the CPU's dx, ``winograd5_rows``)."""
+    p = v1 + v2
+    m = v1 - v2
+    q = v3 + v4
+    d = v3 - v4
+    return (FOUR * v0, FOUR * (v5 - m) - TWO * d, -FIVE * v0 - FOUR * p - q,
+            m + TWO * d - FIVE * v5, v0 + p + q, v5)
 
 
 @njit(inline="always")

@@ -16,6 +16,7 @@ from numba import njit
 
 from numbacnn.kernels.winograd5 import (
     at6,
+    b6,
     bt6,
     filter_values,
     store_filter,
@@ -93,15 +94,43 @@ def output_grad_tile_row(dM, col0, src, msk, relu, oy, OH, OW, TW):
 
 
 @njit(inline="always")
-def filter_tile_row(U, w, outer, flip):
-    """``flip`` = 0: U[:, k·C + c] = G·g·Gᵀ for every c < C, k = ``outer``, g the 5×5 filter
-    (k, c) of w (K × C·25). ``flip`` ≠ 0: U[:, c·K + k] for every k < K, c = ``outer``, g
-    rotated by 180° (dx's filters). Consecutive columns either way."""
-    K, C = w.shape[0], w.shape[1] // 25
-    for inner in range(K if flip else C):
-        k, c = (inner, outer) if flip else (outer, inner)
-        store_filter(U, _u(outer * (K if flip else C) + inner),
-                     filter_values(w[k], c * 25, flip))
+def filter_tile_row(U, w, k):
+    """U[:, k·C + c] = G·g·Gᵀ for every c < C, g the 5×5 filter (k, c) of w (K × C·25)."""
+    C = w.shape[1] // 25
+    for c in range(C):
+        store_filter(U, _u(k * C + c), filter_values(w[k], c * 25, 0))
+
+
+@njit(inline="always")
+def input_grad_tile_row(P, r0, dV, col0, TW, Q):
+    """Adds each tile's input gradient B·dv·Bᵀ (dv = dV[:, col0 + tw], 6×6, tw < TW) into
+    the padded plane P at rows r0 …, columns 2·tw … (neighbouring tiles overlap by four
+    columns and rows: their sums). B over each row of every dv, added into Q (6 × P's
+    width), then B over Q's columns into P's rows, a loop over all columns that vectorizes.
+    The transpose of the input transform: the CPU's dx (``cpu_winograd5.py``)."""
+    PW = P.shape[1]
+    for i in range(6):
+        q = Q[i]
+        for s in range(PW):
+            q[_u(s)] = ZERO
+        d0, d1, d2 = dV[6 * i], dV[6 * i + 1], dV[6 * i + 2]
+        d3, d4, d5 = dV[6 * i + 3], dV[6 * i + 4], dV[6 * i + 5]
+        for tw in range(TW):
+            col = _u(col0 + tw)
+            w = b6(d0[col], d1[col], d2[col], d3[col], d4[col], d5[col])
+            s = _u(2 * tw)
+            for a in range(6):
+                q[s + _u(a)] += w[a]
+    q0, q1, q2, q3, q4, q5 = Q[0], Q[1], Q[2], Q[3], Q[4], Q[5]
+    p0, p1, p2, p3, p4, p5 = P[r0], P[r0 + 1], P[r0 + 2], P[r0 + 3], P[r0 + 4], P[r0 + 5]
+    for s in range(PW):
+        v = b6(q0[s], q1[s], q2[s], q3[s], q4[s], q5[s])
+        p0[s] += v[0]
+        p1[s] += v[1]
+        p2[s] += v[2]
+        p3[s] += v[3]
+        p4[s] += v[4]
+        p5[s] += v[5]
 
 
 @njit(inline="always")

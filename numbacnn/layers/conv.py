@@ -185,11 +185,10 @@ class Conv2D(FusesFollowingReLU, Layer):
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
         if self.algorithm() == "winograd":  # at most the whole batch's V and M, for y's
-            # tiles or dx's (16 or 36 positions), and the transformed filters (two for 5×5)
+            # tiles or dx's, and the transformed filters (16 positions, 36 for 5×5)
             tiles = max((OH + 1) // 2 * ((OW + 1) // 2), (H + 1) // 2 * ((W + 1) // 2))
-            if self.taps() == 25:
-                return 4 * 36 * (batch * tiles * (C + K) + 2 * K * C)
-            return 4 * 16 * (batch * tiles * (C + K) + K * C)
+            positions = 36 if self.taps() == 25 else 16
+            return 4 * positions * (batch * tiles * (C + K) + K * C)
         return 4 * batch * OH * OW * (C * self.taps() + K)  # columns, GEMM output
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
