@@ -192,11 +192,11 @@ def _winograd5_outputs(y, M, b, relu, with_bias, OH, OW, TH, TW):
 def _winograd5_output_grads(dM, dy, y, relu, OH, OW, TH, TW):
     N, K = dy.shape[0], dy.shape[1]
     T = N * TH * TW
+    G = np.empty((4, TH * TW), np.float32)
     for k in range(K):
         for n in range(N):
-            for th in range(TH):
-                winograd5_rows.output_grad_tile_row(dM, k * T + (n * TH + th) * TW, dy[n, k],
-                                                    y[n, k], relu, 2 * th, OH, OW, TW)
+            winograd5_rows.output_grad_tile_plane(dM, k * T + n * TH * TW, dy[n, k], y[n, k],
+                                                  relu, OH, OW, TH, TW, G)
 
 
 @njit(nogil=True, fastmath=True, cache=True)

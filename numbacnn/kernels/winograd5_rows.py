@@ -20,10 +20,11 @@ from numbacnn.kernels.winograd5 import (
     bt6,
     filter_values,
     store_filter,
-    store_output_grad,
 )
 
 ZERO = np.float32(0.0)
+# A's rows (A = (Aᵀ)ᵀ, 6 × 2): dM[6·i + j] = Σ A[i, r]·A[j, s]·g[r, s]
+A_ROWS = np.array([[1, 0], [1, 1], [1, -1], [1, 2], [1, -2], [0, 1]], np.float32)
 
 
 @njit(inline="always")
@@ -75,22 +76,37 @@ def _grad_tap(src, msk, relu, q, keep):
 
 
 @njit(inline="always")
-def output_grad_tile_row(dM, col0, src, msk, relu, oy, OH, OW, TW):
-    """dM[:, col0 + tw] = A·g·Aᵀ for tw < TW, g the 2×2 tile at row oy, column 2·tw of
-    the gradient plane src (OH·OW flat; 0 outside, and where msk ≤ 0 when ``relu`` ≠ 0).
-    One pass, tile by tile (passes as the input transform's measured 5% slower)."""
-    two = oy + 1 < OH
-    top = _u(oy * OW)
-    bottom = _u(min(oy + 1, OH - 1) * OW)
-    for tw in range(TW):
-        x0 = 2 * tw
-        right = x0 + 1 < OW
-        xl = _u(x0)
-        xr = _u(min(x0 + 1, OW - 1))
-        store_output_grad(dM, _u(col0 + tw), _grad_tap(src, msk, relu, top + xl, True),
-                          _grad_tap(src, msk, relu, top + xr, right),
-                          _grad_tap(src, msk, relu, bottom + xl, two),
-                          _grad_tap(src, msk, relu, bottom + xr, two and right))
+def output_grad_tile_plane(dM, col0, src, msk, relu, OH, OW, TH, TW, G):
+    """dM[:, col0 + t] = A·g·Aᵀ for the t < TH·TW tiles of the gradient plane src (OH·OW
+    flat; 0 outside, and where msk ≤ 0 when ``relu`` ≠ 0), g tile t's 2×2 values. First
+    the four values of every tile into G (4 × TH·TW: top left, top right, bottom left,
+    bottom right), then each of the 36 positions, A[i, r]·A[j, s]·g[r, s] summed, as one
+    loop over all the plane's tiles (it vectorizes; one pass tile by tile stored 36
+    scalars a tile: bench/RESULTS.md)."""
+    for th in range(TH):
+        oy = 2 * th
+        two = oy + 1 < OH
+        top = _u(oy * OW)
+        bottom = _u(min(oy + 1, OH - 1) * OW)
+        for tw in range(TW):
+            x0 = 2 * tw
+            right = x0 + 1 < OW
+            xl = _u(x0)
+            xr = _u(min(x0 + 1, OW - 1))
+            t = _u(th * TW + tw)
+            G[0, t] = _grad_tap(src, msk, relu, top + xl, True)
+            G[1, t] = _grad_tap(src, msk, relu, top + xr, right)
+            G[2, t] = _grad_tap(src, msk, relu, bottom + xl, two)
+            G[3, t] = _grad_tap(src, msk, relu, bottom + xr, two and right)
+    g00, g01, g10, g11 = G[0], G[1], G[2], G[3]
+    for i in range(6):
+        for j in range(6):
+            c00, c01 = A_ROWS[i, 0] * A_ROWS[j, 0], A_ROWS[i, 0] * A_ROWS[j, 1]
+            c10, c11 = A_ROWS[i, 1] * A_ROWS[j, 0], A_ROWS[i, 1] * A_ROWS[j, 1]
+            row = dM[6 * i + j]
+            for t in range(TH * TW):
+                q = _u(t)
+                row[_u(col0 + t)] = c00 * g00[q] + c01 * g01[q] + c10 * g10[q] + c11 * g11[q]
 
 
 @njit(inline="always")
