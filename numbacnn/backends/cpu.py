@@ -66,8 +66,8 @@ on_host = True  # arrays are numpy arrays in host memory: nothing to copy
 WINOGRAD_AUTO_MIN_CK: int | None = 32 * 64
 # The same for a 5×5 stride-1 convolution (Winograd F(2×2, 5×5)), measured by
 # bench/winograd5_layers.py (bench/RESULTS.md, "Winograd F(2×2, 5×5)"): faster than im2col
-# for cifar10's conv2 (C·K = 32·64) and AlexNet's conv2 (96·256), slower for cifar10's
-# conv1 (3·32), even for lenet's conv2 (6·16)
+# for cifar10's conv2 (C·K = 32·64), AlexNet's conv2 (96·256) and lenet's conv2 (6·16),
+# 1.7x slower for cifar10's conv1 (3·32, the same C·K as lenet's: this rule leaves both)
 WINOGRAD5_AUTO_MIN_CK: int | None = 32 * 64
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 

@@ -53,8 +53,8 @@ COMPILE_SECONDS = {
     # Winograd F(2×2, 5×5), cpu_winograd5.py: one thread, empty cache, CPU seconds, two
     # runs (bench/RESULTS.md, "Winograd F(2×2, 5×5)"); the forward part with the filter,
     # input and output loops, the backward part with the output-gradient loop
-    "_winograd5_forward_part": 3.7, "_winograd5_backward_part": 2.2,
-    "_winograd5_finish_grads": 0.8,
+    "_winograd5_forward_part": 3.5, "_winograd5_backward_part": 2.3,
+    "_winograd5_finish_grads": 0.7,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.
