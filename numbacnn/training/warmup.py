@@ -64,7 +64,8 @@ COMPILED_TOGETHER = ({"_conv_forward_part", "_conv_backward_part"},
                       "_winograd_filter_grads", "_winograd_finish_grads"},
                      {"_winograd5_forward_part", "_winograd5_backward_part", "_winograd5_inputs",
                       "_winograd5_outputs", "_winograd5_output_grads", "_winograd5_filters",
-                      "_winograd5_filter_grads", "_winograd5_finish_grads"})
+                      "_winograd5_input_grads", "_winograd5_filter_grads",
+                      "_winograd5_finish_grads"})
 DEFAULT_SECONDS = 0.4
 START_SECONDS = 0.8  # a spawned process imports numpy, numba and numbacnn (quiet machine)
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
