@@ -77,9 +77,10 @@ def windows_inside(H: int, W: int, OH: int, OW: int, FH: int, FW: int, SH: int, 
 
 def winograd_applies(F: Pair, S: Pair, dilation: Pair = 1, groups: int = 1) -> bool:
     """Whether a convolution with an F window, stride S, ``dilation`` and ``groups`` can
-    run as Winograd F(2×2, 3×3): a 3×3 window, stride 1, dilation 1, one group (any
-    padding)."""
-    return pair(F) == (3, 3) and pair(S) == (1, 1) and pair(dilation) == (1, 1) and groups == 1
+    run as Winograd F(2×2, 3×3) or F(2×2, 5×5): a 3×3 or 5×5 window, stride 1, dilation
+    1, one group (any padding)."""
+    return (pair(F) in ((3, 3), (5, 5)) and pair(S) == (1, 1) and pair(dilation) == (1, 1)
+            and groups == 1)
 
 
 def direct_applies(F: Pair, S: Pair, pad: Pads, dilation: Pair = 1) -> bool:

@@ -117,6 +117,9 @@ def drive_every_kernel() -> list[Record]:
         direct = Network.from_spec("input 7x7x2\ntanh\nconv 3 3 pad=1 algo=direct "
                                    "activation=relu\nfc 3\nsoftmax", device="cuda")
         direct.initialize(seed=1).train_step(x, np.array([0, 2]))
+        winograd5 = Network.from_spec("input 7x7x2\ntanh\nconv 3 5 pad=2 algo=winograd "
+                                      "activation=relu\nfc 3\nsoftmax", device="cuda")
+        winograd5.initialize(seed=1).train_step(x, np.array([0, 2]))
         B = cuda_backend
         for trans_a, trans_b in itertools.product((False, True), repeat=2):
             a = np.ones((3, 5) if trans_a else (5, 3), np.float32)
@@ -138,11 +141,12 @@ def records() -> list[Record]:
 def expected_kernels() -> dict[Callable, str]:
     """Every kernel function of the CUDA backend: its drivers and the 4 SGEMM variants."""
     from numbacnn.backends import cuda as cuda_backend
-    from numbacnn.backends import cuda_direct, cuda_winograd
+    from numbacnn.backends import cuda_direct, cuda_winograd, cuda_winograd5
     from numbacnn.backends.sgemm import sgemm_kernel, sum_splits
 
     # launchers carry py_func; device functions (numba dispatchers) are compiled inside them
-    kernels = {obj.py_func: name for module in (cuda_backend, cuda_winograd, cuda_direct)
+    kernels = {obj.py_func: name for module in (cuda_backend, cuda_winograd, cuda_winograd5,
+                                                 cuda_direct)
                for name, obj in vars(module).items()
                if callable(obj) and hasattr(obj, "py_func") and not hasattr(obj, "targetoptions")}
     for trans_a, trans_b in itertools.product((False, True), repeat=2):
@@ -382,13 +386,20 @@ def test_hot_kernels_keep_registers_and_instructions_within_budget(compiled: lis
     assert not failures, "\n".join(failures)
 
 
-def test_winograd_kernels_keep_within_64_registers(compiled: list, tmp_path: Path):
-    """The Winograd transforms (one thread per tile: 16 values in registers) assemble
-    within HOT_REGISTERS registers and without spills."""
-    from numbacnn.backends import cuda_winograd
+# Over 64: ptxas gave a whole 6×6 tile 90, half of one 70, a third 80 (it schedules the
+# loads early); no spills
+WINOGRAD5_INPUT_REGISTERS = 72
 
-    kernels = {obj.py_func: name for name, obj in vars(cuda_winograd).items()
-               if name.startswith("winograd_") and hasattr(obj, "py_func")}
+
+def test_winograd_kernels_keep_within_64_registers(compiled: list, tmp_path: Path):
+    """The Winograd transforms (one thread per tile: 16 values in registers, 36 for 5×5)
+    assemble within HOT_REGISTERS registers and without spills; the 5×5 input transform
+    (half a tile a thread) within WINOGRAD5_INPUT_REGISTERS."""
+    from numbacnn.backends import cuda_winograd, cuda_winograd5
+
+    kernels = {obj.py_func: name for module in (cuda_winograd, cuda_winograd5)
+               for name, obj in vars(module).items()
+               if name.startswith("winograd") and hasattr(obj, "py_func")}
     failures, seen = [], {}
     for label, fn, _, ptx in compiled:
         if fn not in kernels:
@@ -397,10 +408,11 @@ def test_winograd_kernels_keep_within_64_registers(compiled: list, tmp_path: Pat
         registers = max(int(n) for n in re.findall(r"Used (\d+) registers", report))
         spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", report)
         seen[kernels[fn]] = registers
-        if registers > HOT_REGISTERS or any(int(a) or int(b) for a, b in spills):
+        budget = WINOGRAD5_INPUT_REGISTERS if kernels[fn] == "winograd5_inputs" else HOT_REGISTERS
+        if registers > budget or any(int(a) or int(b) for a, b in spills):
             failures.append(f"{label}: {registers} registers, spills {spills}")
     print("Winograd registers:", seen)
-    assert set(seen) == set(kernels.values()) and len(seen) == 5
+    assert set(seen) == set(kernels.values()) and len(seen) == 10
     assert not failures, "\n".join(failures)
 
 

@@ -45,6 +45,11 @@ from numbacnn.backends.cpu_winograd import (  # noqa: F401
     winograd_forward,
     winograd_workspace,
 )
+from numbacnn.backends.cpu_winograd5 import (  # noqa: F401
+    winograd5_backward,
+    winograd5_forward,
+    winograd5_workspace,
+)
 from numbacnn.kernels import (
     batchnorm,
     conv,
@@ -70,6 +75,12 @@ WINOGRAD_AUTO_MIN_CK: int | None = 32 * 64
 # faster for fmnist's conv1 (one channel, 3×3), even at 2 channels without dx, slower
 # at 3·9 and with an input gradient, and for 5×5 windows (not unrolled)
 DIRECT_AUTO_MAX_TAPS: int | None = 9
+
+# The same for a 5×5 stride-1 convolution (Winograd F(2×2, 5×5)), measured by
+# bench/winograd5_layers.py (bench/RESULTS.md, "Winograd F(2×2, 5×5)"): faster than im2col
+# for cifar10's conv2 (C·K = 32·64), AlexNet's conv2 (96·256) and lenet's conv2 (6·16),
+# 1.7x slower for cifar10's conv1 (3·32, the same C·K as lenet's: this rule leaves both)
+WINOGRAD5_AUTO_MIN_CK: int | None = 32 * 64
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 

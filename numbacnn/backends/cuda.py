@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from numba import config, cuda, float32, njit
 
-from numbacnn.backends import cuda_direct, cuda_winograd, whole_batch
+from numbacnn.backends import cuda_direct, cuda_winograd, cuda_winograd5, whole_batch
 from numbacnn.backends.cuda_dry_run import (  # noqa: F401
     DryArray,
     counters,
@@ -148,22 +148,22 @@ def conv_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db
                          ws["out"], geo, groups, OH, OW, relu)
 
 
-# The smallest C·K at which ``algo=auto`` runs a 3×3 stride-1 convolution as Winograd
-# (layers/conv.py); None: at none, until a GPU measurement says otherwise. Also the
-# direct convolution's largest C/G·FH·FW (cuda_direct.py).
+# The smallest C·K at which ``algo=auto`` runs a 3×3 stride-1 convolution as Winograd, and
+# the direct convolution's largest C/G·FH·FW (layers/conv.py): None until a GPU measures.
 WINOGRAD_AUTO_MIN_CK: int | None = None
 winograd_workspace = cuda_winograd.winograd_workspace
 winograd_forward = cuda_winograd.winograd_forward
 direct_workspace, direct_forward = cuda_direct.direct_workspace, cuda_direct.direct_forward
 direct_backward, DIRECT_AUTO_MAX_TAPS = cuda_direct.direct_backward, None  # not measured
-
-
 def winograd_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db: Any,
                       dx: Any, ws: dict[str, Any], geo: tuple, OH: int, OW: int,
                       relu: int) -> None:
     """``cuda_winograd.winograd_backward`` with this backend's row sums (the bias gradient)."""
     cuda_winograd.winograd_backward(row_sum, x, H, W, w2, y, dy, dw2, db, dx, ws, geo, OH, OW,
                                     relu)
+# Winograd F(2×2, 5×5) (cuda_winograd5.py; no auto rule until a GPU measures one)
+WINOGRAD5_AUTO_MIN_CK, winograd5_workspace, winograd5_forward, winograd5_backward = (
+    cuda_winograd5.backend_drivers(lambda: row_sum))
 
 
 # --- kernels ---------------------------------------------------------------------------------

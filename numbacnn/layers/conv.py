@@ -13,15 +13,16 @@ each core's cache) and ``cuda.py`` (the whole batch at once).
 Algorithm (``algo=``, else the network's ``conv_algo``, :data:`CONV_ALGORITHMS`):
 ``im2col`` as above, ``winograd``, F(2×2, 3×3) (``numbacnn/kernels/winograd.py``;
 ``winograd_forward``/``winograd_backward`` of each backend) for 3×3 windows of stride 1,
-dilation 1 and one group, or ``direct`` (``numbacnn/kernels/direct_conv.py``;
+dilation 1 and one group, F(2×2, 5×5) (``kernels/winograd5.py``; ``winograd5_forward``/
+``winograd5_backward``) for such 5×5 windows, or ``direct`` (``numbacnn/kernels/direct_conv.py``;
 ``direct_forward``/``direct_backward``) for stride 1 and an output as wide as the input
 (``geometry.direct_applies``: ``pad=same`` and the like); ``auto`` picks the direct
 convolution where it applies and C/G·FH·FW is at most the backend's
 ``DIRECT_AUTO_MAX_TAPS``, else Winograd where it applies and the backend's
-``WINOGRAD_AUTO_MIN_CK`` (the smallest C·K it measured Winograd faster at; None: at
-none) says so. A network-wide ``winograd`` or ``direct`` leaves the convolutions it
-cannot run on im2col; ``algo=winograd`` or ``algo=direct`` on a layer that cannot use it
-is an error.
+``WINOGRAD_AUTO_MIN_CK`` (``WINOGRAD5_AUTO_MIN_CK`` for 5×5: the smallest C·K it measured
+Winograd faster at; None: at none) says so. A network-wide ``winograd`` or ``direct``
+leaves the convolutions it cannot run on im2col; ``algo=winograd`` or ``algo=direct`` on
+a layer that cannot use it is an error.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class Conv2D(FusesFollowingReLU, Layer):
     table_name, spatial, bias_keys = "CONV", True, ("b",)
     feature_map = True
     drivers = ("conv_workspace", "conv_forward", "conv_backward", "winograd_workspace",
-               "winograd_forward", "winograd_backward", "direct_workspace", "direct_forward",
+               "winograd_forward", "winograd_backward", "winograd5_workspace",
+               "winograd5_forward", "winograd5_backward", "direct_workspace", "direct_forward",
                "direct_backward")
     # the drivers of the algorithm the layer does not use are not called
     conditional_drivers = {"conv_workspace": "uses_im2col", "conv_forward": "uses_im2col",
@@ -78,6 +80,9 @@ class Conv2D(FusesFollowingReLU, Layer):
                            "winograd_workspace": "uses_winograd",
                            "winograd_forward": "uses_winograd",
                            "winograd_backward": "uses_winograd",
+                           "winograd5_workspace": "uses_winograd5",
+                           "winograd5_forward": "uses_winograd5",
+                           "winograd5_backward": "uses_winograd5",
                            "direct_workspace": "uses_direct", "direct_forward": "uses_direct",
                            "direct_backward": "uses_direct"}
 
@@ -101,9 +106,9 @@ class Conv2D(FusesFollowingReLU, Layer):
         groups must divide the filters; ``algo=winograd`` needs a window it can run."""
         if values.get("algo") == "winograd" and not winograd_applies(
                 values["size"], values["stride"], values["dilation"], values["groups"]):
-            raise ValueError("algo=winograd computes 3×3 windows of stride 1, dilation 1 and "
-                             "one group only; give algo=im2col or algo=auto for this "
-                             "convolution")
+            raise ValueError("algo=winograd computes 3×3 and 5×5 windows of stride 1, "
+                             "dilation 1 and one group only; give algo=im2col or algo=auto "
+                             "for this convolution")
         if values["filters"] % values["groups"]:
             raise ValueError(f"groups={values['groups']} must divide the {values['filters']} "
                              f"filters (each group has K/G of them)")
@@ -144,13 +149,20 @@ class Conv2D(FusesFollowingReLU, Layer):
             return "im2col"
         if wanted == "winograd":
             return "winograd"
-        least = self._backend().WINOGRAD_AUTO_MIN_CK
+        B = self._backend()
+        least = B.WINOGRAD_AUTO_MIN_CK if self.taps() == 9 else B.WINOGRAD5_AUTO_MIN_CK
         C, K = self.input_shape[0], self.filters  # type: ignore[index]
         return "winograd" if least is not None and C * K >= least else "im2col"
 
     @property
     def uses_winograd(self) -> bool:
-        return self.algorithm() == "winograd"
+        """Winograd F(2×2, 3×3)."""
+        return self.algorithm() == "winograd" and self.taps() == 9
+
+    @property
+    def uses_winograd5(self) -> bool:
+        """Winograd F(2×2, 5×5)."""
+        return self.algorithm() == "winograd" and self.taps() == 25
 
     @property
     def uses_direct(self) -> bool:
@@ -206,9 +218,11 @@ class Conv2D(FusesFollowingReLU, Layer):
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
         algo = self.algorithm()
-        if algo == "winograd":  # at most the whole batch's V and M, for y's tiles or dx's
+        if algo == "winograd":  # at most the whole batch's V and M, for y's tiles or dx's,
+            # and the transformed filters (16 positions, 36 for 5×5)
             tiles = max((OH + 1) // 2 * ((OW + 1) // 2), (H + 1) // 2 * ((W + 1) // 2))
-            return 4 * 16 * (batch * tiles * (C + K) + K * C)
+            positions = 36 if self.taps() == 25 else 16
+            return 4 * positions * (batch * tiles * (C + K) + K * C)
         if algo == "direct":  # per part a few padded planes (per image on the GPU)
             shapes = self._backend().direct_workspace(batch, C, K, H, W, OH, OW,
                                                       self.geometry, self.groups)
@@ -243,12 +257,14 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     def _workspace(self, N: int, algo: str) -> dict[str, Any]:
         """The backend's convolution buffers for a batch of N (``conv_workspace``,
-        ``winograd_workspace`` or ``direct_workspace``)."""
+        ``winograd_workspace``, ``winograd5_workspace`` or ``direct_workspace``)."""
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
         if algo == "direct":
             shapes = self._backend().direct_workspace(N, C, K, H, W, OH, OW, self.geometry,
                                                       self.groups)
+        elif algo == "winograd" and self.taps() == 25:
+            shapes = self._backend().winograd5_workspace(N, C, K, H, W, OH, OW)
         elif algo == "winograd":
             shapes = self._backend().winograd_workspace(N, C, K, H, W, OH, OW)
         else:
@@ -265,7 +281,11 @@ class Conv2D(FusesFollowingReLU, Layer):
         x3 = self._reshaped(x, (N, C, H * W))  # im2col reads each input plane flat
         w2 = self._reshaped(self.params["W"], (K, C // self.groups * self.taps()))
         algo = self.algorithm()
-        if algo == "winograd":
+        if algo == "winograd" and self.taps() == 25:
+            B.winograd5_forward(x3, H, W, w2, self.params["b"], self._flat(y),
+                                self._workspace(N, algo), self.geometry, OH, OW,
+                                int(self.fused_relu))
+        elif algo == "winograd":
             B.winograd_forward(x3, H, W, w2, self.params["b"], self._flat(y),
                                self._workspace(N, algo), self.geometry, OH, OW,
                                int(self.fused_relu))
@@ -293,7 +313,10 @@ class Conv2D(FusesFollowingReLU, Layer):
                 self._reshaped(self.grads["W"], (K, CFF)), self.grads["b"],
                 None if dx is None else self._reshaped(dx, (N, C, H * W)))
         algo = self.algorithm()
-        if algo == "winograd":
+        if algo == "winograd" and self.taps() == 25:
+            B.winograd5_backward(*args, self._workspace(N, algo), self.geometry, OH, OW,
+                                 int(self.fused_relu))
+        elif algo == "winograd":
             B.winograd_backward(*args, self._workspace(N, algo), self.geometry, OH, OW,
                                 int(self.fused_relu))
         else:

@@ -55,6 +55,11 @@ COMPILE_SECONDS = {
     # the direct convolution's (bench/compile_profile.py, one thread, "with callees")
     "_direct_forward_part": 1.9, "_direct_weight_grads_part": 1.3,
     "_direct_input_grads_part": 2.1,
+    # Winograd F(2×2, 5×5), cpu_winograd5.py: one thread, empty cache, CPU seconds, two
+    # runs (bench/RESULTS.md, "Winograd F(2×2, 5×5)"); the forward part with the filter,
+    # input and output loops, the backward part with the output-gradient loop
+    "_winograd5_forward_part": 3.5, "_winograd5_backward_part": 2.3,
+    "_winograd5_finish_grads": 0.7,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.
@@ -62,7 +67,11 @@ COMPILED_TOGETHER = ({"_conv_forward_part", "_conv_backward_part"},
                      {"_winograd_forward_part", "_winograd_backward_part", "_winograd_inputs",
                       "_winograd_plane_inputs", "_winograd_outputs", "_winograd_grad_tiles",
                       "_winograd_filters", "_winograd_filter_grads", "_winograd_finish_grads",
-                      "_part_chunks"})
+                      "_part_chunks"},
+                     {"_winograd5_forward_part", "_winograd5_backward_part", "_winograd5_inputs",
+                      "_winograd5_outputs", "_winograd5_output_grads", "_winograd5_filters",
+                      "_winograd5_input_grads", "_winograd5_filter_grads",
+                      "_winograd5_finish_grads"})
 DEFAULT_SECONDS = 0.4
 START_SECONDS = 0.8  # a spawned process imports numpy, numba and numbacnn (quiet machine)
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}

@@ -74,6 +74,10 @@ VARIANTS: dict[str, LayerCase] = {
     "conv-direct-same": LayerCase("conv 3 3 pad=same algo=direct", (2, 2, 5, 4)),
     "conv-direct-groups-dilated": LayerCase("conv 4 3 pad=2,2,0,2 groups=2 dilation=2x2 "
                                             "algo=direct", (2, 2, 5, 6)),
+    "conv-winograd5-p2": LayerCase("conv 3 5 pad=2 algo=winograd", (2, 2, 5, 4),
+                                   atol_scale=5e-5),
+    "conv-winograd5-p0": LayerCase("conv 2 5 algo=winograd", (1, 2, 7, 6),
+                                   atol_scale=5e-5),
     "maxpool-f2": LayerCase("maxpool 2", (2, 2, 4, 6), "distinct"),
     "batchnorm-fc": LayerCase("batchnorm momentum=0.5", (6, 3, 1, 1)),
 }
