@@ -39,8 +39,8 @@ _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end
 # three, one thread, 18.9 → 5.8 ms a step); 2×2 stride 2 the tiles body, one store per
 # element, one dx row at a time (``max_pool_backward_tiles_plane``: fmnist's first pooling
 # 1.24 → 0.7 ms, one thread; the scatter took 2.2 ms in fmnist's step). The 2×2 forward
-# finds its winners by selects, which vectorize; 3×3 stride 2 by branches, faster there
-# (``max_pool_forward_inside_at``'s ``selects``).
+# finds its winners by selects, which vectorize (``max_pool_forward_by_selects``); 3×3
+# stride 2 by branches, faster there.
 class _ByWindow:
     """A pooling driver ``name(n, L, ...)`` that calls the compiled driver of its window:
     :meth:`choose`. ``arrays``: the positions of the input-sized and output-sized
@@ -71,12 +71,12 @@ class _ByWindow:
 @njit(parallel=True, fastmath=True, cache=True)
 def _max_pool_forward_2x2(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):
     for t in prange(n):
-        pool.max_pool_forward_inside_at(t, 0, L, y, argmax, x, 2, 2, 2, 2, True)
+        pool.max_pool_forward_by_selects(t, y, argmax, x, 2, 2, 2, 2)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _max_pool_forward_3x3s2(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):
     for t in prange(n):
-        pool.max_pool_forward_inside_at(t, 0, L, y, argmax, x, 3, 3, 2, 2, False)
+        pool.max_pool_forward_inside_at(t, 0, L, y, argmax, x, 3, 3, 2, 2)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _max_pool_forward_any(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):

@@ -33,22 +33,15 @@ def max_pool_forward_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, PH, PW):
     """Outputs lo … hi − 1 of plane t = (n, c) of y: the max of each window, over its
     input cells only, and where it was (the first of equal maxima in row order)."""
     if windows_inside(x.shape[2], x.shape[3], y.shape[2], y.shape[3], FH, FW, SH, SW, PH, PW):
-        max_pool_forward_inside_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, False)
+        max_pool_forward_inside_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW)
     else:
         max_pool_forward_clipped_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, PH, PW)
 
 
 @njit(inline="always")
-def max_pool_forward_inside_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, selects):
+def max_pool_forward_inside_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW):
     """``max_pool_forward_at`` where every window lies inside the input (the CPU
-    driver's constant windows call it alone: it compiles in half the time of both).
-
-    ``selects`` (a constant in each caller, so one form is compiled): the winner found
-    by selects, which LLVM vectorizes along the row (fy·W + fx is the same for every
-    window of the row), or by a branch on each cell. One thread, interleaved: fmnist's
-    first pooling (2×2/2) 1.2 ms by branches, 1.05 by selects; AlexNet's first
-    (3×3/2, 55×55) 2.0 ms by branches, 3.4 by selects (three taps of stride 2 make a
-    slow vector loop)."""
+    driver's constant windows call it alone: it compiles in half the time of both)."""
     C = x.shape[1]
     W = x.shape[3]
     OW = y.shape[3]
@@ -60,32 +53,51 @@ def max_pool_forward_inside_at(t, lo, hi, y, argmax, x, FH, FW, SH, SW, selects)
         y_row = y[n, c, oy]
         at_row = argmax[n, c, oy]
         for ox in range(a, b):
-            # the max by max(), where by a select on v > the max so far: no branch on
-            # the data, and LLVM vectorizes the row (fy·W + fx is the same along it)
+            first = oy * SH * W + ox * SW
             best = plane[oy * SH, ox * SW]
-            if selects:  # the max by max(), where by a select: no branch on the data
-                best_at = np.int32(0)
-                for fy in range(FH):
-                    row = plane[oy * SH + fy]
-                    for fx in range(FW):
-                        v = row[np.uint64(ox * SW + fx)]
-                        best_at = np.int32(fy * W + fx) if v > best else best_at
-                        best = max(best, v)
-                at_row[np.uint64(ox)] = best_at
-            else:  # positions, made relative when stored
-                first = oy * SH * W + ox * SW
-                best_at = first
-                for fy in range(FH):
-                    row = plane[oy * SH + fy]
-                    for fx in range(FW):
-                        v = row[np.uint64(ox * SW + fx)]
-                        if v > best:
-                            best = v
-                            best_at = (oy * SH + fy) * W + ox * SW + fx
-                at_row[np.uint64(ox)] = best_at - first
+            best_at = first
+            for fy in range(FH):
+                row = plane[oy * SH + fy]
+                for fx in range(FW):
+                    v = row[np.uint64(ox * SW + fx)]
+                    if v > best:
+                        best = v
+                        best_at = (oy * SH + fy) * W + ox * SW + fx
             y_row[np.uint64(ox)] = best
+            at_row[np.uint64(ox)] = best_at - first  # relative to the window
         oy += 1
         a = 0
+
+
+@njit(inline="always")
+def max_pool_forward_by_selects(t, y, argmax, x, FH, FW, SH, SW):
+    """All of plane t = (n, c) of y where every window lies inside the input, as
+    :func:`max_pool_forward_inside_at`, the winner found by selects instead of a branch
+    on each cell (the CPU's 2×2 stride 2 driver): the max by max(), where by a select
+    on v > the max so far; LLVM vectorizes the row (fy·W + fx is the same for all its
+    windows). One thread, interleaved: fmnist's first pooling 1.18 → 1.0 ms; AlexNet's
+    first (3×3/2, 55×55) 2.0 ms by branches, 3.4 by selects (three taps of stride 2
+    make a slow vector loop), so its driver keeps the branches."""
+    C = x.shape[1]
+    W = x.shape[3]
+    OH = y.shape[2]
+    OW = y.shape[3]
+    n, c = split(t, C)
+    plane = x[n, c]
+    for oy in range(OH):
+        y_row = y[n, c, oy]
+        at_row = argmax[n, c, oy]
+        for ox in range(OW):
+            best = plane[oy * SH, np.uint64(ox * SW)]
+            best_at = np.int32(0)
+            for fy in range(FH):
+                row = plane[oy * SH + fy]
+                for fx in range(FW):
+                    v = row[np.uint64(ox * SW + fx)]
+                    best_at = np.int32(fy * W + fx) if v > best else best_at
+                    best = max(best, v)
+            y_row[np.uint64(ox)] = best
+            at_row[np.uint64(ox)] = best_at
 
 
 @njit(inline="always")
@@ -233,9 +245,10 @@ def max_pool_backward_tiles_plane(t, dx, dy, argmax, FH, FW, SH, SW):
             for xx in range(W):
                 dst[np.uint64(xx)] = zero
         else:
-            for ox in range(OW):
-                for xx in range(ox * SW + FW, min(ox * SW + SW, W)):
-                    dst[np.uint64(xx)] = zero
+            if SW > FW:  # (a constant test in the drivers: no loop where windows tile)
+                for ox in range(OW):
+                    for xx in range(ox * SW + FW, min(ox * SW + SW, W)):
+                        dst[np.uint64(xx)] = zero
             for xx in range(OW * SW, W):
                 dst[np.uint64(xx)] = zero
 
