@@ -217,6 +217,30 @@ def test_element_bodies_equal_the_cpu_drivers():
     assert checked == 30  # 22 convolution and pooling cases, 8 padded or clipped pooling
 
 
+@pytest.mark.parametrize("window", [(2, 2, 2, 2), (2, 1, 3, 2), (1, 2, 2, 3), (3, 3, 3, 3)])
+def test_tiles_backward_body_equals_the_gather_body(window: tuple[int, int, int, int]):
+    """The CPU's backward body for windows that do not overlap (its 2×2 stride 2 driver),
+    with the window as numbers rather than the driver's constants: the same dx as the
+    gather span body where windows tile, leave gaps between them (S > F) and leave rows
+    and columns at the end (7×8 planes); every element is written (dx starts as NaN)."""
+    FH, FW, SH, SW = window
+    rng = np.random.default_rng(13)
+    N, C, H, W = 2, 3, 7, 8
+    OH, OW = (H - FH) // SH + 1, (W - FW) // SW + 1
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    y = np.zeros((N, C, OH, OW), np.float32)
+    argmax = np.zeros(y.shape, np.int32)
+    cpu.max_pool_forward(N * C, OH * OW, y, argmax, x, FH, FW, SH, SW, 0, 0)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want = np.full_like(x, np.nan)
+    got = np.full_like(x, np.nan)
+    for t in range(N * C):
+        pool.max_pool_backward_at.py_func(t, 0, H * W, want, dy, argmax, FH, FW, SH, SW, 0, 0)
+        pool.max_pool_backward_tiles_plane.py_func(t, got, dy, argmax, FH, FW, SH, SW)
+    np.testing.assert_array_equal(got, want)
+    assert np.count_nonzero(got) == N * C * OH * OW  # one winner per window
+
+
 REORDER_ELEMENT_BODIES = {"gemm_to_nchw": conv.gemm_to_nchw_element_at,
                           "nchw_to_gemm": conv.nchw_to_gemm_element_at}
 

@@ -36,8 +36,11 @@ _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end
 # windows: the three loops in one driver took a third of fmnist's first-run compile (9.7
 # of 29 CPU seconds, 3.2 with one loop). Max pooling's backward for overlapping and
 # padded windows runs the scatter body (``max_pool_backward_plane``, any window: AlexNet's
-# three, one thread, 18.9 → 5.8 ms a step); 2×2 stride 2 keeps the row body, whose one
-# store per element was faster in fmnist's step (1.85 against 2.2 ms, its first pooling).
+# three, one thread, 18.9 → 5.8 ms a step); 2×2 stride 2 the tiles body, one store per
+# element, one dx row at a time (``max_pool_backward_tiles_plane``: fmnist's first pooling
+# 1.24 → 0.7 ms, one thread; the scatter took 2.2 ms in fmnist's step). The 2×2 forward
+# finds its winners by selects, which vectorize (``max_pool_forward_by_selects``); 3×3
+# stride 2 by branches, faster there.
 class _ByWindow:
     """A pooling driver ``name(n, L, ...)`` that calls the compiled driver of its window:
     :meth:`choose`. ``arrays``: the positions of the input-sized and output-sized
@@ -68,7 +71,7 @@ class _ByWindow:
 @njit(parallel=True, fastmath=True, cache=True)
 def _max_pool_forward_2x2(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):
     for t in prange(n):
-        pool.max_pool_forward_inside_at(t, 0, L, y, argmax, x, 2, 2, 2, 2)
+        pool.max_pool_forward_by_selects(t, y, argmax, x, 2, 2, 2, 2)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _max_pool_forward_3x3s2(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):
@@ -83,12 +86,12 @@ def _max_pool_forward_any(n, L, y, argmax, x, FH, FW, SH, SW, PH, PW):
 @njit(parallel=True, fastmath=True, cache=True)
 def _max_pool_backward_2x2(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
     for t in prange(n):
-        pool.max_pool_backward_at(t, 0, L, dx, dy, argmax, 2, 2, 2, 2, 0, 0)
+        pool.max_pool_backward_tiles_plane(t, dx, dy, argmax, 2, 2, 2, 2)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _max_pool_backward_any(n, L, dx, dy, argmax, FH, FW, SH, SW, PH, PW):
     for t in prange(n):
-        pool.max_pool_backward_plane(t, dx, dy, argmax)
+        pool.max_pool_backward_plane(t, dx, dy, argmax, SH, SW, PH, PW)
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _avg_pool_forward_2x2(n, L, y, x, FH, FW, SH, SW, PH, PW, count_pad):
