@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from numbacnn.backends import cblas
+from numbacnn.errors import DeviceError
 
 HAS_MKL = cblas.mkl_library() is not None
 
@@ -67,7 +68,7 @@ def test_mkl_runs_in_its_sequential_layer() -> None:
 
 def test_unknown_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NUMBACNN_BLAS", "atlas")
-    with pytest.raises(ValueError, match="NUMBACNN_BLAS='atlas': use auto, mkl or numpy"):
+    with pytest.raises(DeviceError, match="NUMBACNN_BLAS='atlas': use auto, mkl or numpy"):
         cblas.blas_choice()
 
 
@@ -77,10 +78,23 @@ def test_asking_for_mkl_without_it_says_how_to_install(monkeypatch: pytest.Monke
     cblas.sgemm.cache_clear()
     cblas._mkl.cache_clear()
     try:
-        with pytest.raises(RuntimeError, match="pip install mkl"):
+        with pytest.raises(DeviceError, match="pip install mkl"):
             cblas.sgemm()
     finally:
         cblas.sgemm.cache_clear()
         cblas._mkl.cache_clear()
         monkeypatch.undo()
         cblas.sgemm()  # this process's choice again, for the tests after this one
+
+
+def test_a_bad_choice_ends_a_first_run_in_one_line(tmp_path) -> None:
+    # the warm-up compiles in this process first: a settings error is the run's error, not
+    # a "compiling in parallel failed" warning followed by the same error
+    env = {**os.environ, "NUMBACNN_BLAS": "atlas", "NUMBACNN_CACHE_DIR": str(tmp_path / "c")}
+    proc = subprocess.run([sys.executable, "-c", "from numbacnn_cli.main import main; main()",
+                           "train", "--epochs", "1", "--out", str(tmp_path / "m.h5")],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: NUMBACNN_BLAS='atlas': use auto, mkl or numpy"], proc.stderr
+    assert not (tmp_path / "m.h5").exists()

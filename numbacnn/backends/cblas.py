@@ -33,6 +33,8 @@ from typing import Any
 
 import threadpoolctl
 
+from numbacnn.errors import DeviceError
+
 ROW_MAJOR = 101  # CBLAS_ORDER / CBLAS_TRANSPOSE values of every CBLAS
 NO_TRANS = 111
 TRANS = 112
@@ -49,7 +51,7 @@ def blas_choice() -> str:
     """``NUMBACNN_BLAS``: "auto" (MKL where installed), "mkl" or "numpy"."""
     choice = os.environ.get("NUMBACNN_BLAS", "auto").strip().lower() or "auto"
     if choice not in ("auto", "mkl", "numpy"):
-        raise ValueError(f"NUMBACNN_BLAS={choice!r}: use auto, mkl or numpy")
+        raise DeviceError(f"NUMBACNN_BLAS={choice!r}: use auto, mkl or numpy")
     return choice
 
 
@@ -103,7 +105,7 @@ def sgemm() -> Any:
     if choice in ("auto", "mkl"):
         function = library_sgemm("mkl")
         if function is None and choice == "mkl":
-            raise RuntimeError("NUMBACNN_BLAS=mkl but MKL is not installed: "
+            raise DeviceError("NUMBACNN_BLAS=mkl but MKL is not installed: "
                                "pip install mkl (or unset NUMBACNN_BLAS)")
         if function is not None:
             return function

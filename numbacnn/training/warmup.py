@@ -37,6 +37,7 @@ import numpy as np
 from numba.core.registry import CPUDispatcher
 
 from numbacnn.backends import kernel_cache
+from numbacnn.errors import NumbacnnError
 
 # CPU seconds each driver took to compile on its first call, the chunk functions it
 # calls included (im2col's with the forward convolution, called first), fmnist's first
@@ -209,6 +210,8 @@ class CompilePlan:
         try:
             try:
                 used.update(compile_share(**jobs[0]))
+            except NumbacnnError:  # bad settings (e.g. NUMBACNN_BLAS): the run would fail too
+                raise
             except Exception as exc:  # the run compiles what is missing on its own
                 return self._failed(str(exc).splitlines()[0] if str(exc) else repr(exc), started)
             for worker in workers:
