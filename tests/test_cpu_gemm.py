@@ -54,3 +54,21 @@ def test_views_that_are_not_contiguous_fall_back_to_numpy() -> None:
     out = np.empty((64, 70), np.float32)
     cpu.gemm(a, b, out)
     np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(cblas.sgemm() is None, reason="no CBLAS function in numpy's BLAS")
+def test_a_short_batch_times_transposed_weights_runs_as_the_transposed_product(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fully connected forward at batch 16, x (16 × K) @ Wᵀ: the weights become the left
+    operand (M, N of the call swapped), and out is still x @ Wᵀ."""
+    shapes: list[tuple[int, int]] = []
+    real = cpu._gemm_in_parts
+    monkeypatch.setattr(cpu, "_gemm_in_parts",
+                        lambda *args: (shapes.append((args[3], args[4])), real(*args))[1])
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((16, 300), dtype=np.float32)
+    w = rng.standard_normal((700, 300), dtype=np.float32)
+    out = np.full((16, 700), np.nan, np.float32)
+    cpu.gemm(x, w, out, trans_b=True)
+    assert shapes == [(700, 16)]
+    np.testing.assert_allclose(out, x.astype(np.float64) @ w.T, rtol=1e-4, atol=1e-4)
