@@ -83,6 +83,7 @@ def test_asking_for_mkl_without_it_says_how_to_install(monkeypatch: pytest.Monke
     finally:
         cblas.sgemm.cache_clear()
         cblas._mkl.cache_clear()
+        cblas._mkl_sgemm.cache_clear()
         monkeypatch.undo()
         cblas.sgemm()  # this process's choice again, for the tests after this one
 

@@ -28,7 +28,7 @@ import glob
 import os
 import site
 import sys
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import threadpoolctl
@@ -169,9 +169,20 @@ def one_blas_thread() -> AbstractContextManager[object]:
     images/s with two BLAS threads, 2,189–2,528 with one (bench/RESULTS.md).
     """
     global _blas_controller
+    if _mkl_sgemm():  # numpy's BLAS is not called between products: nothing spins
+        return nullcontext()
     if _blas_controller is None:
         _blas_controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
     return _blas_controller.limit(limits=1)
+
+
+@functools.cache
+def _mkl_sgemm() -> bool:
+    """Whether :func:`sgemm` is MKL's (sequential: no threads of its own)."""
+    function = sgemm()
+    mkl = _mkl() if function is not None and blas_choice() != "numpy" else None
+    return mkl is not None and ctypes.cast(function, ctypes.c_void_p).value == ctypes.cast(
+        mkl.cblas_sgemm, ctypes.c_void_p).value
 
 
 def name() -> str:
@@ -180,9 +191,8 @@ def name() -> str:
     function = sgemm()
     if function is None:
         return "numpy matmul"
-    mkl = _mkl() if blas_choice() != "numpy" else None
-    if mkl is not None and ctypes.cast(function, ctypes.c_void_p).value == ctypes.cast(
-            mkl.cblas_sgemm, ctypes.c_void_p).value:
+    if _mkl_sgemm():
+        mkl = _mkl()
         version = ctypes.create_string_buffer(256)
         mkl.MKL_Get_Version_String(version, 256)
         words = version.value.decode(errors="replace").split()
