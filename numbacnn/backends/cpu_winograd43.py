@@ -25,10 +25,12 @@ _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end
 
 POSITIONS = 36  # the 6×6 transformed tile
 # V and M of one chunk within a core's L2, but at least MIN_CHUNK_TILES tiles and
-# MIN_CHUNK_OVER_U times U's bytes (the products stream all of U once a chunk): as
-# cpu_winograd.py
+# MIN_CHUNK_OVER_U times U's bytes (the products stream all of U once a chunk), as
+# cpu_winograd.py. 64 tiles, not 256: a 4×4 tile is 36 floats a channel, and fmnist's
+# conv2 (batch 128, one thread) took 18.6 ms a pass in chunks of 4 images (64 tiles),
+# 20.3 in chunks of 8 and 22.3 of 16, the products no slower (bench/RESULTS.md)
 CHUNK_BYTES = 1 << 20
-MIN_CHUNK_TILES = 256
+MIN_CHUNK_TILES = 64
 NO_RELU = np.int64(0)
 WITH_BIAS = np.int64(1)
 BIAS_POSITION = 7  # position 6·1 + 1 of A·g·Aᵀ: the tile's sum
@@ -182,27 +184,27 @@ def _winograd43_inputs(V, x, mask, relu, H, W, PT, PL, TH, TW):
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd43_outputs(y, M, b, relu, with_bias, OH, OW, TH, TW):
+    """y (N×K×(OH·OW)) from M (36 × K·T), M overwritten: the passes over each filter's T
+    columns, then its N planes placed."""
     N, K = y.shape[0], y.shape[1]
     T = N * TH * TW
-    O = np.empty((16, TH * TW), np.float32)
-    S = np.empty((24, TH * TW), np.float32)
     for k in range(K):
         bias = b[k] if with_bias else np.float32(0.0)
+        winograd43_rows.output_tiles_in_place(M, k * T, (k + 1) * T, bias, relu)
         for n in range(N):
-            winograd43_rows.output_tile_plane(y[n, k], k * T + n * TH * TW, M, bias, relu, OH,
-                                             OW, TH, TW, O, S)
+            winograd43_rows.place_outputs(y[n, k], k * T + n * TH * TW, M, OH, OW, TH, TW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd43_output_grads(dM, dy, y, relu, OH, OW, TH, TW):
+    """dM (36 × K·T) from dy (N×K×(OH·OW)), masked where y ≤ 0 when ``relu`` ≠ 0."""
     N, K = dy.shape[0], dy.shape[1]
     T = N * TH * TW
-    G = np.empty((16, TH * TW), np.float32)
-    S = np.empty((24, TH * TW), np.float32)
     for k in range(K):
         for n in range(N):
-            winograd43_rows.output_grad_tile_plane(dM, k * T + n * TH * TW, dy[n, k], y[n, k],
-                                                    relu, OH, OW, TH, TW, G, S)
+            winograd43_rows.gather_output_grads(dM, k * T + n * TH * TW, dy[n, k], y[n, k],
+                                                relu, OH, OW, TH, TW)
+    winograd43_rows.output_grads_in_place(dM, 0, K * T)
 
 
 @njit(nogil=True, fastmath=True, cache=True)

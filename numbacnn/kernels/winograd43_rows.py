@@ -127,3 +127,114 @@ def output_tile_plane(dst, col0, M, bias, relu, OH, OW, TH, TW, O, S):
                     dst[x0 + _u(1)] = o1[q]
                 if rest > 2:
                     dst[x0 + _u(2)] = o2[q]
+
+
+# --- whole-chunk forms: the passes over a run of M's columns, in place ------------------
+@njit(inline="always")
+def output_tiles_in_place(M, lo, hi, bias, relu):
+    """Aᵀ·m·A + bias (then max(·, 0) when ``relu`` ≠ 0) of the columns lo … hi − 1 of M,
+    in place: output (r, j) of a tile ends in row 6·r + j (r, j < 4). Aᵀ over each
+    column j of m into rows 6·r + j, then Aᵀ over each row r's six: loops over all the
+    columns, which vectorize where a plane's 16 tiles did not."""
+    floor = ZERO if relu else np.float32(-np.inf)
+    for j in range(6):
+        m0, m1, m2, m3, m4, m5 = M[j], M[6 + j], M[12 + j], M[18 + j], M[24 + j], M[30 + j]
+        for c in range(lo, hi):
+            q = _u(c)
+            v = at4(m0[q], m1[q], m2[q], m3[q], m4[q], m5[q])
+            m0[q] = v[0]
+            m1[q] = v[1]
+            m2[q] = v[2]
+            m3[q] = v[3]
+    for r in range(4):
+        p0, p1, p2 = M[6 * r], M[6 * r + 1], M[6 * r + 2]
+        p3, p4, p5 = M[6 * r + 3], M[6 * r + 4], M[6 * r + 5]
+        for c in range(lo, hi):
+            q = _u(c)
+            v = at4(p0[q], p1[q], p2[q], p3[q], p4[q], p5[q])
+            p0[q] = max(v[0] + bias, floor)
+            p1[q] = max(v[1] + bias, floor)
+            p2[q] = max(v[2] + bias, floor)
+            p3[q] = max(v[3] + bias, floor)
+
+
+@njit(inline="always")
+def place_outputs(dst, col0, M, OH, OW, TH, TW):
+    """The plane dst (OH·OW flat) from the outputs :func:`output_tiles_in_place` left in
+    M[:, col0 + t], t < TH·TW (a partial edge tile drops the rest)."""
+    full = OW // 4  # tiles with all four columns inside
+    rest = OW - 4 * full
+    for th in range(TH):  # M[row, col] rather than row views: a view a row cost 2× here
+        first = col0 + th * TW
+        for r in range(min(4, OH - 4 * th)):
+            at = _u((4 * th + r) * OW)
+            o = 6 * r
+            for tw in range(full):
+                q = _u(first + tw)
+                x0 = at + _u(4 * tw)
+                dst[x0] = M[o, q]
+                dst[x0 + _u(1)] = M[o + 1, q]
+                dst[x0 + _u(2)] = M[o + 2, q]
+                dst[x0 + _u(3)] = M[o + 3, q]
+            if rest:
+                q = _u(first + full)
+                x0 = at + _u(4 * full)
+                dst[x0] = M[o, q]
+                if rest > 1:
+                    dst[x0 + _u(1)] = M[o + 1, q]
+                if rest > 2:
+                    dst[x0 + _u(2)] = M[o + 2, q]
+
+
+@njit(inline="always")
+def gather_output_grads(dM, col0, src, msk, relu, OH, OW, TH, TW):
+    """Value (r, s) of each 4×4 gradient tile t < TH·TW of the plane src (OH·OW flat; 0
+    outside, and where msk ≤ 0 when ``relu`` ≠ 0) into dM[6·r + s, col0 + t], for
+    :func:`output_grads_in_place`."""
+    for th in range(TH):
+        for r in range(4):
+            oy = 4 * th + r
+            inside = oy < OH
+            at = _u(min(oy, OH - 1) * OW)
+            g = 6 * r  # dM[row, col], not row views (as place_outputs)
+            for tw in range(TW):
+                t = _u(col0 + th * TW + tw)
+                ox = 4 * tw
+                dM[g, t] = _grad_tap(src, msk, relu, at + _u(min(ox, OW - 1)), inside and ox < OW)
+                dM[g + 1, t] = _grad_tap(src, msk, relu, at + _u(min(ox + 1, OW - 1)),
+                                         inside and ox + 1 < OW)
+                dM[g + 2, t] = _grad_tap(src, msk, relu, at + _u(min(ox + 2, OW - 1)),
+                                         inside and ox + 2 < OW)
+                dM[g + 3, t] = _grad_tap(src, msk, relu, at + _u(min(ox + 3, OW - 1)),
+                                         inside and ox + 3 < OW)
+
+
+@njit(inline="always")
+def output_grads_in_place(dM, lo, hi):
+    """A·g·Aᵀ of the columns lo … hi − 1 of dM, g as :func:`gather_output_grads` left
+    it, in place: A over each column s of g (rows s, 6 + s, 12 + s, 18 + s into the six
+    rows 6·i + s), then A over the four of each row i."""
+    for s in range(4):
+        d0, d1, d2 = dM[s], dM[6 + s], dM[12 + s]
+        d3, d4, d5 = dM[18 + s], dM[24 + s], dM[30 + s]
+        for c in range(lo, hi):
+            q = _u(c)
+            v = a4(d0[q], d1[q], d2[q], d3[q])
+            d0[q] = v[0]
+            d1[q] = v[1]
+            d2[q] = v[2]
+            d3[q] = v[3]
+            d4[q] = v[4]
+            d5[q] = v[5]
+    for i in range(6):
+        d0, d1, d2 = dM[6 * i], dM[6 * i + 1], dM[6 * i + 2]
+        d3, d4, d5 = dM[6 * i + 3], dM[6 * i + 4], dM[6 * i + 5]
+        for c in range(lo, hi):
+            q = _u(c)
+            v = a4(d0[q], d1[q], d2[q], d3[q])
+            d0[q] = v[0]
+            d1[q] = v[1]
+            d2[q] = v[2]
+            d3[q] = v[3]
+            d4[q] = v[4]
+            d5[q] = v[5]
