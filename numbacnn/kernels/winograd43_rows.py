@@ -1,13 +1,15 @@
-"""The CPU's row and plane bodies of Winograd F(4×4, 3×3) (``winograd43.py``).
+"""The CPU's row and chunk bodies of Winograd F(4×4, 3×3) (``winograd43.py``).
 
 The input transform and dx's are ``winograd5_rows.input_tile_row`` and
 ``input_grad_tile_row`` with a tile step of 4 (the same Bᵀ, on a zero-padded plane
-``winograd_rows.pad_plane`` of 4·TH + 2 × 4·TW + 2). Here: the output transform and
-the output-gradient transform of a whole plane (its TH·TW columns of M contiguous), in
-passes whose loops run over all the plane's tiles and vectorize, as
-``winograd5_rows``' are; and the filter transform of a row of filters. Each tile's
-arithmetic is the element body's (``winograd43.py``); tests/test_winograd43.py
-compares them.
+``winograd_rows.pad_plane`` of 4·TH + 2 × 4·TW + 2). Here: the filter transform of a
+row of filters, and the output and output-gradient transforms as passes over a run of
+M's columns (a whole chunk's, or a filter's T), in place, each a loop that vectorizes:
+a plane at 13×13 or 14×14 has 16 tiles only, and passes plane by plane (as
+``winograd5_rows``' with their 49–196 tiles) took 3× F(2×2, 3×3)'s output transform
+(bench/RESULTS.md, "Winograd F(4×4, 3×3)"). The gradient tiles are gathered into M's
+rows and the outputs placed from them plane by plane. Each tile's arithmetic is the
+element body's (``winograd43.py``); tests/test_winograd43.py compares them.
 
 Layouts as in ``winograd43.py``: V 36 × (C·T), M and dM 36 × (K·T), column c·T + t,
 t = (n·TH + th)·TW + tw; planes flat (H·W).
@@ -28,47 +30,6 @@ def _u(i):
 
 
 @njit(inline="always")
-def output_grad_tile_plane(dM, col0, src, msk, relu, OH, OW, TH, TW, G, S):
-    """dM[:, col0 + t] = A·g·Aᵀ for the t < TH·TW tiles of the gradient plane src (OH·OW
-    flat; 0 outside, and where msk ≤ 0 when ``relu`` ≠ 0), g tile t's 4×4 values. The 16
-    values of every tile into G (16 × TH·TW, row by row), A over each column of them
-    into S (24 × TH·TW, rows 4·i + column), then A over S's rows into dM's 36."""
-    for th in range(TH):
-        for r in range(4):
-            oy = 4 * th + r
-            rows = oy < OH
-            at = _u(min(oy, OH - 1) * OW)
-            for tw in range(TW):
-                t = _u(th * TW + tw)
-                for s in range(4):
-                    ox = 4 * tw + s
-                    G[4 * r + s, t] = _grad_tap(src, msk, relu, at + _u(min(ox, OW - 1)),
-                                                rows and ox < OW)
-    tiles = TH * TW
-    for s in range(4):
-        g0, g1, g2, g3 = G[s], G[4 + s], G[8 + s], G[12 + s]
-        for t in range(tiles):
-            q = _u(t)
-            v = a4(g0[q], g1[q], g2[q], g3[q])
-            for i in range(6):
-                S[4 * i + s, q] = v[i]
-    for i in range(6):
-        s0, s1, s2, s3 = S[4 * i], S[4 * i + 1], S[4 * i + 2], S[4 * i + 3]
-        d0, d1, d2 = dM[6 * i], dM[6 * i + 1], dM[6 * i + 2]
-        d3, d4, d5 = dM[6 * i + 3], dM[6 * i + 4], dM[6 * i + 5]
-        for t in range(tiles):
-            q = _u(t)
-            v = a4(s0[q], s1[q], s2[q], s3[q])
-            col = _u(col0 + t)
-            d0[col] = v[0]
-            d1[col] = v[1]
-            d2[col] = v[2]
-            d3[col] = v[3]
-            d4[col] = v[4]
-            d5[col] = v[5]
-
-
-@njit(inline="always")
 def filter_tile_row(U, w, k):
     """U[:, k·C + c] = G·g·Gᵀ for every c < C, g the 3×3 filter (k, c) of w (K × C·9)."""
     C = w.shape[1] // 9
@@ -76,60 +37,6 @@ def filter_tile_row(U, w, k):
         store_filter(U, _u(k * C + c), w[k], c * 9)
 
 
-@njit(inline="always")
-def output_tile_plane(dst, col0, M, bias, relu, OH, OW, TH, TW, O, S):
-    """The whole plane dst (OH·OW flat) from M[:, col0 + t], t < TH·TW: Aᵀ·m·A + bias,
-    then max(·, 0) when ``relu`` ≠ 0. Aᵀ over each column j of m into S (24 × TH·TW,
-    rows 4·j …), Aᵀ over those into the 16 outputs of every tile in O (16 × TH·TW, row
-    by row), then placed (a partial edge tile drops the rest)."""
-    floor = ZERO if relu else np.float32(-np.inf)
-    tiles = TH * TW
-    for j in range(6):
-        m0, m1, m2, m3, m4, m5 = M[j], M[6 + j], M[12 + j], M[18 + j], M[24 + j], M[30 + j]
-        s0, s1, s2, s3 = S[4 * j], S[4 * j + 1], S[4 * j + 2], S[4 * j + 3]
-        for t in range(tiles):
-            c = _u(col0 + t)
-            v = at4(m0[c], m1[c], m2[c], m3[c], m4[c], m5[c])
-            q = _u(t)
-            s0[q] = v[0]
-            s1[q] = v[1]
-            s2[q] = v[2]
-            s3[q] = v[3]
-    for r in range(4):  # output row r of every tile
-        p0, p1, p2, p3, p4, p5 = S[r], S[4 + r], S[8 + r], S[12 + r], S[16 + r], S[20 + r]
-        o0, o1, o2, o3 = O[4 * r], O[4 * r + 1], O[4 * r + 2], O[4 * r + 3]
-        for t in range(tiles):
-            q = _u(t)
-            v = at4(p0[q], p1[q], p2[q], p3[q], p4[q], p5[q])
-            o0[q] = max(v[0] + bias, floor)
-            o1[q] = max(v[1] + bias, floor)
-            o2[q] = max(v[2] + bias, floor)
-            o3[q] = max(v[3] + bias, floor)
-    full = OW // 4  # tiles with all four columns inside
-    rest = OW - 4 * full
-    for th in range(TH):
-        first = _u(th * TW)
-        for r in range(min(4, OH - 4 * th)):
-            at = _u((4 * th + r) * OW)
-            o0, o1, o2, o3 = O[4 * r], O[4 * r + 1], O[4 * r + 2], O[4 * r + 3]
-            for tw in range(full):
-                q = first + _u(tw)
-                x0 = at + _u(4 * tw)
-                dst[x0] = o0[q]
-                dst[x0 + _u(1)] = o1[q]
-                dst[x0 + _u(2)] = o2[q]
-                dst[x0 + _u(3)] = o3[q]
-            if rest:
-                q = first + _u(full)
-                x0 = at + _u(4 * full)
-                dst[x0] = o0[q]
-                if rest > 1:
-                    dst[x0 + _u(1)] = o1[q]
-                if rest > 2:
-                    dst[x0 + _u(2)] = o2[q]
-
-
-# --- whole-chunk forms: the passes over a run of M's columns, in place ------------------
 @njit(inline="always")
 def output_tiles_in_place(M, lo, hi, bias, relu):
     """Aᵀ·m·A + bias (then max(·, 0) when ``relu`` ≠ 0) of the columns lo … hi − 1 of M,
