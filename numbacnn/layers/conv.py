@@ -14,15 +14,18 @@ Algorithm (``algo=``, else the network's ``conv_algo``, :data:`CONV_ALGORITHMS`)
 ``im2col`` as above, ``winograd``, F(2×2, 3×3) (``numbacnn/kernels/winograd.py``;
 ``winograd_forward``/``winograd_backward`` of each backend) for 3×3 windows of stride 1,
 dilation 1 and one group, F(2×2, 5×5) (``kernels/winograd5.py``; ``winograd5_forward``/
-``winograd5_backward``) for such 5×5 windows, or ``direct`` (``numbacnn/kernels/direct_conv.py``;
+``winograd5_backward``) for such 5×5 windows, ``winograd4``, F(4×4, 3×3) (``kernels/winograd43.py``;
+``winograd43_forward``/``winograd43_backward``; the CPU only, less accurate) for 3×3
+windows as ``winograd``'s, or ``direct`` (``numbacnn/kernels/direct_conv.py``;
 ``direct_forward``/``direct_backward``) for stride 1 and an output as wide as the input
 (``geometry.direct_applies``: ``pad=same`` and the like); ``auto`` picks the direct
 convolution where it applies and C/G·FH·FW is at most the backend's
 ``DIRECT_AUTO_MAX_TAPS``, else Winograd where it applies and the backend's
 ``WINOGRAD_AUTO_MIN_CK`` (``WINOGRAD5_AUTO_MIN_CK`` for 5×5: the smallest C·K it measured
-Winograd faster at; None: at none) says so. A network-wide ``winograd`` or ``direct``
-leaves the convolutions it cannot run on im2col; ``algo=winograd`` or ``algo=direct`` on
-a layer that cannot use it is an error.
+Winograd faster at; None: at none) says so, a 3×3 one as F(4×4, 3×3) where C·K is at
+least ``WINOGRAD43_AUTO_MIN_CK``. A network-wide ``winograd``, ``winograd4`` or ``direct``
+leaves the convolutions it cannot run on im2col; ``algo=winograd``, ``algo=winograd4`` or
+``algo=direct`` on a layer that cannot use it is an error.
 """
 
 from __future__ import annotations
