@@ -200,10 +200,11 @@ def _winograd43_output_grads(dM, dy, y, relu, OH, OW, TH, TW):
     """dM (36 × K·T) from dy (N×K×(OH·OW)), masked where y ≤ 0 when ``relu`` ≠ 0."""
     N, K = dy.shape[0], dy.shape[1]
     T = N * TH * TW
+    G = np.empty((4 * TH, 4 * TW), np.float32)
     for k in range(K):
         for n in range(N):
             winograd43_rows.gather_output_grads(dM, k * T + n * TH * TW, dy[n, k], y[n, k],
-                                                relu, OH, OW, TH, TW)
+                                                relu, OH, OW, TH, TW, G)
     winograd43_rows.output_grads_in_place(dM, 0, K * T)
 
 

@@ -18,7 +18,6 @@ t = (n·TH + th)·TW + tw; planes flat (H·W).
 import numpy as np
 from numba import njit
 
-from numbacnn.kernels.winograd5_rows import _grad_tap
 from numbacnn.kernels.winograd43 import a4, at4, store_filter
 
 ZERO = np.float32(0.0)
@@ -74,46 +73,59 @@ def place_outputs(dst, col0, M, OH, OW, TH, TW):
     for th in range(TH):  # M[row, col] rather than row views: a view a row cost 2× here
         first = col0 + th * TW
         for r in range(min(4, OH - 4 * th)):
-            at = _u((4 * th + r) * OW)
+            at = (4 * th + r) * OW
             o = 6 * r
             for tw in range(full):
-                q = _u(first + tw)
-                x0 = at + _u(4 * tw)
+                q = first + tw
+                x0 = at + 4 * tw
                 dst[x0] = M[o, q]
-                dst[x0 + _u(1)] = M[o + 1, q]
-                dst[x0 + _u(2)] = M[o + 2, q]
-                dst[x0 + _u(3)] = M[o + 3, q]
+                dst[x0 + 1] = M[o + 1, q]
+                dst[x0 + 2] = M[o + 2, q]
+                dst[x0 + 3] = M[o + 3, q]
             if rest:
-                q = _u(first + full)
-                x0 = at + _u(4 * full)
+                q = first + full
+                x0 = at + 4 * full
                 dst[x0] = M[o, q]
                 if rest > 1:
-                    dst[x0 + _u(1)] = M[o + 1, q]
+                    dst[x0 + 1] = M[o + 1, q]
                 if rest > 2:
-                    dst[x0 + _u(2)] = M[o + 2, q]
+                    dst[x0 + 2] = M[o + 2, q]
 
 
 @njit(inline="always")
-def gather_output_grads(dM, col0, src, msk, relu, OH, OW, TH, TW):
+def gather_output_grads(dM, col0, src, msk, relu, OH, OW, TH, TW, G):
     """Value (r, s) of each 4×4 gradient tile t < TH·TW of the plane src (OH·OW flat; 0
     outside, and where msk ≤ 0 when ``relu`` ≠ 0) into dM[6·r + s, col0 + t], for
-    :func:`output_grads_in_place`."""
+    :func:`output_grads_in_place`. The masked plane first into G (4·TH × 4·TW, 0 past
+    its edges), a loop a row: then the tiles' loads test no edge (1.4× faster than an
+    edge test and a select per value, fmnist's conv2)."""
+    for oy in range(4 * TH):
+        row = G[oy]
+        if oy < OH:
+            at = oy * OW
+            if relu:  # the test outside the loop: it vectorizes
+                for ox in range(OW):
+                    v = src[at + ox]
+                    row[ox] = v if msk[at + ox] > ZERO else ZERO
+            else:
+                for ox in range(OW):
+                    row[ox] = src[at + ox]
+            for ox in range(OW, 4 * TW):
+                row[ox] = ZERO
+        else:
+            for ox in range(4 * TW):
+                row[ox] = ZERO
     for th in range(TH):
         for r in range(4):
+            g = 6 * r
             oy = 4 * th + r
-            inside = oy < OH
-            at = _u(min(oy, OH - 1) * OW)
-            g = 6 * r  # dM[row, col], not row views (as place_outputs)
             for tw in range(TW):
-                t = _u(col0 + th * TW + tw)
+                t = col0 + th * TW + tw
                 ox = 4 * tw
-                dM[g, t] = _grad_tap(src, msk, relu, at + _u(min(ox, OW - 1)), inside and ox < OW)
-                dM[g + 1, t] = _grad_tap(src, msk, relu, at + _u(min(ox + 1, OW - 1)),
-                                         inside and ox + 1 < OW)
-                dM[g + 2, t] = _grad_tap(src, msk, relu, at + _u(min(ox + 2, OW - 1)),
-                                         inside and ox + 2 < OW)
-                dM[g + 3, t] = _grad_tap(src, msk, relu, at + _u(min(ox + 3, OW - 1)),
-                                         inside and ox + 3 < OW)
+                dM[g, t] = G[oy, ox]
+                dM[g + 1, t] = G[oy, ox + 1]
+                dM[g + 2, t] = G[oy, ox + 2]
+                dM[g + 3, t] = G[oy, ox + 3]
 
 
 @njit(inline="always")
