@@ -184,15 +184,16 @@ def _winograd43_inputs(V, x, mask, relu, H, W, PT, PL, TH, TW):
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd43_outputs(y, M, b, relu, with_bias, OH, OW, TH, TW):
-    """y (N×K×(OH·OW)) from M (36 × K·T), M overwritten: the passes over each filter's T
-    columns, then its N planes placed."""
+    """y (N×K×(OH·OW)) from M (36 × K·T), M overwritten: Aᵀ over each filter's T columns,
+    then its N planes placed."""
     N, K = y.shape[0], y.shape[1]
     T = N * TH * TW
     for k in range(K):
         bias = b[k] if with_bias else np.float32(0.0)
-        winograd43_rows.output_tiles_in_place(M, k * T, (k + 1) * T, bias, relu)
+        winograd43_rows.output_columns_in_place(M, k * T, (k + 1) * T)
         for n in range(N):
-            winograd43_rows.place_outputs(y[n, k], k * T + n * TH * TW, M, OH, OW, TH, TW)
+            winograd43_rows.place_outputs(y[n, k], k * T + n * TH * TW, M, bias, relu, OH, OW,
+                                          TH, TW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
