@@ -62,9 +62,9 @@ COMPILE_SECONDS = {
     "_winograd5_forward_part": 3.5, "_winograd5_backward_part": 2.3,
     "_winograd5_finish_grads": 0.7,
     # Winograd F(4×4, 3×3), cpu_winograd43.py: the same way (bench/RESULTS.md, "Winograd
-    # F(4×4, 3×3)"; F(2×2, 3×3)'s there 2.65, 1.71 and 0.78)
-    "_winograd43_forward_part": 3.1, "_winograd43_backward_part": 3.0,
-    "_winograd43_finish_grads": 0.8,
+    # F(4×4, 3×3)"; F(2×2, 3×3)'s in the same hour 2.3, 1.6 and 0.8)
+    "_winograd43_forward_part": 2.3, "_winograd43_backward_part": 2.5,
+    "_winograd43_finish_grads": 0.7,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.
