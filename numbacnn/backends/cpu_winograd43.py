@@ -51,7 +51,7 @@ def tiles(OH: int, OW: int) -> tuple[int, int]:
 
 
 def winograd43_workspace(N: int, C: int, K: int, H: int, W: int, OH: int,
-                        OW: int) -> dict[str, tuple]:
+                         OW: int) -> dict[str, tuple]:
     """Shapes of the float32 buffers of :func:`winograd43_forward` and
     :func:`winograd43_backward` for a batch of N: per part a chunk's V and M and its
     gradient sums and the transformed filters U (36 × K·C)."""
@@ -65,8 +65,8 @@ def winograd43_workspace(N: int, C: int, K: int, H: int, W: int, OH: int,
 
 
 def winograd43_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray,
-                      y: np.ndarray, ws: dict[str, np.ndarray], geo: tuple, OH: int, OW: int,
-                      relu: int) -> None:
+                       y: np.ndarray, ws: dict[str, np.ndarray], geo: tuple, OH: int, OW: int,
+                       relu: int) -> None:
     """y (N×K×OH×OW, passed flat) = the 3×3 convolution of x (N×C×(H·W)) with w2
     (K × C·9) plus b, then ReLU when ``relu``; ``ws``: :func:`winograd43_workspace`'s."""
     N, C, K = x.shape[0], x.shape[1], w2.shape[0]
@@ -91,9 +91,9 @@ def winograd43_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndar
 
 
 def winograd43_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
-                       dy: np.ndarray, dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
-                       ws: dict[str, np.ndarray], geo: tuple, OH: int, OW: int,
-                       relu: int) -> None:
+                        dy: np.ndarray, dw2: np.ndarray, db: np.ndarray,
+                        dx: np.ndarray | None, ws: dict[str, np.ndarray], geo: tuple, OH: int,
+                        OW: int, relu: int) -> None:
     """dw2 (K × C·9), db (K) and, unless it is None, dx (N×C×(H·W)) from dy (N×K×OH×OW,
     passed flat like y), with the forward pass's input x and output y (its ReLU mask)."""
     N, C, K = x.shape[0], x.shape[1], w2.shape[0]
@@ -217,7 +217,7 @@ def _winograd43_filter_grads(dw2, dU):
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd43_forward_part(part, parts, chunk, sgemm, x, H, W, U, b, y, V, M, PT, PL, OH,
-                            OW, relu):
+                             OW, relu):
     N, C, K = x.shape[0], x.shape[1], y.shape[1]
     TH, TW = (OH + 3) // 4, (OW + 3) // 4
     ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
@@ -235,8 +235,8 @@ def _winograd43_forward_part(part, parts, chunk, sgemm, x, H, W, U, b, y, V, M, 
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _winograd43_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, need_dx, V, M,
-                             dU_parts, db_parts, PT, PL, OH, OW, relu):
+def _winograd43_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, need_dx, V,
+                              M, dU_parts, db_parts, PT, PL, OH, OW, relu):
     N, C, K = x.shape[0], x.shape[1], y.shape[1]
     TH, TW = (OH + 3) // 4, (OW + 3) // 4
     dUp, dbp = dU_parts[part], db_parts[part]
