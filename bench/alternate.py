@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true", help="print a RESULTS.md table")
     p.add_argument("--inference", action="store_true",
                    help="time inference forward passes instead of training steps")
-    p.add_argument("--conv-algo", choices=("im2col", "winograd", "direct", "auto"), default=None,
+    p.add_argument("--conv-algo", choices=("im2col", "winograd", "winograd4", "direct", "auto"),
+                   default=None,
                    help="numbacnn's convolution algorithm (default: the library's)")
     p.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     p.add_argument("--busy", action="store_true", help=argparse.SUPPRESS)

@@ -26,9 +26,9 @@ from numbacnn.errors import ShapeError
 VOLUME_AXES = "W x H x D"  # the label that goes with a volume() in messages
 ROUNDINGS = ("exact", "floor", "ceil")
 # How a convolution is computed (numbacnn/layers/conv.py): im2col and one GEMM, Winograd
-# F(2×2, 3×3) (3×3 windows, stride 1, no dilation, one group), direct (stride 1), or
-# chosen per layer
-CONV_ALGORITHMS = ("auto", "im2col", "winograd", "direct")
+# F(2×2, 3×3) or F(2×2, 5×5) (3×3 or 5×5 windows, stride 1, no dilation, one group),
+# Winograd F(4×4, 3×3) (3×3 windows, the CPU only), direct (stride 1), or chosen per layer
+CONV_ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "direct")
 
 # An int for both axes, or one per axis (height, width).
 Pair = int | tuple[int, int]
@@ -81,6 +81,12 @@ def winograd_applies(F: Pair, S: Pair, dilation: Pair = 1, groups: int = 1) -> b
     1, one group (any padding)."""
     return (pair(F) in ((3, 3), (5, 5)) and pair(S) == (1, 1) and pair(dilation) == (1, 1)
             and groups == 1)
+
+
+def winograd4_applies(F: Pair, S: Pair, dilation: Pair = 1, groups: int = 1) -> bool:
+    """Whether such a convolution can run as Winograd F(4×4, 3×3) (``algo=winograd4``):
+    a 3×3 window, stride 1, dilation 1, one group."""
+    return pair(F) == (3, 3) and winograd_applies(F, S, dilation, groups)
 
 
 def direct_applies(F: Pair, S: Pair, pad: Pads, dilation: Pair = 1) -> bool:

@@ -50,6 +50,11 @@ from numbacnn.backends.cpu_winograd5 import (  # noqa: F401
     winograd5_forward,
     winograd5_workspace,
 )
+from numbacnn.backends.cpu_winograd43 import (  # noqa: F401
+    winograd43_backward,
+    winograd43_forward,
+    winograd43_workspace,
+)
 from numbacnn.kernels import (
     batchnorm,
     conv,
@@ -81,6 +86,11 @@ DIRECT_AUTO_MAX_TAPS: int | None = 9
 # for cifar10's conv2 (C·K = 32·64), AlexNet's conv2 (96·256) and lenet's conv2 (6·16),
 # 1.7x slower for cifar10's conv1 (3·32, the same C·K as lenet's: this rule leaves both)
 WINOGRAD5_AUTO_MIN_CK: int | None = 32 * 64
+# The smallest C·K at which ``algo=auto`` runs a 3×3 layer that the rule above gives
+# Winograd as F(4×4, 3×3) (``cpu_winograd43.py``) rather than F(2×2, 3×3); None: at none.
+# bench/winograd43_layers.py (bench/RESULTS.md, "Winograd F(4×4, 3×3)"): faster forward
+# and backward for fmnist's conv2 (C·K = 32·64, batch 128) and AlexNet's conv3–5 (batch 16)
+WINOGRAD43_AUTO_MIN_CK: int | None = 32 * 64
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 

@@ -152,7 +152,7 @@ def _winograd5_input_grads(dx, dV, H, W, PT, PL, TH, TW):
             P[:] = np.float32(0.0)
             for th in range(TH):
                 winograd5_rows.input_grad_tile_row(P, 2 * th, dV, c * T + (n * TH + th) * TW,
-                                                   TW, Q)
+                                                   TW, Q, 2)
             dst = dx[n, c]
             for iy in range(H):
                 row = P[iy + PT]
@@ -172,7 +172,8 @@ def _winograd5_inputs(V, x, mask, relu, H, W, PT, PL, TH, TW):
         for n in range(N):
             winograd_rows.pad_plane(P, x[n, c], mask[n, c], relu, H, W, PT, PL)
             for th in range(TH):
-                winograd5_rows.input_tile_row(V, c * T + (n * TH + th) * TW, P, 2 * th, TW, Q)
+                winograd5_rows.input_tile_row(V, c * T + (n * TH + th) * TW, P, 2 * th, TW, Q,
+                                              2)
 
 
 @njit(nogil=True, fastmath=True, cache=True)

@@ -71,6 +71,7 @@ from numbacnn.backends.cuda_memory import (  # noqa: F401
     to_host,
     upload,
 )
+from numbacnn.backends.cuda_winograd43 import *  # noqa: F403 (F(4×4, 3×3): CPU only)
 from numbacnn.backends.gemm_choice import (  # noqa: F401
     GEMM_CHOICES,
     gemm_choice,
@@ -148,8 +149,7 @@ def conv_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db
                          ws["out"], geo, groups, OH, OW, relu)
 
 
-# The smallest C·K at which ``algo=auto`` runs a 3×3 stride-1 convolution as Winograd, and
-# the direct convolution's largest C/G·FH·FW (layers/conv.py): None until a GPU measures.
+# algo=auto's least C·K for Winograd F(2×2, 3×3), most C/G·FH·FW for direct: None, unmeasured
 WINOGRAD_AUTO_MIN_CK: int | None = None
 winograd_workspace = cuda_winograd.winograd_workspace
 winograd_forward = cuda_winograd.winograd_forward

@@ -33,9 +33,10 @@ def _u(i):
 
 
 @njit(inline="always")
-def input_tile_row(V, col0, P, r0, TW, Q):
-    """V[:, col0 + tw] = Bᵀ·d·B for tw < TW, d the 6×6 tile at rows r0 …, columns 2·tw …
-    of the padded plane P (``winograd_rows.pad_plane``). Two passes: Bᵀ over the six
+def input_tile_row(V, col0, P, r0, TW, Q, step):
+    """V[:, col0 + tw] = Bᵀ·d·B for tw < TW, d the 6×6 tile at rows r0 …, columns
+    step·tw … of the padded plane P (``winograd_rows.pad_plane``); ``step`` 2 for
+    F(2×2, 5×5), 4 for F(4×4, 3×3) (the same Bᵀ: ``winograd43.py``). Two passes: Bᵀ over the six
     rows r0 … r0 + 5 into Q (6 × P's width; each column on its own, a loop that
     vectorizes), then B over each row of Q, tile by tile. The element body applies B
     first: the same values to float32 rounding. 1.2× faster than one pass in that order
@@ -56,7 +57,7 @@ def input_tile_row(V, col0, P, r0, TW, Q):
         v0, v1, v2 = V[6 * i], V[6 * i + 1], V[6 * i + 2]
         v3, v4, v5 = V[6 * i + 3], V[6 * i + 4], V[6 * i + 5]
         for tw in range(TW):
-            s = _u(2 * tw)
+            s = _u(step * tw)
             v = bt6(q[s], q[s + _u(1)], q[s + _u(2)], q[s + _u(3)], q[s + _u(4)], q[s + _u(5)])
             col = _u(col0 + tw)
             v0[col] = v[0]
@@ -118,11 +119,12 @@ def filter_tile_row(U, w, k):
 
 
 @njit(inline="always")
-def input_grad_tile_row(P, r0, dV, col0, TW, Q):
+def input_grad_tile_row(P, r0, dV, col0, TW, Q, step):
     """Adds each tile's input gradient B·dv·Bᵀ (dv = dV[:, col0 + tw], 6×6, tw < TW) into
-    the padded plane P at rows r0 …, columns 2·tw … (neighbouring tiles overlap by four
-    columns and rows: their sums). B over each row of every dv, added into Q (6 × P's
-    width), then B over Q's columns into P's rows, a loop over all columns that vectorizes.
+    the padded plane P at rows r0 …, columns step·tw … (neighbouring tiles overlap by
+    6 − ``step`` columns and rows: their sums; ``step`` as :func:`input_tile_row`'s). B
+    over each row of every dv, added into Q (6 × P's width), then B over Q's columns into
+    P's rows, a loop over all columns that vectorizes.
     The transpose of the input transform: the CPU's dx (``cpu_winograd5.py``)."""
     PW = P.shape[1]
     for i in range(6):
@@ -134,7 +136,7 @@ def input_grad_tile_row(P, r0, dV, col0, TW, Q):
         for tw in range(TW):
             col = _u(col0 + tw)
             w = b6(d0[col], d1[col], d2[col], d3[col], d4[col], d5[col])
-            s = _u(2 * tw)
+            s = _u(step * tw)
             for a in range(6):
                 q[s + _u(a)] += w[a]
     q0, q1, q2, q3, q4, q5 = Q[0], Q[1], Q[2], Q[3], Q[4], Q[5]

@@ -14,15 +14,18 @@ Algorithm (``algo=``, else the network's ``conv_algo``, :data:`CONV_ALGORITHMS`)
 ``im2col`` as above, ``winograd``, F(2×2, 3×3) (``numbacnn/kernels/winograd.py``;
 ``winograd_forward``/``winograd_backward`` of each backend) for 3×3 windows of stride 1,
 dilation 1 and one group, F(2×2, 5×5) (``kernels/winograd5.py``; ``winograd5_forward``/
-``winograd5_backward``) for such 5×5 windows, or ``direct`` (``numbacnn/kernels/direct_conv.py``;
+``winograd5_backward``) for such 5×5 windows, ``winograd4``, F(4×4, 3×3) (``kernels/winograd43.py``;
+``winograd43_forward``/``winograd43_backward``; the CPU only, less accurate) for 3×3
+windows as ``winograd``'s, or ``direct`` (``numbacnn/kernels/direct_conv.py``;
 ``direct_forward``/``direct_backward``) for stride 1 and an output as wide as the input
 (``geometry.direct_applies``: ``pad=same`` and the like); ``auto`` picks the direct
 convolution where it applies and C/G·FH·FW is at most the backend's
 ``DIRECT_AUTO_MAX_TAPS``, else Winograd where it applies and the backend's
 ``WINOGRAD_AUTO_MIN_CK`` (``WINOGRAD5_AUTO_MIN_CK`` for 5×5: the smallest C·K it measured
-Winograd faster at; None: at none) says so. A network-wide ``winograd`` or ``direct``
-leaves the convolutions it cannot run on im2col; ``algo=winograd`` or ``algo=direct`` on
-a layer that cannot use it is an error.
+Winograd faster at; None: at none) says so, a 3×3 one as F(4×4, 3×3) where C·K is at
+least ``WINOGRAD43_AUTO_MIN_CK``. A network-wide ``winograd``, ``winograd4`` or ``direct``
+leaves the convolutions it cannot run on im2col; ``algo=winograd``, ``algo=winograd4`` or
+``algo=direct`` on a layer that cannot use it is an error.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from numbacnn.geometry import (
     pads4,
     pair,
     window_arithmetic,
+    winograd4_applies,
     winograd_applies,
 )
 from numbacnn.layers.activation import FusesFollowingReLU
@@ -72,7 +76,8 @@ class Conv2D(FusesFollowingReLU, Layer):
     feature_map = True
     drivers = ("conv_workspace", "conv_forward", "conv_backward", "winograd_workspace",
                "winograd_forward", "winograd_backward", "winograd5_workspace",
-               "winograd5_forward", "winograd5_backward", "direct_workspace", "direct_forward",
+               "winograd5_forward", "winograd5_backward", "winograd43_workspace",
+               "winograd43_forward", "winograd43_backward", "direct_workspace", "direct_forward",
                "direct_backward")
     # the drivers of the algorithm the layer does not use are not called
     conditional_drivers = {"conv_workspace": "uses_im2col", "conv_forward": "uses_im2col",
@@ -83,6 +88,9 @@ class Conv2D(FusesFollowingReLU, Layer):
                            "winograd5_workspace": "uses_winograd5",
                            "winograd5_forward": "uses_winograd5",
                            "winograd5_backward": "uses_winograd5",
+                           "winograd43_workspace": "uses_winograd43",
+                           "winograd43_forward": "uses_winograd43",
+                           "winograd43_backward": "uses_winograd43",
                            "direct_workspace": "uses_direct", "direct_forward": "uses_direct",
                            "direct_backward": "uses_direct"}
 
@@ -109,6 +117,11 @@ class Conv2D(FusesFollowingReLU, Layer):
             raise ValueError("algo=winograd computes 3×3 and 5×5 windows of stride 1, "
                              "dilation 1 and one group only; give algo=im2col or algo=auto "
                              "for this convolution")
+        if values.get("algo") == "winograd4" and not winograd4_applies(
+                values["size"], values["stride"], values["dilation"], values["groups"]):
+            raise ValueError("algo=winograd4 computes 3×3 windows of stride 1, dilation 1 and "
+                             "one group only; give algo=im2col or algo=auto for this "
+                             "convolution")
         if values["filters"] % values["groups"]:
             raise ValueError(f"groups={values['groups']} must divide the {values['filters']} "
                              f"filters (each group has K/G of them)")
@@ -134,7 +147,7 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     # --- the algorithm -----------------------------------------------------------------
     def algorithm(self) -> str:
-        """"im2col", "winograd" or "direct": what this layer runs, from its ``algo``
+        """"im2col", "winograd", "winograd4" or "direct": what this layer runs, from its ``algo``
         (else the network's) and its shapes (see the module's docstring)."""
         wanted = self.algo or self.network_algo
         direct = direct_applies(self.size, self.stride, self.pad, self.dilation)
@@ -147,12 +160,17 @@ class Conv2D(FusesFollowingReLU, Layer):
         if wanted in ("im2col", "direct") or not winograd_applies(
                 self.size, self.stride, self.dilation, self.groups):
             return "im2col"
+        if wanted == "winograd4":
+            return "winograd4" if self.taps() == 9 else "im2col"
         if wanted == "winograd":
             return "winograd"
         B = self._backend()
         least = B.WINOGRAD_AUTO_MIN_CK if self.taps() == 9 else B.WINOGRAD5_AUTO_MIN_CK
         C, K = self.input_shape[0], self.filters  # type: ignore[index]
-        return "winograd" if least is not None and C * K >= least else "im2col"
+        if least is None or C * K < least:
+            return "im2col"
+        four = B.WINOGRAD43_AUTO_MIN_CK if self.taps() == 9 else None
+        return "winograd4" if four is not None and C * K >= four else "winograd"
 
     @property
     def uses_winograd(self) -> bool:
@@ -163,6 +181,11 @@ class Conv2D(FusesFollowingReLU, Layer):
     def uses_winograd5(self) -> bool:
         """Winograd F(2×2, 5×5)."""
         return self.algorithm() == "winograd" and self.taps() == 25
+
+    @property
+    def uses_winograd43(self) -> bool:
+        """Winograd F(4×4, 3×3)."""
+        return self.algorithm() == "winograd4"
 
     @property
     def uses_direct(self) -> bool:
@@ -223,6 +246,9 @@ class Conv2D(FusesFollowingReLU, Layer):
             tiles = max((OH + 1) // 2 * ((OW + 1) // 2), (H + 1) // 2 * ((W + 1) // 2))
             positions = 36 if self.taps() == 25 else 16
             return 4 * positions * (batch * tiles * (C + K) + K * C)
+        if algo == "winograd4":  # as above, 4×4 tiles of 36 positions
+            tiles = max(-(-OH // 4) * -(-OW // 4), -(-H // 4) * -(-W // 4))
+            return 4 * 36 * (batch * tiles * (C + K) + K * C)
         if algo == "direct":  # per part a few padded planes (per image on the GPU)
             shapes = self._backend().direct_workspace(batch, C, K, H, W, OH, OW,
                                                       self.geometry, self.groups)
@@ -257,12 +283,15 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     def _workspace(self, N: int, algo: str) -> dict[str, Any]:
         """The backend's convolution buffers for a batch of N (``conv_workspace``,
-        ``winograd_workspace``, ``winograd5_workspace`` or ``direct_workspace``)."""
+        ``winograd_workspace``, ``winograd5_workspace``, ``winograd43_workspace`` or
+        ``direct_workspace``)."""
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
         if algo == "direct":
             shapes = self._backend().direct_workspace(N, C, K, H, W, OH, OW, self.geometry,
                                                       self.groups)
+        elif algo == "winograd4":
+            shapes = self._backend().winograd43_workspace(N, C, K, H, W, OH, OW)
         elif algo == "winograd" and self.taps() == 25:
             shapes = self._backend().winograd5_workspace(N, C, K, H, W, OH, OW)
         elif algo == "winograd":
@@ -281,7 +310,11 @@ class Conv2D(FusesFollowingReLU, Layer):
         x3 = self._reshaped(x, (N, C, H * W))  # im2col reads each input plane flat
         w2 = self._reshaped(self.params["W"], (K, C // self.groups * self.taps()))
         algo = self.algorithm()
-        if algo == "winograd" and self.taps() == 25:
+        if algo == "winograd4":
+            B.winograd43_forward(x3, H, W, w2, self.params["b"], self._flat(y),
+                                 self._workspace(N, algo), self.geometry, OH, OW,
+                                 int(self.fused_relu))
+        elif algo == "winograd" and self.taps() == 25:
             B.winograd5_forward(x3, H, W, w2, self.params["b"], self._flat(y),
                                 self._workspace(N, algo), self.geometry, OH, OW,
                                 int(self.fused_relu))
@@ -313,7 +346,10 @@ class Conv2D(FusesFollowingReLU, Layer):
                 self._reshaped(self.grads["W"], (K, CFF)), self.grads["b"],
                 None if dx is None else self._reshaped(dx, (N, C, H * W)))
         algo = self.algorithm()
-        if algo == "winograd" and self.taps() == 25:
+        if algo == "winograd4":
+            B.winograd43_backward(*args, self._workspace(N, algo), self.geometry, OH, OW,
+                                  int(self.fused_relu))
+        elif algo == "winograd" and self.taps() == 25:
             B.winograd5_backward(*args, self._workspace(N, algo), self.geometry, OH, OW,
                                  int(self.fused_relu))
         elif algo == "winograd":
