@@ -78,15 +78,21 @@ def max_pool_forward_by_selects(t, y, argmax, x, FH, FW, SH, SW):
     windows). One thread, interleaved: fmnist's first pooling 1.18 → 1.0 ms; AlexNet's
     first (3×3/2, 55×55) 2.0 ms by branches, 3.4 by selects (three taps of stride 2
     make a slow vector loop), so its driver keeps the branches."""
-    C = x.shape[1]
-    W = x.shape[3]
-    OH = y.shape[2]
-    OW = y.shape[3]
-    n, c = split(t, C)
-    plane = x[n, c]
+    n, c = split(t, x.shape[1])
+    max_pool_plane_by_selects(y[n, c], argmax[n, c], x[n, c], FH, FW, SH, SW)
+
+
+@njit(inline="always")
+def max_pool_plane_by_selects(y2, at2, plane, FH, FW, SH, SW):
+    """:func:`max_pool_forward_by_selects` of one plane: y2 and at2 OH×OW (its outputs
+    and argmax), plane H×W (its input); also the pooling of a convolution's plane while
+    it is in cache (``backends/cpu_direct.py``'s fused conv → ReLU → max pooling)."""
+    W = plane.shape[1]
+    OH = y2.shape[0]
+    OW = y2.shape[1]
     for oy in range(OH):
-        y_row = y[n, c, oy]
-        at_row = argmax[n, c, oy]
+        y_row = y2[oy]
+        at_row = at2[oy]
         for ox in range(OW):
             best = plane[oy * SH, np.uint64(ox * SW)]
             best_at = np.int32(0)
@@ -219,18 +225,24 @@ def max_pool_backward_tiles_plane(t, dx, dy, argmax, FH, FW, SH, SW):
     the argmax as fy·W + fx (the same along the row: LLVM vectorizes it). The same
     values as :func:`max_pool_backward_at`, which walks the rows of dx with more
     bookkeeping per row: fmnist's first pooling 0.9 → 0.7 ms, one thread."""
-    C = dx.shape[1]
-    H = dx.shape[2]
-    W = dx.shape[3]
-    OH = dy.shape[2]
-    OW = dy.shape[3]
-    n, c = split(t, C)
+    n, c = split(t, dx.shape[1])
+    max_pool_backward_tiles_at(dx[n, c], dy[n, c], argmax[n, c], FH, FW, SH, SW)
+
+
+@njit(inline="always")
+def max_pool_backward_tiles_at(dx2, dy2, at2, FH, FW, SH, SW):
+    """:func:`max_pool_backward_tiles_plane` of one plane: dx2 H×W from dy2 and at2
+    OH×OW; also the fused conv → ReLU → max pooling's gradient plane, in cache."""
+    H = dx2.shape[0]
+    W = dx2.shape[1]
+    OH = dy2.shape[0]
+    OW = dy2.shape[1]
     zero = np.float32(0.0)
     for oy in range(OH):
-        at_row = argmax[n, c, oy]
-        dy_row = dy[n, c, oy]
+        at_row = at2[oy]
+        dy_row = dy2[oy]
         for fy in range(FH):
-            dst = dx[n, c, oy * SH + fy]
+            dst = dx2[oy * SH + fy]
             for ox in range(OW):
                 at = at_row[np.uint64(ox)]
                 g = dy_row[np.uint64(ox)]
@@ -240,7 +252,7 @@ def max_pool_backward_tiles_plane(t, dx, dy, argmax, FH, FW, SH, SW):
     # what no window covers: the columns between windows and after the last, the rows
     # between windows and below the last
     for yy in range(H):
-        dst = dx[n, c, yy]
+        dst = dx2[yy]
         if yy >= OH * SH or yy % SH >= FH:
             for xx in range(W):
                 dst[np.uint64(xx)] = zero
