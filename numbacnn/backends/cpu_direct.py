@@ -213,18 +213,18 @@ def _direct_input_grads_part(part, parts, wf, y3, dy3, dx, H, W, copies, acc, ge
 # reads again with its ReLU mask: memory-bound passes. Fused, each output plane (OH·W
 # floats, 3 KB there) is computed into a buffer in L1 and pooled from it; only the
 # pooled output and argmax (the pool layer's) are written. Backward expands each pooled
-# gradient plane into that buffer (the pooling's tiles body, masked by the ReLU: the
+# gradient plane into that buffer (each value at its winner, masked by the ReLU: the
 # pooled value is the winner's, so y > 0 there) and runs the unfused bodies on it: the
 # same values in the same order as the unfused passes, bit for bit.
 
 
 def direct_pool_workspace(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int,
                           geo: tuple, groups: int) -> dict[str, tuple]:
-    """:func:`direct_workspace` and, per part, one output plane (OH·OW) and one pooled
-    gradient plane (⌊OH/2⌋·⌊OW/2⌋) for :func:`direct_pool_forward`/``_backward``."""
+    """:func:`direct_workspace` and, per part, one output plane (OH·OW, or its gradient)
+    for :func:`direct_pool_forward`/``_backward``."""
     parts = numba.get_num_threads()
     return {**direct_workspace(N, C, K, H, W, OH, OW, geo, groups),
-            "direct_plane": (parts, OH * OW), "direct_pooled_grad": (parts, OH // 2 * (OW // 2))}
+            "direct_plane": (parts, OH * OW)}
 
 
 def direct_pool_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray,
@@ -253,28 +253,15 @@ def direct_pool_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.nd
         rotated = w2.reshape(groups, Kg, -1, T)[:, :, :, ::-1].transpose(0, 2, 1, 3)
         np.copyto(wf.reshape(rotated.shape), rotated)
     parts = copies.shape[0]
-    planes = (ws["direct_plane"], ws["direct_pooled_grad"])
+    plane = ws["direct_plane"]
     cpu_threads.run_parts(_direct_pool_weight_grads_part, parts, x, y, argmax, dy, H, W, copies,
-                          *planes, ws["direct_dW"], ws["direct_db"], geo, groups, OH,
+                          plane, ws["direct_dW"], ws["direct_db"], geo, groups, OH,
                           np.int64(relu))
     if dx is not None:
         cpu_threads.run_parts(_direct_pool_input_grads_part, parts, wf, y, argmax, dy, dx, H, W,
-                              copies, ws["direct_acc"], *planes, geo, groups, OH, np.int64(relu))
+                              copies, ws["direct_acc"], plane, geo, groups, OH, np.int64(relu))
     np.sum(ws["direct_db"], axis=0, out=db)
     np.sum(ws["direct_dW"], axis=0, out=dw2)
-
-
-@njit(inline="always")
-def _gradient_plane(plane, gp, y2, at2, dy2, relu, OH, W):
-    """plane (OH·W) = the gradient of one output plane of the convolution from its pooled
-    gradient dy2 (the pooling's tiles body): dy2 at each window's winner, 0 elsewhere
-    and where the fused ReLU's output (the pooled y2, the winner's) is ≤ 0."""
-    PH, PW = dy2.shape
-    g2 = gp[:PH * PW].reshape(PH, PW)
-    for i in range(PH):
-        for j in range(PW):
-            g2[i, j] = direct_conv.masked_grad(dy2[i], y2[i], relu, j)
-    pool.max_pool_backward_tiles_at(plane[:OH * W].reshape(OH, W), g2, at2, 2, 2, 2, 2)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -306,10 +293,10 @@ def _direct_pool_forward_part(part, parts, x, H, W, w2, b, y, argmax, copies, ac
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _direct_pool_weight_grads_part(part, parts, x, y, argmax, dy, H, W, copies, planes, pooled,
+def _direct_pool_weight_grads_part(part, parts, x, y, argmax, dy, H, W, copies, planes,
                                    dW_parts, db_parts, geo, groups, OH, relu):
     """:func:`_direct_weight_grads_part` from the pooled gradient: each output gradient
-    plane expanded into ``planes[part]`` (:func:`_gradient_plane`) first."""
+    plane expanded into ``planes[part]`` (``pooled_grad_plane_at``) first."""
     FH, FW, SH, SW, PT, PL, DH, DW = geo
     N, C = x.shape[0], x.shape[1]
     K = dW_parts.shape[1]
@@ -328,7 +315,7 @@ def _direct_pool_weight_grads_part(part, parts, x, y, argmax, dy, H, W, copies, 
             direct_conv.shifted_copies_at(cps[c * FW:(c + 1) * FW], S, x[n, c], x[n, c], NO_MASK,
                                           H, W, PT, PL, FW, DW, RP)
         for k in range(K):
-            _gradient_plane(g, pooled[part], y[n, k], argmax[n, k], dy[n, k], relu, OH, W)
+            direct_conv.pooled_grad_plane_at(g, dy[n, k], y[n, k], argmax[n, k], relu, OH * W, W)
             c0 = (k // Kg) * Cg
             for cl in range(Cg):
                 cp = cps[(c0 + cl) * FW:(c0 + cl + 1) * FW]
@@ -344,9 +331,9 @@ def _direct_pool_weight_grads_part(part, parts, x, y, argmax, dy, H, W, copies, 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def _direct_pool_input_grads_part(part, parts, wf, y, argmax, dy, dx, H, W, copies, acc, planes,
-                                  pooled, geo, groups, OH, relu):
+                                  geo, groups, OH, relu):
     """:func:`_direct_input_grads_part` from the pooled gradient: each output gradient
-    plane expanded into ``planes[part]`` (:func:`_gradient_plane`), then copied."""
+    plane expanded into ``planes[part]`` (``pooled_grad_plane_at``), then copied."""
     FH, FW, SH, SW, PT, PL, DH, DW = geo
     N, C = dx.shape[0], dx.shape[1]
     K = y.shape[1]
@@ -360,7 +347,7 @@ def _direct_pool_input_grads_part(part, parts, wf, y, argmax, dy, dx, H, W, copi
     n_lo, n_hi = chunks_of_part(part, parts, N, 1)
     for n in range(n_lo, n_hi):
         for k in range(K):
-            _gradient_plane(g, pooled[part], y[n, k], argmax[n, k], dy[n, k], relu, OH, W)
+            direct_conv.pooled_grad_plane_at(g, dy[n, k], y[n, k], argmax[n, k], relu, OH * W, W)
             direct_conv.shifted_copies_at(gcps[k * FW:(k + 1) * FW], S, g, g, NO_MASK, OH, W,
                                           (FH - 1) * DH - PT, (FW - 1) * DW - PL, FW, DW, RQ)
         for c in range(C):

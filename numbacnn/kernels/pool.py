@@ -225,24 +225,18 @@ def max_pool_backward_tiles_plane(t, dx, dy, argmax, FH, FW, SH, SW):
     the argmax as fy·W + fx (the same along the row: LLVM vectorizes it). The same
     values as :func:`max_pool_backward_at`, which walks the rows of dx with more
     bookkeeping per row: fmnist's first pooling 0.9 → 0.7 ms, one thread."""
-    n, c = split(t, dx.shape[1])
-    max_pool_backward_tiles_at(dx[n, c], dy[n, c], argmax[n, c], FH, FW, SH, SW)
-
-
-@njit(inline="always")
-def max_pool_backward_tiles_at(dx2, dy2, at2, FH, FW, SH, SW):
-    """:func:`max_pool_backward_tiles_plane` of one plane: dx2 H×W from dy2 and at2
-    OH×OW; also the fused conv → ReLU → max pooling's gradient plane, in cache."""
-    H = dx2.shape[0]
-    W = dx2.shape[1]
-    OH = dy2.shape[0]
-    OW = dy2.shape[1]
+    C = dx.shape[1]
+    H = dx.shape[2]
+    W = dx.shape[3]
+    OH = dy.shape[2]
+    OW = dy.shape[3]
+    n, c = split(t, C)
     zero = np.float32(0.0)
     for oy in range(OH):
-        at_row = at2[oy]
-        dy_row = dy2[oy]
+        at_row = argmax[n, c, oy]
+        dy_row = dy[n, c, oy]
         for fy in range(FH):
-            dst = dx2[oy * SH + fy]
+            dst = dx[n, c, oy * SH + fy]
             for ox in range(OW):
                 at = at_row[np.uint64(ox)]
                 g = dy_row[np.uint64(ox)]
@@ -252,7 +246,7 @@ def max_pool_backward_tiles_at(dx2, dy2, at2, FH, FW, SH, SW):
     # what no window covers: the columns between windows and after the last, the rows
     # between windows and below the last
     for yy in range(H):
-        dst = dx2[yy]
+        dst = dx[n, c, yy]
         if yy >= OH * SH or yy % SH >= FH:
             for xx in range(W):
                 dst[np.uint64(xx)] = zero
