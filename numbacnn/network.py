@@ -57,7 +57,8 @@ class Network:
         self.explicit_loss = loss is not None
         self.loss = loss or SoftmaxCrossEntropy()
         self.spec_text = spec_text
-        self.fuse = fuse  # a ReLU after a Conv2D or BatchNorm runs in that layer's pass
+        self.fuse = fuse  # a ReLU after a Conv2D or BatchNorm runs in that layer's pass (and
+        # a 2×2 max pooling after a direct Conv2D and its ReLU in its training passes)
         self.step = 0  # training forward passes so far: seeds dropout
         self.seed = 0
         self.stream = 0  # which dropout stream: the rank in data-parallel training
@@ -86,15 +87,28 @@ class Network:
         for layer in self.layers:
             shape = layer.build(shape)  # type: ignore[arg-type]
         scores = self.explicit_loss or shape[1:] == (1, 1)  # the last layer feeds the loss
+        self._fuse_layers()
         for layer, after in zip(self.layers, [*self.layers[1:], None], strict=True):
-            taken = layer.fuse_next(after, self.fuse)  # e.g. a conv does its ReLU's work
-            if after is not None:
-                after.fused = taken
             follower = after or (self.loss if scores else None)  # its weights' default init
             layer.init_of_next = follower.init_of_input if follower is not None else {}
         if scores:
             self.loss.build(shape)  # type: ignore[arg-type]
         return shape  # type: ignore[return-value]
+
+    def _fuse_layers(self) -> None:
+        """Ask each layer whether it does the next one's work (``fuse_next``: a conv its
+        ReLU), and a layer that did whether it does the one after that too
+        (``fuse_further``: the conv then the max pooling); mark those ``fused``. Again
+        when the convolutions' algorithm or the device changes (what fuses depends on
+        them)."""
+        owner = None  # the layer doing the work of the fused layers so far
+        for layer, after in zip(self.layers, [*self.layers[1:], None], strict=True):
+            if layer.fused and owner is not None:
+                taken = owner.fuse_further(after, self.fuse)
+            else:
+                owner, taken = layer, layer.fuse_next(after, self.fuse)
+            if after is not None:
+                after.fused = taken
 
     @property
     def device(self) -> str:
@@ -107,6 +121,8 @@ class Network:
         self._device = name
         for layer in [*self.layers, self.loss]:
             layer.device = name
+        if getattr(self, "input_shape", None) is not None:
+            self._fuse_layers()
 
     @property
     def conv_algo(self) -> str:
@@ -121,6 +137,8 @@ class Network:
         for layer in self.layers:
             if hasattr(layer, "network_algo"):
                 layer.network_algo = name
+        if self.input_shape is not None:
+            self._fuse_layers()
 
     def backend(self) -> ModuleType:
         """The backend module of the network's device."""

@@ -32,6 +32,9 @@ from numbacnn.backends.cpu_conv import conv_in_chunks, conv_workspace  # noqa: F
 from numbacnn.backends.cpu_direct import (  # noqa: F401
     direct_backward,
     direct_forward,
+    direct_pool_backward,
+    direct_pool_forward,
+    direct_pool_workspace,
     direct_workspace,
 )
 from numbacnn.backends.cpu_pool import (  # noqa: F401
@@ -80,6 +83,9 @@ WINOGRAD_AUTO_MIN_CK: int | None = 32 * 64
 # faster for fmnist's conv1 (one channel, 3×3), even at 2 channels without dx, slower
 # at 3·9 and with an input gradient, and for 5×5 windows (not unrolled)
 DIRECT_AUTO_MAX_TAPS: int | None = 9
+# Whether a ReLU'd direct convolution does the 2×2 stride-2 max pooling after it in its
+# training passes (direct_pool_forward/_backward, cpu_direct.py; layers/conv.py)
+DIRECT_POOL_FUSES = True
 
 # The same for a 5×5 stride-1 convolution (Winograd F(2×2, 5×5)), measured by
 # bench/winograd5_layers.py (bench/RESULTS.md, "Winograd F(2×2, 5×5)"): faster than im2col

@@ -25,7 +25,7 @@ from numba import njit
 
 from numbacnn.backends import cpu_threads, kernel_cache
 from numbacnn.backends.cpu_conv import chunks_of_part
-from numbacnn.kernels import direct_conv
+from numbacnn.kernels import direct_conv, pool
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
@@ -202,6 +202,156 @@ def _direct_input_grads_part(part, parts, wf, y3, dy3, dx, H, W, copies, acc, ge
                                           DW, RQ)
         for c in range(C):
             k0 = (c // Cg) * Kg  # the filters of c's group
+            _plane(dx[n, c], a, gcps[k0 * FW:(k0 + Kg) * FW], wf[c], np.float32(0.0), NO_MASK,
+                   FH, FW, DH, DW, W, (FW - 1) * DW - PL, H * W, Kg)
+
+
+
+# --- conv → ReLU → 2×2 stride-2 max pooling in one pass --------------------------------
+# fmnist's first convolution writes 12.8 MB (128×32×28×28) that its pooling reads, and in
+# backward the pooling writes a gradient of that size, 3/4 zeros, that the convolution
+# reads again with its ReLU mask: memory-bound passes. Fused, each output plane (OH·W
+# floats, 3 KB there) is computed into a buffer in L1 and pooled from it; only the
+# pooled output and argmax (the pool layer's) are written. Backward expands each pooled
+# gradient plane into that buffer (each value at its winner, masked by the ReLU: the
+# pooled value is the winner's, so y > 0 there) and runs the unfused bodies on it: the
+# same values in the same order as the unfused passes, bit for bit.
+
+
+def direct_pool_workspace(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int,
+                          geo: tuple, groups: int) -> dict[str, tuple]:
+    """:func:`direct_workspace` and, per part, one output plane (OH·OW, or its gradient)
+    for :func:`direct_pool_forward`/``_backward``."""
+    parts = numba.get_num_threads()
+    return {**direct_workspace(N, C, K, H, W, OH, OW, geo, groups),
+            "direct_plane": (parts, OH * OW)}
+
+
+def direct_pool_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray,
+                        y: np.ndarray, argmax: np.ndarray, ws: dict[str, np.ndarray],
+                        geo: tuple, groups: int, OH: int, OW: int, relu: int) -> None:
+    """y and argmax (N×K×⌊OH/2⌋×⌊OW/2⌋, float32 and int32, as ``max_pool_forward``'s) =
+    2×2 stride-2 max pooling of :func:`direct_forward`'s output (with ReLU when ``relu``),
+    which is never written; ``ws``: :func:`direct_pool_workspace`."""
+    copies = ws["direct_copies"]
+    cpu_threads.run_parts(_direct_pool_forward_part, copies.shape[0], x, H, W, w2, b, y, argmax,
+                          copies, ws["direct_acc"], ws["direct_plane"], geo, groups, OH,
+                          np.int64(relu))
+
+
+def direct_pool_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
+                         argmax: np.ndarray, dy: np.ndarray, dw2: np.ndarray, db: np.ndarray,
+                         dx: np.ndarray | None, ws: dict[str, np.ndarray], geo: tuple,
+                         groups: int, OH: int, OW: int, relu: int) -> None:
+    """:func:`direct_backward` from the pooled gradient dy with the pooled output y and
+    argmax of :func:`direct_pool_forward` (all N×K×⌊OH/2⌋×⌊OW/2⌋)."""
+    K = w2.shape[0]
+    T = geo[0] * geo[1]
+    wf, copies = ws["direct_wf"], ws["direct_copies"]
+    if dx is not None:
+        Kg = K // groups
+        rotated = w2.reshape(groups, Kg, -1, T)[:, :, :, ::-1].transpose(0, 2, 1, 3)
+        np.copyto(wf.reshape(rotated.shape), rotated)
+    parts = copies.shape[0]
+    plane = ws["direct_plane"]
+    cpu_threads.run_parts(_direct_pool_weight_grads_part, parts, x, y, argmax, dy, H, W, copies,
+                          plane, ws["direct_dW"], ws["direct_db"], geo, groups, OH,
+                          np.int64(relu))
+    if dx is not None:
+        cpu_threads.run_parts(_direct_pool_input_grads_part, parts, wf, y, argmax, dy, dx, H, W,
+                              copies, ws["direct_acc"], plane, geo, groups, OH, np.int64(relu))
+    np.sum(ws["direct_db"], axis=0, out=db)
+    np.sum(ws["direct_dW"], axis=0, out=dw2)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _direct_pool_forward_part(part, parts, x, H, W, w2, b, y, argmax, copies, acc, planes, geo,
+                              groups, OH, relu):
+    """Part ``part``'s images: their input planes' copies, then each output plane into
+    ``planes[part]`` and its pooling into y and argmax."""
+    FH, FW, SH, SW, PT, PL, DH, DW = geo
+    N, C = x.shape[0], x.shape[1]
+    K = w2.shape[0]
+    S = (FW - 1) * DW
+    Cg, Kg = C // groups, K // groups
+    RP = OH + (FH - 1) * DH
+    E = RP * W + 2 * S
+    cps = copies[part, :C * FW * E].reshape(C * FW, E)
+    a = acc[part]
+    plane = planes[part, :OH * W]
+    plane2 = plane.reshape(OH, W)
+    n_lo, n_hi = chunks_of_part(part, parts, N, 1)
+    for n in range(n_lo, n_hi):
+        for c in range(C):
+            direct_conv.shifted_copies_at(cps[c * FW:(c + 1) * FW], S, x[n, c], x[n, c], NO_MASK,
+                                          H, W, PT, PL, FW, DW, RP)
+        for k in range(K):
+            c0 = (k // Kg) * Cg
+            _plane(plane, a, cps[c0 * FW:(c0 + Cg) * FW], w2[k], b[k], relu, FH, FW, DH, DW,
+                   W, PL, OH * W, Cg)
+            pool.max_pool_plane_by_selects(y[n, k], argmax[n, k], plane2, 2, 2, 2, 2)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _direct_pool_weight_grads_part(part, parts, x, y, argmax, dy, H, W, copies, planes,
+                                   dW_parts, db_parts, geo, groups, OH, relu):
+    """:func:`_direct_weight_grads_part` from the pooled gradient: each output gradient
+    plane expanded into ``planes[part]`` (``pooled_grad_plane_at``) first."""
+    FH, FW, SH, SW, PT, PL, DH, DW = geo
+    N, C = x.shape[0], x.shape[1]
+    K = dW_parts.shape[1]
+    T, S = FH * FW, (FW - 1) * DW
+    Cg, Kg = C // groups, K // groups
+    RP = OH + (FH - 1) * DH
+    E = RP * W + 2 * S
+    cps = copies[part, :C * FW * E].reshape(C * FW, E)
+    dWp, dbp = dW_parts[part], db_parts[part]
+    dWp[:] = np.float32(0.0)
+    dbp[:] = np.float32(0.0)
+    g = planes[part, :OH * W]
+    n_lo, n_hi = chunks_of_part(part, parts, N, 1)
+    for n in range(n_lo, n_hi):
+        for c in range(C):
+            direct_conv.shifted_copies_at(cps[c * FW:(c + 1) * FW], S, x[n, c], x[n, c], NO_MASK,
+                                          H, W, PT, PL, FW, DW, RP)
+        for k in range(K):
+            direct_conv.pooled_grad_plane_at(g, dy[n, k], y[n, k], argmax[n, k], relu, OH * W, W)
+            c0 = (k // Kg) * Cg
+            for cl in range(Cg):
+                cp = cps[(c0 + cl) * FW:(c0 + cl + 1) * FW]
+                if FH == 3 and FW == 3 and DH == 1 and DW == 1:
+                    total = direct_conv.weight_grads_3x3_at(dWp[k], cl * T, g, g, NO_MASK, cp, 2,
+                                                            W, PL, OH * W)
+                else:
+                    total = direct_conv.weight_grads_at(dWp[k], cl * T, g, g, NO_MASK, cp, FH,
+                                                        FW, DH, DW, S, W, PL, OH * W)
+                if cl == 0:
+                    dbp[k] += total
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _direct_pool_input_grads_part(part, parts, wf, y, argmax, dy, dx, H, W, copies, acc, planes,
+                                  geo, groups, OH, relu):
+    """:func:`_direct_input_grads_part` from the pooled gradient: each output gradient
+    plane expanded into ``planes[part]`` (``pooled_grad_plane_at``), then copied."""
+    FH, FW, SH, SW, PT, PL, DH, DW = geo
+    N, C = dx.shape[0], dx.shape[1]
+    K = y.shape[1]
+    S = (FW - 1) * DW
+    Cg, Kg = C // groups, K // groups
+    RQ = H + (FH - 1) * DH
+    EQ = RQ * W + 2 * S
+    gcps = copies[part, :K * FW * EQ].reshape(K * FW, EQ)
+    a = acc[part]
+    g = planes[part, :OH * W]
+    n_lo, n_hi = chunks_of_part(part, parts, N, 1)
+    for n in range(n_lo, n_hi):
+        for k in range(K):
+            direct_conv.pooled_grad_plane_at(g, dy[n, k], y[n, k], argmax[n, k], relu, OH * W, W)
+            direct_conv.shifted_copies_at(gcps[k * FW:(k + 1) * FW], S, g, g, NO_MASK, OH, W,
+                                          (FH - 1) * DH - PT, (FW - 1) * DW - PL, FW, DW, RQ)
+        for c in range(C):
+            k0 = (c // Cg) * Kg
             _plane(dx[n, c], a, gcps[k0 * FW:(k0 + Kg) * FW], wf[c], np.float32(0.0), NO_MASK,
                    FH, FW, DH, DW, W, (FW - 1) * DW - PL, H * W, Kg)
 

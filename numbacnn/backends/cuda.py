@@ -153,8 +153,8 @@ def conv_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db
 WINOGRAD_AUTO_MIN_CK: int | None = None
 winograd_workspace = cuda_winograd.winograd_workspace
 winograd_forward = cuda_winograd.winograd_forward
-direct_workspace, direct_forward = cuda_direct.direct_workspace, cuda_direct.direct_forward
-direct_backward, DIRECT_AUTO_MAX_TAPS = cuda_direct.direct_backward, None  # not measured
+(direct_workspace, direct_forward, direct_backward, direct_pool_workspace, direct_pool_forward,
+ direct_pool_backward, DIRECT_AUTO_MAX_TAPS, DIRECT_POOL_FUSES) = cuda_direct.DRIVERS
 def winograd_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, db: Any,
                       dx: Any, ws: dict[str, Any], geo: tuple, OH: int, OW: int,
                       relu: int) -> None:

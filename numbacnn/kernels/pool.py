@@ -78,15 +78,21 @@ def max_pool_forward_by_selects(t, y, argmax, x, FH, FW, SH, SW):
     windows). One thread, interleaved: fmnist's first pooling 1.18 → 1.0 ms; AlexNet's
     first (3×3/2, 55×55) 2.0 ms by branches, 3.4 by selects (three taps of stride 2
     make a slow vector loop), so its driver keeps the branches."""
-    C = x.shape[1]
-    W = x.shape[3]
-    OH = y.shape[2]
-    OW = y.shape[3]
-    n, c = split(t, C)
-    plane = x[n, c]
+    n, c = split(t, x.shape[1])
+    max_pool_plane_by_selects(y[n, c], argmax[n, c], x[n, c], FH, FW, SH, SW)
+
+
+@njit(inline="always")
+def max_pool_plane_by_selects(y2, at2, plane, FH, FW, SH, SW):
+    """:func:`max_pool_forward_by_selects` of one plane: y2 and at2 OH×OW (its outputs
+    and argmax), plane H×W (its input); also the pooling of a convolution's plane while
+    it is in cache (``backends/cpu_direct.py``'s fused conv → ReLU → max pooling)."""
+    W = plane.shape[1]
+    OH = y2.shape[0]
+    OW = y2.shape[1]
     for oy in range(OH):
-        y_row = y[n, c, oy]
-        at_row = argmax[n, c, oy]
+        y_row = y2[oy]
+        at_row = at2[oy]
         for ox in range(OW):
             best = plane[oy * SH, np.uint64(ox * SW)]
             best_at = np.int32(0)

@@ -57,18 +57,20 @@ class _Elementwise(Layer):
 @register
 class ReLU(_Elementwise):
     """max(x, 0). When it directly follows a Conv2D or a BatchNorm the network fuses it
-    into that layer's last pass (``fused`` is True): then it passes x and dy through."""
+    into that layer's last pass (``fused`` is True): then it passes x and dy through
+    (in a training pass of a convolution that also does the max pooling after it, the
+    pooled x and dy: ``layers/conv.py``)."""
 
     syntax = LayerSyntax("relu")
     drivers = ("relu_forward", "relu_backward")
     torch_name = "ReLU"
 
     def forward(self, x: Any, training: bool = True) -> Any:
-        return self._check_input(x) if self.fused else super().forward(x, training)
+        return x if self.fused else super().forward(x, training)
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         if self.fused:
-            return self._check_gradient(dy) if need_dx else None
+            return dy if need_dx else None
         return super().backward(dy, need_dx)
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:

@@ -70,7 +70,8 @@ class Layer:
     # tests/test_drivers.py against the calls and against both backends. Layer's own:
     # the memory functions of buffers, parameters and inputs.
     drivers: ClassVar[tuple[str, ...]] = ("empty", "to_device", "zeros")
-    # another layer does this one's work (a ReLU fused into the convolution before it)
+    # another layer does this one's work (a ReLU fused into the convolution before it, a
+    # max pooling into the training passes of that convolution): it passes x and dy on
     fused: bool = False
     # network initializer → the one the weighted layer feeding this one gets instead
     # (numbacnn/init.py: the softmax's OUTPUT_INIT, a Maxout's MAXOUT_INIT)
@@ -197,6 +198,11 @@ class Layer:
         """Whether this layer does ``after``'s work too (``enabled`` False: never); the
         network asks each layer about the one after it when it builds and marks that one
         ``fused``. Default: no layer is fused."""
+        return False
+
+    def fuse_further(self, after: Layer | None, enabled: bool) -> bool:
+        """Whether this layer, having fused the layers up to ``after``, does ``after``'s
+        work too (a convolution with its ReLU: the max pooling after them). Default: no."""
         return False
 
     def window(self) -> tuple[int, int] | None:

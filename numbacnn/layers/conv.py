@@ -26,6 +26,15 @@ Winograd faster at; None: at none) says so, a 3×3 one as F(4×4, 3×3) where C�
 least ``WINOGRAD43_AUTO_MIN_CK``. A network-wide ``winograd``, ``winograd4`` or ``direct``
 leaves the convolutions it cannot run on im2col; ``algo=winograd``, ``algo=winograd4`` or
 ``algo=direct`` on a layer that cannot use it is an error.
+
+Fusion (``Network.build``): a ReLU right after the convolution is applied in its last
+pass (``fused_relu``); then a 2×2 stride-2 max pooling without padding after that ReLU
+(its windows inside the output: floor on an odd size) is done by the training passes
+of a direct convolution on a backend that fuses it (``DIRECT_POOL_FUSES``, the CPU:
+``direct_pool_forward``/``direct_pool_backward``): each output plane pooled in cache,
+only the pooled output and argmax written, into the pooling layer's buffers
+(:meth:`MaxPool2D.outputs`), and backward from the pooled gradient (``fused_pool``).
+Inference passes compute the convolution's output and leave the pooling to its layer.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from numbacnn.geometry import (
 )
 from numbacnn.layers.activation import FusesFollowingReLU
 from numbacnn.layers.base import Layer, Shape, register
+from numbacnn.layers.pool import MaxPool2D
 from numbacnn.layers.syntax import (
     ACTIVATION,
     INIT,
@@ -78,7 +88,8 @@ class Conv2D(FusesFollowingReLU, Layer):
                "winograd_forward", "winograd_backward", "winograd5_workspace",
                "winograd5_forward", "winograd5_backward", "winograd43_workspace",
                "winograd43_forward", "winograd43_backward", "direct_workspace", "direct_forward",
-               "direct_backward")
+               "direct_backward", "direct_pool_workspace", "direct_pool_forward",
+               "direct_pool_backward")
     # the drivers of the algorithm the layer does not use are not called
     conditional_drivers = {"conv_workspace": "uses_im2col", "conv_forward": "uses_im2col",
                            "conv_backward": "uses_im2col",
@@ -92,7 +103,12 @@ class Conv2D(FusesFollowingReLU, Layer):
                            "winograd43_forward": "uses_winograd43",
                            "winograd43_backward": "uses_winograd43",
                            "direct_workspace": "uses_direct", "direct_forward": "uses_direct",
-                           "direct_backward": "uses_direct"}
+                           "direct_backward": "uses_direct",
+                           "direct_pool_workspace": "fused_pool",
+                           "direct_pool_forward": "fused_pool",
+                           "direct_pool_backward": "fused_pool"}
+    # the MaxPool2D whose work the training passes do (set by Network.build: fuse_further)
+    fused_pool: MaxPool2D | None = None
 
     @classmethod
     def derive_options(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -142,8 +158,27 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     def _setup(self) -> None:
         self._cols_hold_input = False  # False once backward reused the columns for dcols
+        self._pooled = False  # the last forward pass did fused_pool's work
         self._x: Any = None  # the last forward pass's input
         self.network_algo = "im2col"  # the network's conv_algo, for algo=None
+
+    # --- fusion ------------------------------------------------------------------------
+    def fuse_next(self, after: Layer | None, enabled: bool) -> bool:
+        """A ReLU right after the convolution is applied in its last pass."""
+        self.fused_pool = None
+        return super().fuse_next(after, enabled)
+
+    def fuse_further(self, after: Layer | None, enabled: bool) -> bool:
+        """After the fused ReLU, a max pooling of 2×2 windows, stride 2, no padding, each
+        window inside the output, is done by the training passes when the convolution
+        is direct and its backend fuses (``DIRECT_POOL_FUSES``)."""
+        if not (enabled and self.fused_relu and self.fused_pool is None
+                and isinstance(after, MaxPool2D) and self.uses_direct
+                and getattr(self._backend(), "DIRECT_POOL_FUSES", False)
+                and after.driver_window() == (2, 2, 2, 2, 0, 0, True)):
+            return False
+        self.fused_pool = after
+        return True
 
     # --- the algorithm -----------------------------------------------------------------
     def algorithm(self) -> str:
@@ -283,13 +318,13 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     def _workspace(self, N: int, algo: str) -> dict[str, Any]:
         """The backend's convolution buffers for a batch of N (``conv_workspace``,
-        ``winograd_workspace``, ``winograd5_workspace``, ``winograd43_workspace`` or
-        ``direct_workspace``)."""
+        ``winograd_workspace``, ``winograd5_workspace``, ``winograd43_workspace``,
+        ``direct_workspace`` or, for ``algo`` "direct_pool", ``direct_pool_workspace``)."""
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
-        if algo == "direct":
-            shapes = self._backend().direct_workspace(N, C, K, H, W, OH, OW, self.geometry,
-                                                      self.groups)
+        if algo in ("direct", "direct_pool"):
+            workspace = getattr(self._backend(), f"{algo}_workspace")
+            shapes = workspace(N, C, K, H, W, OH, OW, self.geometry, self.groups)
         elif algo == "winograd4":
             shapes = self._backend().winograd43_workspace(N, C, K, H, W, OH, OW)
         elif algo == "winograd" and self.taps() == 25:
@@ -306,10 +341,19 @@ class Conv2D(FusesFollowingReLU, Layer):
         N = x.shape[0]
         C, H, W = self.input_shape  # type: ignore[misc]
         K, OH, OW = self.output_shape  # type: ignore[misc]
-        y = self._buffer("y", (N, K, OH, OW))
         x3 = self._reshaped(x, (N, C, H * W))  # im2col reads each input plane flat
         w2 = self._reshaped(self.params["W"], (K, C // self.groups * self.taps()))
         algo = self.algorithm()
+        self._pooled = training and self.fused_pool is not None
+        if self._pooled:  # the pooling's output and argmax only, in its buffers
+            y, argmax = self.fused_pool.outputs(N)  # type: ignore[union-attr]
+            B.direct_pool_forward(x3, H, W, w2, self.params["b"], y, argmax,
+                                  self._workspace(N, "direct_pool"), self.geometry,
+                                  self.groups, OH, OW, int(self.fused_relu))
+            self._x = x3
+            self._cols_hold_input = True
+            return y
+        y = self._buffer("y", (N, K, OH, OW))
         if algo == "winograd4":
             B.winograd43_forward(x3, H, W, w2, self.params["b"], self._flat(y),
                                  self._workspace(N, algo), self.geometry, OH, OW,
@@ -331,7 +375,12 @@ class Conv2D(FusesFollowingReLU, Layer):
         return y
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
-        dy = self._check_gradient(dy)
+        """dW, db and dx from dy: the gradient of the output, or after a pass that did
+        ``fused_pool``'s work the gradient of that pooling's output."""
+        if self._pooled:
+            dy = self.fused_pool._check_gradient(dy)  # type: ignore[union-attr]
+        else:
+            dy = self._check_gradient(dy)
         B = self._backend()
         N = dy.shape[0]
         C, H, W = self.input_shape  # type: ignore[misc]
@@ -341,6 +390,15 @@ class Conv2D(FusesFollowingReLU, Layer):
         dx = self._buffer("dx", (N, C, H, W)) if need_dx else None
         self._cols_hold_input = not need_dx  # computing dx overwrites the columns
         CFF = C // self.groups * self.taps()
+        if self._pooled:
+            y, argmax = self.fused_pool.outputs(N)  # type: ignore[union-attr]
+            B.direct_pool_backward(self._x, H, W, self._reshaped(self.params["W"], (K, CFF)), y,
+                                   argmax, dy, self._reshaped(self.grads["W"], (K, CFF)),
+                                   self.grads["b"],
+                                   None if dx is None else self._reshaped(dx, (N, C, H * W)),
+                                   self._workspace(N, "direct_pool"), self.geometry,
+                                   self.groups, OH, OW, int(self.fused_relu))
+            return dx
         args = (self._x, H, W, self._reshaped(self.params["W"], (K, CFF)),
                 self._flat(self._buffers["y"]), self._flat(dy),
                 self._reshaped(self.grads["W"], (K, CFF)), self.grads["b"],

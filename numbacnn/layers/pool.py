@@ -149,6 +149,29 @@ class MaxPool2D(_Pool2D):
     syntax = LayerSyntax("maxpool", _WINDOW, 1, "maxpool 3 stride=2")
     drivers = ("max_pool_forward", "max_pool_backward")
     keeps_argmax = True
+    _passed_on = False  # the last forward pass passed x on (a fused one, done by the conv)
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        """The pooling; in a training pass with ``fused`` set, x passed on: the
+        convolution before it (and its ReLU) pooled already, into :meth:`outputs`."""
+        self._passed_on = self.fused and training
+        if not self._passed_on:
+            return super().forward(x, training)
+        self._forward_batch = int(x.shape[0])  # for the gradient's check in backward
+        return x
+
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        """dx; dy passed on after a fused forward pass (the convolution takes it)."""
+        if self._passed_on:
+            return self._check_gradient(dy) if need_dx else None
+        return super().backward(dy, need_dx)
+
+    def outputs(self, N: int) -> tuple[Any, Any]:
+        """The pooled output y (float32) and argmax (int32, see ``kernels/pool.py``),
+        N×C×OH×OW: this layer's, which its forward pass writes, or a convolution that
+        does its work."""
+        shape = (N, *self.output_shape)  # type: ignore[misc]
+        return self._buffer("y", shape), self._buffer("argmax", shape, np.int32)
 
     def onnx_nodes(self, builder: Any, input_name: str) -> str:
         """ONNX export: MaxPool, FH×FW windows, stride, padding (never the max) and ceil_mode."""

@@ -106,8 +106,9 @@ def layer_statistics(net: Any, x: np.ndarray, labels: np.ndarray) -> list[LayerS
         dy = net.layers[index].backward(dy, need_dx=index > 0)
     stats = []
     for index, layer in enumerate(net.layers):
-        if getattr(layer, "fused", False):
-            continue  # a fused ReLU: its output is the previous layer's, shown there
+        if getattr(layer, "fused", False) and _ends_in_relu(layer):
+            continue  # a fused ReLU: its output is the previous layer's, shown there (a
+            # fused max pooling is fused in training passes only: shown as it is)
         fused = " + relu" if getattr(layer, "fused_relu", False) else ""
         off = " (off: inference)" if layer.draws_random else ""  # dropout passes x on
         values = outputs[index]

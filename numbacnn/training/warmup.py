@@ -56,6 +56,10 @@ COMPILE_SECONDS = {
     # the direct convolution's (bench/compile_profile.py, one thread, "with callees")
     "_direct_forward_part": 1.9, "_direct_weight_grads_part": 1.3,
     "_direct_input_grads_part": 2.1,
+    # fused with the 2×2 max pooling after it (compile_profile.py --conv-algo auto, one
+    # thread, load 4.5; the input-gradient part, which fmnist never calls, as unfused)
+    "_direct_pool_forward_part": 2.2, "_direct_pool_weight_grads_part": 1.9,
+    "_direct_pool_input_grads_part": 2.1,
     # Winograd F(2×2, 5×5), cpu_winograd5.py: one thread, empty cache, CPU seconds, two
     # runs (bench/RESULTS.md, "Winograd F(2×2, 5×5)"); the forward part with the filter,
     # input and output loops, the backward part with the output-gradient loop
