@@ -38,11 +38,13 @@ from numbacnn.geometry import (
     output_hw,
     pads4,
     pair,
+    s2d_applies,
     window_arithmetic,
     winograd_applies,
 )
 from numbacnn.layers.activation import FusesFollowingReLU
 from numbacnn.layers.base import Layer, Shape, register
+from numbacnn.layers.conv_s2d import SpaceToDepthPasses
 from numbacnn.layers.syntax import (
     ACTIVATION,
     INIT,
@@ -60,7 +62,7 @@ ALGO = Option("algo", str, None, choices=CONV_ALGORITHMS, hyperparameter=False)
 
 
 @register
-class Conv2D(FusesFollowingReLU, Layer):
+class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
     syntax = LayerSyntax("conv", (int_option("filters"), int_option("size", axes=True),
                                   int_option("stride", 1, axes=True), PAD,
                                   int_option("groups", 1, quiet_default=True),
@@ -84,7 +86,8 @@ class Conv2D(FusesFollowingReLU, Layer):
                            "winograd5_forward": "uses_winograd5",
                            "winograd5_backward": "uses_winograd5",
                            "direct_workspace": "uses_direct", "direct_forward": "uses_direct",
-                           "direct_backward": "uses_direct"}
+                           "direct_backward": "uses_direct",
+                           **dict.fromkeys(SpaceToDepthPasses.drivers, "uses_s2d")}
 
     @classmethod
     def derive_options(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +99,11 @@ class Conv2D(FusesFollowingReLU, Layer):
             raise ValueError("algo=direct computes stride-1 convolutions that keep the input's "
                              "width (left + right padding = the dilated window's width − 1, "
                              "e.g. pad=same) only; give algo=im2col or algo=auto for this "
+                             "convolution")
+        if values.get("algo") == "s2d" and not s2d_applies(
+                values["stride"], values["dilation"], values["groups"]):
+            raise ValueError("algo=s2d computes convolutions of stride 2 or more, dilation 1 "
+                             "and one group only; give algo=im2col or algo=auto for this "
                              "convolution")
         return values
 
@@ -137,6 +145,9 @@ class Conv2D(FusesFollowingReLU, Layer):
         """"im2col", "winograd" or "direct": what this layer runs, from its ``algo``
         (else the network's) and its shapes (see the module's docstring)."""
         wanted = self.algo or self.network_algo
+        if s2d_applies(self.stride, self.dilation, self.groups) and (
+                wanted == "s2d" or (wanted == "auto" and self.s2d_auto())):
+            return "s2d"
         direct = direct_applies(self.size, self.stride, self.pad, self.dilation)
         if wanted == "direct" and direct:
             return "direct"
@@ -144,7 +155,7 @@ class Conv2D(FusesFollowingReLU, Layer):
             most = self._backend().DIRECT_AUTO_MAX_TAPS
             if most is not None and self.input_shape[0] // self.groups * self.taps() <= most:  # type: ignore[index]
                 return "direct"
-        if wanted in ("im2col", "direct") or not winograd_applies(
+        if wanted in ("im2col", "direct", "s2d") or not winograd_applies(
                 self.size, self.stride, self.dilation, self.groups):
             return "im2col"
         if wanted == "winograd":
@@ -154,15 +165,21 @@ class Conv2D(FusesFollowingReLU, Layer):
         C, K = self.input_shape[0], self.filters  # type: ignore[index]
         return "winograd" if least is not None and C * K >= least else "im2col"
 
+    def conv_run(self) -> tuple[str, int]:
+        """(algorithm, taps) of the convolution the drivers compute: the layer's own, or
+        under s2d the rearranged stride-1 one's (``conv_s2d.py``)."""
+        algo = self.algorithm()
+        return self.s2d_inner() if algo == "s2d" else (algo, self.taps())
+
     @property
     def uses_winograd(self) -> bool:
         """Winograd F(2×2, 3×3)."""
-        return self.algorithm() == "winograd" and self.taps() == 9
+        return self.conv_run() == ("winograd", 9)
 
     @property
     def uses_winograd5(self) -> bool:
         """Winograd F(2×2, 5×5)."""
-        return self.algorithm() == "winograd" and self.taps() == 25
+        return self.conv_run() == ("winograd", 25)
 
     @property
     def uses_direct(self) -> bool:
@@ -170,7 +187,11 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     @property
     def uses_im2col(self) -> bool:
-        return self.algorithm() == "im2col"
+        return self.conv_run()[0] == "im2col"
+
+    @property
+    def uses_s2d(self) -> bool:
+        return self.algorithm() == "s2d"
 
     # --- the window, per axis ---------------------------------------------------------
     @property
@@ -218,6 +239,8 @@ class Conv2D(FusesFollowingReLU, Layer):
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
         algo = self.algorithm()
+        if algo == "s2d":
+            return self.s2d_workspace_bytes(batch)
         if algo == "winograd":  # at most the whole batch's V and M, for y's tiles or dx's,
             # and the transformed filters (16 positions, 36 for 5×5)
             tiles = max((OH + 1) // 2 * ((OW + 1) // 2), (H + 1) // 2 * ((W + 1) // 2))
@@ -260,7 +283,9 @@ class Conv2D(FusesFollowingReLU, Layer):
         ``winograd_workspace``, ``winograd5_workspace`` or ``direct_workspace``)."""
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
-        if algo == "direct":
+        if algo == "s2d":
+            shapes = self._s2d_workspace_shapes(N)
+        elif algo == "direct":
             shapes = self._backend().direct_workspace(N, C, K, H, W, OH, OW, self.geometry,
                                                       self.groups)
         elif algo == "winograd" and self.taps() == 25:
@@ -281,7 +306,9 @@ class Conv2D(FusesFollowingReLU, Layer):
         x3 = self._reshaped(x, (N, C, H * W))  # im2col reads each input plane flat
         w2 = self._reshaped(self.params["W"], (K, C // self.groups * self.taps()))
         algo = self.algorithm()
-        if algo == "winograd" and self.taps() == 25:
+        if algo == "s2d":
+            self._s2d_forward(x3, self._flat(y), N, self._workspace(N, algo))
+        elif algo == "winograd" and self.taps() == 25:
             B.winograd5_forward(x3, H, W, w2, self.params["b"], self._flat(y),
                                 self._workspace(N, algo), self.geometry, OH, OW,
                                 int(self.fused_relu))
@@ -313,7 +340,10 @@ class Conv2D(FusesFollowingReLU, Layer):
                 self._reshaped(self.grads["W"], (K, CFF)), self.grads["b"],
                 None if dx is None else self._reshaped(dx, (N, C, H * W)))
         algo = self.algorithm()
-        if algo == "winograd" and self.taps() == 25:
+        if algo == "s2d":
+            self._s2d_backward(self._flat(dy), None if dx is None else args[-1],
+                               self._workspace(N, algo))
+        elif algo == "winograd" and self.taps() == 25:
             B.winograd5_backward(*args, self._workspace(N, algo), self.geometry, OH, OW,
                                  int(self.fused_relu))
         elif algo == "winograd":
