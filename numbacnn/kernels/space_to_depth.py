@@ -92,19 +92,33 @@ def depth_to_space_at(t, lo, hi, dx, dxs, H, W, geo, HS, WS):
 @njit(inline="always")
 def filters_at(t, lo, hi, ws2, w2, geo):
     """Row t = k of w' (K × C'·FH'·FW'), its elements lo … hi − 1 ((c', a, b)) from w2
-    (K × C·FH·FW): w2[k, (c, SH·a + i, SW·b + j)], 0 for the taps past FH or FW."""
+    (K × C·FH·FW): w2[k, (c, SH·a + i, SW·b + j)], 0 for the taps past FH or FW. The
+    coordinates are split once and then stepped (a whole row on the CPU)."""
     FH, FW, SH, SW, PT, PL, DH, DW = geo
     FHs, FWs = (FH + SH - 1) // SH, (FW + SW - 1) // SW
+    cs, ab = split(lo, FHs * FWs)
+    a, b_ = split(ab, FWs)
+    c, ij = split(cs, SH * SW)
+    i, j = split(ij, SW)
     for e in range(lo, hi):
-        cs, ab = split(e, FHs * FWs)
-        a, b_ = split(ab, FWs)
-        c, ij = split(cs, SH * SW)
-        i, j = split(ij, SW)
         u, v = SH * a + i, SW * b_ + j
         if u < FH and v < FW:
             ws2[t, e] = w2[t, (c * FH + u) * FW + v]
         else:
             ws2[t, e] = np.float32(0.0)
+        b_ += 1  # the next (c', a, b): b, then a, then c' = (c, i, j)
+        if b_ == FWs:
+            b_ = 0
+            a += 1
+            if a == FHs:
+                a = 0
+                j += 1
+                if j == SW:
+                    j = 0
+                    i += 1
+                    if i == SH:
+                        i = 0
+                        c += 1
 
 
 @njit(inline="always")
@@ -113,9 +127,16 @@ def filter_grads_at(t, lo, hi, dw2, dws2, geo):
     (K × C'·FH'·FW'): the gradient of the tap that w[k, c, u, v] became."""
     FH, FW, SH, SW, PT, PL, DH, DW = geo
     FHs, FWs = (FH + SH - 1) // SH, (FW + SW - 1) // SW
+    c, uv = split(lo, FH * FW)
+    u, v = split(uv, FW)
     for e in range(lo, hi):
-        c, uv = split(e, FH * FW)
-        u, v = split(uv, FW)
         a, i = split(u, SH)
         b_, j = split(v, SW)
         dw2[t, e] = dws2[t, (((c * SH + i) * SW + j) * FHs + a) * FWs + b_]
+        v += 1
+        if v == FW:
+            v = 0
+            u += 1
+            if u == FH:
+                u = 0
+                c += 1
