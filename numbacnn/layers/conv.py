@@ -14,15 +14,19 @@ Algorithm (``algo=``, else the network's ``conv_algo``, :data:`CONV_ALGORITHMS`)
 ``im2col`` as above, ``winograd``, F(2×2, 3×3) (``numbacnn/kernels/winograd.py``;
 ``winograd_forward``/``winograd_backward`` of each backend) for 3×3 windows of stride 1,
 dilation 1 and one group, F(2×2, 5×5) (``kernels/winograd5.py``; ``winograd5_forward``/
-``winograd5_backward``) for such 5×5 windows, or ``direct`` (``numbacnn/kernels/direct_conv.py``;
+``winograd5_backward``) for such 5×5 windows, ``direct`` (``numbacnn/kernels/direct_conv.py``;
 ``direct_forward``/``direct_backward``) for stride 1 and an output as wide as the input
-(``geometry.direct_applies``: ``pad=same`` and the like); ``auto`` picks the direct
+(``geometry.direct_applies``: ``pad=same`` and the like), or ``s2d`` (``layers/conv_s2d.py``)
+for stride 2 or more, dilation 1 and one group: the stride-1 convolution of the input and
+filters rearranged into S×S blocks, on the Winograd drivers where its window is 3×3 or 5×5,
+else on im2col's. ``auto`` picks s2d where the rearranged window is 3×3 and C·SH·SW·K is at
+least the backend's ``S2D_AUTO_MIN_CK`` (None: never), the direct
 convolution where it applies and C/G·FH·FW is at most the backend's
 ``DIRECT_AUTO_MAX_TAPS``, else Winograd where it applies and the backend's
 ``WINOGRAD_AUTO_MIN_CK`` (``WINOGRAD5_AUTO_MIN_CK`` for 5×5: the smallest C·K it measured
 Winograd faster at; None: at none) says so. A network-wide ``winograd`` or ``direct``
-leaves the convolutions it cannot run on im2col; ``algo=winograd`` or ``algo=direct`` on
-a layer that cannot use it is an error.
+(or ``s2d``) leaves the convolutions it cannot run on im2col; ``algo=winograd``,
+``algo=direct`` or ``algo=s2d`` on a layer that cannot use it is an error.
 """
 
 from __future__ import annotations
@@ -142,7 +146,7 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
 
     # --- the algorithm -----------------------------------------------------------------
     def algorithm(self) -> str:
-        """"im2col", "winograd" or "direct": what this layer runs, from its ``algo``
+        """"im2col", "winograd", "direct" or "s2d": what this layer runs, from its ``algo``
         (else the network's) and its shapes (see the module's docstring)."""
         wanted = self.algo or self.network_algo
         if s2d_applies(self.stride, self.dilation, self.groups) and (
