@@ -89,8 +89,11 @@ DIRECT_AUTO_MAX_TAPS: int | None = 9
 WINOGRAD5_AUTO_MIN_CK: int | None = 32 * 64
 # The smallest C·SH·SW·K (the rearranged convolution's C·K) at which ``algo=auto`` runs a
 # strided convolution as space-to-depth + Winograd F(2×2, 3×3) (layers/conv.py: where
-# the rearranged window is 3×3); None: at none. PLACEHOLDER
-S2D_AUTO_MIN_CK: int | None = 48 * 96
+# the rearranged window is 3×3); None: at none. Measured forward + backward, with and
+# without dx, 1 and 2 threads (bench/RESULTS.md, "Space-to-depth"): faster than im2col at
+# C·S²·K = 1024 (8 → 32, 5×5 stride 2), 2048 and AlexNet's conv1 (3·16·96), slower at 384
+# (3 → 32, 5×5 stride 2)
+S2D_AUTO_MIN_CK: int | None = 32 * 32
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 
