@@ -171,3 +171,29 @@ def test_the_network_choice_and_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     assert convs[0].algorithm() == "im2col"
     monkeypatch.setattr(numbacnn.backends.cpu, "S2D_AUTO_MIN_CK", 3 * 16 * 96 + 1)
     assert convs[0].algorithm() == "im2col"
+
+
+def test_a_few_training_steps_agree_with_im2col() -> None:
+    """A small network (a strided convolution after another, so its dx is needed) trained
+    4 SGD steps from the same weights on the same batches ends with the same weights under
+    im2col and s2d, to float32 tolerance; the weights keep their K×C×FH×FW shape."""
+    from numbacnn.training.optim import SGD
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 2, 15, 15)).astype(np.float32)
+    labels = rng.integers(0, 3, 6)
+    weights = {}
+    for algo in ("im2col", "s2d"):
+        net = Network.from_spec("input 15x15x2\nconv 4 3 pad=1 activation=relu\n"
+                                "conv 6 5 stride=2 pad=1 activation=relu\nfc 3\nsoftmax",
+                                device="cpu").initialize(3)
+        net.conv_algo = algo
+        assert net.layers[2].algorithm() == algo and net.layers[2].params["W"].shape == (6, 4, 5, 5)
+        optimizer = SGD(momentum=0.9, weight_decay=0.0)
+        for _ in range(4):
+            net.train_step(x, labels)
+            optimizer.step(net, 0.05)
+        weights[algo] = {f"{i}.{k}": v.copy() for i, layer in enumerate(net.layers)
+                         for k, v in layer.params.items()}
+    for key, expected in weights["im2col"].items():
+        checks.assert_close(weights["s2d"][key], expected, what=key, rtol=1e-3, atol_scale=1e-4)
