@@ -40,12 +40,7 @@ from numbacnn.backends.cpu_pool import (  # noqa: F401
     max_pool_backward,
     max_pool_forward,
 )
-from numbacnn.backends.cpu_space_to_depth import (  # noqa: F401
-    depth_to_space,
-    s2d_filter_grads,
-    s2d_filters,
-    space_to_depth,
-)
+from numbacnn.backends.cpu_space_to_depth import *  # noqa: F403 (S2D_AUTO_MIN_CK, drivers)
 from numbacnn.backends.cpu_winograd import (  # noqa: F401
     winograd_backward,
     winograd_forward,
@@ -87,13 +82,6 @@ DIRECT_AUTO_MAX_TAPS: int | None = 9
 # for cifar10's conv2 (C·K = 32·64), AlexNet's conv2 (96·256) and lenet's conv2 (6·16),
 # 1.7x slower for cifar10's conv1 (3·32, the same C·K as lenet's: this rule leaves both)
 WINOGRAD5_AUTO_MIN_CK: int | None = 32 * 64
-# The smallest C·SH·SW·K (the rearranged convolution's C·K) at which ``algo=auto`` runs a
-# strided convolution as space-to-depth + Winograd F(2×2, 3×3) (layers/conv.py: where
-# the rearranged window is 3×3); None: at none. Measured forward + backward, with and
-# without dx, 1 and 2 threads (bench/RESULTS.md, "Space-to-depth"): faster than im2col at
-# C·S²·K = 1024 (8 → 32, 5×5 stride 2), 2048 and AlexNet's conv1 (3·16·96), slower at 384
-# (3 → 32, 5×5 stride 2)
-S2D_AUTO_MIN_CK: int | None = 32 * 32
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 

@@ -19,6 +19,17 @@ from numbacnn.kernels import space_to_depth as s2d
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
+__all__ = ["S2D_AUTO_MIN_CK", "depth_to_space", "s2d_filter_grads", "s2d_filters",
+           "space_to_depth"]  # what cpu.py re-exports
+
+# The smallest C·SH·SW·K (the rearranged convolution's C·K) at which ``algo=auto`` runs a
+# strided convolution as space-to-depth + Winograd F(2×2, 3×3) (layers/conv.py: where
+# the rearranged window is 3×3); None: at none. Measured forward + backward, with and
+# without dx, 1 and 2 threads (bench/RESULTS.md, "Space-to-depth"): faster than im2col at
+# C·S²·K = 1024 (8 → 32, 5×5 stride 2), 2048 and AlexNet's conv1 (3·16·96), slower at 384
+# (3 → 32, 5×5 stride 2)
+S2D_AUTO_MIN_CK: int | None = 32 * 32
+
 
 def space_to_depth(xs: np.ndarray, x: np.ndarray, H: int, W: int, geo: tuple, HS: int,
                    WS: int) -> None:
