@@ -27,8 +27,9 @@ VOLUME_AXES = "W x H x D"  # the label that goes with a volume() in messages
 ROUNDINGS = ("exact", "floor", "ceil")
 # How a convolution is computed (numbacnn/layers/conv.py): im2col and one GEMM, Winograd
 # F(2×2, 3×3) or F(2×2, 5×5) (3×3 or 5×5 windows, stride 1, no dilation, one group),
-# Winograd F(4×4, 3×3) (3×3 windows, the CPU only), direct (stride 1), or chosen per layer
-CONV_ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "direct")
+# Winograd F(4×4, 3×3) (3×3 windows, the CPU only), direct (stride 1), space-to-depth
+# (stride ≥ 2 as a stride-1 convolution: ``s2d_applies``), or chosen per layer
+CONV_ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "direct", "s2d")
 
 # An int for both axes, or one per axis (height, width).
 Pair = int | tuple[int, int]
@@ -97,6 +98,22 @@ def direct_applies(F: Pair, S: Pair, pad: Pads, dilation: Pair = 1) -> bool:
     like); any window, padding on top and bottom, dilation and groups."""
     _, PL, _, PR = pads4(pad)
     return pair(S) == (1, 1) and PL + PR == effective_size(pair(F)[1], pair(dilation)[1]) - 1
+
+
+def s2d_applies(S: Pair, dilation: Pair = 1, groups: int = 1) -> bool:
+    """Whether a convolution with stride S, ``dilation`` and ``groups`` can run as its
+    space-to-depth rearrangement (``kernels/space_to_depth.py``): a stride of 2 or more
+    on some axis, dilation 1, one group (any window, any padding)."""
+    return max(pair(S)) >= 2 and pair(dilation) == (1, 1) and groups == 1
+
+
+def space_to_depth_shape(C: int, F: Pair, S: Pair, OH: int, OW: int) -> tuple[int, ...]:
+    """(C', H', W', FH', FW') of the stride-1 convolution that a stride-S convolution with
+    an F window over C channels and an OH×OW output becomes: C·SH·SW channels, a
+    ⌈FH/SH⌉×⌈FW/SW⌉ window, no padding, an input just large enough for OH×OW."""
+    (FH, FW), (SH, SW) = pair(F), pair(S)
+    FHs, FWs = -(-FH // SH), -(-FW // SW)
+    return (C * SH * SW, OH + FHs - 1, OW + FWs - 1, FHs, FWs)
 
 
 def effective_size(F: int, dilation: int = 1) -> int:

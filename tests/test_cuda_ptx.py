@@ -120,6 +120,10 @@ def drive_every_kernel() -> list[Record]:
         winograd5 = Network.from_spec("input 7x7x2\ntanh\nconv 3 5 pad=2 algo=winograd "
                                       "activation=relu\nfc 3\nsoftmax", device="cuda")
         winograd5.initialize(seed=1).train_step(x, np.array([0, 2]))
+        s2d = Network.from_spec("input 9x9x2\ntanh\nconv 3 5 stride=2 algo=s2d activation=relu\n"
+                                "fc 3\nsoftmax", device="cuda")  # space-to-depth's kernels
+        s2d.initialize(seed=1).train_step(rng.standard_normal((2, 2, 9, 9)).astype(np.float32),
+                                          np.array([0, 2]))
         B = cuda_backend
         for trans_a, trans_b in itertools.product((False, True), repeat=2):
             a = np.ones((3, 5) if trans_a else (5, 3), np.float32)
@@ -141,12 +145,12 @@ def records() -> list[Record]:
 def expected_kernels() -> dict[Callable, str]:
     """Every kernel function of the CUDA backend: its drivers and the 4 SGEMM variants."""
     from numbacnn.backends import cuda as cuda_backend
-    from numbacnn.backends import cuda_direct, cuda_winograd, cuda_winograd5
+    from numbacnn.backends import cuda_direct, cuda_space_to_depth, cuda_winograd, cuda_winograd5
     from numbacnn.backends.sgemm import sgemm_kernel, sum_splits
 
     # launchers carry py_func; device functions (numba dispatchers) are compiled inside them
     kernels = {obj.py_func: name for module in (cuda_backend, cuda_winograd, cuda_winograd5,
-                                                 cuda_direct)
+                                                 cuda_direct, cuda_space_to_depth)
                for name, obj in vars(module).items()
                if callable(obj) and hasattr(obj, "py_func") and not hasattr(obj, "targetoptions")}
     for trans_a, trans_b in itertools.product((False, True), repeat=2):

@@ -43,6 +43,7 @@ from numbacnn.backends.cpu_pool import (  # noqa: F401
     max_pool_backward,
     max_pool_forward,
 )
+from numbacnn.backends.cpu_space_to_depth import *  # noqa: F403 (S2D_AUTO_MIN_CK, drivers)
 from numbacnn.backends.cpu_winograd import (  # noqa: F401
     winograd_backward,
     winograd_forward,

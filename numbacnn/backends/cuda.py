@@ -42,6 +42,7 @@ import numpy as np
 from numba import config, cuda, float32, njit
 
 from numbacnn.backends import cuda_direct, cuda_winograd, cuda_winograd5, whole_batch
+from numbacnn.backends import cuda_space_to_depth as cuda_s2d
 from numbacnn.backends.cuda_dry_run import (  # noqa: F401
     DryArray,
     counters,
@@ -114,9 +115,8 @@ def zeros(shape: tuple[int, ...], dtype: type = np.float32) -> Any:
 
 
 # --- matrix product: cuda_gemm.py (cuBLAS or the numba SGEMM) -------------------------
-
-
-# --- convolution ---------------------------------------------------------------------------
+# --- convolution (space-to-depth's rearrangements: cuda_space_to_depth.py) -----------------
+S2D_AUTO_MIN_CK, space_to_depth, depth_to_space, s2d_filters, s2d_filter_grads = cuda_s2d.DRIVERS
 
 
 def conv_workspace(N: int, C: int, K: int, F: int | tuple[int, int], OH: int, OW: int,

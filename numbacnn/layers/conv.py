@@ -16,16 +16,21 @@ Algorithm (``algo=``, else the network's ``conv_algo``, :data:`CONV_ALGORITHMS`)
 dilation 1 and one group, F(2×2, 5×5) (``kernels/winograd5.py``; ``winograd5_forward``/
 ``winograd5_backward``) for such 5×5 windows, ``winograd4``, F(4×4, 3×3) (``kernels/winograd43.py``;
 ``winograd43_forward``/``winograd43_backward``; the CPU only, less accurate) for 3×3
-windows as ``winograd``'s, or ``direct`` (``numbacnn/kernels/direct_conv.py``;
+windows as ``winograd``'s, ``direct`` (``numbacnn/kernels/direct_conv.py``;
 ``direct_forward``/``direct_backward``) for stride 1 and an output as wide as the input
-(``geometry.direct_applies``: ``pad=same`` and the like); ``auto`` picks the direct
+(``geometry.direct_applies``: ``pad=same`` and the like), or ``s2d`` (``layers/conv_s2d.py``)
+for stride 2 or more, dilation 1 and one group: the stride-1 convolution of the input and
+filters rearranged into S×S blocks, on the Winograd drivers where its window is 3×3 or 5×5,
+else on im2col's. ``auto`` picks s2d where the rearranged window is 3×3 and C·SH·SW·K is at
+least the backend's ``S2D_AUTO_MIN_CK`` (None: never), the direct
 convolution where it applies and C/G·FH·FW is at most the backend's
 ``DIRECT_AUTO_MAX_TAPS``, else Winograd where it applies and the backend's
 ``WINOGRAD_AUTO_MIN_CK`` (``WINOGRAD5_AUTO_MIN_CK`` for 5×5: the smallest C·K it measured
 Winograd faster at; None: at none) says so, a 3×3 one as F(4×4, 3×3) where C·K is at
-least ``WINOGRAD43_AUTO_MIN_CK``. A network-wide ``winograd``, ``winograd4`` or ``direct``
-leaves the convolutions it cannot run on im2col; ``algo=winograd``, ``algo=winograd4`` or
-``algo=direct`` on a layer that cannot use it is an error.
+least ``WINOGRAD43_AUTO_MIN_CK``. A network-wide ``winograd``, ``winograd4``, ``direct``
+or ``s2d`` leaves the convolutions it cannot run on im2col; ``algo=winograd``,
+``algo=winograd4``, ``algo=direct`` or ``algo=s2d`` on a layer that cannot use it is an
+error.
 
 Fusion (``Network.build``): a ReLU right after the convolution is applied in its last
 pass (``fused_relu``); then a 2×2 stride-2 max pooling without padding after that ReLU
@@ -50,12 +55,14 @@ from numbacnn.geometry import (
     output_hw,
     pads4,
     pair,
+    s2d_applies,
     window_arithmetic,
     winograd4_applies,
     winograd_applies,
 )
 from numbacnn.layers.activation import FusesFollowingReLU
 from numbacnn.layers.base import Layer, Shape, register
+from numbacnn.layers.conv_s2d import SpaceToDepthPasses
 from numbacnn.layers.pool import MaxPool2D
 from numbacnn.layers.syntax import (
     ACTIVATION,
@@ -74,7 +81,7 @@ ALGO = Option("algo", str, None, choices=CONV_ALGORITHMS, hyperparameter=False)
 
 
 @register
-class Conv2D(FusesFollowingReLU, Layer):
+class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
     syntax = LayerSyntax("conv", (int_option("filters"), int_option("size", axes=True),
                                   int_option("stride", 1, axes=True), PAD,
                                   int_option("groups", 1, quiet_default=True),
@@ -106,7 +113,8 @@ class Conv2D(FusesFollowingReLU, Layer):
                            "direct_backward": "uses_direct",
                            "direct_pool_workspace": "fused_pool",
                            "direct_pool_forward": "fused_pool",
-                           "direct_pool_backward": "fused_pool"}
+                           "direct_pool_backward": "fused_pool",
+                           **dict.fromkeys(SpaceToDepthPasses.drivers, "uses_s2d")}
     # the MaxPool2D whose work the training passes do (set by Network.build: fuse_further)
     fused_pool: MaxPool2D | None = None
 
@@ -120,6 +128,11 @@ class Conv2D(FusesFollowingReLU, Layer):
             raise ValueError("algo=direct computes stride-1 convolutions that keep the input's "
                              "width (left + right padding = the dilated window's width − 1, "
                              "e.g. pad=same) only; give algo=im2col or algo=auto for this "
+                             "convolution")
+        if values.get("algo") == "s2d" and not s2d_applies(
+                values["stride"], values["dilation"], values["groups"]):
+            raise ValueError("algo=s2d computes convolutions of stride 2 or more, dilation 1 "
+                             "and one group only; give algo=im2col or algo=auto for this "
                              "convolution")
         return values
 
@@ -182,9 +195,13 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     # --- the algorithm -----------------------------------------------------------------
     def algorithm(self) -> str:
-        """"im2col", "winograd", "winograd4" or "direct": what this layer runs, from its ``algo``
+        """"im2col", "winograd", "winograd4", "direct" or "s2d": what this layer runs, from
+        its ``algo``
         (else the network's) and its shapes (see the module's docstring)."""
         wanted = self.algo or self.network_algo
+        if s2d_applies(self.stride, self.dilation, self.groups) and (
+                wanted == "s2d" or (wanted == "auto" and self.s2d_auto())):
+            return "s2d"
         direct = direct_applies(self.size, self.stride, self.pad, self.dilation)
         if wanted == "direct" and direct:
             return "direct"
@@ -192,7 +209,7 @@ class Conv2D(FusesFollowingReLU, Layer):
             most = self._backend().DIRECT_AUTO_MAX_TAPS
             if most is not None and self.input_shape[0] // self.groups * self.taps() <= most:  # type: ignore[index]
                 return "direct"
-        if wanted in ("im2col", "direct") or not winograd_applies(
+        if wanted in ("im2col", "direct", "s2d") or not winograd_applies(
                 self.size, self.stride, self.dilation, self.groups):
             return "im2col"
         if wanted == "winograd4":
@@ -207,20 +224,26 @@ class Conv2D(FusesFollowingReLU, Layer):
         four = B.WINOGRAD43_AUTO_MIN_CK if self.taps() == 9 else None
         return "winograd4" if four is not None and C * K >= four else "winograd"
 
+    def conv_run(self) -> tuple[str, int]:
+        """(algorithm, taps) of the convolution the drivers compute: the layer's own, or
+        under s2d the rearranged stride-1 one's (``conv_s2d.py``)."""
+        algo = self.algorithm()
+        return self.s2d_inner() if algo == "s2d" else (algo, self.taps())
+
     @property
     def uses_winograd(self) -> bool:
         """Winograd F(2×2, 3×3)."""
-        return self.algorithm() == "winograd" and self.taps() == 9
+        return self.conv_run() == ("winograd", 9)
 
     @property
     def uses_winograd5(self) -> bool:
         """Winograd F(2×2, 5×5)."""
-        return self.algorithm() == "winograd" and self.taps() == 25
+        return self.conv_run() == ("winograd", 25)
 
     @property
     def uses_winograd43(self) -> bool:
         """Winograd F(4×4, 3×3)."""
-        return self.algorithm() == "winograd4"
+        return self.conv_run() == ("winograd4", 9)
 
     @property
     def uses_direct(self) -> bool:
@@ -228,7 +251,11 @@ class Conv2D(FusesFollowingReLU, Layer):
 
     @property
     def uses_im2col(self) -> bool:
-        return self.algorithm() == "im2col"
+        return self.conv_run()[0] == "im2col"
+
+    @property
+    def uses_s2d(self) -> bool:
+        return self.algorithm() == "s2d"
 
     # --- the window, per axis ---------------------------------------------------------
     @property
@@ -276,6 +303,8 @@ class Conv2D(FusesFollowingReLU, Layer):
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
         algo = self.algorithm()
+        if algo == "s2d":
+            return self.s2d_workspace_bytes(batch)
         if algo == "winograd":  # at most the whole batch's V and M, for y's tiles or dx's,
             # and the transformed filters (16 positions, 36 for 5×5)
             tiles = max((OH + 1) // 2 * ((OW + 1) // 2), (H + 1) // 2 * ((W + 1) // 2))
@@ -322,7 +351,9 @@ class Conv2D(FusesFollowingReLU, Layer):
         ``direct_workspace`` or, for ``algo`` "direct_pool", ``direct_pool_workspace``)."""
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
-        if algo in ("direct", "direct_pool"):
+        if algo == "s2d":
+            shapes = self._s2d_workspace_shapes(N)
+        elif algo in ("direct", "direct_pool"):
             workspace = getattr(self._backend(), f"{algo}_workspace")
             shapes = workspace(N, C, K, H, W, OH, OW, self.geometry, self.groups)
         elif algo == "winograd4":
@@ -354,7 +385,9 @@ class Conv2D(FusesFollowingReLU, Layer):
             self._cols_hold_input = True
             return y
         y = self._buffer("y", (N, K, OH, OW))
-        if algo == "winograd4":
+        if algo == "s2d":
+            self._s2d_forward(x3, self._flat(y), N, self._workspace(N, algo))
+        elif algo == "winograd4":
             B.winograd43_forward(x3, H, W, w2, self.params["b"], self._flat(y),
                                  self._workspace(N, algo), self.geometry, OH, OW,
                                  int(self.fused_relu))
@@ -404,7 +437,10 @@ class Conv2D(FusesFollowingReLU, Layer):
                 self._reshaped(self.grads["W"], (K, CFF)), self.grads["b"],
                 None if dx is None else self._reshaped(dx, (N, C, H * W)))
         algo = self.algorithm()
-        if algo == "winograd4":
+        if algo == "s2d":
+            self._s2d_backward(self._flat(dy), None if dx is None else args[-1],
+                               self._workspace(N, algo))
+        elif algo == "winograd4":
             B.winograd43_backward(*args, self._workspace(N, algo), self.geometry, OH, OW,
                                   int(self.fused_relu))
         elif algo == "winograd" and self.taps() == 25:

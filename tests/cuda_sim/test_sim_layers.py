@@ -78,6 +78,9 @@ VARIANTS: dict[str, LayerCase] = {
                                    atol_scale=5e-5),
     "conv-winograd5-p0": LayerCase("conv 2 5 algo=winograd", (1, 2, 7, 6),
                                    atol_scale=5e-5),
+    "conv-s2d-winograd": LayerCase("conv 3 5 stride=2 pad=1 algo=s2d", (2, 2, 9, 7)),
+    "conv-s2d-im2col": LayerCase("conv 2 4x5 stride=3x2 pad=1 round=ceil algo=s2d",
+                                 (1, 2, 8, 9)),
     "maxpool-f2": LayerCase("maxpool 2", (2, 2, 4, 6), "distinct"),
     "batchnorm-fc": LayerCase("batchnorm momentum=0.5", (6, 3, 1, 1)),
 }
