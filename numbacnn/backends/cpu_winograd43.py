@@ -3,9 +3,12 @@
 Built as ``cpu_winograd5.py`` (read that first), with 4×4 output tiles and 3×3 filters:
 each thread takes its share of the batch and works it a chunk of images at a time, the
 chunk's input tiles transformed (V, 36 × C·T), 36 CBLAS products with the transformed
-filters, the output transform with the bias and the fused ReLU. Backward recomputes a
-chunk's V, sums the filter gradient's 36 products per part (added in order after the
-parts) and computes dx backward through the forward's transforms: dV[ξ] (C × T) =
+filters, the output transform with the bias and the fused ReLU. Backward reads the
+forward's U again (as ``cpu_winograd.py``: backward follows the forward of the same batch
+with the same weights), recomputes a chunk's V, sums the filter gradient's 36 products per
+part (the first chunk's products overwrite, no zeroing pass; the parts added in order
+after them, the filter transforms split among the threads: AlexNet's U and dU are 21 MB)
+and computes dx backward through the forward's transforms: dV[ξ] (C × T) =
 U[ξ]ᵀ @ dM[ξ], then each tile's B·dV·Bᵀ added into the (padded) input plane.
 Without a CBLAS function the whole batch runs in one chunk with numpy's batched matmul.
 """
@@ -73,7 +76,7 @@ def winograd43_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndar
     PT, PL = geo[4], geo[5]
     U, V, M = ws["wino_U"], ws["wino_V"], ws["wino_M"]
     y3 = y.reshape(N, K, OH * OW)
-    _winograd43_filters(U, w2)
+    cpu_threads.run_parts(_winograd43_filters_part, V.shape[0], U, w2)
     sgemm = cblas.sgemm()
     if sgemm is None:  # one chunk, numpy's batched matmul
         TH, TW = tiles(OH, OW)
@@ -100,9 +103,7 @@ def winograd43_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.nda
     PT, PL = geo[4], geo[5]
     U, V, M, dU, dbp = ws["wino_U"], ws["wino_V"], ws["wino_M"], ws["wino_dU"], ws["wino_db"]
     y3, dy3 = y.reshape(N, K, OH * OW), dy.reshape(N, K, OH * OW)
-    need_dx = dx is not None
-    if need_dx:
-        _winograd43_filters(U, w2)  # as forward made them (the weights may have moved since)
+    need_dx = dx is not None  # U: the forward's (backward follows it with the same weights)
     sgemm = cblas.sgemm()
     if sgemm is None:
         _backward_whole(x, H, W, U, y3, dy3, dw2, db, dx, V, M, dU[0], PT, PL, OH, OW, relu)
@@ -112,7 +113,8 @@ def winograd43_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.nda
         cpu_threads.run_parts(_winograd43_backward_part, V.shape[0], chunk, sgemm, x, H, W, U,
                               y3, dy3, x if dx is None else dx, need_dx, V, M, dU, dbp, PT, PL,
                               OH, OW, relu)
-    _winograd43_finish_grads(dw2, db, dU, dbp)
+    cpu_threads.run_parts(_winograd43_finish_part, dU.shape[0], dw2, dU)
+    _winograd43_finish_bias(db, dbp)
 
 
 def _backward_whole(x: np.ndarray, H: int, W: int, U: np.ndarray, y3: np.ndarray,
@@ -142,6 +144,15 @@ def _backward_whole(x: np.ndarray, H: int, W: int, U: np.ndarray, y3: np.ndarray
 def _winograd43_filters(U, w2):
     """U (36 × K·C) from w2 (K × C·9)."""
     for k in range(w2.shape[0]):
+        winograd43_rows.filter_tile_row(U, w2, k)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd43_filters_part(part, parts, U, w2):
+    """:func:`_winograd43_filters` for the filters of part ``part``: AlexNet's U is 21 MB,
+    ~2 ms a layer on one thread."""
+    K = w2.shape[0]
+    for k in range(K * part // parts, K * (part + 1) // parts):
         winograd43_rows.filter_tile_row(U, w2, k)
 
 
@@ -240,9 +251,10 @@ def _winograd43_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, 
     N, C, K = x.shape[0], x.shape[1], y.shape[1]
     TH, TW = (OH + 3) // 4, (OW + 3) // 4
     dUp, dbp = dU_parts[part], db_parts[part]
-    for xi in range(36):
-        for j in range(K * C):
-            dUp[xi, j] = np.float32(0.0)
+    if chunks_of_part(part, parts, N, chunk)[0] == chunks_of_part(part, parts, N, chunk)[1]:
+        for xi in range(36):  # a part without images still adds its (zero) sums
+            for j in range(K * C):
+                dUp[xi, j] = np.float32(0.0)
     for k in range(K):
         dbp[k] = np.float32(0.0)
     ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
@@ -259,9 +271,10 @@ def _winograd43_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, 
                 acc += dM[BIAS_POSITION, t]
             dbp[k] += acc
         _winograd43_inputs(Vc, x[n0:n0 + m], x[n0:n0 + m], NO_RELU, H, W, PT, PL, TH, TW)
+        beta = np.float32(0.0) if ci == ci_lo else np.float32(1.0)  # no zeroing pass over dU
         for xi in range(36):  # dU[ξ] (K × C) += dM[ξ] (K × T) @ V[ξ]ᵀ
             sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, C, T, np.float32(1.0),
-                  dM[xi].ctypes, T, Vc[xi].ctypes, T, np.float32(1.0), dUp[xi].ctypes, C)
+                  dM[xi].ctypes, T, Vc[xi].ctypes, T, beta, dUp[xi].ctypes, C)
         if need_dx:  # dV[ξ] (C × T) = U[ξ]ᵀ @ dM[ξ] (K × T), into V's buffer; B·dV·Bᵀ
             for xi in range(36):
                 sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, C, T, K, np.float32(1.0),
@@ -270,21 +283,28 @@ def _winograd43_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, 
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _winograd43_finish_grads(dw2, db, dU_parts, db_parts):
-    """db and dw2 from the parts' sums, added in order; dw2 = Gᵀ·dU·G."""
-    parts, K = dU_parts.shape[0], db.shape[0]
-    KC = K * (dw2.shape[1] // 9)
+def _winograd43_finish_part(part, parts, dw2, dU_parts):
+    """dw2 = Gᵀ·dU·G for the filter pairs of part ``part`` of ``parts``, dU the parts'
+    sums added in order (the same sums whatever the split: repeatable bit for bit)."""
+    KC = dw2.shape[0] * (dw2.shape[1] // 9)
+    lo, hi = KC * part // parts, KC * (part + 1) // parts
     dU = dU_parts[0]
-    for p in range(1, parts):
+    for p in range(1, dU_parts.shape[0]):
         for xi in range(36):
-            for j in range(KC):
+            for j in range(lo, hi):
                 dU[xi, j] += dU_parts[p, xi, j]
-    for k in range(K):
+    for i in range(lo, hi):
+        winograd43.filter_grad_at(i, dw2, dU)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _winograd43_finish_bias(db, db_parts):
+    """db from the parts' sums, added in order."""
+    for k in range(db.shape[0]):
         acc = db_parts[0, k]
-        for p in range(1, parts):
+        for p in range(1, db_parts.shape[0]):
             acc += db_parts[p, k]
         db[k] = acc
-    _winograd43_filter_grads(dw2, dU)
 
 
 kernel_cache.restore(_numba_cache_dir)

@@ -68,7 +68,7 @@ COMPILE_SECONDS = {
     # Winograd F(4×4, 3×3), cpu_winograd43.py: the same way (bench/RESULTS.md, "Winograd
     # F(4×4, 3×3)"; F(2×2, 3×3)'s in the same hour 2.3, 1.6 and 0.8)
     "_winograd43_forward_part": 2.3, "_winograd43_backward_part": 2.5,
-    "_winograd43_finish_grads": 0.7,
+    "_winograd43_finish_part": 0.7,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.
@@ -83,8 +83,9 @@ COMPILED_TOGETHER = ({"_conv_forward_part", "_conv_backward_part"},
                       "_winograd5_finish_grads"},
                      {"_winograd43_forward_part", "_winograd43_backward_part",
                       "_winograd43_inputs", "_winograd43_outputs", "_winograd43_output_grads",
-                      "_winograd43_filters", "_winograd43_input_grads",
-                      "_winograd43_filter_grads", "_winograd43_finish_grads"})
+                      "_winograd43_filters", "_winograd43_filters_part",
+                      "_winograd43_input_grads", "_winograd43_filter_grads",
+                      "_winograd43_finish_part", "_winograd43_finish_bias"})
 DEFAULT_SECONDS = 0.4
 START_SECONDS = 0.8  # a spawned process imports numpy, numba and numbacnn (quiet machine)
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
