@@ -190,12 +190,12 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
         window inside the output, is done by the training passes when the convolution
         is direct or Winograd F(4×4, 3×3) and its backend fuses that algorithm
         (``DIRECT_POOL_FUSES``, ``WINOGRAD43_POOL_FUSES``)."""
-        B = self._backend()
         if not (enabled and self.fused_relu and self.fused_pool is None
                 and isinstance(after, MaxPool2D)
-                and ((self.uses_direct and getattr(B, "DIRECT_POOL_FUSES", False))
-                     or (self.uses_winograd43 and getattr(B, "WINOGRAD43_POOL_FUSES", False)))
-                and after.driver_window() == (2, 2, 2, 2, 0, 0, True)):
+                and after.driver_window() == (2, 2, 2, 2, 0, 0, True)
+                and ((self.uses_direct and getattr(self._backend(), "DIRECT_POOL_FUSES", False))
+                     or (self.uses_winograd43
+                         and getattr(self._backend(), "WINOGRAD43_POOL_FUSES", False)))):
             return False
         self.fused_pool = after
         return True
