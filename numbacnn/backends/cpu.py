@@ -59,6 +59,7 @@ from numbacnn.backends.cpu_winograd43 import (  # noqa: F401
     winograd43_forward,
     winograd43_workspace,
 )
+from numbacnn.backends.cpu_winograd43_pool import *  # noqa: F403 (WINOGRAD43_POOL_FUSES)
 from numbacnn.kernels import (
     batchnorm,
     conv,

@@ -122,11 +122,20 @@ def _backward_whole(x: np.ndarray, H: int, W: int, U: np.ndarray, y3: np.ndarray
                     V: np.ndarray, M: np.ndarray, dU: np.ndarray, PT: int, PL: int, OH: int,
                     OW: int, relu: int) -> None:
     """:func:`winograd43_backward` in one chunk with numpy's batched matmul (no CBLAS)."""
-    N, C, K = x.shape[0], x.shape[1], y3.shape[1]
+    TH, TW = tiles(OH, OW)
+    _winograd43_output_grads(M[0].reshape(POSITIONS, -1), dy3, y3, relu, OH, OW, TH, TW)
+    backward_whole_from_grads(x, H, W, U, dw2, db, dx, V, M, dU, PT, PL, OH, OW)
+
+
+def backward_whole_from_grads(x: np.ndarray, H: int, W: int, U: np.ndarray, dw2: np.ndarray,
+                              db: np.ndarray, dx: np.ndarray | None, V: np.ndarray,
+                              M: np.ndarray, dU: np.ndarray, PT: int, PL: int, OH: int,
+                              OW: int) -> None:
+    """:func:`_backward_whole` after the output gradients' tiles (dM) are in M[0]."""
+    N, C, K = x.shape[0], x.shape[1], db.shape[0]
     TH, TW = tiles(OH, OW)
     T = N * TH * TW
     dM, V2 = M[0].reshape(POSITIONS, -1), V[0].reshape(POSITIONS, -1)
-    _winograd43_output_grads(dM, dy3, y3, relu, OH, OW, TH, TW)
     db[:] = dM[BIAS_POSITION, :K * T].reshape(K, T).sum(axis=1)
     _winograd43_inputs(V2, x, x, NO_RELU, H, W, PT, PL, TH, TW)
     np.matmul(dM[:, :K * T].reshape(-1, K, T),
@@ -248,38 +257,58 @@ def _winograd43_forward_part(part, parts, chunk, sgemm, x, H, W, U, b, y, V, M, 
 @njit(nogil=True, fastmath=True, cache=True)
 def _winograd43_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, need_dx, V,
                               M, dU_parts, db_parts, PT, PL, OH, OW, relu):
-    N, C, K = x.shape[0], x.shape[1], y.shape[1]
+    N = x.shape[0]
     TH, TW = (OH + 3) // 4, (OW + 3) // 4
-    dUp, dbp = dU_parts[part], db_parts[part]
-    if chunks_of_part(part, parts, N, chunk)[0] == chunks_of_part(part, parts, N, chunk)[1]:
-        for xi in range(36):  # a part without images still adds its (zero) sums
-            for j in range(K * C):
-                dUp[xi, j] = np.float32(0.0)
-    for k in range(K):
-        dbp[k] = np.float32(0.0)
+    _zero_sums(part, parts, N, chunk, dU_parts, db_parts)
     ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
     for ci in range(ci_lo, ci_hi):
         n0 = ci * chunk
         m = min(N, n0 + chunk) - n0
-        T = m * TH * TW
         dM = M[part].reshape(36, M.shape[1] // 36)
-        Vc = V[part].reshape(36, V.shape[1] // 36)
         _winograd43_output_grads(dM, dy[n0:n0 + m], y[n0:n0 + m], relu, OH, OW, TH, TW)
-        for k in range(K):  # position 7 of A·g·Aᵀ is the tile's sum
-            acc = np.float32(0.0)
-            for t in range(k * T, (k + 1) * T):
-                acc += dM[BIAS_POSITION, t]
-            dbp[k] += acc
-        _winograd43_inputs(Vc, x[n0:n0 + m], x[n0:n0 + m], NO_RELU, H, W, PT, PL, TH, TW)
-        beta = np.float32(0.0) if ci == ci_lo else np.float32(1.0)  # no zeroing pass over dU
-        for xi in range(36):  # dU[ξ] (K × C) += dM[ξ] (K × T) @ V[ξ]ᵀ
-            sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, C, T, np.float32(1.0),
-                  dM[xi].ctypes, T, Vc[xi].ctypes, T, beta, dUp[xi].ctypes, C)
-        if need_dx:  # dV[ξ] (C × T) = U[ξ]ᵀ @ dM[ξ] (K × T), into V's buffer; B·dV·Bᵀ
-            for xi in range(36):
-                sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, C, T, K, np.float32(1.0),
-                      U[xi].ctypes, C, dM[xi].ctypes, T, np.float32(0.0), Vc[xi].ctypes, T)
-            _winograd43_input_grads(dx[n0:n0 + m], Vc, H, W, PT, PL, TH, TW)
+        _backward_chunk(part, ci == ci_lo, n0, m, sgemm, x, H, W, U, dx, need_dx, V, M, dU_parts,
+                        db_parts, PT, PL, OH, OW)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _zero_sums(part, parts, N, chunk, dU_parts, db_parts):
+    """Part ``part``'s bias sums zeroed, and its filter sums when it has no images (the
+    first chunk's products overwrite them)."""
+    dUp, dbp = dU_parts[part], db_parts[part]
+    if chunks_of_part(part, parts, N, chunk)[0] == chunks_of_part(part, parts, N, chunk)[1]:
+        for xi in range(36):  # a part without images still adds its (zero) sums
+            for j in range(dUp.shape[1]):
+                dUp[xi, j] = np.float32(0.0)
+    for k in range(dbp.shape[0]):
+        dbp[k] = np.float32(0.0)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _backward_chunk(part, first, n0, m, sgemm, x, H, W, U, dx, need_dx, V, M, dU_parts,
+                    db_parts, PT, PL, OH, OW):
+    """The chunk of images n0 … n0 + m − 1 with its dM (36 × K·T) in M[part]: the bias
+    sums, dU (overwritten by the part's ``first`` chunk) and dx when ``need_dx``."""
+    C, K = x.shape[1], db_parts.shape[1]
+    TH, TW = (OH + 3) // 4, (OW + 3) // 4
+    T = m * TH * TW
+    dUp, dbp = dU_parts[part], db_parts[part]
+    dM = M[part].reshape(36, M.shape[1] // 36)
+    Vc = V[part].reshape(36, V.shape[1] // 36)
+    for k in range(K):  # position 7 of A·g·Aᵀ is the tile's sum
+        acc = np.float32(0.0)
+        for t in range(k * T, (k + 1) * T):
+            acc += dM[BIAS_POSITION, t]
+        dbp[k] += acc
+    _winograd43_inputs(Vc, x[n0:n0 + m], x[n0:n0 + m], NO_RELU, H, W, PT, PL, TH, TW)
+    beta = np.float32(0.0) if first else np.float32(1.0)  # no zeroing pass over dU
+    for xi in range(36):  # dU[ξ] (K × C) += dM[ξ] (K × T) @ V[ξ]ᵀ
+        sgemm(cblas.ROW_MAJOR, cblas.NO_TRANS, cblas.TRANS, K, C, T, np.float32(1.0),
+              dM[xi].ctypes, T, Vc[xi].ctypes, T, beta, dUp[xi].ctypes, C)
+    if need_dx:  # dV[ξ] (C × T) = U[ξ]ᵀ @ dM[ξ] (K × T), into V's buffer; B·dV·Bᵀ
+        for xi in range(36):
+            sgemm(cblas.ROW_MAJOR, cblas.TRANS, cblas.NO_TRANS, C, T, K, np.float32(1.0),
+                  U[xi].ctypes, C, dM[xi].ctypes, T, np.float32(0.0), Vc[xi].ctypes, T)
+        _winograd43_input_grads(dx[n0:n0 + m], Vc, H, W, PT, PL, TH, TW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)

@@ -12,10 +12,12 @@ from typing import Any
 
 from numbacnn.errors import DeviceError
 
-__all__ = ["WINOGRAD43_AUTO_MIN_CK", "winograd43_backward", "winograd43_forward",
+__all__ = ["WINOGRAD43_AUTO_MIN_CK", "WINOGRAD43_POOL_FUSES", "winograd43_backward",
+           "winograd43_forward", "winograd43_pool_backward", "winograd43_pool_forward",
            "winograd43_workspace"]
 
 WINOGRAD43_AUTO_MIN_CK: int | None = None
+WINOGRAD43_POOL_FUSES = False  # the GPU keeps the convolution and the pooling apart
 
 
 def winograd43_workspace(*args: Any) -> Any:
@@ -25,3 +27,4 @@ def winograd43_workspace(*args: Any) -> Any:
 
 
 winograd43_forward = winograd43_backward = winograd43_workspace
+winograd43_pool_forward = winograd43_pool_backward = winograd43_workspace

@@ -105,6 +105,13 @@ def gather_output_grads(dM, col0, src, msk, relu, OH, OW, TH, TW, G):
         else:
             for ox in range(4 * TW):
                 row[ox] = ZERO
+    tiles_into(dM, col0, G, TH, TW)
+
+
+@njit(inline="always")
+def tiles_into(dM, col0, G, TH, TW):
+    """Value (r, s) of each 4×4 tile t of the plane G (4·TH × 4·TW) into
+    dM[6·r + s, col0 + t]."""
     for th in range(TH):
         for r in range(4):
             g = 6 * r
@@ -147,3 +154,30 @@ def output_grads_in_place(dM, lo, hi):
             d3[q] = v[3]
             d4[q] = v[4]
             d5[q] = v[5]
+
+
+# --- conv → ReLU → 2×2 stride-2 max pooling (``cpu_winograd43.py``'s pooled drivers) ----
+# Forward places each plane with place_outputs into a plane in cache and pools it there
+# (pool.max_pool_plane_by_selects): pooling the tiles' values as they are computed gave
+# pooled values 1 ulp off the unfused ones (fastmath reassociates the bias add there).
+
+
+@njit(inline="always")
+def gather_pooled_output_grads(dM, col0, dy2, y2, at2, relu, OW, TH, TW, G):
+    """:func:`gather_output_grads` from the gradient dy2 of the plane's 2×2 stride-2 max
+    pooling (dy2, y2, at2: ⌊OH/2⌋×⌊OW/2⌋, at2 ``pool.max_pool_plane_by_selects``' format):
+    G zeroed, dy2 at each window's winner (0 where the pooled y2 ≤ 0 when ``relu`` ≠ 0:
+    the ReLU's output at the winner), the other cells 0 as the pooling's backward leaves
+    them; then the tiles into dM."""
+    G[:] = ZERO
+    PH, PW = dy2.shape
+    for py in range(PH):
+        dy_row, y_row, at_row = dy2[py], y2[py], at2[py]
+        for px in range(PW):
+            at = at_row[px]
+            fy = 1 if at >= OW else 0
+            g = dy_row[px]
+            if relu and y_row[px] <= ZERO:
+                g = ZERO
+            G[2 * py + fy, 2 * px + at - fy * OW] = g
+    tiles_into(dM, col0, G, TH, TW)

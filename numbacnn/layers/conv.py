@@ -35,10 +35,12 @@ error.
 Fusion (``Network.build``): a ReLU right after the convolution is applied in its last
 pass (``fused_relu``); then a 2×2 stride-2 max pooling without padding after that ReLU
 (its windows inside the output: floor on an odd size) is done by the training passes
-of a direct convolution on a backend that fuses it (``DIRECT_POOL_FUSES``, the CPU:
-``direct_pool_forward``/``direct_pool_backward``): each output plane pooled in cache,
-only the pooled output and argmax written, into the pooling layer's buffers
-(:meth:`MaxPool2D.outputs`), and backward from the pooled gradient (``fused_pool``).
+of a direct or Winograd F(4×4, 3×3) convolution on a backend that fuses it (the CPU:
+``DIRECT_POOL_FUSES``, ``direct_pool_forward``/``_backward``; ``WINOGRAD43_POOL_FUSES``,
+``winograd43_pool_forward``/``_backward``, a 4×4 tile's 2×2 windows whole): each output
+plane pooled in cache, only the pooled output and argmax written, into the pooling
+layer's buffers (:meth:`MaxPool2D.outputs`), and backward from the pooled gradient
+(``fused_pool``, each tile's gradient built from it in Winograd's).
 Inference passes compute the convolution's output and leave the pooling to its layer.
 """
 
@@ -96,7 +98,7 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
                "winograd5_forward", "winograd5_backward", "winograd43_workspace",
                "winograd43_forward", "winograd43_backward", "direct_workspace", "direct_forward",
                "direct_backward", "direct_pool_workspace", "direct_pool_forward",
-               "direct_pool_backward")
+               "direct_pool_backward", "winograd43_pool_forward", "winograd43_pool_backward")
     # the drivers of the algorithm the layer does not use are not called
     conditional_drivers = {"conv_workspace": "uses_im2col", "conv_forward": "uses_im2col",
                            "conv_backward": "uses_im2col",
@@ -111,9 +113,11 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
                            "winograd43_backward": "uses_winograd43",
                            "direct_workspace": "uses_direct", "direct_forward": "uses_direct",
                            "direct_backward": "uses_direct",
-                           "direct_pool_workspace": "fused_pool",
-                           "direct_pool_forward": "fused_pool",
-                           "direct_pool_backward": "fused_pool",
+                           "direct_pool_workspace": "pools_direct",
+                           "direct_pool_forward": "pools_direct",
+                           "direct_pool_backward": "pools_direct",
+                           "winograd43_pool_forward": "pools_winograd43",
+                           "winograd43_pool_backward": "pools_winograd43",
                            **dict.fromkeys(SpaceToDepthPasses.drivers, "uses_s2d")}
     # the MaxPool2D whose work the training passes do (set by Network.build: fuse_further)
     fused_pool: MaxPool2D | None = None
@@ -184,11 +188,14 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
     def fuse_further(self, after: Layer | None, enabled: bool) -> bool:
         """After the fused ReLU, a max pooling of 2×2 windows, stride 2, no padding, each
         window inside the output, is done by the training passes when the convolution
-        is direct and its backend fuses (``DIRECT_POOL_FUSES``)."""
+        is direct or Winograd F(4×4, 3×3) and its backend fuses that algorithm
+        (``DIRECT_POOL_FUSES``, ``WINOGRAD43_POOL_FUSES``)."""
         if not (enabled and self.fused_relu and self.fused_pool is None
-                and isinstance(after, MaxPool2D) and self.uses_direct
-                and getattr(self._backend(), "DIRECT_POOL_FUSES", False)
-                and after.driver_window() == (2, 2, 2, 2, 0, 0, True)):
+                and isinstance(after, MaxPool2D)
+                and after.driver_window() == (2, 2, 2, 2, 0, 0, True)
+                and ((self.uses_direct and getattr(self._backend(), "DIRECT_POOL_FUSES", False))
+                     or (self.uses_winograd43
+                         and getattr(self._backend(), "WINOGRAD43_POOL_FUSES", False)))):
             return False
         self.fused_pool = after
         return True
@@ -248,6 +255,16 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
     @property
     def uses_direct(self) -> bool:
         return self.algorithm() == "direct"
+
+    @property
+    def pools_direct(self) -> bool:
+        """The training passes do ``fused_pool``'s work in the direct convolution."""
+        return self.fused_pool is not None and self.uses_direct
+
+    @property
+    def pools_winograd43(self) -> bool:
+        """The training passes do ``fused_pool``'s work in Winograd F(4×4, 3×3)."""
+        return self.fused_pool is not None and self.uses_winograd43
 
     @property
     def uses_im2col(self) -> bool:
@@ -378,9 +395,14 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
         self._pooled = training and self.fused_pool is not None
         if self._pooled:  # the pooling's output and argmax only, in its buffers
             y, argmax = self.fused_pool.outputs(N)  # type: ignore[union-attr]
-            B.direct_pool_forward(x3, H, W, w2, self.params["b"], y, argmax,
-                                  self._workspace(N, "direct_pool"), self.geometry,
-                                  self.groups, OH, OW, int(self.fused_relu))
+            if algo == "winograd4":
+                B.winograd43_pool_forward(x3, H, W, w2, self.params["b"], y, argmax,
+                                          self._workspace(N, algo), self.geometry, OH, OW,
+                                          int(self.fused_relu))
+            else:
+                B.direct_pool_forward(x3, H, W, w2, self.params["b"], y, argmax,
+                                      self._workspace(N, "direct_pool"), self.geometry,
+                                      self.groups, OH, OW, int(self.fused_relu))
             self._x = x3
             self._cols_hold_input = True
             return y
@@ -425,12 +447,16 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
         CFF = C // self.groups * self.taps()
         if self._pooled:
             y, argmax = self.fused_pool.outputs(N)  # type: ignore[union-attr]
-            B.direct_pool_backward(self._x, H, W, self._reshaped(self.params["W"], (K, CFF)), y,
-                                   argmax, dy, self._reshaped(self.grads["W"], (K, CFF)),
-                                   self.grads["b"],
-                                   None if dx is None else self._reshaped(dx, (N, C, H * W)),
-                                   self._workspace(N, "direct_pool"), self.geometry,
-                                   self.groups, OH, OW, int(self.fused_relu))
+            w2, dw2 = (self._reshaped(a, (K, CFF)) for a in (self.params["W"], self.grads["W"]))
+            dx3 = None if dx is None else self._reshaped(dx, (N, C, H * W))
+            if self.algorithm() == "winograd4":
+                B.winograd43_pool_backward(self._x, H, W, w2, y, argmax, dy, dw2,
+                                           self.grads["b"], dx3, self._workspace(N, "winograd4"),
+                                           self.geometry, OH, OW, int(self.fused_relu))
+            else:
+                B.direct_pool_backward(self._x, H, W, w2, y, argmax, dy, dw2, self.grads["b"],
+                                       dx3, self._workspace(N, "direct_pool"), self.geometry,
+                                       self.groups, OH, OW, int(self.fused_relu))
             return dx
         args = (self._x, H, W, self._reshaped(self.params["W"], (K, CFF)),
                 self._flat(self._buffers["y"]), self._flat(dy),

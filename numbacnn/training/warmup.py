@@ -69,6 +69,10 @@ COMPILE_SECONDS = {
     # F(4×4, 3×3)"; F(2×2, 3×3)'s in the same hour 2.3, 1.6 and 0.8)
     "_winograd43_forward_part": 2.3, "_winograd43_backward_part": 2.5,
     "_winograd43_finish_part": 0.7,
+    # fused with the 2×2 max pooling after it (cpu_winograd43_pool.py), compiled with the
+    # unfused ones (COMPILED_TOGETHER; inference runs those): after them in one process,
+    # one thread, empty cache, 1.66 and 1.77 CPU s against their 3.22 and 4.35, so scaled
+    "_winograd43_pool_forward_part": 1.2, "_winograd43_pool_backward_part": 1.0,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.
@@ -85,7 +89,10 @@ COMPILED_TOGETHER = ({"_conv_forward_part", "_conv_backward_part"},
                       "_winograd43_inputs", "_winograd43_outputs", "_winograd43_output_grads",
                       "_winograd43_filters", "_winograd43_filters_part",
                       "_winograd43_input_grads", "_winograd43_filter_grads",
-                      "_winograd43_finish_part", "_winograd43_finish_bias"})
+                      "_winograd43_finish_part", "_winograd43_finish_bias",
+                      "_winograd43_pool_forward_part", "_winograd43_pool_backward_part",
+                      "_winograd43_pooled_outputs", "_winograd43_pooled_output_grads",
+                      "_zero_sums", "_backward_chunk"})
 DEFAULT_SECONDS = 0.4
 START_SECONDS = 0.8  # a spawned process imports numpy, numba and numbacnn (quiet machine)
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
