@@ -18,11 +18,11 @@ import numpy as np
 from numba import config, cuda
 
 from numbacnn.backends.cuda_grid import grid_stride, python_bodies
-from numbacnn.kernels import direct_conv, pool
+from numbacnn.errors import DeviceError
+from numbacnn.kernels import direct_conv
 
 if config.ENABLE_CUDASIM:  # the simulator runs kernels as Python: call the bodies' Python source
     direct_conv = python_bodies(direct_conv)  # noqa: F811
-    pool = python_bodies(pool)  # noqa: F811
 
 
 def direct_workspace(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int, geo: tuple,
@@ -57,56 +57,22 @@ def direct_backward(x: Any, H: int, W: int, w2: Any, y: Any, dy: Any, dw2: Any, 
                            OH, OW, mask)
 
 
-# conv → ReLU → 2×2 stride-2 max pooling (the CPU's are fused, ``cpu_direct.py``): here the
-# two passes in a row through an output-sized buffer of the workspace, so the layer's
-# calls are the same on both backends; ``cuda.DIRECT_POOL_FUSES`` (False) keeps the layer
-# from choosing them, as there is nothing to gain until a fused kernel exists.
-def direct_pool_workspace(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int,
-                          geo: tuple, groups: int) -> dict[str, tuple]:
-    """:func:`direct_workspace` and the convolution's output and its gradient (N·K·OH·OW)."""
-    return {**direct_workspace(N, C, K, H, W, OH, OW, geo, groups),
-            "direct_pool_y": (N * K * OH * OW,), "direct_pool_dy": (N * K * OH * OW,)}
+# conv → ReLU → 2×2 stride-2 max pooling: the CPU fuses them (``cpu_direct.py``); the GPU
+# keeps the two layers apart (``DIRECT_POOL_FUSES`` False), as nothing here measured a
+# fused kernel faster, so its names only refuse
+def direct_pool_workspace(*args: Any) -> Any:
+    """Refuses: the GPU runs the convolution and the pooling as their own layers."""
+    raise DeviceError("the fused convolution → ReLU → max pooling runs on the CPU only; on "
+                      "the GPU the layers run one after the other (DIRECT_POOL_FUSES is False)")
 
 
-def direct_pool_forward(x: Any, H: int, W: int, w2: Any, b: Any, y: Any, argmax: Any,
-                        ws: dict[str, Any], geo: tuple, groups: int, OH: int, OW: int,
-                        relu: int) -> None:
-    """y and argmax (N×K×⌊OH/2⌋×⌊OW/2⌋) = 2×2 stride-2 max pooling of
-    :func:`direct_forward`'s output (kept in ``ws["direct_pool_y"]``)."""
-    full = ws["direct_pool_y"]
-    direct_forward(x, H, W, w2, b, full, ws, geo, groups, OH, OW, relu)
-    N, K, PH, PW = y.shape
-    direct_pool_elements(N * K * PH * PW, y, argmax, full.reshape(N, K, OH, OW))
-
-
-def direct_pool_backward(x: Any, H: int, W: int, w2: Any, y: Any, argmax: Any, dy: Any,
-                         dw2: Any, db: Any, dx: Any, ws: dict[str, Any], geo: tuple,
-                         groups: int, OH: int, OW: int, relu: int) -> None:
-    """:func:`direct_backward` from the pooled gradient dy, through the output-sized
-    gradient ``ws["direct_pool_dy"]``."""
-    N, K = dy.shape[0], dy.shape[1]
-    full = ws["direct_pool_dy"]
-    direct_unpool_elements(full.size, full.reshape(N, K, OH, OW), dy, argmax)
-    direct_backward(x, H, W, w2, ws["direct_pool_y"], full, dw2, db, dx, ws, geo, groups, OH,
-                    OW, relu)
+direct_pool_forward = direct_pool_backward = direct_pool_workspace
 
 
 # What cuda.py re-exports: the drivers, then DIRECT_AUTO_MAX_TAPS (None: not measured on a
-# GPU) and DIRECT_POOL_FUSES (False: the pooling drivers above are the passes in a row)
+# GPU) and DIRECT_POOL_FUSES (False: the pooling drivers above refuse)
 DRIVERS = (direct_workspace, direct_forward, direct_backward, direct_pool_workspace,
            direct_pool_forward, direct_pool_backward, None, False)
-
-
-@grid_stride
-def direct_pool_elements(n, y, argmax, x):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        pool.max_pool_forward_element_at(i, y, argmax, x, 2, 2, 2, 2, 0, 0)
-
-
-@grid_stride
-def direct_unpool_elements(n, dx, dy, argmax):
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        pool.max_pool_backward_element_at(i, dx, dy, argmax, 2, 2, 2, 2, 0, 0)
 
 
 # --- kernels: one thread per element ----------------------------------------------------

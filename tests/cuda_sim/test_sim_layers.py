@@ -177,25 +177,6 @@ def test_network_train_step_on_cuda_matches_reference(rng: np.random.Generator):
         checks.assert_close(to_host(g), expected_grads[int(index)][key], what=f"d{name}")
 
 
-def test_conv_relu_pool_drivers_on_cuda_equal_the_layers(rng: np.random.Generator,
-                                                          monkeypatch: pytest.MonkeyPatch):
-    """The GPU's direct_pool_forward/_backward (the two passes in a row; the CPU fuses
-    them), used where DIRECT_POOL_FUSES says so: a training step as the unfused layers'
-    (odd width: floor pooling drops the last column; two input channels: dx)."""
-    layers = "conv 3 3 pad=same activation=relu algo=direct\nmaxpool 2 round=floor\nfc 2"
-    spec = f"input 5x4x2\nconv 2 3 pad=same activation=relu algo=direct\n{layers}\nsoftmax\n"
-    plain = Network.from_spec(spec).initialize(seed=4)
-    monkeypatch.setattr(numbacnn.device.backend("cuda"), "DIRECT_POOL_FUSES", True)
-    fused = Network.from_spec(spec).initialize(seed=4)
-    assert fused.layers[2].fused_pool is fused.layers[4] and plain.layers[2].fused_pool is None
-    x = rng.standard_normal((2, 2, 4, 5)).astype(np.float32)
-    labels = np.array([1, 0])
-    assert fused.train_step(to_device(x), labels) == pytest.approx(
-        plain.train_step(to_device(x), labels), rel=1e-6)
-    for (name, _, ga), (_, _, gb) in zip(fused.parameters(), plain.parameters(), strict=True):
-        checks.assert_close(to_host(ga), to_host(gb), what=f"d{name}")
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_optimizer_on_cuda_matches_reference(optimizer: str, rng: np.random.Generator):
     """Two updates of a one-layer network's weights equal the reference updates."""
