@@ -150,16 +150,9 @@ def backward_whole_from_grads(x: np.ndarray, H: int, W: int, U: np.ndarray, dw2:
 
 # --- compiled loops over the bodies ---------------------------------------------------
 @njit(nogil=True, fastmath=True, cache=True)
-def _winograd43_filters(U, w2):
-    """U (36 × K·C) from w2 (K × C·9)."""
-    for k in range(w2.shape[0]):
-        winograd43_rows.filter_tile_row(U, w2, k)
-
-
-@njit(nogil=True, fastmath=True, cache=True)
 def _winograd43_filters_part(part, parts, U, w2):
-    """:func:`_winograd43_filters` for the filters of part ``part``: AlexNet's U is 21 MB,
-    ~2 ms a layer on one thread."""
+    """U (36 × K·C) from w2 (K × C·9), the filters of part ``part`` of ``parts``: AlexNet's
+    U is 21 MB, ~2 ms a layer on one thread."""
     K = w2.shape[0]
     for k in range(K * part // parts, K * (part + 1) // parts):
         winograd43_rows.filter_tile_row(U, w2, k)
@@ -275,7 +268,8 @@ def _zero_sums(part, parts, N, chunk, dU_parts, db_parts):
     """Part ``part``'s bias sums zeroed, and its filter sums when it has no images (the
     first chunk's products overwrite them)."""
     dUp, dbp = dU_parts[part], db_parts[part]
-    if chunks_of_part(part, parts, N, chunk)[0] == chunks_of_part(part, parts, N, chunk)[1]:
+    ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
+    if ci_lo == ci_hi:
         for xi in range(36):  # a part without images still adds its (zero) sums
             for j in range(dUp.shape[1]):
                 dUp[xi, j] = np.float32(0.0)
