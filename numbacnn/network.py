@@ -58,7 +58,8 @@ class Network:
         self.loss = loss or SoftmaxCrossEntropy()
         self.spec_text = spec_text
         self.fuse = fuse  # a ReLU after a Conv2D or BatchNorm runs in that layer's pass (and
-        # a 2×2 max pooling after a direct Conv2D and its ReLU in its training passes)
+        # a 2×2 max pooling after a direct or F(4×4, 3×3) Conv2D and its ReLU in its
+        # training passes, on the CPU)
         self.step = 0  # training forward passes so far: seeds dropout
         self.seed = 0
         self.stream = 0  # which dropout stream: the rank in data-parallel training

@@ -72,3 +72,16 @@ def test_what_fuses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(numbacnn.backends.cpu, "WINOGRAD43_POOL_FUSES", False)
     net = build(spec(8), True)
     assert pooled_by_conv(net) == [] and not net.layers[2].pools_winograd43
+
+
+def test_a_space_to_depth_convolution_does_not_fuse(rng: np.random.Generator) -> None:
+    """s2d runs F(4×4, 3×3) inside (6×6 stride 2 → 3×3 over 4·C channels, C'·K = 2048) on
+    rearranged planes: its training passes must not take the pooling's work (they fused
+    it and failed with a reshape error), and the step equals the unfused network's."""
+    text = ("input 16x16x8\nconv 64 6 stride=2 pad=2 activation=relu algo=s2d\n"
+            "maxpool 2\nfc 3\nsoftmax\n")
+    fused, plain = build(text, True), build(text, False)
+    assert fused.layers[0].conv_run() == ("winograd4", 9)
+    assert pooled_by_conv(fused) == [] and not fused.layers[0].pools_winograd43
+    x = rng.standard_normal((4, 8, 16, 16)).astype(np.float32)
+    assert_same_step(fused, plain, x, rng.integers(0, 3, 4))

@@ -189,13 +189,16 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
         """After the fused ReLU, a max pooling of 2×2 windows, stride 2, no padding, each
         window inside the output, is done by the training passes when the convolution
         is direct or Winograd F(4×4, 3×3) and its backend fuses that algorithm
-        (``DIRECT_POOL_FUSES``, ``WINOGRAD43_POOL_FUSES``)."""
+        (``DIRECT_POOL_FUSES``, ``WINOGRAD43_POOL_FUSES``); the layer's own algorithm, not
+        the stride-1 convolution an ``s2d`` one runs inside (its planes are rearranged)."""
         if not (enabled and self.fused_relu and self.fused_pool is None
                 and isinstance(after, MaxPool2D)
-                and after.driver_window() == (2, 2, 2, 2, 0, 0, True)
-                and ((self.uses_direct and getattr(self._backend(), "DIRECT_POOL_FUSES", False))
-                     or (self.uses_winograd43
-                         and getattr(self._backend(), "WINOGRAD43_POOL_FUSES", False)))):
+                and after.driver_window() == (2, 2, 2, 2, 0, 0, True)):
+            return False
+        algo = self.algorithm()
+        if not ((algo == "direct" and getattr(self._backend(), "DIRECT_POOL_FUSES", False))
+                or (algo == "winograd4"
+                    and getattr(self._backend(), "WINOGRAD43_POOL_FUSES", False))):
             return False
         self.fused_pool = after
         return True
@@ -203,8 +206,7 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
     # --- the algorithm -----------------------------------------------------------------
     def algorithm(self) -> str:
         """"im2col", "winograd", "winograd4", "direct" or "s2d": what this layer runs, from
-        its ``algo``
-        (else the network's) and its shapes (see the module's docstring)."""
+        its ``algo`` (else the network's) and its shapes (see the module's docstring)."""
         wanted = self.algo or self.network_algo
         if s2d_applies(self.stride, self.dilation, self.groups) and (
                 wanted == "s2d" or (wanted == "auto" and self.s2d_auto())):
@@ -264,7 +266,7 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
     @property
     def pools_winograd43(self) -> bool:
         """The training passes do ``fused_pool``'s work in Winograd F(4×4, 3×3)."""
-        return self.fused_pool is not None and self.uses_winograd43
+        return self.fused_pool is not None and self.algorithm() == "winograd4"
 
     @property
     def uses_im2col(self) -> bool:
