@@ -64,6 +64,7 @@ from numbacnn.geometry import (
 )
 from numbacnn.layers.activation import FusesFollowingReLU
 from numbacnn.layers.base import Layer, Shape, register
+from numbacnn.layers.conv_algorithm import WINOGRAD_DRIVERS, WINOGRAD_RUNS, ConvAlgorithm
 from numbacnn.layers.conv_s2d import SpaceToDepthPasses
 from numbacnn.layers.pool import MaxPool2D
 from numbacnn.layers.syntax import (
@@ -83,7 +84,7 @@ ALGO = Option("algo", str, None, choices=CONV_ALGORITHMS, hyperparameter=False)
 
 
 @register
-class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
+class Conv2D(FusesFollowingReLU, ConvAlgorithm, SpaceToDepthPasses, Layer):
     syntax = LayerSyntax("conv", (int_option("filters"), int_option("size", axes=True),
                                   int_option("stride", 1, axes=True), PAD,
                                   int_option("groups", 1, quiet_default=True),
@@ -93,24 +94,15 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
 
     table_name, spatial, bias_keys = "CONV", True, ("b",)
     feature_map = True
-    drivers = ("conv_workspace", "conv_forward", "conv_backward", "winograd_workspace",
-               "winograd_forward", "winograd_backward", "winograd5_workspace",
-               "winograd5_forward", "winograd5_backward", "winograd43_workspace",
-               "winograd43_forward", "winograd43_backward", "direct_workspace", "direct_forward",
-               "direct_backward", "direct_pool_workspace", "direct_pool_forward",
-               "direct_pool_backward", "winograd43_pool_forward", "winograd43_pool_backward")
-    # the drivers of the algorithm the layer does not use are not called
+    drivers = ("conv_workspace", "conv_forward", "conv_backward", *WINOGRAD_DRIVERS,
+               "direct_workspace", "direct_forward", "direct_backward", "direct_pool_workspace",
+               "direct_pool_forward", "direct_pool_backward", "winograd43_pool_forward",
+               "winograd43_pool_backward")
+    # the drivers of the algorithm the layer does not use are not called (a Winograd
+    # variant's: ``uses_`` and its prefix)
     conditional_drivers = {"conv_workspace": "uses_im2col", "conv_forward": "uses_im2col",
                            "conv_backward": "uses_im2col",
-                           "winograd_workspace": "uses_winograd",
-                           "winograd_forward": "uses_winograd",
-                           "winograd_backward": "uses_winograd",
-                           "winograd5_workspace": "uses_winograd5",
-                           "winograd5_forward": "uses_winograd5",
-                           "winograd5_backward": "uses_winograd5",
-                           "winograd43_workspace": "uses_winograd43",
-                           "winograd43_forward": "uses_winograd43",
-                           "winograd43_backward": "uses_winograd43",
+                           **{name: f"uses_{name.rsplit('_', 1)[0]}" for name in WINOGRAD_DRIVERS},
                            "direct_workspace": "uses_direct", "direct_forward": "uses_direct",
                            "direct_backward": "uses_direct",
                            "direct_pool_workspace": "pools_direct",
@@ -203,61 +195,7 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
         self.fused_pool = after
         return True
 
-    # --- the algorithm -----------------------------------------------------------------
-    def algorithm(self) -> str:
-        """"im2col", "winograd", "winograd4", "direct" or "s2d": what this layer runs, from
-        its ``algo`` (else the network's) and its shapes (see the module's docstring)."""
-        wanted = self.algo or self.network_algo
-        if s2d_applies(self.stride, self.dilation, self.groups) and (
-                wanted == "s2d" or (wanted == "auto" and self.s2d_auto())):
-            return "s2d"
-        direct = direct_applies(self.size, self.stride, self.pad, self.dilation)
-        if wanted == "direct" and direct:
-            return "direct"
-        if wanted == "auto" and direct:
-            most = self._backend().DIRECT_AUTO_MAX_TAPS
-            if most is not None and self.input_shape[0] // self.groups * self.taps() <= most:  # type: ignore[index]
-                return "direct"
-        if wanted in ("im2col", "direct", "s2d") or not winograd_applies(
-                self.size, self.stride, self.dilation, self.groups):
-            return "im2col"
-        if wanted == "winograd4":
-            return "winograd4" if self.taps() == 9 else "im2col"
-        if wanted == "winograd":
-            return "winograd"
-        B = self._backend()
-        least = B.WINOGRAD_AUTO_MIN_CK if self.taps() == 9 else B.WINOGRAD5_AUTO_MIN_CK
-        C, K = self.input_shape[0], self.filters  # type: ignore[index]
-        if least is None or C * K < least:
-            return "im2col"
-        four = B.WINOGRAD43_AUTO_MIN_CK if self.taps() == 9 else None
-        return "winograd4" if four is not None and C * K >= four else "winograd"
-
-    def conv_run(self) -> tuple[str, int]:
-        """(algorithm, taps) of the convolution the drivers compute: the layer's own, or
-        under s2d the rearranged stride-1 one's (``conv_s2d.py``)."""
-        algo = self.algorithm()
-        return self.s2d_inner() if algo == "s2d" else (algo, self.taps())
-
-    @property
-    def uses_winograd(self) -> bool:
-        """Winograd F(2×2, 3×3)."""
-        return self.conv_run() == ("winograd", 9)
-
-    @property
-    def uses_winograd5(self) -> bool:
-        """Winograd F(2×2, 5×5)."""
-        return self.conv_run() == ("winograd", 25)
-
-    @property
-    def uses_winograd43(self) -> bool:
-        """Winograd F(4×4, 3×3)."""
-        return self.conv_run() == ("winograd4", 9)
-
-    @property
-    def uses_direct(self) -> bool:
-        return self.algorithm() == "direct"
-
+    # --- the algorithm (layers/conv_algorithm.py) ---------------------------------------
     @property
     def pools_direct(self) -> bool:
         """The training passes do ``fused_pool``'s work in the direct convolution."""
@@ -267,14 +205,6 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
     def pools_winograd43(self) -> bool:
         """The training passes do ``fused_pool``'s work in Winograd F(4×4, 3×3)."""
         return self.fused_pool is not None and self.algorithm() == "winograd4"
-
-    @property
-    def uses_im2col(self) -> bool:
-        return self.conv_run()[0] == "im2col"
-
-    @property
-    def uses_s2d(self) -> bool:
-        return self.algorithm() == "s2d"
 
     # --- the window, per axis ---------------------------------------------------------
     @property
@@ -324,14 +254,8 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
         algo = self.algorithm()
         if algo == "s2d":
             return self.s2d_workspace_bytes(batch)
-        if algo == "winograd":  # at most the whole batch's V and M, for y's tiles or dx's,
-            # and the transformed filters (16 positions, 36 for 5×5)
-            tiles = max((OH + 1) // 2 * ((OW + 1) // 2), (H + 1) // 2 * ((W + 1) // 2))
-            positions = 36 if self.taps() == 25 else 16
-            return 4 * positions * (batch * tiles * (C + K) + K * C)
-        if algo == "winograd4":  # as above, 4×4 tiles of 36 positions
-            tiles = max(-(-OH // 4) * -(-OW // 4), -(-H // 4) * -(-W // 4))
-            return 4 * 36 * (batch * tiles * (C + K) + K * C)
+        if (algo, self.taps()) in WINOGRAD_RUNS:
+            return self.winograd_workspace_bytes(batch)
         if algo == "direct":  # per part a few padded planes (per image on the GPU)
             shapes = self._backend().direct_workspace(batch, C, K, H, W, OH, OW,
                                                       self.geometry, self.groups)
@@ -365,8 +289,8 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
         return (max(effective_size(FH, DH), effective_size(FW, DW)), max(SH, SW))
 
     def _workspace(self, N: int, algo: str) -> dict[str, Any]:
-        """The backend's convolution buffers for a batch of N (``conv_workspace``,
-        ``winograd_workspace``, ``winograd5_workspace``, ``winograd43_workspace``,
+        """The backend's convolution buffers for a batch of N (``conv_workspace``, the
+        Winograd variant's ``{prefix}_workspace`` (``conv_algorithm.WINOGRAD_RUNS``),
         ``direct_workspace`` or, for ``algo`` "direct_pool", ``direct_pool_workspace``)."""
         K, OH, OW = self.output_shape  # type: ignore[misc]
         C, H, W = self.input_shape  # type: ignore[misc]
@@ -375,12 +299,9 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
         elif algo in ("direct", "direct_pool"):
             workspace = getattr(self._backend(), f"{algo}_workspace")
             shapes = workspace(N, C, K, H, W, OH, OW, self.geometry, self.groups)
-        elif algo == "winograd4":
-            shapes = self._backend().winograd43_workspace(N, C, K, H, W, OH, OW)
-        elif algo == "winograd" and self.taps() == 25:
-            shapes = self._backend().winograd5_workspace(N, C, K, H, W, OH, OW)
-        elif algo == "winograd":
-            shapes = self._backend().winograd_workspace(N, C, K, H, W, OH, OW)
+        elif (algo, self.taps()) in WINOGRAD_RUNS:
+            shapes = self.winograd_driver((algo, self.taps()), "workspace")(N, C, K, H, W, OH,
+                                                                              OW)
         else:
             shapes = self._backend().conv_workspace(N, C, K, self.size, OH, OW, self.groups)
         return {key: self._buffer(key, shape) for key, shape in shapes.items()}
@@ -411,18 +332,10 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
         y = self._buffer("y", (N, K, OH, OW))
         if algo == "s2d":
             self._s2d_forward(x3, self._flat(y), N, self._workspace(N, algo))
-        elif algo == "winograd4":
-            B.winograd43_forward(x3, H, W, w2, self.params["b"], self._flat(y),
-                                 self._workspace(N, algo), self.geometry, OH, OW,
-                                 int(self.fused_relu))
-        elif algo == "winograd" and self.taps() == 25:
-            B.winograd5_forward(x3, H, W, w2, self.params["b"], self._flat(y),
-                                self._workspace(N, algo), self.geometry, OH, OW,
-                                int(self.fused_relu))
-        elif algo == "winograd":
-            B.winograd_forward(x3, H, W, w2, self.params["b"], self._flat(y),
-                               self._workspace(N, algo), self.geometry, OH, OW,
-                               int(self.fused_relu))
+        elif (algo, self.taps()) in WINOGRAD_RUNS:
+            self.winograd_driver((algo, self.taps()), "forward")(
+                x3, H, W, w2, self.params["b"], self._flat(y), self._workspace(N, algo),
+                self.geometry, OH, OW, int(self.fused_relu))
         else:
             forward = B.direct_forward if algo == "direct" else B.conv_forward
             forward(x3, H, W, w2, self.params["b"], self._flat(y), self._workspace(N, algo),
@@ -468,15 +381,9 @@ class Conv2D(FusesFollowingReLU, SpaceToDepthPasses, Layer):
         if algo == "s2d":
             self._s2d_backward(self._flat(dy), None if dx is None else args[-1],
                                self._workspace(N, algo))
-        elif algo == "winograd4":
-            B.winograd43_backward(*args, self._workspace(N, algo), self.geometry, OH, OW,
-                                  int(self.fused_relu))
-        elif algo == "winograd" and self.taps() == 25:
-            B.winograd5_backward(*args, self._workspace(N, algo), self.geometry, OH, OW,
-                                 int(self.fused_relu))
-        elif algo == "winograd":
-            B.winograd_backward(*args, self._workspace(N, algo), self.geometry, OH, OW,
-                                int(self.fused_relu))
+        elif (algo, self.taps()) in WINOGRAD_RUNS:
+            self.winograd_driver((algo, self.taps()), "backward")(
+                *args, self._workspace(N, algo), self.geometry, OH, OW, int(self.fused_relu))
         else:
             backward = B.direct_backward if algo == "direct" else B.conv_backward
             backward(*args, self._workspace(N, algo), self.geometry, self.groups, OH, OW,

@@ -4,11 +4,12 @@ The input is rearranged into S×S blocks (N×C×H×W → N × C·SH·SW × H' ×
 filters the same way (K×C×FH×FW → K × C·SH·SW × ⌈FH/SH⌉ × ⌈FW/SW⌉, the taps past FH and
 FW zero): the formulas are in ``numbacnn/kernels/space_to_depth.py``. The stride-1,
 unpadded convolution of the two gives the same y, and runs on the backend's Winograd
-drivers where its window is 3×3 or 5×5 (AlexNet's conv1: 11×11 stride 4 on 3 channels
-becomes 3×3 on 48), else on im2col's. Backward: that convolution's backward gives dw'
-(rearranged back, the padded taps' gradients dropped), db, and dx' when dx is wanted
-(rearranged back). The layer's W stays K×C×FH×FW (model files, ONNX); w' is a
-workspace buffer, rearranged again each forward pass (35 K floats for AlexNet's conv1).
+drivers where its window is 3×3 or 5×5 (``layers/conv_algorithm.py``; AlexNet's conv1:
+11×11 stride 4 on 3 channels becomes 3×3 on 48), else on im2col's. Backward: that
+convolution's backward gives dw' (rearranged back, the padded taps' gradients dropped),
+db, and dx' when dx is wanted (rearranged back). The layer's W stays K×C×FH×FW (model
+files, ONNX); w' is a workspace buffer, rearranged again each forward pass (35 K floats
+for AlexNet's conv1).
 
 ``algo=auto`` takes it on a backend whose ``S2D_AUTO_MIN_CK`` (None: never) is at most
 the rearranged convolution's C·SH·SW·K, where its window is 3×3 (so Winograd runs it).
@@ -35,14 +36,14 @@ class SpaceToDepthPasses:
 
     def s2d_inner(self) -> tuple[str, int]:
         """(algorithm, taps) of the rearranged stride-1 convolution: "winograd" for a
-        3×3 or 5×5 window ("winograd4", F(4×4, 3×3), for a 3×3 one where C'·K reaches the
-        backend's ``WINOGRAD43_AUTO_MIN_CK``), else "im2col"."""
+        3×3 or 5×5 window, with the larger tiles ``auto`` gives its C'·K
+        (``conv_algorithm.larger_tiles``: F(4×4, 3×3) for a 3×3 one where C'·K reaches
+        the backend's ``WINOGRAD43_AUTO_MIN_CK``), else "im2col"."""
         Cs, _, _, FHs, FWs = self.s2d_shape()
-        four = self._backend().WINOGRAD43_AUTO_MIN_CK
-        if (FHs, FWs) == (3, 3) and four is not None and Cs * self.filters >= four:
-            return "winograd4", 9
-        inner = "winograd" if winograd_applies((FHs, FWs), 1) else "im2col"
-        return inner, FHs * FWs
+        taps = FHs * FWs
+        if not winograd_applies((FHs, FWs), 1):
+            return "im2col", taps
+        return self.larger_tiles(taps, Cs) or "winograd", taps
 
     def s2d_auto(self) -> bool:
         """Whether ``algo=auto`` runs this strided convolution as space-to-depth."""
@@ -60,13 +61,10 @@ class SpaceToDepthPasses:
         K, OH, OW = self.output_shape
         Cs, HS, WS, FHs, FWs = self.s2d_shape()
         inner, taps = self.s2d_inner()
-        if inner == "winograd4":
-            shapes = B.winograd43_workspace(N, Cs, K, HS, WS, OH, OW)
-        elif inner == "winograd":
-            workspace = B.winograd5_workspace if taps == 25 else B.winograd_workspace
-            shapes = workspace(N, Cs, K, HS, WS, OH, OW)
-        else:
+        if inner == "im2col":
             shapes = B.conv_workspace(N, Cs, K, (FHs, FWs), OH, OW, 1)
+        else:
+            shapes = self.winograd_driver((inner, taps), "workspace")(N, Cs, K, HS, WS, OH, OW)
         return {**shapes, "s2d_x": (N, Cs, HS * WS), "s2d_w": (K, Cs * taps),
                 "s2d_dw": (K, Cs * taps)}
 
@@ -91,10 +89,8 @@ class SpaceToDepthPasses:
         args = (xs, HS, WS, ws2, self.params["b"], y, ws, self._s2d_inner_geometry())
         if inner == "im2col":
             B.conv_forward(*args, 1, OH, OW, relu)
-        elif inner == "winograd4":
-            B.winograd43_forward(*args, OH, OW, relu)
         else:
-            (B.winograd5_forward if taps == 25 else B.winograd_forward)(*args, OH, OW, relu)
+            self.winograd_driver((inner, taps), "forward")(*args, OH, OW, relu)
 
     def _s2d_backward(self, dy: Any, dx: Any, ws: dict[str, Any]) -> None:
         """grads W and b and, unless dx is None, dx (N×C×(H·W)) from dy (flat), after
@@ -113,10 +109,8 @@ class SpaceToDepthPasses:
                 self.grads["b"], dxs, ws, self._s2d_inner_geometry())
         if inner == "im2col":
             B.conv_backward(*args, 1, OH, OW, relu)
-        elif inner == "winograd4":
-            B.winograd43_backward(*args, OH, OW, relu)
         else:
-            (B.winograd5_backward if taps == 25 else B.winograd_backward)(*args, OH, OW, relu)
+            self.winograd_driver((inner, taps), "backward")(*args, OH, OW, relu)
         B.s2d_filter_grads(self._reshaped(self.grads["W"], (K, C * self.taps())), ws["s2d_dw"],
                            geo)
         if dx is not None:

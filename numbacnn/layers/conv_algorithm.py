@@ -1,0 +1,133 @@
+"""Which algorithm a Conv2D runs, and which of the backend's drivers compute it.
+
+Conv2D's ``algo`` (else the network's ``conv_algo``) and its shapes give the algorithm
+(:meth:`ConvAlgorithm.algorithm`, the rules in ``layers/conv.py``'s docstring); the
+Winograd ones are a table, :data:`WINOGRAD_RUNS`, from (algorithm, taps) to the prefix
+of the backend's three drivers, all with the same arguments:
+
+    {prefix}_workspace(N, C, K, H, W, OH, OW) → {buffer name: shape}
+    {prefix}_forward(x, H, W, w2, b, y, ws, geometry, OH, OW, relu)
+    {prefix}_backward(x, H, W, w2, y, dy, dw2, db, dx, ws, geometry, OH, OW, relu)
+
+x N×C×(H·W), w2 K × C·FH·FW, y and dy N×K×OH×OW passed flat. A new Winograd variant
+is a row of the table, its ``*_AUTO_MIN_CK`` rule in :meth:`ConvAlgorithm.winograd_run`
+and its drivers in each backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from numbacnn.geometry import direct_applies, s2d_applies, winograd_applies
+
+
+class WinogradRun(NamedTuple):
+    """A Winograd variant F(m×m, r×r): its drivers' prefix, the output tile's side m and
+    the transformed tile's positions (m + r − 1)²."""
+
+    prefix: str
+    tile: int
+    positions: int
+
+
+# (algorithm, taps) → the variant that computes it
+WINOGRAD_RUNS = {("winograd", 9): WinogradRun("winograd", 2, 16),      # F(2×2, 3×3)
+                 ("winograd", 25): WinogradRun("winograd5", 2, 36),    # F(2×2, 5×5)
+                 ("winograd4", 9): WinogradRun("winograd43", 4, 36)}   # F(4×4, 3×3)
+WINOGRAD_DRIVERS = tuple(f"{run.prefix}_{part}" for run in WINOGRAD_RUNS.values()
+                         for part in ("workspace", "forward", "backward"))
+
+
+class ConvAlgorithm:
+    """Conv2D's choice of algorithm, mixed into ``layers/conv.py``'s Conv2D: it reads the
+    layer's options, shapes and backend (no type checker runs here)."""
+
+    def algorithm(self) -> str:
+        """"im2col", "winograd", "winograd4", "direct" or "s2d": what this layer runs, from
+        its ``algo`` (else the network's) and its shapes (see ``layers/conv.py``)."""
+        wanted = self.algo or self.network_algo
+        if s2d_applies(self.stride, self.dilation, self.groups) and (
+                wanted == "s2d" or (wanted == "auto" and self.s2d_auto())):
+            return "s2d"
+        direct = direct_applies(self.size, self.stride, self.pad, self.dilation)
+        if wanted == "direct" and direct:
+            return "direct"
+        if wanted == "auto" and direct:
+            most = self._backend().DIRECT_AUTO_MAX_TAPS
+            if most is not None and self.input_shape[0] // self.groups * self.taps() <= most:
+                return "direct"
+        if wanted in ("im2col", "direct", "s2d") or not winograd_applies(
+                self.size, self.stride, self.dilation, self.groups):
+            return "im2col"
+        return self.winograd_run(wanted, self.taps(), self.input_shape[0])
+
+    def winograd_run(self, wanted: str, taps: int, C: int) -> str:
+        """The algorithm of a stride-1 3×3 (``taps`` 9) or 5×5 (25) convolution of C
+        input channels that Winograd can run, for ``wanted`` "winograd", "winograd4"
+        (F(4×4, 3×3): 3×3 only) or "auto": Winograd where C·K reaches the backend's
+        ``WINOGRAD_AUTO_MIN_CK`` (``WINOGRAD5_AUTO_MIN_CK`` for 5×5; None: never), as
+        F(4×4, 3×3) where it also reaches ``WINOGRAD43_AUTO_MIN_CK``; else "im2col"."""
+        if wanted == "winograd4":
+            return "winograd4" if taps == 9 else "im2col"
+        if wanted == "winograd":
+            return "winograd"
+        B = self._backend()
+        least = B.WINOGRAD_AUTO_MIN_CK if taps == 9 else B.WINOGRAD5_AUTO_MIN_CK
+        if least is None or C * self.filters < least:
+            return "im2col"
+        return self.larger_tiles(taps, C) or "winograd"
+
+    def larger_tiles(self, taps: int, C: int) -> str | None:
+        """"winograd4" for a 3×3 convolution of C input channels that ``auto`` runs as
+        F(4×4, 3×3) (C·K at least the backend's ``WINOGRAD43_AUTO_MIN_CK``), else None
+        (F(2×2, ·))."""
+        four = self._backend().WINOGRAD43_AUTO_MIN_CK if taps == 9 else None
+        return "winograd4" if four is not None and C * self.filters >= four else None
+
+    def conv_run(self) -> tuple[str, int]:
+        """(algorithm, taps) of the convolution the drivers compute: the layer's own, or
+        under s2d the rearranged stride-1 one's (``conv_s2d.py``)."""
+        algo = self.algorithm()
+        return self.s2d_inner() if algo == "s2d" else (algo, self.taps())
+
+    def winograd_driver(self, run: tuple[str, int], part: str) -> Any:
+        """The backend's ``part`` ("workspace", "forward" or "backward") driver of the
+        Winograd variant that computes ``run`` ((algorithm, taps), :data:`WINOGRAD_RUNS`)."""
+        return getattr(self._backend(), f"{WINOGRAD_RUNS[run].prefix}_{part}")
+
+    @property
+    def uses_winograd(self) -> bool:
+        """Winograd F(2×2, 3×3)."""
+        return self.conv_run() == ("winograd", 9)
+
+    @property
+    def uses_winograd5(self) -> bool:
+        """Winograd F(2×2, 5×5)."""
+        return self.conv_run() == ("winograd", 25)
+
+    @property
+    def uses_winograd43(self) -> bool:
+        """Winograd F(4×4, 3×3)."""
+        return self.conv_run() == ("winograd4", 9)
+
+    @property
+    def uses_direct(self) -> bool:
+        return self.algorithm() == "direct"
+
+    @property
+    def uses_im2col(self) -> bool:
+        return self.conv_run()[0] == "im2col"
+
+    @property
+    def uses_s2d(self) -> bool:
+        return self.algorithm() == "s2d"
+
+    def winograd_workspace_bytes(self, batch: int) -> int:
+        """At most the whole batch's V and M (for y's tiles or dx's) and the transformed
+        filters, of the Winograd variant the layer runs itself."""
+        K, OH, OW = self.output_shape
+        C, H, W = self.input_shape
+        run = WINOGRAD_RUNS[(self.algorithm(), self.taps())]
+        m = run.tile
+        tiles = max(-(-OH // m) * -(-OW // m), -(-H // m) * -(-W // m))
+        return 4 * run.positions * (batch * tiles * (C + K) + K * C)
