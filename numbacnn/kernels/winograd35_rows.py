@@ -1,0 +1,142 @@
+"""The CPU's row and chunk bodies of Winograd F(3×3, 5×5) (``winograd35.py``).
+
+The input transform and dx's are ``winograd7_rows.input_tile_row`` and
+``input_grad_tile_row`` with a tile step of 3 (a zero-padded plane
+``winograd_rows.pad_plane`` of 3·TH + 4 × 3·TW + 4). Here, as ``winograd43_rows.py``
+(the reasons are there): the filter transform of a row of filters, and the output and
+output-gradient transforms as passes over a run of M's columns in place (a filter's T),
+each a loop that vectorizes; the gradient tiles gathered into M's rows plane by plane
+from a zero-padded copy, the outputs' last Aᵀ applied as they are placed. Each tile's
+arithmetic is the element body's; tests/test_winograd35.py compares them.
+
+Layouts as in ``winograd35.py``: V 49 × (C·T), M and dM 49 × (K·T), column c·T + t,
+t = (n·TH + th)·TW + tw; planes flat (H·W).
+"""
+
+import numpy as np
+from numba import njit
+
+from numbacnn.kernels.winograd35 import a3, at3, store_filter
+
+ZERO = np.float32(0.0)
+
+
+@njit(inline="always")
+def _u(i):
+    return np.uint64(i)
+
+
+@njit(inline="always")
+def filter_tile_row(U, w, k):
+    """U[:, k·C + c] = G·g·Gᵀ for every c < C, g the 5×5 filter (k, c) of w (K × C·25)."""
+    C = w.shape[1] // 25
+    for c in range(C):
+        store_filter(U, _u(k * C + c), w[k], c * 25)
+
+
+@njit(inline="always")
+def output_columns_in_place(M, lo, hi):
+    """Aᵀ over each column j of the 7×7 m in the columns lo … hi − 1 of M, in place: its
+    three values into rows j, 7 + j, 14 + j (row 7·r + j: Aᵀ's row r), for
+    :func:`place_outputs`."""
+    for j in range(7):
+        m0, m1, m2, m3 = M[j], M[7 + j], M[14 + j], M[21 + j]
+        m4, m5, m6 = M[28 + j], M[35 + j], M[42 + j]
+        for c in range(lo, hi):
+            q = _u(c)  # unsigned indices vectorize (winograd43_rows)
+            v = at3(m0[q], m1[q], m2[q], m3[q], m4[q], m5[q], m6[q])
+            m0[q] = v[0]
+            m1[q] = v[1]
+            m2[q] = v[2]
+
+
+@njit(inline="always")
+def place_outputs(dst, col0, M, bias, relu, OH, OW, TH, TW):
+    """The plane dst (OH·OW flat) from M[:, col0 + t], t < TH·TW, as
+    :func:`output_columns_in_place` left them: Aᵀ over rows 7·r … 7·r + 6 gives output
+    row r of the tile, plus ``bias``, then max(·, 0) when ``relu`` ≠ 0 (a partial edge
+    tile drops the rest)."""
+    floor = ZERO if relu else np.float32(-np.inf)
+    for th in range(TH):
+        first = col0 + th * TW
+        for r in range(min(3, OH - 3 * th)):
+            at = (3 * th + r) * OW
+            o = 7 * r
+            for tw in range(TW):
+                q = first + tw
+                v = at3(M[o, q], M[o + 1, q], M[o + 2, q], M[o + 3, q], M[o + 4, q],
+                        M[o + 5, q], M[o + 6, q])
+                x0 = at + 3 * tw
+                inside = min(3, OW - 3 * tw)
+                dst[x0] = max(v[0] + bias, floor)
+                if inside > 1:
+                    dst[x0 + 1] = max(v[1] + bias, floor)
+                if inside > 2:
+                    dst[x0 + 2] = max(v[2] + bias, floor)
+
+
+@njit(inline="always")
+def gather_output_grads(dM, col0, src, msk, relu, OH, OW, TH, TW, G):
+    """Value (r, s) of each 3×3 gradient tile t < TH·TW of the plane src (OH·OW flat; 0
+    outside, and where msk ≤ 0 when ``relu`` ≠ 0) into dM[7·r + s, col0 + t], for
+    :func:`output_grads_in_place`: the masked plane first into G (3·TH × 3·TW, 0 past
+    its edges), then the tiles' loads test no edge."""
+    for oy in range(3 * TH):
+        row = G[oy]
+        if oy < OH:
+            at = oy * OW
+            if relu:  # the test outside the loop: it vectorizes
+                for ox in range(OW):
+                    v = src[at + ox]
+                    row[ox] = v if msk[at + ox] > ZERO else ZERO
+            else:
+                for ox in range(OW):
+                    row[ox] = src[at + ox]
+            for ox in range(OW, 3 * TW):
+                row[ox] = ZERO
+        else:
+            for ox in range(3 * TW):
+                row[ox] = ZERO
+    for th in range(TH):
+        for r in range(3):
+            g = 7 * r
+            oy = 3 * th + r
+            for tw in range(TW):
+                t = col0 + th * TW + tw
+                ox = 3 * tw
+                dM[g, t] = G[oy, ox]
+                dM[g + 1, t] = G[oy, ox + 1]
+                dM[g + 2, t] = G[oy, ox + 2]
+
+
+@njit(inline="always")
+def output_grads_in_place(dM, lo, hi):
+    """A·g·Aᵀ of the columns lo … hi − 1 of dM, g as :func:`gather_output_grads` left
+    it, in place: A over each column s of g (rows s, 7 + s, 14 + s into the seven rows
+    7·i + s), then A over the three of each row i."""
+    for s in range(3):
+        d0, d1, d2, d3 = dM[s], dM[7 + s], dM[14 + s], dM[21 + s]
+        d4, d5, d6 = dM[28 + s], dM[35 + s], dM[42 + s]
+        for c in range(lo, hi):
+            q = _u(c)
+            v = a3(d0[q], d1[q], d2[q])
+            d0[q] = v[0]
+            d1[q] = v[1]
+            d2[q] = v[2]
+            d3[q] = v[3]
+            d4[q] = v[4]
+            d5[q] = v[5]
+            d6[q] = v[6]
+    for i in range(7):
+        d0, d1, d2, d3 = dM[7 * i], dM[7 * i + 1], dM[7 * i + 2], dM[7 * i + 3]
+        d4, d5, d6 = dM[7 * i + 4], dM[7 * i + 5], dM[7 * i + 6]
+        for c in range(lo, hi):
+            q = _u(c)
+            v = a3(d0[q], d1[q], d2[q])
+            d0[q] = v[0]
+            d1[q] = v[1]
+            d2[q] = v[2]
+            d3[q] = v[3]
+            d4[q] = v[4]
+            d5[q] = v[5]
+            d6[q] = v[6]
