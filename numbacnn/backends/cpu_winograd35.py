@@ -21,15 +21,17 @@ from numba import njit
 
 from numbacnn.backends import cblas, cpu_threads, kernel_cache
 from numbacnn.backends.cpu_conv import chunks_of_part
-from numbacnn.backends.cpu_winograd import MIN_CHUNK_OVER_U, pitch
+from numbacnn.backends.cpu_winograd import pitch
 from numbacnn.kernels import winograd7_rows, winograd35, winograd35_rows, winograd_rows
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
 POSITIONS = 49  # the 7×7 transformed tile
-# V and M of one chunk within a core's L2, but at least MIN_CHUNK_TILES tiles and
-# MIN_CHUNK_OVER_U times U's bytes (the products stream all of U once a chunk), as
-# cpu_winograd.py. CHUNK_TILES_MEASURED below
+# V and M of one chunk within a core's L2, but at least MIN_CHUNK_TILES tiles (as
+# cpu_winograd5.py, without cpu_winograd.py's floor of 3× U's bytes a chunk): AlexNet's
+# conv2 (batch 16, 27×27: 81 tiles an image) ran forward and backward in 118 ms in chunks
+# of 1 image, 129 of 2, 137 of 3 (that floor's choice), 140 of 4, 153 of 8 on two threads;
+# 113, 112 and 120 ms in chunks of 1, 2 and 3 on one (bench/RESULTS.md)
 CHUNK_BYTES = 1 << 20
 MIN_CHUNK_TILES = 64
 NO_RELU = np.int64(0)
@@ -41,8 +43,7 @@ def _chunk(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int, parts: int)
     """Images per chunk (``cpu_winograd._chunk`` with 49 positions, 3×3 tiles)."""
     tf = tiles(OH, OW)
     per_image = 4 * POSITIONS * (C + K) * tf[0] * tf[1]
-    enough = max(-(-MIN_CHUNK_TILES // (tf[0] * tf[1])),
-                 -(-MIN_CHUNK_OVER_U * 4 * POSITIONS * K * C // per_image))
+    enough = -(-MIN_CHUNK_TILES // (tf[0] * tf[1]))
     return max(1, min(max(CHUNK_BYTES // per_image, enough), -(-N // parts)))
 
 
