@@ -153,8 +153,9 @@ def _winograd35_filters_part(part, parts, U, w2):
     """U (49 × K·C) from w2 (K × C·25), the filters of part ``part`` of ``parts``: AlexNet's
     conv2's U is 4.8 MB."""
     K = w2.shape[0]
+    S = np.empty((60, w2.shape[1] // 25), np.float32)
     for k in range(K * part // parts, K * (part + 1) // parts):
-        winograd35_rows.filter_tile_row(U, w2, k)
+        winograd35_rows.filter_tile_row(U, w2, k, S)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
