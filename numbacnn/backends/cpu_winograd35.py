@@ -252,19 +252,19 @@ def _winograd35_backward_part(part, parts, chunk, sgemm, x, H, W, U, y, dy, dx, 
                               M, dU_parts, db_parts, PT, PL, OH, OW, relu):
     N = x.shape[0]
     TH, TW = (OH + 2) // 3, (OW + 2) // 3
-    _zero_sums(part, parts, N, chunk, dU_parts, db_parts)
+    _winograd35_zero_sums(part, parts, N, chunk, dU_parts, db_parts)
     ci_lo, ci_hi = chunks_of_part(part, parts, N, chunk)
     for ci in range(ci_lo, ci_hi):
         n0 = ci * chunk
         m = min(N, n0 + chunk) - n0
         dM = M[part].reshape(49, M.shape[1] // 49)
         _winograd35_output_grads(dM, dy[n0:n0 + m], y[n0:n0 + m], relu, OH, OW, TH, TW)
-        _backward_chunk(part, ci == ci_lo, n0, m, sgemm, x, H, W, U, dx, need_dx, V, M, dU_parts,
-                        db_parts, PT, PL, OH, OW)
+        _winograd35_backward_chunk(part, ci == ci_lo, n0, m, sgemm, x, H, W, U, dx, need_dx,
+                                   V, M, dU_parts, db_parts, PT, PL, OH, OW)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _zero_sums(part, parts, N, chunk, dU_parts, db_parts):
+def _winograd35_zero_sums(part, parts, N, chunk, dU_parts, db_parts):
     """Part ``part``'s bias sums zeroed, and its filter sums when it has no images (the
     first chunk's products overwrite them)."""
     dUp, dbp = dU_parts[part], db_parts[part]
@@ -278,8 +278,8 @@ def _zero_sums(part, parts, N, chunk, dU_parts, db_parts):
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _backward_chunk(part, first, n0, m, sgemm, x, H, W, U, dx, need_dx, V, M, dU_parts,
-                    db_parts, PT, PL, OH, OW):
+def _winograd35_backward_chunk(part, first, n0, m, sgemm, x, H, W, U, dx, need_dx, V, M,
+                               dU_parts, db_parts, PT, PL, OH, OW):
     """The chunk of images n0 … n0 + m − 1 with its dM (49 × K·T) in M[part]: the bias
     sums, dU (overwritten by the part's ``first`` chunk) and dx when ``need_dx``."""
     C, K = x.shape[1], db_parts.shape[1]
