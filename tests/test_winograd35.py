@@ -26,7 +26,7 @@ from reference_conv import conv2d_backward, conv2d_forward
 from numbacnn.backends import cblas
 from numbacnn.backends import cpu_winograd35 as cw
 from numbacnn.errors import DeviceError
-from numbacnn.kernels import winograd35
+from numbacnn.kernels import winograd7_rows, winograd35
 
 TOLERANCE = {"rtol": 1e-4, "atol_scale": 5e-5}
 
@@ -293,6 +293,29 @@ def test_the_transforms_are_the_documented_matrices(rng: np.random.Generator) ->
                          (winograd35.gt5, G.T), (winograd35.at3, AT), (winograd35.a3, AT.T)):
         columns = [body(*(np.float32(v) for v in unit)) for unit in np.eye(matrix.shape[1])]
         np.testing.assert_allclose(np.array(columns, float).T, matrix, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("step", [3, 5])
+def test_the_alpha_7_rows_take_the_tile_step(step: int, rng: np.random.Generator) -> None:
+    """winograd7_rows at step 3 (F(3×3, 5×5)) and 5 (a later F(5×5, 3×3)): V's column tw
+    is Bᵀ·d·B of the 7×7 tile at columns step·tw, and the input gradient sums each
+    tile's B·dv·Bᵀ at its place."""
+    TW = 3
+    P = rng.standard_normal((7, step * (TW - 1) + 7)).astype(np.float32)
+    V = np.full((49, TW), np.nan, np.float32)
+    Q = np.empty((7, P.shape[1]), np.float32)
+    winograd7_rows.input_tile_row(V, 0, P, 0, TW, Q, step)
+    for tw in range(TW):
+        tile = P[:, step * tw:step * tw + 7].astype(np.float64)
+        np.testing.assert_allclose(V[:, tw].reshape(7, 7), BT @ tile @ BT.T, rtol=1e-5,
+                                   atol=1e-3)
+    dV = rng.standard_normal((49, TW)).astype(np.float32)
+    dP = np.zeros_like(P)
+    winograd7_rows.input_grad_tile_row(dP, 0, dV, 0, TW, Q, step)
+    expected = np.zeros(P.shape)
+    for tw in range(TW):
+        expected[:, step * tw:step * tw + 7] += BT.T @ dV[:, tw].reshape(7, 7) @ BT
+    np.testing.assert_allclose(dP, expected, rtol=1e-5, atol=1e-3)
 
 
 def test_the_gpu_refuses_winograd3_in_one_line() -> None:
