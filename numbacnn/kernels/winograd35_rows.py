@@ -149,11 +149,14 @@ def gather_output_grads(dM, col0, src, msk, relu, OH, OW, TH, TW, G):
 @njit(inline="always")
 def output_grads_in_place(dM, lo, hi):
     """A·g·Aᵀ of the columns lo … hi − 1 of dM, g as :func:`gather_output_grads` left
-    it, in place: A over each column s of g (rows s, 7 + s, 14 + s into the seven rows
-    7·i + s), then A over the three of each row i."""
-    for s in range(3):
-        d0, d1, d2, d3 = dM[s], dM[7 + s], dM[14 + s], dM[21 + s]
-        d4, d5, d6 = dM[28 + s], dM[35 + s], dM[42 + s]
+    it, in place: A over each row r of g (rows 7·r … 7·r + 2 into the seven rows
+    7·r + j), then A over the three of each column j (rows j, 7 + j, 14 + j into the
+    seven rows 7·i + j). That order puts the seven passes on rows 7 apart: a pass over
+    seven adjacent rows ran 2× slower (0.31 against 0.15 ms for seven passes over a
+    chunk of AlexNet's conv2, 256 × 81 columns)."""
+    for r in range(3):
+        d0, d1, d2, d3 = dM[7 * r], dM[7 * r + 1], dM[7 * r + 2], dM[7 * r + 3]
+        d4, d5, d6 = dM[7 * r + 4], dM[7 * r + 5], dM[7 * r + 6]
         for c in range(lo, hi):
             q = _u(c)
             v = a3(d0[q], d1[q], d2[q])
@@ -164,9 +167,9 @@ def output_grads_in_place(dM, lo, hi):
             d4[q] = v[4]
             d5[q] = v[5]
             d6[q] = v[6]
-    for i in range(7):
-        d0, d1, d2, d3 = dM[7 * i], dM[7 * i + 1], dM[7 * i + 2], dM[7 * i + 3]
-        d4, d5, d6 = dM[7 * i + 4], dM[7 * i + 5], dM[7 * i + 6]
+    for j in range(7):
+        d0, d1, d2, d3 = dM[j], dM[7 + j], dM[14 + j], dM[21 + j]
+        d4, d5, d6 = dM[28 + j], dM[35 + j], dM[42 + j]
         for c in range(lo, hi):
             q = _u(c)
             v = a3(d0[q], d1[q], d2[q])
