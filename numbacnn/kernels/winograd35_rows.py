@@ -30,18 +30,20 @@ def _u(i):
 def filter_tile_row(U, w, k, S):
     """U[:, k·C + c] = G·g·Gᵀ for every c < C, g the 5×5 filter (k, c) of w (K × C·25).
     Three passes over the C filters, each a loop over c that vectorizes: the 25 taps
-    moved into S's rows 0 … 24 (S: 60 × C), G over each column j of g into rows
-    25 + 7·j + i, then G over each row i of those into U's rows 7·i + j. The element
-    body's arithmetic (``winograd35.store_filter``) in its order: AlexNet's conv2's
-    filters in 1.3 ms on one thread, 4.0 filter by filter."""
+    moved into S's rows 0 … 24 (S: 60 × C), G over each row r of g into rows
+    25 + 7·r + j, then G over each column j of those into U's rows 7·i + j (rows 7
+    apart: see :func:`output_grads_in_place`). The element body's arithmetic
+    (``winograd35.store_filter``) in the other order: AlexNet's conv2's filters in
+    1.0 ms on one thread, 1.3 with the last pass over adjacent rows, 4.0 filter by
+    filter."""
     C = w.shape[1] // 25
     src = w[k]
     for c in range(C):
         for j in range(25):
             S[j, c] = src[_u(25 * c + j)]
-    for j in range(5):
-        g0, g1, g2, g3, g4 = S[j], S[5 + j], S[10 + j], S[15 + j], S[20 + j]
-        t = 25 + 7 * j
+    for r in range(5):
+        g0, g1, g2, g3, g4 = S[5 * r], S[5 * r + 1], S[5 * r + 2], S[5 * r + 3], S[5 * r + 4]
+        t = 25 + 7 * r
         t0, t1, t2, t3 = S[t], S[t + 1], S[t + 2], S[t + 3]
         t4, t5, t6 = S[t + 4], S[t + 5], S[t + 6]
         for c in range(C):
@@ -55,10 +57,10 @@ def filter_tile_row(U, w, k, S):
             t5[q] = v[5]
             t6[q] = v[6]
     at = _u(k * C)
-    for i in range(7):
-        c0, c1, c2, c3, c4 = S[25 + i], S[32 + i], S[39 + i], S[46 + i], S[53 + i]
-        u0, u1, u2, u3 = U[7 * i], U[7 * i + 1], U[7 * i + 2], U[7 * i + 3]
-        u4, u5, u6 = U[7 * i + 4], U[7 * i + 5], U[7 * i + 6]
+    for j in range(7):
+        c0, c1, c2, c3, c4 = S[25 + j], S[32 + j], S[39 + j], S[46 + j], S[53 + j]
+        u0, u1, u2, u3 = U[j], U[7 + j], U[14 + j], U[21 + j]
+        u4, u5, u6 = U[28 + j], U[35 + j], U[42 + j]
         for c in range(C):
             q = _u(c)
             v = g5(c0[q], c1[q], c2[q], c3[q], c4[q])
