@@ -21,7 +21,8 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 # edited body of it could be served stale from the cache
 CACHED_DRIVER_FILES = ("cpu.py", "cpu_conv.py", "cpu_direct.py", "cpu_pool.py",
                        "cpu_space_to_depth.py", "cpu_winograd.py", "cpu_winograd5.py",
-                       "cpu_winograd43.py", "cpu_winograd43_pool.py")
+                       "cpu_winograd43.py", "cpu_winograd43_pool.py",
+                       "cpu_winograd35.py")
 # Files outside kernels/ whose functions are compiled into the kernel bodies
 # (kernels/pool.py jits geometry.windows_inside)
 COMPILED_IN_FILES = ("geometry.py",)

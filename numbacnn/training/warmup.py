@@ -73,6 +73,11 @@ COMPILE_SECONDS = {
     # unfused ones (COMPILED_TOGETHER; inference runs those): after them in one process,
     # one thread, empty cache, 1.66 and 1.77 CPU s against their 3.22 and 4.35, so scaled
     "_winograd43_pool_forward_part": 1.2, "_winograd43_pool_backward_part": 1.0,
+    # Winograd F(3×3, 5×5), cpu_winograd35.py: one thread, empty cache, CPU seconds with
+    # callees, two runs (bench/RESULTS.md, "Winograd F(3×3, 5×5)"; the forward part with
+    # the filter part called before it; F(2×2, 5×5)'s in the same minutes 3.5, 2.7, 0.85)
+    "_winograd35_forward_part": 3.4, "_winograd35_backward_part": 4.1,
+    "_winograd35_finish_part": 1.2,
 }
 # Drivers that call the same compiled chunk functions (cpu_conv.py, cpu_winograd.py): one
 # process compiles them all, or each process would compile those functions again.
@@ -92,7 +97,13 @@ COMPILED_TOGETHER = ({"_conv_forward_part", "_conv_backward_part"},
                       "_winograd43_finish_part", "_winograd43_finish_bias",
                       "_winograd43_pool_forward_part", "_winograd43_pool_backward_part",
                       "_winograd43_pooled_outputs", "_winograd43_pooled_output_grads",
-                      "_zero_sums", "_backward_chunk"})
+                      "_zero_sums", "_backward_chunk"},
+                     {"_winograd35_forward_part", "_winograd35_backward_part",
+                      "_winograd35_inputs", "_winograd35_outputs", "_winograd35_output_grads",
+                      "_winograd35_filters_part", "_winograd35_input_grads",
+                      "_winograd35_filter_grads", "_winograd35_finish_part",
+                      "_winograd35_finish_bias", "_winograd35_zero_sums",
+                      "_winograd35_backward_chunk"})
 DEFAULT_SECONDS = 0.4
 START_SECONDS = 0.8  # a spawned process imports numpy, numba and numbacnn (quiet machine)
 OPTIMIZER_DRIVERS = {"sgd": ("sgd_momentum",), "adam": ("adam",)}
