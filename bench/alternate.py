@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true", help="print a RESULTS.md table")
     p.add_argument("--inference", action="store_true",
                    help="time inference forward passes instead of training steps")
-    p.add_argument("--conv-algo", choices=("im2col", "winograd", "winograd4", "direct", "auto"),
+    p.add_argument("--conv-algo", choices=("im2col", "winograd", "winograd3", "winograd4", "direct",
+                                                  "auto"),
                    default=None,
                    help="numbacnn's convolution algorithm (default: the library's)")
     p.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)

@@ -2,9 +2,10 @@
 F(2×2, 5×5) (``cpu_winograd5.py``) against F(3×3, 5×5) (``cpu_winograd35.py``), the
 drivers called directly, interleaved A/B on a shared machine.
 
-Case: AlexNet's conv2 (96 → 256, 27×27, pad 2) at batch 16, the fused ReLU and dx as in
-the network. Each figure is the median over the repetitions of the wall milliseconds of
-one forward and one backward pass, their spread (the lower and upper quartile of the
+Cases: AlexNet's conv2 (96 → 256, 27×27, pad 2) at batch 16 and cifar10's conv2
+(32 → 64, 16×16, pad 2: C·K at the Winograd rule's least) at batch 128, the fused ReLU
+and dx as in the networks. Each figure is the median over the repetitions of the wall
+milliseconds of one forward and one backward pass, their spread (the lower and upper quartile of the
 total), and the least CPU milliseconds (``time.process_time``, all threads). With
 ``--chunks 1,2,4`` F(3×3, 5×5) also runs in chunks of that many images (its chunk rule
 set aside). Run with one thread and with two:
@@ -25,7 +26,7 @@ import numpy as np
 from numbacnn.backends import cpu_winograd5, cpu_winograd35
 
 # name → (batch, C, K, H (= W), pad)
-CASES = {"alexnet conv2": (16, 96, 256, 27, 2)}
+CASES = {"alexnet conv2": (16, 96, 256, 27, 2), "cifar10 conv2": (128, 32, 64, 16, 2)}
 
 
 def chunked(images: int | None) -> Callable[[], None]:
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--chunks", default="", help="also F(3×3, 5×5) in chunks of these "
                         "many images, comma-separated")
+    parser.add_argument("--cases", default="", help="only the cases whose name has this")
     options = parser.parse_args()
     algos = drivers([int(c) for c in options.chunks.split(",") if c])
     rng = np.random.default_rng(0)
@@ -108,7 +110,8 @@ def main() -> None:
           f"{'quartiles':>13s} {'CPU ms':>7s}  (median wall time of {options.reps}, "
           f"{os.environ.get('NUMBA_NUM_THREADS', 'all')} threads)")
     for name, (N, C, K, H, pad) in CASES.items():
-        measure(name, N, C, K, H, pad, options.reps, algos, rng)
+        if options.cases in name:
+            measure(name, N, C, K, H, pad, options.reps, algos, rng)
     print(f"load average {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs")
 
 

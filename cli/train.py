@@ -155,8 +155,9 @@ def _setting(name: str) -> click.ParamType:
               help="Use only the first N training images (quick tries).")
 @click.option("--conv-algo", type=_setting("conv_algo"),
               help="How the convolutions compute: im2col and one GEMM, winograd "
-                   "F(2x2,3x3) where a convolution can (3x3, stride 1), winograd4 "
-                   "F(4x4,3x3) (CPU), or auto per layer; a spec's algo= on a conv line wins.")
+                   "F(2x2,3x3) or F(2x2,5x5) where a convolution can (3x3 or 5x5, stride 1), "
+                   "winograd4 F(4x4,3x3) or winograd3 F(3x3,5x5) (larger tiles, CPU), or "
+                   "auto per layer; a spec's algo= on a conv line wins.")
 @device_option()
 @click.option("--tf32", is_flag=True, help="On a GPU, let the matrix products use TF32 tensor "
               "cores (faster, 10-bit mantissa inputs); default true FP32.")

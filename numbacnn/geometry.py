@@ -27,9 +27,12 @@ VOLUME_AXES = "W x H x D"  # the label that goes with a volume() in messages
 ROUNDINGS = ("exact", "floor", "ceil")
 # How a convolution is computed (numbacnn/layers/conv.py): im2col and one GEMM, Winograd
 # F(2×2, 3×3) or F(2×2, 5×5) (3×3 or 5×5 windows, stride 1, no dilation, one group),
-# Winograd F(4×4, 3×3) (3×3 windows, the CPU only), direct (stride 1), space-to-depth
-# (stride ≥ 2 as a stride-1 convolution: ``s2d_applies``), or chosen per layer
-CONV_ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "direct", "s2d")
+# Winograd with larger output tiles on the CPU only (winogradN: N×N tiles; F(4×4, 3×3)
+# for 3×3 windows, F(3×3, 5×5) for 5×5 ones), direct (stride 1), space-to-depth (stride
+# ≥ 2 as a stride-1 convolution: ``s2d_applies``), or chosen per layer
+CONV_ALGORITHMS = ("auto", "im2col", "winograd", "winograd3", "winograd4", "direct", "s2d")
+# winogradN → the window it computes, F×F (its tiles N×N; ``layers/conv_algorithm.py``)
+LARGER_TILE_WINDOWS = {"winograd3": 5, "winograd4": 3}
 
 # An int for both axes, or one per axis (height, width).
 Pair = int | tuple[int, int]
@@ -84,10 +87,12 @@ def winograd_applies(F: Pair, S: Pair, dilation: Pair = 1, groups: int = 1) -> b
             and groups == 1)
 
 
-def winograd4_applies(F: Pair, S: Pair, dilation: Pair = 1, groups: int = 1) -> bool:
-    """Whether such a convolution can run as Winograd F(4×4, 3×3) (``algo=winograd4``):
-    a 3×3 window, stride 1, dilation 1, one group."""
-    return pair(F) == (3, 3) and winograd_applies(F, S, dilation, groups)
+def larger_tiles_apply(algo: str, F: Pair, S: Pair, dilation: Pair = 1,
+                       groups: int = 1) -> bool:
+    """Whether such a convolution can run as ``algo`` ("winograd3" or "winograd4",
+    :data:`LARGER_TILE_WINDOWS`): its window, stride 1, dilation 1, one group."""
+    size = LARGER_TILE_WINDOWS[algo]
+    return pair(F) == (size, size) and winograd_applies(F, S, dilation, groups)
 
 
 def direct_applies(F: Pair, S: Pair, pad: Pads, dilation: Pair = 1) -> bool:

@@ -128,7 +128,7 @@ class Network:
     @property
     def conv_algo(self) -> str:
         """How the convolutions without their own ``algo=`` compute: "im2col" (the
-        default), "winograd" or "winograd4" where a convolution can, or "auto"
+        default), "winograd", "winograd4" or "winograd3" where a convolution can, or "auto"
         (``layers/conv.py``)."""
         return next((layer.network_algo for layer in self.layers
                      if hasattr(layer, "network_algo")), "im2col")

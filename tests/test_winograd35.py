@@ -2,8 +2,8 @@
 against the float64 reference convolution (tests/reference_conv.py): y, dx, dW, db at
 odd sizes (partial 3×3 tiles), pads 0–3, odd channel counts, batch 1, the fused ReLU,
 chunks and parts on two threads, the no-CBLAS path, repeatability bit for bit; the
-CPU's row and chunk bodies against the element bodies; the documented matrices; the
-GPU's refusal.
+CPU's row and chunk bodies against the element bodies; the documented matrices (the
+layer, the algorithm choice and the GPU's refusal: tests/test_conv_algorithm.py).
 
 Tolerance: G's fractions (down to 1/120) and Aᵀ's 4s; the float32 error at AlexNet's conv2
 (batch 16, 96 → 256, 27×27, pad 2, the fused ReLU; weights ~1/√(25·C)), max |error| /
@@ -25,7 +25,6 @@ from reference_conv import conv2d_backward, conv2d_forward
 
 from numbacnn.backends import cblas
 from numbacnn.backends import cpu_winograd35 as cw
-from numbacnn.errors import DeviceError
 from numbacnn.kernels import winograd7_rows, winograd35
 
 TOLERANCE = {"rtol": 1e-4, "atol_scale": 5e-5}
@@ -316,16 +315,3 @@ def test_the_alpha_7_rows_take_the_tile_step(step: int, rng: np.random.Generator
     for tw in range(TW):
         expected[:, step * tw:step * tw + 7] += BT.T @ dV[:, tw].reshape(7, 7) @ BT
     np.testing.assert_allclose(dP, expected, rtol=1e-5, atol=1e-3)
-
-
-def test_the_gpu_refuses_winograd3_in_one_line() -> None:
-    """No GPU driver: cuda_winograd35's drivers refuse with one DeviceError, and its auto
-    rule is None (importing cuda.py needs numba-cuda)."""
-    from numbacnn.backends import cuda_winograd35
-
-    assert cuda_winograd35.WINOGRAD35_AUTO_MIN_CK is None
-    for driver in (cuda_winograd35.winograd35_workspace, cuda_winograd35.winograd35_forward,
-                   cuda_winograd35.winograd35_backward):
-        with pytest.raises(DeviceError, match="algo=winograd3 .* runs on the CPU only") as bad:
-            driver(1, 2, 3)
-        assert "\n" not in str(bad.value)

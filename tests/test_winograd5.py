@@ -214,10 +214,18 @@ def test_winograd_applies_to_5x5_and_auto_follows_the_5x5_threshold(
     assert [c.algorithm() for c in convs] == ["winograd", "im2col", "winograd"]
 
 
-def test_auto_picks_winograd5_for_alexnets_conv2_and_not_for_cifar10s_conv1() -> None:
-    """The CPU's measured rule (C·K ≥ 32·64): AlexNet's conv2 and cifar10's conv2 run
-    F(2×2, 5×5) under auto, cifar10's conv1 (3 channels) stays on im2col."""
+def test_auto_picks_winograd_for_alexnets_conv2_and_not_for_cifar10s_conv1(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU's measured rules (C·K ≥ 32·64 both): AlexNet's conv2 and cifar10's conv2
+    run Winograd under auto, as F(3×3, 5×5) (winograd3), as F(2×2, 5×5) without that
+    rule; cifar10's conv1 (3 channels) stays on im2col."""
     assert numbacnn.backends.cpu.WINOGRAD5_AUTO_MIN_CK == 32 * 64
+    assert numbacnn.backends.cpu.WINOGRAD35_AUTO_MIN_CK == 32 * 64
+    for C, K, algorithm in ((96, 256, "winograd3"), (32, 64, "winograd3"), (3, 32, "im2col")):
+        layer = Conv2D(K, 5, pad=2, algo="auto")
+        layer.build((C, 8, 8))
+        assert layer.algorithm() == algorithm, (C, K)
+    monkeypatch.setattr(numbacnn.backends.cpu, "WINOGRAD35_AUTO_MIN_CK", None)
     for C, K, algorithm in ((96, 256, "winograd"), (32, 64, "winograd"), (3, 32, "im2col")):
         layer = Conv2D(K, 5, pad=2, algo="auto")
         layer.build((C, 8, 8))

@@ -49,16 +49,9 @@ from numbacnn.backends.cpu_winograd import (  # noqa: F401
     winograd_forward,
     winograd_workspace,
 )
-from numbacnn.backends.cpu_winograd5 import (  # noqa: F401
-    winograd5_backward,
-    winograd5_forward,
-    winograd5_workspace,
-)
-from numbacnn.backends.cpu_winograd43 import (  # noqa: F401
-    winograd43_backward,
-    winograd43_forward,
-    winograd43_workspace,
-)
+from numbacnn.backends.cpu_winograd5 import *  # noqa: F403 (F(2×2, 5×5)'s drivers)
+from numbacnn.backends.cpu_winograd35 import *  # noqa: F403 (F(3×3, 5×5), its auto rule)
+from numbacnn.backends.cpu_winograd43 import *  # noqa: F403 (F(4×4, 3×3)'s drivers)
 from numbacnn.backends.cpu_winograd43_pool import *  # noqa: F403 (WINOGRAD43_POOL_FUSES)
 from numbacnn.kernels import (
     batchnorm,

@@ -26,6 +26,16 @@ from numbacnn.kernels import winograd7_rows, winograd35, winograd35_rows, winogr
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
+__all__ = ["WINOGRAD35_AUTO_MIN_CK", "winograd35_backward", "winograd35_forward",
+           "winograd35_workspace"]
+
+# The smallest C·K at which ``algo=auto`` runs a 5×5 layer that the Winograd rule
+# (WINOGRAD5_AUTO_MIN_CK) takes as F(3×3, 5×5) rather than F(2×2, 5×5); None: at none.
+# bench/winograd35_layers.py, two threads (bench/RESULTS.md, "Winograd F(3×3, 5×5)"):
+# faster at AlexNet's conv2 (C·K = 96·256, batch 16: 58.5–61.3 against 92.4–101.1 ms)
+# and at cifar10's conv2 (32·64, the Winograd rule's least, batch 128: 29.3 against 34.2)
+WINOGRAD35_AUTO_MIN_CK: int | None = 32 * 64
+
 POSITIONS = 49  # the 7×7 transformed tile
 # V and M of one chunk within a core's L2, but at least MIN_CHUNK_TILES tiles (as
 # cpu_winograd5.py, without cpu_winograd.py's floor of 3× U's bytes a chunk): AlexNet's

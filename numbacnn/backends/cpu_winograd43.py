@@ -26,6 +26,8 @@ from numbacnn.kernels import winograd5_rows, winograd43, winograd43_rows, winogr
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
+__all__ = ["winograd43_backward", "winograd43_forward", "winograd43_workspace"]
+
 POSITIONS = 36  # the 6×6 transformed tile
 # V and M of one chunk within a core's L2, but at least MIN_CHUNK_TILES tiles and
 # MIN_CHUNK_OVER_U times U's bytes (the products stream all of U once a chunk), as

@@ -26,6 +26,8 @@ from numbacnn.kernels import winograd5, winograd5_rows, winograd_rows
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
 
+__all__ = ["winograd5_backward", "winograd5_forward", "winograd5_workspace"]
+
 POSITIONS = 36  # the 6×6 transformed tile
 # V and M of one chunk within a core's L2, but at least MIN_CHUNK_TILES tiles (the
 # products stream all of U once a chunk): as cpu_winograd.py, measured for AlexNet's conv2

@@ -43,6 +43,7 @@ from numba import config, cuda, float32, njit
 
 from numbacnn.backends import cuda_direct, cuda_winograd, cuda_winograd5, whole_batch
 from numbacnn.backends import cuda_space_to_depth as cuda_s2d
+from numbacnn.backends.cuda_cpu_only import *  # noqa: F403 (larger Winograd tiles: CPU only)
 from numbacnn.backends.cuda_dry_run import (  # noqa: F401
     DryArray,
     counters,
@@ -72,7 +73,6 @@ from numbacnn.backends.cuda_memory import (  # noqa: F401
     to_host,
     upload,
 )
-from numbacnn.backends.cuda_winograd43 import *  # noqa: F403 (F(4×4, 3×3): CPU only)
 from numbacnn.backends.gemm_choice import (  # noqa: F401
     GEMM_CHOICES,
     gemm_choice,

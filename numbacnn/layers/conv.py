@@ -16,7 +16,8 @@ Algorithm (``algo=``, else the network's ``conv_algo``, :data:`CONV_ALGORITHMS`)
 dilation 1 and one group, F(2×2, 5×5) (``kernels/winograd5.py``; ``winograd5_forward``/
 ``winograd5_backward``) for such 5×5 windows, ``winograd4``, F(4×4, 3×3) (``kernels/winograd43.py``;
 ``winograd43_forward``/``winograd43_backward``; the CPU only, less accurate) for 3×3
-windows as ``winograd``'s, ``direct`` (``numbacnn/kernels/direct_conv.py``;
+windows as ``winograd``'s, ``winograd3``, F(3×3, 5×5) (``kernels/winograd35.py``;
+``winograd35_*``; the CPU only) for 5×5 ones, ``direct`` (``numbacnn/kernels/direct_conv.py``;
 ``direct_forward``/``direct_backward``) for stride 1 and an output as wide as the input
 (``geometry.direct_applies``: ``pad=same`` and the like), or ``s2d`` (``layers/conv_s2d.py``)
 for stride 2 or more, dilation 1 and one group: the stride-1 convolution of the input and
@@ -27,10 +28,11 @@ convolution where it applies and C/G·FH·FW is at most the backend's
 ``DIRECT_AUTO_MAX_TAPS``, else Winograd where it applies and the backend's
 ``WINOGRAD_AUTO_MIN_CK`` (``WINOGRAD5_AUTO_MIN_CK`` for 5×5: the smallest C·K it measured
 Winograd faster at; None: at none) says so, a 3×3 one as F(4×4, 3×3) where C·K is at
-least ``WINOGRAD43_AUTO_MIN_CK``. A network-wide ``winograd``, ``winograd4``, ``direct``
-or ``s2d`` leaves the convolutions it cannot run on im2col; ``algo=winograd``,
-``algo=winograd4``, ``algo=direct`` or ``algo=s2d`` on a layer that cannot use it is an
-error.
+least ``WINOGRAD43_AUTO_MIN_CK``, a 5×5 one as F(3×3, 5×5) where it is at least
+``WINOGRAD35_AUTO_MIN_CK`` (the choice and the table of Winograd variants:
+``layers/conv_algorithm.py``). A network-wide ``winograd``, ``winograd3``,
+``winograd4``, ``direct`` or ``s2d`` leaves the convolutions it cannot run on im2col;
+any of them as a layer's ``algo=`` on a layer that cannot use it is an error.
 
 Fusion (``Network.build``): a ReLU right after the convolution is applied in its last
 pass (``fused_relu``); then a 2×2 stride-2 max pooling without padding after that ReLU
@@ -52,14 +54,15 @@ from typing import Any
 from numbacnn.errors import ShapeError
 from numbacnn.geometry import (
     CONV_ALGORITHMS,
+    LARGER_TILE_WINDOWS,
     direct_applies,
     effective_size,
+    larger_tiles_apply,
     output_hw,
     pads4,
     pair,
     s2d_applies,
     window_arithmetic,
-    winograd4_applies,
     winograd_applies,
 )
 from numbacnn.layers.activation import FusesFollowingReLU
@@ -142,11 +145,13 @@ class Conv2D(FusesFollowingReLU, ConvAlgorithm, SpaceToDepthPasses, Layer):
             raise ValueError("algo=winograd computes 3×3 and 5×5 windows of stride 1, "
                              "dilation 1 and one group only; give algo=im2col or algo=auto "
                              "for this convolution")
-        if values.get("algo") == "winograd4" and not winograd4_applies(
-                values["size"], values["stride"], values["dilation"], values["groups"]):
-            raise ValueError("algo=winograd4 computes 3×3 windows of stride 1, dilation 1 and "
-                             "one group only; give algo=im2col or algo=auto for this "
-                             "convolution")
+        algo = values.get("algo")
+        if algo in LARGER_TILE_WINDOWS and not larger_tiles_apply(
+                algo, values["size"], values["stride"], values["dilation"], values["groups"]):
+            F = LARGER_TILE_WINDOWS[algo]
+            raise ValueError(f"algo={algo} computes {F}×{F} windows of stride 1, dilation 1 "
+                             f"and one group only; give algo=im2col or algo=auto for this "
+                             f"convolution")
         if values["filters"] % values["groups"]:
             raise ValueError(f"groups={values['groups']} must divide the {values['filters']} "
                              f"filters (each group has K/G of them)")

@@ -33,7 +33,12 @@ class WinogradRun(NamedTuple):
 # (algorithm, taps) → the variant that computes it
 WINOGRAD_RUNS = {("winograd", 9): WinogradRun("winograd", 2, 16),      # F(2×2, 3×3)
                  ("winograd", 25): WinogradRun("winograd5", 2, 36),    # F(2×2, 5×5)
-                 ("winograd4", 9): WinogradRun("winograd43", 4, 36)}   # F(4×4, 3×3)
+                 ("winograd4", 9): WinogradRun("winograd43", 4, 36),   # F(4×4, 3×3)
+                 ("winograd3", 25): WinogradRun("winograd35", 3, 49)}  # F(3×3, 5×5)
+# taps → the larger-tile variant auto prefers to F(2×2, ·) and the name of the backend's
+# least C·K for it (None there: never)
+LARGER_TILES = {9: ("winograd4", "WINOGRAD43_AUTO_MIN_CK"),
+                25: ("winograd3", "WINOGRAD35_AUTO_MIN_CK")}
 WINOGRAD_DRIVERS = tuple(f"{run.prefix}_{part}" for run in WINOGRAD_RUNS.values()
                          for part in ("workspace", "forward", "backward"))
 
@@ -43,8 +48,9 @@ class ConvAlgorithm:
     layer's options, shapes and backend (no type checker runs here)."""
 
     def algorithm(self) -> str:
-        """"im2col", "winograd", "winograd4", "direct" or "s2d": what this layer runs, from
-        its ``algo`` (else the network's) and its shapes (see ``layers/conv.py``)."""
+        """"im2col", "winograd", "winograd3", "winograd4", "direct" or "s2d": what this
+        layer runs, from its ``algo`` (else the network's) and its shapes (see
+        ``layers/conv.py``)."""
         wanted = self.algo or self.network_algo
         if s2d_applies(self.stride, self.dilation, self.groups) and (
                 wanted == "s2d" or (wanted == "auto" and self.s2d_auto())):
@@ -63,12 +69,13 @@ class ConvAlgorithm:
 
     def winograd_run(self, wanted: str, taps: int, C: int) -> str:
         """The algorithm of a stride-1 3×3 (``taps`` 9) or 5×5 (25) convolution of C
-        input channels that Winograd can run, for ``wanted`` "winograd", "winograd4"
-        (F(4×4, 3×3): 3×3 only) or "auto": Winograd where C·K reaches the backend's
-        ``WINOGRAD_AUTO_MIN_CK`` (``WINOGRAD5_AUTO_MIN_CK`` for 5×5; None: never), as
-        F(4×4, 3×3) where it also reaches ``WINOGRAD43_AUTO_MIN_CK``; else "im2col"."""
-        if wanted == "winograd4":
-            return "winograd4" if taps == 9 else "im2col"
+        input channels that Winograd can run, for ``wanted`` "winograd", a larger-tile
+        one ("winograd3": 5×5 only; "winograd4": 3×3 only) or "auto":
+        Winograd where C·K reaches the backend's ``WINOGRAD_AUTO_MIN_CK``
+        (``WINOGRAD5_AUTO_MIN_CK`` for 5×5; None: never), with the larger tiles of
+        :meth:`larger_tiles`; else "im2col"."""
+        if wanted in ("winograd3", "winograd4"):
+            return wanted if (wanted, taps) in WINOGRAD_RUNS else "im2col"
         if wanted == "winograd":
             return "winograd"
         B = self._backend()
@@ -78,11 +85,12 @@ class ConvAlgorithm:
         return self.larger_tiles(taps, C) or "winograd"
 
     def larger_tiles(self, taps: int, C: int) -> str | None:
-        """"winograd4" for a 3×3 convolution of C input channels that ``auto`` runs as
-        F(4×4, 3×3) (C·K at least the backend's ``WINOGRAD43_AUTO_MIN_CK``), else None
-        (F(2×2, ·))."""
-        four = self._backend().WINOGRAD43_AUTO_MIN_CK if taps == 9 else None
-        return "winograd4" if four is not None and C * self.filters >= four else None
+        """The larger-tile variant (:data:`LARGER_TILES`: F(4×4, 3×3), F(3×3, 5×5)) that
+        ``auto`` runs a stride-1 convolution of ``taps`` and C input channels as, where
+        C·K reaches the backend's rule for it; else None (F(2×2, ·))."""
+        algo, rule = LARGER_TILES[taps]
+        least = getattr(self._backend(), rule)
+        return algo if least is not None and C * self.filters >= least else None
 
     def conv_run(self) -> tuple[str, int]:
         """(algorithm, taps) of the convolution the drivers compute: the layer's own, or
@@ -109,6 +117,11 @@ class ConvAlgorithm:
     def uses_winograd43(self) -> bool:
         """Winograd F(4×4, 3×3)."""
         return self.conv_run() == ("winograd4", 9)
+
+    @property
+    def uses_winograd35(self) -> bool:
+        """Winograd F(3×3, 5×5)."""
+        return self.conv_run() == ("winograd3", 25)
 
     @property
     def uses_direct(self) -> bool:
