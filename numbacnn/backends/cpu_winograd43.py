@@ -11,17 +11,18 @@ after them, the filter transforms split among the threads: AlexNet's U and dU ar
 and computes dx backward through the forward's transforms: dV[ξ] (C × T) =
 U[ξ]ᵀ @ dM[ξ], then each tile's B·dV·Bᵀ added into the (padded) input plane.
 Without a CBLAS function the whole batch runs in one chunk with numpy's batched matmul.
+The Python side (workspace, parts on threads, the numpy path) is shared with the other
+larger-tile variant: ``cpu_winograd_tiled.py``; here the compiled loops.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit
 
-from numbacnn.backends import cblas, cpu_threads, kernel_cache
+from numbacnn.backends import cblas, cpu_winograd_tiled, kernel_cache
 from numbacnn.backends.cpu_conv import chunks_of_part
-from numbacnn.backends.cpu_winograd import MIN_CHUNK_OVER_U, pitch
+from numbacnn.backends.cpu_winograd import MIN_CHUNK_OVER_U
 from numbacnn.kernels import winograd5_rows, winograd43, winograd43_rows, winograd_rows
 
 _numba_cache_dir = kernel_cache.use_versioned_cache_dir()  # restored at the end of this module
@@ -55,18 +56,21 @@ def tiles(OH: int, OW: int) -> tuple[int, int]:
     return (OH + 3) // 4, (OW + 3) // 4
 
 
+def _loops() -> cpu_winograd_tiled.TiledLoops:
+    """This variant's compiled loops, named here so the warm-up finds them."""
+    return cpu_winograd_tiled.TiledLoops(
+        POSITIONS, BIAS_POSITION, tiles, _chunk, _winograd43_filters_part, _winograd43_inputs,
+        _winograd43_outputs, _winograd43_output_grads, _winograd43_filter_grads,
+        _winograd43_input_grads, _winograd43_forward_part, _winograd43_backward_part,
+        _winograd43_finish_part, _winograd43_finish_bias)
+
+
 def winograd43_workspace(N: int, C: int, K: int, H: int, W: int, OH: int,
                          OW: int) -> dict[str, tuple]:
     """Shapes of the float32 buffers of :func:`winograd43_forward` and
     :func:`winograd43_backward` for a batch of N: per part a chunk's V and M and its
     gradient sums and the transformed filters U (36 × K·C)."""
-    TH, TW = tiles(OH, OW)
-    parts = numba.get_num_threads() if cblas.sgemm() is not None else 1
-    chunk = _chunk(N, C, K, H, W, OH, OW, parts) if cblas.sgemm() is not None else N
-    P = POSITIONS
-    return {"wino_V": (parts, P * pitch(chunk * C * TH * TW)),  # V, and dV for dx
-            "wino_M": (parts, P * pitch(chunk * K * TH * TW)),
-            "wino_U": (P, pitch(K * C)), "wino_dU": (parts, P, pitch(K * C)), "wino_db": (parts, K)}
+    return cpu_winograd_tiled.workspace(_loops(), N, C, K, H, W, OH, OW)
 
 
 def winograd43_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndarray,
@@ -74,25 +78,7 @@ def winograd43_forward(x: np.ndarray, H: int, W: int, w2: np.ndarray, b: np.ndar
                        relu: int) -> None:
     """y (N×K×OH×OW, passed flat) = the 3×3 convolution of x (N×C×(H·W)) with w2
     (K × C·9) plus b, then ReLU when ``relu``; ``ws``: :func:`winograd43_workspace`'s."""
-    N, C, K = x.shape[0], x.shape[1], w2.shape[0]
-    PT, PL = geo[4], geo[5]
-    U, V, M = ws["wino_U"], ws["wino_V"], ws["wino_M"]
-    y3 = y.reshape(N, K, OH * OW)
-    cpu_threads.run_parts(_winograd43_filters_part, V.shape[0], U, w2)
-    sgemm = cblas.sgemm()
-    if sgemm is None:  # one chunk, numpy's batched matmul
-        TH, TW = tiles(OH, OW)
-        T = N * TH * TW
-        V2, M2 = V[0].reshape(POSITIONS, -1), M[0].reshape(POSITIONS, -1)
-        _winograd43_inputs(V2, x, x, NO_RELU, H, W, PT, PL, TH, TW)
-        np.matmul(U[:, :K * C].reshape(-1, K, C), V2[:, :C * T].reshape(-1, C, T),
-                  out=M2[:, :K * T].reshape(-1, K, T))
-        _winograd43_outputs(y3, M2, b, relu, WITH_BIAS, OH, OW, TH, TW)
-        return
-    chunk = _chunk(N, C, K, H, W, OH, OW, V.shape[0])
-    with cblas.one_blas_thread():
-        cpu_threads.run_parts(_winograd43_forward_part, V.shape[0], chunk, sgemm, x, H, W, U,
-                              b, y3, V, M, PT, PL, OH, OW, relu)
+    cpu_winograd_tiled.forward(_loops(), x, H, W, w2, b, y, ws, geo, OH, OW, relu)
 
 
 def winograd43_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.ndarray,
@@ -101,53 +87,18 @@ def winograd43_backward(x: np.ndarray, H: int, W: int, w2: np.ndarray, y: np.nda
                         OW: int, relu: int) -> None:
     """dw2 (K × C·9), db (K) and, unless it is None, dx (N×C×(H·W)) from dy (N×K×OH×OW,
     passed flat like y), with the forward pass's input x and output y (its ReLU mask)."""
-    N, C, K = x.shape[0], x.shape[1], w2.shape[0]
-    PT, PL = geo[4], geo[5]
-    U, V, M, dU, dbp = ws["wino_U"], ws["wino_V"], ws["wino_M"], ws["wino_dU"], ws["wino_db"]
-    y3, dy3 = y.reshape(N, K, OH * OW), dy.reshape(N, K, OH * OW)
-    need_dx = dx is not None  # U: the forward's (backward follows it with the same weights)
-    sgemm = cblas.sgemm()
-    if sgemm is None:
-        _backward_whole(x, H, W, U, y3, dy3, dw2, db, dx, V, M, dU[0], PT, PL, OH, OW, relu)
-        return
-    chunk = _chunk(N, C, K, H, W, OH, OW, V.shape[0])
-    with cblas.one_blas_thread():
-        cpu_threads.run_parts(_winograd43_backward_part, V.shape[0], chunk, sgemm, x, H, W, U,
-                              y3, dy3, x if dx is None else dx, need_dx, V, M, dU, dbp, PT, PL,
-                              OH, OW, relu)
-    cpu_threads.run_parts(_winograd43_finish_part, dU.shape[0], dw2, dU)
-    _winograd43_finish_bias(db, dbp)
-
-
-def _backward_whole(x: np.ndarray, H: int, W: int, U: np.ndarray, y3: np.ndarray,
-                    dy3: np.ndarray, dw2: np.ndarray, db: np.ndarray, dx: np.ndarray | None,
-                    V: np.ndarray, M: np.ndarray, dU: np.ndarray, PT: int, PL: int, OH: int,
-                    OW: int, relu: int) -> None:
-    """:func:`winograd43_backward` in one chunk with numpy's batched matmul (no CBLAS)."""
-    TH, TW = tiles(OH, OW)
-    _winograd43_output_grads(M[0].reshape(POSITIONS, -1), dy3, y3, relu, OH, OW, TH, TW)
-    backward_whole_from_grads(x, H, W, U, dw2, db, dx, V, M, dU, PT, PL, OH, OW)
+    cpu_winograd_tiled.backward(_loops(), x, H, W, w2, y, dy, dw2, db, dx, ws, geo, OH, OW,
+                                relu)
 
 
 def backward_whole_from_grads(x: np.ndarray, H: int, W: int, U: np.ndarray, dw2: np.ndarray,
                               db: np.ndarray, dx: np.ndarray | None, V: np.ndarray,
                               M: np.ndarray, dU: np.ndarray, PT: int, PL: int, OH: int,
                               OW: int) -> None:
-    """:func:`_backward_whole` after the output gradients' tiles (dM) are in M[0]."""
-    N, C, K = x.shape[0], x.shape[1], db.shape[0]
-    TH, TW = tiles(OH, OW)
-    T = N * TH * TW
-    dM, V2 = M[0].reshape(POSITIONS, -1), V[0].reshape(POSITIONS, -1)
-    db[:] = dM[BIAS_POSITION, :K * T].reshape(K, T).sum(axis=1)
-    _winograd43_inputs(V2, x, x, NO_RELU, H, W, PT, PL, TH, TW)
-    np.matmul(dM[:, :K * T].reshape(-1, K, T),
-              V2[:, :C * T].reshape(-1, C, T).transpose(0, 2, 1),
-              out=dU[:, :K * C].reshape(-1, K, C))
-    _winograd43_filter_grads(dw2, dU)
-    if dx is not None:  # dV[ξ] = U[ξ]ᵀ @ dM[ξ], then each tile's B·dV·Bᵀ
-        np.matmul(U[:, :K * C].reshape(-1, K, C).transpose(0, 2, 1),
-                  dM[:, :K * T].reshape(-1, K, T), out=V2[:, :C * T].reshape(-1, C, T))
-        _winograd43_input_grads(dx, V2, H, W, PT, PL, TH, TW)
+    """Backward without CBLAS once the output gradients' tiles are in M[0]
+    (``cpu_winograd_tiled.backward_whole_from_grads``)."""
+    cpu_winograd_tiled.backward_whole_from_grads(_loops(), x, H, W, U, dw2, db, dx, V, M, dU,
+                                                 PT, PL, OH, OW)
 
 
 # --- compiled loops over the bodies ---------------------------------------------------
