@@ -300,12 +300,12 @@ def test_a_winograd4_layer_calls_the_winograd43_drivers(monkeypatch: pytest.Monk
 
 def test_the_gpu_refuses_winograd4_in_one_line() -> None:
     """No GPU driver: cuda.py's refuse with one DeviceError, and its auto rule is None.
-    (cuda_winograd43.py is what cuda.py re-exports; importing cuda.py needs numba-cuda.)"""
-    from numbacnn.backends import cuda_winograd43
+    (cuda_cpu_only.py is what cuda.py re-exports; importing cuda.py needs numba-cuda.)"""
+    from numbacnn.backends import cuda_cpu_only
 
-    assert cuda_winograd43.WINOGRAD43_AUTO_MIN_CK is None
-    for driver in (cuda_winograd43.winograd43_workspace, cuda_winograd43.winograd43_forward,
-                   cuda_winograd43.winograd43_backward):
+    assert cuda_cpu_only.WINOGRAD43_AUTO_MIN_CK is None
+    for driver in (cuda_cpu_only.winograd43_workspace, cuda_cpu_only.winograd43_forward,
+                   cuda_cpu_only.winograd43_backward):
         with pytest.raises(DeviceError, match="runs on the CPU only; give algo=winograd") as bad:
             driver(1, 2, 3)
         assert "\n" not in str(bad.value)

@@ -14,7 +14,7 @@ import pytest
 from test_conv_pool_fusion import assert_same_step, build, pooled_by_conv
 
 import numbacnn.backends.cpu
-import numbacnn.backends.cuda_winograd43
+import numbacnn.backends.cuda_cpu_only
 
 
 def spec(size: int, algo: str = "winograd4", rounding: str = "floor") -> str:
@@ -68,7 +68,7 @@ def test_what_fuses(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pooled_by_conv(build(spec(8, "winograd"), True)) == []
     assert pooled_by_conv(build(spec(13, rounding="ceil"), True)) == []
     assert pooled_by_conv(build(spec(8), False)) == []
-    assert numbacnn.backends.cuda_winograd43.WINOGRAD43_POOL_FUSES is False
+    assert numbacnn.backends.cuda_cpu_only.WINOGRAD43_POOL_FUSES is False
     monkeypatch.setattr(numbacnn.backends.cpu, "WINOGRAD43_POOL_FUSES", False)
     net = build(spec(8), True)
     assert pooled_by_conv(net) == [] and not net.layers[2].pools_winograd43
