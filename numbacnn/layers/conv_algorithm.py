@@ -9,16 +9,17 @@ of the backend's three drivers, all with the same arguments:
     {prefix}_forward(x, H, W, w2, b, y, ws, geometry, OH, OW, relu)
     {prefix}_backward(x, H, W, w2, y, dy, dw2, db, dx, ws, geometry, OH, OW, relu)
 
-x N×C×(H·W), w2 K × C·FH·FW, y and dy N×K×OH×OW passed flat. A new Winograd variant
-is a row of the table, its ``*_AUTO_MIN_CK`` rule in :meth:`ConvAlgorithm.winograd_run`
-and its drivers in each backend.
+x N×C×(H·W), w2 K × C·FH·FW, y and dy N×K×OH×OW passed flat; ``auto``'s rule for a
+variant is the backend's ``{PREFIX}_AUTO_MIN_CK`` (the least C·K it runs it at; None:
+never). A new Winograd variant is a row of the table (and its window in
+``geometry.LARGER_TILE_WINDOWS``), its drivers and rule in each backend.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from numbacnn.geometry import direct_applies, s2d_applies, winograd_applies
+from numbacnn.geometry import LARGER_TILE_WINDOWS, direct_applies, s2d_applies, winograd_applies
 
 
 class WinogradRun(NamedTuple):
@@ -35,10 +36,8 @@ WINOGRAD_RUNS = {("winograd", 9): WinogradRun("winograd", 2, 16),      # F(2×2,
                  ("winograd", 25): WinogradRun("winograd5", 2, 36),    # F(2×2, 5×5)
                  ("winograd4", 9): WinogradRun("winograd43", 4, 36),   # F(4×4, 3×3)
                  ("winograd3", 25): WinogradRun("winograd35", 3, 49)}  # F(3×3, 5×5)
-# taps → the larger-tile variant auto prefers to F(2×2, ·) and the name of the backend's
-# least C·K for it (None there: never)
-LARGER_TILES = {9: ("winograd4", "WINOGRAD43_AUTO_MIN_CK"),
-                25: ("winograd3", "WINOGRAD35_AUTO_MIN_CK")}
+# taps → the larger-tile variant auto prefers to F(2×2, ·) where its rule allows
+LARGER_TILES = {taps: algo for algo, taps in WINOGRAD_RUNS if algo in LARGER_TILE_WINDOWS}
 WINOGRAD_DRIVERS = tuple(f"{run.prefix}_{part}" for run in WINOGRAD_RUNS.values()
                          for part in ("workspace", "forward", "backward"))
 
@@ -74,13 +73,11 @@ class ConvAlgorithm:
         Winograd where C·K reaches the backend's ``WINOGRAD_AUTO_MIN_CK``
         (``WINOGRAD5_AUTO_MIN_CK`` for 5×5; None: never), with the larger tiles of
         :meth:`larger_tiles`; else "im2col"."""
-        if wanted in ("winograd3", "winograd4"):
+        if wanted in LARGER_TILE_WINDOWS:
             return wanted if (wanted, taps) in WINOGRAD_RUNS else "im2col"
         if wanted == "winograd":
             return "winograd"
-        B = self._backend()
-        least = B.WINOGRAD_AUTO_MIN_CK if taps == 9 else B.WINOGRAD5_AUTO_MIN_CK
-        if least is None or C * self.filters < least:
+        if not self._auto_allows(("winograd", taps), C):
             return "im2col"
         return self.larger_tiles(taps, C) or "winograd"
 
@@ -88,9 +85,14 @@ class ConvAlgorithm:
         """The larger-tile variant (:data:`LARGER_TILES`: F(4×4, 3×3), F(3×3, 5×5)) that
         ``auto`` runs a stride-1 convolution of ``taps`` and C input channels as, where
         C·K reaches the backend's rule for it; else None (F(2×2, ·))."""
-        algo, rule = LARGER_TILES[taps]
-        least = getattr(self._backend(), rule)
-        return algo if least is not None and C * self.filters >= least else None
+        algo = LARGER_TILES[taps]
+        return algo if self._auto_allows((algo, taps), C) else None
+
+    def _auto_allows(self, run: tuple[str, int], C: int) -> bool:
+        """Whether C·K reaches the backend's ``{PREFIX}_AUTO_MIN_CK`` for the variant of
+        ``run`` (None: never)."""
+        least = getattr(self._backend(), f"{WINOGRAD_RUNS[run].prefix.upper()}_AUTO_MIN_CK")
+        return least is not None and C * self.filters >= least
 
     def conv_run(self) -> tuple[str, int]:
         """(algorithm, taps) of the convolution the drivers compute: the layer's own, or
