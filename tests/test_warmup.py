@@ -191,8 +191,9 @@ def test_a_direct_convolution_plans_its_own_drivers(tmp_path: Path) -> None:
 
 
 def test_a_run_needs_the_winograd_drivers_of_its_window_sizes_only(tmp_path: Path) -> None:
-    """A 5×5 convolution under winograd names cpu_winograd5's drivers, a 3×3 one
-    cpu_winograd's (cpu_winograd43's under winograd4); each has its COMPILE_SECONDS."""
+    """A 5×5 convolution under winograd names cpu_winograd5's drivers (cpu_winograd35's
+    under winograd3), a 3×3 one cpu_winograd's (cpu_winograd43's under winograd4); each
+    has its COMPILE_SECONDS."""
     from numbacnn.io.dataset_files import load_dataset
     from numbacnn.network import Network
     from numbacnn.training.settings import TrainSettings
@@ -201,14 +202,15 @@ def test_a_run_needs_the_winograd_drivers_of_its_window_sizes_only(tmp_path: Pat
 
     data = load_dataset(small_dataset(tmp_path / "small.h5"))
     found = {}
-    for size, algo in ((3, "winograd"), (5, "winograd"), (3, "winograd4")):
+    for size, algo in ((3, "winograd"), (5, "winograd"), (3, "winograd4"), (5, "winograd3")):
         spec = f"input 6x6x1; conv 2 {size} pad={size // 2} algo={algo}; fc 3; softmax"
         trainer = Trainer(Network.from_spec(spec, device="cpu"), data,
                           TrainSettings(spec=spec, data="small.h5"))
         found[size, algo] = sorted(n for n in drivers_of(trainer) if "winograd" in n)
     for key, prefix in (((3, "winograd"), "_winograd_"), ((5, "winograd"), "_winograd5_"),
-                        ((3, "winograd4"), "_winograd43_")):
+                        ((3, "winograd4"), "_winograd43_"), ((5, "winograd3"), "_winograd35_")):
         assert all(name.startswith(prefix) for name in found[key])
-        finish = "finish_part" if prefix == "_winograd43_" else "finish_grads"  # in parts
+        finish = ("finish_part" if prefix in ("_winograd43_", "_winograd35_")  # in parts
+                  else "finish_grads")
         parts = {prefix + part for part in ("forward_part", "backward_part", finish)}
         assert parts <= set(found[key]) and parts <= set(COMPILE_SECONDS)

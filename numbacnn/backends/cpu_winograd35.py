@@ -58,7 +58,7 @@ def _chunk(N: int, C: int, K: int, H: int, W: int, OH: int, OW: int, parts: int)
 
 
 def tiles(OH: int, OW: int) -> tuple[int, int]:
-    """(TH, TW): the 4×4 output tiles covering OH×OW."""
+    """(TH, TW): the 3×3 output tiles covering OH×OW."""
     return (OH + 2) // 3, (OW + 2) // 3
 
 
