@@ -16,14 +16,10 @@ t = (n·TH + th)·TW + tw; planes flat (H·W).
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import u64
 from numbacnn.kernels.winograd35 import a3, at3, g5
 
 ZERO = np.float32(0.0)
-
-
-@njit(inline="always")
-def _u(i):
-    return np.uint64(i)
 
 
 @njit(inline="always")
@@ -40,14 +36,14 @@ def filter_tile_row(U, w, k, S):
     src = w[k]
     for c in range(C):
         for j in range(25):
-            S[j, c] = src[_u(25 * c + j)]
+            S[j, c] = src[u64(25 * c + j)]
     for r in range(5):
         g0, g1, g2, g3, g4 = S[5 * r], S[5 * r + 1], S[5 * r + 2], S[5 * r + 3], S[5 * r + 4]
         t = 25 + 7 * r
         t0, t1, t2, t3 = S[t], S[t + 1], S[t + 2], S[t + 3]
         t4, t5, t6 = S[t + 4], S[t + 5], S[t + 6]
         for c in range(C):
-            q = _u(c)
+            q = u64(c)
             v = g5(g0[q], g1[q], g2[q], g3[q], g4[q])
             t0[q] = v[0]
             t1[q] = v[1]
@@ -56,13 +52,13 @@ def filter_tile_row(U, w, k, S):
             t4[q] = v[4]
             t5[q] = v[5]
             t6[q] = v[6]
-    at = _u(k * C)
+    at = u64(k * C)
     for j in range(7):
         c0, c1, c2, c3, c4 = S[25 + j], S[32 + j], S[39 + j], S[46 + j], S[53 + j]
         u0, u1, u2, u3 = U[j], U[7 + j], U[14 + j], U[21 + j]
         u4, u5, u6 = U[28 + j], U[35 + j], U[42 + j]
         for c in range(C):
-            q = _u(c)
+            q = u64(c)
             v = g5(c0[q], c1[q], c2[q], c3[q], c4[q])
             u0[at + q] = v[0]
             u1[at + q] = v[1]
@@ -82,7 +78,7 @@ def output_columns_in_place(M, lo, hi):
         m0, m1, m2, m3 = M[j], M[7 + j], M[14 + j], M[21 + j]
         m4, m5, m6 = M[28 + j], M[35 + j], M[42 + j]
         for c in range(lo, hi):
-            q = _u(c)  # unsigned indices vectorize (winograd43_rows)
+            q = u64(c)  # unsigned indices vectorize (winograd43_rows)
             v = at3(m0[q], m1[q], m2[q], m3[q], m4[q], m5[q], m6[q])
             m0[q] = v[0]
             m1[q] = v[1]
@@ -160,7 +156,7 @@ def output_grads_in_place(dM, lo, hi):
         d0, d1, d2, d3 = dM[7 * r], dM[7 * r + 1], dM[7 * r + 2], dM[7 * r + 3]
         d4, d5, d6 = dM[7 * r + 4], dM[7 * r + 5], dM[7 * r + 6]
         for c in range(lo, hi):
-            q = _u(c)
+            q = u64(c)
             v = a3(d0[q], d1[q], d2[q])
             d0[q] = v[0]
             d1[q] = v[1]
@@ -173,7 +169,7 @@ def output_grads_in_place(dM, lo, hi):
         d0, d1, d2, d3 = dM[j], dM[7 + j], dM[14 + j], dM[21 + j]
         d4, d5, d6 = dM[28 + j], dM[35 + j], dM[42 + j]
         for c in range(lo, hi):
-            q = _u(c)
+            q = u64(c)
             v = a3(d0[q], d1[q], d2[q])
             d0[q] = v[0]
             d1[q] = v[1]

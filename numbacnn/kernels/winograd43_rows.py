@@ -19,14 +19,10 @@ t = (n·TH + th)·TW + tw; planes flat (H·W).
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import u64
 from numbacnn.kernels.winograd43 import a4, at4, store_filter
 
 ZERO = np.float32(0.0)
-
-
-@njit(inline="always")
-def _u(i):
-    return np.uint64(i)
 
 
 @njit(inline="always")
@@ -34,7 +30,7 @@ def filter_tile_row(U, w, k):
     """U[:, k·C + c] = G·g·Gᵀ for every c < C, g the 3×3 filter (k, c) of w (K × C·9)."""
     C = w.shape[1] // 9
     for c in range(C):
-        store_filter(U, _u(k * C + c), w[k], c * 9)
+        store_filter(U, u64(k * C + c), w[k], c * 9)
 
 
 @njit(inline="always")
@@ -46,7 +42,7 @@ def output_columns_in_place(M, lo, hi):
     for j in range(6):
         m0, m1, m2, m3, m4, m5 = M[j], M[6 + j], M[12 + j], M[18 + j], M[24 + j], M[30 + j]
         for c in range(lo, hi):
-            q = _u(c)  # unsigned: with int64 indices the loop ran 2× slower
+            q = u64(c)  # unsigned: with int64 indices the loop ran 2× slower
             v = at4(m0[q], m1[q], m2[q], m3[q], m4[q], m5[q])
             m0[q] = v[0]
             m1[q] = v[1]
@@ -134,7 +130,7 @@ def output_grads_in_place(dM, lo, hi):
         d0, d1, d2 = dM[s], dM[6 + s], dM[12 + s]
         d3, d4, d5 = dM[18 + s], dM[24 + s], dM[30 + s]
         for c in range(lo, hi):
-            q = _u(c)
+            q = u64(c)
             v = a4(d0[q], d1[q], d2[q], d3[q])
             d0[q] = v[0]
             d1[q] = v[1]
@@ -146,7 +142,7 @@ def output_grads_in_place(dM, lo, hi):
         d0, d1, d2 = dM[6 * i], dM[6 * i + 1], dM[6 * i + 2]
         d3, d4, d5 = dM[6 * i + 3], dM[6 * i + 4], dM[6 * i + 5]
         for c in range(lo, hi):
-            q = _u(c)
+            q = u64(c)
             v = a4(d0[q], d1[q], d2[q], d3[q])
             d0[q] = v[0]
             d1[q] = v[1]

@@ -14,6 +14,7 @@ t = (n·TH + th)·TW + tw; planes flat (H·W).
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import u64
 from numbacnn.kernels.winograd5 import (
     at6,
     b6,
@@ -25,11 +26,6 @@ from numbacnn.kernels.winograd5 import (
 ZERO = np.float32(0.0)
 # A's rows (A = (Aᵀ)ᵀ, 6 × 2): dM[6·i + j] = Σ A[i, r]·A[j, s]·g[r, s]
 A_ROWS = np.array([[1, 0], [1, 1], [1, -1], [1, 2], [1, -2], [0, 1]], np.float32)
-
-
-@njit(inline="always")
-def _u(i):
-    return np.uint64(i)
 
 
 @njit(inline="always")
@@ -57,9 +53,9 @@ def input_tile_row(V, col0, P, r0, TW, Q, step):
         v0, v1, v2 = V[6 * i], V[6 * i + 1], V[6 * i + 2]
         v3, v4, v5 = V[6 * i + 3], V[6 * i + 4], V[6 * i + 5]
         for tw in range(TW):
-            s = _u(step * tw)
-            v = bt6(q[s], q[s + _u(1)], q[s + _u(2)], q[s + _u(3)], q[s + _u(4)], q[s + _u(5)])
-            col = _u(col0 + tw)
+            s = u64(step * tw)
+            v = bt6(q[s], q[s + u64(1)], q[s + u64(2)], q[s + u64(3)], q[s + u64(4)], q[s + u64(5)])
+            col = u64(col0 + tw)
             v0[col] = v[0]
             v1[col] = v[1]
             v2[col] = v[2]
@@ -87,14 +83,14 @@ def output_grad_tile_plane(dM, col0, src, msk, relu, OH, OW, TH, TW, G):
     for th in range(TH):
         oy = 2 * th
         two = oy + 1 < OH
-        top = _u(oy * OW)
-        bottom = _u(min(oy + 1, OH - 1) * OW)
+        top = u64(oy * OW)
+        bottom = u64(min(oy + 1, OH - 1) * OW)
         for tw in range(TW):
             x0 = 2 * tw
             right = x0 + 1 < OW
-            xl = _u(x0)
-            xr = _u(min(x0 + 1, OW - 1))
-            t = _u(th * TW + tw)
+            xl = u64(x0)
+            xr = u64(min(x0 + 1, OW - 1))
+            t = u64(th * TW + tw)
             G[0, t] = _grad_tap(src, msk, relu, top + xl, True)
             G[1, t] = _grad_tap(src, msk, relu, top + xr, right)
             G[2, t] = _grad_tap(src, msk, relu, bottom + xl, two)
@@ -106,8 +102,8 @@ def output_grad_tile_plane(dM, col0, src, msk, relu, OH, OW, TH, TW, G):
             c10, c11 = A_ROWS[i, 1] * A_ROWS[j, 0], A_ROWS[i, 1] * A_ROWS[j, 1]
             row = dM[6 * i + j]
             for t in range(TH * TW):
-                q = _u(t)
-                row[_u(col0 + t)] = c00 * g00[q] + c01 * g01[q] + c10 * g10[q] + c11 * g11[q]
+                q = u64(t)
+                row[u64(col0 + t)] = c00 * g00[q] + c01 * g01[q] + c10 * g10[q] + c11 * g11[q]
 
 
 @njit(inline="always")
@@ -115,7 +111,7 @@ def filter_tile_row(U, w, k):
     """U[:, k·C + c] = G·g·Gᵀ for every c < C, g the 5×5 filter (k, c) of w (K × C·25)."""
     C = w.shape[1] // 25
     for c in range(C):
-        store_filter(U, _u(k * C + c), filter_values(w[k], c * 25, 0))
+        store_filter(U, u64(k * C + c), filter_values(w[k], c * 25, 0))
 
 
 @njit(inline="always")
@@ -130,15 +126,15 @@ def input_grad_tile_row(P, r0, dV, col0, TW, Q, step):
     for i in range(6):
         q = Q[i]
         for s in range(PW):
-            q[_u(s)] = ZERO
+            q[u64(s)] = ZERO
         d0, d1, d2 = dV[6 * i], dV[6 * i + 1], dV[6 * i + 2]
         d3, d4, d5 = dV[6 * i + 3], dV[6 * i + 4], dV[6 * i + 5]
         for tw in range(TW):
-            col = _u(col0 + tw)
+            col = u64(col0 + tw)
             w = b6(d0[col], d1[col], d2[col], d3[col], d4[col], d5[col])
-            s = _u(step * tw)
+            s = u64(step * tw)
             for a in range(6):
-                q[s + _u(a)] += w[a]
+                q[s + u64(a)] += w[a]
     q0, q1, q2, q3, q4, q5 = Q[0], Q[1], Q[2], Q[3], Q[4], Q[5]
     p0, p1, p2, p3, p4, p5 = P[r0], P[r0 + 1], P[r0 + 2], P[r0 + 3], P[r0 + 4], P[r0 + 5]
     for s in range(PW):
@@ -166,34 +162,34 @@ def output_tile_plane(dst, col0, M, bias, relu, OH, OW, TH, TW, O, S):
         m0, m1, m2, m3, m4, m5 = M[j], M[6 + j], M[12 + j], M[18 + j], M[24 + j], M[30 + j]
         s0, s1 = S[2 * j], S[2 * j + 1]
         for t in range(tiles):
-            c = _u(col0 + t)
+            c = u64(col0 + t)
             v = at6(m0[c], m1[c], m2[c], m3[c], m4[c], m5[c])
-            s0[_u(t)] = v[0]
-            s1[_u(t)] = v[1]
+            s0[u64(t)] = v[0]
+            s1[u64(t)] = v[1]
     for r in range(2):  # the top outputs, then the bottom ones
         p0, p1, p2, p3, p4, p5 = S[r], S[2 + r], S[4 + r], S[6 + r], S[8 + r], S[10 + r]
         o0, o1 = O[2 * r], O[2 * r + 1]
         for t in range(tiles):
-            q = _u(t)
+            q = u64(t)
             v = at6(p0[q], p1[q], p2[q], p3[q], p4[q], p5[q])
             o0[q] = max(v[0] + bias, floor)
             o1[q] = max(v[1] + bias, floor)
     full = OW // 2  # tiles with both columns inside
     for th in range(TH):
-        top = _u(2 * th * OW)
+        top = u64(2 * th * OW)
         two = 2 * th + 1 < OH
-        bottom = top + _u(OW)
-        first = _u(th * TW)
+        bottom = top + u64(OW)
+        first = u64(th * TW)
         for tw in range(full):
-            q = first + _u(tw)
-            x0 = _u(2 * tw)
+            q = first + u64(tw)
+            x0 = u64(2 * tw)
             dst[top + x0] = O[0, q]
-            dst[top + x0 + _u(1)] = O[1, q]
+            dst[top + x0 + u64(1)] = O[1, q]
             if two:
                 dst[bottom + x0] = O[2, q]
-                dst[bottom + x0 + _u(1)] = O[3, q]
+                dst[bottom + x0 + u64(1)] = O[3, q]
         if full < TW:  # OW odd: the last tile's left column only
-            q = first + _u(full)
-            dst[top + _u(2 * full)] = O[0, q]
+            q = first + u64(full)
+            dst[top + u64(2 * full)] = O[0, q]
             if two:
-                dst[bottom + _u(2 * full)] = O[2, q]
+                dst[bottom + u64(2 * full)] = O[2, q]

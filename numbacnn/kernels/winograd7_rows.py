@@ -15,14 +15,10 @@ Layouts: V and dV 49 × (C·T), position 7·i + j, column c·T + t, t = (n·TH +
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import u64
 from numbacnn.kernels.winograd35 import b7, bt7
 
 ZERO = np.float32(0.0)
-
-
-@njit(inline="always")
-def _u(i):
-    return np.uint64(i)
 
 
 @njit(inline="always")
@@ -46,10 +42,10 @@ def input_tile_row(V, col0, P, r0, TW, Q, step):
         v0, v1, v2, v3 = V[7 * i], V[7 * i + 1], V[7 * i + 2], V[7 * i + 3]
         v4, v5, v6 = V[7 * i + 4], V[7 * i + 5], V[7 * i + 6]
         for tw in range(TW):
-            s = _u(step * tw)
-            v = bt7(q[s], q[s + _u(1)], q[s + _u(2)], q[s + _u(3)], q[s + _u(4)],
-                    q[s + _u(5)], q[s + _u(6)])
-            col = _u(col0 + tw)
+            s = u64(step * tw)
+            v = bt7(q[s], q[s + u64(1)], q[s + u64(2)], q[s + u64(3)], q[s + u64(4)],
+                    q[s + u64(5)], q[s + u64(6)])
+            col = u64(col0 + tw)
             v0[col] = v[0]
             v1[col] = v[1]
             v2[col] = v[2]
@@ -70,15 +66,15 @@ def input_grad_tile_row(P, r0, dV, col0, TW, Q, step):
     for i in range(7):
         q = Q[i]
         for s in range(PW):
-            q[_u(s)] = ZERO
+            q[u64(s)] = ZERO
         d0, d1, d2, d3 = dV[7 * i], dV[7 * i + 1], dV[7 * i + 2], dV[7 * i + 3]
         d4, d5, d6 = dV[7 * i + 4], dV[7 * i + 5], dV[7 * i + 6]
         for tw in range(TW):
-            col = _u(col0 + tw)
+            col = u64(col0 + tw)
             w = b7(d0[col], d1[col], d2[col], d3[col], d4[col], d5[col], d6[col])
-            s = _u(step * tw)
+            s = u64(step * tw)
             for a in range(7):
-                q[s + _u(a)] += w[a]
+                q[s + u64(a)] += w[a]
     q0, q1, q2, q3, q4, q5, q6 = Q[0], Q[1], Q[2], Q[3], Q[4], Q[5], Q[6]
     p0, p1, p2, p3 = P[r0], P[r0 + 1], P[r0 + 2], P[r0 + 3]
     p4, p5, p6 = P[r0 + 4], P[r0 + 5], P[r0 + 6]

@@ -20,14 +20,10 @@ t = (n·TH + th)·TW + tw; planes flat (H·W).
 import numpy as np
 from numba import njit
 
+from numbacnn.kernels.index import u64
 from numbacnn.kernels.winograd import _a, _bt, _g, output_values
 
 ZERO = np.float32(0.0)
-
-
-@njit(inline="always")
-def _u(i):
-    return np.uint64(i)
 
 
 @njit(inline="always")
@@ -43,20 +39,20 @@ def pad_plane(P, src, mask, relu, H, W, PT, PL):
         iy = r - PT
         if iy < 0 or iy >= H:
             for s in range(PW):
-                row[_u(s)] = ZERO
+                row[u64(s)] = ZERO
             continue
         at = iy * W - PL
         for s in range(lo):
-            row[_u(s)] = ZERO
+            row[u64(s)] = ZERO
         if relu:
             for s in range(lo, hi):
-                v = src[_u(at + s)]
-                row[_u(s)] = v if mask[_u(at + s)] > ZERO else ZERO
+                v = src[u64(at + s)]
+                row[u64(s)] = v if mask[u64(at + s)] > ZERO else ZERO
         else:
             for s in range(lo, hi):
-                row[_u(s)] = src[_u(at + s)]
+                row[u64(s)] = src[u64(at + s)]
         for s in range(hi, PW):
-            row[_u(s)] = ZERO
+            row[u64(s)] = ZERO
 
 
 @njit(inline="always")
@@ -65,9 +61,9 @@ def input_tile_row(V, col0, P, r0, TW):
     the padded plane P (:func:`pad_plane`); the element body's ``input_tile_at`` order."""
     p0, p1, p2, p3 = P[r0], P[r0 + 1], P[r0 + 2], P[r0 + 3]
     for tw in range(TW):
-        s = _u(2 * tw)
-        one = _u(1)
-        col = _u(col0 + tw)
+        s = u64(2 * tw)
+        one = u64(1)
+        col = u64(col0 + tw)
         t0 = _bt(p0[s], p0[s + one], p0[s + one + one], p0[s + one + one + one])
         t2 = _bt(p2[s], p2[s + one], p2[s + one + one], p2[s + one + one + one])
         t1 = _bt(p1[s], p1[s + one], p1[s + one + one], p1[s + one + one + one])
@@ -87,9 +83,9 @@ def output_grad_tile_row(dM, col0, P, r0, s0, TW):
     arithmetic with plain loads (dx's input tiles are read from the same P)."""
     top, bottom = P[r0], P[r0 + 1]
     for tw in range(TW):
-        x0 = _u(s0 + 2 * tw)
-        x1 = x0 + _u(1)
-        col = _u(col0 + tw)
+        x0 = u64(s0 + 2 * tw)
+        x1 = x0 + u64(1)
+        col = u64(col0 + tw)
         left = _a(top[x0], bottom[x0])
         rgt = _a(top[x1], bottom[x1])
         for i in range(4):
@@ -109,12 +105,12 @@ def filter_tile_row(U, w, k):
     C = w.shape[1] // 9
     src = w[k]
     for c in range(C):
-        b = _u(9 * c)
-        one = _u(1)
-        g0, g1, g2 = src[b], src[b + one], src[b + _u(2)]
-        g3, g4, g5 = src[b + _u(3)], src[b + _u(4)], src[b + _u(5)]
-        g6, g7, g8 = src[b + _u(6)], src[b + _u(7)], src[b + _u(8)]
-        col = _u(k * C + c)
+        b = u64(9 * c)
+        one = u64(1)
+        g0, g1, g2 = src[b], src[b + one], src[b + u64(2)]
+        g3, g4, g5 = src[b + u64(3)], src[b + u64(4)], src[b + u64(5)]
+        g6, g7, g8 = src[b + u64(6)], src[b + u64(7)], src[b + u64(8)]
+        col = u64(k * C + c)
         c0 = _g(g0, g3, g6)
         c1 = _g(g1, g4, g7)
         c2 = _g(g2, g5, g8)
@@ -134,28 +130,28 @@ def output_tile_plane(dst, col0, M, bias, relu, OH, OW, TH, TW, O):
     tiles, long enough to vectorize), then placed (a partial edge tile drops the rest)."""
     floor = ZERO if relu else np.float32(-np.inf)
     for t in range(TH * TW):
-        v = output_values(M, _u(col0 + t), bias, floor)
-        q = _u(t)
+        v = output_values(M, u64(col0 + t), bias, floor)
+        q = u64(t)
         O[0, q] = v[0]
         O[1, q] = v[1]
         O[2, q] = v[2]
         O[3, q] = v[3]
     full = OW // 2  # tiles with both columns inside
     for th in range(TH):
-        top = _u(2 * th * OW)
+        top = u64(2 * th * OW)
         two = 2 * th + 1 < OH
-        bottom = top + _u(OW)
-        first = _u(th * TW)
+        bottom = top + u64(OW)
+        first = u64(th * TW)
         for tw in range(full):
-            q = first + _u(tw)
-            x0 = _u(2 * tw)
+            q = first + u64(tw)
+            x0 = u64(2 * tw)
             dst[top + x0] = O[0, q]
-            dst[top + x0 + _u(1)] = O[1, q]
+            dst[top + x0 + u64(1)] = O[1, q]
             if two:
                 dst[bottom + x0] = O[2, q]
-                dst[bottom + x0 + _u(1)] = O[3, q]
+                dst[bottom + x0 + u64(1)] = O[3, q]
         if full < TW:  # OW odd: the last tile's left column only
-            q = first + _u(full)
-            dst[top + _u(2 * full)] = O[0, q]
+            q = first + u64(full)
+            dst[top + u64(2 * full)] = O[0, q]
             if two:
-                dst[bottom + _u(2 * full)] = O[2, q]
+                dst[bottom + u64(2 * full)] = O[2, q]
